@@ -1,0 +1,1 @@
+"""Personalization data platform: Dagster assets over plain-Python domain logic."""

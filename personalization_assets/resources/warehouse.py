@@ -1,0 +1,181 @@
+"""The `warehouse` resource: plain SQL on DuckDB locally and on Snowflake in production.
+
+Assets that rebuild a whole table return a DataFrame and let the IO manager store it. Assets that
+need more than that (incremental upserts with their cursor in one transaction, segment SQL that
+must run inside the warehouse) use this resource. Both implementations speak the same small
+interface, and SQL is written once with `?` placeholders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def identifier(name: str) -> str:
+    """Guard for the names we interpolate into SQL (schemas, tables, columns)."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+class WarehouseConnection:
+    """One open connection with the few operations the assets need."""
+
+    def __init__(self, raw: Any, dialect: str):
+        self.raw = raw
+        self.dialect = dialect
+
+    # -- reading -------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        if self.dialect == "duckdb":
+            return self.raw.execute(sql, list(params)).df()
+        cur = self.raw.cursor()
+        cur.execute(sql, list(params))
+        frame = cur.fetch_pandas_all()
+        frame.columns = [c.lower() for c in frame.columns]
+        return frame
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        frame = self.query(sql, params)
+        return None if frame.empty else frame.iat[0, 0]
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        sql = (
+            "select count(*) from information_schema.tables "
+            "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)"
+        )
+        return bool(self.scalar(sql, [schema, table]))
+
+    # -- writing -------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self.dialect == "duckdb":
+            self.raw.execute(sql, list(params))
+        else:
+            self.raw.cursor().execute(sql, list(params))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[WarehouseConnection]:
+        """All or nothing: a failure inside leaves the warehouse as it was."""
+        self.execute("begin transaction")
+        try:
+            yield self
+        except BaseException:
+            self.execute("rollback")
+            raise
+        self.execute("commit")
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(f"create schema if not exists {identifier(schema)}")
+
+    def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
+        """Append rows, creating the table from the frame's columns the first time."""
+        target = f"{identifier(schema)}.{identifier(table)}"
+        self.ensure_schema(schema)
+        if self.dialect == "duckdb":
+            self.raw.register("_incoming", frame)
+            try:
+                if self.table_exists(schema, table):
+                    cols = ", ".join(identifier(c) for c in frame.columns)
+                    self.raw.execute(f"insert into {target} ({cols}) select {cols} from _incoming")
+                else:
+                    self.raw.execute(f"create table {target} as select * from _incoming")
+            finally:
+                self.raw.unregister("_incoming")
+            return
+        from snowflake.connector.pandas_tools import write_pandas  # lazy: 4 s import
+
+        upper = frame.rename(columns=str.upper)
+        write_pandas(
+            self.raw,
+            upper,
+            table_name=table.upper(),
+            schema=schema.upper(),
+            auto_create_table=True,
+            quote_identifiers=False,
+            use_logical_type=True,
+        )
+
+    def upsert_frame(
+        self, schema: str, table: str, frame: pd.DataFrame, keys: Sequence[str]
+    ) -> int:
+        """Replace rows whose key is in `frame`, insert the rest. Returns rows written.
+
+        Delete-then-insert keeps it portable between DuckDB and Snowflake; callers wrap it in
+        `transaction()` so a reader never sees the gap.
+        """
+        if frame.empty:
+            return 0
+        frame = frame.drop_duplicates(subset=list(keys), keep="last")
+        if self.table_exists(schema, table):
+            target = f"{identifier(schema)}.{identifier(table)}"
+            key_frame = frame[list(keys)].astype(str)
+            if len(keys) == 1:
+                values = key_frame[keys[0]].tolist()
+                for start in range(0, len(values), 5000):
+                    chunk = values[start : start + 5000]
+                    marks = ", ".join("?" for _ in chunk)
+                    self.execute(
+                        f"delete from {target} where cast({identifier(keys[0])} as varchar) in ({marks})",
+                        chunk,
+                    )
+            else:
+                for row in key_frame.itertuples(index=False):
+                    cond = " and ".join(f"cast({identifier(k)} as varchar) = ?" for k in keys)
+                    self.execute(f"delete from {target} where {cond}", list(row))
+        self.insert_frame(schema, table, frame)
+        return len(frame)
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """Embedded DuckDB file: the default for `dagster dev` and the demo."""
+
+    database: str = dg.Field(description="Path of the DuckDB file.")
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[WarehouseConnection]:
+        import duckdb
+        from pathlib import Path
+
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        raw = duckdb.connect(self.database)
+        try:
+            yield WarehouseConnection(raw, "duckdb")
+        finally:
+            raw.close()
+
+
+class SnowflakeWarehouse(dg.ConfigurableResource):
+    """Snowflake, for `DAGSTER_DEPLOYMENT=prod`. Credentials come from `dg.EnvVar`."""
+
+    account: str
+    user: str
+    password: str
+    database: str
+    warehouse: str | None = None
+    role: str | None = None
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[WarehouseConnection]:
+        import snowflake.connector  # lazy: importing Snowflake costs seconds
+
+        snowflake.connector.paramstyle = "qmark"
+        raw = snowflake.connector.connect(
+            account=self.account,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            warehouse=self.warehouse,
+            role=self.role,
+        )
+        try:
+            yield WarehouseConnection(raw, "snowflake")
+        finally:
+            raw.close()
