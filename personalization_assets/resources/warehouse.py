@@ -103,6 +103,12 @@ class WarehouseConnection:
             use_logical_type=True,
         )
 
+    def replace_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
+        """Make the table hold exactly `frame` (call inside `transaction()`)."""
+        if self.table_exists(schema, table):
+            self.execute(f"delete from {identifier(schema)}.{identifier(table)}")
+        self.insert_frame(schema, table, frame)
+
     def upsert_frame(
         self, schema: str, table: str, frame: pd.DataFrame, keys: Sequence[str]
     ) -> int:
@@ -134,10 +140,17 @@ class WarehouseConnection:
         return len(frame)
 
 
-class DuckDBWarehouse(dg.ConfigurableResource):
+class Warehouse(dg.ConfigurableResource):
+    """What assets annotate: either implementation below, chosen by the deployment."""
+
+    def connect(self) -> contextlib.AbstractContextManager[WarehouseConnection]:
+        raise NotImplementedError("use DuckDBWarehouse or SnowflakeWarehouse")
+
+
+class DuckDBWarehouse(Warehouse):
     """Embedded DuckDB file: the default for `dagster dev` and the demo."""
 
-    database: str = dg.Field(description="Path of the DuckDB file.")
+    database: str  # path of the DuckDB file
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[WarehouseConnection]:
@@ -152,7 +165,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             raw.close()
 
 
-class SnowflakeWarehouse(dg.ConfigurableResource):
+class SnowflakeWarehouse(Warehouse):
     """Snowflake, for `DAGSTER_DEPLOYMENT=prod`. Credentials come from `dg.EnvVar`."""
 
     account: str

@@ -1,0 +1,108 @@
+"""Small helpers every asset module shares: the DuckDB pool, metadata, cursors, quarantine writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ..resources.warehouse import WarehouseConnection
+
+# DuckDB allows one writing process per file: every asset that writes the warehouse queues here.
+WAREHOUSE_POOL = "warehouse_writer"
+
+QUARANTINE_COLUMNS = [
+    "source", "record_id", "raw_payload", "rule", "message", "first_seen", "last_seen",
+    "attempts", "status",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    shown = frame.head(rows).copy()
+    for column in shown.columns:  # long JSON payloads make the preview unreadable
+        if shown[column].dtype == object:
+            shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) < 60 else v[:57] + "...")
+    return dg.MetadataValue.md(shown.to_markdown(index=False))
+
+
+def frame_metadata(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """Row count, preview and (unless given) a column schema inferred from the frame."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "preview": preview(frame),
+    }
+    if "dagster/column_schema" not in extra:
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+        )
+    for key, value in extra.items():
+        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+    return metadata
+
+
+# -- cursors: stored in the warehouse, moved in the same transaction as the rows they describe --
+def read_cursor(conn: WarehouseConnection, name: str) -> dict | None:
+    if not conn.table_exists("ops", "cursors"):
+        return None
+    value = conn.scalar("select cursor_json from ops.cursors where name = ?", [name])
+    return json.loads(value) if value else None
+
+
+def write_cursor(conn: WarehouseConnection, name: str, cursor: dict) -> None:
+    conn.ensure_schema("ops")
+    conn.execute(
+        "create table if not exists ops.cursors (name varchar primary key, cursor_json varchar, "
+        "updated_at timestamptz)"
+    )
+    conn.execute("delete from ops.cursors where name = ?", [name])
+    conn.execute("insert into ops.cursors values (?, ?, ?)", [name, json.dumps(cursor), utc_now()])
+
+
+def read_table(conn: WarehouseConnection, schema: str, table: str, columns: list[str]) -> pd.DataFrame:
+    """A whole table, or an empty frame with the expected columns before its first load."""
+    if not conn.table_exists(schema, table):
+        return pd.DataFrame(columns=columns)
+    return conn.query(f"select * from {schema}.{table}")
+
+
+def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame) -> int:
+    """Add rejected rows to `quarantine.<source>`; a row seen again only bumps attempts/last_seen."""
+    if rows.empty:
+        return 0
+    existing = read_table(conn, "quarantine", source, QUARANTINE_COLUMNS)
+    merged = merge_quarantine_frames(existing, rows.assign(source=source), utc_now())
+    conn.replace_frame("quarantine", source, merged)
+    return len(rows.drop_duplicates(subset=["record_id", "rule"]))
+
+
+def merge_quarantine_frames(existing: pd.DataFrame, new: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """Pure merge: keyed on (record_id, rule) among open rows, so reprocessing never duplicates."""
+    new = new.drop_duplicates(subset=["record_id", "rule"]).copy()
+    new["record_id"] = new["record_id"].astype(str)
+    new["rule"] = new["rule"].astype(str)
+    prior = existing[existing["status"] == "open"].set_index(["record_id", "rule"]) if len(existing) else None
+    first_seen, attempts = [], []
+    for key in zip(new["record_id"], new["rule"]):
+        if prior is not None and key in prior.index:
+            first_seen.append(prior.loc[key, "first_seen"])
+            attempts.append(int(prior.loc[key, "attempts"]) + 1)
+        else:
+            first_seen.append(now)
+            attempts.append(1)
+    new = new.assign(first_seen=pd.to_datetime(first_seen, utc=True), last_seen=pd.Timestamp(now),
+                     attempts=pd.array(attempts, dtype="int64"), status="open")
+    new["raw_payload"] = new["raw_payload"].astype(str)
+    new["message"] = new["message"].astype(str)
+    keys = set(zip(new["record_id"], new["rule"]))
+    kept = existing[[k not in keys for k in zip(existing["record_id"].astype(str), existing["rule"].astype(str))]] if len(existing) else existing
+    frames = [f[QUARANTINE_COLUMNS] for f in (kept, new) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else new[QUARANTINE_COLUMNS]

@@ -1,0 +1,88 @@
+"""Run the demo end to end: seed the sources, materialize every asset, summarize what was built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+from tabulate import tabulate
+
+from .. import settings
+from .generator import DemoData
+from .seed import seed_demo
+
+
+@dataclass
+class DemoOutcome:
+    success: bool
+    warehouse: str
+    data: DemoData | None = None
+    errors: list[str] = field(default_factory=list)
+    table_rows: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    duplicates_merged: int = 0
+    segment_sizes: dict[str, int] = field(default_factory=dict)
+
+
+def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False,
+             instance: dg.DagsterInstance | None = None) -> DemoOutcome:
+    from ..definitions import defs
+
+    data = seed_demo(settings.data_dir(), crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
+                     seed=seed, scale=scale, fresh=fresh)
+    definitions = defs()
+    job = definitions.resolve_job_def("everything")
+    instance = instance or dg.DagsterInstance.get()
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), data=data)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                outcome.errors.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+        return outcome
+    _collect(outcome)
+    return outcome
+
+
+def _collect(outcome: DemoOutcome) -> None:
+    import duckdb
+
+    with duckdb.connect(outcome.warehouse, read_only=True) as conn:
+        tables = conn.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema not in ('ops') order by 1, 2").fetchall()
+        for schema, table in tables:
+            count = conn.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+            if schema == "quarantine":
+                outcome.quarantined[table] = count
+            else:
+                outcome.table_rows[f"{schema}.{table}"] = count
+        if ("marts", "segment_membership") in tables:
+            sizes = conn.execute("select segment, count(*) from marts.segment_membership group by 1 order by 1").fetchall()
+            outcome.segment_sizes = {k: v for k, v in sizes}
+    staged = outcome.table_rows.get("staging.customers", 0)
+    outcome.duplicates_merged = staged - outcome.table_rows.get("core.customers", staged)
+
+
+def summary_table(outcome: DemoOutcome) -> str:
+    parts = [
+        "Rows per table:\n" + tabulate(sorted(outcome.table_rows.items()), headers=["table", "rows"]),
+        "Quarantined rows (kept with their reason):\n"
+        + tabulate(sorted(outcome.quarantined.items()) or [("-", 0)], headers=["source", "rows"]),
+        f"Duplicates merged into golden customers: {outcome.duplicates_merged}",
+        "Segment sizes:\n" + tabulate(sorted(outcome.segment_sizes.items()), headers=["segment", "members"]),
+    ]
+    return "\n\n".join(parts)
+
+
+def frame_of(table: str) -> pd.DataFrame:
+    """Read one warehouse table (for tests and notebooks)."""
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        return conn.execute(f"select * from {table}").df()
