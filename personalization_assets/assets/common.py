@@ -57,12 +57,27 @@ def read_cursor(conn: WarehouseConnection, name: str) -> dict | None:
     return json.loads(value) if value else None
 
 
+def _typed_empty(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
+CURSOR_TABLE = _typed_empty({"name": "object", "cursor_json": "object", "updated_at": "datetime64[ns, UTC]"})
+QUARANTINE_TABLE = _typed_empty({
+    "source": "object", "record_id": "object", "raw_payload": "object", "rule": "object",
+    "message": "object", "first_seen": "datetime64[ns, UTC]", "last_seen": "datetime64[ns, UTC]",
+    "attempts": "int64", "status": "object"})
+
+
+def prepare_cursors(conn: WarehouseConnection) -> None:
+    """Create `ops.cursors` if missing (before a transaction: see `prepare_table`)."""
+    conn.prepare_table("ops", "cursors", CURSOR_TABLE)
+
+
+def prepare_quarantine(conn: WarehouseConnection, source: str) -> None:
+    conn.prepare_table("quarantine", source, QUARANTINE_TABLE)
+
+
 def write_cursor(conn: WarehouseConnection, name: str, cursor: dict) -> None:
-    conn.ensure_schema("ops")
-    conn.execute(
-        "create table if not exists ops.cursors (name varchar primary key, cursor_json varchar, "
-        "updated_at timestamptz)"
-    )
     conn.execute("delete from ops.cursors where name = ?", [name])
     conn.execute("insert into ops.cursors values (?, ?, ?)", [name, json.dumps(cursor), utc_now()])
 

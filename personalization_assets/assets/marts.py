@@ -50,9 +50,11 @@ SEGMENT_PARAMS = {"cart_abandoners": lambda now: [now - timedelta(days=7)], "hig
           kinds={"sql", "duckdb"})
 def customer_profiles(warehouse: Warehouse) -> dg.MaterializeResult:
     """One profile per customer: order history, value, and subscription state."""
-    with warehouse.connect() as conn, conn.transaction():
+    with warehouse.connect() as conn:
         frame = conn.query(PROFILE_SQL)
-        conn.replace_frame("marts", "customer_profiles", frame)
+        conn.prepare_table("marts", "customer_profiles", frame)
+        with conn.transaction():
+            conn.replace_frame("marts", "customer_profiles", frame)
     return dg.MaterializeResult(metadata=frame_metadata(frame))
 
 
@@ -62,7 +64,7 @@ def segment_membership(warehouse: Warehouse) -> dg.MaterializeResult:
     """Who is in each sendable segment now. Unsubscribed and non-consenting customers never are."""
     now = utc_now()
     parts = []
-    with warehouse.connect() as conn, conn.transaction():
+    with warehouse.connect() as conn:
         sendable = conn.query("select customer_key from core.customers where email_opt_in and consent_processing")
         for name, sql in SEGMENT_SQL.items():
             members = conn.query(sql, SEGMENT_PARAMS[name](now))
@@ -70,7 +72,9 @@ def segment_membership(warehouse: Warehouse) -> dg.MaterializeResult:
             parts.append(pd.DataFrame({"segment": name, "customer_key": members["customer_key"], "since": now}))
         frame = pd.concat(parts, ignore_index=True)
         frame["since"] = pd.to_datetime(frame["since"], utc=True)
-        conn.replace_frame("marts", "segment_membership", frame)
+        conn.prepare_table("marts", "segment_membership", frame)
+        with conn.transaction():
+            conn.replace_frame("marts", "segment_membership", frame)
     sizes = frame["segment"].value_counts().reindex(SEGMENT_SQL.keys(), fill_value=0).to_dict()
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, segment_sizes=sizes, **{f"segment_size:{k}": int(v) for k, v in sizes.items()}))

@@ -14,7 +14,10 @@ from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
 from ..sources import SourceError
 from ..sources.crm import CrmCursor
 from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata, merge_quarantine, read_cursor, utc_now, write_cursor
+from .common import (
+    WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
+    read_cursor, write_cursor,
+)
 
 # Sources land at least daily; warn after 2 h without a load, fail after 26 h.
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=2))
@@ -41,6 +44,10 @@ def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResul
         raise _fail(exc) from exc
     for column in ("created_at", "updated_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
+    with warehouse.connect() as conn:
+        prepare_cursors(conn)
+        if not frame.empty:
+            conn.prepare_table("raw", "crm_customers", frame)
     with warehouse.connect() as conn, conn.transaction():
         written = conn.upsert_frame("raw", "crm_customers", frame, ["customer_id"])
         write_cursor(conn, "crm_customers", new_cursor.to_json())
@@ -101,6 +108,11 @@ def shop_orders(orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeRe
     if not frame.empty:
         stamps = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")
         new_cursor = stamps.max().isoformat()
+    with warehouse.connect() as conn:
+        prepare_cursors(conn)
+        prepare_quarantine(conn, "shop_orders")
+        if not frame.empty:
+            conn.prepare_table("raw", "shop_orders", frame)
     with warehouse.connect() as conn, conn.transaction():
         written = conn.upsert_frame("raw", "shop_orders", frame, ["order_id"])
         quarantined = merge_quarantine(conn, "shop_orders", rejected)
@@ -140,6 +152,10 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
     if not frame.empty:
         frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     new_offset = records[-1].offset if records else after
+    with warehouse.connect() as conn:
+        prepare_cursors(conn)
+        if not frame.empty:
+            conn.prepare_table("raw", "events", frame)
     with warehouse.connect() as conn, conn.transaction():
         if not frame.empty and conn.table_exists("raw", "events"):
             seen = set(conn.query(

@@ -6,7 +6,7 @@ import pandas as pd
 from ..resources.warehouse import WarehouseConnection
 from .. import staging as logic
 from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata, merge_quarantine, read_table, utc_now
+from .common import WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, utc_now
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 from ..sources.crm import CUSTOMER_COLUMNS
 
@@ -24,6 +24,7 @@ def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "crm_customers", CUSTOMER_COLUMNS)
         result = logic.stage_customers(raw, now=utc_now())
+        prepare_quarantine(conn, "crm_customers")
         with conn.transaction():
             by_rule = _quarantine(conn, "crm_customers", result.quarantined)
     return dg.Output(result.valid, metadata=frame_metadata(
@@ -46,6 +47,7 @@ def orders(staged_customers: pd.DataFrame, warehouse: Warehouse):
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "shop_orders", ORDER_COLUMNS)
         result = logic.stage_orders(raw, known_customers=staged_customers["source_id"], now=utc_now())
+        prepare_quarantine(conn, "shop_orders")
         with conn.transaction():
             by_rule = _quarantine(conn, "shop_orders", result.quarantined)
     yield dg.Output(result.orders, output_name="orders", metadata=frame_metadata(
@@ -63,6 +65,7 @@ def events(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "events", EVENT_COLUMNS)
         result = logic.stage_events(raw, now=utc_now())
+        prepare_quarantine(conn, "events")
         with conn.transaction():
             by_rule = _quarantine(conn, "events", result.quarantined)
     return dg.Output(result.valid, metadata=frame_metadata(

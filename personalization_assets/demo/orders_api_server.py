@@ -26,10 +26,12 @@ class ApiBehaviour:
     retry_after: str = "0"
     error_every: int = 0  # answer 503 to every Nth data request (0 = never)
     malformed_json: bool = False
+    fail_after: int = 0  # answer 503 to every data request after the first N (0 = never)
     requests: int = 0
     throttled: int = 0
     errors: int = 0
     tokens_issued: int = 0
+    unauthorized: int = 0
     tokens: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,7 +63,7 @@ class OrdersApiServer:
         if not self.path.exists():
             return []
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return sorted(rows, key=lambda o: (_utc_key(o["updated_at"]), o["order_id"]))
+        return sorted(rows, key=lambda o: (_utc_key(o["updated_at"]), str(o.get("order_id", ""))))
 
 
 def _utc_key(value: str) -> float:
@@ -115,11 +117,15 @@ def _handler(api: OrdersApiServer):
                 b.requests += 1
                 n = b.requests
             if not valid:
+                b.unauthorized += 1
                 return self._reply(401, {"error": "invalid_token"})
             if b.rate_limit_every and n % b.rate_limit_every == 0:
                 b.throttled += 1
                 return self._reply(429, {"error": "rate_limited"}, {"Retry-After": b.retry_after})
             if b.error_every and n % b.error_every == 0:
+                b.errors += 1
+                return self._reply(503, {"error": "unavailable"})
+            if b.fail_after and n > b.fail_after:
                 b.errors += 1
                 return self._reply(503, {"error": "unavailable"})
             if b.malformed_json:

@@ -29,12 +29,15 @@ class OrdersApi(dg.ConfigurableResource):
     client_secret: str
     catalogue_dir: str = ""
     timeout_seconds: float = 10.0
+    max_attempts: int = 6
+    page_size: int = 200
 
     @contextlib.contextmanager
     def client(self) -> Iterator[OrdersApiClient]:
         if self.base_url:
             yield OrdersApiClient(self.base_url, self.client_id, self.client_secret,
-                                  timeout=self.timeout_seconds)
+                                  timeout=self.timeout_seconds, max_attempts=self.max_attempts,
+                                  page_size=self.page_size)
             return
         from ..demo.orders_api_server import ApiBehaviour, OrdersApiServer
 

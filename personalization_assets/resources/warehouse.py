@@ -73,35 +73,41 @@ class WarehouseConnection:
         self.execute("commit")
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(f"create schema if not exists {identifier(schema)}")
+        exists = self.scalar(
+            "select count(*) from information_schema.schemata where lower(schema_name) = lower(?)", [schema])
+        if not exists:
+            self.execute(f"create schema if not exists {identifier(schema)}")
+
+    def prepare_table(self, schema: str, table: str, frame: pd.DataFrame) -> None:
+        """Create schema and table (typed like `frame`) if missing.
+
+        Call before `transaction()`: Snowflake commits implicitly on DDL, so tables must exist
+        before the all-or-nothing part begins.
+        """
+        self.ensure_schema(schema)
+        if self.table_exists(schema, table):
+            return
+        columns = ", ".join(f"{identifier(c)} {_sql_type(t, self.dialect)}" for c, t in frame.dtypes.items())
+        self.execute(f"create table if not exists {identifier(schema)}.{identifier(table)} ({columns})")
 
     def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
-        """Append rows, creating the table from the frame's columns the first time."""
+        """Append rows; the table is created from the frame's columns if it does not exist."""
+        self.prepare_table(schema, table, frame)
+        if frame.empty:
+            return
         target = f"{identifier(schema)}.{identifier(table)}"
-        self.ensure_schema(schema)
+        cols = ", ".join(identifier(c) for c in frame.columns)
         if self.dialect == "duckdb":
             self.raw.register("_incoming", frame)
             try:
-                if self.table_exists(schema, table):
-                    cols = ", ".join(identifier(c) for c in frame.columns)
-                    self.raw.execute(f"insert into {target} ({cols}) select {cols} from _incoming")
-                else:
-                    self.raw.execute(f"create table {target} as select * from _incoming")
+                self.raw.execute(f"insert into {target} ({cols}) select {cols} from _incoming")
             finally:
                 self.raw.unregister("_incoming")
             return
         from snowflake.connector.pandas_tools import write_pandas  # lazy: 4 s import
 
-        upper = frame.rename(columns=str.upper)
-        write_pandas(
-            self.raw,
-            upper,
-            table_name=table.upper(),
-            schema=schema.upper(),
-            auto_create_table=True,
-            quote_identifiers=False,
-            use_logical_type=True,
-        )
+        write_pandas(self.raw, frame.rename(columns=str.upper), table_name=table.upper(),
+                     schema=schema.upper(), quote_identifiers=False, use_logical_type=True)
 
     def replace_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
         """Make the table hold exactly `frame` (call inside `transaction()`)."""
@@ -138,6 +144,21 @@ class WarehouseConnection:
                     self.execute(f"delete from {target} where {cond}", list(row))
         self.insert_frame(schema, table, frame)
         return len(frame)
+
+
+def _sql_type(dtype, dialect: str) -> str:
+    kind = getattr(dtype, "kind", "O")
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamptz" if dialect == "duckdb" else "timestamp_tz"
+    if kind == "M":
+        return "timestamp"
+    if kind == "b" or str(dtype) == "boolean":
+        return "boolean"
+    if kind in "iu" or str(dtype).startswith("Int"):
+        return "bigint"
+    if kind == "f":
+        return "double"
+    return "varchar"
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -45,7 +45,8 @@ class OrdersApiClient:
             raise SourceError(SOURCE, f"token response has no access_token: {str(body)[:200]}")
         self._token = body["access_token"]
         # Refresh a little early so a token does not expire between check and use.
-        self._token_expires = time.monotonic() + float(body.get("expires_in", 300)) - 5
+        ttl = float(body.get("expires_in", 300))
+        self._token_expires = time.monotonic() + ttl - min(5.0, ttl / 10)
         return self._token
 
     def _bearer(self) -> str:
