@@ -2,19 +2,16 @@
 
 import dagster as dg
 
-from . import settings
+from . import schedules, sensors, settings
 from .assets import all_definitions
 from .resources import resources_for
-
-everything_job = dg.define_asset_job(
-    "everything", selection=dg.AssetSelection.all(),
-    description="Materialize the whole graph: sources to segments.",
-)
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         all_definitions(),
-        dg.Definitions(jobs=[everything_job], resources=resources_for(settings.deployment())),
+        schedules.defs,
+        sensors.defs,
+        dg.Definitions(resources=resources_for(settings.deployment())),
     )

@@ -1,0 +1,32 @@
+"""The batch half of the hybrid approach: segments refresh hourly, everything else daily.
+
+Urgent work (cart abandonment) does not wait for these: the trigger engine acts on the stream.
+"""
+
+import dagster as dg
+
+hourly_segments_job = dg.define_asset_job(
+    "hourly_segments",
+    selection=dg.AssetSelection.assets(
+        ["raw", "events"], ["staging", "events"], ["core", "identity_map"], ["marts", "segment_membership"]
+    ),
+    description="New events into the warehouse, then segment membership.",
+)
+
+everything_job = dg.define_asset_job(
+    "everything",
+    selection=dg.AssetSelection.all(),
+    description="The main job: every source, identity resolution, profiles and segments.",
+)
+
+hourly_segments = dg.ScheduleDefinition(
+    name="hourly_segments", job=hourly_segments_job, cron_schedule="5 * * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+daily_profiles = dg.ScheduleDefinition(
+    name="daily_profiles", job=everything_job, cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+defs = dg.Definitions(jobs=[hourly_segments_job, everything_job],
+                      schedules=[hourly_segments, daily_profiles])
