@@ -7,6 +7,7 @@ through a `Link: rel="next"` header, and it answers 429 (with `Retry-After`) or 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import secrets
 import threading
@@ -45,6 +46,9 @@ class OrdersApiServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._cache: list[dict] = []
+        self._cache_version: tuple | None = None
+        self._cache_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -60,10 +64,19 @@ class OrdersApiServer:
         self._server.server_close()
 
     def orders(self) -> list[dict]:
+        """The catalogue sorted by (updated_at, order_id); parsed again only when the file changes."""
         if not self.path.exists():
             return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return sorted(rows, key=lambda o: (_utc_key(o["updated_at"]), str(o.get("order_id", ""))))
+        stat = self.path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+        with self._cache_lock:
+            if self._cache_version != version:
+                rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+                for row in rows:
+                    row["_sort"] = (_utc_key(row["updated_at"]), str(row.get("order_id", "")))
+                rows.sort(key=lambda o: o["_sort"])
+                self._cache, self._cache_version = rows, version
+            return self._cache
 
 
 def _utc_key(value: str) -> float:
@@ -138,9 +151,9 @@ def _handler(api: OrdersApiServer):
             since = query.get("updated_since", [None])[0]
             rows = api.orders()
             if since:
-                floor = _utc_key(since)
-                rows = [o for o in rows if _utc_key(o["updated_at"]) >= floor]
-            page = rows[offset: offset + limit]
+                start = bisect.bisect_left([o["_sort"][0] for o in rows], _utc_key(since))
+                rows = rows[start:]
+            page = [{k: v for k, v in o.items() if k != "_sort"} for o in rows[offset: offset + limit]]
             headers = {}
             if offset + limit < len(rows):
                 params = {"limit": limit, "cursor": offset + limit}
