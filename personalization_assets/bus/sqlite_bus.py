@@ -1,0 +1,236 @@
+"""Embedded event bus: an append-only log table in a SQLite file in WAL mode.
+
+Why SQLite: no server, crash-safe, and WAL lets many processes read while one writes (writers from
+several processes queue on the file lock via busy_timeout). Offsets are an AUTOINCREMENT rowid
+assigned inside the write transaction; since write transactions are serialized, offsets become
+visible in increasing order and are never reused.
+
+Durability: `synchronous=FULL` (default) fsyncs the WAL at every commit, so an appended event
+survives a process kill *and* an OS crash or power loss. `synchronous=NORMAL` in WAL mode survives
+a process kill (the commit is in the OS page cache) but may lose the last commits on power loss;
+choose it with `?synchronous=normal` only where that is acceptable. Callers batch many events per
+append (group commit) so the fsync is amortized.
+
+Dedup: a side table maps messageId -> first offset; entries older than the window are pruned, so a
+messageId re-sent after the window is stored again (Segment semantics), within it never twice.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import orjson
+
+from .base import DEFAULT_DEDUP_WINDOW_S, Appended, BusRecord, message_id_of
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_PRUNE_EVERY_S = 60.0
+_PRUNE_MAX_ROWS = 200_000
+
+
+class SqliteBus:
+    def __init__(
+        self,
+        path: str | Path,
+        table: str = "events",
+        synchronous: str = "FULL",
+        dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S,
+    ) -> None:
+        if not _IDENT.match(table):
+            raise ValueError(f"invalid bus table name {table!r}: use letters, digits, underscore")
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        self.path = Path(path)
+        self.table = table
+        self.dedup_window_s = float(dedup_window_s)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._next_prune = 0.0
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=60, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._create()
+
+    def _create(self) -> None:
+        t = self.table
+        with self._tx():
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} (bus_offset INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " message_id TEXT NOT NULL, received_at REAL NOT NULL, payload BLOB NOT NULL)"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t}_dedup (message_id TEXT PRIMARY KEY,"
+                " bus_offset INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t}_groups (grp TEXT PRIMARY KEY,"
+                " committed INTEGER NOT NULL)"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t}_meta (key TEXT PRIMARY KEY, value INTEGER)"
+            )
+
+    def _tx(self):
+        bus = self
+
+        class _Tx:
+            def __enter__(self_inner):
+                bus._conn.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                bus._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, events: Sequence[dict]) -> list[int]:
+        return [a.offset for a in self.append_detailed(events)]
+
+    def append_detailed(self, events: Sequence[dict]) -> list[Appended]:
+        if not events:
+            return []
+        ids = [message_id_of(e) for e in events]
+        t = self.table
+        with self._lock, self._tx():
+            known = self._known_offsets(set(ids))
+            rows, fresh_idx, seen_in_batch = [], [], {}
+            now = time.time()
+            for i, (mid, ev) in enumerate(zip(ids, events)):
+                if mid in known or mid in seen_in_batch:
+                    continue
+                seen_in_batch[mid] = i
+                if ev.get("messageId") != mid:
+                    ev = {**ev, "messageId": mid}
+                rows.append((mid, now, orjson.dumps(ev)))
+                fresh_idx.append(i)
+            if rows:
+                self._conn.executemany(
+                    f"INSERT INTO {t} (message_id, received_at, payload) VALUES (?, ?, ?)", rows
+                )
+                last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                first = last - len(rows) + 1
+                self._conn.executemany(
+                    f"INSERT INTO {t}_dedup (message_id, bus_offset) VALUES (?, ?)",
+                    [(r[0], first + k) for k, r in enumerate(rows)],
+                )
+                for k, i in enumerate(fresh_idx):
+                    known[ids[i]] = first + k
+            if now >= self._next_prune:
+                self._prune_dedup(now)
+                self._next_prune = now + _PRUNE_EVERY_S
+        fresh = set(fresh_idx)
+        return [Appended(known[mid], i not in fresh) for i, mid in enumerate(ids)]
+
+    def _known_offsets(self, ids: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        ids_list = list(ids)
+        for k in range(0, len(ids_list), 500):
+            chunk = ids_list[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._conn.execute(
+                    f"SELECT message_id, bus_offset FROM {self.table}_dedup"
+                    f" WHERE message_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            )
+        return found
+
+    def _prune_dedup(self, now: float) -> None:
+        """Forget messageIds stored before the window (bisect on offsets: received_at grows)."""
+        t = self.table
+        row = self._conn.execute(f"SELECT value FROM {t}_meta WHERE key='pruned_upto'").fetchone()
+        lo = row[0] if row else 0
+        hi = min(self._conn.execute(f"SELECT coalesce(max(bus_offset),0) FROM {t}").fetchone()[0],
+                 lo + _PRUNE_MAX_ROWS)
+        cutoff = now - self.dedup_window_s
+        while lo < hi:  # largest offset in (lo, hi] with received_at < cutoff
+            mid = (lo + hi + 1) // 2
+            r = self._conn.execute(f"SELECT received_at FROM {t} WHERE bus_offset=?", (mid,)).fetchone()
+            if r is not None and r[0] < cutoff:
+                lo = mid
+            else:
+                hi = mid - 1
+        start = row[0] if row else 0
+        if lo <= start:
+            return
+        self._conn.execute(
+            f"DELETE FROM {t}_dedup WHERE bus_offset <= ? AND message_id IN"
+            f" (SELECT message_id FROM {t} WHERE bus_offset > ? AND bus_offset <= ?)",
+            (lo, start, lo),
+        )
+        self._conn.execute(
+            f"INSERT INTO {t}_meta (key, value) VALUES ('pruned_upto', ?)"
+            " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (lo,),
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, after_offset: int, limit: int = 1000) -> list[BusRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT bus_offset, message_id, received_at, payload FROM {self.table}"
+                " WHERE bus_offset > ? ORDER BY bus_offset LIMIT ?",
+                (int(after_offset), int(limit)),
+            ).fetchall()
+        return [
+            BusRecord(o, m, datetime.fromtimestamp(r, tz=timezone.utc), orjson.loads(p))
+            for o, m, r, p in rows
+        ]
+
+    def committed(self, group: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT committed FROM {self.table}_groups WHERE grp=?", (group,)
+            ).fetchone()
+        return row[0] if row else 0
+
+    def read_group(
+        self, group: str, consumer: str, limit: int = 1000, block_ms: int = 0
+    ) -> list[BusRecord]:
+        """The group is one committed cursor shared by its consumers (at-least-once; exclusive
+        per-consumer delivery needs the Redis bus)."""
+        deadline = time.monotonic() + block_ms / 1000.0
+        while True:
+            records = self.read(self.committed(group), limit)
+            if records or time.monotonic() >= deadline:
+                return records
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def ack(self, group: str, offsets: Sequence[int]) -> None:
+        """Cumulative, like a Kafka commit: the group's position moves to the highest offset."""
+        if not offsets:
+            return
+        with self._lock:
+            self._conn.execute(
+                f"INSERT INTO {self.table}_groups (grp, committed) VALUES (?, ?)"
+                " ON CONFLICT(grp) DO UPDATE SET committed=max(committed, excluded.committed)",
+                (group, int(max(offsets))),
+            )
+
+    def last_offset(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT coalesce(max(bus_offset), 0) FROM {self.table}"
+            ).fetchone()[0]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteBus({str(self.path)!r}, table={self.table!r})"

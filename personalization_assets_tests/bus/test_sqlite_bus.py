@@ -1,0 +1,112 @@
+"""The embedded bus: durable append, dedup window, offsets in order, groups, several processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import pytest
+
+from personalization_assets.bus import open_bus
+from personalization_assets.bus.sqlite_bus import SqliteBus
+
+
+def _ev(i: int, **extra) -> dict:
+    return {"type": "track", "event": "Viewed", "messageId": f"m-{i}", "properties": {"i": i}, **extra}
+
+
+def test_open_bus_creates_parent_dirs_and_round_trips(tmp_path):
+    url = f"sqlite:///{tmp_path}/a/b/events.db"
+    bus = open_bus(url)
+    offsets = bus.append([_ev(1), _ev(2)])
+    assert offsets[1] == offsets[0] + 1
+    records = bus.read(0)
+    assert [r.message_id for r in records] == ["m-1", "m-2"]
+    assert records[0].event["properties"] == {"i": 1}
+    assert records[0].received_at.tzinfo is not None
+    assert bus.last_offset() == offsets[1]
+    bus.close()
+    reopened = open_bus(url)
+    assert [r.offset for r in reopened.read(0)] == offsets
+
+
+def test_duplicates_are_stored_once_and_report_the_first_offset(tmp_path):
+    bus = SqliteBus(tmp_path / "e.db")
+    first = bus.append_detailed([_ev(1), _ev(2), _ev(1)])
+    assert [a.duplicate for a in first] == [False, False, True]
+    assert first[2].offset == first[0].offset
+    again = bus.append_detailed([_ev(2), _ev(3)])
+    assert [a.duplicate for a in again] == [True, False]
+    assert again[0].offset == first[1].offset
+    assert bus.count() == 3
+
+
+def test_messageid_is_stored_again_after_the_window(tmp_path):
+    bus = SqliteBus(tmp_path / "e.db", dedup_window_s=0.2)
+    bus.append([_ev(1)])
+    time.sleep(0.3)
+    bus._next_prune = 0  # prune on the next append instead of after the 60 s period
+    bus.append([_ev(9)])
+    assert bus.append_detailed([_ev(1)])[0].duplicate is False
+    assert bus.count() == 3
+
+
+def test_event_without_message_id_gets_one(tmp_path):
+    bus = SqliteBus(tmp_path / "e.db")
+    bus.append([{"type": "track", "event": "X"}])
+    (record,) = bus.read(0)
+    assert record.event["messageId"] == record.message_id and record.message_id
+
+
+def test_read_paginates_and_group_ack_advances(tmp_path):
+    bus = SqliteBus(tmp_path / "e.db")
+    offsets = bus.append([_ev(i) for i in range(10)])
+    assert [r.offset for r in bus.read(offsets[3], limit=2)] == offsets[4:6]
+    got = bus.read_group("g", "c1", limit=4)
+    assert [r.offset for r in got] == offsets[:4]
+    # not acknowledged yet: delivered again
+    assert [r.offset for r in bus.read_group("g", "c1", limit=4)] == offsets[:4]
+    bus.ack("g", [r.offset for r in got])
+    assert [r.offset for r in bus.read_group("g", "c1", limit=100)] == offsets[4:]
+    assert [r.offset for r in bus.read_group("other", "c", limit=2)] == offsets[:2]
+    bus.ack("g", [offsets[1]])  # a stale ack never moves the group backwards
+    assert bus.committed("g") == offsets[3]
+
+
+def test_read_group_blocks_until_timeout_when_empty(tmp_path):
+    bus = SqliteBus(tmp_path / "e.db")
+    t0 = time.monotonic()
+    assert bus.read_group("g", "c", block_ms=150) == []
+    assert time.monotonic() - t0 >= 0.14
+
+
+def _writer(path: str, start: int, n: int) -> None:
+    bus = SqliteBus(path)
+    for k in range(0, n, 50):
+        bus.append([_ev(start + i) for i in range(k, min(n, k + 50))])
+
+
+def test_several_processes_write_and_read_at_once(tmp_path):
+    path = str(tmp_path / "e.db")
+    SqliteBus(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, p * 10_000, 400)) for p in range(3)]
+    for p in procs:
+        p.start()
+    reader = SqliteBus(path)
+    seen, after = [], 0
+    deadline = time.monotonic() + 30
+    while len(seen) < 1200 and time.monotonic() < deadline:
+        batch = reader.read(after, limit=300)
+        if batch:
+            seen.extend(r.offset for r in batch)
+            after = batch[-1].offset
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(seen) == 1200 and seen == sorted(set(seen))
+
+
+def test_unknown_scheme_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown bus URL scheme"):
+        open_bus("kafka://x")
