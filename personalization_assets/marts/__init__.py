@@ -1,0 +1,1 @@
+"""Marts: profiles, RFM, CLV and personalization payloads, plain Python over warehouse SQL."""

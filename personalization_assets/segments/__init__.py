@@ -1,0 +1,1 @@
+"""Segments as code: declarative definitions compiled to warehouse SQL, membership and suppression."""
