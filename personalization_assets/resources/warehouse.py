@@ -127,23 +127,27 @@ class WarehouseConnection:
             return 0
         frame = frame.drop_duplicates(subset=list(keys), keep="last")
         if self.table_exists(schema, table):
-            target = f"{identifier(schema)}.{identifier(table)}"
-            key_frame = frame[list(keys)].astype(str)
-            if len(keys) == 1:
-                values = key_frame[keys[0]].tolist()
-                for start in range(0, len(values), 5000):
-                    chunk = values[start : start + 5000]
-                    marks = ", ".join("?" for _ in chunk)
-                    self.execute(
-                        f"delete from {target} where cast({identifier(keys[0])} as varchar) in ({marks})",
-                        chunk,
-                    )
-            else:
-                for row in key_frame.itertuples(index=False):
-                    cond = " and ".join(f"cast({identifier(k)} as varchar) = ?" for k in keys)
-                    self.execute(f"delete from {target} where {cond}", list(row))
+            self._delete_keys(f"{identifier(schema)}.{identifier(table)}", frame[list(keys)].astype(str))
         self.insert_frame(schema, table, frame)
         return len(frame)
+
+
+    def _delete_keys(self, target: str, keys: pd.DataFrame) -> None:
+        match = " and ".join(f"cast(t.{identifier(k)} as varchar) = k.{identifier(k)}" for k in keys.columns)
+        if self.dialect == "duckdb":
+            self.raw.register("_keys", keys)
+            try:
+                self.raw.execute(f"delete from {target} t where exists (select 1 from _keys k where {match})")
+            finally:
+                self.raw.unregister("_keys")
+            return
+        # Snowflake: no DDL here (it would commit the open transaction), so delete in chunks.
+        condition = " and ".join(f"cast({identifier(k)} as varchar) = ?" for k in keys.columns)
+        rows = list(keys.itertuples(index=False, name=None))
+        for start in range(0, len(rows), 500):
+            chunk = rows[start:start + 500]
+            where = " or ".join(f"({condition})" for _ in chunk)
+            self.execute(f"delete from {target} where {where}", [v for row in chunk for v in row])
 
 
 def _sql_type(dtype, dialect: str) -> str:
