@@ -11,19 +11,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .base import DEFAULT_DEDUP_WINDOW_S, Appended, BusRecord, EventBus
 
-__all__ = ["Appended", "BusRecord", "EventBus", "open_bus", "quarantine_topic"]
+__all__ = ["Appended", "BusRecord", "EventBus", "open_bus", "open_quarantine_bus"]
 
 
-def quarantine_topic(topic: str) -> str:
-    """Name of the table/stream that keeps the quarantined events next to `topic`."""
-    return f"{topic}_quarantine"
+def open_quarantine_bus(url: str, **kwargs) -> EventBus:
+    """The log of quarantined events next to the bus at `url` (same file / same Redis): table or
+    stream `<topic>_quarantine`. Its messageIds are derived from the bad event, so a retried batch
+    does not quarantine the same event twice."""
+    params = dict(parse_qsl(urlsplit(url).query))
+    topic = params.get("table") or params.get("stream") or "events"
+    return open_bus(url, topic=f"{topic}_quarantine", **kwargs)
 
 
-def open_bus(url: str, *, topic: str | None = None) -> EventBus:
-    """Open the bus at `url`; `topic` overrides the table (SQLite) or stream (Redis) name."""
+def open_bus(url: str, *, topic: str | None = None, dedup_window_s: float | None = None) -> EventBus:
+    """Open the bus at `url`; `topic` overrides the table (SQLite) or stream (Redis) name and
+    `dedup_window_s` the URL's dedup_window (seconds, 24 h by default)."""
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query))
     window = float(params.pop("dedup_window", DEFAULT_DEDUP_WINDOW_S))
+    if dedup_window_s is not None:
+        window = float(dedup_window_s)
     if parts.scheme == "sqlite":
         from .sqlite_bus import SqliteBus
 
@@ -32,14 +39,15 @@ def open_bus(url: str, *, topic: str | None = None) -> EventBus:
             raise ValueError(f"sqlite bus URL needs a file path, e.g. sqlite:///abs/events.db: {url!r}")
         return SqliteBus(
             path,
-            table=topic or params.pop("table", "events"),
+            table=topic or params.get("table", "events"),
             synchronous=params.pop("synchronous", "FULL"),
             dedup_window_s=window,
         )
     if parts.scheme in ("redis", "rediss"):
         from .redis_bus import RedisBus
 
-        stream = topic or params.pop("stream", "events")
+        stream = topic or params.get("stream", "events")
+        params.pop("stream", None)
         redis_url = urlunsplit(parts._replace(query=urlencode(params)))
         return RedisBus(redis_url, stream=stream, dedup_window_s=window)
     raise ValueError(

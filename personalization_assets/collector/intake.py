@@ -1,0 +1,43 @@
+"""Split a request's events into accepted (enriched) and quarantined records. Pure and sync."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import orjson
+
+from .enrich import enrich, iso
+from .validate import Violation, validate
+from .wire import MAX_EVENT_BYTES
+
+
+def quarantine_record(raw, violations: list[Violation], received_at: datetime, endpoint: str) -> dict:
+    """A quarantined event keeps its raw payload and why; its id is stable across client retries."""
+    mid = raw.get("messageId") if isinstance(raw, dict) else None
+    if not isinstance(mid, str) or not mid:
+        mid = "sha256:" + hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return {
+        "messageId": mid,
+        "source": "events",
+        "rule": violations[0].rule,
+        "message": "; ".join(v.message for v in violations),
+        "violations": [{"rule": v.rule, "message": v.message} for v in violations],
+        "payload": raw,
+        "receivedAt": iso(received_at),
+        "endpoint": endpoint,
+    }
+
+
+def split(raw_events: list, shared: dict, received_at: datetime, endpoint: str) -> tuple[list[dict], list[dict]]:
+    accepted, quarantined = [], []
+    for raw in raw_events:
+        if isinstance(raw, dict) and len(orjson.dumps(raw)) > MAX_EVENT_BYTES:
+            violations = [Violation("event_too_large", f"event exceeds {MAX_EVENT_BYTES} bytes")]
+        else:
+            violations = validate(raw)
+        if violations:
+            quarantined.append(quarantine_record(raw, violations, received_at, endpoint))
+        else:
+            accepted.append(enrich(raw, received_at, shared))
+    return accepted, quarantined
