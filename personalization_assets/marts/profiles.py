@@ -107,3 +107,10 @@ def local_send_hour(out: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
                                    for tz in out["timezone"].dropna().unique()}).fillna(0.0)
     local = np.floor(hour_utc.astype("float64") + offsets) % 24
     return local.fillna(DEFAULT_SEND_HOUR).astype("int64")
+
+
+def write_profiles(conn, frame: pd.DataFrame, schema: str = "marts", table: str = "customer_profiles") -> None:
+    """Replace the warehouse table with `frame`, all or nothing (segments read it from there)."""
+    conn.prepare_table(schema, table, frame)
+    with conn.transaction():
+        conn.replace_frame(schema, table, frame)
