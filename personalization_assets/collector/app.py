@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 _SINGLE = ("track", "identify", "page", "screen", "group", "alias")
 
 
+class BusFailure(Exception):
+    """The bus append behind a request failed."""
+
+
 def _json(status: int, body: dict, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
@@ -65,7 +69,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
         accepted, quarantined = split(raw_events, shared, received_at, request.url.path)
         if not accepted and not quarantined:
             return _json(200, {"success": True, "accepted": 0, "quarantined": 0, "duplicates": 0})
-        result = await asyncio.wrap_future(state["writer"].submit(accepted, quarantined))
+        future = state["writer"].submit(accepted, quarantined)
+        try:
+            result = await asyncio.wrap_future(future)
+        except Exception as exc:
+            raise BusFailure(f"event bus append failed: {type(exc).__name__}: {exc}") from exc
         dups = sum(a.duplicate for a in result.events)
         for ev, a in zip(accepted, result.events):
             if not a.duplicate:
@@ -90,10 +98,12 @@ def create_app(settings: CollectorSettings) -> Starlette:
             except Backpressure as exc:
                 response = _error(429, "too_many_requests", f"{exc}; retry later",
                                   {"Retry-After": str(settings.retry_after_s)})
-            except Exception as exc:  # the bus failed: nothing acknowledged, the client retries
+            except BusFailure as exc:  # nothing acknowledged: the client retries
                 log.exception("bus append failed")
-                response = _error(503, "bus_unavailable", f"event bus append failed: {type(exc).__name__}: {exc}",
-                                  {"Retry-After": str(settings.retry_after_s)})
+                response = _error(503, "bus_unavailable", str(exc), {"Retry-After": str(settings.retry_after_s)})
+            except Exception as exc:
+                log.exception("collector error on %s", path)
+                response = _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
             metrics.REQUESTS.labels(path, str(response.status_code)).inc()
             metrics.REQUEST_DURATION.labels(path).observe(time.perf_counter() - t0)
             return response

@@ -15,6 +15,10 @@ from .wire import MAX_EVENT_BYTES
 def quarantine_record(raw, violations: list[Violation], received_at: datetime, endpoint: str) -> dict:
     """A quarantined event keeps its raw payload and why; its id is stable across client retries."""
     mid = raw.get("messageId") if isinstance(raw, dict) else None
+    try:
+        orjson.dumps(raw)
+    except TypeError:  # not representable in the bus's JSON (e.g. a >64-bit int): keep its text
+        raw = repr(raw)
     if not isinstance(mid, str) or not mid:
         mid = "sha256:" + hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return {
@@ -32,12 +36,20 @@ def quarantine_record(raw, violations: list[Violation], received_at: datetime, e
 def split(raw_events: list, shared: dict, received_at: datetime, endpoint: str) -> tuple[list[dict], list[dict]]:
     accepted, quarantined = [], []
     for raw in raw_events:
-        if isinstance(raw, dict) and len(orjson.dumps(raw)) > MAX_EVENT_BYTES:
-            violations = [Violation("event_too_large", f"event exceeds {MAX_EVENT_BYTES} bytes")]
+        try:
+            size = len(orjson.dumps(raw))
+        except TypeError as exc:
+            violations = [Violation("unserializable", f"event cannot be stored as JSON: {exc}")]
         else:
-            violations = validate(raw)
-        if violations:
-            quarantined.append(quarantine_record(raw, violations, received_at, endpoint))
-        else:
-            accepted.append(enrich(raw, received_at, shared))
+            if size > MAX_EVENT_BYTES:
+                violations = [Violation("event_too_large", f"event exceeds {MAX_EVENT_BYTES} bytes")]
+            else:
+                violations = validate(raw)
+        if not violations:
+            try:
+                accepted.append(enrich(raw, received_at, shared))
+                continue
+            except (OverflowError, ValueError) as exc:  # e.g. sentAt in year 9999
+                violations = [Violation("timestamp", f"cannot correct the timestamp: {exc}")]
+        quarantined.append(quarantine_record(raw, violations, received_at, endpoint))
     return accepted, quarantined
