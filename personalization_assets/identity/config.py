@@ -1,0 +1,38 @@
+"""Tunable settings of the matcher, with one set of defaults for every dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Values that look like keys but identify nobody: they must never link records.
+PLACEHOLDER_TOKENS = frozenset(
+    {"", "test", "unknown", "none", "null", "na", "n/a", "nan", "xxx", "asdf", "noname",
+     "anonymous", "customer", "guest", "placeholder", "dummy", "tbd", "abc"}
+)
+PLACEHOLDER_EMAIL_LOCALS = frozenset(
+    {"test", "noreply", "no-reply", "donotreply", "none", "null", "info", "admin", "example",
+     "unknown", "nobody", "customer", "guest", "dummy", "fake", "a", "x", "xxx"}
+)
+PLACEHOLDER_EMAIL_DOMAINS = frozenset({"example.com", "example.org", "test.com", "none.com"})
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Defaults are the product's defaults; nothing is tuned per dataset."""
+
+    # Posterior match probability above which a fuzzy pair links records.
+    threshold: float = 0.5
+    # Pairs at or above this are "strong"; weaker links may not bridge two multi-record groups.
+    strong_threshold: float = 0.99
+    # A cluster larger than this is split along its strongest edges (or held for review).
+    max_cluster_size: int = 50
+    # An exact key shared by more records than this is treated as shared/placeholder.
+    max_key_group: int = 20
+    # Blocks larger than this are skipped for that blocking key (other keys still apply).
+    max_block_size: int = 400
+    # Random pairs sampled to estimate the u probabilities.
+    u_sample_pairs: int = 400_000
+    em_max_iterations: int = 40
+    em_tolerance: float = 1e-5
+    source_priority: tuple[str, ...] = field(default=("crm", "shop", "events"))
+    seed: int = 7

@@ -1,0 +1,44 @@
+"""Stable customer keys.
+
+A cluster keeps the key it had last run: each previous key goes to the new cluster holding
+most of its records (ties: the one holding the key's oldest record id), and a cluster with
+several inherited keys keeps the one backed by most records. A brand-new cluster gets a key
+derived from its smallest record id, so re-running from scratch reproduces the same keys.
+Unrelated arrivals therefore never change anyone's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+
+def key_for(record_id: str) -> str:
+    return "cus_" + hashlib.sha1(record_id.encode("utf-8")).hexdigest()[:16]
+
+
+def assign_keys(record_ids: np.ndarray, labels: np.ndarray, previous: pd.Series | None) -> np.ndarray:
+    """customer_key per record; ``previous`` maps record_id -> previous customer_key."""
+    df = pd.DataFrame({"record_id": record_ids, "label": labels})
+    df["prev"] = df["record_id"].map(previous) if previous is not None and len(previous) else None
+    anchors = df.groupby("label")["record_id"].min()
+    winner = pd.Series(dtype=object)
+    keyed = df.dropna(subset=["prev"])
+    if not keyed.empty:
+        votes = keyed.groupby(["prev", "label"]).agg(n=("record_id", "size"), anchor=("record_id", "min"))
+        votes = votes.reset_index().sort_values(["prev", "n", "anchor"], ascending=[True, False, True])
+        votes = votes.drop_duplicates("prev").sort_values(["label", "n", "anchor"], ascending=[True, False, True])
+        winner = votes.drop_duplicates("label").set_index("label")["prev"]
+    taken = set(winner.tolist())
+    fresh = {}
+    for label in anchors.index.difference(winner.index):
+        key, n = key_for(anchors[label]), 0
+        while key in taken:  # the anchor's old key is still held by its former cluster
+            n += 1
+            key = key_for(f"{anchors[label]}#{n}")
+        taken.add(key)
+        fresh[label] = key
+    mapping = pd.concat([winner, pd.Series(fresh, dtype=object)])
+    return df["label"].map(mapping).to_numpy(object)

@@ -1,0 +1,147 @@
+"""resolve(): staging customer records -> golden records, crosswalk, evidence, review.
+
+Full run: exact stage, blocking, vectorized comparison, EM-trained Fellegi–Sunter scores,
+guarded clustering, stable keys, survivorship. Incremental run (a previous state with a
+model is given and few records changed): only pairs touching new/changed records and the
+clusters they were in are scored; every other cluster is carried over as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.identity.blocking import candidate_pairs
+from personalization_assets.identity.cluster import Edges, cluster
+from personalization_assets.identity.compare import Comparator
+from personalization_assets.identity.config import MatchConfig
+from personalization_assets.identity.exact import exact_edges
+from personalization_assets.identity.keys import assign_keys
+from personalization_assets.identity.output import crosswalk_frame, evidence_frame, review_frame
+from personalization_assets.identity.prepare import features, record_hash
+from personalization_assets.identity.state import Resolution, ResolvedState
+from personalization_assets.identity.survivorship import golden_records
+from personalization_assets.identity.training import train
+
+EXACT_PROB, CARRIED_PROB = 2.0, 1.5  # sort above any probability in greedy re-clustering
+INCREMENTAL_MAX_FRACTION = 0.2
+
+
+def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
+            unmerges: Iterable[Iterable[str]] = (), config: MatchConfig | None = None) -> Resolution:
+    """Resolve ``records`` (staging.customers rows). Each unmerge is a set of record ids to
+    split off from the cluster they are in; the split is stored as cannot-link evidence, so
+    later runs given this run's state keep it."""
+    cfg, t0 = config or MatchConfig(), time.perf_counter()
+    records = _dedupe(records)
+    n, rid = len(records), records["record_id"].astype(str).to_numpy()
+    f, hashes = features(records), record_hash(records)
+    prev_keys = previous.crosswalk.set_index("record_id")["customer_key"] if previous is not None else None
+    dirty = _dirty_rows(rid, hashes, previous) if previous is not None and previous.model is not None else None
+    if dirty is not None and dirty.size > INCREMENTAL_MAX_FRACTION * n:
+        dirty = None
+    mode = "incremental" if dirty is not None else "full"
+
+    placeholder = _placeholder_profiles(f, cfg.max_key_group)
+    ex, refused = exact_edges(f, cfg.max_key_group)
+    a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty)
+    ok = ~(placeholder[a] | placeholder[b])
+    a, b = a[ok], b[ok]
+    comp = Comparator(f)
+    levels = comp.levels(a, b)
+    model = previous.model if mode == "incremental" else train(f, comp, levels, cfg)
+    prob = model.probability(levels) if levels.size else np.empty(0, np.float32)
+    hit = prob >= cfg.threshold
+
+    parts = [(ex["left"].to_numpy(), ex["right"].to_numpy(), np.full(len(ex), EXACT_PROB))]
+    parts.append((a[hit], b[hit], prob[hit].astype(float)))
+    if mode == "incremental":
+        parts.append(_carried_edges(rid, dirty, prev_keys))
+    edges = Edges(*(np.concatenate(x) for x in zip(*parts)))
+    rules = np.concatenate([("exact:" + ex["rule"]).to_numpy(object), np.full(hit.sum(), "fuzzy", object),
+                            np.full(edges.prob.size - len(ex) - hit.sum(), "carried", object)])
+    fuzzy_levels = levels[hit]
+
+    pos = pd.Series(np.arange(n), index=rid)
+    cannot_ids = previous.cannot_link() if previous is not None else set()
+    labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size, _positions(cannot_ids, pos))
+    new_cannot = _unmerge_pairs(unmerges, labels, pos, rid)
+    if new_cannot:
+        cannot_ids |= new_cannot
+        labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
+                                       _positions(cannot_ids, pos))
+    keys = assign_keys(rid, labels, prev_keys)
+
+    crosswalk = crosswalk_frame(records, rid, keys, hashes, edges, rules, used,
+                                previous.crosswalk if previous is not None else None)
+    evidence = evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, comp.fields, cannot_ids)
+    if mode == "incremental":
+        evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
+    golden = golden_records(records, pd.Series(keys), cfg.source_priority)
+    golden["cluster_size"] = golden["source_records"]
+    stats = {"mode": mode, "records": n, "candidate_pairs": int(a.size), "fuzzy_links": int(hit.sum()),
+             "exact_links": len(ex), "customers": len(golden), "duplicates_merged": n - len(golden),
+             "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
+             "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3)}
+    return Resolution(golden, crosswalk, evidence,
+                      review_frame(review, rid, refused, rid[placeholder]), model, stats)
+
+
+def _dedupe(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per record_id (the latest), so reprocessing never duplicates a record."""
+    r = records.reset_index(drop=True)
+    if "updated_at" in r:
+        r = r.sort_values("updated_at", kind="stable", na_position="first")
+    return r.drop_duplicates("record_id", keep="last").reset_index(drop=True)
+
+
+def _dirty_rows(rid: np.ndarray, hashes: np.ndarray, previous: ResolvedState) -> np.ndarray:
+    """New or changed records, plus every record of a cluster that lost or changed a member."""
+    prev = previous.crosswalk.set_index("record_id")
+    old_hash = pd.Series(rid).map(prev["record_hash"]).to_numpy(object)
+    changed = old_hash != pd.Series(hashes).map("{:016x}".format).to_numpy(object)
+    gone = prev.index.difference(pd.Index(rid))
+    touched = set(prev["customer_key"].reindex(rid[changed]).dropna()) | set(prev.loc[gone, "customer_key"])
+    in_touched = pd.Series(rid).map(prev["customer_key"]).isin(touched).to_numpy()
+    return np.flatnonzero(changed | in_touched)
+
+
+def _carried_edges(rid, dirty, prev_keys):
+    """Star edges that keep every untouched previous cluster together as it was."""
+    clean = np.setdiff1d(np.arange(rid.size), dirty)
+    key = pd.Series(rid[clean]).map(prev_keys).to_numpy(object)
+    first = pd.Series(clean).groupby(key).transform("first").to_numpy()
+    m = first != clean
+    return first[m], clean[m], np.full(int(m.sum()), CARRIED_PROB)
+
+
+def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_ids: set) -> pd.DataFrame:
+    keep = old.loc[(old["rule"] != "cannot_link") & ~old["left_record_id"].isin(dirty_ids)
+                   & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids)
+                   & old["right_record_id"].isin(live_ids)]
+    new = new.loc[new["rule"] != "carried"]
+    return pd.concat([keep.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
+
+
+def _placeholder_profiles(f: pd.DataFrame, max_group: int) -> np.ndarray:
+    """Records whose whole matching profile repeats more than max_group times identify nobody."""
+    cols = ["fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id"]
+    h = pd.util.hash_pandas_object(f[cols].astype("string"), index=False)
+    return (h.map(h.value_counts()) > max_group).to_numpy()
+
+
+def _positions(pairs: set[tuple[str, str]], pos: pd.Series) -> set[tuple[int, int]]:
+    return {(int(pos[x]), int(pos[y])) for x, y in pairs if x in pos.index and y in pos.index}
+
+
+def _unmerge_pairs(unmerges, labels, pos, rid) -> set[tuple[str, str]]:
+    out = set()
+    for group in unmerges:
+        ids = {g for g in group if g in pos.index}
+        for lab in {labels[pos[g]] for g in ids}:
+            members = set(rid[labels == lab])
+            out |= {(x, y) for x in ids & members for y in members - ids}
+    return out
