@@ -1,0 +1,153 @@
+"""Declarative trigger definitions: a trigger is data (`triggers.yaml`), not code.
+
+The engine interprets these records; a new trigger needs no new Python, only a block in the file
+(or a `TriggerDefinition(...)`), which is what lets a marketer backtest a rule before turning it on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import time, timedelta
+from importlib import resources
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+ID_FIELDS = ("cart_id", "checkout_id", "order_id")
+MATCH_FIELDS = ID_FIELDS + ("customer",)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """`90s`, `30m`, `1h`, `3d` (or seconds as a number) -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"bad duration {value!r}: use a number with a unit, e.g. 90s, 30m, 1h, 3d")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+@dataclass(frozen=True)
+class TriggerDefinition:
+    name: str
+    start_on: frozenset[str]
+    cancel_on: frozenset[str]
+    group_by: tuple[str, ...] = ("cart_id", "checkout_id")
+    cancel_match: tuple[str, ...] = ("cart_id", "checkout_id", "customer")
+    delay: timedelta = timedelta(hours=1)
+    allowed_lateness: timedelta = timedelta(minutes=2)
+    customer_window: timedelta = timedelta(hours=1)
+    cooldown: timedelta = timedelta(hours=24)
+    check_purchase: bool = True
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [f for f in (*self.group_by, *self.cancel_match) if f not in MATCH_FIELDS]
+        if bad or not self.group_by:
+            raise ValueError(f"trigger {self.name!r}: group_by/cancel_match must be non-empty and"
+                             f" use only {MATCH_FIELDS}, got {bad or 'nothing'}")
+        if self.start_on & self.cancel_on:
+            raise ValueError(f"trigger {self.name!r}: an event cannot both start and cancel it:"
+                             f" {sorted(self.start_on & self.cancel_on)}")
+
+    @property
+    def memory(self) -> timedelta:
+        """How long cancel events and fired sessions are remembered (event time)."""
+        return self.delay + self.allowed_lateness + self.customer_window + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+    default_timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.default_timezone)  # fail at load time, not at 3 a.m.
+
+
+@dataclass(frozen=True)
+class Limits:
+    cap_messages: int = 3
+    cap_window: timedelta = timedelta(days=7)
+    quiet_hours: QuietHours | None = field(default_factory=QuietHours)
+
+
+@dataclass(frozen=True)
+class TriggerSet:
+    triggers: tuple[TriggerDefinition, ...]
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.triggers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"trigger names must be unique: {names}")
+
+    def get(self, name: str) -> TriggerDefinition:
+        for t in self.triggers:
+            if t.name == name:
+                return t
+        raise KeyError(f"no trigger named {name!r}; known: {[t.name for t in self.triggers]}")
+
+    def only(self, *names: str) -> "TriggerSet":
+        return replace(self, triggers=tuple(self.get(n) for n in names))
+
+    def with_overrides(self, **per_trigger: dict) -> "TriggerSet":
+        """E.g. `with_overrides(cart_abandonment={"delay": "2s"})` (tests, demos, the CLI)."""
+        out = []
+        for t in self.triggers:
+            changes = {k: _coerce(k, v) for k, v in per_trigger.get(t.name, {}).items()}
+            out.append(replace(t, **changes))
+        return replace(self, triggers=tuple(out))
+
+
+def _coerce(key: str, value):
+    if key in ("delay", "allowed_lateness", "customer_window", "cooldown"):
+        return parse_duration(value)
+    if key in ("start_on", "cancel_on"):
+        return frozenset(value)
+    if key in ("group_by", "cancel_match"):
+        return tuple(value)
+    return value
+
+
+def _trigger(raw: dict) -> TriggerDefinition:
+    raw = dict(raw)
+    try:
+        name = raw.pop("name")
+        return TriggerDefinition(name=name, **{k: _coerce(k, v) for k, v in raw.items()})
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad trigger definition {raw!r}: {exc}") from exc
+
+
+def _hhmm(value: str) -> time:
+    return time.fromisoformat(str(value))
+
+
+def parse_trigger_set(doc: dict) -> TriggerSet:
+    limits_raw = doc.get("limits") or {}
+    cap = limits_raw.get("frequency_cap") or {}
+    quiet = limits_raw.get("quiet_hours")
+    limits = Limits(
+        cap_messages=int(cap.get("max_messages", 3)),
+        cap_window=parse_duration(cap.get("per", "7d")),
+        quiet_hours=None if quiet is None else QuietHours(
+            _hhmm(quiet.get("start", "21:00")), _hhmm(quiet.get("end", "08:00")),
+            quiet.get("default_timezone", "UTC")),
+    )
+    return TriggerSet(tuple(_trigger(t) for t in doc.get("triggers") or []), limits)
+
+
+def load_trigger_set(path: str | Path | None = None) -> TriggerSet:
+    """The triggers in `path`, or the packaged defaults (`realtime/triggers.yaml`)."""
+    if path is None:
+        text = resources.files(__package__).joinpath("triggers.yaml").read_text()
+    else:
+        text = Path(path).read_text()
+    return parse_trigger_set(yaml.safe_load(text) or {})

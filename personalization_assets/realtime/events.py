@@ -1,0 +1,107 @@
+"""The few fields of a Segment-format event that triggers look at, and the time semantics.
+
+Time semantics:
+- *event time* is when it happened on the customer's side: the event's `timestamp` (Segment's
+  skew-corrected time), else `originalTimestamp`. It is capped at the receive time, because a
+  client clock in the future must not push a timer out or make an order look "after" a cart.
+- *receive time* (processing time) is when the collector stored it on the bus (`received_at`).
+- An event may arrive up to `allowed_lateness` after its event time. So once everything received
+  up to receive time R has been consumed, no event with event time < R - allowed_lateness can
+  still come: that is the trigger's *watermark*, and a timer due at event time D fires only when
+  the watermark has passed D. An order placed before D that arrives late still cancels it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from dateutil.parser import isoparse
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    at: datetime  # event time, UTC
+    received_at: datetime  # receive time, UTC
+    message_id: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    cart_id: str | None = None
+    checkout_id: str | None = None
+    order_id: str | None = None
+    timezone: str | None = None
+
+    def identities(self) -> tuple[str, ...]:
+        """The customer identities it carries: `user:<id>` and/or `anon:<id>`."""
+        out = []
+        if self.user_id:
+            out.append(f"user:{self.user_id}")
+        if self.anonymous_id:
+            out.append(f"anon:{self.anonymous_id}")
+        return tuple(out)
+
+    def ids(self, fields) -> tuple[str, ...]:
+        """Identifiers of this event for the given fields, `customer` expanding to identities."""
+        out: list[str] = []
+        for f in fields:
+            if f == "customer":
+                out.extend(self.identities())
+            else:
+                value = getattr(self, f)
+                if value:
+                    out.append(f"{f}:{value}")
+        return tuple(out)
+
+
+class BadEvent(ValueError):
+    """The record cannot drive a trigger; the message says why (the engine counts and skips it)."""
+
+
+def _text(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _parse_time(value) -> datetime | None:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value)  # fast path; handles Z and offsets on 3.11
+        except ValueError:
+            try:
+                dt = isoparse(value)
+            except ValueError as exc:
+                raise BadEvent(f"unparseable timestamp {value!r}") from exc
+    else:
+        return None
+    return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).astimezone(timezone.utc)
+
+
+def from_segment(payload: dict, received_at: datetime) -> Event | None:
+    """The trigger view of one bus event; None for events that are not `track` calls."""
+    if not isinstance(payload, dict):
+        raise BadEvent(f"event is not a JSON object: {type(payload).__name__}")
+    name = payload.get("event")
+    if payload.get("type", "track") != "track" or not isinstance(name, str) or not name:
+        return None
+    at = _parse_time(payload.get("timestamp")) or _parse_time(payload.get("originalTimestamp"))
+    at = received_at if at is None or at > received_at else at
+    props = payload.get("properties") or {}
+    context = payload.get("context") or {}
+    if not isinstance(props, dict) or not isinstance(context, dict):
+        raise BadEvent("properties and context must be JSON objects")
+    return Event(
+        name=name,
+        at=at,
+        received_at=received_at,
+        message_id=_text(payload.get("messageId")),
+        user_id=_text(payload.get("userId")),
+        anonymous_id=_text(payload.get("anonymousId")),
+        cart_id=_text(props.get("cart_id")),
+        checkout_id=_text(props.get("checkout_id")),
+        order_id=_text(props.get("order_id")),
+        timezone=_text(context.get("timezone")),
+    )

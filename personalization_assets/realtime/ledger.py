@@ -1,0 +1,117 @@
+"""The fire ledger and the engine checkpoint, in one SQLite file (WAL) next to the event bus.
+
+Why not the warehouse: DuckDB allows one writing process per file and the Dagster runs hold that
+writer, so a long-running engine writing there would fail or block runs. SQLite in WAL mode gives
+the engine its own durable, transactional store that Dagster can read at any time; the asset
+`activation/trigger_fires` mirrors the ledger into the warehouse.
+
+Exactly-once: a decision's `fire_key` is the primary key, so replaying events after a restart
+inserts nothing new. The checkpoint (engine state + bus offset) is written in the same transaction
+as the fires it produced, so a crash either keeps both or neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+
+from .engine import Decision
+
+_SCHEMA = [
+    """create table if not exists trigger_fires (
+        fire_key text primary key, trigger text not null, customer_id text, cart text not null,
+        window_start real not null, due_at real not null, ready_at real, decided_at real not null,
+        recorded_at real not null, outcome text not null, reason text, bus_offset integer)""",
+    "create index if not exists trigger_fires_customer on trigger_fires (customer_id, decided_at)",
+    "create index if not exists trigger_fires_recorded on trigger_fires (recorded_at)",
+    """create table if not exists engine_checkpoint (
+        id integer primary key check (id = 1), bus_offset integer not null, state blob not null,
+        updated_at real not null)""",
+]
+COLUMNS = ["fire_key", "trigger", "customer_id", "cart", "window_start", "due_at", "ready_at",
+           "decided_at", "recorded_at", "outcome", "reason", "bus_offset"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    bus_offset: int
+    state: dict
+
+
+class Ledger:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                    check_same_thread=False)
+        self.conn.execute("pragma journal_mode=wal")
+        self.conn.execute("pragma synchronous=full")
+        for stmt in _SCHEMA:
+            self.conn.execute(stmt)
+
+    def commit(self, decisions: Iterable[Decision], bus_offset: int | None = None,
+               state: dict | None = None) -> list[Decision]:
+        """Record fire/suppress decisions (and the checkpoint) atomically; returns those that
+        are new. A key already in the ledger is a replay: it is neither inserted nor returned."""
+        now = time.time()
+        new: list[Decision] = []
+        self.conn.execute("begin immediate")
+        try:
+            for d in decisions:
+                if d.kind not in ("fire", "suppress"):
+                    continue
+                cur = self.conn.execute(
+                    "insert or ignore into trigger_fires values (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (d.fire_key, d.trigger, d.customer, d.group, d.window_start.timestamp(),
+                     d.due_at.timestamp(), None if d.ready_at is None else d.ready_at.timestamp(),
+                     d.decided_at.timestamp(), now, d.kind, d.reason, bus_offset))
+                if cur.rowcount == 1:
+                    new.append(d)
+            if state is not None:
+                self.conn.execute(
+                    "insert into engine_checkpoint values (1, ?, ?, ?) on conflict(id) do update set"
+                    " bus_offset=excluded.bus_offset, state=excluded.state, updated_at=excluded.updated_at",
+                    (int(bus_offset or 0), orjson.dumps(state), now))
+            self.conn.execute("commit")
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        return new
+
+    def checkpoint(self) -> Checkpoint | None:
+        row = self.conn.execute("select bus_offset, state from engine_checkpoint where id = 1").fetchone()
+        return None if row is None else Checkpoint(row[0], orjson.loads(row[1]))
+
+    def recent(self, since: datetime) -> list[tuple[str, str, str | None, str, datetime]]:
+        """(fire_key, trigger, customer, outcome, decided_at) decided since `since`."""
+        rows = self.conn.execute(
+            "select fire_key, trigger, customer_id, outcome, decided_at from trigger_fires"
+            " where decided_at >= ? order by decided_at", (since.timestamp(),)).fetchall()
+        return [(k, t, c, o, datetime.fromtimestamp(at, timezone.utc)) for k, t, c, o, at in rows]
+
+    def fires(self, since_recorded: float = 0.0) -> list[tuple]:
+        return self.conn.execute(
+            f"select {', '.join(COLUMNS)} from trigger_fires where recorded_at >= ? order by recorded_at",
+            (since_recorded,)).fetchall()
+
+    def count(self, outcome: str = "fire") -> int:
+        return self.conn.execute("select count(*) from trigger_fires where outcome = ?", (outcome,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def load_history(engine, ledger: Ledger, now: datetime, span: timedelta) -> None:
+    """Re-teach the engine what the ledger knows (fire keys, cooldown and cap history)."""
+    for key, trigger, customer, outcome, at in ledger.recent(now - span):
+        if key in engine.decided:
+            continue  # already in the restored checkpoint
+        engine.mark_decided(key, at)
+        if outcome == "fire" and customer:
+            engine.record_fire(customer, trigger, at)

@@ -1,0 +1,76 @@
+"""Engine state as plain JSON: what a checkpoint stores and what `inspect` shows.
+
+Only facts are stored (timers, cancel memory, aliases, fire history); indexes and the timer heap
+are derived, so a snapshot from an older build still restores.
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import datetime, timezone
+
+from .definitions import TriggerSet
+from .engine import Timer, TriggerEngine
+from .guards import GuardProvider
+
+FORMAT = 1
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+def snapshot(engine: TriggerEngine) -> dict:
+    return {
+        "format": FORMAT,
+        "frontier": _ts(engine.frontier),
+        "timers": [
+            {"trigger": t.trigger, "key": t.key, "window_start": _ts(t.window_start),
+             "last_activity": _ts(t.last_activity), "ids": sorted(t.ids),
+             "identities": sorted(t.identities), "user_id": t.user_id, "timezone": t.timezone,
+             "not_before": _ts(t.not_before)}
+            for t in engine.timers.values()
+        ],
+        "cancels": [[tr, i, _ts(at)] for (tr, i), at in engine.cancels.items()],
+        "closed": [[tr, i, _ts(at)] for (tr, i), at in engine.closed.items()],
+        "aliases": engine.aliases,
+        "history": {u: [[tr, _ts(at)] for tr, at in h] for u, h in engine.history.items()},
+        "decided": {k: _ts(at) for k, at in engine.decided.items()},
+    }
+
+
+def restore(data: dict, trigger_set: TriggerSet, guard: GuardProvider) -> TriggerEngine:
+    if data.get("format") != FORMAT:
+        raise ValueError(f"checkpoint format {data.get('format')!r} is not {FORMAT}; delete the"
+                         " checkpoint to rebuild the state from the bus and the fire ledger")
+    engine = TriggerEngine(trigger_set, guard)
+    engine.frontier = _dt(data.get("frontier"))
+    engine.aliases = dict(data.get("aliases") or {})
+    for raw in data.get("timers", []):
+        if raw["trigger"] not in engine.defs:
+            continue  # a trigger that was removed from the definitions
+        timer = Timer(raw["trigger"], raw["key"], _dt(raw["window_start"]), _dt(raw["last_activity"]),
+                      set(raw["ids"]), set(raw["identities"]), raw["user_id"], raw["timezone"],
+                      _dt(raw["not_before"]))
+        tk = (timer.trigger, timer.key)
+        engine.timers[tk] = timer
+        for g in timer.ids:
+            engine.by_id[(timer.trigger, g)] = tk
+        for i in timer.identities:
+            engine.by_identity.setdefault(i, set()).add(tk)
+        engine._schedule(engine.defs[timer.trigger], timer)
+    for table, rows in ((engine.cancels, data.get("cancels", [])), (engine.closed, data.get("closed", []))):
+        for trigger, ident, at in rows:
+            if trigger in engine.defs:
+                engine._remember(table, (trigger, ident), _dt(at), engine.defs[trigger].memory)
+    for user, rows in (data.get("history") or {}).items():
+        for trigger, at in rows:
+            engine.record_fire(user, trigger, _dt(at))
+    for key, at in (data.get("decided") or {}).items():
+        engine.mark_decided(key, _dt(at))
+    heapq.heapify(engine._expiry)
+    return engine
