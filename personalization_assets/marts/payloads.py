@@ -1,0 +1,152 @@
+"""Per-customer merge fields that fill an e-mail template.
+
+The warehouse selects the rows (sendable customers, their last cart, last views, recommendations,
+segments); Python only shapes them into one JSON document per customer. Money stays integer minor
+units plus a display string in the customer's currency (the currency of their latest order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import iso4217
+import pandas as pd
+
+from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, _in, input_ctes
+from .recommendations import recommendations
+
+GREETINGS = {"en": "Hi there", "de": "Hallo", "fr": "Bonjour", "es": "Hola", "it": "Ciao",
+             "nl": "Hallo", "pt": "Olá", "sv": "Hej", "da": "Hej"}
+HELLO = {"en": "Hi", "de": "Hallo", "fr": "Bonjour", "es": "Hola", "it": "Ciao", "nl": "Hoi",
+         "pt": "Olá", "sv": "Hej", "da": "Hej"}
+DISCOUNT_SEGMENTS = {"win_back", "at_risk", "cart_abandoners"}
+LAST_VIEWED = 3
+
+
+@dataclass(frozen=True)
+class Money:
+    minor: int
+    currency: str
+
+    @property
+    def display(self) -> str:
+        exponent = _exponent(self.currency)
+        return f"{self.minor / 10 ** exponent:,.{exponent}f} {self.currency}"
+
+
+def _exponent(currency: str) -> int:
+    try:
+        return int(iso4217.Currency(currency.upper()).exponent or 0)
+    except ValueError:
+        return 2
+
+
+def convert(minor: int, source: str, target: str, rates: dict[str, float]) -> Money:
+    """Minor units of `source` into `target` via the reporting-currency rates of recent orders.
+
+    `rates[c]` multiplies an amount in c into the reporting currency. Unknown rates keep the source
+    currency: showing the right amount in another currency beats showing a wrong one.
+    """
+    if source == target or source not in rates or target not in rates:
+        return Money(int(minor), source)
+    major = minor / 10 ** _exponent(source) * rates[source] / rates[target]
+    return Money(int(round(major * 10 ** _exponent(target))), target)
+
+
+def greeting(first_name, locale) -> str:
+    lang = (locale or "en").replace("_", "-").split("-")[0].lower()
+    name = first_name.strip() if isinstance(first_name, str) else ""
+    if name:
+        return f"{HELLO.get(lang, HELLO['en'])} {name}"
+    return GREETINGS.get(lang, GREETINGS["en"])
+
+
+def loyalty_tier(orders: int, m_score, f_score) -> str:
+    m = 0 if pd.isna(m_score) else int(m_score)
+    f = 0 if pd.isna(f_score) else int(f_score)
+    if orders == 0:
+        return "none"
+    if m == 5 and f >= 4:
+        return "platinum"
+    if m >= 4:
+        return "gold"
+    return "silver" if orders >= 2 else "bronze"
+
+
+def discount_eligible(tier: str, segments: set[str]) -> bool:
+    """Only to win someone back or close a cart, and never to the best customers, who buy anyway."""
+    return bool(segments & DISCOUNT_SEGMENTS) and tier != "platinum"
+
+
+def _rows(conn: Sql, tables: InputTables, profiles: str, membership: str | None) -> dict[str, pd.DataFrame]:
+    ctes = input_ctes(conn, tables)
+    out = {
+        "profiles": conn.query(f"""{ctes}
+select p.customer_key, p.email, p.first_name, p.locale, p.orders_count, p.m_score, p.f_score,
+       p.last_carted_cart_id, cur.currency
+from {profiles} p left join (
+    select customer_key, currency from c_orders where customer_key is not null
+    qualify row_number() over (partition by customer_key order by created_at desc) = 1
+) cur on cur.customer_key = p.customer_key
+where p.sendable order by p.customer_key"""),
+        "rates": conn.query(f"""select currency, fx_rate from {tables.orders}
+where fx_rate is not null and currency is not null
+qualify row_number() over (partition by currency order by created_at desc) = 1"""),
+        "cart": conn.query(f"""{ctes}
+select e.customer_key, e.sku, max(e.value_minor) as value_minor, max(e.currency) as currency, count(*) as quantity
+from c_events e join {profiles} p on p.customer_key = e.customer_key and p.last_carted_cart_id = e.cart_id
+where p.sendable and e.event in ({_in(CART_EVENTS)}) group by e.customer_key, e.sku
+order by e.customer_key, e.sku"""),
+        "viewed": conn.query(f"""{ctes}
+select customer_key, sku from (
+    select e.customer_key, e.sku, max(e.ts) as ts from c_events e join {profiles} p
+      on p.customer_key = e.customer_key and p.sendable
+    where e.event in ({_in(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
+) v qualify row_number() over (partition by customer_key order by ts desc, sku) <= {LAST_VIEWED}
+order by customer_key, ts desc"""),
+        "names": conn.query(f"{ctes} select sku, max(product_name) as name from c_lines group by sku"),
+        "recs": recommendations(conn, tables, profiles),
+    }
+    out["segments"] = (conn.query(f"select customer_key, segment from {membership}") if membership
+                       else pd.DataFrame(columns=["customer_key", "segment"]))
+    return out
+
+
+def build_payloads(conn: Sql, tables: InputTables = InputTables(), profiles: str = "marts.customer_profiles",
+                   membership: str | None = "marts.segment_membership",
+                   reporting_currency: str = "EUR") -> pd.DataFrame:
+    rows = _rows(conn, tables, profiles, membership)
+    rates = {c: float(r) for c, r in zip(rows["rates"]["currency"], rows["rates"]["fx_rate"])}
+    rates.setdefault(reporting_currency, 1.0)
+    names = dict(zip(rows["names"]["sku"], rows["names"]["name"]))
+    by = {k: {key: g for key, g in rows[k].groupby("customer_key")} for k in ("cart", "viewed", "recs", "segments")}
+    empty = pd.DataFrame(columns=["sku", "value_minor", "currency", "quantity", "reason", "segment"])
+    records = []
+    for p in rows["profiles"].itertuples(index=False):
+        currency = p.currency if isinstance(p.currency, str) else reporting_currency
+        cart = by["cart"].get(p.customer_key, empty)
+        segments = set(by["segments"].get(p.customer_key, empty)["segment"])
+        tier = loyalty_tier(int(p.orders_count), p.m_score, p.f_score)
+        items = []
+        for c in cart.itertuples(index=False):
+            price = convert(int(c.value_minor or 0), c.currency or currency, currency, rates)
+            items.append({"sku": c.sku, "name": names.get(c.sku, c.sku), "quantity": int(c.quantity),
+                          "price_minor": price.minor, "currency": price.currency, "price": price.display})
+        payload = {
+            "greeting": greeting(p.first_name, p.locale),
+            "first_name": p.first_name.strip() or None if isinstance(p.first_name, str) else None,
+            "locale": p.locale or "en", "currency": currency, "cart": items,
+            "last_viewed": [{"sku": s, "name": names.get(s, s)}
+                            for s in by["viewed"].get(p.customer_key, empty)["sku"]],
+            "recommendations": [{"sku": r.sku, "name": names.get(r.sku, r.sku), "reason": r.reason}
+                                for r in by["recs"].get(p.customer_key, empty).itertuples(index=False)],
+            "loyalty_tier": tier, "discount_eligible": discount_eligible(tier, segments),
+            "segments": sorted(segments),
+        }
+        records.append({"customer_key": p.customer_key, "email": p.email, "locale": payload["locale"],
+                        "currency": currency, "loyalty_tier": tier,
+                        "discount_eligible": payload["discount_eligible"],
+                        "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True)})
+    return pd.DataFrame.from_records(records, columns=["customer_key", "email", "locale", "currency",
+                                                       "loyalty_tier", "discount_eligible", "payload"])

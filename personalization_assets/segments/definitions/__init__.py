@@ -1,0 +1,1 @@
+"""Built-in segment definitions (YAML, package data)."""

@@ -1,0 +1,1 @@
+"""Example Jinja2 e-mail templates (package data)."""
