@@ -51,7 +51,34 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=_demo)
 
 
-COMMANDS = [_add_demo]
+def _collector(args: argparse.Namespace) -> int:
+    from .collector.server import run_collector
+
+    keys = [k for k in (args.write_key or os.environ.get("COLLECTOR_WRITE_KEYS", "").split(",")) if k]
+    print(f"collector on http://{args.host}:{args.port} -> {args.bus or 'the local event bus'}"
+          f" ({'any write key: demo mode' if not keys else f'{len(keys)} write key(s)'})")
+    run_collector(args.host, args.port, args.bus, keys, workers=args.workers)
+    return 0
+
+
+def _add_collector(sub) -> None:
+    p = sub.add_parser("collector", help="run the Segment-compatible HTTP event collector")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--bus", default=None, help="bus URL (default: EVENT_BUS_URL or <data dir>/events.db)")
+    p.add_argument("--write-key", action="append", help="accepted write key (repeatable; "
+                   "default COLLECTOR_WRITE_KEYS; none = accept any, for the local demo)")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=_collector)
+
+
+def _add_triggers(sub) -> None:
+    from .realtime.cli import add_triggers_command
+
+    add_triggers_command(sub)
+
+
+COMMANDS = [_add_demo, _add_collector, _add_triggers]
 
 
 def main(argv: list[str] | None = None) -> int:
