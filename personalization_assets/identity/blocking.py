@@ -10,36 +10,53 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def _cat(*parts: pd.Series) -> pd.Series:
-    out = parts[0].astype("string")
-    for p in parts[1:]:
-        out = out + "|" + p.astype("string")
-    return out  # null if any part is null
+from personalization_assets.identity.prepare import on_uniques
 
 
-def blocking_keys(f: pd.DataFrame) -> dict[str, pd.Series]:
-    """Named key columns; a null key puts the record in no block for that key."""
-    year = f["birth"].str[:4]
-    both = f["fn_canon"].notna() & f["ln"].notna()
-    fn, ln = f["fn_canon"].fillna(""), f["ln"].fillna("")
-    lo, hi = fn.where(fn <= ln, ln), ln.where(fn <= ln, fn)
-    fs, ls = f["fn_sdx"].fillna(""), f["ln_sdx"].fillna("")
-    slo, shi = fs.where(fs <= ls, ls), ls.where(fs <= ls, fs)
-    number = f["street"].str.extract(r"(\d+)", expand=False)
+def _codes(s: pd.Series) -> np.ndarray:
+    return pd.factorize(s, use_na_sentinel=True)[0].astype(np.int64)
+
+
+def combine(*codes: np.ndarray) -> np.ndarray:
+    """One integer code per distinct tuple of codes; -1 if any part is missing."""
+    out = codes[0].copy()
+    for c in codes[1:]:
+        out = out * (int(c.max(initial=0)) + 1) + c
+    missing = np.zeros(out.size, bool)
+    for c in codes:
+        missing |= c < 0
+    out[missing] = -1
+    return out
+
+
+def _any_order(x: pd.Series, y: pd.Series) -> np.ndarray:
+    """Key of an unordered pair of values (catches swapped first and last names)."""
+    both = pd.factorize(pd.concat([x, y], ignore_index=True), use_na_sentinel=True)[0].astype(np.int64)
+    cx, cy = both[: len(x)], both[len(x):]
+    return combine(np.minimum(cx, cy), np.maximum(cx, cy))
+
+
+def blocking_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Named integer key columns; -1 puts the record in no block for that key."""
+    c = {k: _codes(f[k]) for k in ("ln_sdx", "fn_sdx", "postcode", "birth", "street", "national_id", "email_local")}
+    year = _codes(on_uniques(f["birth"], lambda u: u.str[:4]))
+    fn_init = _codes(on_uniques(f["fn"], lambda u: u.str[:1]))
+    ln_init = _codes(on_uniques(f["ln"], lambda u: u.str[:1]))
+    number = _codes(on_uniques(f["street"], lambda u: u.str.extract(r"(\d+)", expand=False)))
+    local = on_uniques(f["email_local"], lambda u: u.where(u.str.len() >= 3))
     return {
-        "surname_sound_birth_year": _cat(f["ln_sdx"], year),
-        "postcode_first_initial": _cat(f["postcode"], f["fn"].str[:1]),
-        "email_local": f["email_local"].where(f["email_local"].str.len() >= 3),
-        "names_any_order": _cat(lo, hi).where(both),
-        "birth_date_first_initial": _cat(f["birth"], f["fn"].str[:1]),
-        "birth_date_surname_initial": _cat(f["birth"], f["ln"].str[:1]),
-        "national_id": f["national_id"],
-        "phone_tail": f["phone"].str[-8:],
-        "name_sounds_any_order": _cat(slo, shi).where(both),
-        "street_postcode": _cat(f["street"], f["postcode"]),
-        "postcode_street_number": _cat(f["postcode"], number),
-        "birth_date_postcode": _cat(f["birth"], f["postcode"]),
+        "surname_sound_birth_year": combine(c["ln_sdx"], year),
+        "postcode_first_sound": combine(c["postcode"], c["fn_sdx"]),
+        "email_local": _codes(local),
+        "names_any_order": _any_order(f["fn_canon"], f["ln"]),
+        "birth_date_first_initial": combine(c["birth"], fn_init),
+        "birth_date_surname_initial": combine(c["birth"], ln_init),
+        "national_id": c["national_id"],
+        "phone_tail": _codes(on_uniques(f["phone"], lambda u: u.str[-8:])),
+        "name_sounds_any_order": _any_order(f["fn_sdx"], f["ln_sdx"]),
+        "street_postcode": combine(c["street"], c["postcode"]),
+        "postcode_street_number": combine(c["postcode"], number),
+        "birth_date_postcode": combine(c["birth"], c["postcode"]),
     }
 
 
@@ -88,8 +105,7 @@ def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | Non
         mask = np.zeros(n, bool)
         mask[only_rows] = True
     encoded, stats = [], {}
-    for name, key in blocking_keys(f).items():
-        codes = pd.factorize(key, use_na_sentinel=True)[0]
+    for name, codes in blocking_keys(f).items():
         if mask is not None:  # restrict blocks to those touched by new rows
             touched = np.unique(codes[mask & (codes >= 0)])
             codes = np.where(np.isin(codes, touched), codes, -1)

@@ -35,11 +35,20 @@ class _Column:
         self.codes, self.values = pd.factorize(s, use_na_sentinel=True)
         self.values = np.asarray(self.values, dtype=object)
 
-    def score(self, a: np.ndarray, b: np.ndarray, scorer, other: "_Column | None" = None) -> np.ndarray:
-        other = other or self
-        ca, cb = self.codes[a], other.codes[b]
+    def score(self, a: np.ndarray, b: np.ndarray, scorer, other: "_Column | None" = None,
+              same: float | None = None, where: np.ndarray | None = None) -> np.ndarray:
+        """Scorer value per pair, NaN where a value is missing (or outside ``where``).
+        ``same`` is the scorer's value for identical strings, which then skip the scorer."""
+        ca, cb = self.codes[a], (other or self).codes[b]
         ok = (ca >= 0) & (cb >= 0)
+        if where is not None:
+            ok &= where
         out = np.full(a.size, np.nan, np.float32)
+        if same is not None and other is None:
+            eq = ok & (ca == cb)
+            out[eq] = same
+            ok &= ~eq
+        other = other or self
         if not ok.any():
             return out
         key = ca[ok].astype(np.int64) * (len(other.values) + 1) + cb[ok]
@@ -99,8 +108,10 @@ class Comparator:
     def _names(self, a, b, jw):
         """Similarities of first/last names, crossed when the names look swapped."""
         c = self.c
-        ff, ll = c["fn"].score(a, b, jw), c["ln"].score(a, b, jw)
-        fl, lf = c["fn"].score(a, b, jw, c["ln"]), c["ln"].score(a, b, jw, c["fn"])
+        ff, ll = c["fn"].score(a, b, jw, same=1.0), c["ln"].score(a, b, jw, same=1.0)
+        maybe = ~((ff >= 0.9) & (ll >= 0.9))  # crossed scores only matter when names disagree
+        fl = c["fn"].score(a, b, jw, c["ln"], where=maybe)
+        lf = c["ln"].score(a, b, jw, c["fn"], where=maybe & (fl >= 0.9))
         straight = np.nan_to_num(ff) + np.nan_to_num(ll)
         swapped = (np.nan_to_num(fl) + np.nan_to_num(lf) > straight + 0.2) & (fl >= 0.9) & (lf >= 0.9)
         return np.where(swapped, fl, ff), np.where(swapped, lf, ll), swapped
@@ -117,19 +128,19 @@ class Comparator:
         return _levels(np.isnan(ls), [ls >= 0.8, ls >= 0.92, ls >= 1.0])
 
     def _birth_date(self, a, b, c):
-        d = c["birth"].score(a, b, DamerauLevenshtein.distance)
+        d = c["birth"].score(a, b, DamerauLevenshtein.distance, same=0.0)
         y, md, dm = self._ymd
         year = (y[a] == y[b]) & (y[a] >= 0)
         swap = year & (md[a] == dm[b]) & (md[a] >= 0)
         return _levels(np.isnan(d), [year | (d <= 1), (d <= 1) | swap, d == 0])
 
     def _street(self, a, b, c):
-        s = c["street"].score(a, b, fuzz.token_sort_ratio) / 100
+        s = c["street"].score(a, b, fuzz.token_sort_ratio, same=100.0) / 100
         return _levels(np.isnan(s), [s >= 0.7, s >= 0.9, c["street"].equal(a, b)])
 
     def _postcode_city(self, a, b, c):
-        d = c["postcode"].score(a, b, DamerauLevenshtein.distance)
-        city = c["city"].score(a, b, JaroWinkler.normalized_similarity)
+        d = c["postcode"].score(a, b, DamerauLevenshtein.distance, same=0.0)
+        city = c["city"].score(a, b, JaroWinkler.normalized_similarity, same=1.0)
         null = np.isnan(d) & np.isnan(city)
         return _levels(null, [city >= 0.88, d <= 1, d == 0])
 
@@ -139,9 +150,9 @@ class Comparator:
         return _levels(c["email"].null(a, b), [c["email"].equal(a, b)])
 
     def _phone(self, a, b, c):
-        d = c["phone"].score(a, b, DamerauLevenshtein.distance)
+        d = c["phone"].score(a, b, DamerauLevenshtein.distance, same=0.0)
         return _levels(np.isnan(d), [d <= 1, d == 0])
 
     def _national_id(self, a, b, c):
-        d = c["national_id"].score(a, b, DamerauLevenshtein.distance)
+        d = c["national_id"].score(a, b, DamerauLevenshtein.distance, same=0.0)
         return _levels(np.isnan(d), [d <= 2, d <= 1, d == 0])

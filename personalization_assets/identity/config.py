@@ -31,7 +31,7 @@ class MatchConfig:
     # Blocks larger than this are skipped for that blocking key (other keys still apply).
     max_block_size: int = 400
     # Random pairs sampled to estimate the u probabilities.
-    u_sample_pairs: int = 400_000
+    u_sample_pairs: int = 200_000
     em_max_iterations: int = 40
     em_tolerance: float = 1e-5
     source_priority: tuple[str, ...] = field(default=("crm", "shop", "events"))

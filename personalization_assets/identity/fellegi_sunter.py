@@ -67,6 +67,17 @@ def _level_freq(levels: np.ndarray, n_levels: int, weights: np.ndarray | None = 
     return counts / counts.sum()
 
 
+def unique_patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a small-integer level matrix with their counts (fast 1-D unique)."""
+    if levels.shape[0] == 0:
+        return levels, np.empty(0, np.int64)
+    code = np.zeros(levels.shape[0], np.int64)
+    for k in range(levels.shape[1]):
+        code = code * 8 + levels[:, k]
+    uniq, first, counts = np.unique(code, return_index=True, return_counts=True)
+    return levels[first], counts
+
+
 def estimate_u(comp: Comparator, n_records: int, pairs: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     pairs = min(pairs, n_records * (n_records - 1) // 2) if n_records > 1 else 0
@@ -89,7 +100,7 @@ def estimate_m(levels: np.ndarray, fields: list[str], u: list[np.ndarray],
     """EM over distinct agreement patterns, u held fixed; match_rate is the in-sample rate."""
     if levels.shape[0] == 0:
         return FSModel(fields, [_initial_m(len(LEVELS[f])) for f in fields], u, 1e-4)
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    patterns, counts = unique_patterns(levels)
     model = FSModel(fields, [_initial_m(len(LEVELS[f])) for f in fields], u, 0.01)
     for it in range(1, max_iter + 1):
         p = model.probability(patterns).astype(float)
@@ -110,7 +121,7 @@ def estimate_prior(model: FSModel, levels: np.ndarray, total_pairs: int, iters: 
     "probability two random records match"."""
     if levels.shape[0] == 0:
         return 1e-6
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    patterns, counts = unique_patterns(levels)
     lr = np.exp2(FSModel(model.fields, model.m, model.u, 0.5).match_weight(patterns).astype(float))
     rate = 0.1
     for _ in range(iters):

@@ -23,22 +23,23 @@ def assign_keys(record_ids: np.ndarray, labels: np.ndarray, previous: pd.Series 
     """customer_key per record; ``previous`` maps record_id -> previous customer_key."""
     df = pd.DataFrame({"record_id": record_ids, "label": labels})
     df["prev"] = df["record_id"].map(previous) if previous is not None and len(previous) else None
-    anchors = df.groupby("label")["record_id"].min()
+    df = df.sort_values("record_id", kind="stable")  # so "first" below is the smallest id
+    anchors = df.drop_duplicates("label").set_index("label")["record_id"]
     winner = pd.Series(dtype=object)
     keyed = df.dropna(subset=["prev"])
     if not keyed.empty:
-        votes = keyed.groupby(["prev", "label"]).agg(n=("record_id", "size"), anchor=("record_id", "min"))
+        votes = keyed.groupby(["prev", "label"]).agg(n=("record_id", "size"), anchor=("record_id", "first"))
         votes = votes.reset_index().sort_values(["prev", "n", "anchor"], ascending=[True, False, True])
         votes = votes.drop_duplicates("prev").sort_values(["label", "n", "anchor"], ascending=[True, False, True])
         winner = votes.drop_duplicates("label").set_index("label")["prev"]
     taken = set(winner.tolist())
-    fresh = {}
-    for label in anchors.index.difference(winner.index):
-        key, n = key_for(anchors[label]), 0
-        while key in taken:  # the anchor's old key is still held by its former cluster
+    todo = anchors[~anchors.index.isin(winner.index)]
+    fresh = pd.Series([key_for(r) for r in todo.to_numpy()], index=todo.index, dtype=object)
+    clash = fresh.isin(taken)
+    for label in fresh.index[clash]:  # rare: the anchor's old key is still held elsewhere
+        n = 1
+        while (key := key_for(f"{anchors[label]}#{n}")) in taken:
             n += 1
-            key = key_for(f"{anchors[label]}#{n}")
-        taken.add(key)
         fresh[label] = key
-    mapping = pd.concat([winner, pd.Series(fresh, dtype=object)])
-    return df["label"].map(mapping).to_numpy(object)
+    mapping = pd.concat([winner, fresh]) if len(winner) else fresh
+    return df["label"].map(mapping).sort_index().to_numpy(object)

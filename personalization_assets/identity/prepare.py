@@ -23,6 +23,18 @@ MATCH_COLUMNS = ("record_id", "source", "source_id", "first_name", "last_name", 
 OPTIONAL_COLUMNS = ("national_id",)
 
 
+def on_uniques(s: pd.Series, fn) -> pd.Series:
+    """Apply a (slow, string) transform once per distinct value; returns a categorical, so
+    later factorizing (blocking, comparison) reuses its integer codes instead of hashing text."""
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    if len(uniq) == 0:
+        return pd.Series(pd.Categorical.from_codes(codes, []), index=s.index)
+    res = fn(pd.Series(np.asarray(uniq, dtype=object), dtype="string"))
+    res_codes, cats = pd.factorize(res, use_na_sentinel=True)
+    final = np.where(codes >= 0, res_codes[np.maximum(codes, 0)], -1)
+    return pd.Series(pd.Categorical.from_codes(final, np.asarray(cats, dtype=object)), index=s.index)
+
+
 def _text(s: pd.Series) -> pd.Series:
     s = s.astype("string").str.normalize("NFKD").str.replace(r"[\u0300-\u036f]", "", regex=True)
     return s.str.casefold().str.strip()
@@ -68,31 +80,29 @@ def clean_email(s: pd.Series) -> pd.Series:
     return s.where(~bad & s.str.contains("@", regex=False).fillna(False))
 
 
-def _mapped(s: pd.Series, fn) -> pd.Series:
-    uniq = s.dropna().unique()
-    return s.map(dict(zip(uniq, (fn(u) for u in uniq)))).astype("string")
-
-
 def features(records: pd.DataFrame) -> pd.DataFrame:
     """One row per record, positional index, with the columns the matcher compares and blocks on."""
     get = lambda c: records[c] if c in records else pd.Series(pd.NA, index=records.index)  # noqa: E731
     f = pd.DataFrame({"record_id": records["record_id"].astype(str).to_numpy()})
     f["source"] = get("source").astype("string").to_numpy()
     f["source_id"] = get("source_id").astype("string").to_numpy()
-    f["fn"] = clean_name(get("first_name")).to_numpy()
-    f["ln"] = clean_name(get("last_name")).to_numpy()
+    f["fn"] = on_uniques(get("first_name"), clean_name).to_numpy()
+    f["ln"] = on_uniques(get("last_name"), clean_name).to_numpy()
     nick = canonical_names()
-    f["fn_canon"] = f["fn"].map(lambda v: nick.get(v, v) if isinstance(v, str) else v).astype("string")
-    f["birth"] = clean_birth(get("birth_date")).to_numpy()
-    f["street"] = clean_words(get("street")).to_numpy()
-    f["city"] = clean_words(get("city")).to_numpy()
-    f["postcode"] = _null_placeholders(_text(get("postcode")).str.replace(r"\s+", "", regex=True)).to_numpy()
-    f["email"] = clean_email(get("email_key")).to_numpy()
-    f["email_local"] = f["email"].str.extract(r"^(.*)@", expand=False).str.replace(r"[^\w]", "", regex=True)
-    f["phone"] = clean_phone(get("phone")).to_numpy()
-    f["national_id"] = _null_placeholders(_text(get("national_id")).str.replace(r"\W", "", regex=True)).to_numpy()
-    f["ln_sdx"] = _mapped(f["ln"], jellyfish.soundex)
-    f["fn_sdx"] = _mapped(f["fn_canon"], jellyfish.soundex)
+    f["fn_canon"] = on_uniques(f["fn"], lambda u: u.map(lambda v: nick.get(v, v)))
+    f["birth"] = on_uniques(get("birth_date"), clean_birth).to_numpy()
+    f["street"] = on_uniques(get("street"), clean_words).to_numpy()
+    f["city"] = on_uniques(get("city"), clean_words).to_numpy()
+    f["postcode"] = on_uniques(get("postcode"), lambda u: _null_placeholders(
+        _text(u).str.replace(r"\s+", "", regex=True))).to_numpy()
+    f["email"] = on_uniques(get("email_key"), clean_email).to_numpy()
+    f["email_local"] = on_uniques(f["email"], lambda u: u.str.extract(r"^(.*)@", expand=False).str.replace(
+        r"[^\w]", "", regex=True))
+    f["phone"] = on_uniques(get("phone"), clean_phone).to_numpy()
+    f["national_id"] = on_uniques(get("national_id"), lambda u: _null_placeholders(
+        _text(u).str.replace(r"\W", "", regex=True))).to_numpy()
+    f["ln_sdx"] = on_uniques(f["ln"], lambda u: u.map(jellyfish.soundex))
+    f["fn_sdx"] = on_uniques(f["fn_canon"], lambda u: u.map(jellyfish.soundex))
     f["updated_at"] = pd.to_datetime(get("updated_at"), utc=True, errors="coerce").to_numpy()
     return f
 
@@ -100,4 +110,4 @@ def features(records: pd.DataFrame) -> pd.DataFrame:
 def record_hash(records: pd.DataFrame) -> np.ndarray:
     """Content hash of the matching columns, to detect changed records between runs."""
     cols = [c for c in MATCH_COLUMNS + OPTIONAL_COLUMNS if c in records and c != "updated_at"]
-    return pd.util.hash_pandas_object(records[cols].astype("string"), index=False).to_numpy()
+    return pd.util.hash_pandas_object(records[cols], index=False, categorize=True).to_numpy()

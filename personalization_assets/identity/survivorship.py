@@ -7,6 +7,7 @@ follows the same "most recent wins" rule, because the latest statement of a pers
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 NAME_FIELDS = ("first_name", "last_name")
@@ -25,28 +26,31 @@ def _ranked(records: pd.DataFrame, priority: tuple[str, ...]) -> pd.DataFrame:
 def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, ...]) -> pd.DataFrame:
     """``keys`` aligns with ``records`` and gives each record its customer_key."""
     r = _ranked(records, priority)
-    r["customer_key"] = keys.to_numpy()
-    out = r.groupby("customer_key", sort=True).agg(
-        source_records=("record_id", "size"), first_seen=("_ts", "min"), last_updated=("_ts", "max"))
-    recent = r.sort_values(["customer_key", "_ts", "_prio"], ascending=[True, False, True], na_position="last")
+    codes, uniq = pd.factorize(keys.to_numpy(), sort=True)
+    r["_c"] = codes
+    out = pd.DataFrame({"customer_key": uniq})
+    out["source_records"] = np.bincount(codes, minlength=len(uniq))
+    ts = r.groupby("_c")["_ts"]
+    out["first_seen"], out["last_updated"] = ts.min().reindex(out.index), ts.max().reindex(out.index)
+    recent = r.sort_values(["_c", "_ts", "_prio"], ascending=[True, False, True], na_position="last")
     for field in RECENT_FIELDS:
-        if field not in r:
-            continue
-        pick = recent.loc[recent[field].notna(), ["customer_key", field, "record_id"]]
-        pick = pick.drop_duplicates("customer_key").set_index("customer_key")
-        out[field] = pick[field].reindex(out.index)
-        out[f"{field}_source"] = pick["record_id"].reindex(out.index)
+        if field in r:
+            _take(out, recent.loc[recent[field].notna()], field)
     for field in NAME_FIELDS:
         if field not in r:
             continue
-        named = r.loc[r[field].notna() & (r[field].astype(str).str.strip() != "")]
-        freq = named.groupby(["customer_key", field])["record_id"].transform("size")
-        pick = named.assign(_n=freq).sort_values(
-            ["customer_key", "_n", "_prio", "_ts"], ascending=[True, False, True, False], na_position="last")
-        pick = pick.drop_duplicates("customer_key").set_index("customer_key")
-        out[field] = pick[field].reindex(out.index)
-        out[f"{field}_source"] = pick["record_id"].reindex(out.index)
-    out = out.reset_index()
-    out["n_sources"] = r.groupby("customer_key")["source"].nunique().reindex(out["customer_key"]).to_numpy() \
-        if "source" in r else 1
+        named = r.loc[r[field].notna() & (r[field].astype("string").str.strip() != "")]
+        name_code = pd.factorize(named[field])[0]
+        freq = pd.Series(name_code).groupby([named["_c"].to_numpy(), name_code]).transform("size")
+        named = named.assign(_n=freq.to_numpy())
+        _take(out, named.sort_values(["_c", "_n", "_prio", "_ts"], ascending=[True, False, True, False],
+                                     na_position="last"), field)
+    out["n_sources"] = r.groupby("_c")["source"].nunique().reindex(out.index).to_numpy() if "source" in r else 1
     return out
+
+
+def _take(out: pd.DataFrame, ranked: pd.DataFrame, field: str) -> None:
+    """First row per customer of an already ranked frame wins; remember where it came from."""
+    pick = ranked.drop_duplicates("_c").set_index("_c")
+    out[field] = pick[field].reindex(out.index).to_numpy()
+    out[f"{field}_source"] = pick["record_id"].reindex(out.index).to_numpy()

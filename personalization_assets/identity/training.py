@@ -11,21 +11,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_assets.identity.blocking import pairs_within_groups
+from personalization_assets.identity.blocking import combine, pairs_within_groups
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
 
-MAX_TRAINING_PAIRS = 1_000_000
+MAX_TRAINING_PAIRS = 150_000
 
 
-def _sessions(f: pd.DataFrame) -> list[tuple[pd.Series, tuple[str, ...]]]:
-    names = f["fn_canon"].fillna("") + "|" + f["ln"].fillna("")
+def _sessions(f: pd.DataFrame) -> list[tuple[np.ndarray, tuple[str, ...]]]:
+    code = lambda c: pd.factorize(f[c], use_na_sentinel=True)[0].astype(np.int64)  # noqa: E731
     return [
-        (f["birth"], ("birth_date",)),
-        (f["postcode"], ("postcode_city",)),
-        (names.where(f["fn_canon"].notna() & f["ln"].notna()), ("first_name", "last_name")),
-        (f["email"], ("email",)),
+        (code("birth"), ("birth_date",)),
+        (code("postcode"), ("postcode_city",)),
+        (combine(code("fn_canon"), code("ln")), ("first_name", "last_name")),
+        (code("email"), ("email",)),
     ]
 
 
@@ -35,8 +35,7 @@ def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, cfg: Match
     sums = [np.zeros_like(x) for x in u]
     seen = np.zeros(len(u))
     for key, excluded in _sessions(f):
-        codes = pd.factorize(key, use_na_sentinel=True)[0]
-        a, b, _ = pairs_within_groups(codes, cfg.max_block_size)
+        a, b, _ = pairs_within_groups(key, cfg.max_block_size)
         if a.size < 50:
             continue
         if a.size > MAX_TRAINING_PAIRS:

@@ -1,0 +1,75 @@
+"""Identity benchmark: our engine vs Splink on FEBRL 1-4 and generated 100k / 1M rows.
+
+    python -m bench.identity [--sizes gen100k,gen1m] [--skip-splink-over N]
+
+Each engine runs in its own subprocess per dataset (time = matching only, after loading;
+peak RSS = whole process). Accuracy is pairwise precision/recall/F1 of the final clusters
+against the true entities, both engines at match probability 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.identity import datasets
+from bench.identity.metrics import blocking_recall, pairwise
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = "targets: FEBRL3/4 F1 >= 0.998; F1 >= Splink everywhere; 1M: time < 0.5x Splink, peak RSS < 2 GB"
+
+
+def _run(engine: str, path: Path, kind: str, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "bench.identity.worker", engine, str(path), kind, str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="febrl1,febrl2,febrl3,febrl4,gen100k,gen1m")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-identity-") as tmp:
+        for name in args.datasets.split(","):
+            ours_df, native, kind = datasets.load(name)
+            truth = ours_df.set_index("record_id")["entity"]
+            p_ours, p_spl = Path(tmp) / f"{name}-ours.parquet", Path(tmp) / f"{name}-splink.parquet"
+            ours_df.drop(columns="entity").to_parquet(p_ours)
+            native.drop(columns="entity").to_parquet(p_spl)
+            brecall, n_pairs = blocking_recall(ours_df)
+            res = {}
+            for engine, path in (("ours", p_ours), ("splink", p_spl)):
+                out = Path(tmp) / f"{name}-{engine}-out.parquet"
+                r = _run(engine, path, kind, out)
+                if "error" not in r:
+                    cl = pd.read_parquet(out).set_index("rec_id")["cluster"]
+                    r.update(pairwise(truth, cl))
+                res[engine] = r
+                print(f"{name} {engine}: {json.dumps(r)}", flush=True)
+            o, s = res["ours"], res["splink"]
+            fmt = lambda d, k: f"{d[k]:.4f}" if k in d else "err"  # noqa: E731
+            rows.append([name, len(ours_df), fmt(o, "precision"), fmt(o, "recall"), fmt(o, "f1"),
+                         fmt(s, "precision"), fmt(s, "recall"), fmt(s, "f1"), f"{brecall:.4f}", n_pairs,
+                         f"{o.get('seconds', float('nan')):.1f}", f"{s.get('seconds', float('nan')):.1f}",
+                         f"{o.get('seconds', 0) / s['seconds']:.2f}" if "seconds" in s else "-",
+                         f"{o.get('peak_rss_mb', 0):.0f}", f"{s.get('peak_rss_mb', 0):.0f}",
+                         f"{o.get('peak_rss_mb', 0) / s['peak_rss_mb']:.2f}" if "peak_rss_mb" in s else "-"])
+    print()
+    print(tabulate(rows, headers=["dataset", "records", "our P", "our R", "our F1", "splink P", "splink R",
+                                  "splink F1", "blocking recall", "cand. pairs", "our s", "splink s",
+                                  "time ratio", "our MB", "splink MB", "RSS ratio"]))
+    print(TARGETS)
+
+
+if __name__ == "__main__":
+    main()
