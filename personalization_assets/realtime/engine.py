@@ -70,12 +70,14 @@ class TriggerEngine:
         self.cancels: dict[tuple[str, str], datetime] = {}  # (trigger, id) -> latest cancel time
         self.closed: dict[tuple[str, str], datetime] = {}  # (trigger, id) -> last decided activity
         self.aliases: dict[str, str] = {}  # anonymous id -> user id
+        self.links: dict[str, dict[str, datetime]] = {}  # id -> ids seen on the same event (cart<->checkout)
         self.history: dict[str, list[tuple[str, datetime]]] = {}  # user -> (trigger, fired_at)
         self.decided: dict[str, datetime] = {}  # fire keys fired or suppressed -> when
         self.frontier: datetime | None = None
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._expiry: list[tuple[float, str, tuple[str, str]]] = []  # heap: when to forget what
         self._seq = 0
+        self._link_memory = max(t.memory for t in self.defs.values()) if self.defs else timedelta(0)
         self._history_span = max([self.limits.cap_window] + [t.cooldown for t in self.defs.values()])
 
     # -- events ------------------------------------------------------------------------------
@@ -83,11 +85,15 @@ class TriggerEngine:
         out: list[Decision] = []
         if ev.user_id and ev.anonymous_id and self.aliases.get(ev.anonymous_id) != ev.user_id:
             self._learn_alias(ev.anonymous_id, ev.user_id)
+        hard = ev.ids(ID_FIELDS)
+        if len(hard) > 1:
+            self._link(hard, ev.at)
+        people = self._identities(ev)
         for t in self.defs.values():
             if ev.name in t.cancel_on:
-                self._cancel_event(t, ev, out)
+                self._cancel_event(t, ev, hard, people, out)
             elif ev.name in t.start_on:
-                self._start_event(t, ev, out)
+                self._start_event(t, ev, hard, people, out)
         return out
 
     def _identities(self, ev: Event) -> tuple[str, ...]:
@@ -103,34 +109,58 @@ class TriggerEngine:
             timer.identities.add(f"user:{user}")
             self.by_identity.setdefault(f"user:{user}", set()).add(tk)
 
+    def _link(self, ids: tuple[str, ...], at: datetime) -> None:
+        for i in ids:
+            peers = self.links.setdefault(i, {})
+            for j in ids:
+                if j != i and peers.get(j, at - timedelta(1)) < at:
+                    peers[j] = at
+                    heapq.heappush(self._expiry, ((at + self._link_memory).timestamp(), "l", (i, j)))
+
+    def _expand(self, ids: tuple[str, ...], fields) -> tuple[str, ...]:
+        """The ids plus those linked to them (two hops: order -> checkout -> cart)."""
+        links = self.links
+        if not any(i in links for i in ids):
+            return tuple(i for i in ids if i[:i.index(":")] in fields)
+        out = list(ids)
+        for i in out[:]:
+            for j in self.links.get(i, ()):
+                if j not in out:
+                    out.append(j)
+                    out.extend(k for k in self.links.get(j, ()) if k not in out)
+        return tuple(i for i in out if i[:i.index(":")] in fields)
+
     def _remember(self, table: dict, key: tuple[str, str], at: datetime, keep: timedelta) -> None:
         if key not in table or table[key] < at:
             table[key] = at
             heapq.heappush(self._expiry, ((at + keep).timestamp(), "c" if table is self.cancels else "x", key))
 
-    def _cancel_event(self, t: TriggerDefinition, ev: Event, out: list[Decision]) -> None:
-        hard = ev.ids(f for f in t.cancel_match if f != "customer")
-        people = self._identities(ev) if "customer" in t.cancel_match else ()
+    def _cancel_event(self, t: TriggerDefinition, ev: Event, hard, people, out: list[Decision]) -> None:
+        hard = self._expand(hard, t.cancel_match)
+        people = people if "customer" in t.cancel_match else ()
         for i in hard + people:
             self._remember(self.cancels, (t.name, i), ev.at, t.memory)
         for i in hard:
             tk = self.by_id.get((t.name, i))
             if tk is not None:
-                out.append(self._close(self.timers[tk], "cancel", i.split(":", 1)[0], ev.received_at))
+                timer = self.timers[tk]
+                self._ordered(t, timer, ev.at)
+                out.append(self._close(timer, "cancel", i.split(":", 1)[0], ev.received_at))
         for i in people:
             for tk in [k for k in self.by_identity.get(i, ()) if k[0] == t.name]:
                 timer = self.timers[tk]
                 if ev.at >= timer.window_start - t.customer_window:
                     out.append(self._close(timer, "cancel", "customer", ev.received_at))
 
-    def _group_ids(self, t: TriggerDefinition, ev: Event) -> tuple[str, ...]:
-        hard = ev.ids(f for f in t.group_by if f in ID_FIELDS)
-        return hard or (self._identities(ev) if "customer" in t.group_by else ())
-
-    def _start_event(self, t: TriggerDefinition, ev: Event, out: list[Decision]) -> None:
-        gids = self._group_ids(t, ev)
-        if not gids or any(self.closed.get((t.name, g), ev.at - timedelta(1)) >= ev.at for g in gids):
-            return  # no way to group it, or a session that was already decided covers it
+    def _start_event(self, t: TriggerDefinition, ev: Event, hard, people, out: list[Decision]) -> None:
+        gids = self._expand(hard, t.group_by) or (people if "customer" in t.group_by else ())
+        if not gids:
+            return  # nothing to group it by
+        closed = self.closed
+        for g in gids:
+            c = closed.get((t.name, g))
+            if c is not None and c >= ev.at:
+                return  # a session that was already decided covers it
         tk = next((self.by_id[(t.name, g)] for g in gids if (t.name, g) in self.by_id), None)
         if tk is None:
             tk = (t.name, gids[0])
@@ -144,7 +174,7 @@ class TriggerEngine:
             if g not in timer.ids:
                 timer.ids.add(g)
                 self.by_id[(t.name, g)] = tk
-        for i in self._identities(ev):
+        for i in people:
             if i not in timer.identities:
                 timer.identities.add(i)
                 self.by_identity.setdefault(i, set()).add(tk)
@@ -156,25 +186,36 @@ class TriggerEngine:
             return
         self._schedule(t, timer)
 
-    def _cancelled_by_memory(self, t: TriggerDefinition, timer: Timer) -> str | None:
+    def _ordered(self, t: TriggerDefinition, timer: Timer, at: datetime) -> None:
+        """An order matched on one id closes the cart under all of its ids (cart and checkout)."""
         for i in timer.ids:
-            if i.split(":", 1)[0] in t.cancel_match and (t.name, i) in self.cancels:
+            self._remember(self.cancels, (t.name, i), at, t.memory)
+
+    def _cancelled_by_memory(self, t: TriggerDefinition, timer: Timer) -> str | None:
+        cancels, name = self.cancels, t.name
+        for i in timer.ids:
+            at = cancels.get((name, i))
+            if at is not None and i[:i.index(":")] in t.cancel_match:
+                self._ordered(t, timer, at)
                 return "out_of_order"
         if "customer" in t.cancel_match:
-            people = set(timer.identities)
-            people.update(f"user:{self.aliases[i[5:]]}" for i in timer.identities
-                          if i.startswith("anon:") and i[5:] in self.aliases)
             floor = timer.window_start - t.customer_window
-            if any(self.cancels.get((t.name, i), floor - timedelta(1)) >= floor for i in people):
-                return "out_of_order"
+            for i in timer.identities:
+                at = cancels.get((name, i))
+                if at is not None and at >= floor:
+                    return "out_of_order"
+                if i.startswith("anon:") and i[5:] in self.aliases:
+                    at = cancels.get((name, f"user:{self.aliases[i[5:]]}"))
+                    if at is not None and at >= floor:
+                        return "out_of_order"
         return None
 
     def _schedule(self, t: TriggerDefinition, timer: Timer) -> None:
-        timer.version += 1
+        self._seq += 1
+        timer.version = self._seq  # unique: a stale heap entry never matches a reborn timer
         ready = timer.last_activity + t.delay + t.allowed_lateness
         if timer.not_before is not None and timer.not_before > ready:
             ready = timer.not_before
-        self._seq += 1
         heapq.heappush(self._heap, (ready.timestamp(), self._seq, timer.trigger, timer.key, timer.version))
 
     def _close(self, timer: Timer, kind: str, reason: str | None, now: datetime | None = None,
@@ -209,7 +250,8 @@ class TriggerEngine:
             timer = self.timers.get((trigger, key))
             if timer is not None and timer.version == version:
                 out.append(self._decide(self.defs[trigger], timer, now, ready))
-        self._expire(limit)
+        if self._expiry and self._expiry[0][0] <= limit:
+            self._expire(limit)
         return out
 
     def _decide(self, t: TriggerDefinition, timer: Timer, now: datetime, ready: float) -> Decision:
@@ -261,6 +303,13 @@ class TriggerEngine:
             _, kind, key = heapq.heappop(self._expiry)
             if kind == "d":
                 self.decided.pop(key[0], None)
+                continue
+            if kind == "l":
+                peers = self.links.get(key[0], {})
+                if key[1] in peers and (peers[key[1]] + self._link_memory).timestamp() <= limit:
+                    del peers[key[1]]
+                    if not peers:
+                        del self.links[key[0]]
                 continue
             table = self.cancels if kind == "c" else self.closed
             at = table.get(key)

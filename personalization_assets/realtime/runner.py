@@ -28,6 +28,7 @@ from .state import restore, snapshot
 
 log = logging.getLogger(__name__)
 DRAINED_SLACK_S = 0.05
+LAG_READ_CAP = 1000
 
 
 def open_guard(spec: GuardProvider | str | None, allow_unknown: bool = False) -> GuardProvider:
@@ -98,11 +99,18 @@ class EngineProcess:
             if self.offset:
                 self.bus.ack(self.group, [self.offset])
 
+    def _lag(self) -> int:
+        """Records not yet processed: exact on the SQLite bus (dense offsets); on buses whose
+        offsets are sparse (Redis stream ids) a read-ahead, capped at LAG_READ_CAP."""
+        if type(self.bus).__name__ == "SqliteBus":
+            return max(0, self.bus.last_offset() - self.offset)
+        return len(self.bus.read(self.offset, LAG_READ_CAP))
+
     def _gauges(self) -> None:
         if self.clock() - self._last_gauges < 1.0:
             return
         self._last_gauges = self.clock()
-        metrics.CONSUMER_LAG.set(max(0, self.bus.last_offset() - self.offset))
+        metrics.CONSUMER_LAG.set(self._lag())
         for name, n in self.engine.open_timers().items():
             metrics.TIMERS_OPEN.labels(name).set(n)
         if self.engine.frontier is not None:

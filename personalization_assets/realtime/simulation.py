@@ -47,8 +47,10 @@ def adversarial_carts(n: int, seed: int, delay: timedelta, lateness: timedelta,
             frac = 0.999 if late else (0.0 if adversary else rng.random())
             return at + lateness * frac
 
+        seen_checkout = False
         for k, at in enumerate(times):
             name = rng.choice(START_EVENTS) if k else "Product Added"
+            seen_checkout = seen_checkout or (name == "Checkout Started" and checkout is not None)
             ev = Event(name, at, received(at, False), f"m-{i}-{k}",
                        user if rng.random() < 0.8 else None, anon, cart,
                        checkout if name == "Checkout Started" else None)
@@ -59,10 +61,10 @@ def adversarial_carts(n: int, seed: int, delay: timedelta, lateness: timedelta,
         if rng.random() < 0.6:
             t.order_at = base + delay * 2.5 * rng.random()
             how = rng.choice(("cart", "checkout", "customer", "all"))
+            if how == "checkout" and not seen_checkout:
+                how = "cart"  # an order can only be matched on a checkout id the shop sent before
             ids = {"cart_id": cart if how in ("cart", "all") else None,
-                   "checkout_id": checkout if how in ("checkout", "all") or (how == "cart" and not cart) else None}
-            if how == "checkout" and checkout is None:
-                ids["cart_id"] = cart
+                   "checkout_id": checkout if how in ("checkout", "all") else None}
             uid = user if how in ("customer", "all") or rng.random() < 0.5 else None
             via_anon = how == "customer" and rng.random() < 0.3  # a guest checkout on the device
             t.order_received = received(t.order_at, adversary)

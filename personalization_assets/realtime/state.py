@@ -38,6 +38,7 @@ def snapshot(engine: TriggerEngine) -> dict:
         "cancels": [[tr, i, _ts(at)] for (tr, i), at in engine.cancels.items()],
         "closed": [[tr, i, _ts(at)] for (tr, i), at in engine.closed.items()],
         "aliases": engine.aliases,
+        "links": [[i, j, _ts(at)] for i, peers in engine.links.items() for j, at in peers.items()],
         "history": {u: [[tr, _ts(at)] for tr, at in h] for u, h in engine.history.items()},
         "decided": {k: _ts(at) for k, at in engine.decided.items()},
     }
@@ -67,6 +68,8 @@ def restore(data: dict, trigger_set: TriggerSet, guard: GuardProvider) -> Trigge
         for trigger, ident, at in rows:
             if trigger in engine.defs:
                 engine._remember(table, (trigger, ident), _dt(at), engine.defs[trigger].memory)
+    for i, j, at in data.get("links", []):
+        engine._link((i, j), _dt(at))
     for user, rows in (data.get("history") or {}).items():
         for trigger, at in rows:
             engine.record_fire(user, trigger, _dt(at))
