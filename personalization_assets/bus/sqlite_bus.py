@@ -17,6 +17,8 @@ messageId re-sent after the window is stored again (Segment semantics), within i
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -51,6 +53,9 @@ class SqliteBus:
         self.dedup_window_s = float(dedup_window_s)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # Writers of several processes queue on this flock: it wakes the next one at once, where
+        # SQLite's own busy handler sleeps in growing steps (up to 100 ms) under contention.
+        self._lockfile = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._next_prune = 0.0
         self._conn = sqlite3.connect(
             str(self.path), timeout=60, isolation_level=None, check_same_thread=False
@@ -84,10 +89,18 @@ class SqliteBus:
 
         class _Tx:
             def __enter__(self_inner):
-                bus._conn.execute("BEGIN IMMEDIATE")
+                fcntl.flock(bus._lockfile, fcntl.LOCK_EX)
+                try:
+                    bus._conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    fcntl.flock(bus._lockfile, fcntl.LOCK_UN)
+                    raise
 
             def __exit__(self_inner, exc_type, exc, tb):
-                bus._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                try:
+                    bus._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                finally:
+                    fcntl.flock(bus._lockfile, fcntl.LOCK_UN)
                 return False
 
         return _Tx()
@@ -211,7 +224,7 @@ class SqliteBus:
         """Cumulative, like a Kafka commit: the group's position moves to the highest offset."""
         if not offsets:
             return
-        with self._lock:
+        with self._lock, self._tx():
             self._conn.execute(
                 f"INSERT INTO {self.table}_groups (grp, committed) VALUES (?, ?)"
                 " ON CONFLICT(grp) DO UPDATE SET committed=max(committed, excluded.committed)",
@@ -230,7 +243,10 @@ class SqliteBus:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._lockfile >= 0:
+                self._conn.close()
+                os.close(self._lockfile)
+                self._lockfile = -1
 
     def __repr__(self) -> str:
         return f"SqliteBus({str(self.path)!r}, table={self.table!r})"

@@ -9,6 +9,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+UTC = timezone.utc
+
+
+class BadTimestamp(ValueError):
+    def __init__(self, field: str, value) -> None:
+        super().__init__(f"{field} is not an ISO-8601 timestamp: {value!r}")
+        self.field = field
+
 
 def parse_ts(value) -> datetime | None:
     """ISO-8601 to aware UTC; naive values are read as UTC; anything else is None."""
@@ -18,26 +26,51 @@ def parse_ts(value) -> datetime | None:
         ts = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+
+
+def _parse_field(event: dict, field: str, value) -> datetime | None:
+    if value is None:
+        return None
+    ts = parse_ts(value)
+    if ts is None:
+        raise BadTimestamp(field, value)
+    return ts
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def enrich(event: dict, received_at: datetime, shared: dict) -> dict:
-    """A copy of `event` with receivedAt, originalTimestamp, sentAt, timestamp and messageId set."""
+def enrich(event: dict, received_at: datetime, shared: dict, received_iso: str | None = None,
+           shared_sent: datetime | None = None) -> dict:
+    """A copy of `event` with receivedAt, originalTimestamp, sentAt, timestamp and messageId set.
+
+    `received_at` must be UTC. Per request the caller may pass `received_iso` (= iso(received_at))
+    and `shared_sent` (the parsed batch sentAt). Raises BadTimestamp for unparseable client times
+    and OverflowError when the correction leaves the datetime range.
+    """
     out = dict(event)
     ctx = shared.get("context")
-    if isinstance(ctx, dict):
+    if ctx is not None and isinstance(ctx, dict):
         own = out.get("context")
         out["context"] = {**ctx, **own} if isinstance(own, dict) else dict(ctx)
-    if not isinstance(out.get("messageId"), str) or not out.get("messageId"):
+    mid = out.get("messageId")
+    if not mid or not isinstance(mid, str):
         out["messageId"] = f"srv-{uuid.uuid4()}"
-    original_raw = out.get("originalTimestamp") or out.get("timestamp")
-    sent_raw = out.get("sentAt") or shared.get("sentAt")
-    original, sent = parse_ts(original_raw), parse_ts(sent_raw)
-    out["receivedAt"] = iso(received_at)
+    field = "originalTimestamp" if out.get("originalTimestamp") is not None else "timestamp"
+    original_raw = out.get(field)
+    original = _parse_field(out, field, original_raw)
+    if out.get("sentAt") is not None:
+        sent_raw, sent = out["sentAt"], _parse_field(out, "sentAt", out["sentAt"])
+    else:
+        sent_raw = shared.get("sentAt")
+        sent = shared_sent if shared_sent is not None else _parse_field(out, "sentAt", sent_raw)
+    out["receivedAt"] = received_iso or iso(received_at)
     if original is not None:
         out["originalTimestamp"] = original_raw
     if sent_raw is not None:
@@ -48,4 +81,3 @@ def enrich(event: dict, received_at: datetime, shared: dict) -> dict:
         corrected = original or received_at
     out["timestamp"] = iso(corrected)
     return out
-

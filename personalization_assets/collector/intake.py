@@ -7,7 +7,7 @@ from datetime import datetime
 
 import orjson
 
-from .enrich import enrich, iso
+from .enrich import BadTimestamp, enrich, iso, parse_ts
 from .validate import Violation, validate
 from .wire import MAX_EVENT_BYTES
 
@@ -35,6 +35,8 @@ def quarantine_record(raw, violations: list[Violation], received_at: datetime, e
 
 def split(raw_events: list, shared: dict, received_at: datetime, endpoint: str) -> tuple[list[dict], list[dict]]:
     accepted, quarantined = [], []
+    received_iso = iso(received_at)
+    shared_sent = parse_ts(shared.get("sentAt"))
     for raw in raw_events:
         try:
             size = len(orjson.dumps(raw))
@@ -47,9 +49,11 @@ def split(raw_events: list, shared: dict, received_at: datetime, endpoint: str) 
                 violations = validate(raw)
         if not violations:
             try:
-                accepted.append(enrich(raw, received_at, shared))
+                accepted.append(enrich(raw, received_at, shared, received_iso, shared_sent))
                 continue
-            except (OverflowError, ValueError) as exc:  # e.g. sentAt in year 9999
+            except BadTimestamp as exc:
+                violations = [Violation(exc.field, str(exc))]
+            except OverflowError as exc:  # e.g. sentAt in year 9999
                 violations = [Violation("timestamp", f"cannot correct the timestamp: {exc}")]
         quarantined.append(quarantine_record(raw, violations, received_at, endpoint))
     return accepted, quarantined

@@ -116,10 +116,18 @@ def test_quarantine_id_is_stable_across_retries():
     ({"type": "track", "event": "E"}, "identity"),
     ({"type": "group", "userId": "u"}, "groupId"),
     ({"type": "identify", "userId": "u", "traits": [1]}, "traits"),
-    ({"type": "page", "userId": "u", "timestamp": "yesterday"}, "timestamp"),
+    ({"type": "page", "userId": ["u"]}, "identity"),
+    ({"type": "track", "event": "", "anonymousId": "a"}, "event"),
 ])
 def test_minimal_rules(event, rule):
     assert rule in [v.rule for v in minimal_violations(event)]
+
+
+@pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt"])
+def test_unparseable_client_time_is_quarantined_under_its_field(field):
+    event = {"type": "page", "userId": "u", field: "yesterday"}
+    accepted, (q,) = split([event], {}, datetime.now(UTC), "/v1/page")
+    assert accepted == [] and q["rule"] == field and "yesterday" in q["message"]
 
 
 @given(st.datetimes(timezones=st.just(UTC)), st.datetimes(timezones=st.just(UTC)))

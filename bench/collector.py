@@ -1,0 +1,231 @@
+"""Collector throughput and latency per bus, beside the raw append rate of the same bus.
+
+    python bench/collector.py [--duration 10] [--clients 16] [--workers 1 2] [--buses sqlite redis]
+                              [--freshness 30]
+
+For each bus: (1) the raw append rate, bus.append() of 100- and 1000-event batches from one
+thread, fsync on; (2) the collector as a subprocess (uvicorn, N workers) on the same bus, loaded
+by a separate client process with many keep-alive connections posting /v1/batch with 100 events
+each; events/s counts only 200-acknowledged events, and the bus count is checked afterwards.
+Targets (issue 7): >= 20,000 events/s on the embedded bus, and >= half its raw append rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import orjson
+
+KEY = "bench-key"
+BATCH = 100
+
+
+def event(prefix: str, i: int) -> dict:
+    return {"type": "track", "event": "Product Viewed", "userId": f"user-{i % 5000}",
+            "anonymousId": f"anon-{i % 7919}", "messageId": f"{prefix}-{i}",
+            "timestamp": "2026-11-28T10:00:00.000Z",
+            "properties": {"sku": f"SKU-{i % 400}", "category": "shoes", "price": 59.9, "currency": "EUR",
+                           "url": f"https://shop.example/p/{i % 400}"},
+            "context": {"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "10.0.0.1",
+                        "userAgent": "Mozilla/5.0 (X11; Linux x86_64)", "locale": "de-DE"}}
+
+
+def percentile(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))] if s else float("nan")
+
+
+# --- raw append rate -------------------------------------------------------------------------
+def raw_append_rate(bus_url: str, batch: int, seconds: float = 3.0) -> float:
+    from personalization_assets.bus import open_bus
+
+    bus = open_bus(bus_url)
+    n, spent = 0, 0.0
+    while spent < seconds:  # only the append is timed; events carry random uuid4 messageIds
+        events = [event(uuid.uuid4().hex, k) for k in range(batch)]
+        t0 = time.perf_counter()
+        bus.append(events)
+        spent += time.perf_counter() - t0
+        n += batch
+    rate = n / spent
+    bus.close()
+    return rate
+
+
+# --- load client (runs in its own process: --client) ----------------------------------------
+async def _client_main(port: int, duration: float, clients: int, prefix: str) -> dict:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    counter = iter(range(10**9))
+    head = (f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {KEY}\r\n").encode()
+    deadline = time.perf_counter() + duration
+    # One body template; each request fills in 100 fresh random messageIds (uuid4-like, as the
+    # Segment and Rudder clients send), so the client costs little and leaves the cores to the
+    # collector, while the bus sees the random keys it sees in production.
+    template = orjson.dumps({"batch": [event("ID", k) for k in range(BATCH)],
+                             "sentAt": "2026-11-28T10:00:01.000Z"}).replace(b"%", b"%%")
+    template = template.replace(b'"messageId":"ID-', b'"messageId":"%s-')
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < deadline:
+            next(counter)
+            rnd = os.urandom(16 * BATCH).hex().encode()
+            body = template % tuple(rnd[i:i + 32] for i in range(0, 32 * BATCH, 32))
+            t0 = time.perf_counter()
+            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status_head = await reader.readuntil(b"\r\n\r\n")
+            status = int(status_head.split(b" ", 2)[1])
+            length = 0
+            for line in status_head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            codes[status] = codes.get(status, 0) + 1
+            if status == 429:
+                await asyncio.sleep(0.05)
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return {"elapsed": time.perf_counter() - t0, "codes": codes, "latencies": latencies}
+
+
+def run_load(port: int, duration: float, clients: int) -> dict:
+    prefix = uuid.uuid4().hex[:8]
+    out = subprocess.run([sys.executable, __file__, "--client", str(port), str(duration), str(clients), prefix],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+# --- collector subprocess --------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_collector(bus_url: str, workers: int) -> tuple[subprocess.Popen, int]:
+    import requests
+
+    port = free_port()
+    code = ("import sys; from personalization_assets.collector import run_collector; "
+            "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], workers=int(sys.argv[4]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port), bus_url, KEY, str(workers)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                time.sleep(0.5 if workers > 1 else 0)  # let every worker come up
+                return proc, port
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit("collector did not start")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process and its direct children (the uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            pids += [int(c) for c in f.read().split()]
+    total = 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def bench_collector(bus_url: str, workers: int, duration: float, clients: int) -> dict:
+    from personalization_assets.bus import open_bus
+
+    before = open_bus(bus_url).count()
+    proc, port = start_collector(bus_url, workers)
+    try:
+        cpu0 = tree_cpu_s(proc.pid)
+        res = run_load(port, duration, clients)
+        cpu = tree_cpu_s(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    ok = res["codes"].get("200", 0)
+    stored = open_bus(bus_url).count() - before
+    return {"eps": ok * BATCH / res["elapsed"], "p50": percentile(res["latencies"], 50) * 1000,
+            "p99": percentile(res["latencies"], 99) * 1000, "codes": res["codes"],
+            "acked": ok * BATCH, "stored": stored,
+            "cpu_us_per_event": cpu * 1e6 / max(1, ok * BATCH)}
+
+
+def bus_urls(tmp: str, buses: list[str]) -> dict[str, str]:
+    urls = {}
+    if "sqlite" in buses:
+        urls["sqlite"] = f"sqlite:///{tmp}/events.db"
+    if "redis" in buses:
+        from personalization_assets.bus.redis_bus import RedisBus  # noqa: F401  (fails early if absent)
+
+        urls["redis"] = f"redis://127.0.0.1:6379/0?stream=bench-{uuid.uuid4().hex[:8]}"
+    return urls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--buses", nargs="+", default=["sqlite", "redis"])
+    parser.add_argument("--freshness", type=int, default=0, help="events for the sensor-path freshness run")
+    args = parser.parse_args()
+    from personalization_assets.bus import open_bus
+
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share the cores)")
+    print(f"cores: {os.cpu_count()}  batch: {BATCH} events  clients: {args.clients}  duration: {args.duration}s")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in bus_urls(tmp, args.buses).items():
+            raw100, raw1000 = raw_append_rate(url, 100), raw_append_rate(url, 1000)
+            extra = getattr(open_bus(url), "durability", lambda: "synchronous=FULL (fsync per commit)")()
+            print(f"\n[{name}] durability: {extra}")
+            print(f"  raw append rate: {raw100:>9,.0f} ev/s (100/append)  {raw1000:>9,.0f} ev/s (1000/append)")
+            for w in args.workers:
+                r = bench_collector(url, w, args.duration, args.clients)
+                limit = max(raw100, raw1000)
+                verdict = "OK" if r["eps"] >= limit / 2 and (name != "sqlite" or r["eps"] >= 20_000) else "BELOW TARGET"
+                print(f"  collector, {w} worker(s): {r['eps']:>9,.0f} ev/s acknowledged = "
+                      f"{r['eps'] / limit:.0%} of raw  p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms  "
+                      f"codes {r['codes']}  acked {r['acked']} stored {r['stored']}  "
+                      f"collector CPU {r['cpu_us_per_event']:.0f} us/event  [{verdict}]")
+            if name == "redis":
+                open_bus(url).drop()
+    if args.freshness:
+        from bench_collector_freshness import run_freshness  # noqa: PLC0415
+
+        run_freshness(args.freshness)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        port, duration, clients, prefix = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        try:
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
+        print(json.dumps(asyncio.run(_client_main(port, duration, clients, prefix))))
+    else:
+        main()
