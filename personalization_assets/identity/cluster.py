@@ -1,8 +1,8 @@
 """Connected components with guards against over-merging.
 
 Transitive closure is what makes one bad link glue two people together, so:
-- a weak link (below the strong threshold) may not bridge two multi-record groups unless
-  a second link corroborates it; such links go to review instead;
+- a weak link (below the strong threshold) may not bridge two multi-record groups that
+  each hang together through strong links; such links go to review instead;
 - a component larger than the maximum size is rebuilt greedily from its strongest links
   with a size cap, and its records go to review;
 - cannot-link pairs (from unmerges) are honoured the same greedy way.
@@ -63,12 +63,10 @@ def cluster(n: int, e: Edges, strong: float, max_size: int,
     is_strong = e.prob >= strong
     s_lab = components(n, e.left[is_strong], e.right[is_strong])
     s_size = np.bincount(s_lab, minlength=n)
-    # weak links between two multi-record groups need corroboration
+    # a weak link may attach a record to a group, never glue two groups together
     weak = np.flatnonzero(~is_strong & (s_lab[e.left] != s_lab[e.right]))
     la, lb = s_lab[e.left[weak]], s_lab[e.right[weak]]
-    pair = pd.Series(np.minimum(la, lb).astype(np.int64) * n + np.maximum(la, lb))
-    support = pair.map(pair.value_counts()).to_numpy()
-    bridge = (s_size[la] >= 2) & (s_size[lb] >= 2) & (support < 2)
+    bridge = (s_size[la] >= 2) & (s_size[lb] >= 2)
     used = is_strong | ~np.isin(np.arange(e.prob.size), weak[bridge])
     for i in weak[bridge]:
         review.append((int(e.left[i]), int(e.right[i]), "weak_chain", float(e.prob[i])))

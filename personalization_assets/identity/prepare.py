@@ -102,7 +102,7 @@ def features(records: pd.DataFrame) -> pd.DataFrame:
     f["national_id"] = on_uniques(get("national_id"), lambda u: _null_placeholders(
         _text(u).str.replace(r"\W", "", regex=True))).to_numpy()
     f["ln_sdx"] = on_uniques(f["ln"], lambda u: u.map(jellyfish.soundex))
-    f["fn_sdx"] = on_uniques(f["fn_canon"], lambda u: u.map(jellyfish.soundex))
+    f["fn_sdx"] = on_uniques(f["fn"], lambda u: u.map(jellyfish.soundex))
     f["updated_at"] = pd.to_datetime(get("updated_at"), utc=True, errors="coerce").to_numpy()
     return f
 
