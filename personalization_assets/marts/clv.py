@@ -26,6 +26,7 @@ class BetaGeoParams:
     alpha: float
     a: float
     b: float
+    at_bound: bool = False  # the optimum hit a parameter bound: the model fits these data badly
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class GammaGammaParams:
     p: float
     q: float
     v: float
+    at_bound: bool = False
 
 
 def _arrays(*columns) -> list[np.ndarray]:
@@ -52,15 +54,22 @@ def bgnbd_log_likelihood(params: BetaGeoParams, x, t_x, T) -> np.ndarray:
     return a1 + a2 + np.log(mix) + top
 
 
-def _fit(neg_ll, start: np.ndarray) -> np.ndarray:
-    """Minimize over log-parameters (keeps them positive); polish with Nelder-Mead."""
-    first = minimize(neg_ll, start, method="L-BFGS-B")
-    final = minimize(neg_ll, first.x, method="Nelder-Mead",
-                     options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000})
+# Log-parameters stay within e^±15: data without dropout (a -> 0, b -> inf) would otherwise send
+# the optimizer wandering towards infinity for minutes. A fit at a bound is reported, not hidden.
+LOG_BOUND = 15.0
+
+
+def _fit(neg_ll, start: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Minimize over bounded log-parameters; polish with a short Nelder-Mead. (params, at_bound)"""
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
+    first = minimize(neg_ll, start, method="L-BFGS-B", bounds=bounds)
+    final = minimize(neg_ll, first.x, method="Nelder-Mead", bounds=bounds,
+                     options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 2000})
     best = final if final.fun <= first.fun else first
     if not np.isfinite(best.fun):
         raise FitError(f"likelihood did not converge: {best.message}")
-    return np.exp(best.x)
+    at_bound = bool(np.any(np.abs(best.x) >= LOG_BOUND - 1e-3))
+    return np.exp(best.x), at_bound
 
 
 def fit_bgnbd(x, t_x, T) -> BetaGeoParams:
@@ -75,8 +84,8 @@ def fit_bgnbd(x, t_x, T) -> BetaGeoParams:
         ll = bgnbd_log_likelihood(BetaGeoParams(r, alpha, a, b), x, t_x * scale, T * scale)
         return -float(ll.sum()) / len(x)
 
-    r, alpha, a, b = _fit(neg_ll, np.zeros(4))
-    return BetaGeoParams(r=r, alpha=alpha / scale, a=a, b=b)
+    (r, alpha, a, b), at_bound = _fit(neg_ll, np.zeros(4))
+    return BetaGeoParams(r=r, alpha=alpha / scale, a=a, b=b, at_bound=at_bound)
 
 
 def _alive_odds(params: BetaGeoParams, x, t_x, T) -> np.ndarray:
@@ -122,8 +131,8 @@ def fit_gamma_gamma(x, m) -> GammaGammaParams:
         p, q, v = np.exp(log_params)
         return -float(gamma_gamma_log_likelihood(GammaGammaParams(p, q, v), x, m * scale).sum()) / len(x)
 
-    p, q, v = _fit(neg_ll, np.zeros(3))
-    return GammaGammaParams(p=p, q=q, v=v / scale)
+    (p, q, v), at_bound = _fit(neg_ll, np.zeros(3))
+    return GammaGammaParams(p=p, q=q, v=v / scale, at_bound=at_bound)
 
 
 def expected_average_value(params: GammaGammaParams, x, m) -> np.ndarray:
