@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -56,7 +57,7 @@ class TriggerDefinition:
             raise ValueError(f"trigger {self.name!r}: an event cannot both start and cancel it:"
                              f" {sorted(self.start_on & self.cancel_on)}")
 
-    @property
+    @cached_property
     def memory(self) -> timedelta:
         """How long cancel events and fired sessions are remembered (event time)."""
         return self.delay + self.allowed_lateness + self.customer_window + timedelta(days=1)

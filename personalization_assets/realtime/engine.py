@@ -85,6 +85,8 @@ class TriggerEngine:
         out: list[Decision] = []
         if ev.user_id and ev.anonymous_id and self.aliases.get(ev.anonymous_id) != ev.user_id:
             self._learn_alias(ev.anonymous_id, ev.user_id)
+        if not ev.name:
+            return out  # an identify or untracked call: only the alias mattered
         hard = ev.ids(ID_FIELDS)
         if len(hard) > 1:
             self._link(hard, ev.at)

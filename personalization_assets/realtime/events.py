@@ -80,13 +80,19 @@ def _parse_time(value) -> datetime | None:
     return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).astimezone(timezone.utc)
 
 
-def from_segment(payload: dict, received_at: datetime) -> Event | None:
-    """The trigger view of one bus event; None for events that are not `track` calls."""
+def from_segment(payload: dict, received_at: datetime, names: frozenset[str] | None = None) -> Event | None:
+    """The trigger view of one bus event, or None when no trigger can use it.
+
+    Calls that are not `track`s, or whose name is not in `names`, only matter when they link an
+    anonymous id to a user id (identify after login): they come back as an event named "".
+    """
     if not isinstance(payload, dict):
         raise BadEvent(f"event is not a JSON object: {type(payload).__name__}")
     name = payload.get("event")
-    if payload.get("type", "track") != "track" or not isinstance(name, str) or not name:
-        return None
+    if payload.get("type", "track") != "track" or not isinstance(name, str) or not name \
+            or (names is not None and name not in names):
+        user, anon = _text(payload.get("userId")), _text(payload.get("anonymousId"))
+        return Event("", received_at, received_at, None, user, anon) if user and anon else None
     at = _parse_time(payload.get("timestamp")) or _parse_time(payload.get("originalTimestamp"))
     at = received_at if at is None or at > received_at else at
     props = payload.get("properties") or {}

@@ -4,9 +4,10 @@ It polls the bus with a short interval (sub-second decisions need a resident con
 Dagster run per tick). The ledger's checkpoint offset is the authoritative consumer position; the
 bus consumer group is acked after each commit so that lag is visible on the bus side too.
 
-Frontier: while catching up, the frontier is the receive time of the last record read; once a
-poll finds the bus drained, it is the wall clock minus a small slack (a record being committed
-right now may carry a receive time a few ms in the past).
+Frontier: the receive time of the last record read. Receive times are stamped inside the bus's
+serialized write transaction, so no later record can carry an earlier one. On an idle bus the
+wall clock minus IDLE_SLACK_S moves it on: a record being committed right now (fsync) may carry a
+receive time slightly in the past, and the slack must cover that commit time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .ledger import Ledger, load_history
 from .state import restore, snapshot
 
 log = logging.getLogger(__name__)
-DRAINED_SLACK_S = 0.05
+IDLE_SLACK_S = 1.0
 LAG_READ_CAP = 1000
 
 
@@ -44,7 +45,7 @@ class EngineProcess:
     """One engine bound to a bus and a ledger; `step()` is one poll (tests call it directly)."""
 
     def __init__(self, bus, ledger: Ledger, trigger_set: TriggerSet, guard: GuardProvider,
-                 group: str = "triggers", batch: int = 2000, checkpoint_every_s: float = 1.0,
+                 group: str = "triggers", batch: int = 500, checkpoint_every_s: float = 5.0,
                  clock: Callable[[], float] = time.time):
         self.bus, self.ledger, self.group, self.batch = bus, ledger, group, batch
         self.clock = clock
@@ -58,6 +59,7 @@ class EngineProcess:
             self.offset = 0
         now = datetime.fromtimestamp(clock(), timezone.utc)
         load_history(self.engine, ledger, now, self.engine._history_span)
+        self.names = frozenset(n for t in trigger_set.triggers for n in t.start_on | t.cancel_on)
         self._last_checkpoint = clock()
         self._last_gauges = 0.0
 
@@ -68,21 +70,24 @@ class EngineProcess:
         engine = self.engine
         for r in records:
             try:
-                ev = from_segment(r.event, r.received_at)
+                ev = from_segment(r.event, r.received_at, self.names)
             except BadEvent:
                 metrics.EVENTS_SKIPPED.labels("malformed").inc()
                 ev = None
             if ev is not None:
                 decisions += engine.process(ev)
-            decisions += engine.advance(r.received_at)
-        if records:
+        if records:  # one advance per batch: every record up to the last one is processed
             self.offset = records[-1].offset
-        if len(records) < self.batch:
-            now = self.clock() - DRAINED_SLACK_S
-            decisions += engine.advance(datetime.fromtimestamp(now, timezone.utc))
+            decisions += engine.advance(records[-1].received_at)
+        if len(records) < self.batch:  # drained: the wall clock moves the frontier on an idle bus
+            idle = datetime.fromtimestamp(self.clock() - IDLE_SLACK_S, timezone.utc)
+            if engine.frontier is None or idle > engine.frontier:
+                decisions += engine.advance(idle)
         due = self.clock() - self._last_checkpoint >= self.checkpoint_every_s
-        if decisions or due:
+        if due or any(d.kind in ("fire", "suppress") for d in decisions):
             self.commit(decisions, checkpoint=due)
+        elif decisions:
+            metrics.observe(decisions, time.time())  # cancels and deferrals: nothing to record
         metrics.EVENTS_CONSUMED.inc(len(records))
         self._gauges()
         return len(records)

@@ -1,5 +1,6 @@
 """Randomized carts with adversarial orderings: never a fire after an order (100k in bench/)."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,9 +17,8 @@ DELAY, LATE = timedelta(hours=1), timedelta(minutes=2)
 def test_no_fire_after_order_and_every_unordered_cart_fires_once(seed):
     events, truth = adversarial_carts(3000, seed, DELAY, LATE)
     e = engine("cart_abandonment")
-    e.limits = e.limits.__class__(cap_messages=10**6, quiet_hours=None)
-    e.defs["cart_abandonment"] = e.defs["cart_abandonment"].__class__(
-        **{**e.defs["cart_abandonment"].__dict__, "cooldown": timedelta(0)})
+    e.limits = replace(e.limits, cap_messages=10**6, quiet_hours=None)
+    e.defs["cart_abandonment"] = replace(e.defs["cart_abandonment"], cooldown=timedelta(0))
     decisions = run(e, events, events[-1].received_at + 3 * DELAY)
     report = check_no_fire_after_order(decisions, truth, DELAY)
     assert report["after_order"] == [] and report["ordered_before_due"] == [] and report["twice"] == []

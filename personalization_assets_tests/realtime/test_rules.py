@@ -131,3 +131,17 @@ def test_late_start_event_of_an_already_fired_session_does_not_fire_again():
     out = run(e, [ev("Product Added", T0)], T0 + 2 * H)
     out += run(e, [ev("Cart Viewed", T0 + 10 * M, received=T0 + 3 * H)], T0 + 10 * H)
     assert len(kinds(out)) == 1
+
+
+def test_an_identify_call_names_the_anonymous_cart_owner():
+    from personalization_assets.realtime.events import from_segment
+
+    e = engine("cart_abandonment")
+    names = frozenset({"Product Added", "Order Completed"})
+    cart = from_segment({"type": "track", "event": "Product Added", "anonymousId": "a7",
+                         "timestamp": T0.isoformat(), "properties": {"cart_id": "c7"}}, T0, names)
+    login = from_segment({"type": "identify", "userId": "u7", "anonymousId": "a7",
+                          "traits": {"email": "x@example.com"}}, T0 + M, names)
+    assert from_segment({"type": "page", "anonymousId": "a7"}, T0, names) is None
+    (fire,) = kinds(run(e, [cart, login], T0 + 2 * H))
+    assert fire.customer == "u7"
