@@ -1,83 +1,134 @@
-"""Marts: what the email team works with. Profiles and segment membership, computed in the warehouse."""
+"""Marts: what the email team works with. Thin shells over `marts/` and `segments/`.
 
-from datetime import timedelta
-
-import dagster as dg
-import pandas as pd
-
-from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata, utc_now
-
-PROFILE_SQL = """
-select c.customer_key, c.email, c.first_name, c.email_opt_in, c.consent_processing,
-       c.timezone, c.locale,
-       count(o.order_id) as orders,
-       coalesce(sum(o.total_minor), 0) as revenue_minor,
-       min(o.created_at) as first_order_at,
-       max(o.created_at) as last_order_at
-from core.customers c
-left join core.customer_crosswalk x on x.customer_key = c.customer_key
-left join staging.orders o on o.customer_record_id = x.record_id and o.status <> 'cancelled'
-group by all
+All four tables are computed inside the warehouse through the `warehouse` resource (DuckDB
+locally, Snowflake in prod), so the same segment SQL runs on both.
 """
 
-SEGMENT_SQL = {
-    "cart_abandoners": """
-        with carts as (
-            select m.customer_key, e.cart_id, max(e.timestamp) as carted_at
-            from staging.events e
-            join core.identity_map m on m.identity_type = 'user_id' and m.identity = e.user_id
-            where e.event = 'product added' and e.cart_id is not null and e.timestamp >= ?
-            group by all
-        )
-        select distinct c.customer_key
-        from carts c
-        where c.cart_id not in (select cart_id from staging.orders where cart_id is not null)
-          and not exists (
-              select 1 from staging.orders o
-              join core.customer_crosswalk x on x.record_id = o.customer_record_id
-              where x.customer_key = c.customer_key and o.created_at > c.carted_at)
-    """,
-    "high_value": """
-        select customer_key from marts.customer_profiles where revenue_minor >= 30000
-    """,
-}
-SEGMENT_PARAMS = {"cart_abandoners": lambda now: [now - timedelta(days=7)], "high_value": lambda now: []}
+import json
+
+import dagster as dg
+
+from ..marts.payloads import build_payloads
+from ..marts.profiles import build_profiles, write_profiles
+from ..marts.render import preview_markdown
+from ..resources.warehouse import Warehouse
+from ..segments import suppression
+from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
+from ..segments.model import load_builtin
+from .common import WAREHOUSE_POOL, frame_metadata, utc_now
+
+PROFILES_KEY = dg.AssetKey(["marts", "customer_profiles"])
+MEMBERSHIP_KEY = dg.AssetKey(["marts", "segment_membership"])
+CHANGES_KEY = dg.AssetKey(["marts", "segment_changes"])
+PAYLOADS_KEY = dg.AssetKey(["marts", "personalization_payloads"])
+INPUTS = [["core", "customers"], ["core", "customer_crosswalk"], ["core", "identity_map"],
+          ["staging", "orders"], ["staging", "order_lines"], ["staging", "events"]]
 
 
-@dg.asset(key=["marts", "customer_profiles"], deps=[["core", "customers"], ["core", "customer_crosswalk"],
-          ["staging", "orders"]], group_name="marts", pool=WAREHOUSE_POOL, tags={"pii": "true"},
-          kinds={"sql", "duckdb"})
-def customer_profiles(warehouse: Warehouse) -> dg.MaterializeResult:
-    """One profile per customer: order history, value, and subscription state."""
+def _lineage(pairs: dict[str, list[tuple[list[str], str]]]) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(deps_by_column={
+        col: [dg.TableColumnDep(asset_key=dg.AssetKey(key), column_name=src) for key, src in deps]
+        for col, deps in pairs.items()})
+
+
+PROFILE_LINEAGE = _lineage({
+    "email": [(["core", "customers"], "email")],
+    "first_name": [(["core", "customers"], "first_name")],
+    "locale": [(["core", "customers"], "locale")],
+    "orders_count": [(["staging", "orders"], "order_id")],
+    "historical_value_minor": [(["staging", "orders"], "total_reporting_minor")],
+    "last_viewed_sku": [(["staging", "events"], "sku")],
+    "last_carted_sku": [(["staging", "events"], "sku")],
+})
+
+
+@dg.asset(key=PROFILES_KEY, deps=INPUTS, group_name="marts", pool=WAREHOUSE_POOL,
+          tags={"pii": "true"}, kinds={"sql", "python"})
+def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """One row per customer: recency, frequency, monetary value with RFM scores and segment,
+    historical and predicted value (BG/NBD + Gamma-Gamma), first and last order, average order
+    value, top categories, last viewed and carted products, e-mail engagement, preferred send hour
+    in the customer's time zone, locale, and subscription and consent state."""
     with warehouse.connect() as conn:
-        frame = conn.query(PROFILE_SQL)
-        conn.prepare_table("marts", "customer_profiles", frame)
-        with conn.transaction():
-            conn.replace_frame("marts", "customer_profiles", frame)
-    return dg.MaterializeResult(metadata=frame_metadata(frame))
-
-
-@dg.asset(key=["marts", "segment_membership"], deps=[customer_profiles, ["staging", "events"],
-          ["core", "identity_map"]], group_name="marts", pool=WAREHOUSE_POOL, kinds={"sql", "duckdb"})
-def segment_membership(warehouse: Warehouse) -> dg.MaterializeResult:
-    """Who is in each sendable segment now. Unsubscribed and non-consenting customers never are."""
-    now = utc_now()
-    parts = []
-    with warehouse.connect() as conn:
-        sendable = conn.query("select customer_key from core.customers where email_opt_in and consent_processing")
-        for name, sql in SEGMENT_SQL.items():
-            members = conn.query(sql, SEGMENT_PARAMS[name](now))
-            members = members[members["customer_key"].isin(sendable["customer_key"])]
-            parts.append(pd.DataFrame({"segment": name, "customer_key": members["customer_key"], "since": now}))
-        frame = pd.concat(parts, ignore_index=True)
-        frame["since"] = pd.to_datetime(frame["since"], utc=True)
-        conn.prepare_table("marts", "segment_membership", frame)
-        with conn.transaction():
-            conn.replace_frame("marts", "segment_membership", frame)
-    sizes = frame["segment"].value_counts().reindex(SEGMENT_SQL.keys(), fill_value=0).to_dict()
+        built = build_profiles(conn, utc_now())
+        write_profiles(conn, built.frame)
+    frame = built.frame
+    if not built.clv_fit.get("fitted"):
+        context.log.warning(f"CLV not fitted: {built.clv_fit.get('reason')}")
+    rfm_counts = frame["rfm_segment"].value_counts().to_dict()
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, segment_sizes=sizes, **{f"segment_size:{k}": int(v) for k, v in sizes.items()}))
+        frame, clv_fit=built.clv_fit, rfm_segments={k: int(v) for k, v in rfm_counts.items()},
+        sendable=int(frame["sendable"].sum()), **{"dagster/column_lineage": PROFILE_LINEAGE}))
 
 
-defs = dg.Definitions(assets=[customer_profiles, segment_membership])
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(MEMBERSHIP_KEY, deps=[PROFILES_KEY, *INPUTS], group_name="marts", kinds={"sql"},
+                     description="Who is in each segment now, and since when (member without "
+                                 "interruption). Suppressed customers are never in a sendable segment."),
+        dg.AssetSpec(CHANGES_KEY, deps=[PROFILES_KEY], group_name="marts", kinds={"sql"},
+                     description="Who entered or exited each segment at each run: what destinations "
+                                 "need for incremental syncs."),
+    ],
+    can_subset=True,
+    pool=WAREHOUSE_POOL,
+)
+def segments(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Runs every segment definition in `segments/definitions/` inside the warehouse."""
+    definitions = load_builtin()
+    as_of = utc_now()
+    with warehouse.connect() as conn:
+        run = run_segments(conn, definitions, as_of)
+        sample = membership_sample(conn, limit=10)
+        changes = conn.query(f"select run_at, segment, customer_key, change from {CHANGES} "
+                             "where run_at = ? order by segment, change, customer_key limit 10", [as_of])
+        total = int(conn.scalar(f"select count(*) from {MEMBERSHIP}"))
+    if MEMBERSHIP_KEY in context.selected_asset_keys:
+        meta = frame_metadata(sample, segment_sizes=run.sizes,
+                              definitions={s.name: {"priority": s.priority, "refresh": s.refresh,
+                                                    "sendable": s.sendable, "exclusions": list(s.exclusions),
+                                                    "description": s.description} for s in definitions})
+        meta["dagster/row_count"] = dg.MetadataValue.int(total)
+        meta.update({f"segment_size:{name}": dg.MetadataValue.int(n) for name, n in run.sizes.items()})
+        yield dg.MaterializeResult(asset_key=MEMBERSHIP_KEY, metadata=meta)
+    if CHANGES_KEY in context.selected_asset_keys:
+        meta = frame_metadata(changes, entered=run.entered, exited=run.exited)
+        meta["dagster/row_count"] = dg.MetadataValue.int(sum(run.entered.values()) + sum(run.exited.values()))
+        yield dg.MaterializeResult(asset_key=CHANGES_KEY, metadata=meta)
+
+
+@dg.asset_check(asset=MEMBERSHIP_KEY, blocking=True,
+                description="No unsubscribed, bounced, complained, no-consent or e-mail-less "
+                            "customer is a member of a sendable segment.")
+def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheckResult:
+    sendable = [s.name for s in load_builtin() if s.sendable]
+    with warehouse.connect() as conn:
+        count, examples = suppression.violations(conn, sendable)
+        suppressed = len(suppression.suppressed_customers(conn))
+    return dg.AssetCheckResult(
+        passed=count == 0, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"violations": count, "suppressed_customers": suppressed,
+                  "examples": dg.MetadataValue.md(examples.to_markdown(index=False) if count else "_none_")})
+
+
+@dg.asset(key=PAYLOADS_KEY, deps=[PROFILES_KEY, MEMBERSHIP_KEY, *INPUTS], group_name="marts",
+          pool=WAREHOUSE_POOL, tags={"pii": "true"}, kinds={"sql", "python"})
+def personalization_payloads(warehouse: Warehouse) -> dg.MaterializeResult:
+    """Per sendable customer, the merge fields an e-mail template needs: greeting (first name or a
+    fallback), cart contents priced in the customer's currency, last viewed items,
+    recommendations, loyalty tier, discount eligibility and locale (JSON in `payload`)."""
+    with warehouse.connect() as conn:
+        frame = build_payloads(conn)
+        conn.prepare_table("marts", "personalization_payloads", frame)
+        with conn.transaction():
+            conn.replace_frame("marts", "personalization_payloads", frame)
+    tiers = {k: int(v) for k, v in frame["loyalty_tier"].value_counts().items()}
+    with_cart = int(frame["payload"].map(lambda p: bool(json.loads(p)["cart"])).sum()) if len(frame) else 0
+    return dg.MaterializeResult(metadata=frame_metadata(
+        frame, loyalty_tiers=tiers, with_cart=with_cart,
+        discount_eligible=int(frame["discount_eligible"].sum()) if len(frame) else 0,
+        template_preview=dg.MetadataValue.md(preview_markdown(frame))))
+
+
+defs = dg.Definitions(assets=[customer_profiles, segments, personalization_payloads],
+                      asset_checks=[suppressed_never_in_sendable_segments])

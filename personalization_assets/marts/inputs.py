@@ -66,6 +66,17 @@ OPTIONAL_EMPTY = {
 }
 
 
+# Columns the contract promises but an older staging may lack: (table field, column) -> fallback.
+FALLBACKS = {
+    ("orders", "total_reporting_minor"): "o.total_minor",
+    ("orders", "fx_rate"): "cast(null as double)",
+    ("order_lines", "line_total_minor"): "l.unit_price_minor * l.quantity",
+    ("events", "value_minor"): "cast(null as bigint)",
+    ("events", "currency"): "cast(null as varchar)",
+    ("customers", "created_at"): "cast(null as timestamp)",
+}
+
+
 def _in(values: Sequence[str]) -> str:
     """Inline a tuple of trusted code constants (never user data) as a SQL list."""
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
@@ -80,14 +91,29 @@ def _source(conn: Sql, tables: InputTables, name: str) -> str:
     return table
 
 
+def columns_of(conn: Sql, table: str) -> set[str]:
+    schema, _, bare = table.partition(".")
+    frame = conn.query("select lower(column_name) as c from information_schema.columns "
+                       "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)", [schema, bare])
+    return set(frame["c"])
+
+
+def column(conn: Sql, tables: InputTables, name: str, col: str, alias: str) -> str:
+    """`alias.col`, or its documented fallback when the table lacks the column."""
+    if (name, col) in FALLBACKS and col not in columns_of(conn, getattr(tables, name)):
+        return FALLBACKS[(name, col)]
+    return f"{alias}.{col}"
+
+
 def input_ctes(conn: Sql, tables: InputTables = InputTables()) -> str:
     """`with` clause defining c_customers, c_orders, c_lines, c_events, c_email, c_suppression."""
     t = {f.name: _source(conn, tables, f.name) for f in fields(tables)}
+    col = lambda name, c, alias: column(conn, tables, name, c, alias)  # noqa: E731
     return f"""with
 c_customers as (
-    select customer_key, email, first_name, last_name, country, timezone, locale,
-           email_opt_in, consent_processing, created_at
-    from {t['customers']}
+    select c.customer_key, c.email, c.first_name, c.last_name, c.country, c.timezone, c.locale,
+           c.email_opt_in, c.consent_processing, {col('customers', 'created_at', 'c')} as created_at
+    from {t['customers']} c
 ),
 c_email_keys as (
     select email, min(customer_key) as customer_key from c_customers
@@ -95,7 +121,7 @@ c_email_keys as (
 ),
 c_orders as (
     select coalesce(x.customer_key, g.customer_key) as customer_key, o.order_id, o.created_at,
-           o.total_reporting_minor as value_minor, o.currency, o.cart_id
+           {col('orders', 'total_reporting_minor', 'o')} as value_minor, o.currency, o.cart_id
     from {t['orders']} o
     left join {t['crosswalk']} x on x.record_id = o.customer_record_id
     left join c_email_keys g on o.customer_record_id is null and g.email = o.email
@@ -103,13 +129,15 @@ c_orders as (
 ),
 c_lines as (
     select o.customer_key, o.order_id, o.created_at, l.sku, l.product_name, l.category,
-           l.quantity, l.unit_price_minor, l.line_total_minor, l.currency
+           l.quantity, l.unit_price_minor,
+           {col('order_lines', 'line_total_minor', 'l')} as line_total_minor, l.currency
     from {t['order_lines']} l join c_orders o on o.order_id = l.order_id
 ),
 c_events as (
     select coalesce(mu.customer_key, ma.customer_key) as customer_key,
            lower(replace(e.event, '_', ' ')) as event, e.timestamp as ts, e.cart_id, e.sku,
-           e.category, e.currency, e.value_minor
+           e.category, {col('events', 'currency', 'e')} as currency,
+           {col('events', 'value_minor', 'e')} as value_minor
     from {t['events']} e
     left join {t['identity_map']} mu on mu.identity_type = 'user_id' and mu.identity = e.user_id
     left join {t['identity_map']} ma on ma.identity_type = 'anonymous_id'

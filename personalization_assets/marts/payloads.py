@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import iso4217
 import pandas as pd
 
-from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, _in, input_ctes
+from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, _in, column, input_ctes
 from .recommendations import recommendations
 
 GREETINGS = {"en": "Hi there", "de": "Hallo", "fr": "Bonjour", "es": "Hola", "it": "Ciao",
@@ -79,6 +79,17 @@ def discount_eligible(tier: str, segments: set[str]) -> bool:
     return bool(segments & DISCOUNT_SEGMENTS) and tier != "platinum"
 
 
+def _cart_price(item, catalog: pd.DataFrame, currency: str, rates: dict[str, float]) -> Money | None:
+    """The price the event carried, else the latest price the shop sold the item at, else None."""
+    if not pd.isna(item.value_minor):
+        source = item.currency if isinstance(item.currency, str) else currency
+        return convert(int(item.value_minor), source, currency, rates)
+    if item.sku in catalog.index and not pd.isna(catalog.at[item.sku, "unit_price_minor"]):
+        row = catalog.loc[item.sku]
+        return convert(int(row["unit_price_minor"]), row["currency"], currency, rates)
+    return None
+
+
 def _rows(conn: Sql, tables: InputTables, profiles: str, membership: str | None) -> dict[str, pd.DataFrame]:
     ctes = input_ctes(conn, tables)
     out = {
@@ -90,7 +101,9 @@ from {profiles} p left join (
     qualify row_number() over (partition by customer_key order by created_at desc) = 1
 ) cur on cur.customer_key = p.customer_key
 where p.sendable order by p.customer_key"""),
-        "rates": conn.query(f"""select currency, fx_rate from {tables.orders}
+        "rates": conn.query(f"""select currency, fx_rate from (
+    select o.currency, o.created_at, {column(conn, tables, 'orders', 'fx_rate', 'o')} as fx_rate
+    from {tables.orders} o) r
 where fx_rate is not null and currency is not null
 qualify row_number() over (partition by currency order by created_at desc) = 1"""),
         "cart": conn.query(f"""{ctes}
@@ -105,7 +118,9 @@ select customer_key, sku from (
     where e.event in ({_in(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
 ) v qualify row_number() over (partition by customer_key order by ts desc, sku) <= {LAST_VIEWED}
 order by customer_key, ts desc"""),
-        "names": conn.query(f"{ctes} select sku, max(product_name) as name from c_lines group by sku"),
+        "catalog": conn.query(f"""{ctes}
+select sku, product_name as name, unit_price_minor, currency from c_lines
+qualify row_number() over (partition by sku order by created_at desc, order_id) = 1"""),
         "recs": recommendations(conn, tables, profiles),
     }
     out["segments"] = (conn.query(f"select customer_key, segment from {membership}") if membership
@@ -119,7 +134,8 @@ def build_payloads(conn: Sql, tables: InputTables = InputTables(), profiles: str
     rows = _rows(conn, tables, profiles, membership)
     rates = {c: float(r) for c, r in zip(rows["rates"]["currency"], rows["rates"]["fx_rate"])}
     rates.setdefault(reporting_currency, 1.0)
-    names = dict(zip(rows["names"]["sku"], rows["names"]["name"]))
+    catalog = rows["catalog"].set_index("sku")
+    names = catalog["name"].to_dict()
     by = {k: {key: g for key, g in rows[k].groupby("customer_key")} for k in ("cart", "viewed", "recs", "segments")}
     empty = pd.DataFrame(columns=["sku", "value_minor", "currency", "quantity", "reason", "segment"])
     records = []
@@ -130,9 +146,11 @@ def build_payloads(conn: Sql, tables: InputTables = InputTables(), profiles: str
         tier = loyalty_tier(int(p.orders_count), p.m_score, p.f_score)
         items = []
         for c in cart.itertuples(index=False):
-            price = convert(int(c.value_minor or 0), c.currency or currency, currency, rates)
+            price = _cart_price(c, catalog, currency, rates)
             items.append({"sku": c.sku, "name": names.get(c.sku, c.sku), "quantity": int(c.quantity),
-                          "price_minor": price.minor, "currency": price.currency, "price": price.display})
+                          "price_minor": price.minor if price else None,
+                          "currency": price.currency if price else None,
+                          "price": price.display if price else None})
         payload = {
             "greeting": greeting(p.first_name, p.locale),
             "first_name": p.first_name.strip() or None if isinstance(p.first_name, str) else None,
