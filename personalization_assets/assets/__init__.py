@@ -12,6 +12,7 @@ MODULES = [
     "staging",
     "core",
     "marts",
+    "realtime",
 ]
 
 

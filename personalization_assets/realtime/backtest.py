@@ -86,16 +86,15 @@ def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | Trigg
     stream.sort(key=lambda e: e.received_at)
     engine = TriggerEngine(triggers, guard or DictGuardProvider(allow_unknown=True))
     decisions = []
-    for ev in stream:
+    tick = timedelta(microseconds=1)
+    for ev in stream:  # decide what was due strictly before this arrival, then take it in
+        decisions += engine.advance_through(ev.received_at - tick)
         decisions += engine.process(ev)
-        decisions += engine.advance(ev.received_at)
     if end is None and stream:
         longest = max(t.delay + t.allowed_lateness for t in triggers.triggers)
         end = stream[-1].received_at + longest + timedelta(days=1)  # let every timer decide
     if end is not None:
-        decisions += engine.advance(end)
-        while engine._heap and engine._heap[0][0] <= end.timestamp():  # deferrals ending by `end`
-            decisions += engine.advance(end)
+        decisions += engine.advance_through(end)
     rows = [(d.trigger, d.customer, d.group, d.window_start, d.due_at, d.decided_at, d.kind, d.reason)
             for d in decisions if d.kind in ("fire", "suppress")]
     frame = pd.DataFrame(rows, columns=COLUMNS)

@@ -256,6 +256,15 @@ class TriggerEngine:
             self._expire(limit)
         return out
 
+    def advance_through(self, frontier: datetime) -> list[Decision]:
+        """Like `advance`, but stopping at every ready time on the way, so each decision is made
+        (and stamped) when it became due, as a live process would have: for backtests."""
+        out: list[Decision] = []
+        limit = frontier.timestamp()
+        while self._heap and self._heap[0][0] <= limit:
+            out += self.advance(datetime.fromtimestamp(self._heap[0][0], timezone.utc))
+        return out + self.advance(frontier)
+
     def _decide(self, t: TriggerDefinition, timer: Timer, now: datetime, ready: float) -> Decision:
         if self._cancelled_by_memory(t, timer):
             return self._close(timer, "cancel", "late_check", now)

@@ -118,3 +118,28 @@ def load_history(engine, ledger: Ledger, now: datetime, span: timedelta) -> None
         engine.mark_decided(key, at)
         if outcome == "fire" and customer:
             engine.record_fire(customer, trigger, at)
+
+
+def read_fires(path: str | Path, since_recorded: float = 0.0):
+    """The ledger as a DataFrame (read-only; safe while the engine writes: WAL readers never
+    block the writer). A missing file is an engine that never ran: no rows."""
+    import pandas as pd
+
+    path = Path(path)
+    rows: list = []
+    if path.exists():
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            has = conn.execute("select 1 from sqlite_master where name='trigger_fires'").fetchone()
+            if has:
+                rows = conn.execute(f"select {', '.join(COLUMNS)} from trigger_fires where recorded_at >= ?"
+                                    " order by recorded_at, fire_key", (since_recorded,)).fetchall()
+        finally:
+            conn.close()
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for c in ("window_start", "due_at", "ready_at", "decided_at", "recorded_at"):
+        frame[c] = pd.to_datetime(frame[c].astype("float64"), unit="s", utc=True)
+    frame["bus_offset"] = frame["bus_offset"].astype("Int64")
+    for c in ("fire_key", "trigger", "customer_id", "cart", "outcome", "reason"):
+        frame[c] = frame[c].astype("object")
+    return frame

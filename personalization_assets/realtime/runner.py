@@ -44,8 +44,10 @@ def open_guard(spec: GuardProvider | str | None, allow_unknown: bool = False) ->
 class EngineProcess:
     """One engine bound to a bus and a ledger; `step()` is one poll (tests call it directly)."""
 
+    # Checkpoints cost O(open timers); between them a crash only means re-reading up to
+    # checkpoint_every_s of the bus, and the ledger keeps that replay from firing twice.
     def __init__(self, bus, ledger: Ledger, trigger_set: TriggerSet, guard: GuardProvider,
-                 group: str = "triggers", batch: int = 500, checkpoint_every_s: float = 5.0,
+                 group: str = "triggers", batch: int = 500, checkpoint_every_s: float = 30.0,
                  clock: Callable[[], float] = time.time):
         self.bus, self.ledger, self.group, self.batch = bus, ledger, group, batch
         self.clock = clock
@@ -168,7 +170,7 @@ def inspect_state(state_path: str | Path) -> dict:
         cp = ledger.checkpoint()
         return {
             "bus_offset": cp.bus_offset if cp else 0,
-            "open_timers": cp.state["timers"] if cp else [],
+            "open_timers": [dict(zip(cp.state["timer_fields"], row)) for row in cp.state["timers"]] if cp else [],
             "fired": ledger.count("fire"),
             "suppressed": ledger.count("suppress"),
             "checkpointed": cp is not None,

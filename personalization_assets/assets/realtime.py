@@ -1,0 +1,116 @@
+"""Real-time triggers in the asset graph: the fire ledger mirrored into the warehouse, and
+backtests of any trigger over the staged event history.
+
+The engine itself runs outside Dagster (`personalization triggers`): sub-second decisions need a
+resident consumer, and DuckDB allows one writing process, which the Dagster runs hold. So the
+engine keeps its ledger in SQLite and this asset copies it in, keyed by fire_key (idempotent).
+"""
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from .. import settings
+from ..realtime.backtest import backtest
+from ..realtime.definitions import load_trigger_set, parse_duration
+from ..realtime.guards import CustomerState, DictGuardProvider
+from ..realtime.ledger import read_fires
+from ..resources.warehouse import Warehouse
+from .common import WAREHOUSE_POOL, frame_metadata
+
+MIRROR_OVERLAP = timedelta(minutes=5)  # re-read a little: a commit may land late in recorded_at order
+
+
+class TriggerFiresConfig(dg.Config):
+    ledger_path: str = ""  # default: <data dir>/triggers.sqlite, where `personalization triggers` writes
+
+
+@dg.asset(key=["activation", "trigger_fires"], group_name="activation", pool=WAREHOUSE_POOL,
+          kinds={"sqlite", "duckdb"}, tags={"pii": "true"},
+          automation_condition=dg.AutomationCondition.on_cron("*/5 * * * *"))
+def trigger_fires(config: TriggerFiresConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Every decision of the real-time trigger engine, one row per fire key: who was (or, with
+    `outcome = suppress`, was not) messaged by which trigger, for which cart and when."""
+    path = config.ledger_path or str(settings.data_dir() / "triggers.sqlite")
+    with warehouse.connect() as conn:
+        since = 0.0
+        if conn.table_exists("activation", "trigger_fires"):
+            latest = conn.scalar("select max(recorded_at) from activation.trigger_fires")
+            if latest is not None:
+                since = (pd.Timestamp(latest).tz_localize("UTC") if pd.Timestamp(latest).tzinfo is None
+                         else pd.Timestamp(latest)).timestamp() - MIRROR_OVERLAP.total_seconds()
+        new = read_fires(path, since)
+        conn.prepare_table("activation", "trigger_fires", new)
+        with conn.transaction():
+            written = conn.upsert_frame("activation", "trigger_fires", new, ["fire_key"])
+        total = conn.scalar("select count(*) from activation.trigger_fires")
+        counts = conn.query("select trigger, outcome, count(*) as n from activation.trigger_fires"
+                            " group by all order by 1, 2")
+    by_trigger = {f"{r.trigger}:{r.outcome}": int(r.n) for r in counts.itertuples()}
+    return dg.MaterializeResult(metadata={
+        **frame_metadata(new, rows_in=len(new), upserted=written, by_trigger_outcome=by_trigger),
+        "dagster/row_count": dg.MetadataValue.int(int(total)), "ledger": path})
+
+
+class TriggerBacktestConfig(dg.Config):
+    trigger: str = "cart_abandonment"
+    start: str = ""  # ISO date/time; empty = from the first staged event
+    end: str = ""  # ISO date/time, exclusive; empty = through the last event (every timer decides)
+    delay: str = ""  # try another window, e.g. "30m"; empty = as defined
+    respect_consent: bool = True
+
+
+def _when(text: str) -> datetime | None:
+    return pd.Timestamp(text).tz_localize("UTC").to_pydatetime() if text and pd.Timestamp(text).tzinfo is None \
+        else (pd.Timestamp(text).tz_convert("UTC").to_pydatetime() if text else None)
+
+
+def _guard(conn, respect_consent: bool) -> DictGuardProvider:
+    """Consent and time zone per tracked userId, from the golden customer records."""
+    if not respect_consent:
+        return DictGuardProvider(allow_unknown=True)
+    if not (conn.table_exists("core", "identity_map") and conn.table_exists("core", "customers")):
+        return DictGuardProvider()  # nobody known: nobody may be messaged
+    rows = conn.query(
+        "select m.identity as user_id, c.email_opt_in, c.consent_processing, c.timezone"
+        " from core.identity_map m join core.customers c on c.customer_key = m.customer_key"
+        " where m.identity_type = 'user_id'")
+    return DictGuardProvider({str(r.user_id): CustomerState(
+        email_opt_in=bool(r.email_opt_in), consent_processing=bool(r.consent_processing),
+        timezone=r.timezone if isinstance(r.timezone, str) else None) for r in rows.itertuples()})
+
+
+@dg.asset(key=["activation", "trigger_backtest"], group_name="activation", pool=WAREHOUSE_POOL,
+          deps=[["staging", "events"], ["core", "identity_map"], ["core", "customers"]],
+          kinds={"pandas", "duckdb"}, tags={"pii": "true"})
+def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Who a trigger would have messaged, and when, had it been on over a past range of events:
+    the live engine's rules (windows, cancellation, consent, cooldown, cap, quiet hours) replayed
+    on the staged history, so a rule can be tried before it is turned on."""
+    trigger = load_trigger_set().get(config.trigger)
+    ts = load_trigger_set().only(config.trigger)
+    if config.delay:
+        ts = ts.with_overrides(**{config.trigger: {"delay": parse_duration(config.delay)}})
+    start, end = _when(config.start), _when(config.end)
+    with warehouse.connect() as conn:
+        sql, params = "select * from staging.events where 1 = 1", []
+        if start is not None:
+            sql, params = sql + " and timestamp >= ?", params + [start - trigger.customer_window]
+        if end is not None:
+            sql, params = sql + " and timestamp < ?", params + [end]
+        events = conn.query(sql + " order by received_at, message_id", params)
+        guard = _guard(conn, config.respect_consent)
+        result = backtest(events, ts, start, end, guard)
+        result.insert(0, "backtest", f"{config.trigger}|{config.start}|{config.end}|{config.delay}")
+        conn.prepare_table("activation", "trigger_backtest", result)
+        with conn.transaction():
+            conn.replace_frame("activation", "trigger_backtest", result)
+    fired = result[result["outcome"] == "fire"]
+    return dg.MaterializeResult(metadata=frame_metadata(
+        result, rows_in=len(events), would_message=len(fired),
+        customers=int(fired["customer_id"].nunique()),
+        suppressed_by_reason=result.loc[result["outcome"] == "suppress", "reason"].value_counts().to_dict()))
+
+
+defs = dg.Definitions(assets=[trigger_fires, trigger_backtest])
