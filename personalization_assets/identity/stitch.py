@@ -1,0 +1,59 @@
+"""Stitch anonymous browser ids to known users, and users to customer keys.
+
+An ``identify`` call, an ``alias`` or a login event carrying both an anonymousId and a
+userId proves that the device belongs to that user, so the device's earlier (pre-login)
+events belong to the same customer. A device seen with several users (shared computer)
+maps to the most recent one and is flagged.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+LOGIN_EVENTS = frozenset({"signed in", "logged in", "login", "log in", "sign in", "user signed in",
+                          "signed_in", "logged_in", "user_logged_in", "account login"})
+IDENTITY_MAP_COLUMNS = ["anonymous_id", "user_id", "customer_key", "method", "first_seen", "last_seen",
+                        "users_on_device"]
+
+
+def _user_keys(crosswalk: pd.DataFrame) -> pd.Series:
+    """user_id -> customer_key; a userId is a record id ("crm:42") or the CRM id ("42")."""
+    cw = crosswalk.dropna(subset=["customer_key"])
+    by_record = pd.Series(cw["customer_key"].to_numpy(), index=cw["record_id"].astype(str))
+    crm = by_record[by_record.index.str.startswith("crm:")]
+    by_crm_id = pd.Series(crm.to_numpy(), index=crm.index.str.removeprefix("crm:"))
+    both = pd.concat([by_record, by_crm_id])
+    return both[~both.index.duplicated(keep="first")]
+
+
+def stitch_identities(events: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
+    """identity_map rows: one per anonymous device linked to a user, plus one per user
+    (anonymous_id NULL), each with the customer_key the user resolves to (NULL if unknown)."""
+    if events.empty:
+        return pd.DataFrame(columns=IDENTITY_MAP_COLUMNS)
+    ev = events.copy()
+    ev["timestamp"] = pd.to_datetime(ev["timestamp"], utc=True, errors="coerce")
+    ev["user_id"] = ev["user_id"].astype("string").str.strip().replace("", pd.NA)
+    ev["anonymous_id"] = ev["anonymous_id"].astype("string").str.strip().replace("", pd.NA)
+    name = ev.get("event", pd.Series(pd.NA, index=ev.index)).astype("string").str.strip().str.lower()
+    kind = ev["type"].astype("string").str.lower()
+    method = kind.where(kind.isin(["identify", "alias"]), pd.Series("login", index=ev.index).where(name.isin(LOGIN_EVENTS)))
+    links = ev.assign(method=method).dropna(subset=["user_id", "anonymous_id", "method"])
+    keys = _user_keys(crosswalk)
+
+    links = links.sort_values("timestamp", kind="stable")
+    grouped = links.groupby("anonymous_id")
+    devices = grouped.agg(first_seen=("timestamp", "min"), last_seen=("timestamp", "max"),
+                          users_on_device=("user_id", "nunique"))
+    latest = links.drop_duplicates("anonymous_id", keep="last").set_index("anonymous_id")
+    devices["user_id"] = latest["user_id"]
+    devices["method"] = latest["method"]
+    devices = devices.reset_index()
+
+    users = ev.dropna(subset=["user_id"]).groupby("user_id").agg(
+        first_seen=("timestamp", "min"), last_seen=("timestamp", "max")).reset_index()
+    users["anonymous_id"] = pd.array([pd.NA] * len(users), dtype="string")
+    users["method"], users["users_on_device"] = "user_id", 1
+    out = pd.concat([devices, users], ignore_index=True)
+    out["customer_key"] = out["user_id"].map(keys)
+    return out[IDENTITY_MAP_COLUMNS]

@@ -1,0 +1,46 @@
+"""Blocking: vectorized pair expansion equals brute force; oversized blocks are skipped."""
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from personalization_assets.identity.blocking import candidate_pairs, pairs_within_groups
+from personalization_assets.identity.prepare import features
+from personalization_assets_tests.identity.identity_factory import population
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=-1, max_value=6), max_size=40), st.integers(min_value=2, max_value=8))
+def test_pairs_within_groups_matches_brute_force(codes, cap):
+    codes = np.array(codes, dtype=np.int64)
+    a, b, skipped = pairs_within_groups(codes, cap)
+    sizes = {c: int((codes == c).sum()) for c in set(codes.tolist()) if c >= 0}
+    expected = {(i, j) for i, j in itertools.combinations(range(codes.size), 2)
+                if codes[i] == codes[j] and codes[i] >= 0 and sizes[codes[i]] <= cap}
+    assert set(zip(a.tolist(), b.tolist())) == expected
+    assert len(a) == len(expected)
+    assert skipped == sum(s for s in sizes.values() if s > cap)
+
+
+def test_candidate_pairs_finds_typo_and_swapped_duplicates():
+    df = population(40)
+    dup = df.iloc[[5]].copy()
+    dup["record_id"], dup["first_name"], dup["last_name"] = "shop:1", df.loc[5, "last_name"], df.loc[5, "first_name"]
+    dup2 = df.iloc[[9]].copy()
+    dup2["record_id"], dup2["email_key"], dup2["phone"] = "shop:2", None, None
+    dup2["last_name"] = dup2["last_name"].str[:-1] + "x"
+    import pandas as pd
+
+    f = features(pd.concat([df, dup, dup2], ignore_index=True))
+    a, b, stats = candidate_pairs(f, max_block=400)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    assert (5, 40) in pairs and (9, 41) in pairs
+    assert "names_any_order" in stats
+
+
+def test_incremental_candidates_touch_only_new_rows():
+    f = features(population(60))
+    a, b, _ = candidate_pairs(f, 400, only_rows=np.array([3]))
+    assert np.all((a == 3) | (b == 3))
