@@ -62,3 +62,27 @@ def test_anonymous_events_join_through_the_identity_map(duck):
     h.event("dan", "Product Added", ago(hours=2), sku="C1", cart_id="cart-9")
     p = profile(duck, h).loc["dan"]
     assert (p["last_viewed_sku"], p["last_carted_sku"], p["last_carted_cart_id"]) == ("V1", "C1", "cart-9")
+
+
+def test_older_staging_without_optional_columns_uses_documented_fallbacks(duck):
+    from personalization_assets.marts.payloads import build_payloads
+    from personalization_assets.marts.profiles import write_profiles
+
+    h = History()
+    h.customer("eve")
+    h.order("eve", ago(days=3), total_minor=4000, lines=(("S1", "shoes", 2),))
+    h.event("eve", "Product Added", ago(hours=2), sku="S1")
+    h.write(duck)
+    for table, col in [("staging.orders", "total_reporting_minor"), ("staging.orders", "fx_rate"),
+                       ("staging.order_lines", "line_total_minor"), ("staging.events", "value_minor"),
+                       ("staging.events", "currency"), ("core.customers", "created_at")]:
+        duck.execute(f"alter table {table} drop column {col}")
+    built = build_profiles(duck, NOW)
+    p = built.frame.set_index("customer_key").loc["eve"]
+    assert p["historical_value_minor"] == 4000  # total_minor stands in for the reporting amount
+    assert p["top_category_1"] == "shoes"
+    write_profiles(duck, built.frame)
+    (doc,) = build_payloads(duck, membership=None)["payload"]
+    import json
+    (item,) = json.loads(doc)["cart"]
+    assert (item["price_minor"], item["currency"]) == (2000, "GBP")  # last price the shop sold S1 at
