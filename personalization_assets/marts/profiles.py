@@ -44,7 +44,9 @@ def _utc(series: pd.Series) -> pd.Series:
 
 def enrich(frame: pd.DataFrame, as_of: datetime) -> ProfileBuild:
     """RFM, CLV and send hour from the aggregated rows (pure; tested without a warehouse)."""
-    out = frame.copy()
+    # Warehouse row order is arbitrary; sorting makes tie-breaks in the quintiles and the CLV
+    # sample reproducible from run to run.
+    out = frame.sort_values("customer_key", kind="stable").reset_index(drop=True)
     for column in ("first_order_at", "last_order_at", "last_viewed_at", "last_carted_at",
                    "last_engaged_at", "customer_created_at"):
         out[column] = _utc(out[column])
