@@ -7,6 +7,8 @@ blocks are skipped for that key only, so a placeholder value cannot explode the 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -38,22 +40,22 @@ def _any_order(x: pd.Series, y: pd.Series) -> np.ndarray:
 
 def blocking_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
     """Named integer key columns; -1 puts the record in no block for that key."""
-    c = {k: _codes(f[k]) for k in ("ln_sdx", "fn_sdx", "postcode", "birth", "street", "national_id", "email_local")}
-    year = _codes(on_uniques(f["birth"], lambda u: u.str[:4]))
-    fn_init = _codes(on_uniques(f["fn"], lambda u: u.str[:1]))
-    ln_init = _codes(on_uniques(f["ln"], lambda u: u.str[:1]))
-    number = _codes(on_uniques(f["street"], lambda u: u.str.extract(r"(\d+)", expand=False)))
-    local = on_uniques(f["email_local"], lambda u: u.where(u.str.len() >= 3))
+    c = {k: _codes(f[k]) for k in ("ln_sdx", "postcode", "birth", "street", "national_id", "email_local")}
+    year_month = _codes(on_uniques(f["birth"], lambda v: v[:6]))
+    fn_init = _codes(on_uniques(f["fn"], lambda v: v[:1]))
+    ln_init = _codes(on_uniques(f["ln"], lambda v: v[:1]))
+    number = _codes(on_uniques(f["street"], lambda v: (re.findall(r"\d+", v) or [None])[0]))
+    local = on_uniques(f["email_local"], lambda v: v if len(v) >= 3 else None)
     return {
-        "surname_sound_birth_year": combine(c["ln_sdx"], year),
-        "postcode_first_sound": combine(c["postcode"], c["fn_sdx"]),
+        "surname_sound_birth_month": combine(c["ln_sdx"], year_month),
+        "postcode_surname_sound": combine(c["postcode"], c["ln_sdx"]),
         "email_local": _codes(local),
         "names_any_order": _any_order(f["fn"], f["ln"]),
         "nickname_surname": combine(_codes(f["fn_canon"]), c["ln_sdx"]),
         "birth_date_first_initial": combine(c["birth"], fn_init),
         "birth_date_surname_initial": combine(c["birth"], ln_init),
         "national_id": c["national_id"],
-        "phone_tail": _codes(on_uniques(f["phone"], lambda u: u.str[-8:])),
+        "phone_tail": _codes(on_uniques(f["phone"], lambda v: v[-8:])),
         "name_sounds_any_order": _any_order(f["fn_sdx"], f["ln_sdx"]),
         "street_postcode": combine(c["street"], c["postcode"]),
         "postcode_street_number": combine(c["postcode"], number),

@@ -12,6 +12,8 @@ import pandas as pd
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
+from personalization_assets.identity.nicknames import nickname_pairs
+
 CHUNK = 4_000_000
 
 # comparison -> labels of its levels (index = level); used for evidence and reports
@@ -83,9 +85,18 @@ class Comparator:
                 "email_local", "phone", "national_id"]
         self.c = {k: _Column(f[k]) for k in cols}
         self.fields = [k for k in LEVELS if self._present(k)]
+        self._nick = self._nickname_codes()
         birth = f["birth"].astype("string")
         num = lambda s: pd.to_numeric(s, errors="coerce").fillna(-1).to_numpy(np.int64)  # noqa: E731
         self._ymd = (num(birth.str[:4]), num(birth.str[4:8]), num(birth.str[6:8] + birth.str[4:6]))
+
+    def _nickname_codes(self) -> np.ndarray:
+        """Known nickname pairs as sorted codes of the first-name column, for np.isin."""
+        pos = {v: i for i, v in enumerate(self.c["fn"].values)}
+        k = len(self.c["fn"].values) + 1
+        codes = [min(pos[a], pos[b]) * k + max(pos[a], pos[b])
+                 for a, b in nickname_pairs() if a in pos and b in pos]
+        return np.unique(np.array(codes, dtype=np.int64))
 
     def _present(self, field: str) -> bool:
         col = {"first_name": "fn", "last_name": "ln", "birth_date": "birth", "postcode_city": "postcode"}.get(field, field)
@@ -119,7 +130,9 @@ class Comparator:
     def _first_name(self, a, b, c, jw):
         self._cache = self._names(a, b, jw)
         fs, _, swapped = self._cache
-        nick = c["fn_canon"].equal(a, b) & ~swapped
+        ca, cb = c["fn"].codes[a].astype(np.int64), c["fn"].codes[b].astype(np.int64)
+        k = len(c["fn"].values) + 1
+        nick = np.isin(np.minimum(ca, cb) * k + np.maximum(ca, cb), self._nick) & (ca >= 0) & (cb >= 0) & ~swapped
         exact = fs >= 1.0
         return _levels(np.isnan(fs), [fs >= 0.8, (fs >= 0.92) | nick, exact])
 

@@ -16,6 +16,7 @@ RULES = ("email_key", "phone", "source_id")
 
 
 def _guarded(key: pd.Series, initial: pd.Series) -> pd.Series:
+    key, initial = key.astype("string"), initial.astype("string")
     frame = pd.DataFrame({"k": key, "i": initial})
     mixed = frame.dropna().groupby("k")["i"].nunique() > 1
     shared = key.isin(mixed[mixed].index)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -35,9 +37,9 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
         prev = previous.set_index("record_id")
         carried = cw["rule"] == "carried"
         cw.loc[carried, "rule"] = cw.loc[carried, "record_id"].map(prev["rule"]).to_numpy()
-        cw["previous_customer_key"] = cw["record_id"].map(prev["customer_key"])
+        cw["previous_customer_key"] = cw["record_id"].map(prev["customer_key"]).astype("string")
     else:
-        cw["previous_customer_key"] = None
+        cw["previous_customer_key"] = pd.Series(pd.NA, index=cw.index, dtype="string")
     return cw
 
 
@@ -59,7 +61,7 @@ def evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, c
     if fz.size:
         ev.loc[is_fz, "match_weight"] = model.match_weight(fuzzy_levels[fz])
     for field in EVIDENCE_FIELDS:
-        ev[field] = None
+        ev[field] = pd.Series(pd.NA, index=ev.index, dtype="string")
         ev[f"{field}_weight"] = np.nan
     for k, field in enumerate(fields):
         labels = np.asarray(LEVELS[field], dtype=object)
@@ -72,6 +74,12 @@ def evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, c
         cl["customer_key"] = cl["left_record_id"].map(pos)
         ev = pd.concat([ev, cl], ignore_index=True)
     return ev
+
+
+def model_row(model) -> pd.DataFrame:
+    """The fitted weights travel with the evidence they explain (and seed incremental runs)."""
+    return pd.DataFrame({"rule": ["model"], "match_probability": [model.match_rate],
+                         "detail": [json.dumps(model.to_dict())]})
 
 
 def review_frame(review: pd.DataFrame, rid, refused: pd.DataFrame, placeholders) -> pd.DataFrame:

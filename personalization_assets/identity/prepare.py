@@ -7,6 +7,9 @@ Non-Latin letters are kept as they are.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import jellyfish
 import numpy as np
 import pandas as pd
@@ -16,6 +19,7 @@ from personalization_assets.identity.config import (
     PLACEHOLDER_EMAIL_LOCALS,
     PLACEHOLDER_TOKENS,
 )
+from personalization_assets.identity.features_sql import clean_frame
 from personalization_assets.identity.nicknames import canonical_names
 
 MATCH_COLUMNS = ("record_id", "source", "source_id", "first_name", "last_name", "email_key",
@@ -24,60 +28,66 @@ OPTIONAL_COLUMNS = ("national_id",)
 
 
 def on_uniques(s: pd.Series, fn) -> pd.Series:
-    """Apply a (slow, string) transform once per distinct value; returns a categorical, so
-    later factorizing (blocking, comparison) reuses its integer codes instead of hashing text."""
+    """Apply ``fn`` (str -> str | None) once per distinct value; returns a categorical, so later
+    factorizing (blocking, comparison) reuses its integer codes instead of hashing text."""
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    if len(uniq) == 0:
-        return pd.Series(pd.Categorical.from_codes(codes, []), index=s.index)
-    res = fn(pd.Series(np.asarray(uniq, dtype=object), dtype="string"))
-    res_codes, cats = pd.factorize(res, use_na_sentinel=True)
-    final = np.where(codes >= 0, res_codes[np.maximum(codes, 0)], -1)
+    res = [fn(str(u)) for u in uniq]
+    res_codes, cats = pd.factorize(np.array(res, dtype=object), use_na_sentinel=True)
+    final = np.where(codes >= 0, res_codes[np.maximum(codes, 0)] if len(res) else -1, -1)
     return pd.Series(pd.Categorical.from_codes(final, np.asarray(cats, dtype=object)), index=s.index)
 
 
-def _text(s: pd.Series) -> pd.Series:
-    s = s.astype("string").str.normalize("NFKD").str.replace(r"[\u0300-\u036f]", "", regex=True)
-    return s.str.casefold().str.strip()
+_ACCENTS = re.compile(r"[\u0300-\u036f]")
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+_NOT_WORD = re.compile(r"[\W_]+")
+_FAKE_TAIL = re.compile(r"(\d)\1{6}|1234567|7654321|0123456")
 
 
-def _null_placeholders(s: pd.Series) -> pd.Series:
-    s = s.where(~s.isin(PLACEHOLDER_TOKENS))
-    return s.where(s.str.len() > 0)
+def _text(v: str) -> str:
+    return _ACCENTS.sub("", unicodedata.normalize("NFKD", v)).casefold().strip()
 
 
-def clean_name(s: pd.Series) -> pd.Series:
-    return _null_placeholders(_text(s).str.replace(r"[\W\d_]+", "", regex=True))
+def _real(v: str) -> str | None:
+    return None if v in PLACEHOLDER_TOKENS else v
 
 
-def clean_words(s: pd.Series) -> pd.Series:
-    out = _text(s).str.replace(r"[^\w]+", " ", regex=True).str.replace("_", " ").str.strip()
-    return _null_placeholders(out.str.replace(r"\s+", " ", regex=True))
+def clean_name(v: str) -> str | None:
+    return _real(_NOT_LETTER.sub("", _text(v)))
 
 
-def clean_birth(s: pd.Series) -> pd.Series:
+def clean_words(v: str) -> str | None:
+    return _real(" ".join(_NOT_WORD.sub(" ", _text(v)).split()))
+
+
+def clean_code(v: str) -> str | None:
+    """Postcodes and ids: letters and digits only."""
+    return _real(_NOT_WORD.sub("", _text(v)))
+
+
+def clean_birth(v: str) -> str | None:
     """Birth date as YYYYMMDD text; invalid-but-present digit strings are kept (typos still match)."""
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return s.dt.strftime("%Y%m%d").astype("string")
-    raw = s.astype("string").str.strip()
-    digits = raw.str.replace(r"[-/. ]", "", regex=True)
-    ok = digits.str.fullmatch(r"\d{8}").fillna(False)
-    parsed = pd.to_datetime(raw.where(~ok), errors="coerce", format="mixed").dt.strftime("%Y%m%d")
-    return digits.where(ok, parsed.astype("string")).where(lambda x: x != "19000101")
+    digits = re.sub(r"[-/. ]", "", v.strip())
+    if len(digits) == 8 and digits.isdigit():
+        return None if digits == "19000101" else digits
+    stamp = pd.to_datetime(v, errors="coerce")
+    return None if pd.isna(stamp) else stamp.strftime("%Y%m%d")
 
 
-def clean_phone(s: pd.Series) -> pd.Series:
-    digits = s.astype("string").str.replace(r"\D", "", regex=True)
-    tail = digits.str[-7:]
-    fake = tail.str.fullmatch(r"(\d)\1{6}|1234567|7654321|0123456").fillna(False)
-    return digits.where(~fake & (digits.str.len() >= 7))
+def clean_phone(v: str) -> str | None:
+    digits = re.sub(r"\D", "", v)
+    return None if len(digits) < 7 or _FAKE_TAIL.fullmatch(digits[-7:]) else digits
 
 
-def clean_email(s: pd.Series) -> pd.Series:
-    s = s.astype("string").str.strip().str.casefold()
-    parts = s.str.extract(r"^(.*)@([^@]*)$")
-    local, domain = parts[0], parts[1]
-    bad = local.isin(PLACEHOLDER_EMAIL_LOCALS) | domain.isin(PLACEHOLDER_EMAIL_DOMAINS)
-    return s.where(~bad & s.str.contains("@", regex=False).fillna(False))
+def clean_email(v: str) -> str | None:
+    v = v.strip().casefold()
+    local, at, domain = v.rpartition("@")
+    if not at or not local or local in PLACEHOLDER_EMAIL_LOCALS or domain in PLACEHOLDER_EMAIL_DOMAINS:
+        return None
+    return v
+
+
+def email_local(v: str) -> str | None:
+    return _NOT_WORD.sub("", v.rpartition("@")[0]) or None
 
 
 def features(records: pd.DataFrame) -> pd.DataFrame:
@@ -86,24 +96,14 @@ def features(records: pd.DataFrame) -> pd.DataFrame:
     f = pd.DataFrame({"record_id": records["record_id"].astype(str).to_numpy()})
     f["source"] = get("source").astype("string").to_numpy()
     f["source_id"] = get("source_id").astype("string").to_numpy()
-    f["fn"] = on_uniques(get("first_name"), clean_name).to_numpy()
-    f["ln"] = on_uniques(get("last_name"), clean_name).to_numpy()
     nick = canonical_names()
-    f["fn_canon"] = on_uniques(f["fn"], lambda u: u.map(lambda v: nick.get(v, v)))
-    f["birth"] = on_uniques(get("birth_date"), clean_birth).to_numpy()
-    f["street"] = on_uniques(get("street"), clean_words).to_numpy()
-    f["city"] = on_uniques(get("city"), clean_words).to_numpy()
-    f["postcode"] = on_uniques(get("postcode"), lambda u: _null_placeholders(
-        _text(u).str.replace(r"\s+", "", regex=True))).to_numpy()
-    f["email"] = on_uniques(get("email_key"), clean_email).to_numpy()
-    f["email_local"] = on_uniques(f["email"], lambda u: u.str.extract(r"^(.*)@", expand=False).str.replace(
-        r"[^\w]", "", regex=True))
-    f["phone"] = on_uniques(get("phone"), clean_phone).to_numpy()
-    f["national_id"] = on_uniques(get("national_id"), lambda u: _null_placeholders(
-        _text(u).str.replace(r"\W", "", regex=True))).to_numpy()
-    f["ln_sdx"] = on_uniques(f["ln"], lambda u: u.map(jellyfish.soundex))
-    f["fn_sdx"] = on_uniques(f["fn"], lambda u: u.map(jellyfish.soundex))
-    f["updated_at"] = pd.to_datetime(get("updated_at"), utc=True, errors="coerce").to_numpy()
+    for col, values in clean_frame(records).items():
+        f[col] = values
+    f["fn_canon"] = on_uniques(f["fn"], lambda v: nick.get(v, v)).array
+    f["email_local"] = on_uniques(f["email"], email_local).array
+    f["ln_sdx"] = on_uniques(f["ln"], jellyfish.soundex).array
+    f["fn_sdx"] = on_uniques(f["fn"], jellyfish.soundex).array
+    f["updated_at"] = pd.to_datetime(get("updated_at"), utc=True, errors="coerce").array
     return f
 
 

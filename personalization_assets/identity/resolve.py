@@ -20,7 +20,7 @@ from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.keys import assign_keys
-from personalization_assets.identity.output import crosswalk_frame, evidence_frame, review_frame
+from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
 from personalization_assets.identity.prepare import features, record_hash
 from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
@@ -36,6 +36,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     split off from the cluster they are in; the split is stored as cannot-link evidence, so
     later runs given this run's state keep it."""
     cfg, t0 = config or MatchConfig(), time.perf_counter()
+    lap = _Laps()
     records = _dedupe(records)
     n, rid = len(records), records["record_id"].astype(str).to_numpy()
     f, hashes = features(records), record_hash(records)
@@ -45,14 +46,18 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         dirty = None
     mode = "incremental" if dirty is not None else "full"
 
+    lap("features")
     placeholder = _placeholder_profiles(f, cfg.max_key_group)
     ex, refused = exact_edges(f, cfg.max_key_group)
     a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty)
     ok = ~(placeholder[a] | placeholder[b])
     a, b = a[ok], b[ok]
+    lap("blocking")
     comp = Comparator(f)
     levels = comp.levels(a, b)
+    lap("compare")
     model = previous.model if mode == "incremental" else train(f, comp, levels, cfg)
+    lap("train")
     prob = model.probability(levels) if levels.size else np.empty(0, np.float32)
     hit = prob >= cfg.threshold
 
@@ -65,6 +70,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
                             np.full(edges.prob.size - len(ex) - hit.sum(), "carried", object)])
     fuzzy_levels = levels[hit]
 
+    lap("score")
     pos = pd.Series(np.arange(n), index=rid)
     cannot_ids = previous.cannot_link() if previous is not None else set()
     labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size, _positions(cannot_ids, pos))
@@ -73,6 +79,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         cannot_ids |= new_cannot
         labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                        _positions(cannot_ids, pos))
+    lap("cluster")
     keys = assign_keys(rid, labels, prev_keys)
 
     crosswalk = crosswalk_frame(records, rid, keys, hashes, edges, rules, used,
@@ -80,14 +87,31 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     evidence = evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, comp.fields, cannot_ids)
     if mode == "incremental":
         evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
+    evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
+    lap("outputs")
     golden = golden_records(records, pd.Series(keys), cfg.source_priority)
     golden["cluster_size"] = golden["source_records"]
+    lap("golden")
     stats = {"mode": mode, "records": n, "candidate_pairs": int(a.size), "fuzzy_links": int(hit.sum()),
              "exact_links": len(ex), "customers": len(golden), "duplicates_merged": n - len(golden),
              "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
-             "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3)}
+             "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
+             "stage_seconds": lap.laps}
     return Resolution(golden, crosswalk, evidence,
                       review_frame(review, rid, refused, rid[placeholder]), model, stats)
+
+
+class _Laps:
+    """Seconds spent per stage, for the run's metadata and the benchmark."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
 
 
 def _dedupe(records: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +143,7 @@ def _carried_edges(rid, dirty, prev_keys):
 
 
 def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_ids: set) -> pd.DataFrame:
-    keep = old.loc[(old["rule"] != "cannot_link") & ~old["left_record_id"].isin(dirty_ids)
+    keep = old.loc[~old["rule"].isin(["cannot_link", "model"]) & ~old["left_record_id"].isin(dirty_ids)
                    & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids)
                    & old["right_record_id"].isin(live_ids)]
     new = new.loc[new["rule"] != "carried"]
@@ -129,7 +153,8 @@ def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_i
 def _placeholder_profiles(f: pd.DataFrame, max_group: int) -> np.ndarray:
     """Records whose whole matching profile repeats more than max_group times identify nobody."""
     cols = ["fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id"]
-    h = pd.util.hash_pandas_object(f[cols].astype("string"), index=False)
+    codes = pd.DataFrame({c: pd.factorize(f[c], use_na_sentinel=True)[0] for c in cols})
+    h = pd.util.hash_pandas_object(codes, index=False)
     return (h.map(h.value_counts()) > max_group).to_numpy()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -17,6 +18,20 @@ class ResolvedState:
     crosswalk: pd.DataFrame
     evidence: pd.DataFrame
     model: FSModel | None = None
+
+    @classmethod
+    def from_tables(cls, crosswalk: pd.DataFrame | None, evidence: pd.DataFrame | None) -> "ResolvedState | None":
+        """Rebuild the state from the persisted crosswalk and evidence tables (the model
+        travels as the evidence row with rule 'model')."""
+        if crosswalk is None or crosswalk.empty or "record_hash" not in crosswalk:
+            return None
+        evidence = evidence if evidence is not None else pd.DataFrame(columns=["rule"])
+        model = None
+        if "detail" in evidence:
+            rows = evidence.loc[evidence["rule"] == "model", "detail"].dropna()
+            if len(rows):
+                model = FSModel.from_dict(json.loads(rows.iloc[0]))
+        return cls(crosswalk, evidence, model)
 
     def cannot_link(self) -> set[tuple[str, str]]:
         ev = self.evidence

@@ -26,7 +26,7 @@ def _ranked(records: pd.DataFrame, priority: tuple[str, ...]) -> pd.DataFrame:
 def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, ...]) -> pd.DataFrame:
     """``keys`` aligns with ``records`` and gives each record its customer_key."""
     r = _ranked(records, priority)
-    codes, uniq = pd.factorize(keys.to_numpy(), sort=True)
+    codes, uniq = pd.factorize(keys.to_numpy())
     r["_c"] = codes
     out = pd.DataFrame({"customer_key": uniq})
     out["source_records"] = np.bincount(codes, minlength=len(uniq))
