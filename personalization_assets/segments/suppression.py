@@ -23,8 +23,11 @@ c_suppressed_all as (
     union all
     select customer_key, case when email is null or email = '' then 'no_email' end from c_customers
     union all
+    select s.customer_key, coalesce(s.reason, 'unsubscribed') from c_suppression s
+    where s.customer_key is not null
+    union all  -- two equi-joins, not one join on "key or email": that one is a nested loop
     select c.customer_key, coalesce(s.reason, 'unsubscribed') from c_suppression s
-    join c_customers c on c.customer_key = s.customer_key or c.email = s.email
+    join c_customers c on c.email = s.email
     union all
     select customer_key, case {' '.join(f"when type = '{k}' then '{v}'" for k, v in SUPPRESSING_TYPES.items())} end
     from c_email where type in ({_in(tuple(SUPPRESSING_TYPES))}) and customer_key is not null
