@@ -24,7 +24,7 @@ def _guarded(key: pd.Series, initial: pd.Series) -> pd.Series:
 
 
 def exact_keys(f: pd.DataFrame) -> dict[str, pd.Series]:
-    initial = f["fn_canon"].str[:1]
+    initial = f["fn"].str[:1]
     return {
         "email_key": _guarded(f["email"], initial),
         "phone": _guarded(f["phone"], initial),
