@@ -41,12 +41,16 @@ select 'crm:c' || i as record_id, 'c' || i as customer_key, 'exact:email_key' as
 create table core.identity_map as
 select 'user_id' as identity_type, 'c' || i as identity, 'c' || i as customer_key from range($customers) t(i);
 create table staging.orders as
-select 'o' || j as order_id, 'crm:c' || (h(j, 4) % ($customers * 6 // 10)) as customer_record_id,
+-- Each buyer is active for a while and then drops out (as BG/NBD assumes): orders fall between
+-- a first-purchase day and first day + an active span of up to a year, never after as_of.
+select 'o' || j as order_id, 'crm:c' || c as customer_record_id,
        null::varchar as email, case when j % 50 = 0 then 'cancelled' else 'completed' end as status,
        ['GBP', 'EUR', 'USD'][1 + j % 3] as currency, cast(500 + h(j, 5) % 20000 as bigint) as total_minor,
        cast(500 + h(j, 5) % 20000 as bigint) as total_reporting_minor, 1.0 as fx_rate,
-       $as_of - to_seconds(cast(h(j, 6) % (730 * 86400) as bigint)) as created_at, null::varchar as cart_id
-from range($orders) t(j);
+       least($as_of, $as_of - to_days(cast(h(c, 20) % 730 as integer))
+                     + to_seconds(cast(h(j, 6) % (1 + h(c, 21) % (365 * 86400)) as bigint))) as created_at,
+       null::varchar as cart_id
+from (select j, h(j, 4) % ($customers * 6 // 10) as c from range($orders) t(j)) o;
 create table staging.order_lines as
 select o.order_id, k + 1 as line_no, 'SKU' || (h(o.order_id, k) % 5000) as sku,
        'Product ' || (h(o.order_id, k) % 5000) as product_name,
