@@ -1,66 +1,136 @@
-"""Core layer: one golden record per person, a stable customer_key, and a crosswalk to it."""
+"""Core layer: one golden record per person, a stable customer_key, a crosswalk, the evidence
+of every merge, and which customer each tracking identity belongs to.
 
-import hashlib
+Thin shell over `personalization_assets.identity`: the previous crosswalk and evidence are read
+back from the warehouse so keys stay stable, unmerges persist, and small changes are matched
+incrementally.
+"""
+
+import json
 
 import dagster as dg
 import pandas as pd
 
-from .common import WAREHOUSE_POOL, frame_metadata
+from ..identity import ResolvedState, resolve, stitch_identities
+from ..resources.warehouse import Warehouse
+from .common import WAREHOUSE_POOL, frame_metadata, read_table
 
 GOLDEN_COLUMNS = ["customer_key", "email", "first_name", "last_name", "phone", "country",
                   "timezone", "locale", "email_opt_in", "consent_processing", "created_at",
                   "updated_at", "source_records"]
+# A jump in the share of records merged away by more than this (absolute) fails the check.
+MERGE_RATE_JUMP = 0.05
 
 
-def _key(value: str) -> str:
-    return "cust_" + hashlib.sha1(value.encode()).hexdigest()[:16]
+class IdentityConfig(dg.Config):
+    """Run config: record-id groups to split off their cluster (kept by all later runs)."""
+
+    unmerge: list[list[str]] = []
+    full_rebuild: bool = False
+
+
+def _previous(conn) -> ResolvedState | None:
+    if not conn.table_exists("core", "customer_crosswalk") or not conn.table_exists("core", "merge_evidence"):
+        return None
+    return ResolvedState.from_tables(read_table(conn, "core", "customer_crosswalk", []),
+                                     read_table(conn, "core", "merge_evidence", []))
+
+
+def merge_rate(records: int, customers: int) -> float:
+    return 0.0 if records == 0 else 1 - customers / records
+
+
+def merge_rate_check(previous: float | None, current: float) -> dg.AssetCheckResult:
+    """Fails when the merge rate rises suddenly: usually a placeholder value or a bad rule
+    gluing people together, which must not reach the marts."""
+    jump = None if previous is None else current - previous
+    return dg.AssetCheckResult(
+        check_name="merge_rate_stable", asset_key=dg.AssetKey(["core", "customers"]),
+        passed=jump is None or jump <= MERGE_RATE_JUMP,
+        metadata={"merge_rate": current, "previous_merge_rate": previous if previous is not None else -1.0,
+                  "allowed_jump": MERGE_RATE_JUMP})
+
+
+def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
+    g = res.golden.copy()
+    if "created_at" in staged:
+        first = staged.assign(customer_key=res.crosswalk.set_index("record_id")["customer_key"]
+                              .reindex(staged["record_id"]).to_numpy())
+        g["created_at"] = g["customer_key"].map(first.groupby("customer_key")["created_at"].min())
+    g["updated_at"] = g["last_updated"]
+    lineage = [c for c in g.columns if c.endswith("_source")]
+    extra = [c for c in g.columns if c not in GOLDEN_COLUMNS and c not in lineage and c != "last_updated"]
+    return g.reindex(columns=GOLDEN_COLUMNS + extra + lineage)
 
 
 @dg.multi_asset(
     outs={
         "golden": dg.AssetOut(key=["core", "customers"], tags={"pii": "true"},
-                              description="One golden record per real person, keyed by a stable customer_key."),
+                              description="One golden record per real person, keyed by a stable customer_key; "
+                                          "each <field>_source column names the record the value came from."),
         "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"],
-                                 description="Every source customer record and the customer_key it belongs to."),
+                                 description="Every source customer record, its customer_key and the rule that "
+                                             "joined it (exact key, fuzzy match or singleton)."),
+        "evidence": dg.AssetOut(key=["core", "merge_evidence"],
+                                description="Why records were merged: the exact rule, or per-field agreement "
+                                            "levels and Fellegi-Sunter weights; unmerges as cannot_link rows."),
     },
     ins={"staged": dg.AssetIn(key=["staging", "customers"])},
+    check_specs=[dg.AssetCheckSpec("merge_rate_stable", asset=["core", "customers"], blocking=True,
+                                   description="The share of records merged away did not jump since the last run.")],
     group_name="identity",
     pool=WAREHOUSE_POOL,
 )
-def customers(staged: pd.DataFrame):
-    """Deduplicate staged customers on the normalized email matching key."""
-    frame = staged.sort_values(["email_key", "created_at", "record_id"])
-    first = frame.groupby("email_key", sort=False)["record_id"].transform("first")
-    crosswalk = pd.DataFrame({"record_id": frame["record_id"], "customer_key": first.map(_key),
-                              "rule": "exact:email_key"})
-    latest = frame.sort_values("updated_at").groupby("email_key").tail(1).set_index("email_key")
-    golden = latest.reset_index()
-    golden["customer_key"] = golden["email_key"].map(
-        dict(zip(frame["email_key"], first.map(_key))))
-    golden["source_records"] = golden["email_key"].map(frame.groupby("email_key").size()).astype("int64")
-    golden = golden.reindex(columns=GOLDEN_COLUMNS).reset_index(drop=True)
-    merged = len(staged) - len(golden)
-    yield dg.Output(golden, output_name="golden",
-                    metadata=frame_metadata(golden, duplicates_merged=merged, rows_in=len(staged)))
-    yield dg.Output(crosswalk, output_name="crosswalk", metadata=frame_metadata(crosswalk))
+def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged: pd.DataFrame,
+              warehouse: Warehouse):
+    """Resolve staged customer records into people: exact keys, then fuzzy matching."""
+    with warehouse.connect() as conn:
+        previous = None if config.full_rebuild else _previous(conn)
+    res = resolve(staged, previous=previous, unmerges=config.unmerge)
+    golden = _golden(res, staged)
+    sizes = golden["source_records"].value_counts().sort_index()
+    stats = {k: v for k, v in res.stats.items() if k not in ("blocking", "stage_seconds")}
+    before = None
+    if previous is not None and len(previous.crosswalk):
+        before = merge_rate(len(previous.crosswalk), previous.crosswalk["customer_key"].nunique())
+    now = merge_rate(len(staged), len(golden))
+    context.log.info(f"identity run: {json.dumps(stats, default=str)}")
+    yield dg.Output(golden, output_name="golden", metadata=frame_metadata(
+        golden, rows_in=len(staged), duplicates_merged=int(res.stats["duplicates_merged"]),
+        merge_rate=now, cluster_size_distribution={str(k): int(v) for k, v in sizes.items()},
+        held_for_review=len(res.review), review_reasons=res.review["reason"].value_counts().to_dict(),
+        resolution=stats, stage_seconds=res.stats.get("stage_seconds", {}),
+        blocking=res.stats.get("blocking", {})))
+    yield dg.Output(res.crosswalk, output_name="crosswalk", metadata=frame_metadata(
+        res.crosswalk, rules=res.crosswalk["rule"].value_counts().to_dict()))
+    yield dg.Output(res.evidence, output_name="evidence", metadata=frame_metadata(
+        res.evidence, rules=res.evidence["rule"].value_counts().to_dict()))
+    yield merge_rate_check(before, now)
 
 
 @dg.asset(key=["core", "identity_map"], ins={"events": dg.AssetIn(key=["staging", "events"]),
           "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"})
 def identity_map(events: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    """Which customer each tracking identity (userId, anonymousId) belongs to."""
-    by_record = dict(zip(crosswalk["record_id"], crosswalk["customer_key"]))
-    known = events[events["user_id"].notna()]
-    users = pd.DataFrame({"identity_type": "user_id", "identity": known["user_id"].astype(str)})
-    anon = known[known["anonymous_id"].notna()][["anonymous_id", "user_id"]].drop_duplicates("anonymous_id")
-    anons = pd.DataFrame({"identity_type": "anonymous_id", "identity": anon["anonymous_id"],
-                          "via_user": anon["user_id"].astype(str)})
-    users["via_user"] = users["identity"]
-    out = pd.concat([users, anons], ignore_index=True).drop_duplicates(["identity_type", "identity"])
-    out["customer_key"] = ("crm:" + out["via_user"]).map(by_record)
-    out = out.dropna(subset=["customer_key"]).drop(columns="via_user").reset_index(drop=True)
-    return dg.Output(out, metadata=frame_metadata(out))
+    """Which customer each tracking identity (userId, or an anonymousId stitched to a userId by an
+    identify call or a login) belongs to, so pre-login events join the right customer."""
+    stitched = stitch_identities(events, crosswalk)
+    is_device = stitched["anonymous_id"].notna()
+    out = pd.DataFrame({
+        "identity_type": is_device.map({True: "anonymous_id", False: "user_id"}),
+        "identity": stitched["anonymous_id"].where(is_device, stitched["user_id"]).astype(str),
+        "customer_key": stitched["customer_key"],
+        "user_id": stitched["user_id"].astype(str),
+        "method": stitched["method"],
+        "first_seen": stitched["first_seen"],
+        "last_seen": stitched["last_seen"],
+        "users_on_device": stitched["users_on_device"].astype("int64"),
+    })
+    out = out.dropna(subset=["customer_key"]).drop_duplicates(["identity_type", "identity"]).reset_index(drop=True)
+    return dg.Output(out, metadata=frame_metadata(
+        out, identities_by_type=out["identity_type"].value_counts().to_dict(),
+        shared_devices=int((out["users_on_device"] > 1).sum()),
+        unresolved_users=int(stitched.loc[~is_device, "customer_key"].isna().sum())))
 
 
 defs = dg.Definitions(assets=[customers, identity_map])
