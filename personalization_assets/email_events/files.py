@@ -1,0 +1,102 @@
+"""Bulk source: provider export files (CSV or JSONL) dropped in a landing folder.
+
+A file is identified by name + SHA-256 of its bytes: re-dropping the same file loads nothing, a
+corrected file under the same name is loaded (its events dedup on provider_event_id anyway).
+The provider is the file name's first word: `sendgrid_activity_2026-01.csv`, `mailgun-events.jsonl`,
+`generic_export.jsonl`. CSV columns are the provider's JSON field names.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Normalized, Rejected
+from .normalize import PROVIDERS, normalize
+
+SUFFIXES = (".csv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    name: str
+    path: Path
+    checksum: str  # sha256 hex
+    provider: str | None  # None: the name does not say which provider
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.checksum}"
+
+
+def landing_dir() -> Path:
+    from ..settings import data_dir
+
+    return Path(os.environ.get("EMAIL_LANDING_DIR", data_dir() / "landing" / "email"))
+
+
+def provider_of(name: str) -> str | None:
+    word = re.split(r"[_\-.]", name, maxsplit=1)[0].lower()
+    return word if word in PROVIDERS else None
+
+
+def checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan(folder: Path) -> list[LandingFile]:
+    """Complete export files in the folder, by name (temporary `.part`/dot files are ignored)."""
+    if not folder.is_dir():
+        return []
+    return [LandingFile(p.name, p, checksum(p), provider_of(p.name))
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")]
+
+
+def _cell(value: str | None):
+    if value is None or value == "":
+        return None
+    lowered = value.strip().lower()
+    return {"true": True, "false": False}.get(lowered, value)
+
+
+def _rows(f: LandingFile) -> list[tuple[int, object]]:
+    text = f.path.read_bytes().decode("utf-8-sig", errors="replace")
+    if f.path.suffix.lower() == ".csv":
+        return [(i + 2, {k: _cell(v) for k, v in row.items() if k}) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((i, json.loads(line)))
+        except ValueError as exc:
+            rows.append((i, ValueError(f"line {i} is not JSON: {exc}: {line[:200]}")))
+    return rows
+
+
+def load_file(f: LandingFile) -> tuple[list[Normalized], list[Rejected]]:
+    """Normalize every row; a bad row is quarantined with its file and line, never dropped."""
+    if f.provider is None:
+        return [], [Rejected("unknown", f"file:{f.key}", "file.provider",
+                             f"cannot tell the provider of {f.name!r}: start its name with one of "
+                             f"{', '.join(PROVIDERS)}", json.dumps({"file": f.name, "checksum": f.checksum}))]
+    good, bad = [], []
+    for line, row in _rows(f):
+        if isinstance(row, ValueError):
+            bad.append(Rejected(f.provider, f"file:{f.name}:{line}", "file.json", str(row),
+                                json.dumps({"file": f.name, "line": line})))
+            continue
+        result = normalize(f.provider, row)
+        (good if isinstance(result, Normalized) else bad).append(result)
+    return good, bad
