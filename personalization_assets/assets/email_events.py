@@ -12,7 +12,7 @@ from ..bus import open_bus, open_quarantine_bus
 from ..email_events import EMAIL_EVENT_COLUMNS, Rejected
 from ..email_events.bus import email_events_bus_url
 from ..email_events.files import landing_dir, load_file, scan
-from ..email_events.staging import events_frame, suppressions
+from ..email_events.staging import events_frame, flag_scanner_clicks, suppressions
 from ..resources.warehouse import Warehouse
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
@@ -121,6 +121,7 @@ def staging_email_events(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "email_events", RAW_COLUMNS)
         frame = events_frame(raw.sort_values(["received_at", "event_key"])[EMAIL_EVENT_COLUMNS].to_dict("records")) if len(raw) else events_frame([])
+        frame = flag_scanner_clicks(frame)
         conn.prepare_table("staging", "email_events", frame)
         with conn.transaction():
             conn.replace_frame("staging", "email_events", frame)

@@ -20,6 +20,25 @@ def events_frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
     return frame.drop_duplicates(subset=["provider", "provider_event_id"], keep="first").reset_index(drop=True)
 
 
+SCANNER_WINDOW = pd.Timedelta(seconds=10)
+
+
+def flag_scanner_clicks(events: pd.DataFrame, window: pd.Timedelta = SCANNER_WINDOW) -> pd.DataFrame:
+    """Security gateways fetch every link as the message arrives; a human does not click within
+    seconds of delivery. Such clicks and opens (same provider message) are marked `is_machine`."""
+    delivered = (events[events["type"] == "delivered"].dropna(subset=["message_id"])
+                 .groupby(["provider", "message_id"])["timestamp"].min().rename("delivered_at"))
+    if delivered.empty:
+        return events
+    joined = events.join(delivered, on=["provider", "message_id"])
+    fast = (joined["type"].isin(["click", "open"]) & joined["delivered_at"].notna()
+            & (joined["timestamp"] - joined["delivered_at"] < window)
+            & (joined["timestamp"] >= joined["delivered_at"]))
+    out = events.copy()
+    out["is_machine"] = out["is_machine"] | fast.to_numpy()
+    return out
+
+
 def suppressions(events: pd.DataFrame) -> pd.DataFrame:
     """Hard bounces, spam reports and unsubscribes: one row per (email, reason), its first time.
 

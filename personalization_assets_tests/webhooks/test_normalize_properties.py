@@ -79,3 +79,15 @@ def test_demo_engagement_is_deterministic_and_flows_through_the_sendgrid_normali
         frame.loc[frame["type"].isin(["unsubscribe", "spamreport"]), "email"])
     assert hard <= set(supp["email"]) and not (soft_only & set(supp["email"]))
     assert not supp.duplicated(["email", "reason"]).any()
+
+
+def test_clicks_within_seconds_of_delivery_are_scanner_clicks():
+    def ev(i, kind, ts, message="m1"):
+        return {"provider": "sendgrid", "provider_event_id": str(i), "type": kind, "email": "a@b.io",
+                "message_id": message, "timestamp": f"2026-01-01T10:00:{ts:02d}+00:00", "is_machine": False}
+    frame = events_frame([ev(1, "delivered", 0), ev(2, "click", 3), ev(3, "click", 40), ev(4, "open", 9),
+                          ev(5, "click", 1, message="m2"), ev(6, "delivered", 5, message="m2")])
+    from personalization_assets.email_events.staging import flag_scanner_clicks
+
+    flagged = dict(zip(frame["provider_event_id"], flag_scanner_clicks(frame)["is_machine"]))
+    assert flagged == {"1": False, "2": True, "3": False, "4": True, "5": False, "6": False}
