@@ -60,12 +60,17 @@ LOG_BOUND = 15.0
 
 
 def _fit(neg_ll, start: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Minimize over bounded log-parameters; polish with a short Nelder-Mead. (params, at_bound)"""
+    """Minimize over bounded log-parameters. (params, at_bound)
+
+    Nelder-Mead runs only when L-BFGS-B reports failure: on a flat likelihood it would spend
+    thousands of evaluations polishing digits nobody uses.
+    """
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
-    first = minimize(neg_ll, start, method="L-BFGS-B", bounds=bounds)
-    final = minimize(neg_ll, first.x, method="Nelder-Mead", bounds=bounds,
-                     options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 2000})
-    best = final if final.fun <= first.fun else first
+    best = minimize(neg_ll, start, method="L-BFGS-B", bounds=bounds)
+    if not best.success:
+        polished = minimize(neg_ll, best.x, method="Nelder-Mead", bounds=bounds,
+                            options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 2000})
+        best = polished if polished.fun <= best.fun else best
     if not np.isfinite(best.fun):
         raise FitError(f"likelihood did not converge: {best.message}")
     at_bound = bool(np.any(np.abs(best.x) >= LOG_BOUND - 1e-3))

@@ -77,7 +77,7 @@ FALLBACKS = {
 }
 
 
-def _in(values: Sequence[str]) -> str:
+def sql_list(values: Sequence[str]) -> str:
     """Inline a tuple of trusted code constants (never user data) as a SQL list."""
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
@@ -125,7 +125,7 @@ c_orders as (
     from {t['orders']} o
     left join {t['crosswalk']} x on x.record_id = o.customer_record_id
     left join c_email_keys g on o.customer_record_id is null and g.email = o.email
-    where coalesce(lower(o.status), '') not in ({_in(NON_PURCHASE_STATUSES)})
+    where coalesce(lower(o.status), '') not in ({sql_list(NON_PURCHASE_STATUSES)})
 ),
 c_lines as (
     select o.customer_key, o.order_id, o.created_at, l.sku, l.product_name, l.category,
@@ -142,7 +142,7 @@ c_events as (
     left join {t['identity_map']} mu on mu.identity_type = 'user_id' and mu.identity = e.user_id
     left join {t['identity_map']} ma on ma.identity_type = 'anonymous_id'
                                      and ma.identity = e.anonymous_id
-    where lower(replace(e.event, '_', ' ')) in ({_in(VIEW_EVENTS + CART_EVENTS)})
+    where lower(replace(e.event, '_', ' ')) in ({sql_list(VIEW_EVENTS + CART_EVENTS)})
 ),
 c_email as (
     select coalesce(m.customer_key, g.customer_key) as customer_key, lower(m.type) as type,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import iso4217
 import pandas as pd
 
-from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, _in, column, input_ctes
+from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, sql_list, column, input_ctes
 from .recommendations import recommendations
 
 GREETINGS = {"en": "Hi there", "de": "Hallo", "fr": "Bonjour", "es": "Hola", "it": "Ciao",
@@ -109,13 +109,13 @@ qualify row_number() over (partition by currency order by created_at desc) = 1""
         "cart": conn.query(f"""{ctes}
 select e.customer_key, e.sku, max(e.value_minor) as value_minor, max(e.currency) as currency, count(*) as quantity
 from c_events e join {profiles} p on p.customer_key = e.customer_key and p.last_carted_cart_id = e.cart_id
-where p.sendable and e.event in ({_in(CART_EVENTS)}) group by e.customer_key, e.sku
+where p.sendable and e.event in ({sql_list(CART_EVENTS)}) group by e.customer_key, e.sku
 order by e.customer_key, e.sku"""),
         "viewed": conn.query(f"""{ctes}
 select customer_key, sku from (
     select e.customer_key, e.sku, max(e.ts) as ts from c_events e join {profiles} p
       on p.customer_key = e.customer_key and p.sendable
-    where e.event in ({_in(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
+    where e.event in ({sql_list(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
 ) v qualify row_number() over (partition by customer_key order by ts desc, sku) <= {LAST_VIEWED}
 order by customer_key, ts desc"""),
         "catalog": conn.query(f"""{ctes}

@@ -8,7 +8,8 @@ hours (see `prepare_session`).
 from __future__ import annotations
 
 from ..segments.suppression import SEVERITY_TO_REASON, SUPPRESSED_CTE
-from .inputs import CART_EVENTS, CLICK_TYPES, OPEN_TYPES, VIEW_EVENTS, InputTables, Sql, _in, input_ctes
+from .inputs import (CART_EVENTS, CLICK_TYPES, OPEN_TYPES, VIEW_EVENTS, InputTables, Sql, input_ctes,
+                     sql_list)
 
 TOP_CATEGORIES = 3
 
@@ -25,7 +26,7 @@ def _last(event_names: tuple[str, ...], prefix: str) -> str:
 {prefix} as (
     select customer_key, sku as {prefix}_sku, ts as {prefix}_at, cart_id as {prefix}_cart_id
     from c_events
-    where event in ({_in(event_names)}) and customer_key is not null and ts <= ?
+    where event in ({sql_list(event_names)}) and customer_key is not null and ts <= ?
     qualify row_number() over (partition by customer_key order by ts desc, sku) = 1
 )"""
 
@@ -63,19 +64,19 @@ top_cats as (select customer_key, {tops} from cats where rn <= {TOP_CATEGORIES} 
 {_last(CART_EVENTS, "last_carted")},
 eng as (
     select customer_key,
-           sum(case when type in ({_in(OPEN_TYPES)}) then 1 else 0 end) as email_opens,
-           sum(case when type in ({_in(CLICK_TYPES)}) then 1 else 0 end) as email_clicks,
+           sum(case when type in ({sql_list(OPEN_TYPES)}) then 1 else 0 end) as email_opens,
+           sum(case when type in ({sql_list(CLICK_TYPES)}) then 1 else 0 end) as email_clicks,
            max(ts) as last_engaged_at
     from c_email
     where customer_key is not null and not is_machine and ts <= ?
-      and type in ({_in(OPEN_TYPES + CLICK_TYPES)})
+      and type in ({sql_list(OPEN_TYPES + CLICK_TYPES)})
     group by customer_key
 ),
 eng_hours as (
     select customer_key, hour_utc from (
         select customer_key, extract(hour from ts) as hour_utc, count(*) as n
         from c_email
-        where customer_key is not null and not is_machine and type in ({_in(OPEN_TYPES + CLICK_TYPES)})
+        where customer_key is not null and not is_machine and type in ({sql_list(OPEN_TYPES + CLICK_TYPES)})
         group by customer_key, extract(hour from ts)
     ) h qualify row_number() over (partition by customer_key order by n desc, hour_utc) = 1
 ),

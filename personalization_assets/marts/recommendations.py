@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .inputs import CART_EVENTS, InputTables, Sql, _in, input_ctes
+from .inputs import CART_EVENTS, InputTables, Sql, sql_list, input_ctes
 
 PER_SEED = 10
 PER_CUSTOMER = 4
@@ -28,7 +28,7 @@ seeds as (
     select distinct customer_key, sku from c_lines where customer_key is not null
     union
     select distinct customer_key, sku from c_events
-    where customer_key is not null and sku is not null and event in ({_in(CART_EVENTS)})
+    where customer_key is not null and sku is not null and event in ({sql_list(CART_EVENTS)})
 ),
 bought as (select distinct customer_key, sku from c_lines where customer_key is not null),
 sellers as (select category, sku, count(distinct order_id) as n from c_lines group by category, sku),
