@@ -13,7 +13,9 @@ PLACEHOLDER_EMAIL_LOCALS = frozenset(
     {"test", "noreply", "no-reply", "donotreply", "none", "null", "info", "admin", "example",
      "unknown", "nobody", "customer", "guest", "dummy", "fake", "a", "x", "xxx"}
 )
-PLACEHOLDER_EMAIL_DOMAINS = frozenset({"example.com", "example.org", "test.com", "none.com"})
+# example.org/.com are RFC 2606 documentation domains, but the demo data and many test CRMs use
+# them for real-looking people, so only obviously fake domains are blocked.
+PLACEHOLDER_EMAIL_DOMAINS = frozenset({"test.com", "none.com", "invalid", "localhost"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class MatchConfig:
     max_block_size: int = 400
     # Random pairs sampled to estimate the u probabilities.
     u_sample_pairs: int = 200_000
+    # Upper bound of the prior "two random records match": a tiny dataset cannot make a bare
+    # name agreement look like a match just because it has few pairs.
+    max_prior: float = 1e-3
     em_max_iterations: int = 40
     em_tolerance: float = 1e-5
     source_priority: tuple[str, ...] = field(default=("crm", "shop", "events"))

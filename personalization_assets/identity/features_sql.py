@@ -46,31 +46,39 @@ def _sql() -> str:
              {code.format(c='postcode')} as postcode, {code.format(c='national_id')} as national_id,
              lower(trim(cast(email_key as varchar))) as em,
              regexp_replace(cast(phone as varchar), '[^0-9]', '', 'g') as ph
-      from src)
+      , _row from src)
     select fn, ln, street, city, postcode, national_id,
       case when regexp_full_match(bd, '(19|20)[0-9]{{6}}') and bd <> '19000101' then bd end as birth,
       case when em like '%@%' and split_part(em, '@', 1) <> ''
             and split_part(em, '@', 1) not in {_in(PLACEHOLDER_EMAIL_LOCALS)}
             and regexp_extract(em, '@([^@]*)$', 1) not in {_in(PLACEHOLDER_EMAIL_DOMAINS)} then em end as email,
       case when length(ph) >= 7 and right(ph, 7) not in {_in(FAKE_PHONE_TAILS)} then ph end as phone
-    from base"""
+    from base order by _row"""
+
+
+def _arrow_text(col: pd.Series) -> pa.Array:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        col = col.dt.strftime("%Y-%m-%d")
+    return pa.array(col.astype("string"), type=pa.string(), from_pandas=True)
 
 
 def clean_frame(records: pd.DataFrame) -> dict[str, pd.Categorical]:
     """Cleaned matching columns as categoricals (dictionary-encoded by Arrow, no Python loop)."""
-    src = pd.DataFrame({k: (records[v] if v in records else pd.Series(None, index=records.index, dtype=object))
-                        for k, v in SOURCES.items()})
-    for col in src:
-        if src[col].dtype == object and src[col].isna().all():
-            src[col] = src[col].astype("string")  # a typed NULL column instead of DuckDB's NULL type
+    # Arrow strings in, so DuckDB scans in parallel instead of converting Python objects
+    cols = {k: _arrow_text(records[v]) if v in records else pa.nulls(len(records), pa.string())
+            for k, v in SOURCES.items()}
+    src = pa.table({"_row": pa.array(np.arange(len(records), dtype=np.int64)), **cols})
     con = duckdb.connect()
     try:
+        con.execute("set enable_progress_bar = false")
         con.register("src", src)
         table = con.sql(_sql()).to_arrow_table()
     finally:
         con.close()
     out = {}
     for name in table.column_names:
+        if name == "_row":
+            continue
         col = table.column(name).combine_chunks()
         if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
             col = col.cast(pa.string())

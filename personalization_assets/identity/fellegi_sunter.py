@@ -80,7 +80,7 @@ def unique_patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def estimate_u(comp: Comparator, n_records: int, pairs: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    pairs = min(pairs, n_records * (n_records - 1) // 2) if n_records > 1 else 0
+    pairs = pairs if n_records > 1 else 0  # sampled with replacement: small tables need no cap
     a = rng.integers(0, max(n_records, 1), pairs)
     b = rng.integers(0, max(n_records, 1), pairs)
     keep = a != b

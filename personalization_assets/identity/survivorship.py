@@ -15,42 +15,47 @@ RECENT_FIELDS = ("email", "email_key", "phone", "street", "city", "postcode", "c
                  "birth_date", "timezone", "locale", "email_opt_in", "consent_processing")
 
 
-def _ranked(records: pd.DataFrame, priority: tuple[str, ...]) -> pd.DataFrame:
-    r = records.copy()
-    rank = {s: i for i, s in enumerate(priority)}
-    r["_prio"] = r["source"].map(rank).fillna(len(rank)) if "source" in r else 0
-    r["_ts"] = pd.to_datetime(r["updated_at"], utc=True, errors="coerce") if "updated_at" in r else pd.NaT
-    return r
-
-
 def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, ...]) -> pd.DataFrame:
     """``keys`` aligns with ``records`` and gives each record its customer_key."""
-    r = _ranked(records, priority)
     codes, uniq = pd.factorize(keys.to_numpy())
-    r["_c"] = codes
-    out = pd.DataFrame({"customer_key": uniq})
-    out["source_records"] = np.bincount(codes, minlength=len(uniq))
-    ts = r.groupby("_c")["_ts"]
-    out["first_seen"], out["last_updated"] = ts.min().reindex(out.index), ts.max().reindex(out.index)
-    recent = r.sort_values(["_c", "_ts", "_prio"], ascending=[True, False, True], na_position="last")
+    rank = {s: i for i, s in enumerate(priority)}
+    prio = (records["source"].map(rank).fillna(len(rank)).to_numpy(float) if "source" in records
+            else np.zeros(len(records)))
+    ts = (pd.to_datetime(records["updated_at"], utc=True, errors="coerce") if "updated_at" in records
+          else pd.Series(pd.NaT, index=records.index, dtype="datetime64[ns, UTC]"))
+    ts_num = ts.to_numpy("datetime64[ns]").astype(np.int64).astype(float)
+    ts_num[ts.isna().to_numpy()] = -np.inf  # unknown time ranks last
+    rid = records["record_id"].to_numpy(object)
+    out = pd.DataFrame({"customer_key": uniq, "source_records": np.bincount(codes, minlength=len(uniq))})
+    grouped = ts.groupby(codes)
+    out["first_seen"], out["last_updated"] = grouped.min().reindex(out.index), grouped.max().reindex(out.index)
+    # one ordering for "most recent non-null": customer, newest first, then source priority
+    recent = np.lexsort((prio, -ts_num, codes))
     for field in RECENT_FIELDS:
-        if field in r:
-            _take(out, recent.loc[recent[field].notna()], field)
+        if field in records:
+            _take(out, records[field], rid, codes, recent)
     for field in NAME_FIELDS:
-        if field not in r:
+        if field not in records:
             continue
-        named = r.loc[r[field].notna() & (r[field].astype("string").str.strip() != "")]
-        name_code = pd.factorize(named[field])[0]
-        freq = pd.Series(name_code).groupby([named["_c"].to_numpy(), name_code]).transform("size")
-        named = named.assign(_n=freq.to_numpy())
-        _take(out, named.sort_values(["_c", "_n", "_prio", "_ts"], ascending=[True, False, True, False],
-                                     na_position="last"), field)
-    out["n_sources"] = r.groupby("_c")["source"].nunique().reindex(out.index).to_numpy() if "source" in r else 1
+        values = records[field].astype("string").str.strip().replace("", pd.NA)
+        name_code = pd.factorize(values, use_na_sentinel=True)[0]
+        freq = pd.Series(1, index=records.index).groupby([codes, name_code]).transform("size").to_numpy()
+        order = np.lexsort((-ts_num, prio, -freq, codes))
+        _take(out, records[field], rid, codes, order, valid=name_code >= 0)
+    out["n_sources"] = (records["source"].groupby(codes).nunique().reindex(out.index).to_numpy()
+                        if "source" in records else 1)
     return out
 
 
-def _take(out: pd.DataFrame, ranked: pd.DataFrame, field: str) -> None:
-    """First row per customer of an already ranked frame wins; remember where it came from."""
-    pick = ranked.drop_duplicates("_c").set_index("_c")
-    out[field] = pick[field].reindex(out.index).to_numpy()
-    out[f"{field}_source"] = pick["record_id"].reindex(out.index).to_numpy()
+def _take(out, values: pd.Series, rid, codes, order, valid=None) -> None:
+    """First valid row per customer in ``order`` wins; remember the record it came from."""
+    ok = values.notna().to_numpy() if valid is None else valid
+    idx = order[ok[order]]
+    cust, first = np.unique(codes[idx], return_index=True)
+    rows = idx[first]
+    col = pd.Series(pd.NA, index=out.index, dtype=object)
+    col.iloc[cust] = values.to_numpy(object)[rows]
+    src = pd.Series(pd.NA, index=out.index, dtype=object)
+    src.iloc[cust] = rid[rows]
+    out[values.name] = col.infer_objects() if col.notna().any() else col
+    out[f"{values.name}_source"] = src

@@ -50,7 +50,7 @@ def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, cfg: Match
     m = [s / n if n else _fallback(len(s)) for s, n in zip(sums, seen)]
     model = FSModel(list(comp.fields), m, u, 0.5)
     n = len(f)
-    model.match_rate = estimate_prior(model, cand_levels, n * (n - 1) // 2)
+    model.match_rate = min(estimate_prior(model, cand_levels, n * (n - 1) // 2), cfg.max_prior)
     return model
 
 

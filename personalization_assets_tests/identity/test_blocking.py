@@ -44,3 +44,13 @@ def test_incremental_candidates_touch_only_new_rows():
     f = features(population(60))
     a, b, _ = candidate_pairs(f, 400, only_rows=np.array([3]))
     assert np.all((a == 3) | (b == 3))
+
+
+def test_features_keep_row_order_over_parallel_scans():
+    """DuckDB scans big inputs in parallel; cleaned values must stay on their own record."""
+    import pandas as pd
+
+    n = 300_000
+    names = pd.Series([f"q{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(n)])
+    f = features(pd.DataFrame({"record_id": [str(i) for i in range(n)], "last_name": names}))
+    assert (f["ln"].astype(str).to_numpy() == names.str.replace(r"\d", "", regex=True).to_numpy()).all()
