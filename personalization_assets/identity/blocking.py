@@ -63,15 +63,20 @@ def blocking_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def pairs_within_groups(codes: np.ndarray, max_block: int) -> tuple[np.ndarray, np.ndarray, int]:
+def pairs_within_groups(codes: np.ndarray, max_block: int, window: int | None = None,
+                        order_key: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """All (i, j), i < j, of rows sharing a non-negative code; skips blocks over max_block.
 
+    With ``window``, a block larger than window + 1 is compared as a sorted neighbourhood:
+    each record only with the next ``window`` records in ``order_key`` order, which bounds
+    the pairs of popular values (a big city, a common surname) to n * window.
     Returns left, right (int64 row positions) and the number of records in skipped blocks.
     """
     rows = np.flatnonzero(codes >= 0)
     if rows.size < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64), 0
-    order = rows[np.argsort(codes[rows], kind="stable")]
+    secondary = order_key[rows] if order_key is not None else rows
+    order = rows[np.lexsort((secondary, codes[rows]))]
     sc = codes[order]
     starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
     sizes = np.diff(np.r_[starts, sc.size])
@@ -85,6 +90,8 @@ def pairs_within_groups(codes: np.ndarray, max_block: int) -> tuple[np.ndarray, 
     member = np.repeat(starts, sizes) + _ranges(sizes)
     block_end = np.repeat(starts + sizes, sizes)
     partners = block_end - member - 1
+    if window is not None:
+        partners = np.minimum(partners, window)
     left_pos = np.repeat(member, partners)
     right_pos = left_pos + 1 + _ranges(partners)
     a, b = order[left_pos], order[right_pos]
@@ -97,7 +104,19 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
-def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | None = None):
+def _sort_rank(f: pd.DataFrame) -> np.ndarray:
+    """Alphabetical rank of (surname, first name, birth date): the neighbourhood order in big blocks."""
+    parts = []
+    for col in ("birth", "fn", "ln"):  # lexsort: last key is primary
+        cat = pd.Categorical(f[col])
+        rank = np.argsort(np.argsort(np.asarray(cat.categories, dtype=object).astype(str)))
+        codes = cat.codes.astype(np.int64)
+        parts.append(np.where(codes >= 0, rank[np.maximum(codes, 0)] if rank.size else 0, -1))
+    return np.argsort(np.lexsort(parts)).astype(np.int64)
+
+
+def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | None = None,
+                    window: int | None = None):
     """Union of pairs over all blocking keys as (left, right) arrays plus per-key statistics.
 
     With ``only_rows`` (incremental runs) a pair is kept only if one side is in that set.
@@ -108,11 +127,12 @@ def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | Non
         mask = np.zeros(n, bool)
         mask[only_rows] = True
     encoded, stats = [], {}
+    order_key = _sort_rank(f)
     for name, codes in blocking_keys(f).items():
         if mask is not None:  # restrict blocks to those touched by new rows
             touched = np.unique(codes[mask & (codes >= 0)])
             codes = np.where(np.isin(codes, touched), codes, -1)
-        a, b, skipped = pairs_within_groups(codes, max_block)
+        a, b, skipped = pairs_within_groups(codes, max_block, window, order_key)
         if mask is not None:
             keep = mask[a] | mask[b]
             a, b = a[keep], b[keep]

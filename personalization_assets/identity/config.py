@@ -31,7 +31,9 @@ class MatchConfig:
     # An exact key shared by more records than this is treated as shared/placeholder.
     max_key_group: int = 20
     # Blocks larger than this are skipped for that blocking key (other keys still apply).
-    max_block_size: int = 400
+    max_block_size: int = 5000
+    # Blocks larger than window + 1 are compared as a sorted neighbourhood of this width.
+    block_window: int = 20
     # Random pairs sampled to estimate the u probabilities.
     u_sample_pairs: int = 200_000
     # Upper bound of the prior "two random records match": a tiny dataset cannot make a bare

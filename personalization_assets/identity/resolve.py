@@ -49,7 +49,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     lap("features")
     placeholder = _placeholder_profiles(f, cfg.max_key_group)
     ex, refused = exact_edges(f, cfg.max_key_group)
-    a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty)
+    a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window)
     ok = ~(placeholder[a] | placeholder[b])
     a, b = a[ok], b[ok]
     lap("blocking")

@@ -54,3 +54,12 @@ def test_features_keep_row_order_over_parallel_scans():
     names = pd.Series([f"q{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(n)])
     f = features(pd.DataFrame({"record_id": [str(i) for i in range(n)], "last_name": names}))
     assert (f["ln"].astype(str).to_numpy() == names.str.replace(r"\d", "", regex=True).to_numpy()).all()
+
+
+def test_big_blocks_become_sorted_neighbourhoods():
+    codes = np.zeros(50, dtype=np.int64)               # one block of 50 records
+    order = np.arange(50)[::-1].copy()                 # neighbourhood order: reversed
+    a, b, skipped = pairs_within_groups(codes, max_block=1000, window=3, order_key=order)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    assert skipped == 0 and len(pairs) == 47 * 3 + 2 + 1   # each record meets its next 3
+    assert (48, 49) in pairs and (0, 3) in pairs and (0, 4) not in pairs

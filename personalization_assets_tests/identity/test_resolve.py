@@ -65,7 +65,7 @@ def test_incremental_run_scores_only_new_records_and_agrees_with_full_run():
     assert inc.stats["mode"] == "incremental"
     assert inc.stats["scored_records"] == 1
     # exactly the pairs a full run would block that touch the new record, nothing else
-    a, b, _ = candidate_pairs(features(grown), MatchConfig().max_block_size)
+    a, b, _ = candidate_pairs(features(grown), MatchConfig().max_block_size, window=MatchConfig().block_window)
     assert inc.stats["candidate_pairs"] == int(((a == len(df)) | (b == len(df))).sum())
     assert keys(inc)["shop:99"] == keys(first)["crm:1010"]
     full = resolve(grown)
