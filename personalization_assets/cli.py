@@ -78,7 +78,25 @@ def _add_triggers(sub) -> None:
     add_triggers_command(sub)
 
 
-COMMANDS = [_add_demo, _add_collector, _add_triggers]
+def _exporter(args: argparse.Namespace) -> int:
+    from .monitoring.exporter import run_exporter
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    if not (home / "dagster.yaml").exists():
+        raise UserError(f"no Dagster instance at {home}: run `personalization demo` or set DAGSTER_HOME")
+    print(f"pipeline metrics exporter on http://{args.host}:{args.port}/metrics")
+    run_exporter(port=args.port, host=args.host)
+    return 0
+
+
+def _add_exporter(sub) -> None:
+    p = sub.add_parser("exporter", help="serve pipeline metrics (from the Dagster instance) to Prometheus")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9110)
+    p.set_defaults(func=_exporter)
+
+
+COMMANDS = [_add_demo, _add_collector, _add_triggers, _add_exporter]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,16 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
             bus.append(data.events[start:start + 5000])
     finally:
         bus.close()
+    _email_engagement(data, seed)
     manifest_path.write_text(json.dumps(
         {"seed": seed, "scale": scale, "anchor": data.anchor.isoformat()}, indent=2))
     return data
+
+
+def _email_engagement(data: DemoData, seed: int) -> None:
+    """Past campaign sends and what followed (opens, clicks, bounces), as a provider export."""
+    from ..email_events.demo import generate_email_events, write_demo_export
+    from ..email_events.files import landing_dir
+
+    people = [c for c in data.customers if c["customer_id"] not in data.bad_customers]
+    write_demo_export(landing_dir(), generate_email_events(people, seed, now=data.anchor), seed)
