@@ -17,6 +17,8 @@ from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
 
 MAX_TRAINING_PAIRS = 150_000
+# EM needs a sample, not every pair of a big block: blocks above this size are left out
+TRAINING_MAX_BLOCK = 400
 
 
 def _sessions(f: pd.DataFrame) -> list[tuple[np.ndarray, tuple[str, ...]]]:
@@ -35,7 +37,7 @@ def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, cfg: Match
     sums = [np.zeros_like(x) for x in u]
     seen = np.zeros(len(u))
     for key, excluded in _sessions(f):
-        a, b, _ = pairs_within_groups(key, cfg.max_block_size)
+        a, b, _ = pairs_within_groups(key, TRAINING_MAX_BLOCK)
         if a.size < 50:
             continue
         if a.size > MAX_TRAINING_PAIRS:
