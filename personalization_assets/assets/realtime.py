@@ -41,15 +41,12 @@ def trigger_fires(config: TriggerFiresConfig, warehouse: Warehouse) -> dg.Materi
                 since = (pd.Timestamp(latest).tz_localize("UTC") if pd.Timestamp(latest).tzinfo is None
                          else pd.Timestamp(latest)).timestamp() - MIRROR_OVERLAP.total_seconds()
         new = read_fires(path, since)
-        written, total, counts = 0, 0, pd.DataFrame(columns=["trigger", "outcome", "n"])
-        if not new.empty:  # an empty read has no types to create the table from
-            conn.prepare_table("activation", "trigger_fires", new)
-            with conn.transaction():
-                written = conn.upsert_frame("activation", "trigger_fires", new, ["fire_key"])
-        if conn.table_exists("activation", "trigger_fires"):
-            total = conn.scalar("select count(*) from activation.trigger_fires")
-            counts = conn.query("select trigger, outcome, count(*) as n from activation.trigger_fires"
-                                " group by all order by 1, 2")
+        conn.prepare_table("activation", "trigger_fires", new)  # `new` is typed even when empty
+        with conn.transaction():
+            written = conn.upsert_frame("activation", "trigger_fires", new, ["fire_key"])
+        total = conn.scalar("select count(*) from activation.trigger_fires")
+        counts = conn.query("select trigger, outcome, count(*) as n from activation.trigger_fires"
+                            " group by all order by 1, 2")
     by_trigger = {f"{r.trigger}:{r.outcome}": int(r.n) for r in counts.itertuples()}
     return dg.MaterializeResult(metadata={
         **frame_metadata(new, rows_in=len(new), upserted=written, by_trigger_outcome=by_trigger),
