@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..marts.inputs import SUPPRESSING_TYPES, InputTables, Sql, _in, input_ctes
+from ..marts.inputs import SUPPRESSING_TYPES, InputTables, Sql, sql_list, input_ctes
 
 REASON_ORDER = ("complained", "bounced", "unsubscribed", "no_consent", "no_email")
 
@@ -30,7 +30,7 @@ c_suppressed_all as (
     join c_customers c on c.email = s.email
     union all
     select customer_key, case {' '.join(f"when type = '{k}' then '{v}'" for k, v in SUPPRESSING_TYPES.items())} end
-    from c_email where type in ({_in(tuple(SUPPRESSING_TYPES))}) and customer_key is not null
+    from c_email where type in ({sql_list(tuple(SUPPRESSING_TYPES))}) and customer_key is not null
 ),
 c_suppressed as (
     select customer_key,
