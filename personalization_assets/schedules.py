@@ -8,9 +8,11 @@ import dagster as dg
 hourly_segments_job = dg.define_asset_job(
     "hourly_segments",
     selection=dg.AssetSelection.assets(
-        ["raw", "events"], ["staging", "events"], ["core", "identity_map"], ["marts", "segment_membership"]
+        ["raw", "events"], ["staging", "events"], ["raw", "email_events"], ["staging", "email_events"],
+        ["staging", "email_suppressions"], ["core", "identity_map"], ["marts", "customer_profiles"],
+        ["marts", "segment_membership"], ["marts", "segment_changes"],
     ),
-    description="New events into the warehouse, then segment membership.",
+    description="New events and email engagement into the warehouse, then profiles and segments.",
 )
 
 everything_job = dg.define_asset_job(

@@ -22,7 +22,8 @@ MEMBERSHIP_KEY = dg.AssetKey(["marts", "segment_membership"])
 CHANGES_KEY = dg.AssetKey(["marts", "segment_changes"])
 PAYLOADS_KEY = dg.AssetKey(["marts", "personalization_payloads"])
 INPUTS = [["core", "customers"], ["core", "customer_crosswalk"], ["core", "identity_map"],
-          ["staging", "orders"], ["staging", "order_lines"], ["staging", "events"]]
+          ["staging", "orders"], ["staging", "order_lines"], ["staging", "events"],
+          ["staging", "email_events"]]
 
 
 def _lineage(pairs: dict[str, list[tuple[list[str], str]]]) -> dg.TableColumnLineage:
