@@ -1,24 +1,18 @@
 """Turn staging customer rows into matching features.
 
 Matching needs its own, harsher normal form than staging (no case, no accents, no
-punctuation) and must turn placeholder values into nulls so they never act as evidence.
-Non-Latin letters are kept as they are.
+punctuation) and must turn placeholder values into nulls so they never act as evidence;
+the text cleaning itself runs in DuckDB (features_sql.py). Non-Latin letters are kept.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import jellyfish
 import numpy as np
 import pandas as pd
 
-from personalization_assets.identity.config import (
-    PLACEHOLDER_EMAIL_DOMAINS,
-    PLACEHOLDER_EMAIL_LOCALS,
-    PLACEHOLDER_TOKENS,
-)
 from personalization_assets.identity.features_sql import clean_frame
 from personalization_assets.identity.nicknames import canonical_names
 
@@ -37,53 +31,7 @@ def on_uniques(s: pd.Series, fn) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(final, np.asarray(cats, dtype=object)), index=s.index)
 
 
-_ACCENTS = re.compile(r"[\u0300-\u036f]")
-_NOT_LETTER = re.compile(r"[\W\d_]+")
 _NOT_WORD = re.compile(r"[\W_]+")
-_FAKE_TAIL = re.compile(r"(\d)\1{6}|1234567|7654321|0123456")
-
-
-def _text(v: str) -> str:
-    return _ACCENTS.sub("", unicodedata.normalize("NFKD", v)).casefold().strip()
-
-
-def _real(v: str) -> str | None:
-    return None if v in PLACEHOLDER_TOKENS else v
-
-
-def clean_name(v: str) -> str | None:
-    return _real(_NOT_LETTER.sub("", _text(v)))
-
-
-def clean_words(v: str) -> str | None:
-    return _real(" ".join(_NOT_WORD.sub(" ", _text(v)).split()))
-
-
-def clean_code(v: str) -> str | None:
-    """Postcodes and ids: letters and digits only."""
-    return _real(_NOT_WORD.sub("", _text(v)))
-
-
-def clean_birth(v: str) -> str | None:
-    """Birth date as YYYYMMDD text; invalid-but-present digit strings are kept (typos still match)."""
-    digits = re.sub(r"[-/. ]", "", v.strip())
-    if len(digits) == 8 and digits.isdigit():
-        return None if digits == "19000101" else digits
-    stamp = pd.to_datetime(v, errors="coerce")
-    return None if pd.isna(stamp) else stamp.strftime("%Y%m%d")
-
-
-def clean_phone(v: str) -> str | None:
-    digits = re.sub(r"\D", "", v)
-    return None if len(digits) < 7 or _FAKE_TAIL.fullmatch(digits[-7:]) else digits
-
-
-def clean_email(v: str) -> str | None:
-    v = v.strip().casefold()
-    local, at, domain = v.rpartition("@")
-    if not at or not local or local in PLACEHOLDER_EMAIL_LOCALS or domain in PLACEHOLDER_EMAIL_DOMAINS:
-        return None
-    return v
 
 
 def email_local(v: str) -> str | None:
