@@ -14,7 +14,7 @@ from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 from personalization_assets.identity.nicknames import nickname_pairs
 
-CHUNK = 4_000_000
+CHUNK = 2_000_000
 
 # comparison -> labels of its levels (index = level); used for evidence and reports
 LEVELS: dict[str, tuple[str, ...]] = {

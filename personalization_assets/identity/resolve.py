@@ -115,7 +115,11 @@ class _Laps:
 
 
 def _dedupe(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per record_id (the latest), so reprocessing never duplicates a record."""
+    """One row per record_id (the latest), so reprocessing never duplicates a record.
+    Without duplicates the frame is used as it is (no copy of a million rows)."""
+    if not records["record_id"].duplicated().any():
+        return records if isinstance(records.index, pd.RangeIndex) and records.index.start == 0 \
+            and records.index.step == 1 else records.reset_index(drop=True)
     r = records.reset_index(drop=True)
     if "updated_at" in r:
         r = r.sort_values("updated_at", kind="stable", na_position="first")
