@@ -13,6 +13,7 @@ MODULES = [
     "core",
     "marts",
     "realtime",
+    "email_events",
 ]
 
 
