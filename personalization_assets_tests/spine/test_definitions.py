@@ -44,6 +44,6 @@ def test_warehouse_writers_share_one_pool(definitions):
     graph = definitions.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assets_def = graph.get(key).assets_def
-        if key.path[0] in {"raw", "staging", "core", "marts"}:
-            pools = {op.pool for op in assets_def.node_def.iterate_op_defs()} if hasattr(assets_def.node_def, "iterate_op_defs") else {assets_def.op.pool}
-            assert pools == {"warehouse_writer"}, key.to_user_string()
+        if not assets_def.is_executable:
+            continue  # declared elsewhere (e.g. the collector's quarantine), nothing runs here
+        assert assets_def.op.pool == "warehouse_writer", key.to_user_string()
