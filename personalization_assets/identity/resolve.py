@@ -151,7 +151,9 @@ def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_i
                    & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids)
                    & old["right_record_id"].isin(live_ids)]
     new = new.loc[new["rule"] != "carried"]
-    return pd.concat([keep.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
+    both = pd.concat([keep.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
+    # The exact stage re-derives its links every run: a link found again replaces the kept copy.
+    return both.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
 
 
 def _placeholder_profiles(f: pd.DataFrame, max_group: int) -> np.ndarray:
