@@ -1,0 +1,5 @@
+"""Quality gate: event validation, Pandera asset checks, Snowplow mapping."""
+
+from personalization_assets.quality.events import Violation, validate_event
+
+__all__ = ["Violation", "validate_event"]
