@@ -1,0 +1,65 @@
+"""Pandera model -> blocking Dagster asset check, reporting failure cases as metadata."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pandera.errors
+import pandera.pandas as pa
+
+MAX_EXAMPLES = 5
+
+
+def summarize_failures(failure_cases: pd.DataFrame) -> list[dict]:
+    """Per (column, check): count and up to five example failing values."""
+    if failure_cases is None or failure_cases.empty:
+        return []
+    df = failure_cases.copy()
+    df["column"] = df["column"].astype(str).where(df["column"].notna(), "<dataframe>")
+    df["check"] = df["check"].astype(str)
+    out = []
+    for (column, check), group in df.groupby(["column", "check"], sort=True):
+        examples = [None if pd.isna(v) else str(v)[:120] for v in group["failure_case"].head(MAX_EXAMPLES)]
+        rows = [int(i) for i in group["index"].dropna().head(MAX_EXAMPLES)] if "index" in group else []
+        out.append({"column": column, "check": check, "count": int(len(group)),
+                    "examples": examples, "example_rows": rows})
+    return out
+
+
+def run_model(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
+    """Failure summary of `df` against `model` (empty when valid)."""
+    try:
+        model.validate(df, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        return summarize_failures(exc.failure_cases)
+    return []
+
+
+def pandera_asset_check(
+    asset_key, model: type[pa.DataFrameModel], blocking: bool = True
+) -> dg.AssetChecksDefinition:
+    """An asset check running `model.validate(lazy=True)` on the loaded asset value."""
+    key = dg.AssetKey.from_coercible(asset_key)
+    check_name = f"pandera_{model.__name__}"
+
+    @dg.asset_check(asset=key, name=check_name, blocking=blocking,
+                    description=f"Pandera model {model.__name__} (lazy validation)")
+    def _check(asset_value: pd.DataFrame) -> dg.AssetCheckResult:
+        failures = run_model(model, asset_value)
+        metadata = {
+            "rows": dg.MetadataValue.int(int(len(asset_value))),
+            "failed_checks": dg.MetadataValue.int(len(failures)),
+            "failed_cases": dg.MetadataValue.int(sum(f["count"] for f in failures)),
+        }
+        if failures:
+            metadata["failures"] = dg.MetadataValue.json(failures)
+            table = "\n".join(f"| {f['column']} | {f['check']} | {f['count']} | {json.dumps(f['examples'])} |"
+                              for f in failures)
+            metadata["failures_table"] = dg.MetadataValue.md(
+                "| column | check | count | examples |\n|---|---|---|---|\n" + table)
+        return dg.AssetCheckResult(passed=not failures, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata=metadata)
+
+    return _check
