@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import jsonschema
 
+from personalization_assets.quality.fastpath import Unsupported, compile_schema
 from personalization_assets.schemas.registry import load_schemas
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -44,6 +45,22 @@ def _validators() -> dict[str, object]:
         cls = jsonschema.validators.validator_for(doc)
         cls.check_schema(doc)
         out[name] = cls(doc)
+    return out
+
+
+def _never(_doc) -> bool:
+    return False
+
+
+@lru_cache(maxsize=1)
+def _fast() -> dict[str, object]:
+    """Compiled accept-checks; a schema they cannot express always goes to jsonschema."""
+    out = {}
+    for name, doc in load_schemas().items():
+        try:
+            out[name] = compile_schema(doc)
+        except Unsupported:
+            out[name] = _never
     return out
 
 
@@ -101,6 +118,9 @@ def _check(payload, now: datetime | None) -> tuple[dict | None, list[Violation]]
         return None, [problem]
     name = schema_name(doc)
     violations = []
+    if _fast()[name](doc):
+        ts = _timestamp_violation(name, doc.get("timestamp"), now or datetime.now(timezone.utc))
+        return (doc, []) if ts is None else (None, [ts])
     for error in _validators()[name].iter_errors(doc):
         violations.append(Violation(f"{name}:{_path(error)}", str(error.message)[:300]))
         if len(violations) >= MAX_VIOLATIONS:

@@ -141,3 +141,17 @@ def test_snowplow_payloads_map_or_report_reason():
     assert valid >= 200  # product views, cart adds/removes, first checkout steps, transactions
     assert unmapped >= 410  # rows without any action payload
     assert {"no", "action", "checkout_step"} <= reasons
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated | st.builds(lambda e, p: {**order(event=e), "properties": p},
+                           st.sampled_from(["Product Viewed", "Order Completed", "Cart Viewed", "Other"]),
+                           st.dictionaries(st.sampled_from(["sku", "product_id", "price", "quantity", "currency",
+                                                            "order_id", "products", "total"]),
+                                           field_values | st.lists(junk_json | st.just({"sku": "s", "quantity": 1}),
+                                                                   max_size=3), max_size=5)))
+def test_fast_path_agrees_with_jsonschema(event):
+    """The compiled accept-check may never accept what jsonschema rejects (nor the reverse)."""
+    from personalization_assets.quality.events import _fast, _validators, schema_name
+    name = schema_name(event)
+    assert _fast()[name](event) == _validators()[name].is_valid(event)
