@@ -28,10 +28,25 @@ def summarize_failures(failure_cases: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _nanosecond_times(df: pd.DataFrame) -> pd.DataFrame:
+    """Warehouses hand back tz-aware times in µs and call UTC "Etc/UTC"; the models speak ns UTC.
+    Naive or other-zone times are left alone (and fail): only spelling and resolution are forgiven."""
+    aware = [c for c, t in df.dtypes.items()
+             if isinstance(t, pd.DatetimeTZDtype) and (t.unit != "ns" or str(t.tz) in _UTC_ALIASES)]
+    if not aware:
+        return df
+    return df.assign(**{c: df[c].dt.as_unit("ns").dt.tz_convert(
+        "UTC" if str(df[c].dt.tz) in _UTC_ALIASES else df[c].dt.tz) for c in aware})
+
+
+# DuckDB names UTC "Etc/UTC": the same zone, so it is not a violation.
+_UTC_ALIASES = {"Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu", "UCT", "Etc/UCT"}
+
+
 def run_model(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
     """Failure summary of `df` against `model` (empty when valid)."""
     try:
-        model.validate(df, lazy=True)
+        model.validate(_nanosecond_times(df), lazy=True)
     except pandera.errors.SchemaErrors as exc:
         return summarize_failures(exc.failure_cases)
     return []

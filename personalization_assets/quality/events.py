@@ -91,17 +91,33 @@ def _decode(payload) -> tuple[dict | None, Violation | None]:
     return doc, None
 
 
-def _timestamp_violation(name: str, value, now: datetime) -> Violation | None:
+def _parse(value) -> datetime | None:
     if not isinstance(value, str):
-        return None  # the schema reports the type
+        return None
     try:
-        ts = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)
     except ValueError:
+        return None
+
+
+def _timestamp_violation(name: str, event: dict, now: datetime | None) -> Violation | None:
+    """Reject unparseable, naive or future timestamps.
+
+    "Future" is measured against the client's own sentAt when it sent one (the collector corrects a
+    skewed device clock from sentAt, so only an event stamped after it was sent is wrong), else now.
+    """
+    value = event.get("timestamp")
+    if not isinstance(value, str):
+        return None  # absent: the collector stamps it; a wrong type is the schema's
+    ts = _parse(value)
+    if ts is None:
         return Violation(f"{name}:$.timestamp", f"not an ISO 8601 timestamp: {value[:64]!r}")
     if ts.tzinfo is None:
         return Violation(f"{name}:$.timestamp", "timestamp has no UTC offset")
-    if ts - now > CLOCK_SKEW:
-        return Violation(f"{name}:$.timestamp", f"timestamp {value} is in the future beyond {CLOCK_SKEW}")
+    sent = _parse(event.get("sentAt"))
+    reference = sent if sent is not None and sent.tzinfo is not None else (now or datetime.now(timezone.utc))
+    if ts - reference > CLOCK_SKEW:
+        return Violation(f"{name}:$.timestamp", f"timestamp {value[:64]} is in the future beyond {CLOCK_SKEW}")
     return None
 
 
@@ -119,13 +135,13 @@ def _check(payload, now: datetime | None) -> tuple[dict | None, list[Violation]]
     name = schema_name(doc)
     violations = []
     if _fast()[name](doc):
-        ts = _timestamp_violation(name, doc.get("timestamp"), now or datetime.now(timezone.utc))
+        ts = _timestamp_violation(name, doc, now)
         return (doc, []) if ts is None else (None, [ts])
     for error in _validators()[name].iter_errors(doc):
         violations.append(Violation(f"{name}:{_path(error)}", str(error.message)[:300]))
         if len(violations) >= MAX_VIOLATIONS:
             break
-    ts = _timestamp_violation(name, doc.get("timestamp"), now or datetime.now(timezone.utc))
+    ts = _timestamp_violation(name, doc, now)
     if ts is not None:
         violations.append(ts)
     return (None, violations) if violations else (doc, [])
