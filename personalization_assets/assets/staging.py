@@ -3,9 +3,10 @@
 import dagster as dg
 import pandas as pd
 
-from ..resources.warehouse import WarehouseConnection
 from .. import staging as logic
-from ..resources.warehouse import Warehouse
+from ..quality.checks import pandera_asset_check
+from ..resources.warehouse import Warehouse, WarehouseConnection
+from ..schemas.tables import STAGING_MODELS
 from .common import WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, utc_now
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 from ..sources.crm import CUSTOMER_COLUMNS
@@ -73,4 +74,8 @@ def events(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
         quarantined_by_rule=by_rule, **logic.schema_metadata("events", result.valid)))
 
 
-defs = dg.Definitions(assets=[customers, orders, events])
+STAGING_CHECKS = [
+    pandera_asset_check(["staging", name], model, blocking=True) for name, model in STAGING_MODELS.items()
+]
+
+defs = dg.Definitions(assets=[customers, orders, events], asset_checks=STAGING_CHECKS)

@@ -63,6 +63,10 @@ def stage_customers(raw: pd.DataFrame, *, now: datetime) -> Staged:
         "email_key": email[keep].values,
         "phone_raw": frame.loc[keep, "phone"].values,
         "country_raw": frame.loc[keep, "country"].values,
+        "street": frame.loc[keep, "street"].values,
+        "city": frame.loc[keep, "city"].values,
+        "postcode": frame.loc[keep, "postcode"].values,
+        "birth_date": frame.loc[keep, "birth_date"].values,
         "timezone": frame.loc[keep, "timezone"].values,
         "locale": frame.loc[keep, "locale"].values,
         "email_opt_in": frame.loc[keep, "email_opt_in"].astype(bool).values,
@@ -72,6 +76,12 @@ def stage_customers(raw: pd.DataFrame, *, now: datetime) -> Staged:
     })
     for c in ("created_at", "updated_at"):
         out[c] = pd.to_datetime(out[c], utc=True)
+    countries = {v: _country(v) for v in out["country_raw"].dropna().unique()}
+    out["country"] = out["country_raw"].map(countries)
+    phones = {(p, c): _phone(p, c) for p, c in set(zip(out["phone_raw"], out["country"]))}
+    parsed = [phones[(p, c)] for p, c in zip(out["phone_raw"], out["country"])]
+    out["phone"] = [p for p, _ in parsed]
+    out["phone_issue"] = [i for _, i in parsed]
     return Staged(out, quarantined)
 
 
@@ -110,13 +120,21 @@ def stage_orders(raw: pd.DataFrame, *, known_customers: pd.Series, now: datetime
     lines = [
         {"order_id": str(o), "line_no": int(l["line_no"]), "sku": l["sku"], "product_name": l["name"],
          "category": l["category"], "quantity": int(l["quantity"]),
-         "unit_price_minor": int(round(float(l["unit_price"]) * 100)), "currency": cur}
+         "unit_price_minor": int(round(float(l["unit_price"]) * 100)),
+         "line_total_minor": int(round(float(l["unit_price"]) * 100)) * int(l["quantity"]), "currency": cur}
         for o, cur, ls in zip(good["order_id"], good["currency"], good["lines"]) for l in json.loads(ls)
     ]
     lines_df = pd.DataFrame(lines, columns=["order_id", "line_no", "sku", "product_name", "category",
-                                            "quantity", "unit_price_minor", "currency"])
+                                            "quantity", "unit_price_minor", "line_total_minor", "currency"])
     quarantined = pd.concat(parts, ignore_index=True) if parts else _empty_quarantine()
     return StagedOrders(orders, lines_df, quarantined)
+
+
+def _minor(value) -> float | None:
+    try:
+        return None if value is None else round(float(value) * 100)
+    except (TypeError, ValueError):
+        return None
 
 
 def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
@@ -147,15 +165,53 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
             "user_id": p.get("userId"), "anonymous_id": p.get("anonymousId"), "timestamp": t,
             "received_at": r, "cart_id": props.get("cart_id"), "checkout_id": props.get("checkout_id"),
             "order_id": props.get("order_id"), "sku": props.get("sku"), "category": props.get("category"),
+            "currency": props.get("currency"),
+            "value_minor": _minor(props.get("revenue", props.get("value", props.get("price")))),
             "properties": json.dumps(props), "context": json.dumps(p.get("context") or {}),
         })
     out = pd.DataFrame(rows, columns=["message_id", "type", "event", "user_id", "anonymous_id", "timestamp",
                                       "received_at", "cart_id", "checkout_id", "order_id", "sku", "category",
-                                      "properties", "context"])
+                                      "currency", "value_minor", "properties", "context"])
     for c in ("timestamp", "received_at"):
         out[c] = pd.to_datetime(out[c], utc=True)
     return Staged(out, pd.concat(parts, ignore_index=True))
 
 
 def schema_metadata(table: str, frame: pd.DataFrame) -> dict:
-    return {}
+    """The UI column schema, derived from the table's Pandera model (written once, in schemas/)."""
+    from ..schemas.tables import STAGING_MODELS, table_schema
+
+    return {"dagster/column_schema": table_schema(STAGING_MODELS[table])}
+
+
+COUNTRY_SYNONYMS = {"eire": "IE", "rsa": "ZA", "uk": "GB", "usa": "US", "deutschland": "DE"}
+
+
+def _country(raw) -> str | None:
+    """ISO 3166-1 alpha-2 via pycountry; unknown stays None rather than a guess."""
+    import pycountry
+
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    text = raw.strip()
+    if text.lower() in COUNTRY_SYNONYMS:
+        return COUNTRY_SYNONYMS[text.lower()]
+    try:
+        return pycountry.countries.lookup(text).alpha_2
+    except LookupError:
+        return None
+
+
+def _phone(raw, region) -> tuple[str | None, str | None]:
+    """E.164 via phonenumbers with the customer's country as default region, or a reason."""
+    import phonenumbers
+
+    if not isinstance(raw, str) or not raw.strip():
+        return None, "missing"
+    try:
+        number = phonenumbers.parse(raw, region if isinstance(region, str) else None)
+    except phonenumbers.NumberParseException as exc:
+        return None, f"unparseable: {exc}"
+    if not phonenumbers.is_valid_number(number):
+        return None, "not a valid number"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
