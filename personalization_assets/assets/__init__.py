@@ -12,6 +12,7 @@ MODULES = [
     "staging",
     "core",
     "marts",
+    "event_stream",
     "realtime",
     "email_events",
 ]
