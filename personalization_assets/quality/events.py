@@ -101,11 +101,17 @@ def _parse(value) -> datetime | None:
 
 
 def _timestamp_violation(name: str, event: dict, now: datetime | None) -> Violation | None:
-    """Reject unparseable, naive or future timestamps.
+    """Reject unparseable, naive or future timestamps of server-stamped events.
 
-    "Future" is measured against the client's own sentAt when it sent one (the collector corrects a
-    skewed device clock from sentAt, so only an event stamped after it was sent is wrong), else now.
+    Raw client events (no receivedAt, no explicit `now`) are left to the collector, which parses and
+    skew-corrects them from sentAt. Otherwise "future" is measured against receivedAt, then the
+    client's own sentAt, then `now`.
     """
+    received = _parse(event.get("receivedAt"))
+    if received is not None and received.tzinfo is not None:
+        now = received
+    elif now is None:
+        return None
     value = event.get("timestamp")
     if not isinstance(value, str):
         return None  # absent: the collector stamps it; a wrong type is the schema's
@@ -115,7 +121,7 @@ def _timestamp_violation(name: str, event: dict, now: datetime | None) -> Violat
     if ts.tzinfo is None:
         return Violation(f"{name}:$.timestamp", "timestamp has no UTC offset")
     sent = _parse(event.get("sentAt"))
-    reference = sent if sent is not None and sent.tzinfo is not None else (now or datetime.now(timezone.utc))
+    reference = sent if sent is not None and sent.tzinfo is not None and received is None else now
     if ts - reference > CLOCK_SKEW:
         return Violation(f"{name}:$.timestamp", f"timestamp {value[:64]} is in the future beyond {CLOCK_SKEW}")
     return None
@@ -148,7 +154,10 @@ def _check(payload, now: datetime | None) -> tuple[dict | None, list[Violation]]
 
 
 def validate_event(payload, now: datetime | None = None) -> tuple[dict | None, list[Violation]]:
-    """(event, []) when valid, else (None, violations). Accepts dict, str or bytes; never raises."""
+    """(event, []) when valid, else (None, violations). Accepts dict, str or bytes; never raises.
+
+    Pass `now` to check the timestamps of raw client events too (see _timestamp_violation).
+    """
     try:
         return _check(payload, now)
     except RecursionError:

@@ -80,6 +80,10 @@ def test_timestamps():
     fast = (NOW + timedelta(hours=1)).isoformat()
     assert rules(order(timestamp=fast, sentAt=(NOW + timedelta(hours=1, seconds=2)).isoformat())) == set()
     assert rules(order(timestamp=fast, sentAt=NOW.isoformat())) == {"order_completed:$.timestamp"}
+    # stored (server-stamped) events are judged against receivedAt, without `now`
+    stored = order(timestamp=fast, receivedAt=NOW.isoformat())
+    assert {v.rule for v in validate_event(stored)[1]} == {"order_completed:$.timestamp"}
+    assert validate_event(order(timestamp=fast))[1] == []  # raw client event: the collector's job
 
 
 def test_undecodable_payloads():
