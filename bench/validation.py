@@ -27,6 +27,7 @@ NAMES = ["Product Viewed", "Product Added", "Product Removed", "Cart Viewed", "C
 
 def make_events(n: int, invalid_share: float, seed: int = 7) -> list[dict]:
     rnd = random.Random(seed)
+    received = datetime.now(timezone.utc).isoformat()
     base = datetime.now(timezone.utc) - timedelta(hours=1)
     out = []
     for i in range(n):
@@ -38,11 +39,11 @@ def make_events(n: int, invalid_share: float, seed: int = 7) -> list[dict]:
             "revenue": 90.0, "currency": "EUR", "products": [product, dict(product, sku="SKU-X")]}
         e = {"type": "track", "event": name, "messageId": f"m-{i}", "anonymousId": f"anon-{i % 7919}",
              "userId": f"user-{i % 5000}" if i % 2 else None,
-             "timestamp": (base + timedelta(milliseconds=i)).isoformat(), "receivedAt": base.isoformat(),
+             "timestamp": (base + timedelta(milliseconds=i)).isoformat(), "receivedAt": received,
              "context": {"library": {"name": "analytics.js", "version": "4.1"}, "ip": "10.0.0.1"},
              "properties": props}
         if i % 10 == 0:
-            e = {"type": "page", "messageId": f"m-{i}", "anonymousId": "a", "timestamp": e["timestamp"], "receivedAt": base.isoformat(),
+            e = {"type": "page", "messageId": f"m-{i}", "anonymousId": "a", "timestamp": e["timestamp"], "receivedAt": received,
                  "properties": {"url": "https://shop.example/", "path": "/"}}
         if rnd.random() < invalid_share:
             bad = rnd.randrange(4)
