@@ -1,9 +1,14 @@
 """The batch half of the hybrid approach: segments refresh hourly, everything else daily.
 
+Both re-stage the last two arrival days of the partitioned streams (events, orders); older days are
+backfilled from the UI (one run per range).
+
 Urgent work (cart abandonment) does not wait for these: the trigger engine acts on the stream.
 """
 
 import dagster as dg
+
+from .partitions import recent_days_tags
 
 hourly_segments_job = dg.define_asset_job(
     "hourly_segments",
@@ -21,13 +26,18 @@ everything_job = dg.define_asset_job(
     description="The main job: every source, identity resolution, profiles and segments.",
 )
 
+def _recent_days(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Re-stage yesterday's and today's arrival partitions, then everything downstream."""
+    return dg.RunRequest(tags=recent_days_tags(context.scheduled_execution_time))
+
+
 hourly_segments = dg.ScheduleDefinition(
     name="hourly_segments", job=hourly_segments_job, cron_schedule="5 * * * *",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+    execution_fn=_recent_days, default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 daily_profiles = dg.ScheduleDefinition(
     name="daily_profiles", job=everything_job, cron_schedule="0 3 * * *",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+    execution_fn=_recent_days, default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
 defs = dg.Definitions(jobs=[hourly_segments_job, everything_job],

@@ -89,6 +89,29 @@ def read_table(conn: WarehouseConnection, schema: str, table: str, columns: list
     return conn.query(f"select * from {schema}.{table}")
 
 
+def read_window(conn: WarehouseConnection, schema: str, table: str, column: str,
+                start: datetime, end: datetime, columns: list[str]) -> pd.DataFrame:
+    """Rows of a table whose `column` lies in [start, end): one partition's (or range's) input."""
+    if not conn.table_exists(schema, table):
+        return pd.DataFrame(columns=columns)
+    return conn.query(f"select * from {schema}.{table} where {column} >= ? and {column} < ?", [start, end])
+
+
+def write_window(conn: WarehouseConnection, schema: str, table: str, frame: pd.DataFrame, column: str,
+                 start: datetime, end: datetime, key: str | None = None) -> None:
+    """Make [start, end) of a partitioned table hold exactly `frame` (call inside `transaction()`).
+
+    With `key`, rows with the same key elsewhere are removed too: a record lives in the partition
+    of its latest arrival, never in two. Call `conn.prepare_table` first (DDL outside transactions).
+    """
+    if not conn.table_exists(schema, table):
+        return
+    conn.execute(f"delete from {schema}.{table} where {column} >= ? and {column} < ?", [start, end])
+    if key is not None:
+        conn.delete_keys(schema, table, frame[[key]])
+    conn.insert_frame(schema, table, frame)
+
+
 def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame) -> int:
     """Add rejected rows to `quarantine.<source>`; a row seen again only bumps attempts/last_seen."""
     if rows.empty:

@@ -13,11 +13,12 @@ import pandas as pd
 
 from ..bus import open_quarantine_bus
 from ..bus.micro_batch import Offsets, plan_micro_batch
+from ..partitions import day_of, range_tags
 from ..resources.sources import EventBusResource
 from ..resources.warehouse import Warehouse
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
-    read_cursor, write_cursor,
+    read_cursor, utc_now, write_cursor,
 )
 
 QUARANTINE_SOURCE = "collector"
@@ -86,6 +87,7 @@ def event_stream_sensor(context: dg.SensorEvaluationContext, event_bus: EventBus
     bus, quarantine = event_bus.open(), open_quarantine_bus(event_bus.url)
     try:
         head = Offsets(bus.last_offset(), quarantine.last_offset())
+        first = bus.read(after_offset=seen.events, limit=1) if head.events > seen.events else []
     finally:
         bus.close()
         quarantine.close()
@@ -94,11 +96,12 @@ def event_stream_sensor(context: dg.SensorEvaluationContext, event_bus: EventBus
     decision = plan_micro_batch(seen, head, runs[0].run_id if runs else None)
     if decision.run_key is None:
         return dg.SkipReason(decision.reason)
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=decision.run_key, tags={
-            "bus/offset_from": str(seen.events + 1), "bus/offset_to": str(head.events)})],
-        cursor=decision.cursor.to_cursor(),
-    )
+    # staging.events is partitioned by arrival day: stage every day from the first waiting event's.
+    first_day, today = day_of(first[0].received_at if first else utc_now()), day_of(utc_now())
+    tags = {"bus/offset_from": str(seen.events + 1), "bus/offset_to": str(head.events)}
+    request = (dg.RunRequest(run_key=decision.run_key, partition_key=today, tags=tags) if first_day >= today
+               else dg.RunRequest(run_key=decision.run_key, tags={**tags, **range_tags(first_day, today)}))
+    return dg.SensorResult(run_requests=[request], cursor=decision.cursor.to_cursor())
 
 
 defs = dg.Definitions(assets=[collector_quarantine], jobs=[event_micro_batch], sensors=[event_stream_sensor])

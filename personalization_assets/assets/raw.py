@@ -16,14 +16,14 @@ from ..sources.crm import CrmCursor
 from ..resources.warehouse import Warehouse
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
-    read_cursor, write_cursor,
+    read_cursor, utc_now, write_cursor,
 )
 
 # Sources land at least daily; warn after 2 h without a load, fail after 26 h.
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=2))
 
 ORDER_COLUMNS = ["order_id", "customer_id", "email", "status", "currency", "total", "created_at",
-                 "updated_at", "cart_id", "checkout_id", "lines", "payload"]
+                 "updated_at", "cart_id", "checkout_id", "lines", "payload", "loaded_at"]
 EVENT_COLUMNS = ["message_id", "bus_offset", "received_at", "payload"]
 
 
@@ -70,6 +70,7 @@ def _order_row(order: dict) -> dict:
         "checkout_id": order.get("checkout_id"),
         "lines": json.dumps(order.get("lines") or []),
         "payload": json.dumps(order, sort_keys=True),
+        "loaded_at": None,  # stamped per load: the arrival day that partitions staging.orders
     }
 
 
@@ -90,7 +91,10 @@ def split_orders(orders: list) -> tuple[pd.DataFrame, pd.DataFrame]:
 @dg.asset(key=["raw", "shop_orders"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"api", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
 def shop_orders(orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Orders from the shop's REST API (OAuth 2.0), loaded incrementally on `updated_since`."""
+    """Orders from the shop's REST API (OAuth 2.0), loaded incrementally on `updated_since`.
+
+    Each order keeps its latest version, stamped with `loaded_at` (its arrival day partitions
+    `staging.orders`)."""
     with warehouse.connect() as conn:
         cursor = (read_cursor(conn, "shop_orders") or {}).get("updated_since")
     pages = 0
@@ -104,6 +108,7 @@ def shop_orders(orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeRe
     except SourceError as exc:
         raise _fail(exc) from exc
     frame, rejected = split_orders(orders)
+    frame["loaded_at"] = pd.Series(pd.Timestamp(utc_now()), index=frame.index, dtype="datetime64[ns, UTC]")
     new_cursor = cursor
     if not frame.empty:
         stamps = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")

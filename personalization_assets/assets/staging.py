@@ -7,7 +7,11 @@ from .. import staging as logic
 from ..quality.checks import pandera_asset_check
 from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..schemas.tables import STAGING_MODELS
-from .common import WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, utc_now
+from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
+from .common import (
+    WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, read_window, utc_now,
+    write_window,
+)
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 from ..sources.crm import CUSTOMER_COLUMNS
 
@@ -34,44 +38,64 @@ def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
 
 
 @dg.multi_asset(
-    outs={
-        "orders": dg.AssetOut(key=["staging", "orders"], tags={"pii": "true"}),
-        "order_lines": dg.AssetOut(key=["staging", "order_lines"]),
-    },
-    ins={"staged_customers": dg.AssetIn(key=["staging", "customers"])},
-    deps=[["raw", "shop_orders"]],
-    group_name="staging",
+    specs=[
+        dg.AssetSpec(["staging", "orders"], deps=[["raw", "shop_orders"], ["staging", "customers"]],
+                     group_name="staging", tags={"pii": "true"}, kinds={"pandas", "duckdb"},
+                     metadata={"partition_expr": "loaded_at"}),
+        dg.AssetSpec(["staging", "order_lines"], deps=[["raw", "shop_orders"]], group_name="staging",
+                     kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"}),
+    ],
     pool=WAREHOUSE_POOL,
+    partitions_def=ARRIVAL_DAYS,
+    backfill_policy=SINGLE_RUN,
 )
-def orders(staged_customers: pd.DataFrame, warehouse: Warehouse):
-    """Shop orders and their lines in canonical form: UTC times, minor units, reporting currency."""
+def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Shop orders and their lines in canonical form (UTC times, minor units), partitioned by the
+    day their latest version arrived; an order lives only in that day's partition."""
+    window = context.partition_time_window
     with warehouse.connect() as conn:
-        raw = read_table(conn, "raw", "shop_orders", ORDER_COLUMNS)
-        result = logic.stage_orders(raw, known_customers=staged_customers["source_id"], now=utc_now())
+        raw = read_window(conn, "raw", "shop_orders", "loaded_at", window.start, window.end, ORDER_COLUMNS)
+        known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
+        result = logic.stage_orders(raw, known_customers=known, now=utc_now())
         prepare_quarantine(conn, "shop_orders")
+        for table, frame in (("orders", result.orders), ("order_lines", result.lines)):
+            if len(frame):
+                conn.prepare_table("staging", table, frame)  # DDL before the transaction
         with conn.transaction():
             by_rule = _quarantine(conn, "shop_orders", result.quarantined)
-    yield dg.Output(result.orders, output_name="orders", metadata=frame_metadata(
-        result.orders, rows_in=len(raw), quarantined=len(result.quarantined),
-        quarantined_by_rule=by_rule, **logic.schema_metadata("orders", result.orders)))
-    yield dg.Output(result.lines, output_name="order_lines", metadata=frame_metadata(
-        result.lines, **logic.schema_metadata("order_lines", result.lines)))
+            write_window(conn, "staging", "orders", result.orders, "loaded_at", window.start, window.end,
+                         key="order_id")
+            write_window(conn, "staging", "order_lines", result.lines, "loaded_at", window.start, window.end,
+                         key="order_id")
+    days = {"partitions": len(context.partition_keys)}
+    yield dg.MaterializeResult(asset_key=["staging", "orders"], metadata=frame_metadata(
+        result.orders, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
+        **days, **logic.schema_metadata("orders", result.orders)))
+    yield dg.MaterializeResult(asset_key=["staging", "order_lines"], metadata=frame_metadata(
+        result.lines, **days, **logic.schema_metadata("order_lines", result.lines)))
 
 
 @dg.asset(key=["staging", "events"], deps=[["raw", "events"]], group_name="staging",
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
+          partitions_def=ARRIVAL_DAYS, backfill_policy=SINGLE_RUN,
+          metadata={"partition_expr": "received_at"},
           automation_condition=dg.AutomationCondition.eager())
-def events(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-    """Tracking events validated against the tracking plan, one row per messageId."""
+def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Tracking events validated against the tracking plan, one row per messageId, partitioned by
+    the day the collector received them."""
+    window = context.partition_time_window
     with warehouse.connect() as conn:
-        raw = read_table(conn, "raw", "events", EVENT_COLUMNS)
+        raw = read_window(conn, "raw", "events", "received_at", window.start, window.end, EVENT_COLUMNS)
         result = logic.stage_events(raw, now=utc_now())
         prepare_quarantine(conn, "events")
+        if len(result.valid):
+            conn.prepare_table("staging", "events", result.valid)
         with conn.transaction():
             by_rule = _quarantine(conn, "events", result.quarantined)
-    return dg.Output(result.valid, metadata=frame_metadata(
-        result.valid, rows_in=len(raw), quarantined=len(result.quarantined),
-        quarantined_by_rule=by_rule, **logic.schema_metadata("events", result.valid)))
+            write_window(conn, "staging", "events", result.valid, "received_at", window.start, window.end)
+    return dg.MaterializeResult(metadata=frame_metadata(
+        result.valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
+        partitions=len(context.partition_keys), **logic.schema_metadata("events", result.valid)))
 
 
 STAGING_CHECKS = [

@@ -9,6 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .. import settings
+from ..partitions import recent_days_tags
 from .generator import DemoData
 from .seed import seed_demo
 
@@ -35,7 +36,7 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False,
     job = definitions.resolve_job_def("everything")
     instance = instance or dg.DagsterInstance.get()
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False,
+        instance=instance, raise_on_error=False, tags=recent_days_tags(),
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), data=data)

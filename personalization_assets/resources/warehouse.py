@@ -126,11 +126,14 @@ class WarehouseConnection:
         if frame.empty:
             return 0
         frame = frame.drop_duplicates(subset=list(keys), keep="last")
-        if self.table_exists(schema, table):
-            self._delete_keys(f"{identifier(schema)}.{identifier(table)}", frame[list(keys)].astype(str))
+        self.delete_keys(schema, table, frame[list(keys)])
         self.insert_frame(schema, table, frame)
         return len(frame)
 
+    def delete_keys(self, schema: str, table: str, keys: pd.DataFrame) -> None:
+        """Delete the rows whose key columns equal a row of `keys` (compared as text)."""
+        if not keys.empty and self.table_exists(schema, table):
+            self._delete_keys(f"{identifier(schema)}.{identifier(table)}", keys.astype(str))
 
     def _delete_keys(self, target: str, keys: pd.DataFrame) -> None:
         match = " and ".join(f"cast(t.{identifier(k)} as varchar) = k.{identifier(k)}" for k in keys.columns)

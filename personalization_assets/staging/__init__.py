@@ -114,18 +114,23 @@ def stage_orders(raw: pd.DataFrame, *, known_customers: pd.Series, now: datetime
         "updated_at": pd.to_datetime(good["updated_at"], utc=True, format="ISO8601").values,
         "cart_id": good["cart_id"].values,
         "checkout_id": good["checkout_id"].values,
+        "loaded_at": pd.to_datetime(good["loaded_at"], utc=True).values,
     })
-    for c in ("created_at", "updated_at"):
+    for c in ("created_at", "updated_at", "loaded_at"):
         orders[c] = pd.to_datetime(orders[c], utc=True)
     lines = [
         {"order_id": str(o), "line_no": int(l["line_no"]), "sku": l["sku"], "product_name": l["name"],
          "category": l["category"], "quantity": int(l["quantity"]),
          "unit_price_minor": int(round(float(l["unit_price"]) * 100)),
-         "line_total_minor": int(round(float(l["unit_price"]) * 100)) * int(l["quantity"]), "currency": cur}
-        for o, cur, ls in zip(good["order_id"], good["currency"], good["lines"]) for l in json.loads(ls)
+         "line_total_minor": int(round(float(l["unit_price"]) * 100)) * int(l["quantity"]), "currency": cur,
+         "loaded_at": loaded}
+        for o, cur, ls, loaded in zip(good["order_id"], good["currency"], good["lines"], orders["loaded_at"])
+        for l in json.loads(ls)
     ]
     lines_df = pd.DataFrame(lines, columns=["order_id", "line_no", "sku", "product_name", "category",
-                                            "quantity", "unit_price_minor", "line_total_minor", "currency"])
+                                            "quantity", "unit_price_minor", "line_total_minor", "currency",
+                                            "loaded_at"])
+    lines_df["loaded_at"] = pd.to_datetime(lines_df["loaded_at"], utc=True)
     quarantined = pd.concat(parts, ignore_index=True) if parts else _empty_quarantine()
     return StagedOrders(orders, lines_df, quarantined)
 

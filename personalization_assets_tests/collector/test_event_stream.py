@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from personalization_assets.partitions import day_of
+
 from personalization_assets.assets import event_stream, raw, staging
 from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.bus.micro_batch import Offsets, plan_micro_batch
@@ -55,7 +57,7 @@ def test_micro_batch_loads_events_and_the_collector_quarantine(local_env):
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     assets = [raw.events, staging.events, event_stream.collector_quarantine]
     for _ in range(2):  # a second run over the same offsets changes nothing
-        result = dg.materialize(assets, resources=resources)
+        result = dg.materialize(assets, resources=resources, partition_key=day_of(now))
         assert result.success
     with resources["warehouse"].connect() as conn:
         assert sorted(conn.query("select message_id from raw.events")["message_id"]) == ["m-1", "m-2"]
