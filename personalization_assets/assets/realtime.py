@@ -14,7 +14,8 @@ import pandas as pd
 from .. import settings
 from ..realtime.backtest import backtest
 from ..realtime.definitions import load_trigger_set, parse_duration
-from ..realtime.guards import CustomerState, DictGuardProvider
+from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvider
+from ..realtime.warehouse_guard import guard_frame, guard_rows
 from ..realtime.ledger import read_fires
 from ..resources.warehouse import Warehouse
 from .common import WAREHOUSE_POOL, frame_metadata
@@ -51,6 +52,35 @@ def trigger_fires(config: TriggerFiresConfig, warehouse: Warehouse) -> dg.Materi
     return dg.MaterializeResult(metadata={
         **frame_metadata(new, rows_in=len(new), upserted=written, by_trigger_outcome=by_trigger),
         "dagster/row_count": dg.MetadataValue.int(int(total)), "ledger": path})
+
+
+class TriggerGuardConfig(dg.Config):
+    guard_path: str = ""  # default: <data dir>/trigger_guard.sqlite, where `personalization triggers` reads
+
+
+@dg.asset(key=["activation", "trigger_guard"], group_name="activation", pool=WAREHOUSE_POOL,
+          deps=[["core", "customers"], ["core", "identity_map"], ["core", "customer_crosswalk"],
+                ["staging", "orders"], ["staging", "email_events"]],
+          kinds={"duckdb", "sqlite"}, tags={"pii": "true"},
+          automation_condition=dg.AutomationCondition.eager())
+def trigger_guard(config: TriggerGuardConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """What the trigger engine re-checks right before a fire, per tracked userId: opt-in, consent,
+    unsubscribe/bounce/complaint, latest purchase and time zone, copied from the warehouse into the
+    engine's guard store. Unsubscribes are sticky there: a later sync never clears one."""
+    path = config.guard_path or str(settings.data_dir() / "trigger_guard.sqlite")
+    with warehouse.connect() as conn:
+        ready = conn.table_exists("core", "identity_map") and conn.table_exists("core", "customers")
+        frame = guard_frame(conn) if ready else pd.DataFrame(columns=[
+            "customer_id", "email_opt_in", "consent_processing", "unsubscribed", "last_purchase_at", "timezone"])
+    store = SqliteGuardProvider(path)
+    try:
+        written = store.sync(guard_rows(frame))
+    finally:
+        store.close()
+    return dg.MaterializeResult(metadata=frame_metadata(
+        frame, synced=written, unsubscribed=int(frame["unsubscribed"].sum()) if len(frame) else 0,
+        sendable=int((frame["email_opt_in"] & frame["consent_processing"] & ~frame["unsubscribed"]).sum())
+        if len(frame) else 0, guard_store=path))
 
 
 class TriggerBacktestConfig(dg.Config):
@@ -113,4 +143,4 @@ def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.
         suppressed_by_reason=result.loc[result["outcome"] == "suppress", "reason"].value_counts().to_dict()))
 
 
-defs = dg.Definitions(assets=[trigger_fires, trigger_backtest])
+defs = dg.Definitions(assets=[trigger_fires, trigger_guard, trigger_backtest])

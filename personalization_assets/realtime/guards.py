@@ -107,6 +107,31 @@ class SqliteGuardProvider:
                  None if last_purchase_at is None else last_purchase_at.timestamp(), timezone_name,
                  datetime.now(timezone.utc).timestamp()))
 
+    def sync(self, rows: list[tuple]) -> int:
+        """Bulk upsert of (customer_id, email_opt_in, consent_processing, unsubscribed,
+        last_purchase_at, timezone) rows copied from the warehouse, in one transaction.
+        Sticky: a sync never clears an unsubscribe recorded here, and never moves a purchase back."""
+        now = datetime.now(timezone.utc).timestamp()
+        params = [(cid, int(opt), int(consent), int(unsub),
+                   None if bought is None else bought.timestamp(), tz, now)
+                  for cid, opt, consent, unsub, bought, tz in rows]
+        with self._lock:
+            conn = self._connect()
+            conn.execute("begin immediate")
+            try:
+                conn.executemany(
+                    "insert into customer_guard values (?, ?, ?, ?, ?, ?, ?) on conflict(customer_id) do update"
+                    " set email_opt_in=excluded.email_opt_in, consent_processing=excluded.consent_processing,"
+                    " unsubscribed=max(unsubscribed, excluded.unsubscribed),"
+                    " last_purchase_at=nullif(max(coalesce(last_purchase_at, 0),"
+                    " coalesce(excluded.last_purchase_at, 0)), 0),"
+                    " timezone=excluded.timezone, updated_at=excluded.updated_at", params)
+                conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+        return len(params)
+
     def unsubscribe(self, customer_id: str) -> None:
         with self._lock:
             conn = self._connect()
