@@ -1,0 +1,196 @@
+"""Timestamps to timezone-aware UTC, and IANA time zone names.
+
+``parse_timestamps`` reads mixed formats and returns ``ts`` (``datetime64[ns, UTC]``) and
+``ts_issue``:
+
+- ISO 8601, with or without offset: parsed in bulk by pandas (the fast path).
+- Numeric dates "03/04/2024 10:00", "3.4.24", "03-04-2024 10:00 PM": the order of day and month
+  is the source's ``day_first`` setting, never guessed per row; "13/04/2024" in a month-first
+  source is an issue, not a silent swap. Two-digit years: 00-68 -> 20xx, 69-99 -> 19xx (as ``%y``).
+  "2024/03/04" (year first) is always year-month-day.
+- Epoch numbers (or digit strings): seconds below 1e11, milliseconds below 1e14, microseconds
+  below 1e17, else nanoseconds (so seconds cover 1970-5138 and milliseconds 1973 onwards).
+- Dates with a month name (RFC 2822 "Tue, 05 Mar 2024 10:00:00 +0100", "March 5, 2024") via
+  ``email.utils`` and ``dateutil``; an unknown zone abbreviation ("EST") is an issue, not ignored.
+- Naive times are local times in ``assume_tz``; a local time that does not exist or is ambiguous
+  there (DST changes) is an issue.
+
+``normalize_timezones`` maps a name to its IANA spelling in ``zoneinfo`` (case-insensitive).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+import re
+import warnings
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+import numpy as np
+import pandas as pd
+from dateutil import parser as dateutil_parser
+from dateutil.parser import UnknownTimezoneWarning
+
+from ._unique import factorize, is_missing, map_unique
+from .text import clean_one
+
+_TIME = r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*([AaPp][Mm])?)?"
+_ZONE = r"\s*(Z|UTC|GMT|[+-]\d{2}:?\d{2})?"
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?\Z", re.I)
+_DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})" + _TIME + _ZONE + r"\Z", re.I)
+_YMD = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})" + _TIME + _ZONE + r"\Z", re.I)
+_EPOCH = re.compile(r"[+-]?\d{1,19}(?:\.\d+)?\Z")
+_MONTH_NAME = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
+_NO_ZONE_ABBREVIATIONS = {"UTC": 0, "GMT": 0, "Z": 0}
+
+
+class _Issue(Exception):
+    """A value that is not a usable timestamp; the message becomes ``ts_issue``."""
+
+
+def _localize(naive: pd.Timestamp, tz: str) -> pd.Timestamp:
+    try:
+        return naive.tz_localize(tz, ambiguous="raise", nonexistent="raise").tz_convert("UTC")
+    except (ValueError, OverflowError) as exc:  # pytz/pandas raise subclasses of ValueError
+        raise _Issue(f"local time {naive} does not exist or is ambiguous in {tz}") from exc
+
+
+def _from_epoch(number: float) -> pd.Timestamp:
+    if not math.isfinite(number):
+        raise _Issue(f"not a timestamp: {number}")
+    magnitude = abs(number)
+    unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+    return pd.Timestamp(number, unit=unit, tz="UTC")
+
+
+def _from_fields(m: re.Match, year: int, month: int, day: int, tz: str) -> pd.Timestamp:
+    hour, minute, second, fraction, ampm, zone = m.groups()[3:]
+    hour = int(hour or 0)
+    if ampm:
+        if not 1 <= hour <= 12:
+            raise _Issue(f"hour {hour} with {ampm.upper()}")
+        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
+    try:
+        naive = pd.Timestamp(dt.datetime(year, month, day, hour, int(minute or 0), int(second or 0),
+                                         int((fraction or "0")[:6].ljust(6, "0"))))
+    except ValueError as exc:
+        raise _Issue(f"invalid date or time: {exc}") from exc
+    if zone is None:
+        return _localize(naive, tz)
+    offset = "+00:00" if zone.upper() in _NO_ZONE_ABBREVIATIONS else zone
+    return naive.tz_localize(dt.timezone(pd.Timedelta(offset.replace(":", "")[:3] + "h")
+                                         + pd.Timedelta(int(offset[0] + offset[-2:]), "min")))
+
+
+def _from_text(text: str, *, day_first: bool, tz: str) -> pd.Timestamp:
+    if _EPOCH.match(text):
+        return _from_epoch(float(text))
+    if m := _DMY.match(text):
+        a, b, year = int(m[1]), int(m[2]), int(m[3])
+        if len(m[3]) == 2:
+            year += 2000 if year <= 68 else 1900
+        return _from_fields(m, year, *((b, a) if day_first else (a, b)), tz)
+    if m := _YMD.match(text):
+        return _from_fields(m, int(m[1]), int(m[2]), int(m[3]), tz)
+    if not _MONTH_NAME.search(text):
+        raise _Issue(f"unparseable timestamp: {text[:80]!r}")
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UnknownTimezoneWarning)
+            try:
+                parsed = dateutil_parser.parse(text, dayfirst=day_first, tzinfos=_NO_ZONE_ABBREVIATIONS)
+            except UnknownTimezoneWarning as exc:
+                raise _Issue(f"unknown time zone in {text[:80]!r}") from exc
+            except (ValueError, OverflowError, TypeError) as exc:
+                raise _Issue(f"unparseable timestamp: {text[:80]!r}") from exc
+    stamp = pd.Timestamp(parsed)
+    return _localize(stamp, tz) if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _parse_one(value: Any, *, day_first: bool, tz: str) -> pd.Timestamp:
+    if isinstance(value, bool):
+        raise _Issue(f"not a timestamp: {value}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _from_epoch(float(value))
+    if isinstance(value, dt.datetime):
+        stamp = pd.Timestamp(value)
+        return _localize(stamp, tz) if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if isinstance(value, dt.date):
+        return _localize(pd.Timestamp(value), tz)
+    text = clean_one(value)
+    if text is None:
+        raise _Issue("missing")
+    return _from_text(text, day_first=day_first, tz=tz)
+
+
+def _parse_iso(texts: list[str], tz: str) -> tuple[pd.DatetimeIndex, list[str | None]]:
+    """Bulk ISO 8601: offsets honoured, naive values read in ``tz``; NaT with a reason otherwise."""
+    aware = np.array([m is not None and m.group(1) is not None for m in map(_ISO.match, texts)], dtype=bool)
+    values = pd.Series(texts, dtype=object)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        out[aware] = pd.to_datetime(values[aware], format="ISO8601", utc=True, errors="coerce")
+    if (~aware).any():
+        naive = pd.to_datetime(values[~aware], format="ISO8601", errors="coerce")
+        local = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+        out[~aware] = local
+        bad_local = naive.notna() & local.isna()
+    issues: list[str | None] = [None] * len(texts)
+    for i in np.flatnonzero(out.isna().to_numpy()):
+        local_problem = not aware[i] and bool(bad_local.get(i, False))
+        issues[i] = (f"local time {texts[i]} does not exist or is ambiguous in {tz}" if local_problem
+                     else f"invalid ISO 8601 timestamp: {texts[i][:80]!r}")
+    return pd.DatetimeIndex(out), issues
+
+
+def parse_timestamps(s: pd.Series, *, day_first: bool, assume_tz: str = "UTC") -> pd.DataFrame:
+    """Columns ``ts`` (``datetime64[ns, UTC]``) and ``ts_issue``, aligned with ``s``."""
+    ZoneInfo(assume_tz)  # a wrong setting is a configuration error: fail loudly here
+    codes, uniques = factorize(s)
+    stamps = pd.Series(pd.NaT, index=range(len(uniques) + 1), dtype="datetime64[ns, UTC]")
+    issues: list[str | None] = [None] * len(uniques) + ["missing"]
+    iso = [i for i, v in enumerate(uniques) if isinstance(v, str) and _ISO.match(v.strip())]
+    if iso:
+        parsed, iso_issues = _parse_iso([uniques[i].strip() for i in iso], assume_tz)
+        stamps.iloc[iso] = parsed
+        for i, issue in zip(iso, iso_issues):
+            issues[i] = issue
+    iso_set = set(iso)
+    for i, value in enumerate(uniques):
+        if i in iso_set:
+            continue
+        try:
+            stamps.iloc[i] = _parse_one(value, day_first=day_first, tz=assume_tz)
+        except _Issue as exc:
+            issues[i] = str(exc)
+        except (ValueError, OverflowError) as exc:  # out of the datetime64[ns] range, mostly
+            issues[i] = f"timestamp out of range: {str(value)[:80]!r} ({exc})"
+    ts = pd.Series(stamps.to_numpy()[codes], index=s.index, dtype="datetime64[ns, UTC]")
+    issue = pd.Series(np.asarray(issues, dtype=object)[codes], index=s.index, dtype=object)
+    return pd.DataFrame({"ts": ts, "ts_issue": issue})
+
+
+@cache
+def _zone_names() -> dict[str, str]:
+    return {name.casefold(): name for name in available_timezones()}
+
+
+def _timezone_one(value: Any) -> tuple[str | None, str | None]:
+    text = clean_one(value)
+    if text is None:
+        return None, "missing"
+    name = _zone_names().get(text.replace(" ", "_").casefold())
+    return (name, None) if name else (None, f"unknown time zone: {text[:80]}")
+
+
+def normalize_timezones(s: pd.Series) -> pd.DataFrame:
+    """Columns ``timezone`` (IANA name known to ``zoneinfo``) and ``timezone_issue``."""
+    rows = map_unique(s, _timezone_one)
+    columns = list(zip(*rows)) if rows else [[], []]
+    return pd.DataFrame(dict(zip(["timezone", "timezone_issue"], columns)), index=s.index,
+                        columns=["timezone", "timezone_issue"], dtype=object)

@@ -1,0 +1,63 @@
+"""Weights in grams and lengths in millimetres, the one unit each is stored in.
+
+Units are read by ``match_key`` ("KG", " kg ", "Kilograms"); factors are exact definitions
+(1 lb = 453.59237 g, 1 oz = 28.349523125 g, 1 in = 25.4 mm). Values are numbers or plain decimal
+strings; anything else, or an unknown unit, leaves the value missing with ``unit_issue``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from ._unique import map_unique_pairs
+from .money import NotAnAmount, to_decimal
+from .text import key_one
+
+GRAMS = {
+    **dict.fromkeys(["mg", "milligram", "milligrams"], Decimal("0.001")),
+    **dict.fromkeys(["g", "gr", "gram", "grams", "gramme", "grammes"], Decimal(1)),
+    **dict.fromkeys(["kg", "kilo", "kilos", "kilogram", "kilograms"], Decimal(1000)),
+    **dict.fromkeys(["t", "tonne", "tonnes"], Decimal(1_000_000)),
+    **dict.fromkeys(["oz", "ounce", "ounces"], Decimal("28.349523125")),
+    **dict.fromkeys(["lb", "lbs", "pound", "pounds"], Decimal("453.59237")),
+}
+MILLIMETRES = {
+    **dict.fromkeys(["mm", "millimetre", "millimetres", "millimeter", "millimeters"], Decimal(1)),
+    **dict.fromkeys(["cm", "centimetre", "centimetres", "centimeter", "centimeters"], Decimal(10)),
+    **dict.fromkeys(["m", "metre", "metres", "meter", "meters"], Decimal(1000)),
+    **dict.fromkeys(["in", "inch", "inches", '"'], Decimal("25.4")),
+    **dict.fromkeys(["ft", "foot", "feet", "'"], Decimal("304.8")),
+    **dict.fromkeys(["yd", "yard", "yards"], Decimal("914.4")),
+}
+
+
+def _convert(value: Any, unit: Any, factors: dict[str, Decimal]) -> tuple[float | None, str | None]:
+    key = key_one(unit)
+    if key not in factors:
+        return None, "missing unit" if key is None else f"unknown unit: {str(unit)[:20]}"
+    try:
+        number = to_decimal(value)
+    except NotAnAmount as exc:
+        return None, str(exc).replace("amount", "value")
+    return float(number * factors[key]), None
+
+
+def _frame(value: pd.Series, unit: pd.Series, factors: dict[str, Decimal], column: str) -> pd.DataFrame:
+    unit = unit if unit.index.equals(value.index) else unit.reindex(value.index)
+    rows = map_unique_pairs(value, unit, lambda v, u: _convert(v, u, factors))
+    numbers, issues = (list(zip(*rows)) if rows else ([], []))
+    return pd.DataFrame({column: pd.array(numbers, dtype="Float64"),
+                         "unit_issue": pd.Series(issues, dtype=object).to_numpy()}, index=value.index)
+
+
+def to_grams(value: pd.Series, unit: pd.Series) -> pd.DataFrame:
+    """Columns ``grams`` (Float64) and ``unit_issue``, aligned with ``value``."""
+    return _frame(value, unit, GRAMS, "grams")
+
+
+def to_millimetres(value: pd.Series, unit: pd.Series) -> pd.DataFrame:
+    """Columns ``millimetres`` (Float64) and ``unit_issue``, aligned with ``value``."""
+    return _frame(value, unit, MILLIMETRES, "millimetres")
