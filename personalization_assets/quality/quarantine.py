@@ -84,6 +84,20 @@ def merge(existing: pd.DataFrame, rejected: pd.DataFrame, *, checked_ids: Iterab
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else empty()
 
 
+def prepare_table(conn, source: str) -> None:
+    """Create `quarantine.<source>` if missing, and add `released_at` to a table made before it.
+
+    `conn` is a `resources.warehouse.WarehouseConnection`. DDL: call before a transaction
+    (Snowflake commits on DDL).
+    """
+    from ..resources.warehouse import identifier  # not at import: the merge above stays free of Dagster
+
+    conn.prepare_table("quarantine", source, empty())
+    if "released_at" not in conn.query(f"select * from quarantine.{identifier(source)} limit 0").columns:
+        kind = "timestamptz" if conn.dialect == "duckdb" else "timestamp_tz"
+        conn.execute(f"alter table quarantine.{identifier(source)} add column released_at {kind}")
+
+
 # -- quarantine rate -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RateThresholds:
