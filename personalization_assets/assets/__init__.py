@@ -15,6 +15,7 @@ MODULES = [
     "event_stream",
     "realtime",
     "email_events",
+    "quality",
 ]
 
 
