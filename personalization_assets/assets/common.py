@@ -14,6 +14,16 @@ from ..resources.warehouse import WarehouseConnection
 # DuckDB allows one writing process per file: every asset that writes the warehouse queues here.
 WAREHOUSE_POOL = "warehouse_writer"
 
+# Automation: follow the parents, but never past a parent's failed blocking check.
+EAGER = (dg.AutomationCondition.eager()
+         & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("eager, after blocking checks")
+
+
+def on_cron_after_checks(cron: str) -> dg.AutomationCondition:
+    """Refresh on a cron tick once the parents have updated, never past a failed blocking check."""
+    return (dg.AutomationCondition.on_cron(cron)
+            & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(f"{cron}, after blocking checks")
+
 QUARANTINE_COLUMNS = [
     "source", "record_id", "raw_payload", "rule", "message", "first_seen", "last_seen",
     "attempts", "status",

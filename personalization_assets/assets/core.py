@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..identity import ResolvedState, resolve, stitch_identities
 from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata, read_table
+from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
 GOLDEN_COLUMNS = ["customer_key", "email", "first_name", "last_name", "phone", "country",
                   "timezone", "locale", "email_opt_in", "consent_processing", "created_at",
@@ -65,13 +65,13 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
 
 @dg.multi_asset(
     outs={
-        "golden": dg.AssetOut(key=["core", "customers"], tags={"pii": "true"},
+        "golden": dg.AssetOut(key=["core", "customers"], tags={"pii": "true"}, automation_condition=EAGER,
                               description="One golden record per real person, keyed by a stable customer_key; "
                                           "each <field>_source column names the record the value came from."),
-        "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"],
+        "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"], automation_condition=EAGER,
                                  description="Every source customer record, its customer_key and the rule that "
                                              "joined it (exact key, fuzzy match or singleton)."),
-        "evidence": dg.AssetOut(key=["core", "merge_evidence"],
+        "evidence": dg.AssetOut(key=["core", "merge_evidence"], automation_condition=EAGER,
                                 description="Why records were merged: the exact rule, or per-field agreement "
                                             "levels and Fellegi-Sunter weights; unmerges as cannot_link rows."),
     },
@@ -110,7 +110,7 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
 
 @dg.asset(key=["core", "identity_map"], ins={"events": dg.AssetIn(key=["staging", "events"]),
           "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
-          group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"})
+          group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
 def identity_map(events: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Which customer each tracking identity (userId, or an anonymousId stitched to a userId by an
     identify call or a login) belongs to, so pre-login events join the right customer."""

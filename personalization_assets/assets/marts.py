@@ -5,6 +5,7 @@ locally, Snowflake in prod), so the same segment SQL runs on both.
 """
 
 import json
+from datetime import timedelta
 
 import dagster as dg
 
@@ -15,7 +16,11 @@ from ..resources.warehouse import Warehouse
 from ..segments import suppression
 from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
 from ..segments.model import load_builtin
-from .common import WAREHOUSE_POOL, frame_metadata, utc_now
+from .common import EAGER, WAREHOUSE_POOL, frame_metadata, on_cron_after_checks, utc_now
+
+# What the e-mail team sees: segments go stale after 2 h (one missed hourly refresh), profiles after a day.
+HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2))
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
 
 PROFILES_KEY = dg.AssetKey(["marts", "customer_profiles"])
 MEMBERSHIP_KEY = dg.AssetKey(["marts", "segment_membership"])
@@ -44,7 +49,8 @@ PROFILE_LINEAGE = _lineage({
 
 
 @dg.asset(key=PROFILES_KEY, deps=INPUTS, group_name="marts", pool=WAREHOUSE_POOL,
-          tags={"pii": "true"}, kinds={"sql", "python"})
+          tags={"pii": "true"}, kinds={"sql", "python"}, freshness_policy=DAILY_FRESHNESS,
+          automation_condition=on_cron_after_checks("0 3 * * *"))
 def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """One row per customer: recency, frequency, monetary value with RFM scores and segment,
     historical and predicted value (BG/NBD + Gamma-Gamma), first and last order, average order
@@ -65,9 +71,11 @@ def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(MEMBERSHIP_KEY, deps=[PROFILES_KEY, *INPUTS], group_name="marts", kinds={"sql"},
+                     freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
                      description="Who is in each segment now, and since when (member without "
                                  "interruption). Suppressed customers are never in a sendable segment."),
         dg.AssetSpec(CHANGES_KEY, deps=[PROFILES_KEY], group_name="marts", kinds={"sql"},
+                     freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
                      description="Who entered or exited each segment at each run: what destinations "
                                  "need for incremental syncs."),
     ],
@@ -113,7 +121,8 @@ def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheck
 
 
 @dg.asset(key=PAYLOADS_KEY, deps=[PROFILES_KEY, MEMBERSHIP_KEY, *INPUTS], group_name="marts",
-          pool=WAREHOUSE_POOL, tags={"pii": "true"}, kinds={"sql", "python"})
+          pool=WAREHOUSE_POOL, tags={"pii": "true"}, kinds={"sql", "python"},
+          freshness_policy=HOURLY_FRESHNESS, automation_condition=EAGER)
 def personalization_payloads(warehouse: Warehouse) -> dg.MaterializeResult:
     """Per sendable customer, the merge fields an e-mail template needs: greeting (first name or a
     fallback), cart contents priced in the customer's currency, last viewed items,

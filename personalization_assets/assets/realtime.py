@@ -18,7 +18,7 @@ from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvi
 from ..realtime.warehouse_guard import guard_frame, guard_rows
 from ..realtime.ledger import read_fires
 from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata
+from .common import EAGER, WAREHOUSE_POOL, frame_metadata
 
 MIRROR_OVERLAP = timedelta(minutes=5)  # re-read a little: a commit may land late in recorded_at order
 
@@ -61,8 +61,7 @@ class TriggerGuardConfig(dg.Config):
 @dg.asset(key=["activation", "trigger_guard"], group_name="activation", pool=WAREHOUSE_POOL,
           deps=[["core", "customers"], ["core", "identity_map"], ["core", "customer_crosswalk"],
                 ["staging", "orders"], ["staging", "email_events"]],
-          kinds={"duckdb", "sqlite"}, tags={"pii": "true"},
-          automation_condition=dg.AutomationCondition.eager())
+          kinds={"duckdb", "sqlite"}, tags={"pii": "true"}, automation_condition=EAGER)
 def trigger_guard(config: TriggerGuardConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """What the trigger engine re-checks right before a fire, per tracked userId: opt-in, consent,
     unsubscribe/bounce/complaint, latest purchase and time zone, copied from the warehouse into the

@@ -9,7 +9,7 @@ from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..schemas.tables import STAGING_MODELS
 from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
 from .common import (
-    WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, read_window, utc_now,
+    EAGER, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, read_window, utc_now,
     write_window,
 )
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
@@ -23,7 +23,7 @@ def _quarantine(conn: WarehouseConnection, source: str, rejected: pd.DataFrame) 
 
 @dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"]], group_name="staging",
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
-          automation_condition=dg.AutomationCondition.eager())
+          automation_condition=EAGER)
 def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """CRM customers in canonical form (emails, phones, countries, times), raw values alongside."""
     with warehouse.connect() as conn:
@@ -41,9 +41,10 @@ def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     specs=[
         dg.AssetSpec(["staging", "orders"], deps=[["raw", "shop_orders"], ["staging", "customers"]],
                      group_name="staging", tags={"pii": "true"}, kinds={"pandas", "duckdb"},
-                     metadata={"partition_expr": "loaded_at"}),
+                     metadata={"partition_expr": "loaded_at"}, automation_condition=EAGER),
         dg.AssetSpec(["staging", "order_lines"], deps=[["raw", "shop_orders"]], group_name="staging",
-                     kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"}),
+                     kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"},
+                     automation_condition=EAGER),
     ],
     pool=WAREHOUSE_POOL,
     partitions_def=ARRIVAL_DAYS,
@@ -79,7 +80,7 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           partitions_def=ARRIVAL_DAYS, backfill_policy=SINGLE_RUN,
           metadata={"partition_expr": "received_at"},
-          automation_condition=dg.AutomationCondition.eager())
+          automation_condition=EAGER)
 def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Tracking events validated against the tracking plan, one row per messageId, partitioned by
     the day the collector received them."""
