@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from dateutil import parser as dateutil_parser
 from dateutil.parser import UnknownTimezoneWarning
+from pytz.exceptions import InvalidTimeError  # what pandas raises for DST gaps and overlaps
 
 from ._unique import factorize, is_missing, map_unique
 from .text import clean_one
@@ -44,6 +45,7 @@ _DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})" + _TIME + _ZONE +
 _YMD = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})" + _TIME + _ZONE + r"\Z", re.I)
 _EPOCH = re.compile(r"[+-]?\d{1,19}(?:\.\d+)?\Z")
 _MONTH_NAME = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
+_RFC2822_ZONE = re.compile(r"\s(?:[+-]\d{4}|UT|GMT|[ECMP][SD]T|Z)\Z", re.I)  # zones email.utils knows
 _NO_ZONE_ABBREVIATIONS = {"UTC": 0, "GMT": 0, "Z": 0}
 
 
@@ -54,12 +56,12 @@ class _Issue(Exception):
 def _localize(naive: pd.Timestamp, tz: str) -> pd.Timestamp:
     try:
         return naive.tz_localize(tz, ambiguous="raise", nonexistent="raise").tz_convert("UTC")
-    except (ValueError, OverflowError) as exc:  # pytz/pandas raise subclasses of ValueError
+    except (InvalidTimeError, ValueError, OverflowError) as exc:
         raise _Issue(f"local time {naive} does not exist or is ambiguous in {tz}") from exc
 
 
-def _from_epoch(number: float) -> pd.Timestamp:
-    if not math.isfinite(number):
+def _from_epoch(number: int | float) -> pd.Timestamp:
+    if isinstance(number, float) and not math.isfinite(number):
         raise _Issue(f"not a timestamp: {number}")
     magnitude = abs(number)
     unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
@@ -87,7 +89,7 @@ def _from_fields(m: re.Match, year: int, month: int, day: int, tz: str) -> pd.Ti
 
 def _from_text(text: str, *, day_first: bool, tz: str) -> pd.Timestamp:
     if _EPOCH.match(text):
-        return _from_epoch(float(text))
+        return _from_epoch(float(text) if "." in text else int(text))
     if m := _DMY.match(text):
         a, b, year = int(m[1]), int(m[2]), int(m[3])
         if len(m[3]) == 2:
@@ -98,6 +100,8 @@ def _from_text(text: str, *, day_first: bool, tz: str) -> pd.Timestamp:
     if not _MONTH_NAME.search(text):
         raise _Issue(f"unparseable timestamp: {text[:80]!r}")
     try:
+        if not _RFC2822_ZONE.search(text):
+            raise ValueError("not RFC 2822 with a zone email.utils knows")
         parsed = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         with warnings.catch_warnings():
@@ -115,7 +119,9 @@ def _from_text(text: str, *, day_first: bool, tz: str) -> pd.Timestamp:
 def _parse_one(value: Any, *, day_first: bool, tz: str) -> pd.Timestamp:
     if isinstance(value, bool):
         raise _Issue(f"not a timestamp: {value}")
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (int, np.integer)):
+        return _from_epoch(int(value))
+    if isinstance(value, (float, np.floating)):
         return _from_epoch(float(value))
     if isinstance(value, dt.datetime):
         stamp = pd.Timestamp(value)
@@ -152,12 +158,12 @@ def parse_timestamps(s: pd.Series, *, day_first: bool, assume_tz: str = "UTC") -
     """Columns ``ts`` (``datetime64[ns, UTC]``) and ``ts_issue``, aligned with ``s``."""
     ZoneInfo(assume_tz)  # a wrong setting is a configuration error: fail loudly here
     codes, uniques = factorize(s)
-    stamps = pd.Series(pd.NaT, index=range(len(uniques) + 1), dtype="datetime64[ns, UTC]")
+    nanos = np.full(len(uniques) + 1, np.iinfo(np.int64).min, dtype=np.int64)  # NaT; last slot: missing
     issues: list[str | None] = [None] * len(uniques) + ["missing"]
     iso = [i for i, v in enumerate(uniques) if isinstance(v, str) and _ISO.match(v.strip())]
     if iso:
         parsed, iso_issues = _parse_iso([uniques[i].strip() for i in iso], assume_tz)
-        stamps.iloc[iso] = parsed
+        nanos[iso] = parsed.as_unit("ns").asi8
         for i, issue in zip(iso, iso_issues):
             issues[i] = issue
     iso_set = set(iso)
@@ -165,12 +171,12 @@ def parse_timestamps(s: pd.Series, *, day_first: bool, assume_tz: str = "UTC") -
         if i in iso_set:
             continue
         try:
-            stamps.iloc[i] = _parse_one(value, day_first=day_first, tz=assume_tz)
+            nanos[i] = _parse_one(value, day_first=day_first, tz=assume_tz).as_unit("ns").value
         except _Issue as exc:
             issues[i] = str(exc)
         except (ValueError, OverflowError) as exc:  # out of the datetime64[ns] range, mostly
             issues[i] = f"timestamp out of range: {str(value)[:80]!r} ({exc})"
-    ts = pd.Series(stamps.to_numpy()[codes], index=s.index, dtype="datetime64[ns, UTC]")
+    ts = pd.Series(nanos[codes].view("M8[ns]"), index=s.index).dt.tz_localize("UTC")
     issue = pd.Series(np.asarray(issues, dtype=object)[codes], index=s.index, dtype=object)
     return pd.DataFrame({"ts": ts, "ts_issue": issue})
 

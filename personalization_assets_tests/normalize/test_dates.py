@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from personalization_assets.normalize import normalize_timezones, parse_timestamps
+
+
+def _utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_ambiguous_day_and_month_follow_the_source_setting_only():
+    raw = pd.Series(["03/04/2024 10:00", "04/03/2024 10:00", "13/04/2024", "04/13/2024"])
+    day_first = parse_timestamps(raw, day_first=True)
+    month_first = parse_timestamps(raw, day_first=False)
+    assert day_first["ts"].tolist()[:3] == [_utc("2024-04-03 10:00"), _utc("2024-03-04 10:00"), _utc("2024-04-13")]
+    assert month_first["ts"].tolist()[:2] == [_utc("2024-03-04 10:00"), _utc("2024-04-03 10:00")]
+    assert month_first["ts"][3] == _utc("2024-04-13")
+    # The day that cannot be a month is an issue, never swapped to fit the row.
+    assert pd.isna(day_first["ts"][3]) and "month" in day_first["ts_issue"][3]
+    assert pd.isna(month_first["ts"][2]) and "month" in month_first["ts_issue"][2]
+
+
+def test_mixed_formats_and_offsets_become_utc():
+    raw = pd.Series([
+        "2024-03-04T10:00:00+02:00", "2024-03-04T08:00:00Z", "2024-03-04 08:00", "1709539200",
+        "1709539200000", "Mon, 04 Mar 2024 09:00:00 +0100", "March 4, 2024 8:00", "2024/03/04 08:00",
+        "04.03.24 8:00 am", pd.Timestamp("2024-03-04 08:00", tz="UTC"), 1709539200,
+    ], dtype=object)
+    out = parse_timestamps(raw, day_first=True)
+    assert out["ts_issue"].isna().all(), out[out["ts_issue"].notna()]
+    assert (out["ts"] == _utc("2024-03-04 08:00")).all()
+    assert str(out["ts"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_naive_times_are_read_in_the_assumed_zone_and_dst_gaps_are_issues():
+    raw = pd.Series(["2024-07-01 12:00", "01/07/2024 12:00", "2024-03-31 02:30", "31/03/2024 02:30",
+                     "2024-10-27 02:30"])
+    out = parse_timestamps(raw, day_first=True, assume_tz="Europe/Berlin")
+    assert out["ts"].tolist()[:2] == [_utc("2024-07-01 10:00")] * 2
+    for i in (2, 3, 4):  # spring-forward gap and fall-back overlap
+        assert pd.isna(out["ts"][i]) and "Europe/Berlin" in out["ts_issue"][i]
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (None, "missing"), ("", "missing"), ("garbage", "unparseable"), ("2024-02-30", "invalid"),
+    ("10:00 03/04 EST5", "unparseable"), ("5 Mar 2024 10:00 XYZT", "time zone"), (True, "not a timestamp"),
+    ("31/12/99999", "unparseable"), ("9999999999", "out of range"), ("1" * 19, None), (float("inf"), "not a timestamp"),
+])
+def test_unusable_values_carry_a_reason(raw, reason):
+    out = parse_timestamps(pd.Series([raw], dtype=object), day_first=True)
+    if reason is None:  # 19 digits: epoch nanoseconds, read exactly
+        assert out["ts"].item() == pd.Timestamp(int(raw), unit="ns", tz="UTC")
+        return
+    assert pd.isna(out["ts"].item())
+    assert reason in out["ts_issue"].item()
+
+
+def test_a_wrong_zone_setting_is_a_configuration_error():
+    with pytest.raises(Exception):
+        parse_timestamps(pd.Series(["2024-01-01"]), day_first=True, assume_tz="Mars/Olympus")
+
+
+def test_time_zones_map_to_iana_spelling():
+    out = normalize_timezones(pd.Series(["europe/london", " Europe/Berlin ", "America/New York", "CET",
+                                         "Mars/Base", None, "../../etc/passwd"]))
+    assert out["timezone"].tolist()[:4] == ["Europe/London", "Europe/Berlin", "America/New_York", "CET"]
+    assert out["timezone_issue"].tolist()[4:] == ["unknown time zone: Mars/Base", "missing",
+                                                   "unknown time zone: ../../etc/passwd"]

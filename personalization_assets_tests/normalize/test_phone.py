@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pandas as pd
+import phonenumbers
+
+from personalization_assets.normalize import normalize_phones
+from personalization_assets_tests.conftest import shared_data
+
+
+def _examples() -> pd.DataFrame:
+    return pd.read_csv(shared_data("phone-examples", "phonenumbers_examples.csv"), dtype=str,
+                       keep_default_na=False)  # "NA" is Namibia
+
+
+def test_every_format_of_every_example_number_gives_the_same_e164():
+    ph = _examples()
+    assert ph["region"].nunique() == 245
+    for fmt in ("e164", "international", "national", "rfc3966"):
+        out = normalize_phones(ph[fmt], ph["region"])
+        wrong = ph.loc[out["phone"] != ph["e164"], ["region", fmt, "e164"]]
+        assert wrong.empty, f"{fmt}: {wrong.head().to_dict('records')}"
+        assert out["phone_issue"].isna().all()
+
+
+def test_a_number_written_internationally_ignores_the_default_region():
+    ph = _examples().drop_duplicates("region")
+    elsewhere = pd.Series("DE" if r != "DE" else "FR" for r in ph["region"]).set_axis(ph.index)
+    out = normalize_phones(ph["international"], elsewhere)
+    assert (out["phone"] == ph["e164"]).all()
+
+
+def test_reasons_for_numbers_that_cannot_be_used():
+    raw = pd.Series(["", None, "call me", "030 12", "0301234567", "+1 201 555 0123", "+44 20 7946 0958"])
+    region = pd.Series([None, "DE", "DE", "DE", None, "DE", "US"])
+    out = normalize_phones(raw, region)
+    assert out["phone_issue"].tolist()[:2] == ["missing", "missing"]
+    assert out["phone_issue"][2].startswith("unparseable:")
+    assert out["phone_issue"][3] == "not a valid number for region DE"
+    assert out["phone_issue"][4].startswith("unparseable:")  # national digits and no region
+    assert out["phone"][5] == "+12015550123"
+    assert out["phone"][6] == "+442079460958"
+    assert (out["phone"].isna() == out["phone_issue"].notna()).all()
+
+
+def test_a_valid_number_of_a_neighbouring_region_is_still_valid():
+    toronto = phonenumbers.format_number(phonenumbers.example_number_for_type("CA", phonenumbers.PhoneNumberType.FIXED_LINE),
+                                         phonenumbers.PhoneNumberFormat.NATIONAL)
+    out = normalize_phones(pd.Series([toronto]), pd.Series(["US"]))
+    assert out["phone"].item().startswith("+1") and out["phone_issue"].item() is None
