@@ -8,6 +8,7 @@ from importlib import import_module
 import dagster as dg
 
 MODULES = [
+    "seeds",
     "raw",
     "staging",
     "core",

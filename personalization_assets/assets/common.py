@@ -6,9 +6,12 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from collections.abc import Iterable
+
 import dagster as dg
 import pandas as pd
 
+from ..quality import quarantine
 from ..resources.warehouse import WarehouseConnection
 
 # DuckDB allows one writing process per file: every asset that writes the warehouse queues here.
@@ -72,11 +75,6 @@ def _typed_empty(columns: dict[str, str]) -> pd.DataFrame:
 
 
 CURSOR_TABLE = _typed_empty({"name": "object", "cursor_json": "object", "updated_at": "datetime64[ns, UTC]"})
-QUARANTINE_TABLE = _typed_empty({
-    "source": "object", "record_id": "object", "raw_payload": "object", "rule": "object",
-    "message": "object", "first_seen": "datetime64[ns, UTC]", "last_seen": "datetime64[ns, UTC]",
-    "attempts": "int64", "status": "object"})
-
 
 def prepare_cursors(conn: WarehouseConnection) -> None:
     """Create `ops.cursors` if missing (before a transaction: see `prepare_table`)."""
@@ -84,7 +82,10 @@ def prepare_cursors(conn: WarehouseConnection) -> None:
 
 
 def prepare_quarantine(conn: WarehouseConnection, source: str) -> None:
-    conn.prepare_table("quarantine", source, QUARANTINE_TABLE)
+    """Create `quarantine.<source>` if missing; a table from before `released_at` gains it."""
+    conn.prepare_table("quarantine", source, quarantine.empty())
+    if conn.dialect == "duckdb":
+        conn.execute(f"alter table quarantine.{source} add column if not exists released_at timestamptz")
 
 
 def write_cursor(conn: WarehouseConnection, name: str, cursor: dict) -> None:
@@ -122,14 +123,17 @@ def write_window(conn: WarehouseConnection, schema: str, table: str, frame: pd.D
     conn.insert_frame(schema, table, frame)
 
 
-def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame) -> int:
-    """Add rejected rows to `quarantine.<source>`; a row seen again only bumps attempts/last_seen."""
-    if rows.empty:
+def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame,
+                     checked_ids: Iterable[str] = ()) -> int:
+    """Add rejected rows to `quarantine.<source>` (see `quality.quarantine.merge`): a row seen again
+    bumps attempts; an open row whose record was re-validated (`checked_ids`) and passed is released."""
+    checked = list(checked_ids)
+    if rows.empty and not checked:
         return 0
-    existing = read_table(conn, "quarantine", source, QUARANTINE_COLUMNS)
-    merged = merge_quarantine_frames(existing, rows.assign(source=source), utc_now())
+    existing = read_table(conn, "quarantine", source, quarantine.COLUMNS)
+    merged = quarantine.merge(existing, rows.assign(source=source), checked_ids=checked, now=utc_now())
     conn.replace_frame("quarantine", source, merged)
-    return len(rows.drop_duplicates(subset=["record_id", "rule"]))
+    return len(rows.drop_duplicates(subset=["record_id", "rule"])) if len(rows) else 0
 
 
 def merge_quarantine_frames(existing: pd.DataFrame, new: pd.DataFrame, now: datetime) -> pd.DataFrame:

@@ -1,49 +1,66 @@
-"""Staging layer: typed, normalized and validated. Only valid rows pass; the rest go to quarantine."""
+"""Staging layer: normalized and validated (`staging/`). Only valid rows pass; the rest go to
+`quarantine.<source>` with their rule, message and raw payload. Events and orders are partitioned
+by arrival day (`partitions.py`)."""
 
 import dagster as dg
 import pandas as pd
 
 from .. import staging as logic
+from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
 from ..quality.checks import pandera_asset_check
 from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..schemas.tables import STAGING_MODELS
-from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
+from ..sources.crm import CUSTOMER_COLUMNS
 from .common import (
-    EAGER, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, read_window, utc_now,
-    write_window,
+    EAGER, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_quarantine, read_table, read_window,
+    utc_now, write_window,
 )
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
-from ..sources.crm import CUSTOMER_COLUMNS
+
+SEEDS_OF_ORDERS = [["seeds", "order_statuses"], ["seeds", "product_categories"], ["seeds", "fx_rates"]]
 
 
-def _quarantine(conn: WarehouseConnection, source: str, rejected: pd.DataFrame) -> dict:
-    merge_quarantine(conn, source, rejected)
+def _quarantine(conn: WarehouseConnection, source: str, rejected: pd.DataFrame, checked) -> dict:
+    """Merge this run's rejections; records re-validated here that now pass are released."""
+    merge_quarantine(conn, source, rejected, checked_ids=checked)
     return rejected["rule"].value_counts().to_dict() if len(rejected) else {}
 
 
-@dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"]], group_name="staging",
-          pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
+def _prepare(conn: WarehouseConnection, table: str, frame: pd.DataFrame) -> None:
+    if len(frame):
+        conn.prepare_table("staging", table, frame)  # DDL before the transaction
+
+
+@dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"], ["seeds", "country_synonyms"]],
+          group_name="staging", pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           automation_condition=EAGER)
 def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
-    """CRM customers in canonical form (emails, phones, countries, times), raw values alongside."""
+    """CRM customers in canonical form: display names, email (+ matching key, disposable and role
+    flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside."""
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "crm_customers", CUSTOMER_COLUMNS)
         result = logic.stage_customers(raw, now=utc_now())
         prepare_quarantine(conn, "crm_customers")
         with conn.transaction():
-            by_rule = _quarantine(conn, "crm_customers", result.quarantined)
-    return dg.Output(result.valid, metadata=frame_metadata(
-        result.valid, rows_in=len(raw), quarantined=len(result.quarantined),
-        quarantined_by_rule=by_rule, **logic.schema_metadata("customers", result.valid)))
+            by_rule = _quarantine(conn, "crm_customers", result.quarantined,
+                                  "crm:" + raw["customer_id"].astype(str))
+    valid = result.valid
+    return dg.Output(valid, metadata=frame_metadata(
+        valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
+        phone_issues=valid["phone_issue"].value_counts().head(10).to_dict(),
+        unknown_countries=valid.loc[valid["country"].isna() & valid["country_raw"].notna(), "country_raw"]
+        .astype(str).value_counts().head(10).to_dict(),
+        disposable_emails=int(valid["email_disposable"].sum()), role_emails=int(valid["email_role"].sum()),
+        **logic.schema_metadata("customers", valid)))
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["staging", "orders"], deps=[["raw", "shop_orders"], ["staging", "customers"]],
+        dg.AssetSpec(["staging", "orders"], deps=[["raw", "shop_orders"], ["staging", "customers"], *SEEDS_OF_ORDERS],
                      group_name="staging", tags={"pii": "true"}, kinds={"pandas", "duckdb"},
                      metadata={"partition_expr": "loaded_at"}, automation_condition=EAGER),
-        dg.AssetSpec(["staging", "order_lines"], deps=[["raw", "shop_orders"]], group_name="staging",
-                     kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"},
+        dg.AssetSpec(["staging", "order_lines"], deps=[["raw", "shop_orders"], *SEEDS_OF_ORDERS],
+                     group_name="staging", kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"},
                      automation_condition=EAGER),
     ],
     pool=WAREHOUSE_POOL,
@@ -51,19 +68,19 @@ def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     backfill_policy=SINGLE_RUN,
 )
 def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Shop orders and their lines in canonical form (UTC times, minor units), partitioned by the
-    day their latest version arrived; an order lives only in that day's partition."""
+    """Shop orders and their lines in canonical form (exact minor units, EUR reporting amounts at the
+    day's FX rate, looked-up statuses and categories, UTC times), partitioned by the day their latest
+    version arrived; an order lives only in that day's partition."""
     window = context.partition_time_window
     with warehouse.connect() as conn:
         raw = read_window(conn, "raw", "shop_orders", "loaded_at", window.start, window.end, ORDER_COLUMNS)
         known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
         result = logic.stage_orders(raw, known_customers=known, now=utc_now())
         prepare_quarantine(conn, "shop_orders")
-        for table, frame in (("orders", result.orders), ("order_lines", result.lines)):
-            if len(frame):
-                conn.prepare_table("staging", table, frame)  # DDL before the transaction
+        _prepare(conn, "orders", result.orders)
+        _prepare(conn, "order_lines", result.lines)
         with conn.transaction():
-            by_rule = _quarantine(conn, "shop_orders", result.quarantined)
+            by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
             write_window(conn, "staging", "orders", result.orders, "loaded_at", window.start, window.end,
                          key="order_id")
             write_window(conn, "staging", "order_lines", result.lines, "loaded_at", window.start, window.end,
@@ -73,34 +90,56 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
         result.orders, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
         **days, **logic.schema_metadata("orders", result.orders)))
     yield dg.MaterializeResult(asset_key=["staging", "order_lines"], metadata=frame_metadata(
-        result.lines, **days, **logic.schema_metadata("order_lines", result.lines)))
+        result.lines, unmapped=result.unmapped, **days, **logic.schema_metadata("order_lines", result.lines)))
 
 
-@dg.asset(key=["staging", "events"], deps=[["raw", "events"]], group_name="staging",
+@dg.asset(key=["staging", "events"], deps=[["raw", "events"], ["seeds", "event_names"]], group_name="staging",
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           partitions_def=ARRIVAL_DAYS, backfill_policy=SINGLE_RUN,
-          metadata={"partition_expr": "received_at"},
-          automation_condition=EAGER)
+          metadata={"partition_expr": "received_at"}, automation_condition=EAGER)
 def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Tracking events validated against the tracking plan, one row per messageId, partitioned by
-    the day the collector received them."""
+    """Tracking events validated against the tracking plan, one row per messageId, event names
+    mapped to tracking-plan codes, partitioned by the day the collector received them."""
     window = context.partition_time_window
     with warehouse.connect() as conn:
         raw = read_window(conn, "raw", "events", "received_at", window.start, window.end, EVENT_COLUMNS)
         result = logic.stage_events(raw, now=utc_now())
         prepare_quarantine(conn, "events")
-        if len(result.valid):
-            conn.prepare_table("staging", "events", result.valid)
+        _prepare(conn, "events", result.valid)
         with conn.transaction():
-            by_rule = _quarantine(conn, "events", result.quarantined)
+            by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
             write_window(conn, "staging", "events", result.valid, "received_at", window.start, window.end)
     return dg.MaterializeResult(metadata=frame_metadata(
         result.valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
-        partitions=len(context.partition_keys), **logic.schema_metadata("events", result.valid)))
+        unmapped=result.unmapped, partitions=len(context.partition_keys),
+        **logic.schema_metadata("events", result.valid)))
+
+
+def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: str, lookup: str):
+    """WARN when a staged table holds values its lookup seed does not map (listed with counts)."""
+    table = ".".join(asset_key)
+
+    @dg.asset_check(asset=asset_key, name=f"{code_column}_mapped", blocking=False,
+                    description=f"Every {raw_column} maps through the `{lookup}` seed; unmapped values are listed.")
+    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            if not conn.table_exists(*asset_key):
+                return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+            found = conn.query(f"select cast({raw_column} as varchar) as value, count(*) as n from {table} "
+                               f"where {code_column} is null and {raw_column} is not null "
+                               "group by 1 order by 2 desc, 1 limit 50")
+        unmapped = {str(v): int(n) for v, n in zip(found["value"], found["n"])}
+        return dg.AssetCheckResult(passed=not unmapped, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"unmapped_values": dg.MetadataValue.json(unmapped),
+                                             "unmapped_rows": sum(unmapped.values()), "lookup": lookup})
+
+    return _check
 
 
 STAGING_CHECKS = [
-    pandera_asset_check(["staging", name], model, blocking=True) for name, model in STAGING_MODELS.items()
+    *(pandera_asset_check(["staging", name], model, blocking=True) for name, model in STAGING_MODELS.items()),
+    unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names"),
+    unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),
 ]
 
 defs = dg.Definitions(assets=[customers, orders, events], asset_checks=STAGING_CHECKS)

@@ -29,18 +29,19 @@ LAST_NAMES = [
     "Martin", "Andersson", "Johansson", "Nielsen", "Jensen", "Kowalski", "Nowak", "O'Brien",
     "Murphy", "Keller", "Meier", "Garcia", "Miller", "Davis", "Wilson", "Moore", "Clark",
 ]
-# (free-text country as CRM users type it, ISO code, currency, timezone, locale, phone prefix)
+# (free-text country as CRM users type it, ISO code, currency, timezone, locale, phone prefix:
+#  with the 4 digits each person adds, a valid mobile number of the country)
 COUNTRIES = [
-    ("United Kingdom", "GB", "GBP", "Europe/London", "en-GB", "+44 7700 9"),
-    ("EIRE", "IE", "EUR", "Europe/Dublin", "en-IE", "+353 85 2"),
-    ("Germany", "DE", "EUR", "Europe/Berlin", "de-DE", "+49 1512 34"),
-    ("de", "DE", "EUR", "Europe/Berlin", "de-DE", "+49 1512 35"),
-    ("France", "FR", "EUR", "Europe/Paris", "fr-FR", "+33 6 12 3"),
+    ("United Kingdom", "GB", "GBP", "Europe/London", "en-GB", "+44 7911 12"),
+    ("EIRE", "IE", "EUR", "Europe/Dublin", "en-IE", "+353 85 212"),
+    ("Germany", "DE", "EUR", "Europe/Berlin", "de-DE", "+49 1512 345"),
+    ("de", "DE", "EUR", "Europe/Berlin", "de-DE", "+49 1512 355"),
+    ("France", "FR", "EUR", "Europe/Paris", "fr-FR", "+33 6 12 34"),
     ("Sweden", "SE", "SEK", "Europe/Stockholm", "sv-SE", "+46 70 123"),
-    ("Denmark", "DK", "DKK", "Europe/Copenhagen", "da-DK", "+45 20 1"),
-    ("Poland", "PL", "PLN", "Europe/Warsaw", "pl-PL", "+48 512 1"),
-    ("Switzerland", "CH", "CHF", "Europe/Zurich", "de-CH", "+41 78 12"),
-    ("United States", "US", "USD", "America/New_York", "en-US", "+1 201 55"),
+    ("Denmark", "DK", "DKK", "Europe/Copenhagen", "da-DK", "+45 20 12"),
+    ("Poland", "PL", "PLN", "Europe/Warsaw", "pl-PL", "+48 512 12"),
+    ("Switzerland", "CH", "CHF", "Europe/Zurich", "de-CH", "+41 78 123"),
+    ("United States", "US", "USD", "America/New_York", "en-US", "+1 201 555"),
 ]
 DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "web.de", "orange.fr", "example.org"]
 PRODUCTS = [

@@ -1,0 +1,73 @@
+"""Bus events (`raw.events`) -> `staging.events`: one row per messageId, flat columns, the event
+name mapped to its tracking-plan code, exact minor units."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from ..normalize import map_lookup, to_minor
+from .common import Staged, concat_rejections, first_failures, unmapped_counts, utc
+
+CLOCK_SKEW = timedelta(minutes=5)
+EVENT_COLUMNS = ["message_id", "type", "event", "event_code", "event_raw", "user_id", "anonymous_id",
+                 "timestamp", "received_at", "cart_id", "checkout_id", "order_id", "sku", "category",
+                 "currency", "value_minor", "properties", "context"]
+
+
+def _payload(text) -> dict:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _props(p: dict) -> dict:
+    props = p.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def _amount(props: dict):
+    for key in ("revenue", "value", "price"):
+        if props.get(key) is not None:
+            return props[key]
+    return None
+
+
+def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
+    """First arrival of each messageId; events without identity or with absurd times are quarantined."""
+    frame = raw.drop_duplicates(subset=["message_id"], keep="first").reset_index(drop=True)
+    payloads = frame["payload"].map(_payload)
+    ids = frame["message_id"].astype(str)
+    ts = pd.to_datetime(payloads.map(lambda p: p.get("timestamp")), utc=True, errors="coerce", format="ISO8601")
+    no_identity = payloads.map(lambda p: not (p.get("userId") or p.get("anonymousId")))
+    keep, parts = first_failures(frame, ids, [
+        (payloads.map(lambda p: not p), "events.payload", "payload is not a JSON object"),
+        (no_identity, "events.identity", "neither userId nor anonymousId"),
+        (ts.isna(), "events.timestamp", "timestamp missing or unparseable"),
+        (ts > pd.Timestamp(now) + CLOCK_SKEW, "events.timestamp_future", "timestamp in the future beyond clock skew"),
+    ])
+    p, kept = payloads[keep], frame[keep.to_numpy()]
+    props = p.map(_props)
+    name = p.map(lambda e: e.get("event") if isinstance(e.get("event"), str) else None)
+    codes = map_lookup(name, "event_names")
+    currency = props.map(lambda q: q.get("currency").strip().upper() if isinstance(q.get("currency"), str) else None)
+    amounts = props.map(_amount)
+    value = to_minor(amounts.where(currency.notna()), currency)["amount_minor"]
+    text = lambda key: props.map(lambda q: None if q.get(key) is None else str(q.get(key)))  # noqa: E731
+    out = pd.DataFrame({
+        "message_id": ids[keep], "type": p.map(lambda e: e.get("type")),
+        "event": name.map(lambda n: n.lower() if n else None), "event_code": codes["value"], "event_raw": name,
+        "user_id": p.map(lambda e: e.get("userId")), "anonymous_id": p.map(lambda e: e.get("anonymousId")),
+        "timestamp": ts[keep], "received_at": utc(kept["received_at"]).to_numpy(),
+        "cart_id": text("cart_id"), "checkout_id": text("checkout_id"), "order_id": text("order_id"),
+        "sku": text("sku"), "category": text("category"), "currency": currency,
+        "value_minor": value, "properties": props.map(json.dumps), "context": p.map(lambda e: json.dumps(e.get("context") or {})),
+    }, columns=EVENT_COLUMNS).reset_index(drop=True)
+    out["timestamp"] = utc(out["timestamp"])
+    out["received_at"] = utc(out["received_at"])
+    return Staged(out, concat_rejections(parts),
+                  {"event_names": unmapped_counts(name, codes["unmapped"])})
