@@ -2,6 +2,8 @@
 `quarantine.<source>` with their rule, message and raw payload. Events and orders are partitioned
 by arrival day (`partitions.py`)."""
 
+from datetime import datetime
+
 import dagster as dg
 import pandas as pd
 
@@ -27,25 +29,59 @@ def _quarantine(conn: WarehouseConnection, source: str, rejected: pd.DataFrame, 
 
 
 def _prepare(conn: WarehouseConnection, table: str, frame: pd.DataFrame) -> None:
-    if len(frame):
-        conn.prepare_table("staging", table, frame)  # DDL before the transaction
+    conn.prepare_table("staging", table, frame)  # DDL before the transaction; typed even when empty
+
+
+# -- re-staging: what the staging assets and the quarantine replay both run ----------------------
+def restage_customers(conn: WarehouseConnection):
+    """Stage every CRM customer again, replacing `staging.customers` (raw rows, result, rejections by rule)."""
+    raw = read_table(conn, "raw", "crm_customers", CUSTOMER_COLUMNS)
+    result = logic.stage_customers(raw, now=utc_now())
+    prepare_quarantine(conn, "crm_customers")
+    _prepare(conn, "customers", result.valid)
+    with conn.transaction():
+        by_rule = _quarantine(conn, "crm_customers", result.quarantined, "crm:" + raw["customer_id"].astype(str))
+        conn.replace_frame("staging", "customers", result.valid)
+    return raw, result, by_rule
+
+
+def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime):
+    """Stage the orders that arrived in [start, end) again, replacing that window of staging."""
+    raw = read_window(conn, "raw", "shop_orders", "loaded_at", start, end, ORDER_COLUMNS)
+    known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
+    result = logic.stage_orders(raw, known_customers=known, now=utc_now())
+    prepare_quarantine(conn, "shop_orders")
+    _prepare(conn, "orders", result.orders)
+    _prepare(conn, "order_lines", result.lines)
+    with conn.transaction():
+        by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
+        write_window(conn, "staging", "orders", result.orders, "loaded_at", start, end, key="order_id")
+        write_window(conn, "staging", "order_lines", result.lines, "loaded_at", start, end, key="order_id")
+    return raw, result, by_rule
+
+
+def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
+    """Stage the events received in [start, end) again, replacing that window of staging."""
+    raw = read_window(conn, "raw", "events", "received_at", start, end, EVENT_COLUMNS)
+    result = logic.stage_events(raw, now=utc_now())
+    prepare_quarantine(conn, "events")
+    _prepare(conn, "events", result.valid)
+    with conn.transaction():
+        by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
+        write_window(conn, "staging", "events", result.valid, "received_at", start, end)
+    return raw, result, by_rule
 
 
 @dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"], ["seeds", "country_synonyms"]],
           group_name="staging", pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           automation_condition=EAGER)
-def customers(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     """CRM customers in canonical form: display names, email (+ matching key, disposable and role
     flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside."""
     with warehouse.connect() as conn:
-        raw = read_table(conn, "raw", "crm_customers", CUSTOMER_COLUMNS)
-        result = logic.stage_customers(raw, now=utc_now())
-        prepare_quarantine(conn, "crm_customers")
-        with conn.transaction():
-            by_rule = _quarantine(conn, "crm_customers", result.quarantined,
-                                  "crm:" + raw["customer_id"].astype(str))
+        raw, result, by_rule = restage_customers(conn)
     valid = result.valid
-    return dg.Output(valid, metadata=frame_metadata(
+    return dg.MaterializeResult(metadata=frame_metadata(
         valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
         phone_issues=valid["phone_issue"].value_counts().head(10).to_dict(),
         unknown_countries=valid.loc[valid["country"].isna() & valid["country_raw"].notna(), "country_raw"]
@@ -73,18 +109,7 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
     version arrived; an order lives only in that day's partition."""
     window = context.partition_time_window
     with warehouse.connect() as conn:
-        raw = read_window(conn, "raw", "shop_orders", "loaded_at", window.start, window.end, ORDER_COLUMNS)
-        known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
-        result = logic.stage_orders(raw, known_customers=known, now=utc_now())
-        prepare_quarantine(conn, "shop_orders")
-        _prepare(conn, "orders", result.orders)
-        _prepare(conn, "order_lines", result.lines)
-        with conn.transaction():
-            by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
-            write_window(conn, "staging", "orders", result.orders, "loaded_at", window.start, window.end,
-                         key="order_id")
-            write_window(conn, "staging", "order_lines", result.lines, "loaded_at", window.start, window.end,
-                         key="order_id")
+        raw, result, by_rule = restage_orders(conn, window.start, window.end)
     days = {"partitions": len(context.partition_keys)}
     yield dg.MaterializeResult(asset_key=["staging", "orders"], metadata=frame_metadata(
         result.orders, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
@@ -102,13 +127,7 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
     mapped to tracking-plan codes, partitioned by the day the collector received them."""
     window = context.partition_time_window
     with warehouse.connect() as conn:
-        raw = read_window(conn, "raw", "events", "received_at", window.start, window.end, EVENT_COLUMNS)
-        result = logic.stage_events(raw, now=utc_now())
-        prepare_quarantine(conn, "events")
-        _prepare(conn, "events", result.valid)
-        with conn.transaction():
-            by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
-            write_window(conn, "staging", "events", result.valid, "received_at", window.start, window.end)
+        raw, result, by_rule = restage_events(conn, window.start, window.end)
     return dg.MaterializeResult(metadata=frame_metadata(
         result.valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
         unmapped=result.unmapped, partitions=len(context.partition_keys),
@@ -136,10 +155,51 @@ def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: st
     return _check
 
 
+REPLAY_SOURCES = {  # quarantine source -> raw table, its id column, its arrival column, re-staging
+    "shop_orders": ("shop_orders", "order_id", "loaded_at", restage_orders),
+    "events": ("events", "message_id", "received_at", restage_events),
+}
+
+
+def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
+    if not conn.table_exists("quarantine", source):
+        return set()
+    return set(conn.query(f"select distinct record_id from quarantine.{source} where status = 'open'")["record_id"])
+
+
+@dg.asset(key=["quarantine", "staging_replayed"], group_name="staging", pool=WAREHOUSE_POOL, kinds={"duckdb"},
+          deps=[["staging", "customers"], ["staging", "orders"], ["staging", "events"]])
+def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
+    """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
+    schemas and lookups (run it after a fix). Records that pass now move into staging (the days
+    they arrived on are re-staged) and their quarantine rows are released; replaying again moves
+    nothing twice."""
+    moved, checked, days = {}, {}, {}
+    with warehouse.connect() as conn:
+        crm = _open_ids(conn, "crm_customers")
+        if crm:
+            restage_customers(conn)
+        moved["crm_customers"], checked["crm_customers"] = len(crm - _open_ids(conn, "crm_customers")), len(crm)
+        for source, (table, id_column, arrival, restage) in REPLAY_SOURCES.items():
+            waiting = _open_ids(conn, source)
+            checked[source] = len(waiting)
+            arrived = (conn.query(f"select {id_column}, {arrival} from raw.{table}")
+                       if waiting and conn.table_exists("raw", table) else pd.DataFrame(columns=[id_column, arrival]))
+            arrived = arrived[arrived[id_column].astype(str).isin(waiting)]
+            starts = sorted(pd.to_datetime(arrived[arrival], utc=True).dt.floor("D").unique())
+            for start in starts:
+                restage(conn, start.to_pydatetime(), (start + pd.Timedelta(days=1)).to_pydatetime())
+            days[source] = [s.strftime("%Y-%m-%d") for s in starts]
+            moved[source] = len(waiting - _open_ids(conn, source))
+    frame = pd.DataFrame({"source": list(checked), "checked": list(checked.values()),
+                          "moved": [moved[s] for s in checked]})
+    return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, restaged_days=days))
+
+
 STAGING_CHECKS = [
     *(pandera_asset_check(["staging", name], model, blocking=True) for name, model in STAGING_MODELS.items()),
     unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names"),
     unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),
 ]
 
-defs = dg.Definitions(assets=[customers, orders, events], asset_checks=STAGING_CHECKS)
+defs = dg.Definitions(assets=[customers, orders, events, staging_replay], asset_checks=STAGING_CHECKS)

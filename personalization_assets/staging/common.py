@@ -90,5 +90,13 @@ def unmapped_counts(raw: pd.Series, unmapped: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts.items()}
 
 
+UTC = "datetime64[ns, UTC]"
+
+
+def typed(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    """Fix the types of a staged frame, so that an empty one still creates the right table."""
+    return frame.astype({c: t for c, t in dtypes.items() if c in frame.columns and str(frame[c].dtype) != t})
+
+
 def utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")

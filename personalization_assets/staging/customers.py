@@ -11,7 +11,12 @@ from ..normalize import (
     parse_timestamps,
 )
 from ..quality.rules import apply_customer_rules
-from .common import SOURCE_FORMATS, SourceFormat, Staged, concat_rejections, first_failures, raw_payload_of
+from .common import (
+    SOURCE_FORMATS, UTC, SourceFormat, Staged, concat_rejections, first_failures, raw_payload_of, typed,
+)
+
+DTYPES = {"email_disposable": "bool", "email_role": "bool", "email_opt_in": "bool", "consent_processing": "bool",
+          "created_at": UTC, "updated_at": UTC}
 
 
 def _times(values: pd.Series, fmt: SourceFormat) -> pd.DataFrame:
@@ -55,7 +60,7 @@ def stage_customers(raw: pd.DataFrame, *, now: datetime, fmt: SourceFormat = SOU
     })[keep.to_numpy()]
     ruled = apply_customer_rules(out, now=now)
     quarantined = concat_rejections(parts + [raw_payload_of(ruled.rejections, raw, ids)])
-    return Staged(ruled.valid.reset_index(drop=True), quarantined)
+    return Staged(typed(ruled.valid.reset_index(drop=True), DTYPES), quarantined)
 
 
 def _flag(value) -> bool:

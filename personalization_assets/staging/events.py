@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from ..normalize import map_lookup, to_minor
-from .common import Staged, concat_rejections, first_failures, unmapped_counts, utc
+from .common import UTC, Staged, concat_rejections, first_failures, typed, unmapped_counts, utc
 
 CLOCK_SKEW = timedelta(minutes=5)
 EVENT_COLUMNS = ["message_id", "type", "event", "event_code", "event_raw", "user_id", "anonymous_id",
@@ -67,7 +67,6 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
         "sku": text("sku"), "category": text("category"), "currency": currency,
         "value_minor": value, "properties": props.map(json.dumps), "context": p.map(lambda e: json.dumps(e.get("context") or {})),
     }, columns=EVENT_COLUMNS).reset_index(drop=True)
-    out["timestamp"] = utc(out["timestamp"])
-    out["received_at"] = utc(out["received_at"])
+    out = typed(out, {"timestamp": UTC, "received_at": UTC, "value_minor": "Int64"})
     return Staged(out, concat_rejections(parts),
                   {"event_names": unmapped_counts(name, codes["unmapped"])})

@@ -11,10 +11,14 @@ import pandas as pd
 from ..normalize import convert, load_lookup, map_lookup, normalize_emails, parse_timestamps, to_minor
 from ..quality.rules import apply_order_rules
 from .common import (
-    REPORTING_CURRENCY, SOURCE_FORMATS, SourceFormat, StagedOrders, concat_rejections, first_failures,
-    raw_payload_of, unmapped_counts, utc,
+    REPORTING_CURRENCY, SOURCE_FORMATS, UTC, SourceFormat, StagedOrders, concat_rejections, first_failures,
+    raw_payload_of, typed, unmapped_counts, utc,
 )
 
+ORDER_DTYPES = {"is_guest": "bool", "total_minor": "int64", "total_reporting_minor": "Int64",
+                "created_at": UTC, "updated_at": UTC, "loaded_at": UTC}
+LINE_DTYPES = {"line_no": "int64", "quantity": "int64", "unit_price_minor": "int64", "line_total_minor": "int64",
+               "loaded_at": UTC}
 LINE_COLUMNS = ["order_id", "line_no", "sku", "product_name", "category", "category_raw", "quantity",
                 "unit_price_minor", "unit_price_raw", "line_total_minor", "currency", "loaded_at"]
 
@@ -80,11 +84,8 @@ def stage_orders(raw: pd.DataFrame, *, known_customers: pd.Series, now: datetime
     known = {f"crm:{c}" for c in known_customers.astype(str)}
     ruled = apply_order_rules(orders, lines, known_customer_ids=known,
                               known_statuses=set(load_lookup("order_statuses").codes), now=now)
-    valid_orders = ruled.orders.reset_index(drop=True)
-    valid_orders["total_minor"] = valid_orders["total_minor"].astype("int64")
-    valid_lines = ruled.lines.reset_index(drop=True)
-    for column in ("line_no", "quantity", "unit_price_minor", "line_total_minor"):
-        valid_lines[column] = valid_lines[column].astype("int64")
+    valid_orders = typed(ruled.orders.reset_index(drop=True), ORDER_DTYPES)
+    valid_lines = typed(ruled.lines.reset_index(drop=True), LINE_DTYPES)
     unmapped = map_lookup(lines["category_raw"], "product_categories")["unmapped"]
     return StagedOrders(valid_orders, valid_lines,
                         concat_rejections(parts + [raw_payload_of(ruled.rejections, raw, ids)]),
