@@ -1,7 +1,9 @@
-"""Apply a per-value function once per distinct value of a column, then broadcast it back.
+"""Apply a per-value function once per distinct value (or pair) of columns, then broadcast back.
 
 Real columns repeat values (countries, currencies, statuses), so normalizing each distinct value
-once is where most of the speed comes from. Missing values (None/NaN/NaT) share one slot.
+once is where most of the speed comes from; the output columns are built at the level of the
+distinct values and expanded with one vectorized ``take``. Missing cells (None/NaN/NaT) share
+one slot, the last, holding ``fn(None)``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def _hashable(value: Any) -> Hashable:
 
 
 def factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (-1 for missing) and the distinct values of ``s``; unhashable cells become their repr."""
+    """Codes (-1 for missing) and the distinct values of ``s``; unhashable cells become their repr.
+
+    Values that compare equal share a code (1, 1.0 and True are one value to pandas).
+    """
     values = s.to_numpy(dtype=object, na_value=None)
     try:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -31,30 +36,44 @@ def factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(uniques, dtype=object)
 
 
-def map_unique(s: pd.Series, fn: Callable[[Any], Any]) -> list:
-    """``[fn(v) for v in s]`` computed once per distinct value; ``fn(None)`` for missing cells.
-
-    Values that compare equal share one result (1, 1.0 and True are one value to pandas).
-    """
+def apply_unique(s: pd.Series, fn: Callable[[Any], Any]) -> tuple[np.ndarray, list]:
+    """Codes into ``results``, where ``results[i] = fn(distinct value i)`` and the last is ``fn(None)``."""
     codes, uniques = factorize(s)
-    results = [fn(v) for v in uniques] + [fn(None)]
-    table = np.empty(len(results), dtype=object)
-    table[:] = results
-    return table[codes].tolist()
+    return codes, [fn(v) for v in uniques] + [fn(None)]
 
 
-def map_unique_pairs(a: pd.Series, b: pd.Series, fn: Callable[[Any, Any], Any]) -> list:
-    """``[fn(x, y) for x, y in zip(a, b)]`` computed once per distinct pair."""
+def apply_unique_pairs(a: pd.Series, b: pd.Series, fn: Callable[[Any, Any], Any]) -> tuple[np.ndarray, list]:
+    """Like ``apply_unique`` over the distinct (a, b) pairs (a missing cell passes None)."""
     codes_a, uniques_a = factorize(a)
     codes_b, uniques_b = factorize(b)
     width = len(uniques_b) + 1
     pair = (codes_a.astype(np.int64) + 1) * width + (codes_b.astype(np.int64) + 1)
     codes, pairs = pd.factorize(pair)
-    values_a = np.append(uniques_a, None)  # index -1 -> None
+    values_a = np.append(uniques_a, None)  # position -1 -> None
     values_b = np.append(uniques_b, None)
-    results = np.empty(len(pairs), dtype=object)
-    results[:] = [fn(values_a[p // width - 1], values_b[p % width - 1]) for p in pairs]
-    return results[codes].tolist()
+    return codes, [fn(values_a[p // width - 1], values_b[p % width - 1]) for p in pairs]
+
+
+def _column(values: list, dtype: str | None, codes: np.ndarray):
+    if dtype is None:
+        table = np.empty(len(values), dtype=object)
+        table[:] = values
+        return table[codes]
+    return pd.array(values, dtype=dtype).take(codes)
+
+
+def to_series(codes: np.ndarray, results: list, index: pd.Index, *, name=None, dtype: str | None = None) -> pd.Series:
+    return pd.Series(_column(results, dtype, codes), index=index, name=name)
+
+
+def to_frame(codes: np.ndarray, results: list[tuple], columns: dict[str, str | None], index: pd.Index) -> pd.DataFrame:
+    """One column per tuple position; ``columns`` maps its name to a pandas dtype (None: object)."""
+    transposed = list(zip(*results)) if results else [()] * len(columns)
+    if not len(codes):
+        return pd.DataFrame({name: pd.Series([], dtype=dtype or object) for name, dtype in columns.items()},
+                            index=index)
+    return pd.DataFrame({name: _column(list(values), dtype, codes)
+                         for (name, dtype), values in zip(columns.items(), transposed)}, index=index)
 
 
 def is_missing(value: Any) -> bool:

@@ -17,7 +17,7 @@ import pandas as pd
 import pycountry
 
 from ._seeds import read_seed
-from ._unique import map_unique
+from ._unique import apply_unique, to_frame
 from .text import key_one
 
 COLUMNS = ["country", "country_issue"]
@@ -54,6 +54,5 @@ def _country_one(value: Any) -> tuple[str | None, str | None]:
 
 def normalize_countries(s: pd.Series) -> pd.DataFrame:
     """Columns ``country`` (ISO 3166-1 alpha-2 or None) and ``country_issue``, aligned with ``s``."""
-    rows = map_unique(s, _country_one)
-    columns = list(zip(*rows)) if rows else [[], []]
-    return pd.DataFrame(dict(zip(COLUMNS, columns)), index=s.index, columns=COLUMNS, dtype=object)
+    codes, results = apply_unique(s, _country_one)
+    return to_frame(codes, results, dict.fromkeys(COLUMNS), s.index)

@@ -26,10 +26,10 @@ from disposable_email_domains import blocklist
 from email_validator import EmailNotValidError, validate_email
 
 from ._seeds import read_seed
-from ._unique import is_missing, map_unique
+from ._unique import apply_unique, is_missing, to_frame
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit, as email-validator enforces it (UTF-8 bytes)
-COLUMNS = ["email", "email_key", "email_disposable", "email_role", "email_issue"]
+COLUMNS = {"email": None, "email_key": None, "email_disposable": "bool", "email_role": "bool", "email_issue": None}
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
 
@@ -115,10 +115,5 @@ def _normalize_one(value: Any) -> tuple:
 
 def normalize_emails(s: pd.Series) -> pd.DataFrame:
     """Columns ``email, email_key, email_disposable, email_role, email_issue``, aligned with ``s``."""
-    rows = map_unique(s, _normalize_one)
-    columns = list(zip(*rows)) if rows else [[]] * len(COLUMNS)
-    out = pd.DataFrame(dict(zip(COLUMNS, columns)), index=s.index, columns=COLUMNS)
-    out["email"] = out["email"].astype(object)
-    out["email_key"] = out["email_key"].astype(object)
-    out["email_issue"] = out["email_issue"].astype(object)
-    return out.astype({"email_disposable": bool, "email_role": bool})
+    codes, results = apply_unique(s, _normalize_one)
+    return to_frame(codes, results, COLUMNS, s.index)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ._seeds import read_seed
-from ._unique import map_unique
+from ._unique import apply_unique, to_frame
 from .text import key_one
 
 LOOKUPS = ("order_statuses", "product_categories", "event_names")
@@ -62,7 +62,5 @@ def map_lookup(s: pd.Series, lookup_name: str) -> pd.DataFrame:
         code = mapping.get(key)
         return code, code is None
 
-    rows = map_unique(s, one)
-    values, unmapped = (list(zip(*rows)) if rows else ([], []))
-    return pd.DataFrame({"value": pd.Series(values, dtype=object).to_numpy(),
-                         "unmapped": pd.Series(unmapped, dtype=bool).to_numpy()}, index=s.index)
+    codes, results = apply_unique(s, one)
+    return to_frame(codes, results, {"value": None, "unmapped": "bool"}, s.index)

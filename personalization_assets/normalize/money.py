@@ -25,7 +25,7 @@ import pandas as pd
 from iso4217 import Currency
 
 from ._seeds import read_seed
-from ._unique import factorize, is_missing, map_unique_pairs
+from ._unique import apply_unique_pairs, is_missing, to_frame
 
 INT64_MAX = 2**63 - 1
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?\Z")
@@ -106,10 +106,8 @@ def to_minor(amount: pd.Series, currency: pd.Series, *,
              excess_decimals: Literal["round", "issue"] = "round") -> pd.DataFrame:
     """Columns ``amount_minor`` (Int64) and ``amount_issue``, aligned with ``amount``."""
     currency = currency if currency.index.equals(amount.index) else currency.reindex(amount.index)
-    rows = map_unique_pairs(amount, currency, lambda a, c: _to_minor_one(a, c, excess_decimals))
-    minor, issue = (list(zip(*rows)) if rows else ([], []))
-    return pd.DataFrame({"amount_minor": pd.array(minor, dtype="Int64"),
-                         "amount_issue": pd.Series(issue, dtype=object).to_numpy()}, index=amount.index)
+    codes, results = apply_unique_pairs(amount, currency, lambda a, c: _to_minor_one(a, c, excess_decimals))
+    return to_frame(codes, results, {"amount_minor": "Int64", "amount_issue": None}, amount.index)
 
 
 @dataclass(frozen=True)
@@ -158,28 +156,29 @@ def default_rates() -> FxRates:
 
 
 def _days(on: pd.Series) -> pd.Series:
-    """UTC calendar day of each value as "YYYY-MM-DD" (None when missing or unreadable)."""
+    """UTC calendar day of each value, as days since 1970-01-01 (Int64; NA when missing or unreadable)."""
     if isinstance(on.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(on.dtype):
         stamps = pd.to_datetime(on, utc=True)
     else:
         stamps = pd.to_datetime(on.astype(object).map(lambda v: str(v) if not is_missing(v) else None),
                                 utc=True, errors="coerce", format="ISO8601")
-    days = stamps.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
-    return days.astype(object).where(days.notna(), None)
+    days = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[D]")
+    return pd.Series(pd.array(days.astype(np.int64), dtype="Int64"), index=on.index).mask(np.isnat(days))
 
 
-def _factor(currency: Any, day: Any, to: str, rates: FxRates) -> Decimal | str:
+def _factor(currency: Any, day: int | None, to: str, rates: FxRates) -> Decimal | str:
     """Multiplier from minor units of ``currency`` to minor units of ``to``, or the issue."""
     code = currency_code(currency)
     if code is None or _exponents()[code] is None:
         return f"no FX rate for {str(currency)[:20]}" if not is_missing(currency) else "missing currency"
     if code == to:
         return Decimal(1)
-    if not isinstance(day, str):
+    if day is None:
         return "no date for the FX rate"
-    source, target = rates.rate(code, np.datetime64(day, "D")), rates.rate(to, np.datetime64(day, "D"))
+    date = np.datetime64(int(day), "D")
+    source, target = rates.rate(code, date), rates.rate(to, date)
     if source is None or target is None:
-        return f"no FX rate for {code if source is None else to} on {day}"
+        return f"no FX rate for {code if source is None else to} on {date}"
     return (source / target).scaleb(minor_units(to) - _exponents()[code])
 
 
@@ -191,21 +190,15 @@ def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str
     rates = rates or default_rates()
     currency = currency.reindex(amount_minor.index) if not currency.index.equals(amount_minor.index) else currency
     on = on.reindex(amount_minor.index) if not on.index.equals(amount_minor.index) else on
-    days = _days(on)
-    factors = map_unique_pairs(currency, days, lambda c, d: _factor(c, d, to, rates))
-    factor_codes, factor_values = factorize(pd.Series(factors, dtype=object).map(str))
-    factor_of = {str(f): f for f in factors}
+    pair_codes, factors = apply_unique_pairs(currency, _days(on), lambda c, d: _factor(c, d, to, rates))
 
-    def apply(amount: Any, key: Any) -> tuple[int | None, str | None]:
-        factor = factor_of[key]
+    def apply(amount: Any, pair: int) -> tuple[int | None, str | None]:
+        factor = factors[pair]
         if isinstance(factor, str):
             return None, factor
         if is_missing(amount):
             return None, "missing amount"
         return int((Decimal(int(amount)) * factor).to_integral_value(rounding=ROUND_HALF_EVEN)), None
 
-    keys = pd.Series(factor_values[factor_codes], index=amount_minor.index)
-    rows = map_unique_pairs(amount_minor.astype(object), keys, apply)
-    minor, issue = (list(zip(*rows)) if rows else ([], []))
-    return pd.DataFrame({"reporting_minor": pd.array(minor, dtype="Int64"),
-                         "fx_issue": pd.Series(issue, dtype=object).to_numpy()}, index=amount_minor.index)
+    codes, results = apply_unique_pairs(amount_minor.astype(object), pd.Series(pair_codes), apply)
+    return to_frame(codes, results, {"reporting_minor": "Int64", "fx_issue": None}, amount_minor.index)

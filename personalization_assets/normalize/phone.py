@@ -16,7 +16,7 @@ import pandas as pd
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
-from ._unique import is_missing, map_unique_pairs
+from ._unique import apply_unique_pairs, is_missing, to_frame
 
 COLUMNS = ["phone", "phone_issue"]
 
@@ -63,6 +63,5 @@ def normalize_one(raw: Any, region: Any) -> tuple[str | None, str | None]:
 def normalize_phones(raw: pd.Series, region: pd.Series) -> pd.DataFrame:
     """Columns ``phone, phone_issue`` aligned with ``raw``; ``region`` is the default ISO alpha-2."""
     region = region.reindex(raw.index) if not region.index.equals(raw.index) else region
-    rows = map_unique_pairs(raw, region, normalize_one)
-    columns = list(zip(*rows)) if rows else [[], []]
-    return pd.DataFrame(dict(zip(COLUMNS, columns)), index=raw.index, columns=COLUMNS, dtype=object)
+    codes, results = apply_unique_pairs(raw, region, normalize_one)
+    return to_frame(codes, results, dict.fromkeys(COLUMNS), raw.index)

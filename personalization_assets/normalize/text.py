@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._unique import is_missing, map_unique
+from ._unique import apply_unique, is_missing, to_series
 
 PARTICLES = frozenset({
     "van", "der", "den", "de", "del", "della", "di", "da", "das", "dos", "du", "la", "le",
@@ -91,14 +91,14 @@ def display_one(value: Any) -> str | None:
 
 def clean_text(s: pd.Series) -> pd.Series:
     """Clean form of every value (see the module docstring); index and name kept."""
-    return pd.Series(map_unique(s, clean_one), index=s.index, name=s.name, dtype=object)
+    return to_series(*apply_unique(s, clean_one), s.index, name=s.name)
 
 
 def match_key(s: pd.Series) -> pd.Series:
     """Case-folded clean form, for matching and deduplication only."""
-    return pd.Series(map_unique(s, key_one), index=s.index, name=s.name, dtype=object)
+    return to_series(*apply_unique(s, key_one), s.index, name=s.name)
 
 
 def display_name(s: pd.Series) -> pd.Series:
     """Proper-cased clean form of a person's name (rule in the module docstring)."""
-    return pd.Series(map_unique(s, display_one), index=s.index, name=s.name, dtype=object)
+    return to_series(*apply_unique(s, display_one), s.index, name=s.name)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._unique import map_unique_pairs
+from ._unique import apply_unique_pairs, to_frame
 from .money import NotAnAmount, to_decimal
 from .text import key_one
 
@@ -47,10 +47,8 @@ def _convert(value: Any, unit: Any, factors: dict[str, Decimal]) -> tuple[float 
 
 def _frame(value: pd.Series, unit: pd.Series, factors: dict[str, Decimal], column: str) -> pd.DataFrame:
     unit = unit if unit.index.equals(value.index) else unit.reindex(value.index)
-    rows = map_unique_pairs(value, unit, lambda v, u: _convert(v, u, factors))
-    numbers, issues = (list(zip(*rows)) if rows else ([], []))
-    return pd.DataFrame({column: pd.array(numbers, dtype="Float64"),
-                         "unit_issue": pd.Series(issues, dtype=object).to_numpy()}, index=value.index)
+    codes, results = apply_unique_pairs(value, unit, lambda v, u: _convert(v, u, factors))
+    return to_frame(codes, results, {column: "Float64", "unit_issue": None}, value.index)
 
 
 def to_grams(value: pd.Series, unit: pd.Series) -> pd.DataFrame:

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_timezones, parse_timestamps
 
@@ -45,6 +49,7 @@ def test_naive_times_are_read_in_the_assumed_zone_and_dst_gaps_are_issues():
 
 @pytest.mark.parametrize("raw, reason", [
     (None, "missing"), ("", "missing"), ("garbage", "unparseable"), ("2024-02-30", "invalid"),
+    ("2024-02-30T10:00:00Z", "invalid"), ("2024-03-04T10:00:00+2:00", "unparseable"),
     ("10:00 03/04 EST5", "unparseable"), ("5 Mar 2024 10:00 XYZT", "time zone"), (True, "not a timestamp"),
     ("31/12/99999", "unparseable"), ("9999999999", "out of range"), ("1" * 19, None), (float("inf"), "not a timestamp"),
 ])
@@ -68,3 +73,21 @@ def test_time_zones_map_to_iana_spelling():
     assert out["timezone"].tolist()[:4] == ["Europe/London", "Europe/Berlin", "America/New_York", "CET"]
     assert out["timezone_issue"].tolist()[4:] == ["unknown time zone: Mars/Base", "missing",
                                                    "unknown time zone: ../../etc/passwd"]
+
+
+iso_with_offset = st.builds(
+    lambda when, sep, digits, offset, colon: (
+        when.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (f".{when.microsecond:06d}"[: digits + 1] if digits else "")
+        + ("Z" if offset is None else f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}{':' if colon else ''}{abs(offset) % 60:02d}")),
+    st.datetimes(min_value=datetime(1700, 1, 1), max_value=datetime(2250, 1, 1)),
+    st.sampled_from(["T", " "]), st.integers(0, 6), st.one_of(st.none(), st.integers(-14 * 60, 14 * 60)),
+    st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(iso_with_offset, min_size=1, max_size=20))
+def test_the_arrow_fast_path_reads_iso_exactly_as_pandas(texts):
+    got = parse_timestamps(pd.Series(texts, dtype=object), day_first=True)["ts"]
+    expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True)
+    pd.testing.assert_series_equal(got, expected, check_names=False)
