@@ -8,7 +8,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from ..normalize import convert, load_lookup, map_lookup, normalize_emails, parse_timestamps, to_minor
+from ..normalize import (
+    convert, load_lookup, map_lookup, normalize_emails, parse_timestamps, to_grams, to_millimetres, to_minor,
+)
 from ..quality.rules import apply_order_rules
 from .common import (
     REPORTING_CURRENCY, SOURCE_FORMATS, UTC, SourceFormat, StagedOrders, concat_rejections, first_failures,
@@ -18,9 +20,16 @@ from .common import (
 ORDER_DTYPES = {"is_guest": "bool", "total_minor": "int64", "total_reporting_minor": "Int64",
                 "created_at": UTC, "updated_at": UTC, "loaded_at": UTC}
 LINE_DTYPES = {"line_no": "int64", "quantity": "int64", "unit_price_minor": "int64", "line_total_minor": "int64",
-               "loaded_at": UTC}
+               "weight_g": "Float64", "length_mm": "Float64", "loaded_at": UTC}
 LINE_COLUMNS = ["order_id", "line_no", "sku", "product_name", "category", "category_raw", "quantity",
-                "unit_price_minor", "unit_price_raw", "line_total_minor", "currency", "loaded_at"]
+                "unit_price_minor", "unit_price_raw", "line_total_minor", "currency", "weight_g", "weight_raw",
+                "length_mm", "length_raw", "loaded_at"]
+
+
+def _measure(line: dict, name: str) -> str | None:
+    """A product measure as sent ("1.2 kg"), when the line carries one."""
+    value, unit = line.get(name), line.get(f"{name}_unit")
+    return None if value is None else f"{value} {unit or ''}".strip()
 
 
 def _lines(text) -> list | None:
@@ -34,11 +43,16 @@ def _lines(text) -> list | None:
 def _line_frame(orders: pd.DataFrame, parsed: pd.Series) -> pd.DataFrame:
     rows = [{"order_id": o, "line_no": l.get("line_no"), "sku": l.get("sku"), "product_name": l.get("name"),
              "category_raw": l.get("category"), "quantity": l.get("quantity"), "unit_price_raw": l.get("unit_price"),
-             "currency": cur, "loaded_at": loaded}
+             "currency": cur, "loaded_at": loaded, "weight_raw": _measure(l, "weight"),
+             "weight_value": l.get("weight"), "weight_unit": l.get("weight_unit"), "length_raw": _measure(l, "length"),
+             "length_value": l.get("length"), "length_unit": l.get("length_unit")}
             for o, cur, loaded, ls in zip(orders["order_id"], orders["currency"], orders["loaded_at"], parsed)
             for l in ls]
-    frame = pd.DataFrame(rows, columns=[c for c in LINE_COLUMNS if c not in
-                                        ("category", "unit_price_minor", "line_total_minor")])
+    measures = ["weight_value", "weight_unit", "length_value", "length_unit"]
+    frame = pd.DataFrame(rows, columns=[c for c in LINE_COLUMNS if c not in (
+        "category", "unit_price_minor", "line_total_minor", "weight_g", "length_mm")] + measures)
+    frame["weight_g"] = to_grams(frame["weight_value"], frame["weight_unit"])["grams"]
+    frame["length_mm"] = to_millimetres(frame["length_value"], frame["length_unit"])["millimetres"]
     prices = to_minor(frame["unit_price_raw"], frame["currency"])
     quantity = pd.to_numeric(frame["quantity"], errors="coerce")
     frame["quantity"] = quantity.astype("Int64") if (quantity.dropna() % 1 == 0).all() else quantity

@@ -33,10 +33,13 @@ def test_orders_in_equal_valid_plus_quarantined_with_reasons():
         _order("bad-status", status="teleported"),
         _order("mismatch", total="25.00"),
         _order("unknown-customer", customer="404"),
+        _order("weighed", lines=[{"line_no": 1, "sku": "C", "name": "Kettlebell", "category": "sports", "quantity": 1,
+                                  "unit_price": "20.00", "weight": "2.5", "weight_unit": "lb",
+                                  "length": 12, "length_unit": "cm"}]),
     ], columns=ORDER_COLUMNS)
     staged = stage_orders(raw, known_customers=pd.Series(["1"]), now=NOW)
     rules = dict(zip(staged.quarantined["record_id"], staged.quarantined["rule"]))
-    assert set(staged.orders["order_id"]) == {"ok", "jpy"}
+    assert set(staged.orders["order_id"]) == {"ok", "jpy", "weighed"}
     assert rules == {"no-fx": "orders.fx_rate", "bad-json": "orders.lines_json", "bad-status": "orders.status_known",
                      "mismatch": "orders.total_matches_lines", "unknown-customer": "orders.unknown_customer"}
     assert len(staged.orders) + len(staged.quarantined) == len(raw)
@@ -50,6 +53,9 @@ def test_orders_in_equal_valid_plus_quarantined_with_reasons():
     json.loads(staged.quarantined.set_index("record_id").loc["bad-json", "raw_payload"])  # the raw row, as JSON
     lines = staged.lines.set_index("order_id")
     assert lines.loc["ok", "category"] == "accessories" and lines.loc["ok", "category_raw"] == "Accessories"
+    assert pd.isna(lines.loc["ok", "weight_g"])  # no weight sent: none invented
+    assert lines.loc["weighed", "weight_g"] == 1133.980925 and lines.loc["weighed", "weight_raw"] == "2.5 lb"
+    assert lines.loc["weighed", "length_mm"] == 120
 
 
 def test_empty_inputs_give_typed_tables():
