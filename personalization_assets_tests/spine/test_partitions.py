@@ -91,3 +91,14 @@ def test_partitions_are_daily_utc_through_today():
     assert tags == range_tags("2025-12-31", "2026-01-01")
     assert day_of(datetime(2026, 1, 1, 23, 59)) == "2026-01-01"  # naive means UTC
     assert day_of(datetime(2026, 1, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))) == "2026-01-02"
+
+
+def test_schedules_restage_yesterday_and_today():
+    from personalization_assets import schedules
+
+    when = datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
+    for schedule in (schedules.hourly_segments, schedules.daily_profiles):
+        data = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when))
+        (request,) = data.run_requests
+        assert request.tags["dagster/asset_partition_range_start"] == "2026-03-01"
+        assert request.tags["dagster/asset_partition_range_end"] == "2026-03-02"
