@@ -89,7 +89,7 @@ def build(conn: Sql, now: datetime) -> pd.DataFrame:
     merged = _concat([merged, _reingested_erasures(conn, merged[merged["reason"] == "erased"])])
     merged["recorded_at"] = pd.to_datetime(merged["recorded_at"], utc=True)
     opt_in = _latest_opt_ins(conn)
-    latest = merged["email"].map(opt_in)
+    latest = pd.to_datetime(merged["email"].map(opt_in), utc=True)
     lifted = merged["reason"].isin(LIFTABLE) & latest.notna() & (latest > merged["recorded_at"])
     kept = merged[~lifted].sort_values("recorded_at", kind="stable")
     key = kept[["email", "customer_key", "reason", "email_sha256"]].fillna("")
