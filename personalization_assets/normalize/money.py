@@ -7,8 +7,8 @@
 - ``convert``: ``amount_minor`` at the rate of the order's UTC date from the dated seed table
   ``seeds/fx_rates.csv`` (monthly, see seeds/SOURCE.md). The rate used is the latest one on or
   before that date, at most ``FxRates.max_staleness`` (31 days) old; none -> ``fx_issue``
-  "no FX rate for XXX on YYYY-MM-DD" and a missing amount, never a zero. Exact Decimal
-  arithmetic, rounded half to even once, at the end.
+  "no FX rate for XXX on YYYY-MM-DD" and a missing amount, never a zero. Exact rational
+  arithmetic (the rates are exact decimals), rounded half to even once, at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, DecimalException
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -166,20 +167,20 @@ def _days(on: pd.Series) -> pd.Series:
     return pd.Series(pd.array(days.astype(np.int64), dtype="Int64"), index=on.index).mask(np.isnat(days))
 
 
-def _factor(currency: Any, day: int | None, to: str, rates: FxRates) -> Decimal | str:
+def _factor(currency: Any, day: int | None, to: str, rates: FxRates) -> Fraction | str:
     """Multiplier from minor units of ``currency`` to minor units of ``to``, or the issue."""
     code = currency_code(currency)
     if code is None or _exponents()[code] is None:
         return f"no FX rate for {str(currency)[:20]}" if not is_missing(currency) else "missing currency"
     if code == to:
-        return Decimal(1)
+        return Fraction(1)
     if day is None:
         return "no date for the FX rate"
     date = np.datetime64(int(day), "D")
     source, target = rates.rate(code, date), rates.rate(to, date)
     if source is None or target is None:
         return f"no FX rate for {code if source is None else to} on {date}"
-    return (source / target).scaleb(minor_units(to) - _exponents()[code])
+    return Fraction(source) / Fraction(target) * Fraction(10) ** (minor_units(to) - _exponents()[code])
 
 
 def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str = "EUR", *,
@@ -191,14 +192,45 @@ def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str
     currency = currency.reindex(amount_minor.index) if not currency.index.equals(amount_minor.index) else currency
     on = on.reindex(amount_minor.index) if not on.index.equals(amount_minor.index) else on
     pair_codes, factors = apply_unique_pairs(currency, _days(on), lambda c, d: _factor(c, d, to, rates))
+    amounts = pd.array(amount_minor, dtype="Int64")
+    missing = np.asarray(amounts.isna())
+    a = amounts.to_numpy(dtype=np.int64, na_value=0)
+    issue_of = np.array([f if isinstance(f, str) else None for f in factors] or [None], dtype=object)
+    issues = issue_of[pair_codes]
+    issues[missing & (issues == None)] = "missing amount"  # noqa: E711 (elementwise)
+    ok = issues == None  # noqa: E711
+    values = np.zeros(len(a), dtype=np.int64)
+    scaled, overflow = _scale(a[ok], pair_codes[ok], [f if isinstance(f, Fraction) else Fraction(0) for f in factors])
+    values[ok] = scaled
+    rows = np.flatnonzero(ok)[overflow]
+    issues[rows] = f"converted amount does not fit Int64 minor units of {to}"
+    ok[rows] = False
+    return pd.DataFrame({"reporting_minor": pd.arrays.IntegerArray(values, ~ok),
+                         "fx_issue": issues}, index=amount_minor.index)
 
-    def apply(amount: Any, pair: int) -> tuple[int | None, str | None]:
-        factor = factors[pair]
-        if isinstance(factor, str):
-            return None, factor
-        if is_missing(amount):
-            return None, "missing amount"
-        return int((Decimal(int(amount)) * factor).to_integral_value(rounding=ROUND_HALF_EVEN)), None
 
-    codes, results = apply_unique_pairs(amount_minor.astype(object), pd.Series(pair_codes), apply)
-    return to_frame(codes, results, {"reporting_minor": "Int64", "fx_issue": None}, amount_minor.index)
+def _round_half_even(q, r, den):
+    """q + r/den (0 <= r < den) rounded half to even."""
+    return q + ((r > den - r) | ((r == den - r) & (q % 2 != 0)))
+
+
+def _scale(a: np.ndarray, codes: np.ndarray, factors: list[Fraction]) -> tuple[np.ndarray, np.ndarray]:
+    """round_half_even(a * factors[code]) per row, exactly: int64 where it cannot overflow, else Python
+    ints; also the mask of results too large for int64."""
+    num = np.array([f.numerator if f.numerator <= INT64_MAX else 0 for f in factors] or [0], dtype=np.int64)
+    den = np.array([f.denominator if f.denominator <= INT64_MAX else 0 for f in factors] or [1], dtype=np.int64)
+    row_num, row_den = num[codes], den[codes]
+    fast = (row_num > 0) & (row_den > 0) & (np.abs(a) <= INT64_MAX // np.maximum(row_num, 1))
+    out = np.zeros(len(a), dtype=np.int64)
+    overflow = np.zeros(len(a), dtype=bool)
+    q, r = np.divmod(a[fast] * row_num[fast], row_den[fast])
+    out[fast] = _round_half_even(q, r, row_den[fast])
+    for i in np.flatnonzero(~fast):
+        factor = factors[codes[i]]
+        q, r = divmod(int(a[i]) * factor.numerator, factor.denominator)
+        result = _round_half_even(q, r, factor.denominator)
+        if abs(result) > INT64_MAX:
+            overflow[i] = True
+        else:
+            out[i] = result
+    return out, overflow

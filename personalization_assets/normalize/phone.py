@@ -2,19 +2,27 @@
 
 ``phone`` is the E.164 form ("+447700900123") or None; ``phone_issue`` says why not:
 ``missing``, ``unparseable: <phonenumbers' reason>`` or ``not a valid number for region XX``.
-A number valid in the default region is accepted with one metadata check; otherwise
-``phonenumbers.is_valid_number`` decides in whatever region the number belongs to (a Canadian
-number of a US customer is valid). Each distinct (raw, region) pair is parsed once.
+Validity is ``phonenumbers.is_valid_number_for_region`` in the default region, else
+``phonenumbers.is_valid_number`` in whatever region the number belongs to (a Canadian number of
+a US customer is valid). Each distinct (raw, region) pair is parsed once.
+
+Speed: the default-region check is the same test as phonenumbers' own (the national number
+matches the region's general pattern and the pattern of at least one number type whose possible
+lengths include its length), with the type patterns of each (region, length) compiled into one
+regular expression, so one match replaces up to eleven. Tests compare it with phonenumbers.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pandas as pd
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat
 
 from ._unique import apply_unique_pairs, is_missing, to_frame
 
@@ -27,6 +35,41 @@ def region_code(value: Any) -> str | None:
         return None
     code = value.strip().upper()
     return code if code in phonenumbers.SUPPORTED_REGIONS else None
+
+
+@cache
+def valid_in_region(region: str) -> Callable[[str], bool]:
+    """nsn -> bool, equal to ``is_valid_number_for_region`` for a number of ``region``'s country code."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    kinds = [metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
+             metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail, metadata.fixed_line]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        kinds.append(metadata.mobile)
+    kinds = [d for d in kinds if d is not None and d.national_number_pattern]
+
+    def fits(desc, length: int) -> bool:
+        return not desc.possible_length or length in desc.possible_length
+
+    general = metadata.general_desc
+    by_length = {}
+    for length in range(1, 18):
+        patterns = [d.national_number_pattern for d in kinds if fits(d, length)]
+        if patterns and general is not None and general.national_number_pattern and fits(general, length):
+            by_length[length] = (re.compile(general.national_number_pattern),
+                                 re.compile("|".join(f"(?:{p})" for p in patterns)))
+
+    def check(nsn: str) -> bool:
+        found = by_length.get(len(nsn))
+        return found is not None and found[0].fullmatch(nsn) is not None and found[1].fullmatch(nsn) is not None
+
+    return check
+
+
+def _valid(number: phonenumbers.PhoneNumber, default: str | None) -> bool:
+    if default is not None and number.country_code == phonenumbers.country_code_for_region(default) \
+            and valid_in_region(default)(phonenumbers.national_significant_number(number)):
+        return True
+    return phonenumbers.is_valid_number(number)
 
 
 def _as_text(value: Any) -> str | None:
@@ -52,9 +95,7 @@ def normalize_one(raw: Any, region: Any) -> tuple[str | None, str | None]:
         number = phonenumbers.parse(text, default)
     except NumberParseException as exc:
         return None, f"unparseable: {exc.args[0] if exc.args else exc}"
-    valid = (default is not None and phonenumbers.is_valid_number_for_region(number, default)) \
-        or phonenumbers.is_valid_number(number)
-    if not valid:
+    if not _valid(number, default):
         where = phonenumbers.region_code_for_country_code(number.country_code)
         return None, f"not a valid number for region {where if where != 'ZZ' else default or 'unknown'}"
     return phonenumbers.format_number(number, PhoneNumberFormat.E164), None

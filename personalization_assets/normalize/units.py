@@ -1,8 +1,9 @@
 """Weights in grams and lengths in millimetres, the one unit each is stored in.
 
 Units are read by ``match_key`` ("KG", " kg ", "Kilograms"); factors are exact definitions
-(1 lb = 453.59237 g, 1 oz = 28.349523125 g, 1 in = 25.4 mm). Values are numbers or plain decimal
-strings; anything else, or an unknown unit, leaves the value missing with ``unit_issue``.
+(1 lb = 453.59237 g, 1 oz = 28.349523125 g, 1 in = 25.4 mm), applied in float64. Values are
+numbers or plain decimal strings; anything else, or an unknown unit, leaves the value missing
+with ``unit_issue``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ._unique import apply_unique_pairs, to_frame
+from ._unique import apply_unique
 from .money import NotAnAmount, to_decimal
 from .text import key_one
 
@@ -34,21 +36,30 @@ MILLIMETRES = {
 }
 
 
-def _convert(value: Any, unit: Any, factors: dict[str, Decimal]) -> tuple[float | None, str | None]:
+def _number(value: Any) -> tuple[float, str | None]:
+    try:
+        return float(to_decimal(value)), None
+    except NotAnAmount as exc:
+        return np.nan, str(exc).replace("amount", "value")
+
+
+def _factor(unit: Any, factors: dict[str, Decimal]) -> tuple[float, str | None]:
     key = key_one(unit)
     if key not in factors:
-        return None, "missing unit" if key is None else f"unknown unit: {str(unit)[:20]}"
-    try:
-        number = to_decimal(value)
-    except NotAnAmount as exc:
-        return None, str(exc).replace("amount", "value")
-    return float(number * factors[key]), None
+        return np.nan, "missing unit" if key is None else f"unknown unit: {str(unit)[:20]}"
+    return float(factors[key]), None
 
 
 def _frame(value: pd.Series, unit: pd.Series, factors: dict[str, Decimal], column: str) -> pd.DataFrame:
+    """Value and unit are normalized per distinct value each, then combined in float64."""
     unit = unit if unit.index.equals(value.index) else unit.reindex(value.index)
-    codes, results = apply_unique_pairs(value, unit, lambda v, u: _convert(v, u, factors))
-    return to_frame(codes, results, {column: "Float64", "unit_issue": None}, value.index)
+    value_codes, numbers = apply_unique(value, _number)
+    unit_codes, units = apply_unique(unit, lambda u: _factor(u, factors))
+    product = np.array([n for n, _ in numbers])[value_codes] * np.array([f for f, _ in units])[unit_codes]
+    issues = np.array([i for _, i in units], dtype=object)[unit_codes]
+    value_issues = np.array([i for _, i in numbers], dtype=object)[value_codes]
+    issues = np.where(issues == None, value_issues, issues)  # noqa: E711 (elementwise)
+    return pd.DataFrame({column: pd.array(product, dtype="Float64"), "unit_issue": issues}, index=value.index)
 
 
 def to_grams(value: pd.Series, unit: pd.Series) -> pd.DataFrame:

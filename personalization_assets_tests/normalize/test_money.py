@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from personalization_assets.normalize import FxRates, convert, minor_units, to_minor
 from personalization_assets.normalize.money import default_rates
@@ -110,3 +115,22 @@ def test_the_seed_table_covers_every_month_for_its_currencies():
     for code, rows in frame.groupby("currency"):
         assert rows["date"].tolist() == list(months), code
         assert all(Decimal(r) > 0 for r in rows["rate_to_eur"]), code
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(-10**6, 10**6), st.integers(-2**63 + 1, 2**63 - 1)),
+                          st.sampled_from(["USD", "JPY", "GBP", "CHF", "EUR", "SEK"]),
+                          st.dates(date(2009, 1, 1), date(2027, 12, 31))), min_size=1, max_size=30),
+       st.sampled_from(["EUR", "GBP", "JPY"]))
+def test_conversion_is_exact_half_even_rounding_of_the_rational_product(rows, to):
+    rates = default_rates()
+    amount = pd.Series([a for a, _, _ in rows], dtype="Int64")
+    out = convert(amount, pd.Series([c for _, c, _ in rows]), pd.Series([d.isoformat() for _, _, d in rows]), to=to)
+    for (a, code, day), got, issue in zip(rows, out["reporting_minor"], out["fx_issue"]):
+        at = np.datetime64(day, "D")
+        factor = Fraction(rates.rate(code, at)) / Fraction(rates.rate(to, at)) * Fraction(10) ** (minor_units(to) - minor_units(code))
+        expected = round(Fraction(a) * factor)  # Fraction rounds half to even
+        if abs(expected) > 2**63 - 1:
+            assert pd.isna(got) and "does not fit" in issue
+        else:
+            assert got == expected and issue is None

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import pandas as pd
 import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_phones
+from personalization_assets.normalize.phone import valid_in_region
 from personalization_assets_tests.conftest import shared_data
 
 
@@ -47,3 +50,43 @@ def test_a_valid_number_of_a_neighbouring_region_is_still_valid():
                                          phonenumbers.PhoneNumberFormat.NATIONAL)
     out = normalize_phones(pd.Series([toronto]), pd.Series(["US"]))
     assert out["phone"].item().startswith("+1") and out["phone_issue"].item() is None
+
+
+def _number(region: str, nsn: str) -> phonenumbers.PhoneNumber:
+    zeros = len(nsn) - len(nsn.lstrip("0"))
+    return phonenumbers.PhoneNumber(country_code=phonenumbers.country_code_for_region(region),
+                                    national_number=int(nsn), italian_leading_zero=zeros > 0 or None,
+                                    number_of_leading_zeros=zeros if zeros > 1 else None)
+
+
+def test_the_compiled_region_check_agrees_with_phonenumbers_on_every_example():
+    ph = _examples()
+    for region, e164 in zip(ph["region"], ph["e164"]):
+        number = phonenumbers.parse(e164)
+        nsn = phonenumbers.national_significant_number(number)
+        for other in {region, "US", "GB", "DE"}:
+            if phonenumbers.country_code_for_region(other) == number.country_code:
+                assert valid_in_region(other)(nsn) == phonenumbers.is_valid_number_for_region(number, other), (other, e164)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)), st.from_regex(r"[0-9]{2,17}", fullmatch=True))
+def test_the_compiled_region_check_agrees_with_phonenumbers_on_any_digits(region, nsn):
+    number = _number(region, nsn.lstrip("0") or "1")
+    nsn = phonenumbers.national_significant_number(number)
+    assert valid_in_region(region)(nsn) == phonenumbers.is_valid_number_for_region(number, region)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)), st.integers(2, 6))
+def test_the_compiled_region_check_agrees_near_real_numbers(region, tail):
+    # Random digits rarely hit a valid range; vary the tail of a real example number instead.
+    example = phonenumbers.example_number(region)
+    if example is None:
+        return
+    nsn = phonenumbers.national_significant_number(example)
+    for variant in (nsn[:-tail] + "0" * tail, nsn[:-tail] + "9" * tail, nsn + "1", nsn[:-1]):
+        if variant.strip("0"):
+            number = _number(region, variant)
+            assert phonenumbers.national_significant_number(number) == variant
+            assert valid_in_region(region)(variant) == phonenumbers.is_valid_number_for_region(number, region)
