@@ -31,8 +31,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     print(f"Seeding demo sources in {os.environ['PERSONALIZATION_DATA_DIR']} (scale {args.scale}) ...")
-    outcome = run_demo(seed=args.seed, scale=args.scale, fresh=args.fresh)
-    if not outcome.success:
+    outcome = run_demo(seed=args.seed, scale=args.scale, fresh=args.fresh, inject_bad=args.inject_bad)
+    caught = bool(outcome.injected and outcome.failed_checks)  # --inject-bad: the checks did their job
+    if not outcome.success and not caught:
         raise UserError("the demo run failed:\n  " + "\n  ".join(outcome.errors))
     print(summary_table(outcome))
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Warehouse: {outcome.warehouse}")
@@ -48,6 +49,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--data-dir", default=".data", help="warehouse, bus and demo sources")
     p.add_argument("--dagster-home", default=".dagster_home")
     p.add_argument("--fresh", action="store_true", help="wipe the data dir first")
+    p.add_argument("--inject-bad", action="store_true",
+                   help="break the sources on purpose and watch the checks catch it (see the UI)")
     p.set_defaults(func=_demo)
 
 

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from .. import settings
 from ..partitions import recent_days_tags
 from .generator import DemoData
-from .seed import seed_demo
+from .seed import inject_bad_rows, seed_demo
 
 
 @dataclass
@@ -24,14 +24,21 @@ class DemoOutcome:
     quarantined: dict[str, int] = field(default_factory=dict)
     duplicates_merged: int = 0
     segment_sizes: dict[str, int] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)  # "asset: check (severity)"
+    not_built: list[str] = field(default_factory=list)  # assets a failed blocking check held back
+    injected: dict[str, int] = field(default_factory=dict)
 
 
-def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False,
+def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False, inject_bad: bool = False,
              instance: dg.DagsterInstance | None = None) -> DemoOutcome:
+    """Seed and materialize everything; with `inject_bad`, break the sources first (see
+    `inject_bad_rows`): the run then stops at the failed blocking check, and says so."""
     from ..definitions import defs
 
     data = seed_demo(settings.data_dir(), crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
                      seed=seed, scale=scale, fresh=fresh)
+    injected = inject_bad_rows(settings.data_dir(), crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
+                               data=data) if inject_bad else {}
     definitions = defs()
     job = definitions.resolve_job_def("everything")
     instance = instance or dg.DagsterInstance.get()
@@ -39,7 +46,17 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False,
         instance=instance, raise_on_error=False, tags=recent_days_tags(),
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), data=data)
+    outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), data=data,
+                          injected=injected)
+    evaluations = [e.asset_check_evaluation_data for e in result.all_events
+                   if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # blocking failures too
+    outcome.failed_checks = [f"{e.asset_key.to_user_string()}: {e.check_name} ({e.severity.value})"
+                             for e in evaluations if not e.passed]
+    built = {e.asset_key for e in result.get_asset_materialization_events()}
+    outcome.not_built = sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys - built)
+    if injected and outcome.failed_checks:
+        _collect(outcome)  # expected: the checks caught the injected rows and held the graph back
+        return outcome
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -78,6 +95,13 @@ def summary_table(outcome: DemoOutcome) -> str:
         f"Duplicates merged into golden customers: {outcome.duplicates_merged}",
         "Segment sizes:\n" + tabulate(sorted(outcome.segment_sizes.items()), headers=["segment", "members"]),
     ]
+    if outcome.injected:
+        parts += [
+            "Injected bad rows: " + ", ".join(f"{k} {v}" for k, v in outcome.injected.items()),
+            "Failed checks:\n  " + "\n  ".join(outcome.failed_checks or ["none"]),
+            "Held back by a failed blocking check (not built in this run):\n  "
+            + "\n  ".join(outcome.not_built or ["nothing"]),
+        ]
     return "\n\n".join(parts)
 
 
