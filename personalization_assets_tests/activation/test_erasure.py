@@ -1,0 +1,131 @@
+"""`forget`: after it, no PII-tagged column of the warehouse holds any identifier of the person."""
+
+import json
+
+import duckdb
+import pytest
+
+from personalization_assets.activation import suppression, tables
+from personalization_assets.activation.destinations import FileExport, SignedWebhook
+from personalization_assets.activation.engine import SyncSpec, run_sync
+from personalization_assets.activation.erasure import PiiTable, forget, process_erasure_queue, resolve, scan
+from personalization_assets.activation.model import UPSERT
+from personalization_assets.activation.sources import segment_members_sql
+from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.segments.suppression import suppressed_customers
+from personalization_assets_tests.marts.conftest import NOW, History, ago
+
+from .servers import WebhookReceiver
+
+
+def warehouse(conn) -> None:
+    """Anna has two CRM records merged into one customer, events under her user and anonymous ids,
+    an order, raw payloads mentioning her, and a sync to two destinations. Bob is untouched."""
+    h = History()
+    for key in ("anna", "bob"):
+        h.customer(key)
+        h.order(key, ago(days=10))
+        h.event(key, "Product Added", ago(days=1), anonymous_id=f"anon-{key}-0001")
+    h.rows["core.customer_crosswalk"].append({"record_id": "crm:4242", "customer_key": "anna"})
+    h.rows["core.identity_map"].append({"identity_type": "anonymous_id", "identity": "anon-anna-0001", "customer_key": "anna"})
+    h.write(conn)
+    conn.execute("create table staging.customers (record_id varchar, email varchar, email_raw varchar, phone varchar)")
+    conn.execute("insert into staging.customers values ('crm:anna', 'anna@example.com', ' Anna@Example.com', null), "
+                 "('crm:4242', 'anna.old@example.com', 'ANNA.OLD@example.com', '+447700900123'), "
+                 "('crm:bob', 'bob@example.com', 'bob@example.com', null)")
+    conn.execute("create schema raw")
+    conn.execute("create table raw.events (message_id varchar, bus_offset bigint, payload varchar)")
+    for i, (uid, anon, mail) in enumerate([("anna", "anon-anna-0001", None), (None, "anon-anna-0001", None),
+                                           ("bob", "anon-bob-0001", None), ("4242", None, "anna.old@example.com")]):
+        doc = {"userId": uid, "anonymousId": anon, "traits": {"email": mail}}
+        conn.execute("insert into raw.events values (?, ?, ?)", [f"m{i}", i, json.dumps(doc)])
+    conn.execute("create schema if not exists marts")
+    conn.execute("create table marts.customer_profiles as select customer_key, email, first_name, locale, country, "
+                 "timezone, 'loyal' as rfm_segment, 9 as preferred_send_hour from core.customers")
+    conn.execute("create table marts.segment_membership as select 'vip' as segment, customer_key, now() as since "
+                 "from core.customers")
+
+
+PII = [PiiTable("core", "customers"), PiiTable("staging", "orders"), PiiTable("staging", "events"),
+       PiiTable("staging", "customers"), PiiTable("raw", "events"), PiiTable("marts", "customer_profiles"),
+       PiiTable("marts", "segment_membership", ("customer_key",)), PiiTable("activation", "sync_state"),
+       PiiTable("activation", "suppression"), PiiTable("activation", "suppression_propagation")]
+
+
+@pytest.fixture
+def conn(tmp_path):
+    raw = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield WarehouseConnection(raw, "duckdb")
+    raw.close()
+
+
+def every_text_value(conn) -> set[str]:
+    """Every value of every text column of every PII-tagged table, lower-cased."""
+    found = set()
+    for t in PII:
+        if not conn.table_exists(t.schema, t.table):
+            continue
+        cols = conn.query("select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+                          "and data_type = 'VARCHAR'", [t.schema, t.table])["column_name"]
+        for c in cols:
+            found |= {str(v).lower() for v in conn.query(f"select {c} from {t.name}")[c] if v is not None}
+    return found
+
+
+def test_forget_erases_every_identifier_everywhere_and_leaves_a_receipt(conn, tmp_path, transport):
+    warehouse(conn)
+    export = FileExport(tmp_path / "files")
+    with WebhookReceiver("s") as receiver:
+        hook = SignedWebhook(receiver.url, "s", transport)
+        for dest in (export, hook):
+            run_sync(conn, SyncSpec(dest, "vip", UPSERT, segment_members_sql(conn)))
+        tables.prepare(conn, "suppression")
+        conn.execute("insert into activation.suppression values ('anna.old@example.com', null, 'bounced', 'sendgrid', ?, null)", [NOW])
+        suppression.request_propagation(conn, ["webhook"])
+
+        ids = resolve(conn, "ANNA.OLD@example.com")
+        assert ids.customer_keys == {"anna"} and {"crm:anna", "crm:4242"} <= ids.record_ids
+        assert ids.emails == {"anna@example.com", "anna.old@example.com"} and ids.anonymous_ids == {"anon-anna-0001"}
+        assert "+447700900123" in ids.phones
+
+        receipt = forget(conn, "ANNA.OLD@example.com", PII, destinations=["braze"], now=NOW)
+        assert receipt.verified and receipt.destinations == ["braze", "file", "webhook"]
+        assert receipt.deleted["raw.events"] == 3 and receipt.deleted["core.customer_crosswalk"] == 2
+        erased = process_erasure_queue(conn, [export, hook], now=NOW)
+    assert erased == {"file": 1, "webhook": 1}
+    assert receiver.erased == [{"emails": ["anna.old@example.com", "anna@example.com"], "customer_keys": ["anna"]}]
+
+    # The proof: a scan of every text column of every PII-tagged table, plus the worked-off queue and
+    # the ledger. (A queue row still waiting for its destination holds the identifiers it must send.)
+    values = every_text_value(conn)
+    done = conn.query("select * from activation.erasure_queue where done_at is not null")
+    values |= {str(v).lower() for v in done.astype(str).to_numpy().ravel()}
+    values |= {str(v).lower() for v in conn.query("select * from compliance.erasure_ledger").astype(str).to_numpy().ravel()}
+    for identifier in ids.values():
+        assert not any(identifier in v for v in values), identifier
+    assert sum(scan(conn, ids, PII).values()) == 0
+    assert all("anna" not in str(f.read_text()).lower() for f in export.files())
+    assert "bob@example.com" in values and "anon-bob-0001" in values  # nobody else was touched
+    (ledger,) = conn.query("select * from compliance.erasure_ledger").to_dict("records")
+    assert ledger["verified"] and ledger["rows_remaining"] == 0 and ledger["rows_deleted"] == sum(receipt.deleted.values())
+    assert json.loads(ledger["destinations_queued"]) == ["braze", "file", "webhook"]
+    pending = conn.query("select destination from activation.erasure_queue where done_at is null")["destination"]
+    assert set(pending) == {"braze"}  # not configured here: it stays queued (hashed people only)
+
+
+def test_reingested_person_stays_suppressed_by_hash(conn):
+    warehouse(conn)
+    forget(conn, "anna", PII, now=NOW)
+    conn.execute("insert into core.customers (customer_key, email, email_opt_in, consent_processing) "
+                 "values ('cus_new', 'Anna@Example.com', true, true)")  # the CRM sends her again
+    suppression.write(conn, suppression.build(conn, NOW))
+    assert list(suppressed_customers(conn)["customer_key"]) == ["cus_new"]  # the marts keep her out of every segment
+    stored = conn.query("select email, customer_key, reason, email_sha256 from activation.suppression order by customer_key")
+    assert stored["email"].isna().all() and set(stored["reason"]) == {"erased"}
+    assert "cus_new" in set(stored["customer_key"])
+
+
+def test_forget_an_unknown_person_is_a_clear_error(conn):
+    warehouse(conn)
+    with pytest.raises(LookupError, match="nothing in the warehouse identifies .nobody."):
+        forget(conn, "nobody", PII)
