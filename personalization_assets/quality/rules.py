@@ -74,8 +74,8 @@ def _number(s: pd.Series) -> pd.Series:
     """Real numbers as float; text, booleans and containers become NaN."""
     if pd.api.types.is_bool_dtype(s):
         return pd.Series(np.nan, index=s.index)
-    if pd.api.types.is_numeric_dtype(s):
-        return s.astype("float64")
+    if pd.api.types.is_numeric_dtype(s):  # numpy or nullable (Int64, Float64) dtypes
+        return pd.Series(s.to_numpy(dtype="float64", na_value=np.nan), index=s.index)
     numeric = s.map(lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)))
     return pd.to_numeric(s.where(numeric), errors="coerce").astype("float64")
 
@@ -87,8 +87,19 @@ def _utc(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s.where(usable), utc=True, errors="coerce", format="ISO8601")
 
 
+def _blank(value) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
 def _present(s: pd.Series) -> pd.Series:
-    return s.notna() & ~s.map(lambda v: isinstance(v, str) and not v.strip()) if s.dtype == object else s.notna()
+    """Not null, and not a blank string (checked once per distinct value)."""
+    if s.dtype != object and not isinstance(s.dtype, pd.StringDtype):
+        return s.notna()
+    try:
+        blanks = [v for v in pd.unique(s) if _blank(v)]
+    except TypeError:  # unhashable values (lists, dicts)
+        return s.notna() & ~s.map(_blank)
+    return s.notna() & ~s.isin(blanks) if blanks else s.notna()
 
 
 def _required(*columns: str) -> Callable[[pd.DataFrame, RuleContext], pd.Series]:
@@ -259,8 +270,12 @@ def apply_customer_rules(customers: pd.DataFrame, *, now: datetime | None = None
                       _rejections(customers, failed, CUSTOMER_RULES, errors, "record_id"))
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+def _ids(frame: pd.DataFrame, name: str) -> pd.Series:
+    """The id column as text; blank, non-text or missing ids are None (they match nothing)."""
+    if name not in frame.columns:
+        return pd.Series(None, index=frame.index, dtype=object)
+    ids = _text(frame[name])
+    return ids.where(_present(ids), None)
 
 
 def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_customer_ids: set[str],
@@ -272,7 +287,7 @@ def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_custom
     partial order. Lines of no order in `orders` are rejected as `order_lines.orphan`.
     """
     line_failed, line_errors = _first_failures(lines, LINE_RULES, _context(now))
-    line_ids = _text(_column(lines, "order_id"))
+    line_ids = _ids(lines, "order_id")
     bad = pd.notna(line_failed)
     failing = pd.Series(np.flatnonzero(bad), index=line_ids.to_numpy()[bad], dtype="int64")
     failing = failing[failing.index.notna() & ~failing.index.duplicated()]
@@ -282,7 +297,7 @@ def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_custom
     ctx = _context(now, known_customer_ids=frozenset(known_customer_ids), known_statuses=frozenset(known_statuses),
                    line_failures=failing, line_sums=grouped.sum(), line_counts=grouped.size())
     failed, errors = _first_failures(orders, ORDER_RULES, ctx)
-    order_ids = _text(_column(orders, "order_id"))
+    order_ids = _ids(orders, "order_id")
 
     rejected_ids = set(order_ids[pd.notna(failed)].dropna())
     of_rejected = line_ids.isin(rejected_ids).to_numpy()
@@ -301,8 +316,8 @@ def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_custom
         return rule.name, f"line {line.get('line_no')}: {_message(rule, line, line_errors)}", payload
 
     rejections = _rejections(orders, failed, ORDER_RULES, errors, "order_id", with_lines)
-    keep = line_ids.isin(set(order_ids[pd.isna(failed)].dropna())).to_numpy()
-    orphan = ~line_ids.isin(set(order_ids.dropna())).to_numpy()
+    keep = line_ids.isin(order_ids[pd.isna(failed)].dropna().to_numpy()).to_numpy()
+    orphan = ~line_ids.isin(order_ids.dropna().to_numpy()).to_numpy()
     orphans = pd.DataFrame(
         [(_record_id(r.get("order_id"), _payload(r)), "order_lines.orphan",
           f"line of an order that is not in this batch (order_id={str(r.get('order_id'))[:80]!r})", _payload(r))

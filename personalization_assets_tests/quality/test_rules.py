@@ -149,6 +149,18 @@ def test_first_failing_rule_wins_and_reprocessing_gives_same_ids():
     pd.testing.assert_frame_equal(first.rejections, second.rejections)
 
 
+def test_nullable_dtypes_are_read_like_numpy_ones():
+    orders, lines = orders_frame()
+    orders = orders.astype({"total_minor": "Int64", "status": "string", "currency": "string"})
+    orders.loc[1, "total_minor"] = pd.NA
+    orders.loc[2, "status"] = "  "
+    lines = lines.astype({"quantity": "Int64", "unit_price_minor": "Int64", "line_total_minor": "Int64"})
+    result = run(orders, lines)
+    assert dict(zip(result.rejections["record_id"], result.rejections["rule"])) == {
+        "o1": "orders.required", "o2": "orders.required"}
+    assert list(result.orders["order_id"]) == ["o0"]
+
+
 def customers_frame() -> pd.DataFrame:
     return pd.DataFrame({
         "record_id": ["crm:1", "crm:2", "crm:3", "crm:4"],
