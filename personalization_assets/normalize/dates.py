@@ -37,17 +37,12 @@ from dateutil import parser as dateutil_parser
 from dateutil.parser import UnknownTimezoneWarning
 from pytz.exceptions import InvalidTimeError  # what pandas raises for DST gaps and overlaps
 
+from ._bulk_dates import DMY, EPOCH, ISO, NAT, arrow_strings, matches, parse_epochs, parse_iso, parse_numeric_dates
 from ._unique import apply_unique, factorize, is_missing, to_frame
 from .text import clean_one
 
 _TIME = r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*([AaPp][Mm])?)?"
 _ZONE = r"\s*(Z|UTC|GMT|[+-]\d{2}:?\d{2})?"
-# ISO 8601 shapes, as RE2 patterns for pyarrow: any ISO value, one with an offset, and the strict
-# shape Arrow's own cast reads (the rest goes through pandas).
-_ISO = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$"
-_ISO_AWARE = r"[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-_ARROW_AWARE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-_NAT = np.iinfo(np.int64).min
 _DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})" + _TIME + _ZONE + r"\Z", re.I)
 _YMD = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})" + _TIME + _ZONE + r"\Z", re.I)
 _EPOCH = re.compile(r"[+-]?\d{1,19}(?:\.\d+)?\Z")
@@ -141,85 +136,30 @@ def _parse_one(value: Any, *, day_first: bool, tz: str) -> pd.Timestamp:
     return _from_text(text, day_first=day_first, tz=tz)
 
 
-def _arrow_strings(values: list[str]) -> pa.Array:
-    """An Arrow string array; a value UTF-8 cannot encode (lone surrogates) becomes "" here, so it
-    is left to the per-value path, which reports it."""
-    try:
-        return pa.array(values, pa.string())
-    except (UnicodeEncodeError, pa.ArrowException):
-        return pa.array([v if _encodable(v) else "" for v in values], pa.string())
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _matches(texts: pa.Array, pattern: str) -> np.ndarray:
-    return pc.match_substring_regex(texts, pattern).to_numpy(zero_copy_only=False)
-
-
-def _aware_nanos(texts: pa.Array) -> np.ndarray:
-    """UTC nanoseconds of ISO strings with an offset: Arrow's cast for its strict shape, else pandas."""
-    out = np.full(len(texts), _NAT, dtype=np.int64)
-    strict = _matches(texts, _ARROW_AWARE)
-    if strict.any():
-        try:
-            cast = texts.filter(pa.array(strict)).cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
-            out[strict] = cast.to_numpy(zero_copy_only=False)
-            strict_done = strict
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. 2024-02-30: let pandas say which
-            strict_done = np.zeros(len(texts), dtype=bool)
-    else:
-        strict_done = strict
-    rest = ~strict_done
-    if rest.any():
-        values = pd.Series(texts.filter(pa.array(rest)).to_pylist(), dtype=object)
-        parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
-        out[rest] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    return out
-
-
-def _parse_iso(texts: list[str], tz: str) -> tuple[np.ndarray, list[str | None]]:
-    """Bulk ISO 8601 to UTC nanoseconds: offsets honoured, naive values read in ``tz``."""
-    array = _arrow_strings(texts)
-    aware = _matches(array, _ISO_AWARE)
-    nanos = np.full(len(texts), _NAT, dtype=np.int64)
-    bad_local = np.zeros(len(texts), dtype=bool)
-    if aware.any():
-        nanos[aware] = _aware_nanos(array.filter(pa.array(aware)))
-    if (~aware).any():
-        naive = pd.to_datetime(pd.Series(np.asarray(texts, dtype=object)[~aware]), format="ISO8601", errors="coerce")
-        local = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-        nanos[~aware] = local.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-        bad_local[~aware] = (naive.notna() & local.isna()).to_numpy()
-    issues: list[str | None] = [None] * len(texts)
-    for i in np.flatnonzero(nanos == _NAT):
-        issues[i] = (f"local time {texts[i]} does not exist or is ambiguous in {tz}" if bad_local[i]
-                     else f"invalid ISO 8601 timestamp: {texts[i][:80]!r}")
-    return nanos, issues
-
-
 def parse_timestamps(s: pd.Series, *, day_first: bool, assume_tz: str = "UTC") -> pd.DataFrame:
     """Columns ``ts`` (``datetime64[ns, UTC]``) and ``ts_issue``, aligned with ``s``."""
     ZoneInfo(assume_tz)  # a wrong setting is a configuration error: fail loudly here
     codes, uniques = factorize(s)
-    nanos = np.full(len(uniques) + 1, _NAT, dtype=np.int64)  # the last slot is for missing cells
+    nanos = np.full(len(uniques) + 1, NAT, dtype=np.int64)  # the last slot is for missing cells
     issues: list[str | None] = [None] * len(uniques) + ["missing"]
+    rest = np.ones(len(uniques), dtype=bool)  # left for the per-value path
     is_text = np.fromiter((isinstance(v, str) for v in uniques), dtype=bool, count=len(uniques))
-    text_positions = np.flatnonzero(is_text)
-    texts = pc.utf8_trim_whitespace(_arrow_strings(uniques[is_text].tolist()))
-    iso_mask = _matches(texts, _ISO) if len(texts) else np.zeros(0, dtype=bool)
-    iso = text_positions[iso_mask]
-    if len(iso):
-        nanos[iso], iso_issues = _parse_iso(texts.filter(pa.array(iso_mask)).to_pylist(), assume_tz)
-        for i, issue in zip(iso, iso_issues):
+    positions = np.flatnonzero(is_text)
+    texts = pc.utf8_trim_whitespace(arrow_strings(uniques[is_text].tolist()))
+    if len(texts):
+        iso = matches(texts, ISO)
+        nanos[positions[iso]], iso_issues = parse_iso(texts.filter(pa.array(iso)).to_pylist(), assume_tz)
+        for i, issue in zip(positions[iso], iso_issues):
             issues[i] = issue
-    rest = np.ones(len(uniques), dtype=bool)
-    rest[iso] = False
+        rest[positions[iso]] = False
+        for pattern, parse in ((DMY, lambda t: parse_numeric_dates(t, day_first=day_first, tz=assume_tz)),
+                               (EPOCH, parse_epochs)):
+            shape = matches(texts, pattern)
+            if shape.any():
+                read, ok = parse(texts.filter(pa.array(shape)))
+                done = positions[shape][ok]
+                nanos[done] = read[ok]
+                rest[done] = False
     for i in np.flatnonzero(rest):
         value = uniques[i]
         try:

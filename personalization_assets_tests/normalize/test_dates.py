@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_timezones, parse_timestamps
+from personalization_assets.normalize.dates import _parse_one
 
 
 def _utc(text: str) -> pd.Timestamp:
@@ -91,3 +92,32 @@ def test_the_arrow_fast_path_reads_iso_exactly_as_pandas(texts):
     got = parse_timestamps(pd.Series(texts, dtype=object), day_first=True)["ts"]
     expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True)
     pd.testing.assert_series_equal(got, expected, check_names=False)
+
+
+def _one_by_one(texts: list[str], day_first: bool, tz: str) -> list:
+    """The per-value path alone: each value parsed in a column of its own, one at a time."""
+    out = []
+    for text in texts:
+        try:
+            out.append(_parse_one(text, day_first=day_first, tz=tz).as_unit("ns"))
+        except Exception:  # noqa: BLE001 - any failure is a missing value with an issue
+            out.append(pd.NaT)
+    return out
+
+
+numeric_dates = st.builds(
+    lambda d, m, y, sep, time, h, mi, s: f"{d}{sep}{m}{sep}{y}" + (f"{time}{h}:{mi:02d}" + (f":{s:02d}" if s is not None else "") if time else ""),
+    st.integers(0, 32), st.integers(0, 13), st.integers(1600, 2300), st.sampled_from("/.-"),
+    st.sampled_from(["", " ", "T"]), st.integers(0, 25), st.integers(0, 59), st.one_of(st.none(), st.integers(0, 60)),
+)
+epochs = st.integers(-10**18, 10**18).map(str)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(numeric_dates, epochs), min_size=1, max_size=25), st.booleans(),
+       st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]))
+def test_the_bulk_paths_read_exactly_as_the_per_value_path(texts, day_first, tz):
+    got = parse_timestamps(pd.Series(texts, dtype=object), day_first=day_first, assume_tz=tz)
+    expected = _one_by_one(texts, day_first, tz)
+    for text, ts, issue, want in zip(texts, got["ts"], got["ts_issue"], expected):
+        assert (pd.isna(ts) and pd.isna(want) and issue) or (ts == want and issue is None), (text, ts, want)
