@@ -1,0 +1,149 @@
+"""Activation: the demo's segments synced to the file export and the signed webhook, the sticky
+suppression list, and the check that every unsubscribe reached every destination in 2 days.
+
+Thin shells over `personalization_assets.activation`. The file destination works out of the box
+(`<data dir>/exports`); the webhook runs only when `ACTIVATION_WEBHOOK_URL` is set (with
+`ACTIVATION_WEBHOOK_SECRET`), read when the asset runs, never at import.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from .. import settings
+from ..activation import suppression as suppression_list
+from ..activation.destinations import FileExport, SignedWebhook
+from ..activation.engine import SyncSpec, run_sync
+from ..activation.erasure import PiiTable, process_erasure_queue
+from ..activation.http import HttpTransport
+from ..activation.model import MIRROR
+from ..activation.ratelimit import TokenBucket
+from ..activation.sources import segment_members_sql
+from ..resources.warehouse import Warehouse
+from ..segments.model import load_builtin
+from .common import WAREHOUSE_POOL, frame_metadata, utc_now
+
+SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
+SYNC_DEPS = [["marts", "segment_membership"], ["marts", "customer_profiles"], SUPPRESSION_KEY]
+# Physical tables an asset writes besides its own `schema.table` key (read by `pii_tables`).
+PII_TABLES_META = "activation/pii_tables"
+SYNC_TABLES = ["activation.sync_state", "activation.sync_failed_rows", "activation.suppression_propagation",
+               "activation.erasure_queue"]
+
+
+class SyncConfig(dg.Config):
+    segments: list[str] = []  # empty: every sendable segment definition
+    mode: str = MIRROR
+    dry_run: bool = False
+    export_dir: str = ""  # file destination; empty: <data dir>/exports
+    export_format: str = "csv"  # csv | parquet
+    webhook_url: str = ""  # webhook destination; empty: ACTIVATION_WEBHOOK_URL, and off when unset
+
+
+def _segments(config: SyncConfig) -> list[str]:
+    return config.segments or [s.name for s in load_builtin() if s.sendable]
+
+
+def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, config: SyncConfig) -> dg.MaterializeResult:
+    now = utc_now()
+    reports, totals = [], {"added": 0, "changed": 0, "removed": 0, "failed": 0}
+    with warehouse.connect() as conn:
+        for segment in _segments(config):
+            report = run_sync(conn, SyncSpec(destination, segment, config.mode, segment_members_sql(conn)),
+                              dry_run=config.dry_run)
+            counts = report.counts()
+            reports.append({"segment": segment, **counts, "batches": report.batches, "seconds": round(report.seconds, 3)})
+            for k in totals:
+                totals[k] += counts[k]
+        propagated = failed_unsubscribes = erased = 0
+        if not config.dry_run:
+            suppression_list.request_propagation(conn, [destination.name])
+            propagated, failed_unsubscribes = suppression_list.propagate(conn, destination, now)
+            erased = process_erasure_queue(conn, [destination], now).get(destination.name, 0)
+    frame = pd.DataFrame(reports)
+    if totals["failed"]:
+        context.log.warning(f"{totals['failed']} rows failed for {destination.name}: see activation.sync_failed_rows")
+    return dg.MaterializeResult(metadata=frame_metadata(
+        frame, **{k: dg.MetadataValue.int(v) for k, v in totals.items()}, dry_run=config.dry_run,
+        unsubscribes_propagated=propagated, unsubscribes_failed=failed_unsubscribes, people_erased=erased))
+
+
+def _transport() -> HttpTransport:
+    return HttpTransport(TokenBucket(rate=float(os.environ.get("ACTIVATION_WEBHOOK_RATE", "20")), burst=5))
+
+
+@dg.asset(key=["activation", "file_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
+          kinds={"csv", "parquet"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+def file_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """The sendable segments as bulk-upload files (one per batch; only what changed since the last
+    acknowledged sync): added, changed and removed members with their merge fields."""
+    folder = Path(config.export_dir) if config.export_dir else settings.data_dir() / "exports"
+    return _sync(context, warehouse, FileExport(folder, format=config.export_format), config)
+
+
+@dg.asset(key=["activation", "webhook_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+def webhook_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """The sendable segments pushed to the signed webhook (HMAC-SHA256, idempotency keys): only the
+    changes, each delivered once. Skipped, with a note, when no webhook URL is configured."""
+    url = config.webhook_url or os.environ.get("ACTIVATION_WEBHOOK_URL", "")
+    if not url:
+        context.log.info("no webhook URL (ACTIVATION_WEBHOOK_URL): nothing sent")
+        return dg.MaterializeResult(metadata={"skipped": "no webhook URL configured", "dagster/row_count": 0})
+    secret = os.environ.get("ACTIVATION_WEBHOOK_SECRET", "")
+    if not secret:
+        raise ValueError("ACTIVATION_WEBHOOK_URL is set but ACTIVATION_WEBHOOK_SECRET is not: payloads must be signed")
+    return _sync(context, warehouse, SignedWebhook(url, secret, _transport()), config)
+
+
+@dg.asset(key=SUPPRESSION_KEY, deps=[["staging", "email_suppressions"], ["staging", "email_events"], ["core", "customers"]],
+          group_name="activation", pool=WAREHOUSE_POOL, kinds={"duckdb"}, tags={"pii": "true"})
+def suppression(warehouse: Warehouse) -> dg.MaterializeResult:
+    """Who must never be e-mailed again: unsubscribes (one-click, platforms, CRM opt-outs), hard
+    bounces, spam complaints, and erased people (hashed address only). Sticky: only an explicit
+    opt-in newer than the entry lifts an unsubscribe."""
+    with warehouse.connect() as conn:
+        frame = suppression_list.build(conn, utc_now())
+        suppression_list.write(conn, frame)
+    shown = frame.drop(columns=["email_sha256"])
+    return dg.MaterializeResult(metadata=frame_metadata(
+        shown, by_reason={k: int(v) for k, v in frame["reason"].value_counts().items()},
+        by_source={k: int(v) for k, v in frame["source"].value_counts().items()}))
+
+
+@dg.asset_check(asset=SUPPRESSION_KEY, description="Every unsubscribe older than 2 days reached every destination "
+                                                   "that holds people (the Gmail/Yahoo bulk-sender rule).")
+def unsubscribes_propagated(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as conn:
+        holders = []
+        if conn.table_exists("activation", "sync_state"):
+            holders = sorted(conn.query("select distinct destination from activation.sync_state")["destination"])
+        late = suppression_list.unpropagated(conn, holders, utc_now())
+    return dg.AssetCheckResult(
+        passed=late.empty, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"late": len(late), "destinations": ", ".join(holders) or "none",
+                  "examples": dg.MetadataValue.md(late.head(20).to_markdown(index=False) if len(late) else "_none_")})
+
+
+def pii_tables(definitions: dg.Definitions) -> list[PiiTable]:
+    """Every warehouse table holding personal data, from the asset specs: assets tagged `pii`
+    (their `schema.table` key and any tables they list under `activation/pii_tables`), narrowed to
+    the columns tagged `pii` when the spec's column schema tags any."""
+    found: dict[tuple[str, str], tuple[str, ...]] = {}
+    for assets_def in definitions.assets or []:
+        for spec in getattr(assets_def, "specs", []):
+            schema = spec.metadata.get("dagster/column_schema")
+            tagged = tuple(c.name for c in schema.columns if (c.tags or {}).get("pii") == "true") if schema else ()
+            if spec.tags.get("pii") != "true" and not tagged:
+                continue
+            names = [".".join(spec.key.path)] if len(spec.key.path) == 2 else []
+            names += list(spec.metadata.get(PII_TABLES_META, []) or [])
+            for name in names:
+                schema_name, _, table = name.partition(".")
+                found[(schema_name, table)] = tagged if name == ".".join(spec.key.path) else ()
+    return [PiiTable(s, t, cols) for (s, t), cols in sorted(found.items())]
+
+
+defs = dg.Definitions(assets=[suppression, file_sync, webhook_sync], asset_checks=[unsubscribes_propagated])
