@@ -17,6 +17,7 @@ MODULES = [
     "realtime",
     "email_events",
     "quality",
+    "activation",
 ]
 
 
