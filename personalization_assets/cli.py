@@ -99,7 +99,42 @@ def _add_exporter(sub) -> None:
     p.set_defaults(func=_exporter)
 
 
-COMMANDS = [_add_demo, _add_collector, _add_triggers, _add_exporter]
+def _forget(args: argparse.Namespace) -> int:
+    from . import settings
+    from .activation.erasure import forget
+    from .assets import all_definitions
+    from .assets.activation import pii_tables
+    from .resources.warehouse import DuckDBWarehouse
+
+    if settings.deployment() != "local":
+        raise UserError("`forget` runs on the embedded DuckDB warehouse; on Snowflake call activation.erasure.forget")
+    path = settings.warehouse_path()
+    if not path.exists():
+        raise UserError(f"no warehouse at {path}: run `personalization demo` or set PERSONALIZATION_DATA_DIR")
+    with DuckDBWarehouse(database=str(path)).connect() as conn:
+        try:
+            receipt = forget(conn, args.identifier, pii_tables(all_definitions()))
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+    print(f"erasure {receipt.erasure_id}: {len(receipt.identifiers.values())} identifiers, "
+          f"{sum(receipt.deleted.values())} rows deleted")
+    for table, n in sorted(receipt.deleted.items()):
+        if n:
+            print(f"  {table:40} {n:>8}")
+    print(f"destination deletions queued: {', '.join(receipt.destinations) or 'none'}")
+    if not receipt.verified:
+        raise UserError(f"rows still hold the person's identifiers: {receipt.remaining}")
+    print("verified: no PII-tagged table holds any of the identifiers; receipt in compliance.erasure_ledger")
+    return 0
+
+
+def _add_forget(sub) -> None:
+    p = sub.add_parser("forget", help="erase a person (e-mail or customer id) from the warehouse and destinations")
+    p.add_argument("identifier", help="e-mail address, customer_key, CRM record id or tracked user id")
+    p.set_defaults(func=_forget)
+
+
+COMMANDS = [_add_demo, _add_collector, _add_triggers, _add_exporter, _add_forget]
 
 
 def main(argv: list[str] | None = None) -> int:
