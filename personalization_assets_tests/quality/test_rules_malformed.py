@@ -16,7 +16,7 @@ LINE_COLUMNS = ["order_id", "line_no", "sku", "quantity", "unit_price_minor", "l
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.binary(max_size=8),  # bytes: b"\xff"
     st.builds(lambda c, n: c * n, st.sampled_from(["x", "\ud800", "é "]), st.integers(1000, 100_000)),  # huge;
     # a lone surrogate is text that is not valid UTF-8
     st.sampled_from(["o1", "o2", "paid", "EUR", "crm:1", "2025-12-01T00:00:00Z", "9999-99-99", ""]),
