@@ -23,12 +23,30 @@ def _hashable(value: Any) -> Hashable:
         return repr(value)
 
 
+class _ObjectMarker:
+    """Appended to a column to make pandas hash its values as Python objects (see ``factorize``)."""
+
+
+def _unencodable(values: np.ndarray) -> bool:
+    try:
+        "".join(v for v in values if isinstance(v, str)).encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 def factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes (-1 for missing) and the distinct values of ``s``; unhashable cells become their repr.
 
     Values that compare equal share a code (1, 1.0 and True are one value to pandas).
+    pandas' string hash table (used when every value is a str) merges strings holding lone
+    surrogates ("\\ud800" and "x\\ud800" get one code, pandas 2.3); such columns are hashed as
+    Python objects instead.
     """
     values = s.to_numpy(dtype=object, na_value=None)
+    if _unencodable(values):
+        codes, uniques = pd.factorize(np.append(values, _ObjectMarker()), use_na_sentinel=True)
+        return codes[:-1], np.asarray(uniques[:-1], dtype=object)
     try:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
     except TypeError:
@@ -79,6 +97,8 @@ def to_frame(codes: np.ndarray, results: list[tuple], columns: dict[str, str | N
 def is_missing(value: Any) -> bool:
     if value is None:
         return True
+    if isinstance(value, str):
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

@@ -52,13 +52,14 @@ def role_local_parts() -> frozenset[str]:
 
 
 @lru_cache(maxsize=200_000)
-def _domain(domain: str) -> tuple[str, str] | None:
-    """(normalized, ASCII) form of a domain as email-validator sees it, or None when invalid."""
+def _domain(domain: str) -> tuple[str, int] | None:
+    """(normalized form, longest UTF-8 length of its written, normalized and ASCII forms) of a
+    domain as email-validator sees it, or None when it is invalid."""
     try:
         checked = validate_email("a@" + domain, check_deliverability=False)
     except EmailNotValidError:
         return None
-    return checked.domain, checked.ascii_domain
+    return checked.domain, max(len(d.encode()) for d in (domain, checked.domain, checked.ascii_domain))
 
 
 def validated(text: str) -> tuple[str | None, str | None]:
@@ -71,7 +72,7 @@ def validated(text: str) -> tuple[str | None, str | None]:
     local, at, domain = text.rpartition("@")
     if at and _DOT_ATOM.match(local):
         forms = _domain(domain)
-        if forms and all(len(f"{local}@{d}".encode()) <= EMAIL_MAX_LENGTH for d in (domain, *forms)):
+        if forms and len(local) + 1 + forms[1] <= EMAIL_MAX_LENGTH:  # the local part is ASCII here
             return f"{local}@{forms[0]}", None
     try:
         return validate_email(text, check_deliverability=False).normalized, None
@@ -90,6 +91,7 @@ def matching_key(email: str) -> str:
     return f"{base or local}@{rule.canonical_domain}"
 
 
+@lru_cache(maxsize=100_000)
 def is_disposable(domain: str) -> bool:
     labels = domain.split(".")
     return any(".".join(labels[i:]) in blocklist for i in range(len(labels) - 1))
