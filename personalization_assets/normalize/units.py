@@ -55,10 +55,14 @@ def _frame(value: pd.Series, unit: pd.Series, factors: dict[str, Decimal], colum
     unit = unit if unit.index.equals(value.index) else unit.reindex(value.index)
     value_codes, numbers = apply_unique(value, _number)
     unit_codes, units = apply_unique(unit, lambda u: _factor(u, factors))
-    product = np.array([n for n, _ in numbers])[value_codes] * np.array([f for f, _ in units])[unit_codes]
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = np.array([n for n, _ in numbers])[value_codes] * np.array([f for f, _ in units])[unit_codes]
     issues = np.array([i for _, i in units], dtype=object)[unit_codes]
     value_issues = np.array([i for _, i in numbers], dtype=object)[value_codes]
     issues = np.where(issues == None, value_issues, issues)  # noqa: E711 (elementwise)
+    too_large = np.isinf(product) & (issues == None)  # noqa: E711
+    issues[too_large] = "value out of range"
+    product[np.isinf(product)] = np.nan
     return pd.DataFrame({column: pd.array(product, dtype="Float64"), "unit_issue": issues}, index=value.index)
 
 

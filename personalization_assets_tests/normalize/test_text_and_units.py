@@ -30,3 +30,9 @@ def test_units():
     mm = to_millimetres(pd.Series([1, 2, 3]), pd.Series(["in", "cm", "furlong"]))
     assert mm["millimetres"].tolist()[:2] == [25.4, 20.0]
     assert mm["unit_issue"][2] == "unknown unit: furlong"
+
+
+def test_a_value_too_large_for_float_is_an_issue():
+    out = to_grams(pd.Series(["1e308", "9e999"]), pd.Series(["kg", "g"]))
+    assert out["grams"].isna().all()
+    assert out["unit_issue"].tolist() == ["value out of range", "value out of range"]
