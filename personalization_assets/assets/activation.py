@@ -14,13 +14,13 @@ import pandas as pd
 
 from .. import settings
 from ..activation import suppression as suppression_list
-from ..activation.destinations import FileExport, SignedWebhook
+from ..activation.destinations import FileExport, SignedWebhook, SmtpMail
 from ..activation.engine import SyncSpec, run_sync
 from ..activation.erasure import PiiTable, process_erasure_queue
 from ..activation.http import HttpTransport
-from ..activation.model import MIRROR
+from ..activation.model import EVENTS, MIRROR
 from ..activation.ratelimit import TokenBucket
-from ..activation.sources import segment_members_sql
+from ..activation.sources import segment_members_sql, trigger_fires_sql
 from ..resources.warehouse import Warehouse
 from ..segments.model import load_builtin
 from .common import WAREHOUSE_POOL, frame_metadata, utc_now
@@ -98,6 +98,35 @@ def webhook_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehous
     return _sync(context, warehouse, SignedWebhook(url, secret, _transport()), config)
 
 
+@dg.asset(key=["activation", "triggered_emails"], group_name="activation", pool=WAREHOUSE_POOL, kinds={"email"},
+          deps=[["activation", "trigger_fires"], ["marts", "personalization_payloads"], ["core", "identity_map"],
+                SUPPRESSION_KEY], tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+def triggered_emails(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Transactional e-mails for the real-time triggers' fires (cart abandonment...), each sent
+    once over SMTP, rendered from the templates with the customer's merge fields. Off unless
+    SMTP_HOST is set (with SMTP_FROM, UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SECRET)."""
+    host = os.environ.get("SMTP_HOST", "")
+    if not host:
+        context.log.info("no SMTP_HOST: nothing sent")
+        return dg.MaterializeResult(metadata={"skipped": "no SMTP server configured", "dagster/row_count": 0})
+    missing = [v for v in ("SMTP_FROM", "UNSUBSCRIBE_BASE_URL", "UNSUBSCRIBE_SECRET") if not os.environ.get(v)]
+    if missing:
+        raise ValueError(f"SMTP_HOST is set but {', '.join(missing)} is not: every message needs a sender "
+                         "and a signed one-click unsubscribe link")
+    smtp = SmtpMail(host, int(os.environ.get("SMTP_PORT", "25")), os.environ["SMTP_FROM"],
+                    os.environ["UNSUBSCRIBE_BASE_URL"], os.environ["UNSUBSCRIBE_SECRET"],
+                    username=os.environ.get("SMTP_USERNAME") or None, password=os.environ.get("SMTP_PASSWORD") or None,
+                    starttls=os.environ.get("SMTP_STARTTLS", "") == "1")
+    with warehouse.connect() as conn:
+        triggers = [] if not conn.table_exists("activation", "trigger_fires") else \
+            sorted(conn.query("select distinct trigger from activation.trigger_fires where outcome = 'fire'")["trigger"])
+        reports = [run_sync(conn, SyncSpec(smtp, t, EVENTS, trigger_fires_sql(conn))) for t in triggers]
+    frame = pd.DataFrame([{"trigger": r.segment, "sent": r.counts()["events"], "failed": r.failed} for r in reports],
+                         columns=["trigger", "sent", "failed"])
+    return dg.MaterializeResult(metadata=frame_metadata(
+        frame, sent=dg.MetadataValue.int(int(frame["sent"].sum())), failed=dg.MetadataValue.int(int(frame["failed"].sum()))))
+
+
 @dg.asset(key=SUPPRESSION_KEY, deps=[["staging", "email_suppressions"], ["staging", "email_events"], ["core", "customers"]],
           group_name="activation", pool=WAREHOUSE_POOL, kinds={"duckdb"}, tags={"pii": "true"})
 def suppression(warehouse: Warehouse) -> dg.MaterializeResult:
@@ -146,4 +175,5 @@ def pii_tables(definitions: dg.Definitions) -> list[PiiTable]:
     return [PiiTable(s, t, cols) for (s, t), cols in sorted(found.items())]
 
 
-defs = dg.Definitions(assets=[suppression, file_sync, webhook_sync], asset_checks=[unsubscribes_propagated])
+defs = dg.Definitions(assets=[suppression, file_sync, webhook_sync, triggered_emails],
+                      asset_checks=[unsubscribes_propagated])

@@ -9,6 +9,7 @@ from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 
 from .servers import WebhookReceiver
+from .test_smtp import inbox  # noqa: F401  (fixture)
 
 ASSETS = [marts.customer_profiles, marts.segments, activation.suppression, activation.file_sync,
           activation.webhook_sync, activation.unsubscribes_propagated]
@@ -70,3 +71,24 @@ def test_webhook_sync_is_skipped_without_a_url_and_pii_tables_come_from_the_spec
     names = {t.name for t in activation.pii_tables(all_definitions())}
     assert {"core.customers", "raw.events", "activation.suppression", "activation.sync_state"} <= names
     assert "marts.segment_changes" not in names  # untagged upstream (see the activation README section)
+
+
+def test_triggered_emails_go_out_once_over_smtp(env, inbox, monkeypatch):
+    warehouse, _ = env
+    handler, port = inbox
+    for name, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_FROM": "Shop <news@shop.example>",
+                        "UNSUBSCRIBE_BASE_URL": "https://shop.example/unsubscribe", "UNSUBSCRIBE_SECRET": "u"}.items():
+        monkeypatch.setenv(name, value)
+    with warehouse.connect() as conn:
+        conn.execute("create schema if not exists activation")
+        conn.execute("create table activation.trigger_fires (fire_key varchar, trigger varchar, customer_id varchar, outcome varchar)")
+        conn.execute("insert into activation.trigger_fires values ('f1', 'cart_abandonment', 'anna', 'fire'), "
+                     "('f2', 'cart_abandonment', 'bert', 'suppress'), ('f3', 'cart_abandonment', 'noel', 'fire')")
+    assets = [marts.customer_profiles, marts.segments, marts.personalization_payloads, activation.suppression,
+              activation.triggered_emails]
+    for _ in range(2):  # the second run finds every fire already sent
+        result = dg.materialize(assets, resources={"warehouse": warehouse})
+    assert metadata(result)["triggered_emails"]["sent"].value == 0
+    ((to, msg),) = handler.messages  # bert's fire was a suppress decision; noel opted out
+    assert to == ["anna@example.com"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "You left these in your cart" in msg.get_body(("plain",)).get_content()

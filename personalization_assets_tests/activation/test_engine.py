@@ -1,6 +1,5 @@
 """The sync engine against a real signed-webhook receiver on 127.0.0.1."""
 
-import pandas as pd
 import pytest
 
 from personalization_assets.activation.destinations import SignedWebhook
@@ -8,7 +7,6 @@ from personalization_assets.activation.engine import SyncSpec, run_sync
 from personalization_assets.activation.model import EVENTS, MIRROR, UPSERT
 from personalization_assets.activation.sources import segment_changes_sql, segment_members_sql
 
-from .conftest import NOW
 from .servers import WebhookReceiver
 
 SECRET = "s3cret"
