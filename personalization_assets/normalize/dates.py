@@ -3,7 +3,7 @@
 ``parse_timestamps`` reads mixed formats and returns ``ts`` (``datetime64[ns, UTC]``) and
 ``ts_issue``:
 
-- ISO 8601, with or without offset: parsed in bulk by pandas (the fast path).
+- ISO 8601, with or without offset.
 - Numeric dates "03/04/2024 10:00", "3.4.24", "03-04-2024 10:00 PM": the order of day and month
   is the source's ``day_first`` setting, never guessed per row; "13/04/2024" in a month-first
   source is an issue, not a silent swap. Two-digit years: 00-68 -> 20xx, 69-99 -> 19xx (as ``%y``).
@@ -11,9 +11,13 @@
 - Epoch numbers (or digit strings): seconds below 1e11, milliseconds below 1e14, microseconds
   below 1e17, else nanoseconds (so seconds cover 1970-5138 and milliseconds 1973 onwards).
 - Dates with a month name (RFC 2822 "Tue, 05 Mar 2024 10:00:00 +0100", "March 5, 2024") via
-  ``email.utils`` and ``dateutil``; an unknown zone abbreviation ("EST") is an issue, not ignored.
+  ``email.utils`` (RFC 822 zones such as EST) and ``dateutil``; an unknown zone abbreviation
+  ("XYZT") is an issue, not ignored.
 - Naive times are local times in ``assume_tz``; a local time that does not exist or is ambiguous
   there (DST changes) is an issue.
+
+Speed: each distinct value is parsed once; ISO 8601, plain day/month dates and epoch digit
+strings are read column-wise (``_bulk_dates.py``, Arrow and pandas), the rest value by value.
 
 ``normalize_timezones`` maps a name to its IANA spelling in ``zoneinfo`` (case-insensitive).
 """

@@ -63,7 +63,8 @@ def _domain(domain: str) -> tuple[str, int] | None:
 
 
 def validated(text: str) -> tuple[str | None, str | None]:
-    """(normalized address, None) or (None, reason), exactly as email-validator decides.
+    """(normalized address, None) or (None, reason): email-validator's decision and message, and
+    its normalized form up to letter case (it lower-cases a few role mailboxes such as "Info").
 
     Fast path for the common shape (ASCII dot-atom local part): the domain, shared by many
     addresses, is validated once and cached, and the length limits are applied here.
