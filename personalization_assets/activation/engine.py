@@ -219,7 +219,10 @@ def run_sync(conn, spec: SyncSpec, *, dry_run: bool = False, sync_id: str | None
 
 
 def write_results(conn, report: SyncReport, started: datetime, finished: datetime) -> None:
-    counts = report.counts()
+    """One row per non-zero outcome: a sync that found nothing to do leaves no trace."""
+    counts = {k: v for k, v in report.counts().items() if v}
+    if not counts:
+        return
     frame = pd.DataFrame({"sync_id": report.sync_id, "destination": report.destination, "segment": report.segment,
                           "mode": report.mode, "outcome": list(counts), "rows": pd.array(list(counts.values()), dtype="int64"),
                           "started_at": pd.Timestamp(started), "finished_at": pd.Timestamp(finished)})
