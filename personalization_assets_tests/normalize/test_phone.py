@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_phones
-from personalization_assets.normalize.phone import valid_in_region
+from personalization_assets.normalize.phone import _international, valid_in_region
 from personalization_assets_tests.conftest import shared_data
 
 
@@ -90,3 +90,46 @@ def test_the_compiled_region_check_agrees_near_real_numbers(region, tail):
             number = _number(region, variant)
             assert phonenumbers.national_significant_number(number) == variant
             assert valid_in_region(region)(variant) == phonenumbers.is_valid_number_for_region(number, region)
+
+
+def _library(text: str, default: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(text, default)
+    except phonenumbers.NumberParseException:
+        return None
+    valid = (default is not None and phonenumbers.is_valid_number_for_region(number, default)) \
+        or phonenumbers.is_valid_number(number)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if valid else None
+
+
+def test_the_international_fast_path_agrees_with_phonenumbers_on_every_example():
+    ph = _examples()
+    used = 0
+    for region, text in zip(ph["region"], pd.concat([ph["e164"], ph["international"]])):
+        for default in (region, "GB", None):
+            fast = _international(text, default)
+            if fast is not None:
+                used += 1
+                assert fast == _library(text, default), (text, default)
+    assert used > 1000  # the fast path is taken for most of them
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\+[0-9][0-9 -]{1,20}", fullmatch=True),
+       st.sampled_from(["GB", "GG", "US", "CA", "DE", "IT", "AR", "RU", "KZ", "MX", "BR", "IN", None]))
+def test_the_international_fast_path_agrees_with_phonenumbers_on_any_digits(text, default):
+    fast = _international(text, default)
+    assert fast is None or fast == _library(text, default)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)), st.integers(0, 999), st.booleans())
+def test_the_international_fast_path_agrees_near_real_numbers(region, tail, spaced):
+    example = phonenumbers.example_number(region)
+    if example is None:
+        return
+    text = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL if spaced
+                                      else phonenumbers.PhoneNumberFormat.E164)
+    text = text[:-3] + f"{tail:03d}"
+    fast = _international(text, region)
+    assert fast is None or fast == _library(text, region)
