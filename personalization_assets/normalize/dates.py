@@ -42,7 +42,7 @@ from dateutil.parser import UnknownTimezoneWarning
 from pytz.exceptions import InvalidTimeError  # what pandas raises for DST gaps and overlaps
 
 from ._bulk_dates import DMY, EPOCH, ISO, NAT, arrow_strings, matches, parse_epochs, parse_iso, parse_numeric_dates
-from ._unique import apply_unique, factorize, is_missing, to_frame
+from ._unique import apply_unique, factorize, to_frame
 from .text import clean_one
 
 _TIME = r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*([AaPp][Mm])?)?"
