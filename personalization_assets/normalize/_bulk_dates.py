@@ -67,23 +67,23 @@ def _aware_nanos(texts: pa.Array) -> np.ndarray:
     return out
 
 
-def parse_iso(texts: list[str], tz: str) -> tuple[np.ndarray, list[str | None]]:
+def parse_iso(texts: pa.Array, tz: str) -> tuple[np.ndarray, list[str | None]]:
     """Bulk ISO 8601 to UTC nanoseconds: offsets honoured, naive values read in ``tz``."""
-    array = arrow_strings(texts)
-    aware = matches(array, _ISO_AWARE)
+    aware = matches(texts, _ISO_AWARE)
     nanos = np.full(len(texts), NAT, dtype=np.int64)
     bad_local = np.zeros(len(texts), dtype=bool)
     if aware.any():
-        nanos[aware] = _aware_nanos(array.filter(pa.array(aware)))
+        nanos[aware] = _aware_nanos(texts.filter(pa.array(aware)))
     if (~aware).any():
-        naive = pd.to_datetime(pd.Series(np.asarray(texts, dtype=object)[~aware]), format="ISO8601", errors="coerce")
-        local = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-        nanos[~aware] = local.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-        bad_local[~aware] = (naive.notna() & local.isna()).to_numpy()
+        naive = pd.to_datetime(pd.Series(texts.filter(pa.array(~aware)).to_pylist(), dtype=object),
+                               format="ISO8601", errors="coerce")
+        nanos[~aware] = _localize(naive, tz)
+        bad_local[~aware] = (naive.notna() & (nanos[~aware] == NAT)).to_numpy()
     issues: list[str | None] = [None] * len(texts)
     for i in np.flatnonzero(nanos == NAT):
-        issues[i] = (f"local time {texts[i]} does not exist or is ambiguous in {tz}" if bad_local[i]
-                     else f"invalid ISO 8601 timestamp: {texts[i][:80]!r}")
+        text = texts[int(i)].as_py()
+        issues[i] = (f"local time {text} does not exist or is ambiguous in {tz}" if bad_local[i]
+                     else f"invalid ISO 8601 timestamp: {text[:80]!r}")
     return nanos, issues
 
 

@@ -28,8 +28,12 @@ class _ObjectMarker:
 
 
 def _unencodable(values: np.ndarray) -> bool:
+    """Whether pandas would use its string hash table (all cells str, none missing) on strings
+    UTF-8 cannot encode."""
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return False
     try:
-        "".join(v for v in values if isinstance(v, str)).encode("utf-8")
+        "".join(values).encode("utf-8")
         return False
     except UnicodeEncodeError:
         return True

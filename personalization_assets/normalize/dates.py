@@ -152,7 +152,7 @@ def parse_timestamps(s: pd.Series, *, day_first: bool, assume_tz: str = "UTC") -
     texts = pc.utf8_trim_whitespace(arrow_strings(uniques[is_text].tolist()))
     if len(texts):
         iso = matches(texts, ISO)
-        nanos[positions[iso]], iso_issues = parse_iso(texts.filter(pa.array(iso)).to_pylist(), assume_tz)
+        nanos[positions[iso]], iso_issues = parse_iso(texts.filter(pa.array(iso)), assume_tz)
         for i, issue in zip(positions[iso], iso_issues):
             issues[i] = issue
         rest[positions[iso]] = False
