@@ -9,6 +9,7 @@ Only an explicit opt-in event newer than the entry lifts an unsubscribe or a com
 address) and an erasure are never lifted. Consent for processing is a different thing and lives
 on the customer record; it is not on this list.
 
+Entries follow a person through identity merges (new customer_key, another golden address).
 Erased people are kept only as SHA-256 of their e-mail (`email` null). When the same address comes
 back through an import, its new customer_key is listed too, so the marts exclude it by key.
 """
@@ -81,12 +82,43 @@ def _reingested_erasures(conn: Sql, erased: pd.DataFrame) -> pd.DataFrame:
     return _frame(back.drop(columns=["email"]), reason="erased", source="erasure", email=None)
 
 
+def _carried_through_merges(conn: Sql, entries: pd.DataFrame) -> pd.DataFrame:
+    """Entries for the customer a listed person now belongs to: an identity merge moves a person
+    to a new customer_key (crosswalk `previous_customer_key`) and may pick another address for
+    the golden record; the entry follows the person, by key, so the merge cannot resubscribe."""
+    if entries.empty or not conn.table_exists("core", "customer_crosswalk"):
+        return _frame([])
+    cols = set(conn.query("select lower(column_name) as c from information_schema.columns where "
+                          "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
+    links = []
+    if "previous_customer_key" in cols:
+        links.append(conn.query("select previous_customer_key as old_key, customer_key from core.customer_crosswalk "
+                                "where previous_customer_key is not null and previous_customer_key <> customer_key"))
+    if conn.table_exists("staging", "customers"):  # the address on any source record of the person
+        links.append(conn.query("select lower(s.email) as email, x.customer_key from staging.customers s "
+                                "join core.customer_crosswalk x on x.record_id = s.record_id where s.email is not null"))
+    live = entries[entries["reason"].isin(LIFTABLE)]  # the person's will; a bounce is about one address
+    carried = []
+    for link in links:
+        on = "old_key" if "old_key" in link else "email"
+        left = live.rename(columns={"customer_key": "old_key"}) if on == "old_key" else live.drop(columns=["customer_key"])
+        hit = left.merge(link, on=on)
+        if on == "old_key":
+            hit = hit[hit["customer_key"] != hit["old_key"]]
+        carried.append(_frame(hit.drop(columns=[c for c in ("old_key",) if c in hit]).assign(
+            email=None, email_sha256=None, source="identity_merge")))
+    found = _concat(carried)
+    known = set(zip(entries["customer_key"], entries["reason"]))
+    return found[[k not in known for k in zip(found["customer_key"], found["reason"])]]
+
+
 def build(conn: Sql, now: datetime) -> pd.DataFrame:
     """The new list: previous entries (sticky) plus new ones, minus those an opt-in lifted."""
     tables.prepare(conn, "suppression")
     previous = conn.query(f"select {', '.join(COLUMNS)} from activation.suppression")
     merged = _concat([previous, candidates(conn, now)])
-    merged = _concat([merged, _reingested_erasures(conn, merged[merged["reason"] == "erased"])])
+    merged = _concat([merged, _reingested_erasures(conn, merged[merged["reason"] == "erased"]),
+                      _carried_through_merges(conn, merged)])
     merged["recorded_at"] = pd.to_datetime(merged["recorded_at"], utc=True)
     opt_in = _latest_opt_ins(conn)
     latest = pd.to_datetime(merged["email"].map(opt_in), utc=True)

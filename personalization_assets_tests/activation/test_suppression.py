@@ -98,3 +98,20 @@ def test_propagation_and_the_two_day_check(duck, transport):
     assert suppression.unpropagated(duck, ["webhook"], NOW).empty
     assert suppression.unpropagated(duck, ["braze"], ago(days=2)).empty  # not yet two days old then
     assert pd.Timestamp(late["requested_at"].iloc[0]) == pd.Timestamp(ago(days=3))
+
+
+def test_an_identity_merge_cannot_resubscribe(duck):
+    crm(duck, noel=False)
+    suppression.write(duck, suppression.build(duck, NOW))
+    # Identity resolution merges noel's record into a new customer whose golden address is another
+    # one of theirs, opted in: the unsubscribe must follow the person to the new key.
+    duck.execute("delete from core.customers where customer_key = 'noel'")
+    duck.execute("insert into core.customers (customer_key, email, email_opt_in, consent_processing) "
+                 "values ('noel2', 'noel.work@example.com', true, true)")
+    duck.execute("alter table core.customer_crosswalk add column previous_customer_key varchar")
+    duck.execute("update core.customer_crosswalk set customer_key = 'noel2', previous_customer_key = 'noel' "
+                 "where customer_key = 'noel'")
+    suppression.write(duck, suppression.build(duck, NOW + timedelta(days=1)))
+    assert listed(duck)["noel2"] == "unsubscribed"
+    carried = duck.query("select customer_key, reason, recorded_at from activation.suppression where source = 'identity_merge'")
+    assert carried.to_dict("records") == [{"customer_key": "noel2", "reason": "unsubscribed", "recorded_at": NOW}]
