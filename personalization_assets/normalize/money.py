@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, DecimalException
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,7 +180,13 @@ def _factor(currency: Any, day: int | None, to: str, rates: FxRates) -> Fraction
     source, target = rates.rate(code, date), rates.rate(to, date)
     if source is None or target is None:
         return f"no FX rate for {code if source is None else to} on {date}"
-    return Fraction(source) / Fraction(target) * Fraction(10) ** (minor_units(to) - _exponents()[code])
+    return _ratio(source, target, minor_units(to) - _exponents()[code])
+
+
+@lru_cache(maxsize=100_000)
+def _ratio(source: Decimal, target: Decimal, shift: int) -> Fraction:
+    """Exact minor-unit multiplier; rates repeat for a whole month, so this is computed rarely."""
+    return Fraction(source) / Fraction(target) * Fraction(10) ** shift
 
 
 def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str = "EUR", *,
