@@ -89,3 +89,18 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
         return PlainTextResponse("unsubscribed")
 
     return Starlette(routes=[Route("/unsubscribe", unsubscribe, methods=["GET", "POST"])])
+
+
+def app_from_env() -> Starlette:
+    """The endpoint as deployed: `UNSUBSCRIBE_SECRET` signs the links, and accepted unsubscribes
+    go to the e-mail events bus (`EMAIL_EVENTS_BUS_URL` or the local file). Serve it with
+    `uvicorn --factory personalization_assets.activation.unsubscribe:app_from_env`."""
+    import os
+
+    from ..webhooks.store import EmailEventStore
+
+    secret = os.environ.get("UNSUBSCRIBE_SECRET", "")
+    if not secret:
+        raise ValueError("UNSUBSCRIBE_SECRET is not set: it signs and verifies the one-click links")
+    store = EmailEventStore()
+    return create_unsubscribe_app(secret, lambda event: store.append([event], []))

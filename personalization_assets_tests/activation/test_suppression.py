@@ -115,3 +115,23 @@ def test_an_identity_merge_cannot_resubscribe(duck):
     assert listed(duck)["noel2"] == "unsubscribed"
     carried = duck.query("select customer_key, reason, recorded_at from activation.suppression where source = 'identity_merge'")
     assert carried.to_dict("records") == [{"customer_key": "noel2", "reason": "unsubscribed", "recorded_at": NOW}]
+
+
+def test_deployed_endpoint_appends_to_the_email_events_bus(local_env, monkeypatch):
+    from personalization_assets.activation.unsubscribe import app_from_env
+    from personalization_assets.bus import open_bus
+    from personalization_assets.email_events.bus import email_events_bus_url
+
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", SECRET)
+    monkeypatch.delenv("EMAIL_EVENTS_BUS_URL", raising=False)
+    client = TestClient(app_from_env())
+    token = make_token(SECRET, "zoe@example.com")
+    for _ in range(2):
+        assert client.post("/unsubscribe", params={"t": token}, content="List-Unsubscribe=One-Click").status_code == 200
+    bus = open_bus(email_events_bus_url())
+    try:
+        records = bus.read(0)
+    finally:
+        bus.close()
+    assert [(r.event["type"], r.event["email"], r.event["provider"]) for r in records] == [
+        ("unsubscribe", "zoe@example.com", "one_click")]  # the retried POST is stored once
