@@ -198,12 +198,10 @@ def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str
     currency = currency.reindex(amount_minor.index) if not currency.index.equals(amount_minor.index) else currency
     on = on.reindex(amount_minor.index) if not on.index.equals(amount_minor.index) else on
     pair_codes, factors = apply_unique_pairs(currency, _days(on), lambda c, d: _factor(c, d, to, rates))
-    amounts = pd.array(amount_minor, dtype="Int64")
-    missing = np.asarray(amounts.isna())
-    a = amounts.to_numpy(dtype=np.int64, na_value=0)
+    a, amount_issues = _integers(amount_minor)
     issue_of = np.array([f if isinstance(f, str) else None for f in factors] or [None], dtype=object)
     issues = issue_of[pair_codes]
-    issues[missing & (issues == None)] = "missing amount"  # noqa: E711 (elementwise)
+    issues = np.where(issues == None, amount_issues, issues)  # noqa: E711 (elementwise)
     ok = issues == None  # noqa: E711
     values = np.zeros(len(a), dtype=np.int64)
     scaled, overflow = _scale(a[ok], pair_codes[ok], [f if isinstance(f, Fraction) else Fraction(0) for f in factors])
@@ -213,6 +211,25 @@ def convert(amount_minor: pd.Series, currency: pd.Series, on: pd.Series, to: str
     ok[rows] = False
     return pd.DataFrame({"reporting_minor": pd.arrays.IntegerArray(values, ~ok),
                          "fx_issue": issues}, index=amount_minor.index)
+
+
+def _integers(amount_minor: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 amounts (0 where unusable) and the issue of each unusable one."""
+    try:
+        amounts = pd.array(amount_minor, dtype="Int64")
+        issues = np.where(np.asarray(amounts.isna()), "missing amount", None).astype(object)
+        return amounts.to_numpy(dtype=np.int64, na_value=0), issues
+    except (TypeError, ValueError, OverflowError):  # not all whole numbers: look at each value
+        values, issues = np.zeros(len(amount_minor), dtype=np.int64), np.full(len(amount_minor), None, dtype=object)
+        for i, value in enumerate(amount_minor.to_numpy(dtype=object)):
+            if is_missing(value):
+                issues[i] = "missing amount"
+            elif isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool) \
+                    and float(value).is_integer() and abs(int(value)) <= INT64_MAX:
+                values[i] = int(value)
+            else:
+                issues[i] = f"not a whole number of minor units: {str(value)[:40]}"
+        return values, issues
 
 
 def _round_half_even(q, r, den):
@@ -226,7 +243,7 @@ def _scale(a: np.ndarray, codes: np.ndarray, factors: list[Fraction]) -> tuple[n
     num = np.array([f.numerator if f.numerator <= INT64_MAX else 0 for f in factors] or [0], dtype=np.int64)
     den = np.array([f.denominator if f.denominator <= INT64_MAX else 0 for f in factors] or [1], dtype=np.int64)
     row_num, row_den = num[codes], den[codes]
-    fast = (row_num > 0) & (row_den > 0) & (np.abs(a) <= INT64_MAX // np.maximum(row_num, 1))
+    fast = (row_num > 0) & (row_den > 0) & (a > -INT64_MAX) & (np.abs(a) <= INT64_MAX // np.maximum(row_num, 1))
     out = np.zeros(len(a), dtype=np.int64)
     overflow = np.zeros(len(a), dtype=bool)
     q, r = np.divmod(a[fast] * row_num[fast], row_den[fast])

@@ -134,3 +134,12 @@ def test_conversion_is_exact_half_even_rounding_of_the_rational_product(rows, to
             assert pd.isna(got) and "does not fit" in issue
         else:
             assert got == expected and issue is None
+
+
+def test_amounts_that_are_not_whole_minor_units_are_issues():
+    out = convert(pd.Series([150, 2.0, 1.5, "12", None, True], dtype=object), pd.Series(["EUR"] * 6),
+                  pd.Series(["2024-01-10"] * 6))
+    assert out["reporting_minor"].tolist()[:2] == [150, 2]
+    assert out["fx_issue"].tolist()[2:] == ["not a whole number of minor units: 1.5",
+                                           "not a whole number of minor units: 12", "missing amount",
+                                           "not a whole number of minor units: True"]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from personalization_assets.normalize import (
-    clean_text, display_name, map_lookup, match_key, normalize_countries, normalize_emails,
+    clean_text, convert, display_name, map_lookup, match_key, normalize_countries, normalize_emails,
     normalize_phones, normalize_timezones, parse_timestamps, to_grams, to_minor,
 )
 
@@ -134,6 +134,9 @@ def test_amounts_and_units_never_raise_and_keep_the_input(s, currency):
     assert (minor["amount_minor"].isna() == minor["amount_issue"].notna()).all()
     grams = to_grams(s, pd.Series("kg", index=s.index))
     _unchanged_and_aligned(before, s, grams)
+    converted = convert(s, cur, s)
+    _unchanged_and_aligned(before, s, converted)
+    assert (converted["reporting_minor"].isna() == converted["fx_issue"].notna()).all()
 
 
 def test_lone_surrogates_keep_distinct_values_apart():
