@@ -92,3 +92,14 @@ def test_triggered_emails_go_out_once_over_smtp(env, inbox, monkeypatch):
     ((to, msg),) = handler.messages  # bert's fire was a suppress decision; noel opted out
     assert to == ["anna@example.com"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "You left these in your cart" in msg.get_body(("plain",)).get_content()
+
+
+def test_dry_run_reports_the_plan_and_sends_nothing(env):
+    warehouse, exports = env
+    config = {"ops": {"activation__file_sync": {"config": {"dry_run": True}}}}
+    result = dg.materialize(ASSETS[:4], resources={"warehouse": warehouse}, run_config=config)
+    with warehouse.connect() as conn:
+        members = int(conn.scalar("select count(*) from marts.segment_membership"))
+        assert conn.scalar("select count(*) from activation.sync_state") == 0
+    assert metadata(result)["file_sync"]["added"].value == members and metadata(result)["file_sync"]["dry_run"].value
+    assert not exports.exists() or not any(exports.rglob("*.csv"))
