@@ -36,9 +36,10 @@ class RuleContext:
     now: datetime
     known_customer_ids: frozenset[str] = frozenset()
     known_statuses: frozenset[str] = frozenset()
-    line_failures: pd.Series | None = None  # order_id -> index of its first failing line
-    line_sums: pd.Series | None = None  # order_id -> sum of line_total_minor
-    line_counts: pd.Series | None = None  # order_id -> number of lines
+    # facts of each order's lines, aligned with the rows of the orders frame
+    first_bad_line: np.ndarray | None = None  # position in `lines` of its first failing line, or -1
+    line_total_sum: np.ndarray | None = None  # sum of line_total_minor of its passing lines
+    line_count: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,18 @@ def _blank(value) -> bool:
 
 
 def _present(s: pd.Series) -> pd.Series:
-    """Not null, and not a blank string (checked once per distinct value)."""
+    """Not null, and not a blank string."""
     if s.dtype != object and not isinstance(s.dtype, pd.StringDtype):
         return s.notna()
+    present = s.notna().to_numpy()
+    if pd.api.types.infer_dtype(s, skipna=True) == "string":  # all text: strip in numpy's C loop
+        try:
+            text = np.array(s.to_numpy()[present], dtype=np.dtypes.StringDType())
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, so not for numpy; the slow path below
+            pass
+        else:
+            present[present] = np.strings.str_len(np.strings.strip(text)) > 0
+            return pd.Series(present, index=s.index)
     try:
         blanks = [v for v in pd.unique(s) if _blank(v)]
     except TypeError:  # unhashable values (lists, dicts)
@@ -162,7 +172,7 @@ ORDER_RULES = [
          ("customer_record_id", "is_guest"),
          lambda df, _: df["customer_record_id"].notna() | df["is_guest"].map(lambda v: v is True or v is np.True_)),
     Rule(LINES_VALID, "every line of the order passes the line rules", ("order_id",),
-         lambda df, ctx: ~_text(df["order_id"]).isin(ctx.line_failures.index)),
+         lambda df, ctx: ctx.first_bad_line < 0),
     Rule("orders.total_matches_lines",
          f"total equals the sum of line totals within {ROUNDING_MINOR_PER_LINE} minor unit per line",
          ("order_id", "total_minor"),
@@ -180,10 +190,8 @@ CUSTOMER_RULES = [
 
 
 def _total_matches(df: pd.DataFrame, ctx: RuleContext) -> pd.Series:
-    ids = _text(df["order_id"])
-    line_sum = ids.map(ctx.line_sums).fillna(0.0)
-    tolerance = ids.map(ctx.line_counts).fillna(0.0) * ROUNDING_MINOR_PER_LINE
-    return (_number(df["total_minor"]) - line_sum).abs() <= tolerance
+    tolerance = ctx.line_count * ROUNDING_MINOR_PER_LINE
+    return (_number(df["total_minor"]) - ctx.line_total_sum).abs() <= tolerance
 
 
 def is_valid_email(address) -> bool:
@@ -287,17 +295,25 @@ def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_custom
     partial order. Lines of no order in `orders` are rejected as `order_lines.orphan`.
     """
     line_failed, line_errors = _first_failures(lines, LINE_RULES, _context(now))
-    line_ids = _ids(lines, "order_id")
-    bad = pd.notna(line_failed)
-    failing = pd.Series(np.flatnonzero(bad), index=line_ids.to_numpy()[bad], dtype="int64")
-    failing = failing[failing.index.notna() & ~failing.index.duplicated()]
-    good = ~bad
-    amounts = _number(lines["line_total_minor"]) if "line_total_minor" in lines.columns else pd.Series(0.0, index=lines.index)
-    grouped = amounts[good].groupby(line_ids[good].to_numpy())
+    order_ids, line_ids = _ids(orders, "order_id"), _ids(lines, "order_id")
+    # one integer code per order id, shared by orders and lines (-1: no usable id)
+    codes, uniques = pd.factorize(pd.concat([order_ids, line_ids], ignore_index=True))
+    order_code, line_code = codes[:len(orders)], codes[len(orders):]
+    n = len(uniques)
+    bad, linked = pd.notna(line_failed), line_code >= 0
+    first_bad = np.full(n + 1, len(lines), dtype="int64")  # slot n: orders without an id
+    np.minimum.at(first_bad, line_code[bad & linked], np.flatnonzero(bad & linked))
+    passing = ~bad & linked
+    amounts = _number(lines["line_total_minor"]).to_numpy() if "line_total_minor" in lines.columns else np.zeros(len(lines))
+    sums = np.bincount(line_code[passing], weights=amounts[passing], minlength=n + 1)
+    counts = np.bincount(line_code[passing], minlength=n + 1)
+    of_order = np.where(order_code >= 0, order_code, n)
     ctx = _context(now, known_customer_ids=frozenset(known_customer_ids), known_statuses=frozenset(known_statuses),
-                   line_failures=failing, line_sums=grouped.sum(), line_counts=grouped.size())
+                   first_bad_line=np.where(first_bad[of_order] < len(lines), first_bad[of_order], -1),
+                   line_total_sum=sums[of_order], line_count=counts[of_order])
     failed, errors = _first_failures(orders, ORDER_RULES, ctx)
-    order_ids = _ids(orders, "order_id")
+    has_bad = ctx.first_bad_line >= 0
+    first_bad_of = dict(zip(order_ids.to_numpy()[has_bad], ctx.first_bad_line[has_bad]))
 
     rejected_ids = set(order_ids[pd.notna(failed)].dropna())
     of_rejected = line_ids.isin(rejected_ids).to_numpy()
@@ -311,13 +327,15 @@ def apply_order_rules(orders: pd.DataFrame, lines: pd.DataFrame, *, known_custom
         payload = {**row, "lines": lines_of.get(order_id, []) if isinstance(order_id, str) else []}
         if name != LINES_VALID:
             return name, _message(_by_name(name), row, errors), payload
-        line = line_rows[int(failing.loc[order_id])]
-        rule = _by_name(line_failed[int(failing.loc[order_id])])
+        position = int(first_bad_of[order_id])
+        line, rule = line_rows[position], _by_name(line_failed[position])
         return rule.name, f"line {line.get('line_no')}: {_message(rule, line, line_errors)}", payload
 
     rejections = _rejections(orders, failed, ORDER_RULES, errors, "order_id", with_lines)
-    keep = line_ids.isin(order_ids[pd.isna(failed)].dropna().to_numpy()).to_numpy()
-    orphan = ~line_ids.isin(order_ids.dropna().to_numpy()).to_numpy()
+    valid_code, known_code = np.zeros(n + 1, dtype=bool), np.zeros(n + 1, dtype=bool)
+    valid_code[order_code[pd.isna(failed) & (order_code >= 0)]] = True
+    known_code[order_code[order_code >= 0]] = True
+    keep, orphan = valid_code[line_code], ~known_code[line_code]  # code -1 reads slot n: False
     orphans = pd.DataFrame(
         [(_record_id(r.get("order_id"), _payload(r)), "order_lines.orphan",
           f"line of an order that is not in this batch (order_id={str(r.get('order_id'))[:80]!r})", _payload(r))

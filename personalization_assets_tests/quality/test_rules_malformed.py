@@ -67,3 +67,14 @@ def test_customer_rules_never_raise_and_account_for_every_row(rows_):
     result = apply_customer_rules(customers, now=NOW)
     assert len(customers) == len(result.valid) + len(result.rejections)
     assert result.rejections["record_id"].map(lambda v: isinstance(v, str) and v != "").all()
+
+
+def test_text_that_is_not_utf8_in_an_all_text_column():
+    orders = pd.DataFrame({"order_id": ["o1", "o\ud800", " "], "customer_record_id": [None] * 3, "is_guest": True,
+                           "status": "paid", "currency": "EUR", "total_minor": 0,
+                           "created_at": pd.Timestamp("2025-12-01", tz="UTC")})
+    lines = pd.DataFrame({"order_id": ["o\ud800"], "line_no": [1], "sku": ["\udfff"], "quantity": [1],
+                          "unit_price_minor": [0], "line_total_minor": [0]})
+    result = apply_order_rules(orders, lines, known_customer_ids=set(), known_statuses={"paid"}, now=NOW)
+    assert list(result.orders["order_id"]) == ["o1", "o\ud800"] and len(result.lines) == 1
+    assert list(result.rejections["rule"]) == ["orders.required"]  # the blank id
