@@ -2,10 +2,12 @@
 suppression list, and the check that every unsubscribe reached every destination in 2 days.
 
 Thin shells over `personalization_assets.activation`. The file destination works out of the box
-(`<data dir>/exports`); the webhook runs only when `ACTIVATION_WEBHOOK_URL` is set (with
-`ACTIVATION_WEBHOOK_SECRET`), read when the asset runs, never at import.
+(`<data dir>/exports`); the webhook, Braze, Mailchimp and SMTP assets run only when their
+environment variables are set (read when the asset runs, never at import), and otherwise
+materialize with a `skipped` note.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pandas as pd
 
 from .. import settings
 from ..activation import suppression as suppression_list
-from ..activation.destinations import FileExport, SignedWebhook, SmtpMail
+from ..activation.destinations import BrazeTrack, FileExport, MailchimpAudience, SignedWebhook, SmtpMail
 from ..activation.engine import SyncSpec, run_sync
 from ..activation.erasure import PiiTable, process_erasure_queue
 from ..activation.http import HttpTransport
@@ -46,11 +48,12 @@ def _segments(config: SyncConfig) -> list[str]:
     return config.segments or [s.name for s in load_builtin() if s.sendable]
 
 
-def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, config: SyncConfig) -> dg.MaterializeResult:
+def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, config: SyncConfig,
+          segments: list[str] | None = None) -> dg.MaterializeResult:
     now = utc_now()
     reports, totals = [], {"added": 0, "changed": 0, "removed": 0, "failed": 0}
     with warehouse.connect() as conn:
-        for segment in _segments(config):
+        for segment in segments or _segments(config):
             report = run_sync(conn, SyncSpec(destination, segment, config.mode, segment_members_sql(conn)),
                               dry_run=config.dry_run)
             counts = report.counts()
@@ -98,6 +101,43 @@ def webhook_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehous
     return _sync(context, warehouse, SignedWebhook(url, secret, _transport()), config)
 
 
+def _skipped(context: dg.AssetExecutionContext, missing: list[str]) -> dg.MaterializeResult:
+    context.log.info(f"not configured ({', '.join(missing)} unset): nothing sent")
+    return dg.MaterializeResult(metadata={"skipped": f"not configured: {', '.join(missing)} unset", "dagster/row_count": 0})
+
+
+def _missing(*names: str) -> list[str]:
+    return [n for n in names if not os.environ.get(n)]
+
+
+@dg.asset(key=["activation", "braze_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+def braze_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """The sendable segments on Braze user profiles (the `segments` array attribute, profile
+    fields as attributes) through /users/track, 75 objects per request. Off unless BRAZE_REST_URL
+    and BRAZE_API_KEY are set."""
+    if missing := _missing("BRAZE_REST_URL", "BRAZE_API_KEY"):
+        return _skipped(context, missing)
+    braze = BrazeTrack(os.environ["BRAZE_REST_URL"], os.environ["BRAZE_API_KEY"],
+                       HttpTransport(TokenBucket(rate=float(os.environ.get("BRAZE_RATE", "900")), burst=50)))
+    return _sync(context, warehouse, braze, config)
+
+
+@dg.asset(key=["activation", "mailchimp_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+def mailchimp_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Segments as Mailchimp static segments of one audience (members upserted, then added to or
+    removed from each segment, 500 per call). Off unless MAILCHIMP_API_KEY, MAILCHIMP_LIST_ID and
+    MAILCHIMP_SEGMENT_IDS (JSON: our segment name -> static segment id) are set."""
+    if missing := _missing("MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID", "MAILCHIMP_SEGMENT_IDS"):
+        return _skipped(context, missing)
+    segment_ids = json.loads(os.environ["MAILCHIMP_SEGMENT_IDS"])
+    chimp = MailchimpAudience(os.environ["MAILCHIMP_API_KEY"], os.environ["MAILCHIMP_LIST_ID"], segment_ids,
+                              HttpTransport(TokenBucket(rate=float(os.environ.get("MAILCHIMP_RATE", "10")), burst=5)),
+                              base_url=os.environ.get("MAILCHIMP_BASE_URL", ""))
+    return _sync(context, warehouse, chimp, config, segments=config.segments or sorted(segment_ids))
+
+
 @dg.asset(key=["activation", "triggered_emails"], group_name="activation", pool=WAREHOUSE_POOL, kinds={"email"},
           deps=[["activation", "trigger_fires"], ["marts", "personalization_payloads"], ["core", "identity_map"],
                 SUPPRESSION_KEY], tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
@@ -107,8 +147,7 @@ def triggered_emails(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
     SMTP_HOST is set (with SMTP_FROM, UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SECRET)."""
     host = os.environ.get("SMTP_HOST", "")
     if not host:
-        context.log.info("no SMTP_HOST: nothing sent")
-        return dg.MaterializeResult(metadata={"skipped": "no SMTP server configured", "dagster/row_count": 0})
+        return _skipped(context, ["SMTP_HOST"])
     missing = [v for v in ("SMTP_FROM", "UNSUBSCRIBE_BASE_URL", "UNSUBSCRIBE_SECRET") if not os.environ.get(v)]
     if missing:
         raise ValueError(f"SMTP_HOST is set but {', '.join(missing)} is not: every message needs a sender "
@@ -175,5 +214,5 @@ def pii_tables(definitions: dg.Definitions) -> list[PiiTable]:
     return [PiiTable(s, t, cols) for (s, t), cols in sorted(found.items())]
 
 
-defs = dg.Definitions(assets=[suppression, file_sync, webhook_sync, triggered_emails],
+defs = dg.Definitions(assets=[suppression, file_sync, webhook_sync, braze_sync, mailchimp_sync, triggered_emails],
                       asset_checks=[unsubscribes_propagated])

@@ -8,7 +8,7 @@ from personalization_assets.assets import activation, all_definitions, marts
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 
-from .servers import WebhookReceiver
+from .servers import BrazeServer, MailchimpServer, WebhookReceiver
 from .test_smtp import inbox  # noqa: F401  (fixture)
 
 ASSETS = [marts.customer_profiles, marts.segments, activation.suppression, activation.file_sync,
@@ -103,3 +103,25 @@ def test_dry_run_reports_the_plan_and_sends_nothing(env):
         assert conn.scalar("select count(*) from activation.sync_state") == 0
     assert metadata(result)["file_sync"]["added"].value == members and metadata(result)["file_sync"]["dry_run"].value
     assert not exports.exists() or not any(exports.rglob("*.csv"))
+
+
+def test_braze_and_mailchimp_assets_sync_when_configured(env, monkeypatch):
+    warehouse, _ = env
+    assets = ASSETS[:3] + [activation.braze_sync, activation.mailchimp_sync]
+    skipped = metadata(dg.materialize(assets, resources={"warehouse": warehouse}))
+    assert skipped["braze_sync"]["skipped"].value.startswith("not configured: BRAZE_REST_URL")
+    with BrazeServer("bk") as braze, MailchimpServer("mk-us6", "L1") as chimp:
+        for name, value in {"BRAZE_REST_URL": braze.url, "BRAZE_API_KEY": "bk", "MAILCHIMP_API_KEY": "mk-us6",
+                            "MAILCHIMP_LIST_ID": "L1", "MAILCHIMP_SEGMENT_IDS": '{"cart_abandoners": "9"}',
+                            "MAILCHIMP_BASE_URL": chimp.url + "/3.0"}.items():
+            monkeypatch.setenv(name, value)
+        meta = metadata(dg.materialize(assets, resources={"warehouse": warehouse}))
+        with warehouse.connect() as conn:
+            members = conn.query("select segment, customer_key from marts.segment_membership")
+    carts = {f"{k}@example.com" for k in members.loc[members["segment"] == "cart_abandoners", "customer_key"]}
+    assert carts and chimp.segments["9"] == carts and meta["mailchimp_sync"]["added"].value == len(carts)
+    assert meta["braze_sync"]["added"].value == len(members) and meta["braze_sync"]["failed"].value == 0
+    assert {uid: user["segments"] for uid, user in braze.users.items() if user["segments"]} == \
+        {k: set(g["segment"]) for k, g in members.groupby("customer_key")}
+    assert braze.users["noel"]["email_subscribe"] == "unsubscribed"  # the CRM opt-out, propagated
+    assert chimp.members["noel@example.com"] == "unsubscribed"
