@@ -12,7 +12,10 @@ Speed (each step does what phonenumbers does, only once per region; tests compar
   (region, length) are compiled into one regular expression, so one match replaces up to eleven;
 - "+<digits>" input (spaces or hyphens allowed): the country code is the first of its 1-3 leading
   digits that is a calling code, the rest is the national number, unless the region's national
-  prefix pattern matches it (then phonenumbers may strip a prefix, so it parses the number).
+  prefix pattern matches it (then phonenumbers may strip a prefix, so it parses the number);
+- national input (digits, spaces, hyphens, parentheses) in a region whose national prefix has
+  no transform rule or carrier code: the national prefix is stripped under phonenumbers' own
+  conditions; input that starts with the international prefix or the country code is parsed.
 Everything else goes through ``phonenumbers.parse``.
 """
 
@@ -22,7 +25,7 @@ import math
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import phonenumbers
@@ -103,6 +106,67 @@ def _international(text: str, default: str | None) -> str | None:
     return f"+{digits[:size]}{nsn}"
 
 
+_NATIONAL = re.compile(r"[0-9][0-9 ()-]*[0-9]\Z")
+_SEPARATORS = re.compile(r"[ ()-]")
+
+
+class _NationalRules(NamedTuple):
+    country_code: str
+    international_prefix: re.Pattern | None
+    national_prefix: re.Pattern | None
+    general: re.Pattern | None
+    lengths: tuple[int, ...]
+    local_lengths: tuple[int, ...]
+
+
+@cache
+def _national_rules(region: str) -> _NationalRules | None:
+    """The parts of ``region``'s metadata phonenumbers.parse uses on a national number, or None
+    when its national prefix needs a transform rule or yields a carrier code (parse those)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    prefix = re.compile(metadata.national_prefix_for_parsing) if metadata.national_prefix_for_parsing else None
+    general = metadata.general_desc
+    if metadata.national_prefix_transform_rule or (prefix is not None and prefix.groups) \
+            or general is None or not general.possible_length:
+        return None
+    return _NationalRules(
+        str(metadata.country_code),
+        re.compile(metadata.international_prefix) if metadata.international_prefix else None, prefix,
+        re.compile(general.national_number_pattern) if general.national_number_pattern else None,
+        tuple(general.possible_length), tuple(general.possible_length_local_only or ()))
+
+
+def _may_use_stripped(rules: _NationalRules, nsn: str) -> bool:
+    """phonenumbers keeps a stripped national number unless its length is too short, local-only
+    or not a possible length (``_test_number_length`` for an unknown type)."""
+    size = len(nsn)
+    if size in rules.local_lengths or size < rules.lengths[0]:
+        return False
+    return size == rules.lengths[0] or size > rules.lengths[-1] or size in rules.lengths[1:]
+
+
+def _national(text: str, default: str | None) -> str | None:
+    """E.164 of a valid national-format number, read without phonenumbers.parse; None: full path."""
+    if default is None or not _NATIONAL.match(text):
+        return None
+    rules = _national_rules(default)
+    digits = _SEPARATORS.sub("", text)
+    if rules is None or len(digits) < 3 or digits.startswith(rules.country_code) \
+            or (rules.international_prefix is not None and rules.international_prefix.match(digits)):
+        return None
+    nsn = digits
+    found = rules.national_prefix.match(digits) if rules.national_prefix is not None else None
+    if found:
+        stripped = digits[found.end():]
+        viable = rules.general is not None and rules.general.fullmatch(digits) is not None
+        if not (viable and (rules.general is None or rules.general.fullmatch(stripped) is None)) \
+                and _may_use_stripped(rules, stripped):
+            nsn = stripped
+    if not 2 <= len(nsn) <= 17 or not valid_in_region(default)(nsn):
+        return None
+    return f"+{rules.country_code}{nsn}"
+
+
 def _valid(number: phonenumbers.PhoneNumber, default: str | None) -> bool:
     if default is not None and number.country_code == phonenumbers.country_code_for_region(default) \
             and valid_in_region(default)(phonenumbers.national_significant_number(number)):
@@ -129,7 +193,7 @@ def normalize_one(raw: Any, region: Any) -> tuple[str | None, str | None]:
     if text is None:
         return None, "missing" if isinstance(raw, str) else f"unparseable: not a phone number ({type(raw).__name__})"
     default = region_code(region)
-    fast = _international(text, default)
+    fast = _international(text, default) if text.startswith("+") else _national(text, default)
     if fast is not None:
         return fast, None
     try:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_phones
-from personalization_assets.normalize.phone import _international, valid_in_region
+from personalization_assets.normalize.phone import _international, _national, valid_in_region
 from personalization_assets_tests.conftest import shared_data
 
 
@@ -132,4 +132,41 @@ def test_the_international_fast_path_agrees_near_real_numbers(region, tail, spac
                                       else phonenumbers.PhoneNumberFormat.E164)
     text = text[:-3] + f"{tail:03d}"
     fast = _international(text, region)
+    assert fast is None or fast == _library(text, region)
+
+
+def test_the_national_fast_path_agrees_with_phonenumbers_on_every_example():
+    ph = _examples()
+    used = 0
+    for region, text in zip(ph["region"], ph["national"]):
+        fast = _national(text, region)
+        if fast is not None:
+            used += 1
+            assert fast == _library(text, region), (text, region)
+    assert used > 600
+
+
+national_regions = ["GB", "DE", "FR", "SE", "PL", "US", "IE", "DK", "CH", "IT", "AR", "MX", "BR", "RU",
+                    "KZ", "IN", "AU", "JP", "NL", "BE", "AT", "ES", "NO", "FI", "HU", "CN", "GG", "CA"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"[0-9][0-9 ()-]{1,18}[0-9]", fullmatch=True), st.sampled_from(national_regions))
+def test_the_national_fast_path_agrees_with_phonenumbers_on_any_digits(text, default):
+    fast = _national(text, default)
+    assert fast is None or fast == _library(text, default)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)), st.integers(0, 9999), st.integers(1, 4),
+       st.sampled_from(["", "0", "00", "1", "8"]))
+def test_the_national_fast_path_agrees_near_real_numbers(region, tail, size, lead):
+    example = phonenumbers.example_number(region)
+    if example is None:
+        return
+    text = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+    digits = [i for i, c in enumerate(text) if c.isdigit()]
+    for start in digits[-size:][:1]:
+        text = lead + text[:start] + f"{tail:04d}"[-size:] + text[start + size:]
+    fast = _national(text, region)
     assert fast is None or fast == _library(text, region)
