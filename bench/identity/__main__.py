@@ -1,6 +1,9 @@
 """Identity benchmark: our engine vs Splink on FEBRL 1-4 and generated 100k / 1M rows.
 
-    python -m bench.identity [--sizes gen100k,gen1m] [--skip-splink-over N]
+    python -m bench.identity [--datasets febrl1,...,gen1m] [--engines ours,splink]
+
+``--datasets gen1m --engines ours`` is the quick scale-only loop while iterating; the
+figures worth quoting come from one run of both engines side by side.
 
 Each engine runs in its own subprocess per dataset (time = matching only, after loading;
 peak RSS = whole process). Accuracy is pairwise precision/recall/F1 of the final clusters
@@ -37,7 +40,9 @@ def _run(engine: str, path: Path, kind: str, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="febrl1,febrl2,febrl3,febrl4,gen100k,gen1m")
+    ap.add_argument("--engines", default="ours,splink", help="comma list; drop splink while iterating")
     args = ap.parse_args()
+    engines = args.engines.split(",")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-identity-") as tmp:
         for name in args.datasets.split(","):
@@ -49,6 +54,9 @@ def main() -> None:
             brecall, n_pairs = blocking_recall(ours_df)
             res = {}
             for engine, path in (("ours", p_ours), ("splink", p_spl)):
+                if engine not in engines:
+                    res[engine] = {}
+                    continue
                 out = Path(tmp) / f"{name}-{engine}-out.parquet"
                 r = _run(engine, path, kind, out)
                 if "error" not in r:
@@ -57,7 +65,7 @@ def main() -> None:
                 res[engine] = r
                 print(f"{name} {engine}: {json.dumps(r)}", flush=True)
             o, s = res["ours"], res["splink"]
-            fmt = lambda d, k: f"{d[k]:.4f}" if k in d else "err"  # noqa: E731
+            fmt = lambda d, k: f"{d[k]:.4f}" if k in d else ("err" if d else "-")  # noqa: E731
             rows.append([name, len(ours_df), fmt(o, "precision"), fmt(o, "recall"), fmt(o, "f1"),
                          fmt(s, "precision"), fmt(s, "recall"), fmt(s, "f1"), f"{brecall:.4f}", n_pairs,
                          f"{o.get('seconds', float('nan')):.1f}", f"{s.get('seconds', float('nan')):.1f}",

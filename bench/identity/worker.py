@@ -26,7 +26,8 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         res.crosswalk[["record_id", "customer_key"]].rename(
             columns={"record_id": "rec_id", "customer_key": "cluster"}).to_parquet(out)
-        extra = {"candidate_pairs": res.stats["candidate_pairs"], "em_iterations": res.model.iterations}
+        extra = {"candidate_pairs": res.stats["candidate_pairs"], "em_iterations": res.model.iterations,
+                 "stage_seconds": res.stats["stage_seconds"]}
     else:
         from bench.identity.splink_runner import run_splink
 
