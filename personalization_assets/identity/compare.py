@@ -3,6 +3,9 @@
 Similarities are computed with ``rapidfuzz.process.cpdist`` (element-wise, multi-threaded C)
 on the distinct value pairs only, which is the vectorized equivalent of ``cdist`` within
 blocks without materialising block matrices. Level 0 always means "a value is missing".
+Edit distances that only matter up to 1 use OSA, which equals Damerau-Levenshtein there
+and is several times faster; every scorer gets the lowest value that still matters as its
+score_cutoff.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+from rapidfuzz.distance import OSA, DamerauLevenshtein, JaroWinkler
 
 from personalization_assets.identity.nicknames import nickname_pairs
 
@@ -31,34 +34,35 @@ LEVELS: dict[str, tuple[str, ...]] = {
 
 
 class _Column:
-    """A text column factorized once, so pairs are compared as distinct value pairs."""
+    """A categorical feature column: pairs are compared as distinct value pairs."""
 
     def __init__(self, s: pd.Series):
-        self.codes, self.values = pd.factorize(s, use_na_sentinel=True)
-        self.values = np.asarray(self.values, dtype=object)
+        self.codes = s.cat.codes.to_numpy()
+        self.values = np.asarray(s.cat.categories, dtype=object)
 
     def score(self, a: np.ndarray, b: np.ndarray, scorer, other: "_Column | None" = None,
-              same: float | None = None, where: np.ndarray | None = None) -> np.ndarray:
+              same: float | None = None, where: np.ndarray | None = None, cutoff=None) -> np.ndarray:
         """Scorer value per pair, NaN where a value is missing (or outside ``where``).
-        ``same`` is the scorer's value for identical strings, which then skip the scorer."""
-        ca, cb = self.codes[a], (other or self).codes[b]
+        ``same`` is the scorer's value for identical strings, which then skip the scorer;
+        ``cutoff`` is passed on as the scorer's score_cutoff (callers only use values past it)."""
+        other = other or self
+        ca, cb = self.codes[a], other.codes[b]
         ok = (ca >= 0) & (cb >= 0)
         if where is not None:
             ok &= where
         out = np.full(a.size, np.nan, np.float32)
-        if same is not None and other is None:
+        if same is not None and other is self:
             eq = ok & (ca == cb)
             out[eq] = same
             ok &= ~eq
-        other = other or self
-        if not ok.any():
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
             return out
-        key = ca[ok].astype(np.int64) * (len(other.values) + 1) + cb[ok]
-        uniq, inv = np.unique(key, return_inverse=True)
-        left = self.values[uniq // (len(other.values) + 1)]
-        right = other.values[uniq % (len(other.values) + 1)]
-        sims = process.cpdist(list(left), list(right), scorer=scorer, workers=-1)
-        out[ok] = np.asarray(sims, np.float32)[inv]
+        width = len(other.values) + 1
+        inv, uniq = pd.factorize(ca[idx].astype(np.int64) * width + cb[idx])  # hashing, no sort
+        sims = process.cpdist(self.values[uniq // width].tolist(), other.values[uniq % width].tolist(),
+                              scorer=scorer, score_cutoff=cutoff, workers=-1)
+        out[idx] = np.asarray(sims, np.float32)[inv]
         return out
 
     def null(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,14 +85,21 @@ class Comparator:
     """Holds factorized columns of one feature frame; turns (left, right) pairs into levels."""
 
     def __init__(self, f: pd.DataFrame):
-        cols = ["fn", "ln", "fn_canon", "birth", "street", "city", "postcode", "email",
-                "email_local", "phone", "national_id"]
+        cols = ["fn", "ln", "birth", "street", "street_sorted", "city", "postcode", "email", "phone",
+                "national_id"]
         self.c = {k: _Column(f[k]) for k in cols}
         self.fields = [k for k in LEVELS if self._present(k)]
         self._nick = self._nickname_codes()
-        birth = f["birth"].astype("string")
+        self._ymd = self._birth_parts()
+
+    def _birth_parts(self) -> tuple[np.ndarray, ...]:
+        """Year, MMDD and DDMM of each record's birth date (-1 if missing), from the distinct dates."""
+        col = self.c["birth"]
+        dates = pd.Series(col.values, dtype="string")
         num = lambda s: pd.to_numeric(s, errors="coerce").fillna(-1).to_numpy(np.int64)  # noqa: E731
-        self._ymd = (num(birth.str[:4]), num(birth.str[4:8]), num(birth.str[6:8] + birth.str[4:6]))
+        parts = (num(dates.str[:4]), num(dates.str[4:8]), num(dates.str[6:8] + dates.str[4:6]))
+        return tuple(np.where(col.codes >= 0, p[np.maximum(col.codes, 0)], -1) if p.size
+                     else np.full(col.codes.size, -1) for p in parts)
 
     def _nickname_codes(self) -> np.ndarray:
         """Known nickname pairs as sorted codes of the first-name column, for np.isin."""
@@ -121,8 +132,8 @@ class Comparator:
         c = self.c
         ff, ll = c["fn"].score(a, b, jw, same=1.0), c["ln"].score(a, b, jw, same=1.0)
         maybe = ~((ff >= 0.9) & (ll >= 0.9))  # crossed scores only matter when names disagree
-        fl = c["fn"].score(a, b, jw, c["ln"], where=maybe)
-        lf = c["ln"].score(a, b, jw, c["fn"], where=maybe & (fl >= 0.9))
+        fl = c["fn"].score(a, b, jw, c["ln"], where=maybe, cutoff=0.9)  # only >= 0.9 is used
+        lf = c["ln"].score(a, b, jw, c["fn"], where=maybe & (fl >= 0.9), cutoff=0.9)
         straight = np.nan_to_num(ff) + np.nan_to_num(ll)
         swapped = (np.nan_to_num(fl) + np.nan_to_num(lf) > straight + 0.2) & (fl >= 0.9) & (lf >= 0.9)
         return np.where(swapped, fl, ff), np.where(swapped, lf, ll), swapped
@@ -141,19 +152,20 @@ class Comparator:
         return _levels(np.isnan(ls), [ls >= 0.8, ls >= 0.92, ls >= 1.0])
 
     def _birth_date(self, a, b, c):
-        d = c["birth"].score(a, b, DamerauLevenshtein.distance, same=0.0)
+        d = c["birth"].score(a, b, OSA.distance, same=0.0, cutoff=1)
         y, md, dm = self._ymd
         year = (y[a] == y[b]) & (y[a] >= 0)
         swap = year & (md[a] == dm[b]) & (md[a] >= 0)
         return _levels(np.isnan(d), [year | (d <= 1), (d <= 1) | swap, d == 0])
 
     def _street(self, a, b, c):
-        s = c["street"].score(a, b, fuzz.token_sort_ratio, same=100.0) / 100
+        # token_sort_ratio is ratio() of the token-sorted strings, which are precomputed
+        s = c["street_sorted"].score(a, b, fuzz.ratio, same=100.0, cutoff=70) / 100
         return _levels(np.isnan(s), [s >= 0.7, s >= 0.9, c["street"].equal(a, b)])
 
     def _postcode_city(self, a, b, c):
-        d = c["postcode"].score(a, b, DamerauLevenshtein.distance, same=0.0)
-        city = c["city"].score(a, b, JaroWinkler.normalized_similarity, same=1.0)
+        d = c["postcode"].score(a, b, OSA.distance, same=0.0, cutoff=1)
+        city = c["city"].score(a, b, JaroWinkler.normalized_similarity, same=1.0, cutoff=0.88)
         null = np.isnan(d) & np.isnan(city)
         return _levels(null, [city >= 0.88, d <= 1, d == 0])
 
@@ -163,9 +175,9 @@ class Comparator:
         return _levels(c["email"].null(a, b), [c["email"].equal(a, b)])
 
     def _phone(self, a, b, c):
-        d = c["phone"].score(a, b, DamerauLevenshtein.distance, same=0.0)
+        d = c["phone"].score(a, b, OSA.distance, same=0.0, cutoff=1)
         return _levels(np.isnan(d), [d <= 1, d == 0])
 
     def _national_id(self, a, b, c):
-        d = c["national_id"].score(a, b, DamerauLevenshtein.distance, same=0.0)
+        d = c["national_id"].score(a, b, DamerauLevenshtein.distance, same=0.0, cutoff=2)
         return _levels(np.isnan(d), [d <= 2, d <= 1, d == 0])

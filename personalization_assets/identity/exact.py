@@ -12,23 +12,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from personalization_assets.identity.blocking import sorted_unique
+
 RULES = ("email_key", "phone", "source_id")
 
 
-def _guarded(key: pd.Series, initial: pd.Series) -> pd.Series:
-    key, initial = key.astype("string"), initial.astype("string")
-    frame = pd.DataFrame({"k": key, "i": initial})
-    mixed = frame.dropna().groupby("k")["i"].nunique() > 1
-    shared = key.isin(mixed[mixed].index)
-    return key.where(~shared, key + "|" + initial)  # null initial -> null key
+def _guarded(key: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Key codes (-1 = none); a key seen with several first initials becomes one key per
+    (key, initial), and none where the initial is missing."""
+    key, initial = key.astype(np.int64), initial.astype(np.int64)
+    width = int(initial.max(initial=0)) + 1
+    seen = sorted_unique((key * width + initial)[(key >= 0) & (initial >= 0)]) // width
+    shared = np.isin(key, seen[1:][seen[1:] == seen[:-1]])
+    split = np.where(initial >= 0, int(key.max(initial=0)) + 1 + key * width + initial, -1)
+    return np.where(shared, split, key)
 
 
-def exact_keys(f: pd.DataFrame) -> dict[str, pd.Series]:
-    initial = f["fn"].str[:1]
+def exact_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Integer key codes per rule (-1 = no key)."""
+    initial = f["fn_init"].to_numpy()
     return {
-        "email_key": _guarded(f["email"], initial),
-        "phone": _guarded(f["phone"], initial),
-        "source_id": (f["source"] + "|" + f["source_id"]),
+        "email_key": _guarded(f["email"].cat.codes.to_numpy(), initial),
+        "phone": _guarded(f["phone"].cat.codes.to_numpy(), initial),
+        "source_id": f["source_key"].to_numpy(),
     }
 
 
@@ -37,7 +43,8 @@ def exact_edges(f: pd.DataFrame, max_group: int) -> tuple[pd.DataFrame, pd.DataF
     plus the shared keys that were refused (for review)."""
     edges, refused = [], []
     for rule, key in exact_keys(f).items():
-        codes = pd.factorize(key, use_na_sentinel=True)[0]
+        codes = pd.factorize(key, use_na_sentinel=False)[0]
+        codes[key < 0] = -1
         valid = np.flatnonzero(codes >= 0)
         if valid.size == 0:
             continue
@@ -50,7 +57,9 @@ def exact_edges(f: pd.DataFrame, max_group: int) -> tuple[pd.DataFrame, pd.DataF
         if ok.size == 0:
             continue
         order = ok[np.argsort(codes[ok], kind="stable")]
-        first = pd.Series(order).groupby(codes[order]).transform("first").to_numpy()
+        sc = codes[order]
+        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+        first = np.repeat(order[starts], np.diff(np.r_[starts, sc.size]))
         mask = first != order
         edges.append(pd.DataFrame({"left": np.minimum(first[mask], order[mask]),
                                    "right": np.maximum(first[mask], order[mask]), "rule": rule}))

@@ -1,9 +1,10 @@
 """Matching normal form computed in DuckDB: vectorized, multi-threaded string cleaning.
 
 Python-level cleaning costs a few microseconds per distinct value, which is most of a run
-at a million records; DuckDB does the same in C++ across cores. The rules are the same as in
-prepare.py: no case, no accents, no punctuation, placeholders become NULL, non-Latin letters
-are kept (\\p{L}).
+at a million records; DuckDB does the same in C++ across cores. Rules: no case, no accents,
+no punctuation, placeholders become NULL, non-Latin letters are kept (\\p{L}). The same
+query derives the short blocking keys (initials, birth month, house number, phone tail),
+the token-sorted street and a content hash of the raw record.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from personalization_assets.identity.config import (
 )
 
 FAKE_PHONE_TAILS = tuple(str(d) * 7 for d in range(10)) + ("1234567", "7654321", "0123456")
-SOURCES = {"first_name": "first_name", "last_name": "last_name", "birth_date": "birth_date",
-           "street": "street", "city": "city", "postcode": "postcode", "email_key": "email_key",
-           "phone": "phone", "national_id": "national_id"}
+TEXT_SOURCES = ("first_name", "last_name", "birth_date", "street", "city", "postcode", "email_key",
+                "phone", "national_id")
+# raw columns whose change makes a record "changed" for incremental runs
+HASHED = ("record_id", "source", "source_id", "first_name", "last_name", "email_key", "phone", "street",
+          "city", "postcode", "birth_date", "country", "national_id")
+# text columns the comparator reads (categoricals); the rest are blocking/exact keys (codes only)
+TEXT_OUT = ("fn", "ln", "street", "street_sorted", "city", "postcode", "national_id", "birth", "email", "phone")
+CODE_OUT = ("email_block", "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail", "source_key")
 
 
 def _in(values) -> str:
@@ -30,60 +36,91 @@ def _in(values) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
 
 
-def _sql() -> str:
-    tokens = _in(PLACEHOLDER_TOKENS)
-    txt = "strip_accents(lower(trim(cast({c} as varchar))))"
-    real = "nullif(case when {e} in " + tokens + " then '' else {e} end, '')"
-    name = real.format(e="regexp_replace(" + txt.format(c="{c}") + r", '[^\p{{L}}]+', '', 'g')")
-    words = real.format(e="trim(regexp_replace(" + txt.format(c="{c}") + r", '[^\p{{L}}\p{{N}}]+', ' ', 'g'))")
-    code = real.format(e="regexp_replace(" + txt.format(c="{c}") + r", '[^\p{{L}}\p{{N}}]+', '', 'g')")
+def _sql(hashed: list[str]) -> str:
+    # Each stage is its own projection, so every regular expression runs once per row
+    # (an expression repeated inside CASE/IN would be evaluated once per mention).
+    txt = "strip_accents(lower(trim({c})))"
+    letters = "regexp_replace(" + txt + r", '[^\p{{L}}]+', '', 'g')"
+    words = "trim(regexp_replace(" + txt + r", '[^\p{{L}}\p{{N}}]+', ' ', 'g'))"
+    code = "regexp_replace(" + txt + r", '[^\p{{L}}\p{{N}}]+', '', 'g')"
+    real = "case when {c} = '' or {c} in " + _in(PLACEHOLDER_TOKENS) + " then null else {c} end as {c}"
+    text = ("fn", "ln", "street", "city", "postcode", "national_id")
     return f"""
-    with base as (
-      select {name.format(c='first_name')} as fn, {name.format(c='last_name')} as ln,
-             coalesce(strftime(try_cast(cast(birth_date as varchar) as date), '%Y%m%d'),
-                      regexp_replace(cast(birth_date as varchar), '[-/. ]', '', 'g')) as bd,
+    with raw as (
+      select _row, {letters.format(c='first_name')} as fn, {letters.format(c='last_name')} as ln,
+             coalesce(strftime(try_cast(birth_date as date), '%Y%m%d'),
+                      regexp_replace(birth_date, '[-/. ]', '', 'g')) as bd,
              {words.format(c='street')} as street, {words.format(c='city')} as city,
              {code.format(c='postcode')} as postcode, {code.format(c='national_id')} as national_id,
-             lower(trim(cast(email_key as varchar))) as em,
-             regexp_replace(cast(phone as varchar), '[^0-9]', '', 'g') as ph
-      , _row from src)
-    select fn, ln, street, city, postcode, national_id,
-      case when regexp_full_match(bd, '(19|20)[0-9]{{6}}') and bd <> '19000101' then bd end as birth,
-      case when em like '%@%' and split_part(em, '@', 1) <> ''
-            and split_part(em, '@', 1) not in {_in(PLACEHOLDER_EMAIL_LOCALS)}
-            and regexp_extract(em, '@([^@]*)$', 1) not in {_in(PLACEHOLDER_EMAIL_DOMAINS)} then em end as email,
-      case when length(ph) >= 7 and right(ph, 7) not in {_in(FAKE_PHONE_TAILS)} then ph end as phone
-    from base order by _row"""
+             lower(trim(email_key)) as em, regexp_replace(phone, '[^0-9]', '', 'g') as ph,
+             source || '|' || source_id as source_key, hash({", ".join(hashed)}) as record_hash
+      from src),
+    parts as (
+      select *, split_part(em, '@', 1) as em_first, regexp_extract(em, '@([^@]*)$', 1) as em_domain
+      from raw),
+    clean as (
+      select _row, source_key, record_hash, {", ".join(real.format(c=c) for c in text)},
+        case when regexp_full_match(bd, '(19|20)[0-9]{{6}}') and bd <> '19000101' then bd end as birth,
+        case when em_first <> '' and strpos(em, '@') > 0 and em_first not in {_in(PLACEHOLDER_EMAIL_LOCALS)}
+              and em_domain not in {_in(PLACEHOLDER_EMAIL_DOMAINS)} then em end as email,
+        case when length(ph) >= 7 and right(ph, 7) not in {_in(FAKE_PHONE_TAILS)} then ph end as phone
+      from parts),
+    derived as (
+      select *, regexp_replace(left(email, length(email) - strpos(reverse(email), '@')),
+                               '[^\p{{L}}\p{{N}}]+', '', 'g') as el,
+             array_to_string(list_sort(string_split(street, ' ')), ' ') as street_sorted
+      from clean)
+    select _row, {", ".join(TEXT_OUT)}, source_key, record_hash,
+      case when length(el) >= 3 then el end as email_block,
+      left(birth, 6) as birth_ym, left(fn, 1) as fn_init, left(ln, 1) as ln_init,
+      nullif(regexp_extract(street, '\p{{Nd}}+'), '') as street_number, right(phone, 8) as phone_tail
+    from derived"""
 
 
 def _arrow_text(col: pd.Series) -> pa.Array:
     if pd.api.types.is_datetime64_any_dtype(col):
         col = col.dt.strftime("%Y-%m-%d")
-    return pa.array(col.astype("string"), type=pa.string(), from_pandas=True)
+    try:  # str/None objects convert directly; anything else goes through pandas' string dtype
+        return pa.array(col, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(col.astype("string"), type=pa.string(), from_pandas=True)
 
 
-def clean_frame(records: pd.DataFrame) -> dict[str, pd.Categorical]:
-    """Cleaned matching columns as categoricals (dictionary-encoded by Arrow, no Python loop)."""
+def _codes(col: pa.ChunkedArray, row: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """int32 dictionary codes (-1 = null) put back in input row order, and the dictionary."""
+    enc = col.combine_chunks().dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    if enc.indices.null_count:
+        codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1, codes)
+    out = np.empty(codes.size, np.int32)
+    out[row] = codes
+    return out, enc.dictionary
+
+
+def clean_frame(records: pd.DataFrame) -> dict[str, pd.Categorical | np.ndarray]:
+    """Cleaned text columns as categoricals (dictionary-encoded by Arrow, no Python loop),
+    key columns as int32 codes (-1 = missing) and ``record_hash`` (uint64)."""
     # Arrow strings in, so DuckDB scans in parallel instead of converting Python objects
-    cols = {k: _arrow_text(records[v]) if v in records else pa.nulls(len(records), pa.string())
-            for k, v in SOURCES.items()}
+    cols = {k: _arrow_text(records[k]) if k in records else pa.nulls(len(records), pa.string())
+            for k in dict.fromkeys(TEXT_SOURCES + HASHED)}
     src = pa.table({"_row": pa.array(np.arange(len(records), dtype=np.int64)), **cols})
+    hashed = [c for c in HASHED if c in records]
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")
         con.register("src", src)
-        table = con.sql(_sql()).to_arrow_table()
+        table = con.sql(_sql(hashed)).to_arrow_table()
     finally:
         con.close()
-    out = {}
-    for name in table.column_names:
-        if name == "_row":
-            continue
-        col = table.column(name).combine_chunks()
-        if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
-            col = col.cast(pa.string())
-        enc = col.dictionary_encode()
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(np.int64)
-        out[name] = pd.Categorical.from_codes(codes, np.asarray(enc.dictionary.to_pylist(), dtype=object))
+    del src, cols
+    # parallel scans return rows in any order; _row puts every value back on its record
+    row = table.column("_row").to_numpy()
+    out: dict[str, pd.Categorical | np.ndarray] = {}
+    for name in TEXT_OUT:
+        codes, dictionary = _codes(table.column(name), row)
+        out[name] = pd.Categorical.from_codes(codes, np.asarray(dictionary.to_pylist(), dtype=object))
+    for name in CODE_OUT:
+        out[name] = _codes(table.column(name), row)[0]
+    out["record_hash"] = np.empty(row.size, np.uint64)
+    out["record_hash"][row] = table.column("record_hash").to_numpy()
     return out

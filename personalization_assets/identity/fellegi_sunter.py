@@ -15,6 +15,7 @@ import numpy as np
 from personalization_assets.identity.compare import LEVELS, Comparator
 
 FLOOR = 1e-6
+LEVEL_BASE = max(len(x) for x in LEVELS.values())  # 5**8 patterns: a bincount, not a sort
 
 
 @dataclass
@@ -47,7 +48,12 @@ class FSModel:
         return w
 
     def probability(self, levels: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp2(-self.match_weight(levels)))
+        """Per pair, computed once per distinct agreement pattern (a few thousand at most)."""
+        code, n_codes = pattern_codes(levels)
+        present = np.flatnonzero(np.bincount(code, minlength=n_codes))
+        table = np.zeros(n_codes, np.float32)
+        table[present] = 1.0 / (1.0 + np.exp2(-self.match_weight(decode_patterns(present, levels.shape[1]))))
+        return table[code]
 
     def to_dict(self) -> dict:
         return {"fields": self.fields, "m": [x.tolist() for x in self.m],
@@ -67,15 +73,32 @@ def _level_freq(levels: np.ndarray, n_levels: int, weights: np.ndarray | None = 
     return counts / counts.sum()
 
 
+def pattern_codes(levels: np.ndarray) -> tuple[np.ndarray, int]:
+    """One integer per row of a level matrix (base LEVEL_BASE digits), and the code range."""
+    code = np.zeros(levels.shape[0], np.int32)
+    for k in range(levels.shape[1]):
+        code *= LEVEL_BASE
+        code += levels[:, k]
+    return code, LEVEL_BASE ** levels.shape[1]
+
+
+def decode_patterns(codes: np.ndarray, n_fields: int) -> np.ndarray:
+    out = np.zeros((codes.size, n_fields), np.uint8)
+    rest = codes.astype(np.int64)
+    for k in range(n_fields - 1, -1, -1):
+        out[:, k] = rest % LEVEL_BASE
+        rest //= LEVEL_BASE
+    return out
+
+
 def unique_patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of a small-integer level matrix with their counts (fast 1-D unique)."""
+    """Distinct rows of a small-integer level matrix with their counts (a bincount, no sort)."""
     if levels.shape[0] == 0:
         return levels, np.empty(0, np.int64)
-    code = np.zeros(levels.shape[0], np.int64)
-    for k in range(levels.shape[1]):
-        code = code * 8 + levels[:, k]
-    uniq, first, counts = np.unique(code, return_index=True, return_counts=True)
-    return levels[first], counts
+    code, n_codes = pattern_codes(levels)
+    counts = np.bincount(code, minlength=n_codes)
+    present = np.flatnonzero(counts)
+    return decode_patterns(present, levels.shape[1]), counts[present]
 
 
 def estimate_u(comp: Comparator, n_records: int, pairs: int, seed: int) -> list[np.ndarray]:

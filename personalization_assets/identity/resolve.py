@@ -21,7 +21,7 @@ from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.keys import assign_keys
 from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
-from personalization_assets.identity.prepare import features, record_hash
+from personalization_assets.identity.prepare import features
 from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.training import train
@@ -39,7 +39,8 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     lap = _Laps()
     records = _dedupe(records)
     n, rid = len(records), records["record_id"].astype(str).to_numpy()
-    f, hashes = features(records), record_hash(records)
+    f = features(records)
+    hashes = f["record_hash"].to_numpy()
     prev_keys = previous.crosswalk.set_index("record_id")["customer_key"] if previous is not None else None
     dirty = _dirty_rows(rid, hashes, previous) if previous is not None and previous.model is not None else None
     if dirty is not None and dirty.size > INCREMENTAL_MAX_FRACTION * n:
