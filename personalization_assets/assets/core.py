@@ -68,10 +68,10 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
         "golden": dg.AssetOut(key=["core", "customers"], tags={"pii": "true"}, automation_condition=EAGER,
                               description="One golden record per real person, keyed by a stable customer_key; "
                                           "each <field>_source column names the record the value came from."),
-        "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"], automation_condition=EAGER,
+        "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"], automation_condition=EAGER, tags={"pii": "true"},
                                  description="Every source customer record, its customer_key and the rule that "
                                              "joined it (exact key, fuzzy match or singleton)."),
-        "evidence": dg.AssetOut(key=["core", "merge_evidence"], automation_condition=EAGER,
+        "evidence": dg.AssetOut(key=["core", "merge_evidence"], automation_condition=EAGER, tags={"pii": "true"},
                                 description="Why records were merged: the exact rule, or per-field agreement "
                                             "levels and Fellegi-Sunter weights; unmerges as cannot_link rows."),
     },

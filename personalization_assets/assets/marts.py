@@ -26,6 +26,7 @@ PROFILES_KEY = dg.AssetKey(["marts", "customer_profiles"])
 MEMBERSHIP_KEY = dg.AssetKey(["marts", "segment_membership"])
 CHANGES_KEY = dg.AssetKey(["marts", "segment_changes"])
 PAYLOADS_KEY = dg.AssetKey(["marts", "personalization_payloads"])
+SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
 INPUTS = [["core", "customers"], ["core", "customer_crosswalk"], ["core", "identity_map"],
           ["staging", "orders"], ["staging", "order_lines"], ["staging", "events"],
           ["staging", "email_events"]]
@@ -70,11 +71,12 @@ def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(MEMBERSHIP_KEY, deps=[PROFILES_KEY, *INPUTS], group_name="marts", kinds={"sql"},
+        dg.AssetSpec(MEMBERSHIP_KEY, deps=[PROFILES_KEY, SUPPRESSION_KEY, *INPUTS], group_name="marts", kinds={"sql"},
+                     tags={"pii": "true"},
                      freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
                      description="Who is in each segment now, and since when (member without "
                                  "interruption). Suppressed customers are never in a sendable segment."),
-        dg.AssetSpec(CHANGES_KEY, deps=[PROFILES_KEY], group_name="marts", kinds={"sql"},
+        dg.AssetSpec(CHANGES_KEY, deps=[PROFILES_KEY], group_name="marts", kinds={"sql"}, tags={"pii": "true"},
                      freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
                      description="Who entered or exited each segment at each run: what destinations "
                                  "need for incremental syncs."),

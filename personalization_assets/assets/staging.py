@@ -19,6 +19,7 @@ from .common import (
 )
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 
+PII_TABLES = "activation/pii_tables"  # side tables holding this asset's personal data (raw payloads)
 SEEDS_OF_ORDERS = [["seeds", "order_statuses"], ["seeds", "product_categories"], ["seeds", "fx_rates"]]
 
 
@@ -74,7 +75,7 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
 
 @dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"], ["seeds", "country_synonyms"]],
           group_name="staging", pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
-          automation_condition=EAGER)
+          metadata={PII_TABLES: ["quarantine.crm_customers"]}, automation_condition=EAGER)
 def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     """CRM customers in canonical form: display names, email (+ matching key, disposable and role
     flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside."""
@@ -94,7 +95,8 @@ def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     specs=[
         dg.AssetSpec(["staging", "orders"], deps=[["raw", "shop_orders"], ["staging", "customers"], *SEEDS_OF_ORDERS],
                      group_name="staging", tags={"pii": "true"}, kinds={"pandas", "duckdb"},
-                     metadata={"partition_expr": "loaded_at"}, automation_condition=EAGER),
+                     metadata={"partition_expr": "loaded_at", PII_TABLES: ["quarantine.shop_orders"]},
+                     automation_condition=EAGER),
         dg.AssetSpec(["staging", "order_lines"], deps=[["raw", "shop_orders"], *SEEDS_OF_ORDERS],
                      group_name="staging", kinds={"pandas", "duckdb"}, metadata={"partition_expr": "loaded_at"},
                      automation_condition=EAGER),
@@ -121,7 +123,7 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
 @dg.asset(key=["staging", "events"], deps=[["raw", "events"], ["seeds", "event_names"]], group_name="staging",
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           partitions_def=ARRIVAL_DAYS, backfill_policy=SINGLE_RUN,
-          metadata={"partition_expr": "received_at"}, automation_condition=EAGER)
+          metadata={"partition_expr": "received_at", PII_TABLES: ["quarantine.events"]}, automation_condition=EAGER)
 def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Tracking events validated against the tracking plan, one row per messageId, event names
     mapped to tracking-plan codes, partitioned by the day the collector received them."""

@@ -70,7 +70,8 @@ def test_webhook_sync_is_skipped_without_a_url_and_pii_tables_come_from_the_spec
     assert metadata(result)["webhook_sync"]["skipped"].value == "no webhook URL configured"
     names = {t.name for t in activation.pii_tables(all_definitions())}
     assert {"core.customers", "raw.events", "activation.suppression", "activation.sync_state"} <= names
-    assert "marts.segment_changes" not in names  # untagged upstream (see the activation README section)
+    assert {"marts.segment_changes", "marts.segment_membership", "core.customer_crosswalk",
+            "quarantine.crm_customers", "quarantine.shop_orders"} <= names  # incl. side tables a spec names
 
 
 def test_triggered_emails_go_out_once_over_smtp(env, inbox, monkeypatch):
