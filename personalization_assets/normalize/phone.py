@@ -13,7 +13,7 @@ Speed (each step does what phonenumbers does, only once per region; tests compar
 - "+<digits>" input (spaces or hyphens allowed): the country code is the first of its 1-3 leading
   digits that is a calling code, the rest is the national number, unless the region's national
   prefix pattern matches it (then phonenumbers may strip a prefix, so it parses the number);
-- national input (digits, spaces, hyphens, parentheses) in a region whose national prefix has
+- national input (digits, spaces, dots, hyphens, parentheses) in a region whose national prefix has
   no transform rule or carrier code: the national prefix is stripped under phonenumbers' own
   conditions; input that starts with the international prefix or the country code is parsed.
 Everything else goes through ``phonenumbers.parse``.
@@ -106,8 +106,8 @@ def _international(text: str, default: str | None) -> str | None:
     return f"+{digits[:size]}{nsn}"
 
 
-_NATIONAL = re.compile(r"[0-9][0-9 ()-]*[0-9]\Z")
-_SEPARATORS = re.compile(r"[ ()-]")
+_NATIONAL = re.compile(r"[0-9(][0-9 ().-]*[0-9]\Z")
+_SEPARATORS = re.compile(r"[ ().-]")
 
 
 class _NationalRules(NamedTuple):
