@@ -34,6 +34,11 @@ from .base import DEFAULT_DEDUP_WINDOW_S, Appended, BusRecord, message_id_of
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PRUNE_EVERY_S = 60.0
 _PRUNE_MAX_ROWS = 200_000
+# Checkpoints (WAL -> database file) run in a background thread of each writing process, outside
+# the write lock, so an append never waits for one; the writer's own automatic checkpoint is only a
+# safety net (~80 MB of WAL) for when the background one falls behind.
+_CHECKPOINT_EVERY_S = 1.0
+_AUTOCHECKPOINT_PAGES = 20_000
 
 
 class SqliteBus:
@@ -61,9 +66,17 @@ class SqliteBus:
             str(self.path), timeout=60, isolation_level=None, check_same_thread=False
         )
         self._conn.execute("PRAGMA busy_timeout=60000")
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL fails at once (no busy wait) while another process does the
+        # same, e.g. two collector workers starting together: take the writers' lock for it.
+        fcntl.flock(self._lockfile, fcntl.LOCK_EX)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            fcntl.flock(self._lockfile, fcntl.LOCK_UN)
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
         self._create()
+        self._checkpointer: _Checkpointer | None = None
 
     def _create(self) -> None:
         t = self.table
@@ -113,42 +126,46 @@ class SqliteBus:
         if not events:
             return []
         ids = [message_id_of(e) for e in events]
+        payloads: dict[str, bytes] = {}  # first copy of each messageId, serialized before locking
+        for mid, ev in zip(ids, events):
+            if mid not in payloads:
+                payloads[mid] = orjson.dumps(ev if ev.get("messageId") == mid else {**ev, "messageId": mid})
         t = self.table
         with self._lock, self._tx():
-            known = self._known_offsets(set(ids))
-            rows, fresh_idx, seen_in_batch = [], [], {}
+            known = self._known_offsets(list(payloads))
             now = time.time()
-            for i, (mid, ev) in enumerate(zip(ids, events)):
-                if mid in known or mid in seen_in_batch:
-                    continue
-                seen_in_batch[mid] = i
-                if ev.get("messageId") != mid:
-                    ev = {**ev, "messageId": mid}
-                rows.append((mid, now, orjson.dumps(ev)))
-                fresh_idx.append(i)
+            rows = [(mid, now, p) for mid, p in payloads.items() if mid not in known]
             if rows:
                 self._conn.executemany(
                     f"INSERT INTO {t} (message_id, received_at, payload) VALUES (?, ?, ?)", rows
                 )
-                last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                first = last - len(rows) + 1
+                # one transaction under the write lock: the new rows have consecutive offsets
+                first = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+                fresh = {row[0]: first + k for k, row in enumerate(rows)}
                 self._conn.executemany(
-                    f"INSERT INTO {t}_dedup (message_id, bus_offset) VALUES (?, ?)",
-                    [(r[0], first + k) for k, r in enumerate(rows)],
+                    f"INSERT INTO {t}_dedup (message_id, bus_offset) VALUES (?, ?)", fresh.items()
                 )
-                for k, i in enumerate(fresh_idx):
-                    known[ids[i]] = first + k
+            else:
+                fresh = {}
             if now >= self._next_prune:
                 self._prune_dedup(now)
                 self._next_prune = now + _PRUNE_EVERY_S
-        fresh = set(fresh_idx)
-        return [Appended(known[mid], i not in fresh) for i, mid in enumerate(ids)]
+        if self._checkpointer is None:
+            self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.wanted.set()
+        out, stored = [], set()
+        for mid in ids:
+            if mid in fresh and mid not in stored:
+                out.append(Appended(fresh[mid], False))
+                stored.add(mid)
+            else:
+                out.append(Appended(known.get(mid) or fresh[mid], True))
+        return out
 
-    def _known_offsets(self, ids: set[str]) -> dict[str, int]:
+    def _known_offsets(self, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        ids_list = list(ids)
-        for k in range(0, len(ids_list), 500):
-            chunk = ids_list[k : k + 500]
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
             marks = ",".join("?" * len(chunk))
             found.update(
                 self._conn.execute(
@@ -242,6 +259,8 @@ class SqliteBus:
             return self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             if self._lockfile >= 0:
                 self._conn.close()
@@ -250,3 +269,27 @@ class SqliteBus:
 
     def __repr__(self) -> str:
         return f"SqliteBus({str(self.path)!r}, table={self.table!r})"
+
+
+class _Checkpointer:
+    """Moves committed WAL frames into the database file at most every second after appends
+    (PASSIVE: never blocks readers or writers), so commits only append to the WAL."""
+
+    def __init__(self, path: Path) -> None:
+        self.wanted, self._stopped = threading.Event(), threading.Event()
+        self._conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self._thread = threading.Thread(target=self._run, name="bus-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                if self.wanted.wait(0.5) and not self._stopped.wait(_CHECKPOINT_EVERY_S):
+                    self.wanted.clear()
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            self._conn.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(30)
