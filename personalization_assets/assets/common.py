@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
-
-from collections.abc import Iterable
 
 import dagster as dg
 import pandas as pd
@@ -26,12 +25,6 @@ def on_cron_after_checks(cron: str) -> dg.AutomationCondition:
     """Refresh on a cron tick once the parents have updated, never past a failed blocking check."""
     return (dg.AutomationCondition.on_cron(cron)
             & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(f"{cron}, after blocking checks")
-
-QUARANTINE_COLUMNS = [
-    "source", "record_id", "raw_payload", "rule", "message", "first_seen", "last_seen",
-    "attempts", "status",
-]
-
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -83,9 +76,7 @@ def prepare_cursors(conn: WarehouseConnection) -> None:
 
 def prepare_quarantine(conn: WarehouseConnection, source: str) -> None:
     """Create `quarantine.<source>` if missing; a table from before `released_at` gains it."""
-    conn.prepare_table("quarantine", source, quarantine.empty())
-    if conn.dialect == "duckdb":
-        conn.execute(f"alter table quarantine.{source} add column if not exists released_at timestamptz")
+    quarantine.prepare_table(conn, source)
 
 
 def write_cursor(conn: WarehouseConnection, name: str, cursor: dict) -> None:
@@ -134,27 +125,3 @@ def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame,
     merged = quarantine.merge(existing, rows.assign(source=source), checked_ids=checked, now=utc_now())
     conn.replace_frame("quarantine", source, merged)
     return len(rows.drop_duplicates(subset=["record_id", "rule"])) if len(rows) else 0
-
-
-def merge_quarantine_frames(existing: pd.DataFrame, new: pd.DataFrame, now: datetime) -> pd.DataFrame:
-    """Pure merge: keyed on (record_id, rule) among open rows, so reprocessing never duplicates."""
-    new = new.drop_duplicates(subset=["record_id", "rule"]).copy()
-    new["record_id"] = new["record_id"].astype(str)
-    new["rule"] = new["rule"].astype(str)
-    prior = existing[existing["status"] == "open"].set_index(["record_id", "rule"]) if len(existing) else None
-    first_seen, attempts = [], []
-    for key in zip(new["record_id"], new["rule"]):
-        if prior is not None and key in prior.index:
-            first_seen.append(prior.loc[key, "first_seen"])
-            attempts.append(int(prior.loc[key, "attempts"]) + 1)
-        else:
-            first_seen.append(now)
-            attempts.append(1)
-    new = new.assign(first_seen=pd.to_datetime(first_seen, utc=True), last_seen=pd.Timestamp(now),
-                     attempts=pd.array(attempts, dtype="int64"), status="open")
-    new["raw_payload"] = new["raw_payload"].astype(str)
-    new["message"] = new["message"].astype(str)
-    keys = set(zip(new["record_id"], new["rule"]))
-    kept = existing[[k not in keys for k in zip(existing["record_id"].astype(str), existing["rule"].astype(str))]] if len(existing) else existing
-    frames = [f[QUARANTINE_COLUMNS] for f in (kept, new) if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else new[QUARANTINE_COLUMNS]

@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from personalization_assets.assets.common import merge_quarantine_frames
 from personalization_assets.quality.quarantine import (
     COLUMNS, RateThresholds, empty, merge, quarantine_rate,
 )
@@ -71,18 +70,6 @@ def test_table_without_released_at_column_is_upgraded():
     old = merge(empty(), rejected(("o1", "a")), checked_ids=[], now=T0).drop(columns=["released_at"])
     table = merge(old, rejected(), checked_ids=["o1"], now=T1)
     assert table.loc[0, "status"] == "released" and table.loc[0, "released_at"] == pd.Timestamp(T1)
-
-
-def test_matches_the_legacy_merge_when_nothing_is_released():
-    """Same rows as assets.common.merge_quarantine_frames (which never releases)."""
-    batches = [rejected(("o1", "a"), ("o2", "b")), rejected(("o1", "a"), ("o3", "c")), rejected(("o3", "c"))]
-    legacy, ours = pd.DataFrame(columns=COLUMNS[:-1]), empty()
-    for now, batch in zip((T0, T1, T2), batches):
-        legacy = merge_quarantine_frames(legacy, batch, now)
-        ours = merge(ours, batch, checked_ids=(), now=now)
-    columns = ["record_id", "rule", "first_seen", "last_seen", "attempts", "status", "message"]
-    pd.testing.assert_frame_equal(
-        by_key(legacy[columns]).astype({"attempts": "int64"}), by_key(ours[columns]), check_dtype=False)
 
 
 @pytest.mark.parametrize(("rows", "open_rows", "level"), [
