@@ -86,7 +86,7 @@ iso_with_offset = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(iso_with_offset, min_size=1, max_size=20))
 def test_the_arrow_fast_path_reads_iso_exactly_as_pandas(texts):
     got = parse_timestamps(pd.Series(texts, dtype=object), day_first=True)["ts"]
@@ -113,7 +113,7 @@ numeric_dates = st.builds(
 epochs = st.integers(-10**18, 10**18).map(str)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(numeric_dates, epochs), min_size=1, max_size=25), st.booleans(),
        st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]))
 def test_the_bulk_paths_read_exactly_as_the_per_value_path(texts, day_first, tz):
