@@ -1,8 +1,8 @@
 """Email addresses: email-validator's normalized form, a matching key and quality flags.
 
-- ``email``: ``email_validator.validate_email(..., check_deliverability=False).normalized``,
-  lower-cased (mailboxes are case-insensitive in practice); None when invalid, with the
-  library's message in ``email_issue``.
+- ``email``: ``email_validator.validate_email(..., check_deliverability=False).normalized`` of
+  the value with surrounding whitespace (CR/LF included) trimmed, lower-cased (mailboxes are
+  case-insensitive in practice); None when invalid, with the library's message in ``email_issue``.
 - ``email_key``: the email with provider aliases removed, only for the providers in
   ``seeds/email_providers.csv`` that document how they ignore them (Gmail: dots and ``+tag``,
   googlemail.com -> gmail.com; Outlook/Hotmail, iCloud, Fastmail, Proton: ``+tag``). Other

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pandas as pd
 import pytest
 from disposable_email_domains import blocklist
@@ -37,6 +39,25 @@ def test_labelled_cases_agree_with_their_labels():
     invalid = cases[cases["expected_valid"] == "False"]
     assert out.loc[invalid.index, "email"].isna().all()
     assert out.loc[invalid.index, "email_issue"].notna().all()
+
+
+def test_is_email_suite_errors_are_rejected_unless_only_surrounding_whitespace_was_wrong():
+    tests = ET.parse(shared_data("email-test-cases", "isemail_tests.xml")).getroot().iter("test")
+    cases = pd.DataFrame([(t.findtext("address") or "", t.findtext("category")) for t in tests],
+                         columns=["address", "category"])
+    # The file writes control characters as U+2400 + n (see its header).
+    cases["address"] = cases["address"].map(
+        lambda s: "".join(chr(ord(c) - 0x2400) if 0x2400 <= ord(c) <= 0x241F else c for c in s))
+    out = normalize_emails(cases["address"])
+    errors = cases["category"] == "ISEMAIL_ERR"
+    accepted = errors & out["email"].notna()
+    # We trim whitespace (CR/LF included) around a field on purpose; the raw value is kept beside.
+    assert (cases.loc[accepted, "address"].str.strip() != cases.loc[accepted, "address"]).all()
+    assert (out.loc[accepted, "email"] == cases.loc[accepted, "address"].str.strip().str.lower()).all()
+    assert errors.sum() == 66 and (errors & out["email"].isna()).sum() == 66 - accepted.sum()
+    valid = cases[cases["category"] == "ISEMAIL_VALID_CATEGORY"]
+    rejected = valid[out.loc[valid.index, "email"].isna()]
+    assert rejected["address"].tolist() == ["test@io"]  # email-validator wants a dot in the domain
 
 
 local_parts = st.one_of(st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,70}", fullmatch=True),
