@@ -1,13 +1,16 @@
 """Collector throughput and latency per bus, beside the raw append rate of the same bus.
 
-    python bench/collector.py [--duration 10] [--clients 16] [--workers 1 2] [--buses sqlite redis]
-                              [--freshness 30]
+    python -m bench.collector [--duration 10] [--clients 16] [--workers 1 2] [--buses sqlite redis]
+                              [--freshness 25]
 
 For each bus: (1) the raw append rate, bus.append() of 100- and 1000-event batches from one
 thread, fsync on; (2) the collector as a subprocess (uvicorn, N workers) on the same bus, loaded
 by a separate client process with many keep-alive connections posting /v1/batch with 100 events
 each; events/s counts only 200-acknowledged events, and the bus count is checked afterwards.
-Targets (issue 7): >= 20,000 events/s on the embedded bus, and >= half its raw append rate.
+Then (3) sensor-path freshness, bench/freshness.py: collector 200 -> row in staging.events through
+`dagster-daemon`, with the project's dagster.yaml and with direct run launch.
+Targets (issue 7): >= 20,000 events/s on the embedded bus, and >= half its raw append rate;
+freshness p95 under 15 s.
 """
 
 from __future__ import annotations
@@ -190,7 +193,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--buses", nargs="+", default=["sqlite", "redis"])
-    parser.add_argument("--freshness", type=int, default=0, help="events for the sensor-path freshness run")
+    parser.add_argument("--freshness", type=int, default=25,
+                        help="sample batches for the sensor-path freshness runs (bench/freshness.py); 0 skips")
     args = parser.parse_args()
     from personalization_assets.bus import open_bus
 
@@ -213,9 +217,10 @@ def main() -> None:
             if name == "redis":
                 open_bus(url).drop()
     if args.freshness:
-        from bench_collector_freshness import run_freshness  # noqa: PLC0415
+        from bench.freshness import run_freshness
 
-        run_freshness(args.freshness)
+        for coordinator in ("project", "direct"):
+            run_freshness(args.freshness, coordinator)
 
 
 if __name__ == "__main__":
