@@ -33,6 +33,10 @@ LEVELS: dict[str, tuple[str, ...]] = {
 }
 
 
+NAMES = {"first_name": "fn", "last_name": "ln"}
+_COLUMN = {"birth_date": "birth", "postcode_city": "postcode", "street": "street"}
+
+
 class _Column:
     """A categorical feature column: pairs are compared as distinct value pairs."""
 
@@ -110,46 +114,66 @@ class Comparator:
         return np.unique(np.array(codes, dtype=np.int64))
 
     def _present(self, field: str) -> bool:
-        col = {"first_name": "fn", "last_name": "ln", "birth_date": "birth", "postcode_city": "postcode"}.get(field, field)
+        col = {**NAMES, **_COLUMN}.get(field, field)
         if field == "postcode_city":
             return bool((self.c["postcode"].codes >= 0).any() or (self.c["city"].codes >= 0).any())
         return bool((self.c[col].codes >= 0).any())
+
+    @property
+    def groups(self) -> list[tuple[str, ...]]:
+        """Fields in scoring order, cheap or decisive ones first; names are scored together
+        (swap detection needs both)."""
+        names = tuple(x for x in NAMES if x in self.fields)
+        order = [("email",), ("birth_date",), names, ("postcode_city",), ("national_id",), ("phone",), ("street",)]
+        return [g for g in order if g and g[0] in self.fields]
 
     def levels(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         parts = [self._levels_chunk(a[i:i + CHUNK], b[i:i + CHUNK]) for i in range(0, a.size, CHUNK)]
         return np.vstack(parts) if parts else np.empty((0, len(self.fields)), np.uint8)
 
     def _levels_chunk(self, a, b) -> np.ndarray:
-        c, jw = self.c, JaroWinkler.normalized_similarity
         out = np.zeros((a.size, len(self.fields)), np.uint8)
-        for k, field in enumerate(self.fields):
-            out[:, k] = getattr(self, "_" + field)(a, b, c, jw) if field in ("first_name", "last_name") \
-                else getattr(self, "_" + field)(a, b, c)
+        for group in self.groups:
+            for field, lv in zip(group, self.score(group, a, b)):
+                out[:, self.fields.index(field)] = lv
         return out
 
-    def _names(self, a, b, jw):
-        """Similarities of first/last names, crossed when the names look swapped."""
-        c = self.c
+    def score(self, group: tuple[str, ...], a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        """Levels of the fields of one group (see ``groups``) for the pairs (a, b)."""
+        if group[0] in NAMES:
+            first, last = self._names(a, b)
+            return [first if field == "first_name" else last for field in group]
+        return [getattr(self, "_" + group[0])(a, b, self.c)]
+
+    def best_weight(self, field: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """An upper bound of the field's weight per pair, from what is free to know: whether a
+        value is missing (level 0), and for single-value fields whether the values are equal
+        (only equal values reach the top level, and always do)."""
+        if field in NAMES:
+            out = np.full(a.size, weights[1:].max(), np.float32)
+            out[self.c[NAMES[field]].null(a, b)] = 0.0
+            return out
+        col = self.c[_COLUMN.get(field, field)]
+        out = np.where(col.equal(a, b), weights[-1], weights[1:-1].max()).astype(np.float32)
+        null = col.null(a, b) & self.c["city"].null(a, b) if field == "postcode_city" else col.null(a, b)
+        out[null] = 0.0
+        return out
+
+    def _names(self, a, b):
+        """Levels of first and last name, compared crossed when the names look swapped."""
+        c, jw = self.c, JaroWinkler.normalized_similarity
         ff, ll = c["fn"].score(a, b, jw, same=1.0), c["ln"].score(a, b, jw, same=1.0)
         maybe = ~((ff >= 0.9) & (ll >= 0.9))  # crossed scores only matter when names disagree
         fl = c["fn"].score(a, b, jw, c["ln"], where=maybe, cutoff=0.9)  # only >= 0.9 is used
         lf = c["ln"].score(a, b, jw, c["fn"], where=maybe & (fl >= 0.9), cutoff=0.9)
         straight = np.nan_to_num(ff) + np.nan_to_num(ll)
         swapped = (np.nan_to_num(fl) + np.nan_to_num(lf) > straight + 0.2) & (fl >= 0.9) & (lf >= 0.9)
-        return np.where(swapped, fl, ff), np.where(swapped, lf, ll), swapped
-
-    def _first_name(self, a, b, c, jw):
-        self._cache = self._names(a, b, jw)
-        fs, _, swapped = self._cache
+        fs, ls = np.where(swapped, fl, ff), np.where(swapped, lf, ll)
         ca, cb = c["fn"].codes[a].astype(np.int64), c["fn"].codes[b].astype(np.int64)
         k = len(c["fn"].values) + 1
         nick = np.isin(np.minimum(ca, cb) * k + np.maximum(ca, cb), self._nick) & (ca >= 0) & (cb >= 0) & ~swapped
-        exact = fs >= 1.0
-        return _levels(np.isnan(fs), [fs >= 0.8, (fs >= 0.92) | nick, exact])
-
-    def _last_name(self, a, b, c, jw):
-        fs, ls, _ = self._cache if hasattr(self, "_cache") else self._names(a, b, jw)
-        return _levels(np.isnan(ls), [ls >= 0.8, ls >= 0.92, ls >= 1.0])
+        return (_levels(np.isnan(fs), [fs >= 0.8, (fs >= 0.92) | nick, fs >= 1.0]),
+                _levels(np.isnan(ls), [ls >= 0.8, ls >= 0.92, ls >= 1.0]))
 
     def _birth_date(self, a, b, c):
         d = c["birth"].score(a, b, OSA.distance, same=0.0, cutoff=1)

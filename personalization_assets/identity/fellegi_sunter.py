@@ -138,10 +138,11 @@ def estimate_m(levels: np.ndarray, fields: list[str], u: list[np.ndarray],
     return model
 
 
-def estimate_prior(model: FSModel, levels: np.ndarray, total_pairs: int, iters: int = 30) -> float:
-    """Match rate among all record pairs: EM on the candidate pairs with m and u fixed gives
-    the expected number of matches (blocking misses few), divided by all pairs, as Splink's
-    "probability two random records match"."""
+def estimate_prior(model: FSModel, levels: np.ndarray, n_candidates: int, total_pairs: int,
+                   iters: int = 30) -> float:
+    """Match rate among all record pairs: EM on (a uniform sample of) the candidate pairs with
+    m and u fixed gives the share of matches among the ``n_candidates`` (blocking misses few),
+    times their number, divided by all pairs: Splink's "probability two random records match"."""
     if levels.shape[0] == 0:
         return 1e-6
     patterns, counts = unique_patterns(levels)
@@ -150,4 +151,4 @@ def estimate_prior(model: FSModel, levels: np.ndarray, total_pairs: int, iters: 
     for _ in range(iters):
         post = rate * lr / (rate * lr + 1 - rate)
         rate = float(np.clip((counts * post).sum() / counts.sum(), 1e-9, 1 - 1e-9))
-    return float(np.clip(rate * levels.shape[0] / max(total_pairs, 1), 1e-9, 0.5))
+    return float(np.clip(rate * n_candidates / max(total_pairs, 1), 1e-9, 0.5))

@@ -22,12 +22,15 @@ from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.keys import assign_keys
 from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
 from personalization_assets.identity.prepare import features
+from personalization_assets.identity.scoring import matching_pairs
 from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.training import train
 
 EXACT_PROB, CARRIED_PROB = 2.0, 1.5  # sort above any probability in greedy re-clustering
 INCREMENTAL_MAX_FRACTION = 0.2
+# candidate pairs whose full comparison feeds the prior estimate (all of them below this)
+PRIOR_SAMPLE_PAIRS = 1_000_000
 
 
 def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
@@ -55,21 +58,22 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     a, b = a[ok], b[ok]
     lap("blocking")
     comp = Comparator(f)
-    levels = comp.levels(a, b)
-    lap("compare")
-    model = previous.model if mode == "incremental" else train(f, comp, levels, cfg)
+    if mode == "incremental":
+        model = previous.model
+    else:
+        sample = _sample(a.size, PRIOR_SAMPLE_PAIRS, cfg.seed)
+        model = train(f, comp, comp.levels(a[sample], b[sample]), a.size, cfg)
     lap("train")
-    prob = model.probability(levels) if levels.size else np.empty(0, np.float32)
-    hit = prob >= cfg.threshold
+    hit, fuzzy_levels, prob = matching_pairs(comp, a, b, model, cfg.threshold)
+    lap("compare")
 
     parts = [(ex["left"].to_numpy(), ex["right"].to_numpy(), np.full(len(ex), EXACT_PROB))]
-    parts.append((a[hit], b[hit], prob[hit].astype(float)))
+    parts.append((a[hit], b[hit], prob.astype(float)))
     if mode == "incremental":
         parts.append(_carried_edges(rid, dirty, prev_keys))
     edges = Edges(*(np.concatenate(x) for x in zip(*parts)))
-    rules = np.concatenate([("exact:" + ex["rule"]).to_numpy(object), np.full(hit.sum(), "fuzzy", object),
-                            np.full(edges.prob.size - len(ex) - hit.sum(), "carried", object)])
-    fuzzy_levels = levels[hit]
+    rules = np.concatenate([("exact:" + ex["rule"]).to_numpy(object), np.full(hit.size, "fuzzy", object),
+                            np.full(edges.prob.size - len(ex) - hit.size, "carried", object)])
 
     lap("score")
     pos = pd.Series(np.arange(n), index=rid)
@@ -93,7 +97,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     golden = golden_records(records, pd.Series(keys), cfg.source_priority)
     golden["cluster_size"] = golden["source_records"]
     lap("golden")
-    stats = {"mode": mode, "records": n, "candidate_pairs": int(a.size), "fuzzy_links": int(hit.sum()),
+    stats = {"mode": mode, "records": n, "candidate_pairs": int(a.size), "fuzzy_links": int(hit.size),
              "exact_links": len(ex), "customers": len(golden), "duplicates_merged": n - len(golden),
              "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
              "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
@@ -125,6 +129,12 @@ def _dedupe(records: pd.DataFrame) -> pd.DataFrame:
     if "updated_at" in r:
         r = r.sort_values("updated_at", kind="stable", na_position="first")
     return r.drop_duplicates("record_id", keep="last").reset_index(drop=True)
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def _dirty_rows(rid: np.ndarray, hashes: np.ndarray, previous: ResolvedState) -> np.ndarray:

@@ -32,7 +32,9 @@ def _sessions(f: pd.DataFrame) -> list[tuple[np.ndarray, tuple[str, ...]]]:
     ]
 
 
-def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, cfg: MatchConfig) -> FSModel:
+def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, n_candidates: int,
+          cfg: MatchConfig) -> FSModel:
+    """``cand_levels``: levels of a uniform sample of the ``n_candidates`` candidate pairs."""
     rng = np.random.default_rng(cfg.seed)
     u = estimate_u(comp, len(f), cfg.u_sample_pairs, cfg.seed)
     sums = [np.zeros_like(x) for x in u]
@@ -50,7 +52,7 @@ def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, cfg: Match
     m = [s / n if n else _fallback(len(s)) for s, n in zip(sums, seen)]
     model = FSModel(list(comp.fields), m, u, 0.5)
     n = len(f)
-    model.match_rate = min(estimate_prior(model, cand_levels, n * (n - 1) // 2), cfg.max_prior)
+    model.match_rate = min(estimate_prior(model, cand_levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
     return model
 
 
