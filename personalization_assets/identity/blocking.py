@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+
+from personalization_assets.identity.prepare import Features
 
 
-def codes(f: pd.DataFrame, col: str) -> np.ndarray:
-    """int64 codes of a feature column (categorical or already coded), -1 for missing."""
-    s = f[col]
-    return (s.cat.codes if isinstance(s.dtype, pd.CategoricalDtype) else s).to_numpy().astype(np.int64)
+def codes(f: Features, col: str) -> np.ndarray:
+    """int64 codes of a feature column, -1 for missing."""
+    return f.codes[col].astype(np.int64)
 
 
 def combine(*parts: np.ndarray) -> np.ndarray:
@@ -29,17 +31,17 @@ def combine(*parts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _any_order(f: pd.DataFrame, x: str, y: str) -> np.ndarray:
+def _any_order(f: Features, x: str, y: str) -> np.ndarray:
     """Key of an unordered pair of values (catches swapped first and last names): both columns'
     codes are mapped into one shared dictionary of their distinct values first."""
-    cx, cy = f[x].cat.categories, f[y].cat.categories
-    shared = pd.factorize(np.concatenate([np.asarray(cx, object), np.asarray(cy, object)]))[0]
+    vx, vy = f.values[x].to_pylist(), f.values[y].to_pylist()
+    shared = pd.factorize(np.array(vx + vy, dtype=object))[0]
     to_shared = lambda c, table: np.where(c >= 0, table[np.maximum(c, 0)], -1) if table.size else c  # noqa: E731
-    a, b = to_shared(codes(f, x), shared[:len(cx)]), to_shared(codes(f, y), shared[len(cx):])
+    a, b = to_shared(codes(f, x), shared[:len(vx)]), to_shared(codes(f, y), shared[len(vx):])
     return combine(np.minimum(a, b), np.maximum(a, b))
 
 
-def blocking_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
+def blocking_keys(f: Features) -> dict[str, np.ndarray]:
     """Named integer key columns; -1 puts the record in no block for that key."""
     c = {k: codes(f, k) for k in ("ln_sdx", "postcode", "birth", "street", "national_id", "email_block",
                                   "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail", "fn_canon")}
@@ -133,20 +135,21 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
-def _sort_rank(f: pd.DataFrame) -> np.ndarray:
+def _sort_rank(f: Features) -> np.ndarray:
     """Alphabetical rank of (surname, first name, birth date): the neighbourhood order in big blocks."""
     parts = []
     for col in ("birth", "fn", "ln"):  # lexsort: last key is primary
-        cat = pd.Categorical(f[col])
-        rank = np.argsort(np.argsort(np.asarray(cat.categories, dtype=object).astype(str)))
-        codes = cat.codes.astype(np.int64)
-        parts.append(np.where(codes >= 0, rank[np.maximum(codes, 0)] if rank.size else 0, -1))
+        rank = np.empty(len(f.values[col]), np.int64)
+        rank[pc.array_sort_indices(f.values[col]).to_numpy()] = np.arange(rank.size)
+        c = codes(f, col)
+        parts.append(np.where(c >= 0, rank[np.maximum(c, 0)] if rank.size else 0, -1))
     return np.argsort(np.lexsort(parts)).astype(np.int64)
 
 
-def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | None = None,
+def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = None,
                     window: int | None = None):
-    """Union of pairs over all blocking keys as (left, right) arrays plus per-key statistics.
+    """Union of pairs over all blocking keys as (left, right) int32 arrays, sorted, plus
+    per-key statistics.
 
     With ``only_rows`` (incremental runs) a pair is kept only if one side is in that set.
     """
@@ -167,5 +170,8 @@ def candidate_pairs(f: pd.DataFrame, max_block: int, only_rows: np.ndarray | Non
             a, b = a[keep], b[keep]
         stats[name] = {"pairs": int(a.size), "records_in_skipped_blocks": skipped}
         encoded.append(a * n + b)
-    allp = sorted_unique(np.concatenate(encoded)) if encoded else np.empty(0, np.int64)
-    return allp // n, allp % n, stats
+    allp = np.concatenate(encoded) if encoded else np.empty(0, np.int64)
+    del encoded
+    allp.sort()  # in place: the union of all keys' pairs is the largest array of a run
+    allp = allp[np.r_[True, allp[1:] != allp[:-1]]] if allp.size else allp
+    return (allp // n).astype(np.int32), (allp % n).astype(np.int32), stats

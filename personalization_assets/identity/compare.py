@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, DamerauLevenshtein, JaroWinkler
 
 from personalization_assets.identity.nicknames import nickname_pairs
+from personalization_assets.identity.prepare import Features
 
 CHUNK = 2_000_000
 
@@ -40,9 +42,11 @@ _COLUMN = {"birth_date": "birth", "postcode_city": "postcode", "street": "street
 class _Column:
     """A categorical feature column: pairs are compared as distinct value pairs."""
 
-    def __init__(self, s: pd.Series):
-        self.codes = s.cat.codes.to_numpy()
-        self.values = np.asarray(s.cat.categories, dtype=object)
+    def __init__(self, codes: np.ndarray, values: pa.Array):
+        self.codes, self.values = codes, values
+
+    def strings(self, idx: np.ndarray) -> list[str]:
+        return self.values.take(pa.array(idx)).to_pylist()
 
     def score(self, a: np.ndarray, b: np.ndarray, scorer, other: "_Column | None" = None,
               same: float | None = None, where: np.ndarray | None = None, cutoff=None) -> np.ndarray:
@@ -64,7 +68,7 @@ class _Column:
             return out
         width = len(other.values) + 1
         inv, uniq = pd.factorize(ca[idx].astype(np.int64) * width + cb[idx])  # hashing, no sort
-        sims = process.cpdist(self.values[uniq // width].tolist(), other.values[uniq % width].tolist(),
+        sims = process.cpdist(self.strings(uniq // width), other.strings(uniq % width),
                               scorer=scorer, score_cutoff=cutoff, workers=-1)
         out[idx] = np.asarray(sims, np.float32)[inv]
         return out
@@ -86,12 +90,12 @@ def _levels(null: np.ndarray, cuts: list[np.ndarray]) -> np.ndarray:
 
 
 class Comparator:
-    """Holds factorized columns of one feature frame; turns (left, right) pairs into levels."""
+    """Holds the coded columns of one set of features; turns (left, right) pairs into levels."""
 
-    def __init__(self, f: pd.DataFrame):
+    def __init__(self, f: Features):
         cols = ["fn", "ln", "birth", "street", "street_sorted", "city", "postcode", "email", "phone",
                 "national_id"]
-        self.c = {k: _Column(f[k]) for k in cols}
+        self.c = {k: _Column(f.codes[k], f.values[k]) for k in cols}
         self.fields = [k for k in LEVELS if self._present(k)]
         self._nick = self._nickname_codes()
         self._ymd = self._birth_parts()
@@ -99,7 +103,7 @@ class Comparator:
     def _birth_parts(self) -> tuple[np.ndarray, ...]:
         """Year, MMDD and DDMM of each record's birth date (-1 if missing), from the distinct dates."""
         col = self.c["birth"]
-        dates = pd.Series(col.values, dtype="string")
+        dates = pd.Series(col.values.to_pylist(), dtype="string")
         num = lambda s: pd.to_numeric(s, errors="coerce").fillna(-1).to_numpy(np.int64)  # noqa: E731
         parts = (num(dates.str[:4]), num(dates.str[4:8]), num(dates.str[6:8] + dates.str[4:6]))
         return tuple(np.where(col.codes >= 0, p[np.maximum(col.codes, 0)], -1) if p.size
@@ -107,7 +111,7 @@ class Comparator:
 
     def _nickname_codes(self) -> np.ndarray:
         """Known nickname pairs as sorted codes of the first-name column, for np.isin."""
-        pos = {v: i for i, v in enumerate(self.c["fn"].values)}
+        pos = {v: i for i, v in enumerate(self.c["fn"].values.to_pylist())}
         k = len(self.c["fn"].values) + 1
         codes = [min(pos[a], pos[b]) * k + max(pos[a], pos[b])
                  for a, b in nickname_pairs() if a in pos and b in pos]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.identity.blocking import sorted_unique
+from personalization_assets.identity.prepare import Features
 
 RULES = ("email_key", "phone", "source_id")
 
@@ -28,17 +29,17 @@ def _guarded(key: np.ndarray, initial: np.ndarray) -> np.ndarray:
     return np.where(shared, split, key)
 
 
-def exact_keys(f: pd.DataFrame) -> dict[str, np.ndarray]:
+def exact_keys(f: Features) -> dict[str, np.ndarray]:
     """Integer key codes per rule (-1 = no key)."""
-    initial = f["fn_init"].to_numpy()
+    initial = f.codes["fn_init"]
     return {
-        "email_key": _guarded(f["email"].cat.codes.to_numpy(), initial),
-        "phone": _guarded(f["phone"].cat.codes.to_numpy(), initial),
-        "source_id": f["source_key"].to_numpy(),
+        "email_key": _guarded(f.codes["email"], initial),
+        "phone": _guarded(f.codes["phone"], initial),
+        "source_id": f.codes["source_key"],
     }
 
 
-def exact_edges(f: pd.DataFrame, max_group: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def exact_edges(f: Features, max_group: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Edges (left, right, rule) joining every group member to the group's first record,
     plus the shared keys that were refused (for review)."""
     edges, refused = [], []
@@ -52,7 +53,7 @@ def exact_edges(f: pd.DataFrame, max_group: int) -> tuple[pd.DataFrame, pd.DataF
         too_big = np.flatnonzero(sizes > max_group)
         for c in too_big:
             refused.append({"rule": rule, "records": int(sizes[c]),
-                            "example": f["record_id"].iloc[valid[codes[valid] == c][0]]})
+                            "example": f.record_id[valid[codes[valid] == c][0]]})
         ok = valid[(sizes[codes[valid]] > 1) & (sizes[codes[valid]] <= max_group)]
         if ok.size == 0:
             continue

@@ -97,9 +97,9 @@ def _codes(col: pa.ChunkedArray, row: np.ndarray) -> tuple[np.ndarray, pa.Array]
     return out, enc.dictionary
 
 
-def clean_frame(records: pd.DataFrame) -> dict[str, pd.Categorical | np.ndarray]:
-    """Cleaned text columns as categoricals (dictionary-encoded by Arrow, no Python loop),
-    key columns as int32 codes (-1 = missing) and ``record_hash`` (uint64)."""
+def clean_frame(records: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, pa.Array], np.ndarray]:
+    """int32 codes (-1 = missing) of every cleaned column, the distinct values behind the codes
+    of the text columns (Arrow arrays: no Python string per value) and the record hash (uint64)."""
     # Arrow strings in, so DuckDB scans in parallel instead of converting Python objects
     cols = {k: _arrow_text(records[k]) if k in records else pa.nulls(len(records), pa.string())
             for k in dict.fromkeys(TEXT_SOURCES + HASHED)}
@@ -115,12 +115,11 @@ def clean_frame(records: pd.DataFrame) -> dict[str, pd.Categorical | np.ndarray]
     del src, cols
     # parallel scans return rows in any order; _row puts every value back on its record
     row = table.column("_row").to_numpy()
-    out: dict[str, pd.Categorical | np.ndarray] = {}
+    codes, values = {}, {}
     for name in TEXT_OUT:
-        codes, dictionary = _codes(table.column(name), row)
-        out[name] = pd.Categorical.from_codes(codes, np.asarray(dictionary.to_pylist(), dtype=object))
+        codes[name], values[name] = _codes(table.column(name), row)
     for name in CODE_OUT:
-        out[name] = _codes(table.column(name), row)[0]
-    out["record_hash"] = np.empty(row.size, np.uint64)
-    out["record_hash"][row] = table.column("record_hash").to_numpy()
-    return out
+        codes[name] = _codes(table.column(name), row)[0]
+    record_hash = np.empty(row.size, np.uint64)
+    record_hash[row] = table.column("record_hash").to_numpy()
+    return codes, values, record_hash

@@ -21,7 +21,7 @@ from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.keys import assign_keys
 from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
-from personalization_assets.identity.prepare import features
+from personalization_assets.identity.prepare import Features, features
 from personalization_assets.identity.scoring import matching_pairs
 from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
@@ -43,7 +43,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     records = _dedupe(records)
     n, rid = len(records), records["record_id"].astype(str).to_numpy()
     f = features(records)
-    hashes = f["record_hash"].to_numpy()
+    hashes = f.record_hash
     prev_keys = previous.crosswalk.set_index("record_id")["customer_key"] if previous is not None else None
     dirty = _dirty_rows(rid, hashes, previous) if previous is not None and previous.model is not None else None
     if dirty is not None and dirty.size > INCREMENTAL_MAX_FRACTION * n:
@@ -54,8 +54,9 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     placeholder = _placeholder_profiles(f, cfg.max_key_group)
     ex, refused = exact_edges(f, cfg.max_key_group)
     a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window)
-    ok = ~(placeholder[a] | placeholder[b])
-    a, b = a[ok], b[ok]
+    if placeholder.any():
+        ok = ~(placeholder[a] | placeholder[b])
+        a, b = a[ok], b[ok]
     lap("blocking")
     comp = Comparator(f)
     if mode == "incremental":
@@ -65,10 +66,13 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         model = train(f, comp, comp.levels(a[sample], b[sample]), a.size, cfg)
     lap("train")
     hit, fuzzy_levels, prob = matching_pairs(comp, a, b, model, cfg.threshold)
+    n_candidates, fields = a.size, comp.fields
+    a, b = a[hit], b[hit]
+    del f, comp  # the features and all candidate pairs are done with: free them for the outputs
     lap("compare")
 
     parts = [(ex["left"].to_numpy(), ex["right"].to_numpy(), np.full(len(ex), EXACT_PROB))]
-    parts.append((a[hit], b[hit], prob.astype(float)))
+    parts.append((a, b, prob.astype(float)))
     if mode == "incremental":
         parts.append(_carried_edges(rid, dirty, prev_keys))
     edges = Edges(*(np.concatenate(x) for x in zip(*parts)))
@@ -89,7 +93,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
 
     crosswalk = crosswalk_frame(records, rid, keys, hashes, edges, rules, used,
                                 previous.crosswalk if previous is not None else None)
-    evidence = evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, comp.fields, cannot_ids)
+    evidence = evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, cannot_ids)
     if mode == "incremental":
         evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
@@ -97,7 +101,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     golden = golden_records(records, pd.Series(keys), cfg.source_priority)
     golden["cluster_size"] = golden["source_records"]
     lap("golden")
-    stats = {"mode": mode, "records": n, "candidate_pairs": int(a.size), "fuzzy_links": int(hit.size),
+    stats = {"mode": mode, "records": n, "candidate_pairs": int(n_candidates), "fuzzy_links": int(hit.size),
              "exact_links": len(ex), "customers": len(golden), "duplicates_merged": n - len(golden),
              "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
              "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
@@ -167,11 +171,10 @@ def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_i
     return both.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
 
 
-def _placeholder_profiles(f: pd.DataFrame, max_group: int) -> np.ndarray:
+def _placeholder_profiles(f: Features, max_group: int) -> np.ndarray:
     """Records whose whole matching profile repeats more than max_group times identify nobody."""
     cols = ["fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id"]
-    codes = pd.DataFrame({c: pd.factorize(f[c], use_na_sentinel=True)[0] for c in cols})
-    h = pd.util.hash_pandas_object(codes, index=False)
+    h = pd.util.hash_pandas_object(pd.DataFrame({c: f.codes[c] for c in cols}), index=False)
     return (h.map(h.value_counts()) > max_group).to_numpy()
 
 

@@ -9,11 +9,11 @@ of that key; m of a field is the mean over the sessions that could see it.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from personalization_assets.identity.blocking import codes, combine, sample_pairs_within_groups
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
+from personalization_assets.identity.prepare import Features
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
 
 MAX_TRAINING_PAIRS = 150_000
@@ -21,7 +21,7 @@ MAX_TRAINING_PAIRS = 150_000
 TRAINING_MAX_BLOCK = 400
 
 
-def _sessions(f: pd.DataFrame) -> list[tuple[np.ndarray, tuple[str, ...]]]:
+def _sessions(f: Features) -> list[tuple[np.ndarray, tuple[str, ...]]]:
     return [
         (codes(f, "birth"), ("birth_date",)),
         # postcode alone yields ~0.2% matches, too few for EM to find them reliably; the street
@@ -32,7 +32,7 @@ def _sessions(f: pd.DataFrame) -> list[tuple[np.ndarray, tuple[str, ...]]]:
     ]
 
 
-def train(f: pd.DataFrame, comp: Comparator, cand_levels: np.ndarray, n_candidates: int,
+def train(f: Features, comp: Comparator, cand_levels: np.ndarray, n_candidates: int,
           cfg: MatchConfig) -> FSModel:
     """``cand_levels``: levels of a uniform sample of the ``n_candidates`` candidate pairs."""
     rng = np.random.default_rng(cfg.seed)
