@@ -32,6 +32,7 @@ def blocking_recall(df: pd.DataFrame) -> tuple[float, int]:
     f = features(df)
     n = len(f)
     a, b, _ = candidate_pairs(f, MatchConfig().max_block_size, window=MatchConfig().block_window)
+    a, b = a.astype(np.int64), b.astype(np.int64)
     ex, _ = exact_edges(f, MatchConfig().max_key_group)
     exact_lab = components(n, ex["left"].to_numpy(), ex["right"].to_numpy())
     ent = pd.factorize(df["entity"])[0]

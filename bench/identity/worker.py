@@ -7,7 +7,6 @@ Prints one JSON line: seconds (matching only, after loading) and peak_rss_mb (wh
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -35,8 +34,17 @@ def main() -> None:
         clusters = run_splink(df, kind)
         seconds = time.perf_counter() - t0
         clusters.to_parquet(out)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": rss, **extra}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), **extra}))
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process image (VmHWM). Not ru_maxrss: Linux carries that over from the
+    forked parent through exec, so it would report the bench driver's own size."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: peak RSS needs Linux")
 
 
 if __name__ == "__main__":
