@@ -65,3 +65,15 @@ def local_env(tmp_path, monkeypatch) -> Path:
     for var in ("CRM_DATABASE_URL", "EVENT_BUS_URL", "ORDERS_API_URL", "PERSONALIZATION_DUCKDB_PATH"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path / "data"
+
+
+@pytest.fixture
+def duck():
+    """An in-memory DuckDB warehouse connection."""
+    import duckdb
+
+    from personalization_assets.resources.warehouse import WarehouseConnection
+
+    raw = duckdb.connect(":memory:")
+    yield WarehouseConnection(raw, "duckdb")
+    raw.close()

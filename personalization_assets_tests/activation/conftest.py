@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import duckdb
 import pytest
 
 from personalization_assets.activation.http import HttpTransport
@@ -44,13 +43,6 @@ class Marts:
 
     def rename(self, key: str, first_name: str) -> None:
         self.conn.execute("update marts.customer_profiles set first_name = ? where customer_key = ?", [first_name, key])
-
-
-@pytest.fixture
-def duck():
-    raw = duckdb.connect(":memory:")
-    yield WarehouseConnection(raw, "duckdb")
-    raw.close()
 
 
 @pytest.fixture

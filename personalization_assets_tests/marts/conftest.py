@@ -112,13 +112,6 @@ class History:
         return conn
 
 
-@pytest.fixture
-def duck():
-    raw = duckdb.connect(":memory:")
-    yield WarehouseConnection(raw, "duckdb")
-    raw.close()
-
-
 @contextlib.contextmanager
 def fakesnow_connection():
     fakesnow = pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
