@@ -75,8 +75,8 @@ event_micro_batch = dg.define_asset_job(
     description="Loads the events waiting on the bus into raw.events and staging.events.",
 )
 
-_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+# Runs that have not begun executing: they will still read everything that is waiting.
+_NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
 
 
 @dg.sensor(job=event_micro_batch, minimum_interval_seconds=1,
@@ -92,7 +92,7 @@ def event_stream_sensor(context: dg.SensorEvaluationContext, event_bus: EventBus
         bus.close()
         quarantine.close()
     runs = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=event_micro_batch.name, statuses=_IN_FLIGHT), limit=1)
+        filters=dg.RunsFilter(job_name=event_micro_batch.name, statuses=_NOT_YET_STARTED), limit=1)
     decision = plan_micro_batch(seen, head, runs[0].run_id if runs else None)
     if decision.run_key is None:
         return dg.SkipReason(decision.reason)

@@ -1,8 +1,10 @@
 """When to launch a micro-batch run over the bus: plain logic behind the Dagster sensor.
 
-One run per batch of waiting events, never one per event, and never a second run while one is
-still in flight (it will read everything appended meanwhile). The run key names the offset range,
-so a repeated tick with the same cursor cannot launch the same batch twice.
+One run per batch of waiting events, never one per event. While a run waits to start (queued or
+launching) no second one is requested: it will read everything appended meanwhile. A run that is
+already executing does not hold the next batch back: the next run starts its process meanwhile and
+queues behind it on the warehouse pool, so start-up overlaps the previous load. The run key names
+the offset range, so a repeated tick with the same cursor cannot launch the same batch twice.
 """
 
 from __future__ import annotations
@@ -34,15 +36,16 @@ class Decision:
     reason: str
 
 
-def plan_micro_batch(seen: Offsets, head: Offsets, in_flight_run: str | None) -> Decision:
-    """`seen`: offsets already handed to a run; `head`: the buses' last offsets now."""
+def plan_micro_batch(seen: Offsets, head: Offsets, waiting_run: str | None) -> Decision:
+    """`seen`: offsets already handed to a run; `head`: the buses' last offsets now;
+    `waiting_run`: a micro-batch run that has not started executing yet, if any."""
     waiting = head.events > seen.events or head.quarantine > seen.quarantine
     if not waiting:
         return Decision(None, seen, f"no new events after offset {seen.events} "
                                     f"(quarantine {seen.quarantine})")
-    if in_flight_run:
-        return Decision(None, seen, f"events waiting up to offset {head.events}, but run "
-                                    f"{in_flight_run} is still loading the previous batch")
+    if waiting_run:
+        return Decision(None, seen, f"events waiting up to offset {head.events}; run "
+                                    f"{waiting_run} has not started yet and will load them")
     key = f"events:{seen.events + 1}-{head.events}|quarantine:{seen.quarantine + 1}-{head.quarantine}"
     return Decision(key, head, f"new events: offsets {seen.events + 1}..{head.events}, "
                                f"quarantined {seen.quarantine + 1}..{head.quarantine}")

@@ -21,7 +21,7 @@ def _track(i: int) -> dict:
             "timestamp": "2026-11-28T10:00:00Z", "properties": {"sku": f"SKU-{i}", "price": 10}}
 
 
-def test_plan_runs_once_per_batch_and_waits_for_the_run_in_flight():
+def test_plan_runs_once_per_batch_and_never_beside_a_run_still_waiting_to_start():
     d = plan_micro_batch(Offsets(10, 0), Offsets(25, 2), None)
     assert d.run_key == "events:11-25|quarantine:1-2" and d.cursor == Offsets(25, 2)
     assert plan_micro_batch(Offsets(25, 2), Offsets(25, 2), None).run_key is None
@@ -64,3 +64,22 @@ def test_micro_batch_loads_events_and_the_collector_quarantine(local_env):
         assert conn.scalar("select count(*) from staging.events") == 2
         q = conn.query("select record_id, rule, attempts from quarantine.collector")
         assert len(q) == 1 and q.iloc[0]["rule"] == "event"
+
+
+def test_sensor_overlaps_a_running_batch_but_not_a_queued_one(tmp_path):
+    """A run still executing does not hold the next batch back (it queues behind it on the pool);
+    a run that has not started yet will read the waiting events itself, so none is added."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    open_bus(url).append([_track(i) for i in range(5)])
+    resources = {"event_bus": EventBusResource(url=url)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        def tick():
+            return event_stream.event_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+
+        instance.add_run(dg.DagsterRun(job_name="event_micro_batch", run_id="running-1",
+                                       status=dg.DagsterRunStatus.STARTED))
+        assert len(tick().run_requests) == 1
+        instance.add_run(dg.DagsterRun(job_name="event_micro_batch", run_id="launching-2",
+                                       status=dg.DagsterRunStatus.NOT_STARTED))
+        skip = tick()
+        assert isinstance(skip, dg.SkipReason) and "launching-2 has not started yet" in skip.skip_message
