@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -114,7 +115,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
     async def health(request: Request) -> Response:
         writer = state.get("writer")
         ok = writer is not None and writer._thread.is_alive()
-        return _json(200 if ok else 503, {"status": "ok" if ok else "starting",
+        return _json(200 if ok else 503, {"status": "ok" if ok else "starting", "worker_pid": os.getpid(),
                                           "bus": repr(state.get("bus")),
                                           "pending_events": writer.pending if writer else None})
 

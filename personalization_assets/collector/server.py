@@ -1,10 +1,20 @@
-"""Run the collector under uvicorn: `run_collector(...)` is what `personalization collector` calls."""
+"""Run the collector under uvicorn: `run_collector(...)` is what `personalization collector` calls.
+
+With several workers each process binds its own listening socket with SO_REUSEPORT, so the kernel
+spreads connections evenly over the workers. (uvicorn's own workers share one socket: long-lived
+keep-alive connections, as the tracking libraries keep, piled up on whichever worker accepted
+first, often 15 of 16 on one worker.)
+"""
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
+import signal
+import socket
 import tempfile
+import time
 from typing import Iterable
 
 import uvicorn
@@ -60,4 +70,58 @@ def run_collector(
         return
     os.environ[SETTINGS_ENV] = settings.to_env()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="collector-metrics-"))
-    uvicorn.run("personalization_assets.collector.server:app_from_env", factory=True, workers=workers, **common)
+    _supervise(workers, common)
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _worker(common: dict) -> None:
+    os.setpgrp()  # a terminal's Ctrl-C reaches the supervisor only, which stops each worker once
+    config = dict(common)
+    sock = _reuseport_socket(config.pop("host"), config.pop("port"))
+    uvicorn.Server(uvicorn.Config(app_from_env, factory=True, **config)).run(sockets=[sock])
+
+
+def _supervise(workers: int, common: dict) -> None:
+    """Start the workers, restart one that dies, and stop them all (gracefully) on SIGINT/SIGTERM."""
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs: dict = {}  # process -> start time
+    early_exits, last_code = 0, None
+    try:
+        while not stopping:
+            for proc, started in list(procs.items()):
+                if not proc.is_alive():
+                    del procs[proc]
+                    early_exits += time.monotonic() - started < 5
+                    last_code = proc.exitcode
+            if early_exits >= 3:  # e.g. the port is taken or the bus cannot be opened
+                raise RuntimeError(f"collector workers keep exiting at start (last exit code "
+                                   f"{last_code}); see their log above")
+            while len(procs) < workers and not stopping:
+                proc = ctx.Process(target=_worker, args=(common,), name="collector-worker")
+                proc.start()
+                procs[proc] = time.monotonic()
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)  # uvicorn drains: queued events are still committed
+        for proc in procs:
+            proc.join(common.get("timeout_graceful_shutdown", 10) + 20)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
