@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from ..bus import open_quarantine_bus
-from ..bus.micro_batch import Offsets, plan_micro_batch
+from ..bus.micro_batch import OFFSET_FROM_TAG, OFFSET_TO_TAG, Offsets, plan_micro_batch
 from ..partitions import day_of, range_tags
 from ..resources.sources import EventBusResource
 from ..resources.warehouse import Warehouse
@@ -98,7 +98,7 @@ def event_stream_sensor(context: dg.SensorEvaluationContext, event_bus: EventBus
         return dg.SkipReason(decision.reason)
     # staging.events is partitioned by arrival day: stage every day from the first waiting event's.
     first_day, today = day_of(first[0].received_at if first else utc_now()), day_of(utc_now())
-    tags = {"bus/offset_from": str(seen.events + 1), "bus/offset_to": str(head.events)}
+    tags = {OFFSET_FROM_TAG: str(seen.events + 1), OFFSET_TO_TAG: str(head.events)}
     request = (dg.RunRequest(run_key=decision.run_key, partition_key=today, tags=tags) if first_day >= today
                else dg.RunRequest(run_key=decision.run_key, tags={**tags, **range_tags(first_day, today)}))
     return dg.SensorResult(run_requests=[request], cursor=decision.cursor.to_cursor())

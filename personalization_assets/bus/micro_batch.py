@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# Run tags of a micro-batch run: the bus offsets it was launched for. Staging stages only what is
+# new in such a run (see `assets/staging.py`), instead of re-staging whole days.
+OFFSET_FROM_TAG, OFFSET_TO_TAG = "bus/offset_from", "bus/offset_to"
+
 
 @dataclass(frozen=True)
 class Offsets:
