@@ -98,14 +98,20 @@ def _staged_ids(warehouse: Path, ids: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-# The project's dagster.yaml leaves the run coordinator at Dagster's default (queued: the daemon
-# dequeues runs on its own loop). "direct" launches each run at once (DefaultRunCoordinator); the
+# The project's dagster.yaml keeps Dagster's queued run coordinator and has the daemon dequeue
+# every second. "direct" launches each run at once (DefaultRunCoordinator) for comparison; the
 # warehouse pool still serializes the DuckDB writers, since pools are enforced per step.
-DIRECT_LAUNCH = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
+DIRECT_LAUNCH = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
+
+
+def _instance_yaml(coordinator: str) -> str:
+    import yaml
+
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    if coordinator == "direct":
+        config.pop("run_queue", None)
+        config["run_coordinator"] = DIRECT_LAUNCH
+    return yaml.safe_dump(config)
 
 
 def run_freshness(samples: int, coordinator: str = "project") -> dict:
@@ -114,8 +120,7 @@ def run_freshness(samples: int, coordinator: str = "project") -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="freshness-"))
     home, data = tmp / "dagster_home", tmp / "data"
     home.mkdir()
-    instance_yaml = (REPO / "dagster.yaml").read_text() + (DIRECT_LAUNCH if coordinator == "direct" else "")
-    (home / "dagster.yaml").write_text(instance_yaml)
+    (home / "dagster.yaml").write_text(_instance_yaml(coordinator))
     bus_url = f"sqlite:///{data}/events.db"
     env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONALIZATION_DATA_DIR": str(data),
            "DAGSTER_DEPLOYMENT": "local", "EVENT_BUS_URL": bus_url}
