@@ -13,6 +13,7 @@ import pandas as pd
 from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
 from ..sources import SourceError
 from ..sources.crm import CrmCursor
+from ..staging.common import json_text
 from ..resources.warehouse import Warehouse
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
@@ -150,7 +151,7 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
             close()
     frame = pd.DataFrame(
         [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
-          "received_at": r.received_at, "payload": json.dumps(r.event, default=str)} for r in records],
+          "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
         columns=EVENT_COLUMNS,
     )
     frame = frame.drop_duplicates(subset=["message_id"], keep="first")

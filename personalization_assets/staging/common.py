@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import orjson
 import pandas as pd
 
 REJECTION_COLUMNS = ["record_id", "raw_payload", "rule", "message"]
@@ -100,3 +101,11 @@ def typed(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
 
 def utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+
+
+def json_text(value) -> str:
+    """Compact JSON text (orjson: ~10x the standard library), falling back for what it refuses."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits, or non-string keys
+        return json.dumps(value, default=str)

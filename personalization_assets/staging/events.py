@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import orjson
 import pandas as pd
 
 from ..normalize import map_lookup, to_minor
-from .common import UTC, Staged, concat_rejections, first_failures, typed, unmapped_counts, utc
+from .common import UTC, Staged, concat_rejections, first_failures, json_text, typed, unmapped_counts, utc
 
 CLOCK_SKEW = timedelta(minutes=5)
 EVENT_COLUMNS = ["message_id", "type", "event", "event_code", "event_raw", "user_id", "anonymous_id",
@@ -18,11 +19,17 @@ EVENT_COLUMNS = ["message_id", "type", "event", "event_code", "event_raw", "user
 
 
 def _payload(text) -> dict:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    if not isinstance(text, str):
         return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            value = json.loads(text)  # NaN and Infinity, which orjson refuses
+        except ValueError:
+            return {}
     return value if isinstance(value, dict) else {}
+
 
 
 def _props(p: dict) -> dict:
@@ -65,7 +72,7 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
         "timestamp": ts[keep], "received_at": utc(kept["received_at"]).to_numpy(),
         "cart_id": text("cart_id"), "checkout_id": text("checkout_id"), "order_id": text("order_id"),
         "sku": text("sku"), "category": text("category"), "currency": currency,
-        "value_minor": value, "properties": props.map(json.dumps), "context": p.map(lambda e: json.dumps(e.get("context") or {})),
+        "value_minor": value, "properties": props.map(json_text), "context": p.map(lambda e: json_text(e.get("context") or {})),
     }, columns=EVENT_COLUMNS).reset_index(drop=True)
     out = typed(out, {"timestamp": UTC, "received_at": UTC, "value_minor": "Int64"})
     return Staged(out, concat_rejections(parts),
