@@ -1,6 +1,6 @@
 """Sensor-path freshness: from the collector's 200 to the event being a row in staging.events.
 
-    python -m bench.freshness [--samples 25]
+    python -m bench.freshness [--samples 25] [--coordinators project direct] [--background-eps 2000]
 
 The real path, nothing simulated: a collector subprocess on a SQLite bus, and `dagster-daemon run`
 on the project's definitions with the project's `dagster.yaml` in a temporary DAGSTER_HOME. The
@@ -11,6 +11,7 @@ Samples are small batches (10 events) sent at random 1-2.5 s gaps, so they fall 
 the sensor tick. An event is visible when the run whose offset range holds it has recorded the
 staging.events materialization (its write transaction has committed by then); afterwards the
 warehouse is opened to check that every sampled event really is a row of staging.events.
+With --background-eps, steady traffic flows beside the samples, so each run loads a real batch.
 """
 
 from __future__ import annotations
@@ -114,7 +115,31 @@ def _instance_yaml(coordinator: str) -> str:
     return yaml.safe_dump(config)
 
 
-def run_freshness(samples: int, coordinator: str = "project") -> dict:
+def _background(port: int, rate: float, stop) -> list[int]:
+    """Steady traffic beside the samples: 100-event batches at `rate` events/s. Returns [acked]."""
+    import threading
+
+    acked = [0]
+
+    def loop() -> None:
+        session, k = requests.Session(), 0
+        interval, due = 100 / rate, time.monotonic()
+        while not stop.is_set():
+            k += 1
+            prefix = f"bg{k}-{uuid.uuid4().hex[:8]}"
+            batch = [{"type": "track", "event": "Product Viewed", "userId": f"bg-{i % 500}", "messageId": f"{prefix}-{i}",
+                      "properties": {"sku": f"SKU-{i % 50}", "price": 9.9, "currency": "EUR"}} for i in range(100)]
+            r = session.post(f"http://127.0.0.1:{port}/v1/batch", data=orjson.dumps({"batch": batch}), timeout=10,
+                             headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+            acked[0] += 100 if r.status_code == 200 else 0
+            due += interval
+            stop.wait(max(0.0, due - time.monotonic()))
+
+    threading.Thread(target=loop, daemon=True).start()
+    return acked
+
+
+def run_freshness(samples: int, coordinator: str = "project", background_eps: float = 0) -> dict:
     from personalization_assets.bus import open_bus
 
     tmp = Path(tempfile.mkdtemp(prefix="freshness-"))
@@ -135,7 +160,14 @@ def run_freshness(samples: int, coordinator: str = "project") -> dict:
         import dagster as dg
 
         time.sleep(8)  # the daemon loads the code location before its first tick
-        acked = _send_samples(port, samples)
+        import threading
+
+        stop = threading.Event()
+        background = _background(port, background_eps, stop) if background_eps else [0]
+        try:
+            acked = _send_samples(port, samples)
+        finally:
+            stop.set()
         records = {r.message_id: r.offset for r in open_bus(bus_url).read(0, limit=10_000_000)}
         instance = dg.DagsterInstance.get()
         runs = _visible_at(instance, max(records[m] for ids, _ in acked for m in ids), timeout_s=180)
@@ -162,8 +194,9 @@ def run_freshness(samples: int, coordinator: str = "project") -> dict:
     duration = sum(en - st for _, st, en in timeline) / len(timeline)
     verdict = "OK" if out["p95"] < 15 and not out["missing"] else "BELOW TARGET"
     how = "project dagster.yaml" if coordinator == "project" else "project dagster.yaml + DefaultRunCoordinator"
+    load = f", beside {background_eps:,.0f} ev/s of other traffic ({background[0]:,} events)" if background_eps else ""
     print(f"\n[freshness] collector 200 -> row in staging.events via event_stream_sensor "
-          f"(dagster-daemon, {how}, default run launcher)")
+          f"(dagster-daemon, {how}, default run launcher{load})")
     print(f"  {out['samples']} sample batches of {SAMPLE_EVENTS} events, {out['runs']} micro-batch runs: "
           f"p50 {out['p50']:.1f} s  p95 {out['p95']:.1f} s  max {out['max']:.1f} s  "
           f"not in staging.events: {out['missing']}  [{verdict}]")
@@ -176,9 +209,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=25, help="sample batches of 10 events")
     parser.add_argument("--coordinators", nargs="+", default=["project", "direct"], choices=["project", "direct"])
+    parser.add_argument("--background-eps", type=float, default=0,
+                        help="steady traffic (events/s) sent beside the samples, so runs carry real batches")
     args = parser.parse_args()
     for coordinator in args.coordinators:
-        run_freshness(args.samples, coordinator)
+        run_freshness(args.samples, coordinator, args.background_eps)
 
 
 if __name__ == "__main__":
