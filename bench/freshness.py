@@ -189,7 +189,7 @@ def run_freshness(samples: int, coordinator: str = "project", background_eps: fl
     shutil.rmtree(tmp, ignore_errors=True)
     out = {"samples": len(acked), "runs": len(runs), "p50": percentile(lags, 50), "p95": percentile(lags, 95),
            "max": max(lags), "missing": len(sent) - len(staged)}
-    timeline.sort()
+    timeline = sorted(t for t in timeline if None not in t)  # runs still queued at the end are left out
     launch = sum(st - cr for cr, st, _ in timeline) / len(timeline)
     duration = sum(en - st for _, st, en in timeline) / len(timeline)
     verdict = "OK" if out["p95"] < 15 and not out["missing"] else "BELOW TARGET"
