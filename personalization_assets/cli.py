@@ -60,7 +60,11 @@ def _collector(args: argparse.Namespace) -> int:
     keys = [k for k in (args.write_key or os.environ.get("COLLECTOR_WRITE_KEYS", "").split(",")) if k]
     print(f"collector on http://{args.host}:{args.port} -> {args.bus or 'the local event bus'}"
           f" ({'any write key: demo mode' if not keys else f'{len(keys)} write key(s)'})")
-    run_collector(args.host, args.port, args.bus, keys, workers=args.workers)
+    try:
+        run_collector(args.host, args.port, args.bus, keys, workers=args.workers)
+    except RuntimeError as exc:  # e.g. workers that cannot bind the port
+        print(f"collector stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -101,14 +101,14 @@ def _supervise(workers: int, common: dict) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: dict = {}  # process -> start time
-    early_exits, last_code = 0, None
+    early_exits, last_code = 0, None  # workers in a row that died within 5 s of their start
     try:
         while not stopping:
             for proc, started in list(procs.items()):
                 if not proc.is_alive():
                     del procs[proc]
-                    early_exits += time.monotonic() - started < 5
-                    last_code = proc.exitcode
+                    early = time.monotonic() - started < 5
+                    early_exits, last_code = (early_exits + 1 if early else 0), proc.exitcode
             if early_exits >= 3:  # e.g. the port is taken or the bus cannot be opened
                 raise RuntimeError(f"collector workers keep exiting at start (last exit code "
                                    f"{last_code}); see their log above")
