@@ -1,7 +1,7 @@
 """Collector throughput and latency per bus, beside the raw append rate of the same bus.
 
     python -m bench.collector [--duration 10] [--clients 16 64] [--workers 1 2] [--buses sqlite redis]
-                              [--freshness 25]
+                              [--prefill 0] [--freshness 25]
 
 For each bus: (1) the raw append rate, bus.append() of 100- and 1000-event batches from one
 thread, fsync on; (2) the collector as a subprocess (uvicorn, N workers) on the same bus, loaded
@@ -190,6 +190,18 @@ def fresh_bus(name: str, tmp: str) -> str:
     return f"redis://127.0.0.1:6379/0?stream=bench-{tag}"
 
 
+def prefill(url: str, events: int) -> None:
+    """Bring a new bus to a steady state: `events` already stored (and in the dedup index)."""
+    if not events:
+        return
+    from personalization_assets.bus import open_bus
+
+    bus = open_bus(url)
+    for start in range(0, events, 5000):  # random ids, as clients send: spread over the whole index
+        bus.append([event(uuid.uuid4().hex, k) for k in range(min(5000, events - start))])
+    bus.close()
+
+
 def drop_bus(url: str) -> None:
     from personalization_assets.bus import open_bus
 
@@ -209,6 +221,9 @@ def main() -> None:
                         help="concurrent keep-alive connections; one run per value")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--buses", nargs="+", default=["sqlite", "redis"])
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="events stored in each new bus before it is measured (steady state: the dedup "
+                             "index of a busy 24 h window is large)")
     parser.add_argument("--freshness", type=int, default=25,
                         help="sample batches for the sensor-path freshness runs (bench/freshness.py); 0 skips")
     args = parser.parse_args()
@@ -221,16 +236,19 @@ def main() -> None:
             raw = {}
             for batch in (100, 1000):
                 url = fresh_bus(name, tmp)
+                prefill(url, args.prefill)
                 raw[batch] = raw_append_rate(url, batch)
                 durability = getattr(open_bus(url), "durability", lambda: "synchronous=FULL (fsync per commit)")()
                 drop_bus(url)
-            print(f"\n[{name}] durability: {durability}; each figure on a new, empty bus")
+            state = f"holding {args.prefill:,} events before each run" if args.prefill else "empty"
+            print(f"\n[{name}] durability: {durability}; each figure on a new bus, {state}")
             print(f"  raw append rate: {raw[100]:>9,.0f} ev/s (100/append)  {raw[1000]:>9,.0f} ev/s (1000/append)")
             limit = max(raw.values())
             best = 0.0
             for w in args.workers:
                 for clients in args.clients:
                     url = fresh_bus(name, tmp)
+                    prefill(url, args.prefill)
                     r = bench_collector(url, w, args.duration, clients)
                     drop_bus(url)
                     best = max(best, r["eps"])
