@@ -54,3 +54,18 @@ def test_schedules_cover_segments_hourly_and_everything_daily():
     assert schedules.hourly_segments.cron_schedule == "5 * * * *"
     assert schedules.daily_profiles.cron_schedule == "0 3 * * *"
     assert schedules.daily_profiles.job_name == "everything"
+
+
+def test_project_instance_config_is_valid_and_keeps_the_micro_batch_path_short(tmp_path):
+    """`dagster dev` and the demo use the repository's dagster.yaml: it must load, dequeue every
+    second, keep one slot for the DuckDB writers, and let one run wait for it already started."""
+    import shutil
+    from pathlib import Path
+
+    from dagster._core.instance.ref import InstanceRef
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.default_pool_limit, pools.op_granularity_run_buffer) == (1, 1)
