@@ -51,6 +51,41 @@ def test_messageid_is_stored_again_after_the_window(tmp_path):
     assert bus.count() == 3
 
 
+def test_hash_collisions_never_drop_or_double_an_event(tmp_path, monkeypatch):
+    """Every messageId hashes alike here: the log's own ids still tell duplicates from strangers,
+    and pruning the window removes exactly the pruned entries."""
+    from personalization_assets.bus import sqlite_bus
+
+    monkeypatch.setattr(sqlite_bus, "id_hash", lambda message_id: 42)
+    bus = SqliteBus(tmp_path / "e.db", dedup_window_s=0.2)
+    first = bus.append_detailed([_ev(1), _ev(2)])
+    again = bus.append_detailed([_ev(2), _ev(3), _ev(1)])
+    assert [a.duplicate for a in again] == [True, False, True]
+    assert (again[0].offset, again[2].offset) == (first[1].offset, first[0].offset)
+    time.sleep(0.3)
+    bus._next_prune = 0
+    bus.append([_ev(9)])  # prunes m-1..m-3 (older than the window), keeps m-9
+    assert [a.duplicate for a in bus.append_detailed([_ev(1), _ev(9)])] == [False, True]
+    assert bus.count() == 5
+
+
+def test_a_bus_with_the_old_text_index_is_migrated(tmp_path):
+    import sqlite3
+
+    bus = SqliteBus(tmp_path / "e.db")
+    offsets = bus.append([_ev(1), _ev(2)])
+    bus.close()
+    with sqlite3.connect(tmp_path / "e.db") as conn:  # the index as an earlier version wrote it
+        conn.execute("DROP TABLE events_ids")
+        conn.execute("CREATE TABLE events_dedup (message_id TEXT PRIMARY KEY, bus_offset INTEGER NOT NULL) WITHOUT ROWID")
+        conn.executemany("INSERT INTO events_dedup VALUES (?, ?)", [("m-1", offsets[0]), ("m-2", offsets[1])])
+    reopened = SqliteBus(tmp_path / "e.db")
+    assert [a.duplicate for a in reopened.append_detailed([_ev(2), _ev(3)])] == [True, False]
+    with sqlite3.connect(tmp_path / "e.db") as conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+    assert "events_dedup" not in tables and "events_ids" in tables
+
+
 def test_event_without_message_id_gets_one(tmp_path):
     bus = SqliteBus(tmp_path / "e.db")
     bus.append([{"type": "track", "event": "X"}])
