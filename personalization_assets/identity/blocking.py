@@ -123,9 +123,13 @@ def sample_pairs_within_groups(codes: np.ndarray, max_block: int, n_pairs: int,
     return np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
 
 
-def sorted_unique(x: np.ndarray) -> np.ndarray:
-    """np.unique by sorting: numpy 2.4's hash-based unique takes ~20x longer on 10M+ int64."""
-    x = np.sort(x)
+def sorted_unique(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """np.unique by sorting: numpy 2.4's hash-based unique takes ~20x longer on 10M+ int64.
+    ``in_place`` sorts ``x`` itself instead of a copy (for the largest arrays of a run)."""
+    if in_place:
+        x.sort()
+    else:
+        x = np.sort(x)
     return x[np.r_[True, x[1:] != x[:-1]]] if x.size else x
 
 
@@ -172,6 +176,5 @@ def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = 
         encoded.append(a * n + b)
     allp = np.concatenate(encoded) if encoded else np.empty(0, np.int64)
     del encoded
-    allp.sort()  # in place: the union of all keys' pairs is the largest array of a run
-    allp = allp[np.r_[True, allp[1:] != allp[:-1]]] if allp.size else allp
+    allp = sorted_unique(allp, in_place=True)  # the union of all keys' pairs: a run's largest array
     return (allp // n).astype(np.int32), (allp % n).astype(np.int32), stats
