@@ -92,11 +92,16 @@ def read_table(conn: WarehouseConnection, schema: str, table: str, columns: list
 
 
 def read_window(conn: WarehouseConnection, schema: str, table: str, column: str,
-                start: datetime, end: datetime, columns: list[str]) -> pd.DataFrame:
-    """Rows of a table whose `column` lies in [start, end): one partition's (or range's) input."""
+                start: datetime, end: datetime, columns: list[str],
+                after: tuple[str, int] | None = None) -> pd.DataFrame:
+    """Rows of a table whose `column` lies in [start, end): one partition's (or range's) input.
+    `after=(offset_column, value)` keeps only the rows above that offset."""
     if not conn.table_exists(schema, table):
         return pd.DataFrame(columns=columns)
-    return conn.query(f"select * from {schema}.{table} where {column} >= ? and {column} < ?", [start, end])
+    sql, params = f"select * from {schema}.{table} where {column} >= ? and {column} < ?", [start, end]
+    if after is not None:
+        sql, params = sql + f" and {after[0]} > ?", params + [after[1]]
+    return conn.query(sql, params)
 
 
 def write_window(conn: WarehouseConnection, schema: str, table: str, frame: pd.DataFrame, column: str,

@@ -85,11 +85,7 @@ def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
     for the day's full restage (`restage_events`), which the schedules run.
     """
     after = int((read_cursor(conn, STAGED_EVENTS_CURSOR) or {}).get("offset", 0))
-    if conn.table_exists("raw", "events"):
-        raw = conn.query("select * from raw.events where bus_offset > ? and received_at >= ? and received_at < ?",
-                         [after, start, end])
-    else:
-        raw = pd.DataFrame(columns=EVENT_COLUMNS)
+    raw = read_window(conn, "raw", "events", "received_at", start, end, EVENT_COLUMNS, after=("bus_offset", after))
     result = logic.stage_events(raw, now=utc_now())
     prepare_cursors(conn)
     prepare_quarantine(conn, "events")
