@@ -187,22 +187,22 @@ class SqliteBus:
     def _known_offsets(self, hashes: dict[str, int]) -> dict[str, int]:
         """Offsets of the messageIds already stored in the window: index hits by hash, confirmed
         against the messageId in the log (two ids sharing a hash are both kept)."""
-        keys = list(set(hashes.values()))
-        candidates: list[int] = []
-        for k in range(0, len(keys), 500):
-            chunk = keys[k : k + 500]
-            candidates += [off for (off,) in self._conn.execute(
-                f"SELECT bus_offset FROM {self.table}_ids WHERE h IN ({','.join('?' * len(chunk))})", chunk)]
+        candidates = [off for (off,) in self._select_in(f"SELECT bus_offset FROM {self.table}_ids WHERE h IN",
+                                                         list(set(hashes.values())))]
         found: dict[str, int] = {}
-        for k in range(0, len(candidates), 500):
-            chunk = candidates[k : k + 500]
-            for off, mid in self._conn.execute(
-                f"SELECT bus_offset, message_id FROM {self.table} WHERE bus_offset IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ):
-                if mid in hashes and (mid not in found or off < found[mid]):
-                    found[mid] = off
+        for off, mid in self._select_in(f"SELECT bus_offset, message_id FROM {self.table} WHERE bus_offset IN",
+                                        candidates):
+            if mid in hashes and (mid not in found or off < found[mid]):
+                found[mid] = off
         return found
+
+    def _select_in(self, sql: str, values: list) -> list[tuple]:
+        """Rows of `sql` followed by `(?, ...)` over `values`, in chunks of 500 parameters."""
+        rows: list[tuple] = []
+        for k in range(0, len(values), 500):
+            chunk = values[k : k + 500]
+            rows += self._conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     def _prune_dedup(self, now: float) -> None:
         """Forget messageIds stored before the window (bisect on offsets: received_at grows)."""
