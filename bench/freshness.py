@@ -33,6 +33,7 @@ import orjson
 import requests
 
 from bench.collector import KEY, percentile, start_collector
+from personalization_assets.bus.micro_batch import OFFSET_FROM_TAG, OFFSET_TO_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_EVENTS = 10
@@ -81,7 +82,7 @@ def _visible_at(instance, last_offset: int, timeout_s: float) -> list[tuple[int,
             mats = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
                     if e.dagster_event.asset_key == dg.AssetKey(list(STAGING_EVENTS))]
             if mats:
-                done.append((int(run.tags["bus/offset_from"]), int(run.tags["bus/offset_to"]),
+                done.append((int(run.tags[OFFSET_FROM_TAG]), int(run.tags[OFFSET_TO_TAG]),
                              min(e.timestamp for e in mats)))
         if max((to for _, to, _ in done), default=0) >= last_offset:
             return done
