@@ -13,8 +13,8 @@ import pandas as pd
 from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
 from ..sources import SourceError
 from ..sources.crm import CrmCursor
-from ..staging.common import json_text
 from ..resources.warehouse import Warehouse
+from ..staging.common import json_text
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
     read_cursor, utc_now, write_cursor,

@@ -31,7 +31,6 @@ def _payload(text) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-
 def _props(p: dict) -> dict:
     props = p.get("properties")
     return props if isinstance(props, dict) else {}
