@@ -4,10 +4,10 @@
                               [--prefill 0] [--freshness 25]
 
 For each bus: (1) the raw append rate, bus.append() of 100- and 1000-event batches from one
-thread, fsync on; (2) the collector as a subprocess (uvicorn, N workers) on the same bus, loaded
+thread, fsync on; (2) the collector as a subprocess (uvicorn, N workers) on a bus of that kind, loaded
 by a separate client process with many keep-alive connections posting /v1/batch with 100 events
 each; events/s counts only 200-acknowledged events, and the bus count is checked afterwards.
-Each client waits for its answer before sending again (as the Segment and Rudder clients do), so
+Every figure gets a new bus (--prefill N fills it with N events first). Each client waits for its answer before sending again (as the Segment and Rudder clients do), so
 with few clients the rate is bounded by clients x 100 / latency, not by the server: the run is
 repeated with more clients until the collector's cores are busy, and the best rate is its capacity.
 Then (3) sensor-path freshness, bench/freshness.py: collector 200 -> row in staging.events through
@@ -179,27 +179,24 @@ def bench_collector(bus_url: str, workers: int, duration: float, clients: int) -
             "cpu_us_per_event": cpu * 1e6 / max(1, ok * BATCH), "cores": cpu / res["elapsed"]}
 
 
-def fresh_bus(name: str, tmp: str) -> str:
-    """A new, empty bus for one measurement, so every figure starts from the same state (an
-    embedded bus slows down as its dedup index grows)."""
+def fresh_bus(name: str, tmp: str, prefill: int = 0) -> str:
+    """A new bus for one measurement, so every figure starts from the same state (an embedded bus
+    slows down as its dedup index grows), holding `prefill` events already (a steady state)."""
     tag = uuid.uuid4().hex[:8]
     if name == "sqlite":
-        return f"sqlite:///{tmp}/events-{tag}.db"
-    from personalization_assets.bus.redis_bus import RedisBus  # noqa: F401  (fails early if absent)
+        url = f"sqlite:///{tmp}/events-{tag}.db"
+    else:
+        from personalization_assets.bus.redis_bus import RedisBus  # noqa: F401  (fails early if absent)
 
-    return f"redis://127.0.0.1:6379/0?stream=bench-{tag}"
+        url = f"redis://127.0.0.1:6379/0?stream=bench-{tag}"
+    if prefill:
+        from personalization_assets.bus import open_bus
 
-
-def prefill(url: str, events: int) -> None:
-    """Bring a new bus to a steady state: `events` already stored (and in the dedup index)."""
-    if not events:
-        return
-    from personalization_assets.bus import open_bus
-
-    bus = open_bus(url)
-    for start in range(0, events, 5000):  # random ids, as clients send: spread over the whole index
-        bus.append([event(uuid.uuid4().hex, k) for k in range(min(5000, events - start))])
-    bus.close()
+        bus = open_bus(url)
+        for start in range(0, prefill, 5000):  # random ids, as clients send: spread over the whole index
+            bus.append([event(uuid.uuid4().hex, k) for k in range(min(5000, prefill - start))])
+        bus.close()
+    return url
 
 
 def drop_bus(url: str) -> None:
@@ -235,8 +232,7 @@ def main() -> None:
         for name in args.buses:
             raw = {}
             for batch in (100, 1000):
-                url = fresh_bus(name, tmp)
-                prefill(url, args.prefill)
+                url = fresh_bus(name, tmp, args.prefill)
                 raw[batch] = raw_append_rate(url, batch)
                 durability = getattr(open_bus(url), "durability", lambda: "synchronous=FULL (fsync per commit)")()
                 drop_bus(url)
@@ -247,8 +243,7 @@ def main() -> None:
             best = 0.0
             for w in args.workers:
                 for clients in args.clients:
-                    url = fresh_bus(name, tmp)
-                    prefill(url, args.prefill)
+                    url = fresh_bus(name, tmp, args.prefill)
                     r = bench_collector(url, w, args.duration, clients)
                     drop_bus(url)
                     best = max(best, r["eps"])
