@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.identity.generator import generate
+from bench.identity.households import generate_households
 
 FEBRL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "febrl"
 FEBRL = {"febrl1": ["dataset1"], "febrl2": ["dataset2"], "febrl3": ["dataset3"],
@@ -46,9 +47,19 @@ def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         ours = febrl_as_staging(native)
         ours["entity"] = native["entity"].to_numpy()
         return ours, native, "febrl4" if name == "febrl4" else "febrl"
-    n = int(name.removeprefix("gen").replace("k", "000").replace("m", "000000"))
+    if name.startswith("hh"):
+        ours = generate_households(_size(name.removeprefix("hh")), seed=42).drop(columns="household")
+        return ours, _native(ours), "households"
+    n = _size(name.removeprefix("gen"))
     ours = generate(n, seed=42)
-    native = ours.rename(columns={"record_id": "rec_id"})[
+    return ours, _native(ours), "generated"
+
+
+def _size(text: str) -> int:
+    return int(text.replace("k", "000").replace("m", "000000"))
+
+
+def _native(ours: pd.DataFrame) -> pd.DataFrame:
+    return ours.rename(columns={"record_id": "rec_id"})[
         ["rec_id", "first_name", "last_name", "birth_date", "email_key", "phone", "street", "city",
          "postcode", "entity"]]
-    return ours, native, "generated"

@@ -21,6 +21,28 @@ def pairwise(truth: pd.Series, clusters: pd.Series) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+SPLINK_THRESHOLDS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
+
+
+def best_threshold(truth: pd.Series, pairs: pd.DataFrame) -> dict[str, float]:
+    """Splink's best pairwise F1 over thresholds chosen with the labels (what a tuned Splink
+    reaches at best): connected components of the pairs at each threshold."""
+    from personalization_assets.identity.cluster import components
+
+    ids = pd.Index(truth.index)
+    a, b = ids.get_indexer(pairs["rec_id_l"]), ids.get_indexer(pairs["rec_id_r"])
+    prob = pairs["match_probability"].to_numpy(float)
+    best = {"best_f1": 0.0}
+    for t in SPLINK_THRESHOLDS:
+        keep = prob >= t
+        lab = pd.Series(components(ids.size, a[keep], b[keep]), index=ids)
+        r = pairwise(truth, lab)
+        if r["f1"] > best["best_f1"]:
+            best = {"best_f1": r["f1"], "best_threshold": t, "best_precision": r["precision"],
+                    "best_recall": r["recall"]}
+    return best
+
+
 def blocking_recall(df: pd.DataFrame) -> tuple[float, int]:
     """Share of true pairs that the exact stage or some blocking key puts together."""
     from personalization_assets.identity.blocking import candidate_pairs

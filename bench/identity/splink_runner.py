@@ -15,6 +15,7 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 THRESHOLD = 0.5
+PAIRS_FLOOR = 0.01
 
 
 def _febrl_settings(link: bool) -> tuple[SettingsCreator, list, list]:
@@ -46,16 +47,17 @@ def _febrl_settings(link: bool) -> tuple[SettingsCreator, list, list]:
     return settings, det, [block_on("date_of_birth"), block_on("postcode")]
 
 
-def _generated_settings() -> tuple[SettingsCreator, list, list]:
+def _generated_settings(tf: bool = False) -> tuple[SettingsCreator, list, list]:
     blocking = [block_on("first_name", "last_name"), block_on("last_name", "birth_date"),
                 block_on("first_name", "birth_date"), block_on("postcode", "last_name"),
                 block_on("email_key"), block_on("phone"),
                 "l.first_name = r.last_name and l.last_name = r.first_name"]
-    comps = [cl.NameComparison("first_name"), cl.NameComparison("last_name"),
+    comps = [cl.NameComparison("first_name").configure(term_frequency_adjustments=tf),
+             cl.NameComparison("last_name").configure(term_frequency_adjustments=tf),
              cl.DateOfBirthComparison("birth_date", input_is_string=True, datetime_format="%Y-%m-%d",
                                       invalid_dates_as_null=True),
-             cl.EmailComparison("email_key"), cl.ExactMatch("phone"),
-             cl.JaroWinklerAtThresholds("street", [0.9, 0.7]),
+             cl.EmailComparison("email_key"), cl.ExactMatch("phone").configure(term_frequency_adjustments=tf),
+             cl.JaroWinklerAtThresholds("street", [0.9, 0.7]).configure(term_frequency_adjustments=tf),
              cl.ExactMatch("postcode").configure(term_frequency_adjustments=True)]
     det = [block_on("email_key"), block_on("first_name", "last_name", "birth_date")]
     settings = SettingsCreator(unique_id_column_name="rec_id", link_type="dedupe_only",
@@ -64,10 +66,15 @@ def _generated_settings() -> tuple[SettingsCreator, list, list]:
     return settings, det, [block_on("birth_date"), block_on("postcode", "last_name")]
 
 
-def run_splink(df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """df: rec_id + dataset columns (+ source_dataset for febrl4). Returns rec_id, cluster."""
+def run_splink(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """df: rec_id + dataset columns (+ source_dataset for febrl4). Returns (rec_id, cluster) at
+    THRESHOLD and the scored pairs above PAIRS_FLOOR (rec_id_l, rec_id_r, match_probability), from
+    which the benchmark finds Splink's best threshold with the labels."""
     link = kind == "febrl4"
-    settings, det, em_rules = _generated_settings() if kind == "generated" else _febrl_settings(link)
+    if kind in ("generated", "households"):  # households: term-frequency adjusted names, phone, street
+        settings, det, em_rules = _generated_settings(tf=kind == "households")
+    else:
+        settings, det, em_rules = _febrl_settings(link)
     con = duckdb.connect()
     db = DuckDBAPI(connection=con)
     if link:
@@ -81,7 +88,8 @@ def run_splink(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     for rule in em_rules:
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule, estimate_without_term_frequencies=link)
-    pred = linker.inference.predict(threshold_match_probability=THRESHOLD)
+    pred = linker.inference.predict(threshold_match_probability=PAIRS_FLOOR)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_probability=THRESHOLD)
     out = clusters.as_pandas_dataframe()[["rec_id", "cluster_id"]]
-    return out.rename(columns={"cluster_id": "cluster"})
+    pairs = pred.as_pandas_dataframe()[["rec_id_l", "rec_id_r", "match_probability"]]
+    return out.rename(columns={"cluster_id": "cluster"}), pairs

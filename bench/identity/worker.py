@@ -31,9 +31,10 @@ def main() -> None:
         from bench.identity.splink_runner import run_splink
 
         t0 = time.perf_counter()
-        clusters = run_splink(df, kind)
+        clusters, pairs = run_splink(df, kind)
         seconds = time.perf_counter() - t0
         clusters.to_parquet(out)
+        pairs.to_parquet(out.replace(".parquet", "-pairs.parquet"))
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), **extra}))
 
 
