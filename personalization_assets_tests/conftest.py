@@ -1,19 +1,21 @@
-"""Shared test helpers: real local services and the shared datasets.
+"""Shared test helpers: real local services, system tools and the vendored data fixtures.
 
-Tests that need a service skip with a reason when it is down, except under CI=true, where a
-missing service is a failure: CI must run them, never skip them.
+Tests that need a service or a tool skip with a reason when it is missing, except under CI=true,
+where that is a failure: CI must run them, never skip them. Real data come from small slices
+in `fixtures/` (each with a SOURCE.md), never from a folder beside the repo.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def service_up(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -24,24 +26,28 @@ def service_up(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def unavailable(message: str, remedy: str) -> None:
+    """Skip with `message`; under CI=true fail instead, saying what to do."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}: {remedy} (under CI=true this test must run, not skip)")
+    pytest.skip(f"{message}: {remedy}")
+
+
 def require_service(host: str, port: int, name: str) -> None:
     """Skip (or, under CI=true, fail) when `name` is not listening on host:port."""
-    if service_up(host, port):
-        return
-    message = f"{name} is not reachable on {host}:{port}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; under CI=true this test must run (start {name} first)")
-    pytest.skip(message)
+    if not service_up(host, port):
+        unavailable(f"{name} is not reachable on {host}:{port}", f"start {name} first")
 
 
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping (or failing under CI) when the dataset is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        message = f"shared dataset not found: {path}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+TOOL_PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus"}  # Debian package per binary
+
+
+def require_tool(name: str) -> str:
+    """The path of the command-line tool `name`; skip (or, under CI=true, fail) when absent."""
+    path = shutil.which(name)
+    if path is None:
+        package = TOOL_PACKAGES.get(name, name)
+        unavailable(f"{name} not found on PATH", f"install it with apt-get install -y {package}")
     return path
 
 

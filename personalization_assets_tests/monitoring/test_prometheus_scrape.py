@@ -3,7 +3,6 @@ it reports through its HTTP API match what was sent."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -17,6 +16,7 @@ import uvicorn
 
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.monitoring.exporter import run_exporter
+from personalization_assets_tests.conftest import require_tool
 
 
 def free_port() -> int:
@@ -65,10 +65,12 @@ def exporter_port():
     instance.dispose()
 
 
-def start_prometheus(tmp_path, targets: dict[str, int]):
-    binary = shutil.which("prometheus")
-    if not binary:
-        pytest.fail("prometheus not found: install Debian's `prometheus` package (apt-get install -y prometheus)")
+@pytest.fixture
+def prometheus_binary() -> str:
+    return require_tool("prometheus")
+
+
+def start_prometheus(binary: str, tmp_path, targets: dict[str, int]):
     jobs = "".join(f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
                    for job, port in targets.items())
     config = tmp_path / "prometheus.yml"
@@ -91,7 +93,7 @@ def scalar(api: str, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_collector_and_exporter(tmp_path, collector_url, exporter_port):
+def test_prometheus_scrapes_collector_and_exporter(prometheus_binary, tmp_path, collector_url, exporter_port):
     before = requests.get(collector_url + "/metrics", timeout=2).text
     base = sum(float(line.rsplit(" ", 1)[1]) for line in before.splitlines()
                if line.startswith('collector_events_accepted_total{type="track"}'))
@@ -101,7 +103,7 @@ def test_prometheus_scrapes_collector_and_exporter(tmp_path, collector_url, expo
     assert requests.post(collector_url + "/v1/batch", json=batch, timeout=5).json()["accepted"] == 7
     assert requests.post(collector_url + "/v1/batch", json=batch, timeout=5).json()["duplicates"] == 7
 
-    proc, api = start_prometheus(tmp_path, {"collector": int(collector_url.rsplit(":", 1)[1]),
+    proc, api = start_prometheus(prometheus_binary, tmp_path, {"collector": int(collector_url.rsplit(":", 1)[1]),
                                             "pipeline": exporter_port})
     try:
         wait_for(lambda: requests.get(api + "/-/ready", timeout=1).status_code == 200, 10, "prometheus ready")

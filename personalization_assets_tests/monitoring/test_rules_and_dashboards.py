@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
 from personalization_assets.monitoring.metrics import exported_sample_names, registered_families
-from personalization_assets_tests.conftest import REPO_ROOT
+from personalization_assets_tests.conftest import REPO_ROOT, require_tool
 from personalization_assets_tests.monitoring.promql import metric_names
 
 MONITORING = REPO_ROOT / "monitoring"
@@ -20,20 +19,14 @@ DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 BUILTIN = {"up"}  # series Prometheus writes itself
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if not path:
-        pytest.fail("promtool not found: install Debian's `prometheus` package (apt-get install -y prometheus)")
-    return path
-
-
 def test_promtool_check_rules():
-    out = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([require_tool("promtool"), "check", "rules", str(RULES)],
+                         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_promtool_unit_tests_pass():
-    out = subprocess.run([promtool(), "test", "rules", str(MONITORING / "rules" / "alerts_test.yml")],
+    out = subprocess.run([require_tool("promtool"), "test", "rules", str(MONITORING / "rules" / "alerts_test.yml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
