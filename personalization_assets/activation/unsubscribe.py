@@ -1,10 +1,15 @@
-"""One-click unsubscribe (RFC 8058): signed links and the HTTP endpoint behind them.
+"""One-click unsubscribe (RFC 8058): opaque links and the HTTP endpoint behind them.
 
 Every marketing message carries `List-Unsubscribe: <https://.../unsubscribe?t=TOKEN>` and
 `List-Unsubscribe-Post: List-Unsubscribe=One-Click`. The mailbox provider then POSTs
-`List-Unsubscribe=One-Click` to that URL; the token (the address and an HMAC-SHA256 of it) proves
-the link came from us, so no login or confirmation is needed. A GET (a person clicking, or a link
-scanner) only shows a page with a button: RFC 8058 forbids unsubscribing on GET.
+`List-Unsubscribe=One-Click` to that URL, as `multipart/form-data` (which RFC 8058 says it SHOULD
+use) or urlencoded. The token (`unsubscribe_token`: the address, encrypted and authenticated, so
+it shows no PII in logs and referrers) proves the link came from us, so no login or confirmation
+is needed. A GET (a person clicking, or a link scanner) only shows a page with a button: RFC 8058
+forbids unsubscribing on GET.
+
+The body is read up to `MAX_BODY_BYTES` and no further: a one-click body is 26 bytes, and a
+client that announces or streams more gets 413 before the server holds it in memory.
 
 Accepted unsubscribes are appended to the e-mail events bus as `unsubscribe` events of provider
 `one_click`, the same path as the platforms' webhooks: staging.email_suppressions, then the
@@ -13,47 +18,31 @@ sticky `activation.suppression` list.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import html
 from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from ..email_events.model import Normalized
+from .unsubscribe_token import make_token, read_token
+
+__all__ = ["make_token", "read_token", "unsubscribe_url", "unsubscribe_event", "create_unsubscribe_app",
+           "app_from_env", "MAX_BODY_BYTES"]
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
 PROVIDER = "one_click"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def make_token(secret: str, email: str) -> str:
-    address = email.strip().lower().encode()
-    return _b64(address) + "." + _b64(hmac.new(secret.encode(), address, hashlib.sha256).digest())
-
-
-def read_token(secret: str, token: str) -> str | None:
-    """The address a token was made for, or None when it is malformed or forged."""
-    try:
-        encoded, mac = token.split(".", 1)
-        address = _unb64(encoded)
-        expected = hmac.new(secret.encode(), address, hashlib.sha256).digest()
-        return address.decode() if hmac.compare_digest(expected, _unb64(mac)) else None
-    except (ValueError, UnicodeDecodeError):
-        return None
+MAX_BODY_BYTES = 8 * 1024  # room for a multipart envelope and a few extra fields, nothing more
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def unsubscribe_url(base_url: str, secret: str, email: str) -> str:
@@ -68,13 +57,62 @@ def unsubscribe_event(email: str, token: str, at: datetime) -> Normalized:
     return Normalized(provider=PROVIDER, provider_event_id=event_id, type="unsubscribe", email=email, timestamp=at)
 
 
+class BodyRefused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+async def read_capped_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, or BodyRefused(413) as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BodyRefused(400, f"Content-Length {declared[:20]!r} is not a number")
+        if int(declared) > limit:
+            raise BodyRefused(413, f"the body is {declared} bytes; at most {limit} are read here")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyRefused(413, f"the body is over {limit} bytes; at most {limit} are read here")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def is_one_click(request: Request, body: bytes) -> bool:
+    """True when the body says `List-Unsubscribe=One-Click`, as a form field (multipart or
+    urlencoded) or, from a client that sends no form type, as the bare RFC 8058 text."""
+    content_type = request.headers.get("content-type", "").lower()
+    if not content_type.startswith(FORM_TYPES):
+        return body.decode(errors="replace").strip() == ONE_CLICK_BODY
+    sent = False
+
+    async def replay() -> dict:  # the form parser reads the capped body, never the socket again
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        async with Request(request.scope, replay).form(max_files=4, max_fields=32) as form:
+            values = form.getlist(ONE_CLICK_FIELD)
+            return any(not isinstance(v, UploadFile) and v.strip() == ONE_CLICK_VALUE for v in values)
+    except (MultiPartException, HTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+        raise BodyRefused(400, f"the form body cannot be parsed: {detail}") from None
+
+
 def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
-                           clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Starlette:
-    """`record` stores one unsubscribe event (e.g. `EmailEventStore.append([event], [])`)."""
+                           clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                           accept_legacy_tokens: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """`record` stores one unsubscribe event (e.g. `EmailEventStore.append([event], [])`).
+    `accept_legacy_tokens`: see `unsubscribe_token` (the migration window of the old links)."""
 
     async def unsubscribe(request: Request):
         token = request.query_params.get("t", "")
-        email = read_token(secret, token)
+        email = read_token(secret, token, accept_legacy=accept_legacy_tokens)
         if email is None:
             return PlainTextResponse("invalid or expired unsubscribe link", status_code=400)
         if request.method == "GET":
@@ -82,9 +120,14 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
                     f"<input type='hidden' name='List-Unsubscribe' value='One-Click'>"
                     f"<p>Stop e-mails to {html.escape(email)}?</p><button>Unsubscribe</button></form>")
             return HTMLResponse(page)
-        body = (await request.body()).decode(errors="replace").strip()
-        if body != ONE_CLICK_BODY:
-            return PlainTextResponse(f"expected the body {ONE_CLICK_BODY!r} (RFC 8058)", status_code=400)
+        try:
+            body = await read_capped_body(request, max_body_bytes)
+            one_click = await is_one_click(request, body)
+        except BodyRefused as refused:
+            # Close the connection: the rest of an oversized body is never read.
+            return PlainTextResponse(str(refused), status_code=refused.status, headers={"Connection": "close"})
+        if not one_click:
+            return PlainTextResponse(f"expected the form field {ONE_CLICK_BODY!r} (RFC 8058)", status_code=400)
         record(unsubscribe_event(email, token, clock()))
         return PlainTextResponse("unsubscribed")
 
@@ -92,15 +135,17 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
 
 
 def app_from_env() -> Starlette:
-    """The endpoint as deployed: `UNSUBSCRIBE_SECRET` signs the links, and accepted unsubscribes
-    go to the e-mail events bus (`EMAIL_EVENTS_BUS_URL` or the local file). Serve it with
-    `uvicorn --factory personalization_assets.activation.unsubscribe:app_from_env`."""
+    """The endpoint as deployed: `UNSUBSCRIBE_SECRET` keys the links, and accepted unsubscribes
+    go to the e-mail events bus (`EMAIL_EVENTS_BUS_URL` or the local file).
+    `UNSUBSCRIBE_ACCEPT_LEGACY_TOKENS=0` ends the migration window of the old readable links.
+    Serve it with `uvicorn --factory personalization_assets.activation.unsubscribe:app_from_env`."""
     import os
 
     from ..webhooks.store import EmailEventStore
 
     secret = os.environ.get("UNSUBSCRIBE_SECRET", "")
     if not secret:
-        raise ValueError("UNSUBSCRIBE_SECRET is not set: it signs and verifies the one-click links")
+        raise ValueError("UNSUBSCRIBE_SECRET is not set: it keys and verifies the one-click links")
+    legacy = os.environ.get("UNSUBSCRIBE_ACCEPT_LEGACY_TOKENS", "1").strip().lower() not in {"0", "false", "no"}
     store = EmailEventStore()
-    return create_unsubscribe_app(secret, lambda event: store.append([event], []))
+    return create_unsubscribe_app(secret, lambda event: store.append([event], []), accept_legacy_tokens=legacy)
