@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from .. import clock
 from ..quality import quarantine
 from ..resources.warehouse import WarehouseConnection
 
@@ -27,7 +28,8 @@ def on_cron_after_checks(cron: str) -> dg.AutomationCondition:
             & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(f"{cron}, after blocking checks")
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    """The wall clock, or the instant a demo run pinned (`clock.py`)."""
+    return clock.utc_now()
 
 
 def preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
