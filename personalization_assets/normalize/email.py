@@ -10,7 +10,8 @@
   out on purpose: its ``base-keyword`` disposable addresses use a separate base name, not the
   mailbox name, so cutting at ``-`` does not give the account's address.
 - ``email_disposable``: the domain or a parent domain is on the ``disposable-email-domains``
-  blocklist (the PyPI package, same list as ../shared/data/disposable-email-domains).
+  blocklist (the PyPI package). The list spells internationalized domains in their ASCII
+  (``xn--``) form, while email-validator normalizes them to Unicode: they are compared as ASCII.
 - ``email_role``: the local part (before any ``+tag``) is a role mailbox from
   ``seeds/role_addresses.csv`` (info@, noreply@, postmaster@, ...).
 """
@@ -21,6 +22,7 @@ import re
 from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
+import idna
 import pandas as pd
 from disposable_email_domains import blocklist
 from email_validator import EmailNotValidError, validate_email
@@ -94,6 +96,11 @@ def matching_key(email: str) -> str:
 
 @lru_cache(maxsize=100_000)
 def is_disposable(domain: str) -> bool:
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain).decode("ascii")
+        except idna.IDNAError:
+            pass  # not encodable: compare as written (the list has no such domain)
     labels = domain.split(".")
     return any(".".join(labels[i:]) in blocklist for i in range(len(labels) - 1))
 

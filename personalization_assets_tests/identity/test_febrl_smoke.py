@@ -1,16 +1,13 @@
 """Accuracy smoke test on FEBRL 1 (1,000 records, truth in record ids)."""
 
-from pathlib import Path
-
 import pandas as pd
-import pytest
 
 from personalization_assets.identity import resolve
+from personalization_assets_tests.conftest import FIXTURES
 
-FEBRL = Path(__file__).resolve().parents[3] / "shared" / "data" / "febrl" / "dataset1.csv"
+FEBRL = FIXTURES / "febrl" / "dataset1.csv"
 
 
-@pytest.mark.skipif(not FEBRL.exists(), reason=f"shared FEBRL data not found at {FEBRL}")
 def test_febrl1_pairwise_f1():
     raw = pd.read_csv(FEBRL, skipinitialspace=True, dtype=str)
     df = pd.DataFrame({"record_id": raw["rec_id"], "source": "febrl", "first_name": raw["given_name"],

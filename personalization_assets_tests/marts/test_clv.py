@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from personalization_assets.marts import clv
-from personalization_assets_tests.conftest import shared_data
+from personalization_assets_tests.conftest import FIXTURES
 
 BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 GAMMA_GAMMA = {"p": 6.249, "q": 3.745, "v": 15.448}
@@ -13,7 +13,7 @@ GAMMA_GAMMA = {"p": 6.249, "q": 3.745, "v": 15.448}
 
 @pytest.fixture(scope="module")
 def cdnow():
-    return shared_data("cdnow")
+    return FIXTURES / "cdnow"
 
 
 def test_bgnbd_reproduces_published_parameters(cdnow):
@@ -39,7 +39,7 @@ def test_conditional_expectation_matches_the_paper():
 
 
 def test_summary_from_transactions_matches_the_published_summary(cdnow):
-    sample = pd.read_csv(cdnow / "CDNOW_sample.txt", sep=r"\s+", header=None, dtype={"date": str},
+    sample = pd.read_csv(cdnow / "CDNOW_sample.txt.gz", sep=r"\s+", header=None, dtype={"date": str},
                          names=["customer_id", "customer_index", "date", "number_of_cds", "dollar_value"])
     sample["date"] = pd.to_datetime(sample["date"], format="%Y%m%d")
     calibration = sample[sample["date"] <= "1997-09-30"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_emails
 from personalization_assets.normalize.email import validated
-from personalization_assets_tests.conftest import shared_data
+from personalization_assets_tests.conftest import FIXTURES
 
 
 def _library(address: str) -> tuple[str | None, str | None]:
@@ -22,7 +22,7 @@ def _library(address: str) -> tuple[str | None, str | None]:
 
 
 def test_labelled_cases_agree_with_their_labels():
-    cases = pd.read_csv(shared_data("email-test-cases", "email_validator_syntax_cases.csv"),
+    cases = pd.read_csv(FIXTURES / "email-test-cases" / "email_validator_syntax_cases.csv",
                         keep_default_na=False)
     # Cases that need options we do not enable (quoted local parts, display names, domain
     # literals) are judged by email-validator's defaults, which is what we use.
@@ -42,7 +42,7 @@ def test_labelled_cases_agree_with_their_labels():
 
 
 def test_is_email_suite_errors_are_rejected_unless_only_surrounding_whitespace_was_wrong():
-    tests = ET.parse(shared_data("email-test-cases", "isemail_tests.xml")).getroot().iter("test")
+    tests = ET.parse(FIXTURES / "email-test-cases" / "isemail_tests.xml").getroot().iter("test")
     cases = pd.DataFrame([(t.findtext("address") or "", t.findtext("category")) for t in tests],
                          columns=["address", "category"])
     # The file writes control characters as U+2400 + n (see its header).
@@ -88,13 +88,21 @@ def test_matching_key_removes_aliases_only_where_the_provider_ignores_them():
     assert keys[5] == "+only@gmail.com"  # nothing left after the tag: keep the address
 
 
-def test_disposable_flag_uses_the_same_list_as_the_shared_dataset():
-    shared = set(shared_data("disposable-email-domains", "disposable_email_blocklist.txt").read_text().split())
-    assert shared <= set(blocklist)
-    sample = sorted(shared)[::500]
+def test_disposable_flag_uses_the_same_list_as_the_published_one():
+    # Every 50th domain of the list published with disposable-email-domains 0.0.293 (fixture SOURCE.md).
+    published = set((FIXTURES / "disposable-email-domains" / "disposable_email_blocklist_slice.txt").read_text().split())
+    assert len(published) == 204 and published <= set(blocklist)
+    sample = sorted(published)
     flags = normalize_emails(pd.Series([f"someone@{d}" for d in sample] + [f"a@sub.{sample[0]}", "a@gmail.com"]))
     valid = flags["email"].notna()
     assert flags.loc[valid, "email_disposable"].tolist() == [True] * (valid.sum() - 1) + [False]
+
+
+def test_internationalized_disposable_domains_are_flagged_in_either_spelling():
+    assert "xn--5nx.cc" in blocklist  # the list spells IDNs in ASCII; email-validator gives Unicode
+    out = normalize_emails(pd.Series(["a@xn--5nx.cc", "a@灵.cc", "a@sub.xn--5nx.cc"]))
+    assert out["email"].tolist() == ["a@灵.cc", "a@灵.cc", "a@sub.灵.cc"]
+    assert out["email_disposable"].tolist() == [True, True, True]
 
 
 @pytest.mark.parametrize("address, role", [

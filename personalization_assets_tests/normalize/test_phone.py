@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 
 from personalization_assets.normalize import normalize_phones
 from personalization_assets.normalize.phone import _international, _national, valid_in_region
-from personalization_assets_tests.conftest import shared_data
+from personalization_assets_tests.conftest import FIXTURES
 
 
 def _examples() -> pd.DataFrame:
-    return pd.read_csv(shared_data("phone-examples", "phonenumbers_examples.csv"), dtype=str,
+    return pd.read_csv(FIXTURES / "phone-examples" / "phonenumbers_examples.csv", dtype=str,
                        keep_default_na=False)  # "NA" is Namibia
 
 

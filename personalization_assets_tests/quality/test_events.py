@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from personalization_assets.quality import Violation, validate_event
 from personalization_assets.quality.snowplow import map_snowplow
-from personalization_assets_tests.conftest import shared_data
+from personalization_assets_tests.conftest import FIXTURES
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -131,7 +131,7 @@ def test_never_raises_and_always_valid_or_violated(payload):
 
 
 def test_snowplow_payloads_map_or_report_reason():
-    path = shared_data("snowplow-ecommerce-events", "snowplow_ecommerce_events.csv")
+    path = FIXTURES / "snowplow-ecommerce-events" / "snowplow_ecommerce_events.csv.gz"
     rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
     valid, invalid, unmapped, reasons = 0, 0, 0, set()
     for row in rows:

@@ -11,7 +11,7 @@ import phonenumbers
 from personalization_assets.quality.checks import run_model
 from personalization_assets.quality.rules import apply_customer_rules
 from personalization_assets.schemas.tables import StagingCustomers
-from personalization_assets_tests.conftest import shared_data
+from personalization_assets_tests.conftest import FIXTURES
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 OUR_OPTIONS = "check_deliverability=False"  # syntax only, library defaults otherwise
@@ -28,7 +28,7 @@ def rejected_emails(addresses: pd.Series) -> pd.Series:
 
 
 def test_email_validator_vectors_decide_the_customers_rule():
-    cases = pd.read_csv(shared_data("email-test-cases", "email_validator_syntax_cases.csv"), keep_default_na=False)
+    cases = pd.read_csv(FIXTURES / "email-test-cases" / "email_validator_syntax_cases.csv", keep_default_na=False)
     cases = cases[cases["email_input"].str.strip() != ""]  # blank is the required rule's, tested elsewhere
     rejected = rejected_emails(cases["email_input"])
     ours = cases["validate_email_kwargs"] == OUR_OPTIONS
@@ -45,7 +45,7 @@ def control_chars(text: str) -> str:
 
 
 def test_is_email_errors_are_all_quarantined():
-    tests = ET.parse(shared_data("email-test-cases", "isemail_tests.xml")).getroot().iter("test")
+    tests = ET.parse(FIXTURES / "email-test-cases" / "isemail_tests.xml").getroot().iter("test")
     errors = pd.Series([control_chars(t.findtext("address") or "") for t in tests
                         if t.findtext("category") == "ISEMAIL_ERR"])
     errors = errors[errors.str.strip() != ""]
@@ -63,7 +63,7 @@ def customers_with_phones(phones: pd.Series) -> pd.DataFrame:
 
 
 def test_example_numbers_parse_to_e164_that_the_staging_model_accepts():
-    examples = pd.read_csv(shared_data("phone-examples", "phonenumbers_examples.csv"), dtype=str, keep_default_na=False)
+    examples = pd.read_csv(FIXTURES / "phone-examples" / "phonenumbers_examples.csv", dtype=str, keep_default_na=False)
     parsed = examples["rfc3966"].map(lambda text: phonenumbers.format_number(
         phonenumbers.parse(text.removeprefix("tel:"), None), phonenumbers.PhoneNumberFormat.E164))
     assert (parsed == examples["e164"]).all()
