@@ -1,17 +1,24 @@
-"""Erase a person everywhere (GDPR art. 17), with proof.
+"""Erase one person everywhere (GDPR art. 17), exactly, with proof.
 
-`forget(conn, identifier, pii_tables)`:
-1. resolves every identifier of the person through the identity tables (customer keys, source
-   record ids, e-mail addresses as cleaned and as received, phones, tracked user and anonymous ids);
-2. deletes every row that holds one of them from every table holding personal data. The tables
-   come from PII tags (asset tag `pii` and column tags; the Dagster layer derives the list from the
-   asset specs), and the identity tables it resolved through. A text column matches on equality,
-   and long identifiers are also searched inside text (JSON payloads);
-3. queues a deletion for every destination that received the person (`activation.erasure_queue`,
-   worked off by `process_erasure_queue`, which then blanks the identifiers it held);
-4. re-runs the same search on every table to verify that nothing remains;
-5. writes a receipt to `compliance.erasure_ledger` (hashes and counts only);
-6. lists the SHA-256 of each address on the suppression list, so a re-import is never mailed.
+`forget(conn, identifier, pii_tables, stores=...)`:
+1. resolves the person through the identity graph only: their golden customer(s), its crosswalk
+   records (and the source ids, addresses and phones on them), their tracked user and anonymous ids
+   from the identity map, their orders and events. A value another customer also holds (a shared
+   phone, a family address) is marked shared and never used to delete anything;
+2. deletes the rows that belong to the person (`erasure_match`: key columns, and JSON documents
+   that name them) from every table of a `pii`-tagged asset, the identity tables, and any other
+   table where their identifiers turn up;
+3. queues a deletion for every destination that received the person, encrypted, with a key that
+   is destroyed once the destination confirmed (`erasure_queue`);
+4. erases the person from the stores outside the warehouse it is given (event buses, trigger
+   guard and ledger, landing files: `erasure_stores`);
+5. verifies: the same ownership rules find nothing, and no text column of any table (nor any
+   store) still holds one of the person's own identifiers as a whole token;
+6. writes a receipt to `compliance.erasure_ledger` (hashes and counts only) and lists the SHA-256
+   of each address on the suppression list (the tombstone that keeps a re-import from being mailed).
+
+The warehouse file itself still holds the deleted bytes until it is rewritten:
+`erasure_stores.rewrite_duckdb_file` does that for the embedded DuckDB warehouse.
 """
 
 from __future__ import annotations
@@ -19,19 +26,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from ..marts.inputs import Sql
 from ..resources.warehouse import identifier as safe
-from . import suppression, tables
+from . import erasure_queue, suppression, tables
+from .erasure_match import OWNER_COLUMNS, Identifiers, Matcher
 from .model import Destination
 
-MIN_SEARCH_LENGTH = 8  # shorter identifiers (numeric CRM ids) match whole values only
+__all__ = ["Identifiers", "PiiTable", "Receipt", "Store", "forget", "process_erasure_queue", "resolve", "scan"]
+
 TEXT_TYPES = ("varchar", "text", "string", "json", "character varying")
-IDENTITY_TABLES = (("core", "customers", ("customer_key",)), ("core", "customer_crosswalk", ("record_id", "customer_key")),
-                   ("core", "identity_map", ("identity", "customer_key")))
+IDENTITY_TABLES = (("core", "customers"), ("core", "customer_crosswalk"), ("core", "identity_map"))
+SKIPPED_SCHEMAS = ("seeds", "information_schema", "pg_catalog")
+LEDGER = ("compliance", "erasure_ledger")
 
 
 @dataclass(frozen=True)
@@ -45,133 +55,196 @@ class PiiTable:
         return f"{self.schema}.{self.table}"
 
 
-@dataclass
-class Identifiers:
-    customer_keys: set[str] = field(default_factory=set)
-    record_ids: set[str] = field(default_factory=set)
-    emails: set[str] = field(default_factory=set)
-    phones: set[str] = field(default_factory=set)
-    user_ids: set[str] = field(default_factory=set)
-    anonymous_ids: set[str] = field(default_factory=set)
+class Store(Protocol):
+    """A place outside the warehouse that may hold the person (bus, guard store, landing files)."""
 
-    def values(self) -> set[str]:
-        return {v.strip().lower() for group in (self.customer_keys, self.record_ids, self.emails, self.phones,
-                                                self.user_ids, self.anonymous_ids) for v in group if v and v.strip()}
+    name: str
 
-    def needles(self) -> set[str]:
-        """Substrings searched inside text: long identifiers, and short user ids as JSON fields."""
-        found = {v for v in self.values() if len(v) >= MIN_SEARCH_LENGTH}
-        for uid in self.user_ids:
-            for name in ("userid", "user_id"):
-                found |= {f'"{name}": "{uid.lower()}"', f'"{name}":"{uid.lower()}"'}
-        return found
+    def erase(self, ids: Identifiers) -> int: ...
+
+    def remaining(self, ids: Identifiers) -> int: ...
 
 
-def _in(values: Sequence[str]) -> str:
+def _in(values: Sequence) -> str:
     return ", ".join("?" for _ in values) or "null"
 
 
 def _lookup(conn: Sql, sql: str, params: list) -> set[str]:
-    return {str(v) for v in conn.query(sql, params).iloc[:, 0] if v is not None and str(v) != "nan"} if params else set()
+    return {str(v).strip() for v in conn.query(sql, params).iloc[:, 0] if v is not None and str(v) not in ("nan", "<NA>", "")}
 
 
-def _has(conn: Sql, schema: str, table: str, column: str | None = None) -> bool:
-    if not conn.table_exists(schema, table):
-        return False
-    return column is None or column in _text_columns(conn, schema, table) | _all_columns(conn, schema, table)
-
-
-def _all_columns(conn: Sql, schema: str, table: str) -> set[str]:
-    return set(conn.query("select lower(column_name) as c from information_schema.columns where lower(table_schema) = "
-                          "lower(?) and lower(table_name) = lower(?)", [schema, table])["c"])
-
-
-def _text_columns(conn: Sql, schema: str, table: str) -> set[str]:
+def _columns(conn: Sql, schema: str, table: str) -> dict[str, str]:
     frame = conn.query("select lower(column_name) as c, lower(data_type) as t from information_schema.columns "
                        "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)", [schema, table])
-    return {c for c, t in zip(frame["c"], frame["t"]) if t.startswith(TEXT_TYPES)}
+    return dict(zip(frame["c"], frame["t"]))
+
+
+def _has(conn: Sql, schema: str, table: str, *columns: str) -> bool:
+    return conn.table_exists(schema, table) and set(columns) <= set(_columns(conn, schema, table))
+
+
+def _select(conn: Sql, table: str, column: str, where_column: str, values: set[str], lower: bool = True) -> set[str]:
+    """`column` of the rows whose `where_column` is one of `values` (compared lower-cased)."""
+    schema, name = table.split(".")
+    if not values or not _has(conn, schema, name, column, where_column):
+        return set()
+    vs = sorted(v.lower() for v in values) if lower else sorted(values)
+    return _lookup(conn, f"select {column} from {table} where lower(cast({where_column} as varchar)) in ({_in(vs)})", vs)
+
+
+def _graph(conn: Sql, ident: str) -> tuple[set[str], set[str]]:
+    """The golden customer keys and source records the identifier names."""
+    one = {ident.lower()}
+    keys = set()
+    for column in ("customer_key", "email", "email_key"):
+        keys |= _select(conn, "core.customers", "customer_key", column, one)
+    for column in ("record_id", "customer_key", "previous_customer_key"):
+        keys |= _select(conn, "core.customer_crosswalk", "customer_key", column, one)
+    keys |= _select(conn, "core.identity_map", "customer_key", "identity", one)
+    records = _select(conn, "staging.customers", "record_id", "record_id", one)
+    if not keys and "@" in ident:
+        records |= _select(conn, "staging.customers", "record_id", "email", one)
+    keys |= _select(conn, "core.customer_crosswalk", "customer_key", "record_id", records)
+    keys |= _select(conn, "core.customer_crosswalk", "previous_customer_key", "customer_key", keys)
+    records |= _select(conn, "core.customer_crosswalk", "record_id", "customer_key", keys)
+    return keys, records
 
 
 def resolve(conn: Sql, identifier: str) -> Identifiers:
     """Every identifier of the person `identifier` names (an e-mail, customer key, record id or
-    tracked user/anonymous id), following the identity tables to a fixed point."""
+    tracked user/anonymous id), following the identity graph, never a shared attribute."""
     ident = identifier.strip()
-    ids = Identifiers()
+    keys, records = _graph(conn, ident)
+    ids = Identifiers(customer_keys=keys, record_ids=records)
     if "@" in ident:
         ids.emails.add(ident.lower())
-    seeds = {ident, ident.lower()}
-    for _ in range(3):  # keys -> records -> addresses -> keys: a few rounds reach the fixed point
-        s = sorted(seeds | ids.values())
-        before = len(ids.values())
-        if _has(conn, "core", "customers"):
-            ids.customer_keys |= _lookup(conn, f"select customer_key from core.customers where lower(customer_key) in ({_in(s)}) "
-                                               f"or lower(email) in ({_in(s)})", s + s)
-        if _has(conn, "core", "customer_crosswalk"):
-            ids.customer_keys |= _lookup(conn, f"select customer_key from core.customer_crosswalk where lower(record_id) in ({_in(s)})", s)
-            ks = sorted(ids.customer_keys)
-            ids.record_ids |= _lookup(conn, f"select record_id from core.customer_crosswalk where customer_key in ({_in(ks)})", ks)
-            if _has(conn, "core", "customer_crosswalk", "previous_customer_key"):
-                ids.customer_keys |= _lookup(conn, "select previous_customer_key from core.customer_crosswalk "
-                                                   f"where customer_key in ({_in(ks)})", ks)
-        if _has(conn, "core", "identity_map"):
-            ids.customer_keys |= _lookup(conn, f"select customer_key from core.identity_map where lower(identity) in ({_in(s)})", s)
-            ks = sorted(ids.customer_keys)
-            for kind, target in (("user_id", ids.user_ids), ("anonymous_id", ids.anonymous_ids)):
-                target |= _lookup(conn, f"select identity from core.identity_map where identity_type = ? "
-                                        f"and customer_key in ({_in(ks)})", [kind, *ks])
-        ks = sorted(ids.customer_keys)
-        if _has(conn, "core", "customers"):
-            ids.emails |= {e.lower() for e in _lookup(conn, f"select email from core.customers where customer_key in ({_in(ks)})", ks)}
-            if _has(conn, "core", "customers", "phone"):
-                ids.phones |= _lookup(conn, f"select phone from core.customers where customer_key in ({_in(ks)})", ks)
-        if _has(conn, "staging", "customers"):
-            rs, es = sorted(ids.record_ids), sorted(ids.emails)
-            ids.record_ids |= _lookup(conn, f"select record_id from staging.customers where lower(email) in ({_in(es)})", es)
-            rs = sorted(ids.record_ids)
-            for col, target in (("email", ids.emails), ("email_raw", ids.emails), ("phone", ids.phones), ("phone_raw", ids.phones)):
-                if _has(conn, "staging", "customers", col):
-                    target |= {v.strip() for v in _lookup(conn, f"select {col} from staging.customers where record_id in ({_in(rs)})", rs)}
-        ids.emails = {e.strip().lower() for e in ids.emails}
-        if len(ids.values()) == before:
-            break
+    if not keys and not records:  # a tracked id the identity map has not linked (yet)
+        for column in ("user_id", "anonymous_id"):
+            if _select(conn, "staging.events", column, column, {ident}):
+                getattr(ids, f"{column}s").add(ident)
+    for kind, target in (("user_id", ids.user_ids), ("anonymous_id", ids.anonymous_ids)):
+        if _has(conn, "core", "identity_map", "identity_type"):
+            ks = sorted(keys)
+            target |= _lookup(conn, f"select identity from core.identity_map where identity_type = ? "
+                                    f"and customer_key in ({_in(ks)})", [kind, *ks]) if ks else set()
+    for column in ("email", "email_key"):
+        ids.emails |= _select(conn, "core.customers", column, "customer_key", keys)
+    ids.phones |= _select(conn, "core.customers", "phone", "customer_key", keys)
+    for column, target in (("email", ids.emails), ("email_raw", ids.emails), ("email_key", ids.emails),
+                           ("phone", ids.phones), ("phone_raw", ids.phones), ("source_id", ids.source_ids)):
+        target |= _select(conn, "staging.customers", column, "record_id", records)
+    ids.source_ids |= {r.split(":", 1)[1] for r in records if r.startswith("crm:")}
+    for column, target in (("email", ids.emails), ("phone", ids.phones)):
+        target |= _select(conn, "raw.crm_customers", column, "customer_id", ids.source_ids)
+    ids.emails = {e.strip().lower() for e in ids.emails}
+    _mark_shared(conn, ids)
+    own = ids.kind("emails")
+    ids.order_ids |= _select(conn, "staging.orders", "order_id", "customer_record_id", records)
+    ids.order_ids |= _select(conn, "staging.orders", "order_id", "email", own)
+    ids.order_ids |= _select(conn, "raw.shop_orders", "order_id", "customer_id", ids.source_ids)
+    ids.order_ids |= _select(conn, "raw.shop_orders", "order_id", "email", own)
+    ids.message_ids |= _select(conn, "staging.events", "message_id", "user_id", ids.user_ids)
+    ids.message_ids |= _select(conn, "staging.events", "message_id", "anonymous_id", ids.anonymous_ids)
     return ids
 
 
-def _predicate(columns: Sequence[str], values: list[str], needles: list[str]) -> tuple[str, list]:
+def _mark_shared(conn: Sql, ids: Identifiers) -> None:
+    """Addresses and phones that a customer outside the person's graph also holds."""
+    keys, records = sorted(ids.customer_keys), sorted(ids.record_ids)
+    for table, key_column, mine, checks in (
+            ("core.customers", "customer_key", keys, (("email", "emails"), ("email_key", "emails"), ("phone", "phones"))),
+            ("staging.customers", "record_id", records, (("email", "emails"), ("email_raw", "emails"),
+                                                         ("phone", "phones"), ("phone_raw", "phones")))):
+        schema, name = table.split(".")
+        for column, kind in checks:
+            values = sorted({v.lower() for v in getattr(ids, kind)})
+            if not values or not _has(conn, schema, name, column, key_column):
+                continue
+            others = f"{key_column} not in ({_in(mine)})" if mine else "true"
+            shared = _lookup(conn, f"select distinct lower({column}) from {table} where lower({column}) in ({_in(values)}) "
+                                   f"and {others}", values + list(mine))
+            getattr(ids, f"shared_{kind}").update(shared)
+
+
+# -- which rows: the person's own, by key or by document --------------------------------------
+@dataclass(frozen=True)
+class Target:
+    name: str
+    owner: tuple[tuple[str, tuple[str, ...]], ...]  # (column, kinds)
+    documents: tuple[str, ...]  # text columns searched as documents
+    text: tuple[str, ...]  # every text column (the residual search)
+
+
+def _target(conn: Sql, schema: str, table: str, only: tuple[str, ...] = ()) -> Target | None:
+    cols = _columns(conn, schema, table)
+    owner = tuple((c, OWNER_COLUMNS[c]) for c in sorted(cols) if c in OWNER_COLUMNS)
+    text = {c for c, t in cols.items() if t.startswith(TEXT_TYPES) and c not in OWNER_COLUMNS}
+    docs = tuple(sorted(text & {c.lower() for c in only} if only else text))
+    all_text = tuple(sorted(c for c, t in cols.items() if t.startswith(TEXT_TYPES)))
+    return Target(f"{safe(schema)}.{safe(table)}", owner, docs, all_text) if owner or all_text else None
+
+
+def _all_tables(conn: Sql) -> list[tuple[str, str]]:
+    frame = conn.query("select lower(table_schema) as s, lower(table_name) as t from information_schema.tables "
+                       "where lower(table_type) like '%table%'")
+    return [(s, t) for s, t in zip(frame["s"], frame["t"])
+            if s not in SKIPPED_SCHEMAS and (s, t) != LEDGER and (s, t) != ("activation", "erasure_queue")]
+
+
+def _targets(conn: Sql, pii_tables: Sequence[PiiTable]) -> list[Target]:
+    """Every table of a `pii` asset and the identity tables (documents narrowed to tagged columns),
+    then every other table (key columns, and text columns as documents)."""
+    found: dict[str, Target] = {}
+    listed = [(t.schema.lower(), t.table.lower(), t.columns) for t in pii_tables]
+    listed += [(s, t, ()) for s, t in IDENTITY_TABLES] + [(s, t, ()) for s, t in _all_tables(conn)]
+    for schema, table, only in listed:
+        if f"{schema}.{table}" not in found and conn.table_exists(schema, table):
+            target = _target(conn, schema, table, only)
+            if target is not None:
+                found[target.name] = target
+    return list(found.values())
+
+
+def _owner_where(target: Target, ids: Identifiers) -> tuple[list[str], list]:
     parts, params = [], []
-    for c in columns:
-        col = f"lower(cast({safe(c)} as varchar))"
-        parts.append(f"{col} in ({_in(values)})")
-        params += values
-        for n in needles:
-            parts.append(f"strpos({col}, ?) > 0")
-            params.append(n)
+    for column, kinds in target.owner:
+        values = sorted(set().union(*(ids.kind(k) for k in kinds)))
+        if values:
+            parts.append(f"lower(cast({column} as varchar)) in ({_in(values)})")
+            params += values
+    return parts, params
+
+
+def _documents(conn: Sql, target: Target, column: str, needles: list[str], test) -> list[str]:
+    """Distinct texts of `column` that pass `test` (SQL narrows to texts holding a needle first)."""
+    if not needles:
+        return []
+    where = " or ".join(f"strpos(lower({column}), ?) > 0" for _ in needles)
+    texts = conn.query(f"select distinct {column} as v from {target.name} where {where}", needles)["v"]
+    return [t for t in texts if test(t)]
+
+
+def _where(conn: Sql, target: Target, ids: Identifiers, matcher: Matcher, residual: bool = False) -> tuple[str, list]:
+    parts, params = _owner_where(target, ids)
+    needles = sorted(ids.prefilter() | (ids.searchable() if residual else set()))
+    for column in target.text if residual else target.documents:
+        texts = _documents(conn, target, column, needles, matcher.mentions if residual else matcher.owns)
+        for start in range(0, len(texts), 500):
+            chunk = texts[start:start + 500]
+            parts.append(f"{column} in ({_in(chunk)})")
+            params += chunk
     return " or ".join(parts) or "false", params
 
 
-def _targets(conn: Sql, pii_tables: Sequence[PiiTable]) -> list[tuple[str, list[str]]]:
-    """(table, text columns) for every listed table that exists, plus the identity tables."""
-    found: dict[str, set[str]] = {}
-    for t in pii_tables:
-        if not conn.table_exists(t.schema, t.table):
-            continue
-        text = _text_columns(conn, t.schema, t.table)
-        cols = text & {c.lower() for c in t.columns} if t.columns else text
-        found.setdefault(f"{safe(t.schema)}.{safe(t.table)}", set()).update(cols)
-    for schema, table, cols in IDENTITY_TABLES:
-        if conn.table_exists(schema, table):
-            found.setdefault(f"{schema}.{table}", set()).update(set(cols) & _all_columns(conn, schema, table))
-    return [(name, sorted(cols)) for name, cols in sorted(found.items()) if cols]
+def _count(conn: Sql, name: str, where: str, params: list) -> int:
+    return int(conn.query(f"select count(*) as n from {name} where {where}", params)["n"].iloc[0]) if where != "false" else 0
 
 
 def scan(conn: Sql, ids: Identifiers, pii_tables: Sequence[PiiTable]) -> dict[str, int]:
-    """Rows per table that still hold one of the identifiers (every text column searched)."""
-    values, needles = sorted(ids.values()), sorted(ids.needles())
-    counts = {}
-    for name, cols in _targets(conn, pii_tables):
-        where, params = _predicate(cols, values, needles)
-        counts[name] = int(conn.query(f"select count(*) as n from {name} where {where}", params)["n"].iloc[0])
-    return counts
+    """Rows per table that still belong to the person or still mention one of their own
+    identifiers (a whole-token search of every text column)."""
+    matcher = Matcher(ids)
+    return {t.name: _count(conn, t.name, *_where(conn, t, ids, matcher, residual=True)) for t in _targets(conn, pii_tables)}
 
 
 @dataclass
@@ -191,19 +264,23 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.strip().lower().encode()).hexdigest()
 
 
-def _holding_destinations(conn: Sql, ids: Identifiers) -> set[str]:
-    found: set[str] = set()
-    ks, es = sorted(ids.customer_keys), sorted(ids.emails)
-    if conn.table_exists("activation", "sync_state"):
-        found |= _lookup(conn, f"select distinct destination from activation.sync_state where customer_key in ({_in(ks)}) "
-                               f"or lower(email) in ({_in(es)})", ks + es) if (ks or es) else set()
+def _destination_people(conn: Sql, ids: Identifiers) -> tuple[set[str], set[str], set[str]]:
+    """(destinations, addresses, customer keys) the destinations hold for the person."""
+    ks, es = sorted(ids.kind("customer_keys")), sorted(ids.kind("emails"))
+    dests, emails = set(), set(es)
+    if conn.table_exists("activation", "sync_state") and (ks or es):
+        held = conn.query(f"select distinct destination, lower(email) as email from activation.sync_state "
+                          f"where customer_key in ({_in(ks)}) or lower(email) in ({_in(es)})", ks + es)
+        dests |= set(held["destination"])
+        emails |= {e for e in held["email"] if isinstance(e, str)} - ids.shared_emails
     if conn.table_exists("activation", "suppression_propagation") and es:
-        found |= _lookup(conn, f"select distinct destination from activation.suppression_propagation where email in ({_in(es)})", es)
-    return found
+        dests |= _lookup(conn, f"select distinct destination from activation.suppression_propagation "
+                               f"where lower(email) in ({_in(es)})", es)
+    return dests, emails, set(ks)
 
 
 def forget(conn, identifier: str, pii_tables: Sequence[PiiTable], destinations: Sequence[str] = (),
-           now: datetime | None = None) -> Receipt:
+           now: datetime | None = None, stores: Sequence[Store] = ()) -> Receipt:
     """Erase the person `identifier` names; returns the receipt also written to the ledger."""
     now = now or datetime.now(timezone.utc)
     ids = resolve(conn, identifier)
@@ -212,54 +289,33 @@ def forget(conn, identifier: str, pii_tables: Sequence[PiiTable], destinations: 
     erasure_id = uuid.uuid4().hex
     tables.prepare(conn, "suppression", "erasure_queue")
     tables.prepare_ledger(conn)
-    queued = sorted(_holding_destinations(conn, ids) | set(destinations))
-    values, needles = sorted(ids.values()), sorted(ids.needles())
+    held, emails, keys = _destination_people(conn, ids)
+    queued = sorted(held | set(destinations))
     targets = _targets(conn, pii_tables)
+    matcher = Matcher(ids)
     deleted = {}
     with conn.transaction():
-        for name, cols in targets:
-            where, params = _predicate(cols, values, needles)
-            deleted[name] = int(conn.query(f"select count(*) as n from {name} where {where}", params)["n"].iloc[0])
-            if deleted[name]:
-                conn.execute(f"delete from {name} where {where}", params)
-        for dest in queued:
-            for email in sorted(ids.emails) or [None]:
-                conn.execute("insert into activation.erasure_queue values (?, ?, ?, null, ?, null, null)",
-                             [erasure_id, dest, email, now])
-            for key in sorted(ids.customer_keys):
-                conn.execute("insert into activation.erasure_queue values (?, ?, null, ?, ?, null, null)",
-                             [erasure_id, dest, key, now])
-        suppression.add_erased(conn, sorted(_hash(e) for e in ids.emails), now)
-    remaining = scan(conn, ids, pii_tables)
+        for target in targets:
+            where, params = _where(conn, target, ids, matcher)
+            deleted[target.name] = _count(conn, target.name, where, params)
+            if deleted[target.name]:
+                conn.execute(f"delete from {target.name} where {where}", params)
+        erasure_queue.enqueue(conn, erasure_id, queued, sorted(emails), sorted(keys), now)
+        suppression.add_erased(conn, sorted(_hash(e) for e in ids.kind("emails")), now)
+    for store in stores:
+        deleted[store.name] = store.erase(ids)
+    remaining = scan(conn, ids, pii_tables) | {s.name: s.remaining(ids) for s in stores}
     receipt = Receipt(erasure_id, ids, deleted, remaining, queued)
     conn.execute("insert into compliance.erasure_ledger values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         erasure_id, now, datetime.now(timezone.utc), _hash(identifier),
-        json.dumps(sorted(_hash(v) for v in ids.values())), len(targets), sum(deleted.values()),
+        json.dumps(sorted(_hash(v) for v in ids.values())), len(targets) + len(stores), sum(deleted.values()),
         sum(remaining.values()), json.dumps(queued), receipt.verified,
-        json.dumps({"deleted": deleted, "remaining": {k: v for k, v in remaining.items() if v}})])
+        json.dumps({"deleted": {k: v for k, v in deleted.items() if v},
+                    "remaining": {k: v for k, v in remaining.items() if v},
+                    "shared_values_kept": len(ids.shared_emails) + len(ids.shared_phones)})])
     return receipt
 
 
 def process_erasure_queue(conn, destinations: Sequence[Destination], now: datetime | None = None) -> dict[str, int]:
-    """Delete queued people at each destination; on success blank the identifiers the queue held.
-    Returns people erased per destination. A destination that fails keeps its rows (error noted)."""
-    if not conn.table_exists("activation", "erasure_queue"):
-        return {}
-    now = now or datetime.now(timezone.utc)
-    done: dict[str, int] = {}
-    for dest in destinations:
-        pending = conn.query("select erasure_id, email, customer_key from activation.erasure_queue "
-                             "where destination = ? and done_at is null", [dest.name])
-        for erasure_id, rows in pending.groupby("erasure_id"):
-            emails = sorted(e for e in rows["email"] if isinstance(e, str))
-            keys = sorted(k for k in rows["customer_key"] if isinstance(k, str))
-            try:
-                dest.delete(emails, keys)
-            except Exception as exc:  # noted on the queue row and retried next time, never dropped
-                conn.execute("update activation.erasure_queue set error = ? where erasure_id = ? and destination = ? "
-                             "and done_at is null", [f"{type(exc).__name__}: {exc}"[:500], erasure_id, dest.name])
-                continue
-            conn.execute("update activation.erasure_queue set done_at = ?, email = null, customer_key = null, error = null "
-                         "where erasure_id = ? and destination = ? and done_at is null", [now, erasure_id, dest.name])
-            done[dest.name] = done.get(dest.name, 0) + 1
-    return done
+    """Delete queued people at each destination (see `erasure_queue.process`)."""
+    return erasure_queue.process(conn, destinations, now)

@@ -58,3 +58,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 def transport(clock) -> HttpTransport:
     return HttpTransport(TokenBucket(rate=100, burst=10, clock=clock, sleep=clock.sleep), timeout=5, backoff=0.1)
+
+
+@pytest.fixture(autouse=True)
+def erasure_keys(tmp_path, monkeypatch):
+    """Erasure queue keys under the test's tmp_path, never in the repo's data dir."""
+    monkeypatch.setenv("ERASURE_KEY_DIR", str(tmp_path / "erasure_keys"))
+    return tmp_path / "erasure_keys"
