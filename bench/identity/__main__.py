@@ -1,7 +1,7 @@
 """Identity benchmark: our engine vs Splink on FEBRL 1-4, the FEBRL-like generator (gen*) and the
 hostile household generator (hh*: families, shared mailboxes and phones, twins, Jr/Sr).
 
-    python -m bench.identity [--datasets febrl1,...,gen1m] [--engines ours,splink]
+    python -m bench.identity [--datasets febrl1,...,gen1m] [--engines ours,splink] [--data-dir DIR]
 
 ``--datasets gen1m --engines ours`` is the quick scale-only loop while iterating; the
 figures worth quoting come from one run of both engines side by side.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench import data
 from bench.identity import datasets
 from bench.identity.metrics import best_threshold, blocking_recall, pairwise
 
@@ -45,7 +47,12 @@ def main() -> None:
     ap.add_argument("--datasets", default="febrl1,febrl2,febrl3,febrl4,gen100k,hh20k,hh100k",
                     help="also gen1m, hh1m (minutes and GBs with Splink)")
     ap.add_argument("--engines", default="ours,splink", help="comma list; drop splink while iterating")
+    ap.add_argument("--data-dir", help=f"folder holding febrl/ (default: ${data.ENV} or {data.DEFAULT})")
     args = ap.parse_args()
+    if args.data_dir:
+        os.environ[data.ENV] = args.data_dir
+    if any(name in datasets.FEBRL for name in args.datasets.split(",")):
+        data.dataset("febrl")  # fail before any work when it is missing
     engines = args.engines.split(",")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-identity-") as tmp:

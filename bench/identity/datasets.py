@@ -5,14 +5,12 @@ Truth is the ``entity`` column; neither engine sees it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
+from bench.data import dataset
 from bench.identity.generator import generate
 from bench.identity.households import generate_households
 
-FEBRL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "febrl"
 FEBRL = {"febrl1": ["dataset1"], "febrl2": ["dataset2"], "febrl3": ["dataset3"],
          "febrl4": ["dataset4a", "dataset4b"]}
 
@@ -20,7 +18,7 @@ FEBRL = {"febrl1": ["dataset1"], "febrl2": ["dataset2"], "febrl3": ["dataset3"],
 def febrl_native(name: str) -> pd.DataFrame:
     parts = []
     for f in FEBRL[name]:
-        df = pd.read_csv(FEBRL_DIR / f"{f}.csv", skipinitialspace=True, dtype=str)
+        df = pd.read_csv(dataset("febrl") / f"{f}.csv", skipinitialspace=True, dtype=str)
         df.columns = [c.strip() for c in df.columns]
         df["source_dataset"] = f
         parts.append(df)
