@@ -17,7 +17,7 @@ guarantee the SQLite bus gives with synchronous=FULL (`everysec` may lose up to 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 import orjson
 import redis
@@ -140,6 +140,33 @@ class RedisBus:
         except redis.ResponseError:
             return "unknown (CONFIG not permitted)"
         return f"appendonly={aof} appendfsync={fsync}"
+
+    def erase(self, match: Callable[[bytes], bool], needles: Sequence[str] = ()) -> int:
+        """XDEL every entry whose payload `match`es (GDPR erasure); returns how many. `needles`
+        (lower-case substrings) skip the JSON parse of entries that cannot match. Persisted
+        copies (RDB/AOF) lose them at the server's next rewrite (BGREWRITEAOF / BGSAVE)."""
+        ids = [entry_id for entry_id, payload in self._scan() if self._hit(payload, match, needles)]
+        for k in range(0, len(ids), _CHUNK):
+            self._r.xdel(self.stream, *ids[k : k + _CHUNK])
+        return len(ids)
+
+    def remaining(self, match: Callable[[bytes], bool], needles: Sequence[str] = ()) -> int:
+        return sum(1 for _, payload in self._scan() if self._hit(payload, match, needles))
+
+    @staticmethod
+    def _hit(payload: bytes, match: Callable[[bytes], bool], needles: Sequence[str]) -> bool:
+        if needles:
+            low = payload.decode("utf-8", "replace").lower()
+            if not any(n in low for n in needles):
+                return False
+        return match(payload)
+
+    def _scan(self):
+        start = "-"
+        while entries := self._r.xrange(self.stream, min=start, max="+", count=_CHUNK):
+            for entry_id, fields in entries:
+                yield entry_id, fields[b"p"]
+            start = "(" + (entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0])
 
     def drop(self) -> None:
         """Delete the stream and its dedup keys (tests and benchmarks only)."""

@@ -100,3 +100,56 @@ def load_file(f: LandingFile) -> tuple[list[Normalized], list[Rejected]]:
         result = normalize(f.provider, row)
         (good if isinstance(result, Normalized) else bad).append(result)
     return good, bad
+
+
+def erase(folder: Path, owns) -> dict[str, tuple[str, str, int]]:
+    """Rewrite every export file without the rows `owns(row_text)` claims (GDPR erasure).
+
+    Returns {file name: (old checksum, new checksum, rows removed)} for the files rewritten, so
+    the caller can record the new checksum as loaded (the rewritten file holds nothing new). The
+    new file replaces the old one atomically; its old bytes belong to no file afterwards."""
+    changed = {}
+    for f in scan(folder):
+        raw = f.path.read_bytes()
+        text = raw.decode("utf-8-sig", errors="replace")
+        if f.path.suffix.lower() == ".csv":
+            kept, removed = _csv_without(text, owns)
+        else:
+            lines = text.splitlines(keepends=True)
+            kept_lines = [line for line in lines if not (line.strip() and owns(line))]
+            kept, removed = "".join(kept_lines), len(lines) - len(kept_lines)
+        if not removed:
+            continue
+        tmp = f.path.with_name("." + f.name + ".erasing")
+        tmp.write_text(kept, encoding="utf-8")
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, f.path)
+        changed[f.name] = (f.checksum, checksum(f.path), removed)
+    return changed
+
+
+def _csv_without(text: str, owns) -> tuple[str, int]:
+    reader = csv.DictReader(io.StringIO(text))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [], lineterminator="\n")
+    writer.writeheader()
+    removed = 0
+    for row in reader:
+        if owns(json.dumps(row)):
+            removed += 1
+        else:
+            writer.writerow(row)
+    return out.getvalue(), removed
+
+
+def holds(folder: Path, owns) -> int:
+    """Rows of the export files that `owns` claims."""
+    count = 0
+    for f in scan(folder):
+        text = f.path.read_bytes().decode("utf-8-sig", errors="replace")
+        if f.path.suffix.lower() == ".csv":
+            count += _csv_without(text, owns)[1]
+        else:
+            count += sum(1 for line in text.splitlines() if line.strip() and owns(line))
+    return count

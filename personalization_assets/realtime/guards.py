@@ -140,6 +140,31 @@ class SqliteGuardProvider:
                          " do update set unsubscribed=1, updated_at=excluded.updated_at",
                          (customer_id, datetime.now(timezone.utc).timestamp()))
 
+    def erase(self, customer_ids: set[str]) -> int:
+        """Remove these customers' rows for good (GDPR erasure): deleted, then VACUUM and a
+        TRUNCATE checkpoint so no copy stays in free pages or the WAL. Returns rows removed."""
+        ids = sorted(customer_ids)
+        if not ids or not self.path.exists():
+            return 0
+        with self._lock:
+            conn = self._connect()
+            marks = ",".join("?" * len(ids))
+            removed = conn.execute(f"delete from customer_guard where customer_id in ({marks})", ids).rowcount
+            if removed:
+                conn.execute("vacuum")
+                conn.execute("pragma wal_checkpoint(truncate)").fetchall()
+        return removed
+
+    def holds(self, customer_ids: set[str]) -> int:
+        """How many of these customers have a row here."""
+        ids = sorted(customer_ids)
+        if not ids or not self.path.exists():
+            return 0
+        with self._lock:
+            marks = ",".join("?" * len(ids))
+            return self._connect().execute(f"select count(*) from customer_guard where customer_id in ({marks})",
+                                           ids).fetchone()[0]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

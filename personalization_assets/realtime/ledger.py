@@ -106,8 +106,73 @@ class Ledger:
     def count(self, outcome: str = "fire") -> int:
         return self.conn.execute("select count(*) from trigger_fires where outcome = ?", (outcome,)).fetchone()[0]
 
+    def erase(self, identities: set[str]) -> int:
+        """Remove a person for good (GDPR erasure): their fires, and every timer, alias, link,
+        history and decided key of the checkpointed state that names one of `identities` (their
+        user and anonymous ids). Then VACUUM and a TRUNCATE checkpoint, so no copy stays in free
+        pages or the WAL. Returns fires removed plus state entries dropped. The engine must not be
+        running: it would checkpoint its in-memory state again."""
+        ids = sorted(identities)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        self.conn.execute("begin immediate")
+        try:
+            removed = self.conn.execute(f"delete from trigger_fires where customer_id in ({marks})", ids).rowcount
+            row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
+            if row is not None:
+                state, dropped = _scrub(orjson.loads(row[0]), set(ids))
+                if dropped:
+                    self.conn.execute("update engine_checkpoint set state = ? where id = 1", (orjson.dumps(state),))
+                removed += dropped
+            self.conn.execute("commit")
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        if removed:
+            self.conn.execute("vacuum")
+            self.conn.execute("pragma wal_checkpoint(truncate)").fetchall()
+        return removed
+
+    def holds(self, identities: set[str]) -> int:
+        """Fires and state entries that still name one of `identities`."""
+        ids = sorted(identities)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        n = self.conn.execute(f"select count(*) from trigger_fires where customer_id in ({marks})", ids).fetchone()[0]
+        row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
+        return n + (_scrub(orjson.loads(row[0]), set(ids))[1] if row is not None else 0)
+
     def close(self) -> None:
         self.conn.close()
+
+
+def _names(value, ids: set[str]) -> bool:
+    """Whether a state entry names one of `ids` (a fire key `trigger|customer|cart|window` too)."""
+    if isinstance(value, str):
+        return value in ids or any(part in ids for part in value.split("|"))
+    if isinstance(value, (list, tuple)):
+        return any(_names(v, ids) for v in value)
+    if isinstance(value, dict):
+        return any(_names(k, ids) or _names(v, ids) for k, v in value.items())
+    return False
+
+
+def _scrub(state: dict, ids: set[str]) -> tuple[dict, int]:
+    """The engine state without the entries (timer rows, cancels, aliases, links, history,
+    decided keys) that name one of `ids`, and how many were dropped."""
+    out, dropped = {}, 0
+    for field, value in state.items():
+        if isinstance(value, list) and field != "timer_fields":
+            kept = [row for row in value if not _names(row, ids)]
+        elif isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if not (_names(k, ids) or _names(v, ids))}
+        else:
+            kept = value
+        dropped += len(value) - len(kept) if isinstance(value, (list, dict)) else 0
+        out[field] = kept
+    return out, dropped
 
 
 def load_history(engine, ledger: Ledger, now: datetime, span: timedelta) -> None:

@@ -1,0 +1,224 @@
+"""The places outside the warehouse that hold people, each able to erase one for good.
+
+Every store answers `erase(ids)` (rows removed) and `remaining(ids)` (rows still there), so that
+`erasure.forget` can verify them with the warehouse. The event buses (behavioural and e-mail
+events, and their quarantines), the trigger guard store, the trigger ledger and checkpoint, the
+provider export files in the landing folder, and the file destination's exports (through the
+erasure queue). `rewrite_duckdb_file` drops the deleted bytes from the embedded warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .destinations import FileExport
+from .erasure_match import Identifiers, Matcher
+
+
+def _owns(ids: Identifiers):
+    matcher = Matcher(ids)
+    return lambda payload: matcher.owns(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload)
+
+
+@dataclass
+class BusStore:
+    """One topic of an event bus (SQLite file or Redis stream)."""
+
+    url: str
+    topic: str | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        self.name = self.name or f"bus:{self.topic or 'events'}"
+
+    def _open(self):
+        from ..bus import open_bus
+
+        return open_bus(self.url, topic=self.topic)
+
+    def _run(self, method: str, ids: Identifiers) -> int:
+        if self.url.startswith("sqlite:") and not Path(self.url.split("://", 1)[1].split("?")[0]).exists():
+            return 0  # no bus file: nothing was ever stored there
+        bus = self._open()
+        try:
+            return getattr(bus, method)(_owns(ids), sorted(ids.prefilter()))
+        finally:
+            bus.close()
+
+    def erase(self, ids: Identifiers) -> int:
+        return self._run("erase", ids)
+
+    def remaining(self, ids: Identifiers) -> int:
+        return self._run("remaining", ids)
+
+
+def _guard_ids(ids: Identifiers) -> set[str]:
+    return ids.user_ids | ids.customer_keys | ids.source_ids | ids.anonymous_ids
+
+
+@dataclass
+class GuardStore:
+    path: Path
+    name: str = "trigger_guard"
+
+    def _provider(self):
+        from ..realtime.guards import SqliteGuardProvider
+
+        return SqliteGuardProvider(self.path)
+
+    def erase(self, ids: Identifiers) -> int:
+        guard = self._provider()
+        try:
+            return guard.erase(_guard_ids(ids))
+        finally:
+            guard.close()
+
+    def remaining(self, ids: Identifiers) -> int:
+        guard = self._provider()
+        try:
+            return guard.holds(_guard_ids(ids))
+        finally:
+            guard.close()
+
+
+@dataclass
+class LedgerStore:
+    path: Path
+    name: str = "trigger_ledger"
+
+    def _call(self, method: str, ids: Identifiers) -> int:
+        if not self.path.exists():
+            return 0
+        from ..realtime.ledger import Ledger
+
+        ledger = Ledger(self.path)
+        try:
+            return getattr(ledger, method)(_guard_ids(ids))
+        finally:
+            ledger.close()
+
+    def erase(self, ids: Identifiers) -> int:
+        return self._call("erase", ids)
+
+    def remaining(self, ids: Identifiers) -> int:
+        return self._call("holds", ids)
+
+
+@dataclass
+class LandingStore:
+    """Provider export files; `rewritten` keeps the new checksums for the file ledger."""
+
+    folder: Path
+    name: str = "landing_files"
+    rewritten: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+
+    def erase(self, ids: Identifiers) -> int:
+        from ..email_events.files import erase
+
+        self.rewritten |= erase(self.folder, _owns(ids))
+        return sum(n for *_, n in self.rewritten.values())
+
+    def remaining(self, ids: Identifiers) -> int:
+        from ..email_events.files import holds
+
+        return holds(self.folder, _owns(ids))
+
+    def record_loaded(self, conn) -> None:
+        """A rewritten file is already loaded: its new checksum goes into `ops.email_files`, so
+        the loader does not read it again (its rows are in the warehouse, minus the person's)."""
+        if not self.rewritten or not conn.table_exists("ops", "email_files"):
+            return
+        for name, (old, new, _) in self.rewritten.items():
+            conn.execute("update ops.email_files set checksum = ? where name = ? and checksum = ?", [new, name, old])
+
+
+@dataclass
+class LocalExports:
+    """The file destination's exports (CSV and Parquet). A store of `forget`, and the `file`
+    destination of the erasure queue, whose rows it then confirms."""
+
+    directory: Path
+    name: str = "file"
+    batch_size: int = 50_000
+    modes: frozenset[str] = frozenset()
+
+    def delete(self, emails: Sequence[str], customer_keys: Sequence[str]) -> None:
+        for fmt in ("csv", "parquet"):
+            FileExport(self.directory, format=fmt).delete(emails, customer_keys)
+
+    def send(self, rows, batch_key):
+        raise NotImplementedError("LocalExports only erases; syncs use FileExport")
+
+    def erase(self, ids: Identifiers) -> int:
+        found = self.remaining(ids)
+        if found:
+            self.delete(sorted(ids.kind("emails")), sorted(ids.kind("customer_keys")))
+        return found
+
+    def remaining(self, ids: Identifiers) -> int:
+        """Export rows that still name the person (address or customer key)."""
+        found = 0
+        keys, emails = ids.kind("customer_keys"), ids.kind("emails")
+        for fmt in ("csv", "parquet"):
+            export = FileExport(self.directory, format=fmt)
+            for path in export.files():
+                frame = export._read(path)
+                found += int((frame["email"].fillna("").str.lower().isin(emails) | frame["customer_key"].isin(keys)).sum())
+        return found
+
+
+def rewrite_duckdb_file(path: Path) -> None:
+    """Copy the database into a new file and put it in place of the old one.
+
+    DuckDB keeps deleted values in the file: a DELETE, CHECKPOINT, VACUUM, or even a rewritten
+    table leaves them in blocks it has freed but not overwritten. A copy holds only live rows.
+    Needs the file to itself (no other process may have it open)."""
+    import duckdb
+
+    path = Path(path)
+    fresh = path.with_name(f".{path.name}.rewrite")
+    for leftover in (fresh, Path(f"{fresh}.wal")):
+        leftover.unlink(missing_ok=True)
+    conn = duckdb.connect(str(path))
+    try:
+        conn.execute("checkpoint")
+        source = conn.execute("select current_database()").fetchone()[0]
+        conn.execute("attach ? as erasure_copy", [str(fresh)])
+        conn.execute(f'copy from database "{source}" to erasure_copy')
+        conn.execute("detach erasure_copy")
+    finally:
+        conn.close()
+    with fresh.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(fresh, path)
+    Path(f"{path}.wal").unlink(missing_ok=True)  # closed cleanly above: nothing left to replay
+
+
+def local_stores(data_dir: Path, bus_url: str, email_bus_url: str, landing: Path) -> list:
+    """The stores of a local deployment (the paths the CLI and the assets use)."""
+    stores: list = []
+    for url in (bus_url, email_bus_url):
+        topic = _topic(url)
+        stores += [BusStore(url, topic, name=f"bus:{topic}"), BusStore(url, f"{topic}_quarantine",
+                                                                      name=f"bus:{topic}_quarantine")]
+    return stores + [GuardStore(data_dir / "trigger_guard.sqlite"), LedgerStore(data_dir / "triggers.sqlite"),
+                     LandingStore(landing), LocalExports(data_dir / "exports")]
+
+
+def _topic(url: str) -> str:
+    from urllib.parse import parse_qsl, urlsplit
+
+    params = dict(parse_qsl(urlsplit(url).query))
+    return params.get("table") or params.get("stream") or "events"
+
+
+def leftover_bytes(path: Path, ids: Identifiers) -> int:
+    """Copies of the person's own identifiers in a file's raw bytes (ASCII case ignored)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    data = path.read_bytes().lower()
+    return sum(data.count(v.encode()) for v in ids.searchable())
