@@ -104,10 +104,15 @@ def _add_exporter(sub) -> None:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    import duckdb
+
     from . import settings
-    from .activation.erasure import forget
+    from .activation.erasure import forget, process_erasure_queue
+    from .activation.erasure_stores import LandingStore, LocalExports, leftover_bytes, local_stores, rewrite_duckdb_file
     from .assets import all_definitions
     from .assets.activation import pii_tables
+    from .email_events.bus import email_events_bus_url
+    from .email_events.files import landing_dir
     from .resources.warehouse import DuckDBWarehouse
 
     if settings.deployment() != "local":
@@ -115,20 +120,37 @@ def _forget(args: argparse.Namespace) -> int:
     path = settings.warehouse_path()
     if not path.exists():
         raise UserError(f"no warehouse at {path}: run `personalization demo` or set PERSONALIZATION_DATA_DIR")
-    with DuckDBWarehouse(database=str(path)).connect() as conn:
-        try:
-            receipt = forget(conn, args.identifier, pii_tables(all_definitions()))
-        except LookupError as exc:
-            raise UserError(str(exc)) from None
+    stores = local_stores(settings.data_dir(), settings.event_bus_url(), email_events_bus_url(), landing_dir())
+    try:
+        with DuckDBWarehouse(database=str(path)).connect() as conn:
+            try:
+                receipt = forget(conn, args.identifier, pii_tables(all_definitions()), stores=stores)
+            except LookupError as exc:
+                raise UserError(str(exc)) from None
+            local = [s for s in stores if isinstance(s, LocalExports)]
+            process_erasure_queue(conn, local)  # the exports were just erased: confirm, shred their key
+            for store in stores:
+                if isinstance(store, LandingStore):
+                    store.record_loaded(conn)
+        rewrite_duckdb_file(path)  # DuckDB keeps deleted values in its file until it is copied
+    except (OSError, duckdb.IOException) as exc:  # the file is held by a running process
+        raise UserError(f"cannot rewrite {path}: {exc}; stop `dagster dev` runs that hold it and run forget again") from None
     print(f"erasure {receipt.erasure_id}: {len(receipt.identifiers.values())} identifiers, "
           f"{sum(receipt.deleted.values())} rows deleted")
-    for table, n in sorted(receipt.deleted.items()):
+    for place, n in sorted(receipt.deleted.items()):
         if n:
-            print(f"  {table:40} {n:>8}")
-    print(f"destination deletions queued: {', '.join(receipt.destinations) or 'none'}")
-    if not receipt.verified:
-        raise UserError(f"rows still hold the person's identifiers: {receipt.remaining}")
-    print("verified: no PII-tagged table holds any of the identifiers; receipt in compliance.erasure_ledger")
+            print(f"  {place:40} {n:>8}")
+    shared = len(receipt.identifiers.shared_emails) + len(receipt.identifiers.shared_phones)
+    if shared:
+        print(f"kept {shared} value(s) another customer also holds (shared phone or address): not theirs to erase")
+    remote = [d for d in receipt.destinations if d not in {s.name for s in local}]
+    print(f"destination deletions queued (encrypted until they confirm): {', '.join(remote) or 'none'}")
+    left = leftover_bytes(path, receipt.identifiers)
+    if not receipt.verified or left:
+        raise UserError(f"the person's identifiers are still held: {({k: v for k, v in receipt.remaining.items() if v})}"
+                        f"{f'; {left} raw copies in {path}' if left else ''}")
+    print("verified: no table, bus, guard store, ledger, landing or export file holds the person's identifiers; "
+          "receipt in compliance.erasure_ledger")
     return 0
 
 
