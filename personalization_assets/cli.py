@@ -56,26 +56,52 @@ def _add_demo(sub) -> None:
 
 def _collector(args: argparse.Namespace) -> int:
     from .collector.server import run_collector
+    from .collector.settings import load_write_keys
+    from .redact import redact_url
 
-    keys = [k for k in (args.write_key or os.environ.get("COLLECTOR_WRITE_KEYS", "").split(",")) if k]
-    print(f"collector on http://{args.host}:{args.port} -> {args.bus or 'the local event bus'}"
-          f" ({'any write key: demo mode' if not keys else f'{len(keys)} write key(s)'})")
+    if args.write_key:
+        print("warning: --write-key shows the key to every user of this machine (ps); use the "
+              "COLLECTOR_WRITE_KEYS environment variable or --write-key-file instead", file=sys.stderr)
     try:
-        run_collector(args.host, args.port, args.bus, keys, workers=args.workers)
-    except RuntimeError as exc:  # e.g. workers that cannot bind the port
-        print(f"collector stopped: {exc}", file=sys.stderr)
+        keys = load_write_keys(args.write_key, args.write_key_file)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"collector on http://{args.host}:{args.port} -> {redact_url(args.bus) if args.bus else 'the local event bus'}"
+          f" ({'any write key: demo mode' if not keys else f'{len(keys)} write key(s)'});"
+          f" /health and /metrics on http://{args.admin_host}:{args.admin_port}", flush=True)
+    try:
+        run_collector(args.host, args.port, args.bus, keys, workers=args.workers, admin_host=args.admin_host,
+                      admin_port=args.admin_port, header_timeout_s=args.header_timeout,
+                      body_timeout_s=args.body_timeout, keep_alive_timeout_s=args.keep_alive_timeout,
+                      max_connections=args.max_connections)
+    except (RuntimeError, OSError, ValueError) as exc:  # a port in use, workers that cannot start, a bad bus URL
+        message = str(exc).replace(args.bus, redact_url(args.bus)) if args.bus else str(exc)
+        print(f"collector stopped: {message}", file=sys.stderr)
         return 1
     return 0
 
 
 def _add_collector(sub) -> None:
-    p = sub.add_parser("collector", help="run the Segment-compatible HTTP event collector")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8088)
-    p.add_argument("--bus", default=None, help="bus URL (default: EVENT_BUS_URL or <data dir>/events.db)")
-    p.add_argument("--write-key", action="append", help="accepted write key (repeatable; "
-                   "default COLLECTOR_WRITE_KEYS; none = accept any, for the local demo)")
-    p.add_argument("--workers", type=int, default=1)
+    p = sub.add_parser("collector", help="run the Segment-compatible HTTP event collector",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="public address of the ingestion API")
+    p.add_argument("--port", type=int, default=8088, help="public port of the ingestion API and webhooks")
+    p.add_argument("--bus", default=None, help="bus URL (None: EVENT_BUS_URL or <data dir>/events.db)")
+    p.add_argument("--write-key-file", default=None,
+                   help="file of accepted write keys, one per line (# comments); with COLLECTOR_WRITE_KEYS"
+                        " (comma-separated) the preferred way; no key at all accepts any (local demo only)")
+    p.add_argument("--write-key", action="append", default=None,
+                   help="accepted write key, repeatable; visible in ps, so prefer the file or the variable")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, one SO_REUSEPORT socket each")
+    p.add_argument("--admin-host", default="127.0.0.1", help="address of /health and /metrics (keep it private)")
+    p.add_argument("--admin-port", type=int, default=8089, help="port of /health and /metrics")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request's headers before the connection is closed")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client has to send a request's body before it gets 408")
+    p.add_argument("--keep-alive-timeout", type=int, default=5, help="seconds an idle kept-alive connection stays open")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="open connections per worker; new ones beyond it are closed at once")
     p.set_defaults(func=_collector)
 
 

@@ -50,7 +50,9 @@ def open_bus(url: str, *, topic: str | None = None, dedup_window_s: float | None
         params.pop("stream", None)
         redis_url = urlunsplit(parts._replace(query=urlencode(params)))
         return RedisBus(redis_url, stream=stream, dedup_window_s=window)
+    from ..redact import redact_url
+
     raise ValueError(
-        f"unknown bus URL scheme {parts.scheme!r} in {url!r}: use sqlite:///path/events.db"
+        f"unknown bus URL scheme {parts.scheme!r} in {redact_url(url)!r}: use sqlite:///path/events.db"
         " or redis://host:6379/0?stream=events"
     )

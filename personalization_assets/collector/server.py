@@ -3,7 +3,8 @@
 With several workers each process binds its own listening socket with SO_REUSEPORT, so the kernel
 spreads connections evenly over the workers. (uvicorn's own workers share one socket: long-lived
 keep-alive connections, as the tracking libraries keep, piled up on whichever worker accepted
-first, often 15 of 16 on one worker.)
+first, often 15 of 16 on one worker.) Each worker also binds the admin address (/health,
+/metrics) the same way; one uvicorn server per worker serves both sockets (`PortRouter`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Iterable
 import uvicorn
 
 from ..bus.base import DEFAULT_DEDUP_WINDOW_S
-from .app import create_app
+from .app import PortRouter, create_app
 from .settings import SETTINGS_ENV, CollectorSettings
 
 
@@ -32,11 +33,80 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 50)
 
 
-def app_from_env():
-    """uvicorn factory for worker processes: settings travel in an environment variable."""
-    app = create_app(CollectorSettings.from_env())
-    tune_gc()
-    return app
+def guarded_protocol(header_timeout_s: float, max_connections: int):
+    """uvicorn's httptools protocol, plus a deadline for the request headers and a cap on open
+    connections: a slowloris client that trickles its headers, or never sends any, is cut off."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.close()  # at the cap: refuse at once rather than hold it
+                return
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:  # a kept-alive connection's next request
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def build_server(settings: CollectorSettings, public_sock: socket.socket, admin_sock: socket.socket,
+                 app=None, admin_app=None, log_level: str = "warning") -> uvicorn.Server:
+    """A uvicorn server for the collector on two bound sockets: public ingestion and admin.
+    `app` defaults to create_app(settings); tests pass a wrapped app and its `admin_app`."""
+    if app is None:
+        app = create_app(settings)
+        tune_gc()
+    admin_app = admin_app or app.state.admin
+    routed = PortRouter(app, admin_app, admin_sock.getsockname()[1])
+    config = uvicorn.Config(
+        routed, log_level=log_level, access_log=False, loop="uvloop", lifespan="on",
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        limit_concurrency=settings.max_connections + 1,  # uvicorn counts connections: ours are capped first
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.collector_sockets = [public_sock, admin_sock]
+    return server
 
 
 def run_collector(
@@ -50,44 +120,41 @@ def run_collector(
     max_pending_events: int = 100_000,
     webhooks: dict | None = None,
     log_level: str = "warning",
+    **limits,
 ) -> None:
     """Serve until interrupted. `bus_url` defaults to the deployment's bus (EVENT_BUS_URL or the
-    local events.db); an empty `write_keys` accepts any key (local demo only)."""
+    local events.db); an empty `write_keys` accepts any key (local demo only). `limits`: the other
+    CollectorSettings fields (admin_host, admin_port, header_timeout_s, body_timeout_s,
+    keep_alive_timeout_s, max_connections)."""
     if bus_url is None:
         from ..settings import event_bus_url
 
         bus_url = event_bus_url()
     settings = CollectorSettings(
         bus_url=bus_url, write_keys=frozenset(write_keys), dedup_window_s=dedup_window_s,
-        max_pending_events=max_pending_events, webhooks=dict(webhooks or {}),
+        max_pending_events=max_pending_events, webhooks=dict(webhooks or {}), **limits,
     )
-    common = dict(host=host, port=port, log_level=log_level, access_log=False,
-                  http="httptools", loop="uvloop", timeout_graceful_shutdown=10)
+    common = dict(host=host, port=port, log_level=log_level)
+    if settings.admin_port == port:
+        raise RuntimeError(f"the admin port must differ from the public port ({port})")
     if workers <= 1:
-        app = create_app(settings)
-        tune_gc()
-        uvicorn.run(app, **common)
+        _serve(settings, common, reuse_port=False)
         return
     os.environ[SETTINGS_ENV] = settings.to_env()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="collector-metrics-"))
     _supervise(workers, common)
 
 
-def _reuseport_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
+def _serve(settings: CollectorSettings, common: dict, reuse_port: bool) -> None:
+    public = bind(common["host"], common["port"], reuse_port)
+    admin = bind(settings.admin_host, settings.admin_port, reuse_port)
+    server = build_server(settings, public, admin, log_level=common["log_level"])
+    server.run(sockets=server.collector_sockets)
 
 
 def _worker(common: dict) -> None:
     os.setpgrp()  # a terminal's Ctrl-C reaches the supervisor only, which stops each worker once
-    config = dict(common)
-    sock = _reuseport_socket(config.pop("host"), config.pop("port"))
-    uvicorn.Server(uvicorn.Config(app_from_env, factory=True, **config)).run(sockets=[sock])
+    _serve(CollectorSettings.from_env(), common, reuse_port=True)
 
 
 def _supervise(workers: int, common: dict) -> None:
@@ -122,6 +189,6 @@ def _supervise(workers: int, common: dict) -> None:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)  # uvicorn drains: queued events are still committed
         for proc in procs:
-            proc.join(common.get("timeout_graceful_shutdown", 10) + 20)
+            proc.join(30)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

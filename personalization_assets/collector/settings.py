@@ -1,4 +1,15 @@
-"""Collector settings: plain values, so the same object drives tests, the CLI and workers."""
+"""Collector settings: plain values, so the same object drives tests, the CLI and workers.
+
+Connection limits (per worker process), against slow or idle clients holding connections open:
+- `header_timeout_s`: a request's headers must arrive within this long of the connection opening
+  (or of its first byte, on a kept-alive connection); else the connection is closed.
+- `body_timeout_s`: the whole body must arrive within this long of the headers; else 408.
+- `keep_alive_timeout_s`: an idle kept-alive connection is closed after this long.
+- `max_connections`: open connections beyond this are closed as soon as they are accepted.
+
+/health and /metrics are served only on the admin address (`admin_host`:`admin_port`, loopback by
+default), never on the public ingestion port: they show the worker pid and the bus location.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,21 @@ from dataclasses import asdict, dataclass, field
 from ..bus.base import DEFAULT_DEDUP_WINDOW_S
 
 SETTINGS_ENV = "PERSONALIZATION_COLLECTOR_SETTINGS"
+WRITE_KEYS_ENV = "COLLECTOR_WRITE_KEYS"  # comma-separated
+
+
+def load_write_keys(cli_keys=(), key_file: str | None = None, environ=os.environ) -> list[str]:
+    """The accepted write keys: from --write-key (visible in `ps`: avoid), a file (one key per line,
+    `#` comments), and COLLECTOR_WRITE_KEYS, all together. Raises ValueError for an unreadable file."""
+    keys = [k.strip() for k in cli_keys or () if k.strip()]
+    if key_file:
+        try:
+            lines = open(key_file, encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read the write key file {key_file}: {exc.strerror}") from None
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    keys += [k.strip() for k in environ.get(WRITE_KEYS_ENV, "").split(",") if k.strip()]
+    return sorted(set(keys))
 
 
 @dataclass(frozen=True)
@@ -20,6 +46,12 @@ class CollectorSettings:
     max_commit_events: int = 20_000
     retry_after_s: int = 1
     webhooks: dict = field(default_factory=dict)  # config handed to create_webhook_app
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8089
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: int = 5
+    max_connections: int = 1000
 
     def to_env(self) -> str:
         data = asdict(self)

@@ -55,6 +55,7 @@ def trigger_set_from_args(args):
 
 def run_from_args(args) -> int:
     from .. import settings
+    from ..redact import redact_url
     from .runner import inspect_state, run_engine
 
     bus = args.bus or settings.event_bus_url()
@@ -69,7 +70,7 @@ def run_from_args(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run_engine(bus, state, trigger_set_from_args(args), args.port, guard=guard,
                allow_unknown=args.allow_unknown, stop=stop,
-               ready=lambda port: print(f"triggers: consuming {bus}; metrics on 127.0.0.1:{port}",
+               ready=lambda port: print(f"triggers: consuming {redact_url(bus)}; metrics on 127.0.0.1:{port}",
                                         flush=True))
     return 0
 

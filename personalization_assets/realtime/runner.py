@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from ..redact import redact_url
 from . import metrics
 from .definitions import TriggerSet, load_trigger_set
 from .engine import TriggerEngine
@@ -148,7 +149,7 @@ def run_engine(bus_url: str, state_path: str | Path, definitions: TriggerSet | s
     ledger = Ledger(state_path)
     try:
         proc = EngineProcess(bus, ledger, trigger_set, open_guard(guard, allow_unknown), group=group)
-        log.info("trigger engine consuming %s from offset %s, ledger %s", bus_url, proc.offset, state_path)
+        log.info("trigger engine consuming %s from offset %s, ledger %s", redact_url(bus_url), proc.offset, state_path)
         if ready:
             ready(port or 0)
         while not stop.is_set():

@@ -1,4 +1,5 @@
-"""A real collector on 127.0.0.1 (uvicorn in a thread) over a SQLite bus under tmp_path."""
+"""A real collector on 127.0.0.1 (uvicorn in a thread, the production server setup: public and
+admin sockets, connection limits) over a SQLite bus under tmp_path."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-import uvicorn
 
 from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.collector import CollectorSettings, create_app
+from personalization_assets.collector.server import bind, build_server
 
 WRITE_KEY = "test-write-key"
 
@@ -28,6 +29,7 @@ class RunningCollector:
     url: str
     bus_url: str
     app: object
+    admin_url: str = ""
 
     def bus(self):
         return open_bus(self.bus_url)
@@ -36,23 +38,25 @@ class RunningCollector:
         return open_quarantine_bus(self.bus_url)
 
 
-def start_collector(settings: CollectorSettings, app=None):
+def start_collector(settings: CollectorSettings, app=None, admin_app=None):
+    """(server, thread, public url, admin url) of a collector serving `app` (default: the real one)."""
     app = app or create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    public, admin = bind("127.0.0.1", 0), bind("127.0.0.1", 0)
+    server = build_server(settings, public, admin, app=app, admin_app=admin_app or app.state.admin)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": server.collector_sockets}, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{public.getsockname()[1]}"
+    admin_url = f"http://127.0.0.1:{admin.getsockname()[1]}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if requests.get(f"{admin_url}/health", timeout=1).status_code == 200:
                 break
         except requests.ConnectionError:
             time.sleep(0.05)
     else:
         raise RuntimeError("collector did not start within 10 s")
-    return server, thread, url
+    return server, thread, url, admin_url
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def collector(tmp_path):
     bus_url = f"sqlite:///{tmp_path}/bus/events.db"
     settings = CollectorSettings(bus_url=bus_url, write_keys=frozenset({WRITE_KEY}))
     app = create_app(settings)
-    server, thread, url = start_collector(settings, app)
-    yield RunningCollector(url, bus_url, app)
+    server, thread, url, admin_url = start_collector(settings, app)
+    yield RunningCollector(url, bus_url, app, admin_url)
     server.should_exit = True
     thread.join(10)

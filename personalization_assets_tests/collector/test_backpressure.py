@@ -25,7 +25,7 @@ def test_slow_bus_gives_429_with_retry_after_and_loses_nothing(tmp_path):
     db = tmp_path / "events.db"
     settings = CollectorSettings(bus_url=f"sqlite:///{db}", write_keys=frozenset({WRITE_KEY}),
                                  max_pending_events=150)
-    server, thread, url = start_collector(settings)
+    server, thread, url, _ = start_collector(settings)
     try:
         blocker = sqlite3.connect(str(db), isolation_level=None, timeout=1)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the bus

@@ -109,8 +109,8 @@ def faulty_collector(tmp_path):
     settings = CollectorSettings(bus_url=bus_url, write_keys=frozenset({WRITE_KEY}))
     app = create_app(settings)
     injector = FaultInjector(app, ["429", "503", "lost"])
-    server, thread, url = start_collector(settings, injector)
-    yield RunningCollector(url, bus_url, app), injector
+    server, thread, url, admin_url = start_collector(settings, injector, app.state.admin)
+    yield RunningCollector(url, bus_url, app, admin_url), injector
     server.should_exit = True
     thread.join(10)
 

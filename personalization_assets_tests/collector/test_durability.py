@@ -17,15 +17,16 @@ from personalization_assets.bus import open_bus
 from .conftest import WRITE_KEY, free_port
 
 _SERVE = "import sys; from personalization_assets.collector import run_collector; " \
-         "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]])"
+         "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], admin_port=int(sys.argv[4]))"
 
 
 def _start(port: int, bus_url: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), bus_url, WRITE_KEY])
+    admin_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), bus_url, WRITE_KEY, str(admin_port)])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+            if requests.get(f"http://127.0.0.1:{admin_port}/health", timeout=0.5).status_code == 200:
                 return proc
         except requests.ConnectionError:
             time.sleep(0.1)

@@ -83,7 +83,7 @@ def test_malformed_bodies_are_400_with_code_and_message(collector):
 def test_received_at_and_clock_skew_corrected_timestamp(collector):
     # the device clock is 1 h fast: it stamped the event 10 s before it sent the batch
     device_now = datetime.now(timezone.utc) + timedelta(hours=1)
-    event = _track(1, timestamp=(device_now - timedelta(seconds=10)).isoformat())
+    event = _track(1, originalTimestamp=(device_now - timedelta(seconds=10)).isoformat())
     before = datetime.now(timezone.utc)
     _post(collector.url, "/v1/batch", {"batch": [event], "sentAt": device_now.isoformat()}, BASIC)
     (rec,) = collector.bus().read(0)
@@ -91,7 +91,7 @@ def test_received_at_and_clock_skew_corrected_timestamp(collector):
     corrected = datetime.fromisoformat(rec.event["timestamp"])
     assert before - timedelta(seconds=1) <= received <= datetime.now(timezone.utc)
     assert abs((received - corrected).total_seconds() - 10) < 0.01
-    assert rec.event["originalTimestamp"] == event["timestamp"]
+    assert rec.event["originalTimestamp"] == event["originalTimestamp"]
 
 
 def test_single_event_endpoints_set_the_type(collector):
@@ -104,10 +104,13 @@ def test_single_event_endpoints_set_the_type(collector):
     assert types == {f"m-{k}": k for k in ("identify", "page", "screen", "group", "alias")}
 
 
-def test_health_and_metrics(collector):
+def test_health_and_metrics_on_the_admin_port_only(collector):
     _post(collector.url, "/v1/batch", {"batch": [_track(1), _track(1), {"type": "x"}]}, BASIC)
-    assert requests.get(collector.url + "/health", timeout=5).json()["status"] == "ok"
-    text = requests.get(collector.url + "/metrics", timeout=5).text
+    assert requests.get(collector.admin_url + "/health", timeout=5).json()["status"] == "ok"
+    for path in ("/health", "/metrics"):  # the public port shows neither pid, bus path nor metrics
+        assert requests.get(collector.url + path, timeout=5).status_code == 404
+    assert requests.post(collector.admin_url + "/v1/batch", data=b"{}", timeout=5).status_code in (404, 405)
+    text = requests.get(collector.admin_url + "/metrics", timeout=5).text
     for name in ("collector_requests_total", "collector_events_accepted_total",
                  "collector_events_rejected_total", "collector_events_deduplicated_total",
                  "collector_request_duration_seconds_bucket", "collector_bus_append_duration_seconds_bucket",

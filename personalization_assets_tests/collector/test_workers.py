@@ -17,11 +17,13 @@ from personalization_assets.bus import open_bus
 from .conftest import WRITE_KEY, free_port
 
 _SERVE = ("import sys; from personalization_assets.collector import run_collector; "
-          "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], workers=2)")
+          "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], workers=2, "
+          "admin_port=int(sys.argv[4]))")
 
 
 def _pids(url: str, connections: int) -> set[int]:
-    """Worker pids that answer /health on `connections` new keep-alive connections."""
+    """Worker pids that answer /health on `connections` new keep-alive connections (to the admin
+    port, which each worker binds with SO_REUSEPORT exactly as it binds the public one)."""
     pids = set()
     for _ in range(connections):
         with requests.Session() as s:
@@ -42,12 +44,12 @@ def _wait(predicate, timeout: float = 30.0):
 
 
 def test_workers_share_connections_restart_and_drain(tmp_path):
-    bus_url, port = f"sqlite:///{tmp_path}/events.db", free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), bus_url, WRITE_KEY])
+    bus_url, port, admin_port = f"sqlite:///{tmp_path}/events.db", free_port(), free_port()
+    url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), bus_url, WRITE_KEY, str(admin_port)])
     try:
         def serving(exclude: int | None = None) -> set[int] | None:
-            pids = _pids(url, 24)
+            pids = _pids(admin_url, 24)
             return pids if len(pids) == 2 and exclude not in pids else None
 
         first = _wait(serving)  # both workers take connections
@@ -69,7 +71,7 @@ def test_workers_share_connections_restart_and_drain(tmp_path):
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
-        assert _pids(url, 3) == set()  # nothing listens any more
+        assert _pids(admin_url, 3) == set()  # nothing listens any more
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,9 +12,9 @@ import uuid
 import dagster as dg
 import pytest
 import requests
-import uvicorn
 
-from personalization_assets.collector import CollectorSettings, create_app
+from personalization_assets.collector import CollectorSettings
+from personalization_assets.collector.server import bind, build_server
 from personalization_assets.monitoring.exporter import run_exporter
 from personalization_assets_tests.conftest import require_tool
 
@@ -40,15 +40,15 @@ def wait_for(check, timeout: float, what: str):
 
 
 @pytest.fixture
-def collector_url(tmp_path):
-    app = create_app(CollectorSettings(bus_url=f"sqlite:///{tmp_path}/bus/events.db"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+def collector_urls(tmp_path):
+    """(ingestion URL, admin URL with /health and /metrics) of a real collector."""
+    public, admin = bind("127.0.0.1", 0), bind("127.0.0.1", 0)
+    server = build_server(CollectorSettings(bus_url=f"sqlite:///{tmp_path}/bus/events.db"), public, admin)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": server.collector_sockets}, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(url + "/health", timeout=1).status_code == 200, 10, "collector health")
-    yield url
+    url, admin_url = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in (public, admin))
+    wait_for(lambda: requests.get(admin_url + "/health", timeout=1).status_code == 200, 10, "collector health")
+    yield url, admin_url
     server.should_exit = True
     thread.join(10)
 
@@ -93,8 +93,9 @@ def scalar(api: str, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_collector_and_exporter(prometheus_binary, tmp_path, collector_url, exporter_port):
-    before = requests.get(collector_url + "/metrics", timeout=2).text
+def test_prometheus_scrapes_collector_and_exporter(prometheus_binary, tmp_path, collector_urls, exporter_port):
+    collector_url, admin_url = collector_urls
+    before = requests.get(admin_url + "/metrics", timeout=2).text
     base = sum(float(line.rsplit(" ", 1)[1]) for line in before.splitlines()
                if line.startswith('collector_events_accepted_total{type="track"}'))
     run = uuid.uuid4().hex
@@ -103,7 +104,7 @@ def test_prometheus_scrapes_collector_and_exporter(prometheus_binary, tmp_path, 
     assert requests.post(collector_url + "/v1/batch", json=batch, timeout=5).json()["accepted"] == 7
     assert requests.post(collector_url + "/v1/batch", json=batch, timeout=5).json()["duplicates"] == 7
 
-    proc, api = start_prometheus(prometheus_binary, tmp_path, {"collector": int(collector_url.rsplit(":", 1)[1]),
+    proc, api = start_prometheus(prometheus_binary, tmp_path, {"collector": int(admin_url.rsplit(":", 1)[1]),
                                             "pipeline": exporter_port})
     try:
         wait_for(lambda: requests.get(api + "/-/ready", timeout=1).status_code == 200, 10, "prometheus ready")

@@ -76,16 +76,16 @@ def test_cart_fires_after_the_window_and_an_ordered_cart_never_does(bus_url, tmp
     for user in ("shopper-1", "shopper-2"):
         guard.upsert(user, timezone_name="Europe/Berlin")
     guard.close()
-    port = _free_port()
+    port, admin_port = _free_port(), _free_port()
     collector = _spawn(["personalization_assets.cli", "collector", "--port", str(port), "--bus", bus_url,
-                        "--write-key", WRITE_KEY], tmp_path, "collector")
+                        "--admin-port", str(admin_port), "--write-key", WRITE_KEY], tmp_path, "collector")
     engine = _spawn(["personalization_assets.realtime", "--bus", bus_url, "--state",
                      str(tmp_path / "triggers.sqlite"), "--guard", str(tmp_path / "guard.sqlite"),
                      "--port", "0", "--no-quiet-hours", "--set", "cart_abandonment.delay=1s",
                      "--set", "cart_abandonment.allowed_lateness=0.5s"], tmp_path, "engine")
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_until(lambda: _ok(f"{url}/health"), 20, "the collector")
+        _wait_until(lambda: _ok(f"http://127.0.0.1:{admin_port}/health"), 20, "the collector")
         metrics_port = _wait_until(lambda: _engine_port(tmp_path / "engine.log"), 20, "the engine")
         client = SegmentClient(WRITE_KEY, host=url, max_retries=2)
         client.track("shopper-1", "Product Added", {"cart_id": "cart-A", "sku": "S1"})
