@@ -123,10 +123,62 @@ def _exporter(args: argparse.Namespace) -> int:
 
 
 def _add_exporter(sub) -> None:
-    p = sub.add_parser("exporter", help="serve pipeline metrics (from the Dagster instance) to Prometheus")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9110)
+    p = sub.add_parser("exporter", help="serve pipeline metrics (from the Dagster instance) to Prometheus",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=9110, help="port of /metrics")
     p.set_defaults(func=_exporter)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("personalization-assets")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def instance_home(path: str) -> Path:
+    """The Dagster instance directory, created with the repository's dagster.yaml on first use."""
+    home = Path(path).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    repo_yaml = Path(__file__).resolve().parent.parent / "dagster.yaml"
+    if repo_yaml.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(repo_yaml, home / "dagster.yaml")
+    return home
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on the demo's instance and data directory.
+
+    Dagster 1.13 marks `dagster dev` as superseded by `dg dev`, which expects the `dg` project
+    layout; this project keeps the classic layout (`[tool.dagster]` in pyproject.toml), where
+    `dagster dev` runs the same webserver and daemon. The FutureWarning saying so is hidden here.
+    """
+    home = instance_home(os.environ.get("DAGSTER_HOME") or args.dagster_home)
+    env = dict(os.environ, DAGSTER_HOME=str(home),
+               PERSONALIZATION_DATA_DIR=os.environ.get("PERSONALIZATION_DATA_DIR") or str(Path(args.data_dir).resolve()),
+               PYTHONWARNINGS="ignore::FutureWarning")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "personalization_assets.definitions",
+               "--host", args.host, "--port", str(args.port)]
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}, data {env['PERSONALIZATION_DATA_DIR']}); "
+          "Ctrl-C stops it", flush=True)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+def _add_ui(sub) -> None:
+    p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the demo's runs and warehouse",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address of the webserver")
+    p.add_argument("--port", type=int, default=3000, help="port of the webserver")
+    p.add_argument("--data-dir", default=".data", help="warehouse, bus and demo sources "
+                   "(PERSONALIZATION_DATA_DIR wins when set)")
+    p.add_argument("--dagster-home", default=".dagster_home", help="Dagster instance: runs, schedules, "
+                   "sensor cursors (DAGSTER_HOME wins when set)")
+    p.set_defaults(func=_ui)
 
 
 def _forget(args: argparse.Namespace) -> int:
@@ -186,11 +238,12 @@ def _add_forget(sub) -> None:
     p.set_defaults(func=_forget)
 
 
-COMMANDS = [_add_demo, _add_collector, _add_triggers, _add_exporter, _add_forget]
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="personalization", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
