@@ -23,6 +23,7 @@ from ..activation.http import HttpTransport
 from ..activation.model import EVENTS, MIRROR
 from ..activation.ratelimit import TokenBucket
 from ..activation.sources import segment_members_sql, trigger_fires_sql
+from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
 from ..segments.model import load_builtin
 from .common import WAREHOUSE_POOL, frame_metadata, utc_now
@@ -192,7 +193,7 @@ def unsubscribes_propagated(warehouse: Warehouse) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=late.empty, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"late": len(late), "destinations": ", ".join(holders) or "none",
-                  "examples": dg.MetadataValue.md(late.head(20).to_markdown(index=False) if len(late) else "_none_")})
+                  "examples": dg.MetadataValue.md(mask_frame(late.head(20)).to_markdown(index=False) if len(late) else "_none_")})
 
 
 def pii_tables(definitions: dg.Definitions) -> list[PiiTable]:

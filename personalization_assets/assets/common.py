@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from .. import clock
+from ..privacy import mask_frame
 from ..quality import quarantine
 from ..resources.warehouse import WarehouseConnection
 
@@ -32,10 +33,23 @@ def utc_now() -> datetime:
     return clock.utc_now()
 
 
-def preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
+def _pii_asset() -> bool:
+    """Whether the running step materializes an asset tagged `pii` (outside a run: assume so)."""
+    try:
+        context = dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return True
+    return not context.has_assets_def or any(s.tags.get("pii") == "true" for s in context.assets_def.specs)
+
+
+def preview(frame: pd.DataFrame, rows: int = 10, pii: bool | None = None) -> dg.MetadataValue:
+    """The first rows as markdown; personal values masked for assets tagged `pii` (Dagster keeps
+    metadata for good, and an erasure cannot edit it)."""
     if frame.empty:
         return dg.MetadataValue.md("_no rows_")
     shown = frame.head(rows).copy()
+    if _pii_asset() if pii is None else pii:
+        shown = mask_frame(shown)
     for column in shown.columns:  # long JSON payloads make the preview unreadable
         if shown[column].dtype == object:
             shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) < 60 else v[:57] + "...")

@@ -12,6 +12,7 @@ import dagster as dg
 from ..marts.payloads import build_payloads
 from ..marts.profiles import build_profiles, write_profiles
 from ..marts.render import preview_markdown
+from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
 from ..segments import suppression
 from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
@@ -119,7 +120,7 @@ def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheck
     return dg.AssetCheckResult(
         passed=count == 0, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"violations": count, "suppressed_customers": suppressed,
-                  "examples": dg.MetadataValue.md(examples.to_markdown(index=False) if count else "_none_")})
+                  "examples": dg.MetadataValue.md(mask_frame(examples).to_markdown(index=False) if count else "_none_")})
 
 
 @dg.asset(key=PAYLOADS_KEY, deps=[PROFILES_KEY, MEMBERSHIP_KEY, *INPUTS], group_name="marts",

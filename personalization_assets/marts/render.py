@@ -8,6 +8,8 @@ from functools import lru_cache
 import jinja2
 import pandas as pd
 
+from ..privacy import mask_id, mask_text
+
 TEMPLATE = "campaign_email"
 
 
@@ -37,6 +39,6 @@ def preview_markdown(payloads: pd.DataFrame, samples: int = 3) -> str:
     docs = payloads.assign(doc=payloads["payload"].map(json.loads))
     order = docs["doc"].map(lambda d: (not d["cart"], not d["recommendations"]))
     chosen = docs.loc[order.sort_values(kind="stable").index].head(samples)
-    parts = [f"**{row.customer_key}** ({row.locale}, {row.loyalty_tier})\n\n```\n{render(row.doc)['txt'].strip()}\n```"
+    parts = [f"**{mask_id(row.customer_key)}** ({row.locale}, {row.loyalty_tier})\n\n```\n{render(row.doc)['txt'].strip()}\n```"
              for row in chosen.itertuples(index=False)]
-    return "\n\n".join(parts)
+    return mask_text("\n\n".join(parts))  # kept in Dagster's metadata for good: no identifiers
