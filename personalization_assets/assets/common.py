@@ -136,13 +136,15 @@ def write_window(conn: WarehouseConnection, schema: str, table: str, frame: pd.D
 
 
 def merge_quarantine(conn: WarehouseConnection, source: str, rows: pd.DataFrame,
-                     checked_ids: Iterable[str] = ()) -> int:
+                     checked_ids: Iterable[str] = (), raw_layer: bool = False) -> int:
     """Add rejected rows to `quarantine.<source>` (see `quality.quarantine.merge`): a row seen again
-    bumps attempts; an open row whose record was re-validated (`checked_ids`) and passed is released."""
+    bumps attempts; an open row whose record was re-validated (`checked_ids`) and passed is released
+    (`raw_layer`: the raw layer's own `raw.*` rows, else the others)."""
     checked = list(checked_ids)
     if rows.empty and not checked:
         return 0
     existing = read_table(conn, "quarantine", source, quarantine.COLUMNS)
-    merged = quarantine.merge(existing, rows.assign(source=source), checked_ids=checked, now=utc_now())
+    merged = quarantine.merge(existing, rows.assign(source=source), checked_ids=checked, now=utc_now(),
+                              raw_layer=raw_layer)
     conn.replace_frame("quarantine", source, merged)
     return len(rows.drop_duplicates(subset=["record_id", "rule"])) if len(rows) else 0

@@ -1,20 +1,23 @@
 """Raw layer: one asset per source, each incremental with its cursor stored in the warehouse.
 
-Rows and cursor move in one transaction, so a failed load leaves neither half-written rows nor a
-cursor that skips data. Loads are upserts on the source's key, so re-running never duplicates.
+Rows, rejections and cursor move in one transaction, so a failed load leaves neither half-written
+rows nor a cursor that skips data. Loads are upserts on the source's key, so re-running (and
+re-reading the look-back window, `sources/incremental.py`) never duplicates. A row that cannot be
+loaded goes to `quarantine.<source>` with its reason; the good rows load without it.
 """
 
-import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 
 from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
+from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..sources import SourceError
-from ..sources.crm import CrmCursor
-from ..resources.warehouse import Warehouse
-from ..staging.common import json_text
+from ..sources.crm import TEXT_COLUMNS as CRM_TEXT_COLUMNS, CrmCursor, screen_customers
+from ..sources.incremental import WINDOW, Screened
+from ..sources.orders_api import ORDER_COLUMNS, screen_orders
+from ..staging.common import SOURCE_FORMATS, json_text
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
     read_cursor, utc_now, write_cursor,
@@ -23,9 +26,8 @@ from .common import (
 # Sources land at least daily; warn after 2 h without a load, fail after 26 h.
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=2))
 
-ORDER_COLUMNS = ["order_id", "customer_id", "email", "status", "currency", "total", "created_at",
-                 "updated_at", "cart_id", "checkout_id", "lines", "payload", "loaded_at"]
 EVENT_COLUMNS = ["message_id", "bus_offset", "received_at", "payload"]
+__all__ = ["EVENT_COLUMNS", "ORDER_COLUMNS", "crm_customers", "events", "shop_orders", "split_orders"]
 
 
 def _fail(exc: SourceError) -> dg.Failure:
@@ -33,99 +35,139 @@ def _fail(exc: SourceError) -> dg.Failure:
                       metadata={"source": exc.source, "cause": exc.cause})
 
 
+def _screen_metadata(screened: Screened) -> dict:
+    rejected = screened.rejected
+    return {"quarantined": len(rejected),
+            "quarantined_by_rule": rejected["rule"].value_counts().to_dict() if len(rejected) else {},
+            "superseded_versions": screened.superseded}
+
+
+def _text_columns(conn: WarehouseConnection, schema: str, table: str, columns: list[str]) -> None:
+    """Make `columns` of an existing table text (they held parsed values before, e.g. consent
+    flags read as booleans). DDL, before the transaction; a step cut short is resumed next time."""
+    if not conn.table_exists(schema, table):
+        return
+    types = conn.query("select lower(column_name) as name, lower(data_type) as type from information_schema.columns "
+                       "where lower(table_schema) = ? and lower(table_name) = ?", [schema, table])
+    types = dict(zip(types["name"], types["type"]))
+    target = f"{schema}.{table}"
+    for column in columns:
+        spare = f"{column}__text"
+        if column in types and spare not in types:
+            if types[column] in ("varchar", "text") or types[column].startswith(("character", "varchar", "text")):
+                continue
+            conn.execute(f"alter table {target} add column {spare} varchar")
+            types[spare] = "varchar"
+        if spare in types:
+            if column in types:
+                conn.execute(f"update {target} set {spare} = lower(cast({column} as varchar))")
+                conn.execute(f"alter table {target} drop column {column}")
+            conn.execute(f"alter table {target} rename column {spare} to {column}")
+
+
 @dg.asset(key=["raw", "crm_customers"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"sql", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
 def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Customer records as the CRM holds them, untouched. Loaded incrementally on (updated_at, id)."""
+    """Customer records as the CRM holds them: times in UTC, every other value as stored, as text
+    (consent flags too: staging reads them). Loaded incrementally on `updated_at`."""
+    now = utc_now()
     with warehouse.connect() as conn:
-        cursor = CrmCursor.from_json(read_cursor(conn, "crm_customers"))
+        watermark = CrmCursor.from_json(read_cursor(conn, "crm_customers")).updated_at
+    read_from = WINDOW.read_from(watermark)
     try:
-        frame, new_cursor = crm.extract_customers(cursor)
+        extracted = crm.extract_customers(read_from)
     except SourceError as exc:
         raise _fail(exc) from exc
-    for column in ("created_at", "updated_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+    fmt = SOURCE_FORMATS["crm"]
+    screened = screen_customers(extracted, now=now, day_first=fmt.day_first, assume_tz=fmt.assume_tz)
+    frame = screened.rows
+    new_cursor = CrmCursor(WINDOW.advance(watermark, screened.newest, now))
     with warehouse.connect() as conn:
         prepare_cursors(conn)
+        prepare_quarantine(conn, "crm_customers")
+        _text_columns(conn, "raw", "crm_customers", CRM_TEXT_COLUMNS)
         if not frame.empty:
             conn.prepare_table("raw", "crm_customers", frame)
     with warehouse.connect() as conn, conn.transaction():
         written = conn.upsert_frame("raw", "crm_customers", frame, ["customer_id"])
+        merge_quarantine(conn, "crm_customers", screened.rejected,
+                         checked_ids="crm:" + frame["customer_id"].astype(str), raw_layer=True)
         write_cursor(conn, "crm_customers", new_cursor.to_json())
         total = conn.scalar("select count(*) from raw.crm_customers") if conn.table_exists("raw", "crm_customers") else 0
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, rows_loaded=written, rows_total=int(total or 0), cursor=new_cursor.to_json()))
+        frame, rows_read=len(extracted), rows_loaded=written, rows_total=int(total or 0), **_screen_metadata(screened),
+        read_from=read_from.isoformat() if read_from else None, cursor=new_cursor.to_json()))
 
 
-def _order_row(order: dict) -> dict:
-    return {
-        "order_id": str(order["order_id"]),
-        "customer_id": None if order.get("customer_id") in (None, "") else str(order["customer_id"]),
-        "email": order.get("email"),
-        "status": order.get("status"),
-        "currency": order.get("currency"),
-        "total": None if order.get("total") is None else str(order["total"]),
-        "created_at": order.get("created_at"),
-        "updated_at": str(order["updated_at"]),
-        "cart_id": order.get("cart_id"),
-        "checkout_id": order.get("checkout_id"),
-        "lines": json.dumps(order.get("lines") or []),
-        "payload": json.dumps(order, sort_keys=True),
-        "loaded_at": None,  # stamped per load: the arrival day that partitions staging.orders
-    }
+def split_orders(orders: list, *, now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Orders that can be loaded (latest version per order_id), and the rest with a reason
+    (`sources.orders_api.screen_orders`): they go to quarantine, not away."""
+    screened = screen_orders(orders, now=now or utc_now())
+    return screened.rows.reset_index(drop=True), screened.rejected
 
 
-def split_orders(orders: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Orders that can be keyed, and the rest with a reason (they go to quarantine, not away)."""
-    good, bad = [], []
-    for index, order in enumerate(orders):
-        if not isinstance(order, dict) or not order.get("order_id") or not order.get("updated_at"):
-            bad.append({"record_id": str(order.get("order_id") if isinstance(order, dict) else f"page-item-{index}"),
-                        "raw_payload": json.dumps(order, default=str), "rule": "raw.order_keys",
-                        "message": "order without order_id or updated_at"})
-            continue
-        good.append(_order_row(order))
-    return pd.DataFrame(good, columns=ORDER_COLUMNS), pd.DataFrame(
-        bad, columns=["record_id", "raw_payload", "rule", "message"])
+def _unchanged(conn: WarehouseConnection, frame: pd.DataFrame) -> set[str]:
+    """Ids of orders stored with exactly this payload: reading them again (the look-back window)
+    must not restamp their `loaded_at` and move them to today's partition."""
+    if frame.empty or not conn.table_exists("raw", "shop_orders"):
+        return set()
+    incoming = dict(zip(frame["order_id"], frame["payload"]))
+    ids, same = list(incoming), set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        stored = conn.query(f"select order_id, payload from raw.shop_orders where order_id in "
+                            f"({', '.join('?' * len(chunk))})", chunk)
+        same |= {o for o, p in zip(stored["order_id"], stored["payload"]) if incoming.get(o) == p}
+    return same
+
+
+def _watermark(value: str | None) -> datetime | None:
+    return pd.Timestamp(value).tz_convert("UTC").to_pydatetime() if value else None
 
 
 @dg.asset(key=["raw", "shop_orders"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"api", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
-def shop_orders(orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeResult:
+def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeResult:
     """Orders from the shop's REST API (OAuth 2.0), loaded incrementally on `updated_since`.
 
-    Each order keeps its latest version, stamped with `loaded_at` (its arrival day partitions
-    `staging.orders`)."""
+    Each order keeps its latest version, stamped with `loaded_at` when its content last changed
+    (that arrival day partitions `staging.orders`)."""
+    now = utc_now()
     with warehouse.connect() as conn:
-        cursor = (read_cursor(conn, "shop_orders") or {}).get("updated_since")
+        watermark = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
+    read_from = WINDOW.read_from(watermark)
     pages = 0
     orders: list = []
     try:
         with orders_api.client() as client:
-            for page in client.iter_order_pages(cursor):
+            for page in client.iter_order_pages(read_from.isoformat() if read_from else None):
                 orders.extend(page)
                 pages += 1
-            retries = client.retries_done
+            retries, reported_total = client.retries_done, client.reported_total
     except SourceError as exc:
         raise _fail(exc) from exc
-    frame, rejected = split_orders(orders)
-    frame["loaded_at"] = pd.Series(pd.Timestamp(utc_now()), index=frame.index, dtype="datetime64[ns, UTC]")
-    new_cursor = cursor
-    if not frame.empty:
-        stamps = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")
-        new_cursor = stamps.max().isoformat()
+    if reported_total is None:
+        context.log.warning("the orders API reported no total (X-Total-Count or `total`): a listing that stopped "
+                            f"early cannot be told from a complete one ({len(orders)} orders received)")
+    screened = screen_orders(orders, now=now)
+    frame = screened.rows.reset_index(drop=True)
+    frame["loaded_at"] = pd.Series(pd.Timestamp(now), index=frame.index, dtype="datetime64[ns, UTC]")
+    new_watermark = WINDOW.advance(watermark, screened.newest, now)
+    cursor = {"updated_since": new_watermark.isoformat() if new_watermark else None}
     with warehouse.connect() as conn:
         prepare_cursors(conn)
         prepare_quarantine(conn, "shop_orders")
         if not frame.empty:
             conn.prepare_table("raw", "shop_orders", frame)
     with warehouse.connect() as conn, conn.transaction():
-        written = conn.upsert_frame("raw", "shop_orders", frame, ["order_id"])
-        quarantined = merge_quarantine(conn, "shop_orders", rejected)
-        write_cursor(conn, "shop_orders", {"updated_since": new_cursor})
+        unchanged = _unchanged(conn, frame)
+        written = conn.upsert_frame("raw", "shop_orders", frame[~frame["order_id"].isin(unchanged)], ["order_id"])
+        merge_quarantine(conn, "shop_orders", screened.rejected, checked_ids=frame["order_id"], raw_layer=True)
+        write_cursor(conn, "shop_orders", cursor)
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, rows_loaded=written, pages=pages, retries=retries, quarantined=quarantined,
-        cursor={"updated_since": new_cursor}))
+        frame, rows_loaded=written, unchanged=len(unchanged), received=len(orders), reported_total=reported_total,
+        pages=pages, retries=retries, **_screen_metadata(screened),
+        read_from=read_from.isoformat() if read_from else None, cursor=cursor))
 
 
 @dg.asset(key=["raw", "events"], group_name="ingestion", pool=WAREHOUSE_POOL,

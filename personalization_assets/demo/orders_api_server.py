@@ -2,6 +2,8 @@
 
 It behaves like the real thing where clients usually break: OAuth tokens expire, pages continue
 through a `Link: rel="next"` header, and it answers 429 (with `Retry-After`) or 503 now and then.
+Every page reports how many orders the listing holds (`X-Total-Count` and a `total` field), as
+real APIs do, so a client can tell a finished listing from one that stopped early.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ApiBehaviour:
     error_every: int = 0  # answer 503 to every Nth data request (0 = never)
     malformed_json: bool = False
     fail_after: int = 0  # answer 503 to every data request after the first N (0 = never)
+    drop_next_after: int = 0  # the Nth page and later come without their next link (0 = never)
     requests: int = 0
     throttled: int = 0
     errors: int = 0
@@ -73,16 +76,20 @@ class OrdersApiServer:
             if self._cache_version != version:
                 rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
                 for row in rows:
-                    row["_sort"] = (_utc_key(row["updated_at"]), str(row.get("order_id", "")))
+                    row["_sort"] = (_utc_key(row.get("updated_at")), str(row.get("order_id", "")))
                 rows.sort(key=lambda o: o["_sort"])
                 self._cache, self._cache_version = rows, version
             return self._cache
 
 
-def _utc_key(value: str) -> float:
+def _utc_key(value) -> float:
+    """Sort position of an `updated_at`; one that is not a time sorts last, so it is still served."""
     from datetime import datetime
 
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def _handler(api: OrdersApiServer):
@@ -154,12 +161,13 @@ def _handler(api: OrdersApiServer):
                 start = bisect.bisect_left([o["_sort"][0] for o in rows], _utc_key(since))
                 rows = rows[start:]
             page = [{k: v for k, v in o.items() if k != "_sort"} for o in rows[offset: offset + limit]]
-            headers = {}
-            if offset + limit < len(rows):
+            headers = {"X-Total-Count": str(len(rows))}
+            dropped = b.drop_next_after and offset // max(limit, 1) + 1 >= b.drop_next_after
+            if offset + limit < len(rows) and not dropped:
                 params = {"limit": limit, "cursor": offset + limit}
                 if since:
                     params["updated_since"] = since
                 headers["Link"] = f'</v1/orders?{urlencode(params)}>; rel="next"'
-            self._reply(200, {"orders": page}, headers)
+            self._reply(200, {"orders": page, "total": len(rows)}, headers)
 
     return Handler

@@ -7,7 +7,7 @@ Canonical forms:
 
 | what | canonical form | function |
 |---|---|---|
-| text | NFKC, trimmed, inner whitespace collapsed; None for empty | ``clean_text`` |
+| text | NFKC, trimmed, inner whitespace collapsed, control and bidi-control characters dropped; None for empty | ``clean_text`` |
 | matching key | clean text, case-folded | ``match_key`` |
 | person's name | clean text, proper-cased when typed in one case ("O'Neil", "McDonald", "van der Berg") | ``display_name`` |
 | email | email-validator normalized form, lower-case; ``email_key`` without provider aliases (Gmail dots/+tag, +tag at Outlook, iCloud, Fastmail, Proton); ``email_disposable``, ``email_role`` flags | ``normalize_emails`` |
@@ -16,6 +16,7 @@ Canonical forms:
 | time zone | IANA name as spelled by zoneinfo ("Europe/Berlin") | ``normalize_timezones`` |
 | money | Int64 minor units of the ISO 4217 currency (EUR cents, JPY yen), half-even rounding | ``to_minor`` |
 | reporting money | Int64 minor units of the reporting currency at the rate of the order's UTC date | ``convert`` / ``FxRates`` |
+| consent flag | True/False from booleans, 0/1 and text (true/false, yes/no, y/n, t/f, on/off, 1/0, any case); missing is no consent; anything else None with a reason (never consent) | ``normalize_consent`` |
 | country | ISO 3166-1 alpha-2, or None with a reason (explicit unknowns such as "Channel Islands") | ``normalize_countries`` |
 | status, category, event name | canonical code from a versioned seed lookup | ``map_lookup`` / ``load_lookup`` |
 | weight, length | grams, millimetres (Float64) | ``to_grams``, ``to_millimetres`` |
@@ -23,6 +24,7 @@ Canonical forms:
 Seed tables live in ``normalize/seeds/`` (see SOURCE.md there).
 """
 
+from .consent import normalize_consent
 from .countries import normalize_countries
 from .dates import normalize_timezones, parse_timestamps
 from .email import normalize_emails
@@ -34,7 +36,7 @@ from .units import to_grams, to_millimetres
 
 __all__ = [
     "LOOKUPS", "FxRates", "Lookup", "clean_text", "convert", "display_name", "load_lookup",
-    "map_lookup", "match_key", "minor_units", "normalize_countries", "normalize_emails",
+    "map_lookup", "match_key", "minor_units", "normalize_consent", "normalize_countries", "normalize_emails",
     "normalize_phones", "normalize_timezones", "parse_timestamps", "to_grams", "to_millimetres",
     "to_minor",
 ]

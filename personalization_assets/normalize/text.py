@@ -2,6 +2,9 @@
 
 - ``clean_text``: Unicode NFKC, trimmed, inner whitespace runs collapsed to one space, control
   characters dropped; empty or missing -> None. Non-text values are formatted with ``str``.
+  Bidirectional controls (U+202A-U+202E embeddings and overrides, U+2066-U+2069 isolates, the
+  U+200E/U+200F/U+061C marks) are dropped too: a right-to-left override in a name reorders what a
+  reader sees ("Trojan Source" spoofing) and carries no part of the name itself.
 - ``match_key``: the clean form case-folded (``str.casefold``, then NFKC again), for comparisons only.
 - ``display_name``: the clean form with names proper-cased. A name typed in one case only
   (all lower or ALL UPPER) is recased; a name already in mixed case ("McDonald", "van der Berg",
@@ -26,6 +29,7 @@ PARTICLES = frozenset({
     "von", "zu", "ten", "ter", "bin", "binti", "al",
 })
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
+BIDI_CONTROLS = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _APOSTROPHE_PREFIX = re.compile(r"^(\w)'(\w)", re.UNICODE)
 
 
@@ -33,7 +37,7 @@ def clean_one(value: Any) -> str | None:
     if is_missing(value):
         return None
     text = value if isinstance(value, str) else str(value)
-    text = unicodedata.normalize("NFKC", _CONTROL.sub("", text))
+    text = unicodedata.normalize("NFKC", BIDI_CONTROLS.sub("", _CONTROL.sub("", text)))
     text = " ".join(text.split())
     return text or None
 

@@ -46,9 +46,16 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return out[COLUMNS]
 
 
+RAW_RULE_PREFIX = "raw."  # rules of the raw layer (see `sources.incremental`)
+
+
 def merge(existing: pd.DataFrame, rejected: pd.DataFrame, *, checked_ids: Iterable[str] = (),
-          now: datetime) -> pd.DataFrame:
+          now: datetime, raw_layer: bool = False) -> pd.DataFrame:
     """The quarantine table after a run that re-validated `checked_ids` and rejected `rejected`.
+
+    Only the layer that made a rejection releases it: a `raw.*` row names a source version that was
+    never loaded, so a staging run that re-validates the older version it has does not release it;
+    the raw layer does (`raw_layer=True`), once a later version of the record has loaded.
 
     `rejected` has source, record_id, rule, message, raw_payload. A key seen again while open keeps
     its first_seen and counts one more attempt; a released or replayed key rejected again opens
@@ -77,7 +84,8 @@ def merge(existing: pd.DataFrame, rejected: pd.DataFrame, *, checked_ids: Iterab
         message=new["message"].astype(str),
     )
     kept = table[~keys.isin(new_keys)].copy()
-    fixed = kept["record_id"].isin(set(map(str, checked_ids))) & (kept["status"] == OPEN)
+    fixed = (kept["record_id"].isin(set(map(str, checked_ids))) & (kept["status"] == OPEN)
+             & (kept["rule"].str.startswith(RAW_RULE_PREFIX) == raw_layer))
     kept.loc[fixed, "status"] = RELEASED
     kept.loc[fixed, "released_at"] = now_ts
     frames = [f for f in (kept, _typed(new)) if len(f)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 
 import dagster as dg
 import pandas as pd
 
-from ..sources.crm import CrmCursor, extract_customers
+from ..sources.crm import extract_customers
 from ..sources.orders_api import OrdersApiClient
 
 
@@ -17,8 +18,8 @@ class CrmDatabase(dg.ConfigurableResource):
 
     url: str
 
-    def extract_customers(self, cursor: CrmCursor) -> tuple[pd.DataFrame, CrmCursor]:
-        return extract_customers(self.url, cursor)
+    def extract_customers(self, read_from: datetime | None) -> pd.DataFrame:
+        return extract_customers(self.url, read_from)
 
 
 class OrdersApi(dg.ConfigurableResource):

@@ -3,10 +3,15 @@
 OAuth 2.0 client credentials (refreshed on expiry and on 401), Link-header or `next_cursor`
 pagination, 429 handling that honours `Retry-After`, exponential backoff with full jitter on 5xx
 and connection errors, and a timeout on every call.
+
+Pagination is checked against the total the API reports on its first page (`X-Total-Count`, or a
+`total` field): a page that ends the listing early (no next link, no cursor) is an error, not a
+finished load. `screen_orders` turns the orders read into raw rows and rejections.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +20,15 @@ from urllib.parse import urljoin
 
 import requests
 
+import pandas as pd
+
+from ..normalize import parse_timestamps
 from . import SourceError
+from .incremental import WINDOW, IncrementalWindow, Screened, screen
 
 SOURCE = "orders_api"
+ORDER_COLUMNS = ["order_id", "customer_id", "email", "status", "currency", "total", "created_at",
+                 "updated_at", "cart_id", "checkout_id", "lines", "payload", "loaded_at"]
 
 
 @dataclass
@@ -33,6 +44,8 @@ class OrdersApiClient:
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session)
     retries_done: int = 0
+    reported_total: int | None = None  # what the first page of the last listing said would come
+    received: int = 0  # orders received in the last listing
     _token: str | None = None
     _token_expires: float = 0.0
 
@@ -106,17 +119,24 @@ class OrdersApiClient:
 
     # -- orders --------------------------------------------------------------------------------
     def iter_order_pages(self, updated_since: str | None) -> Iterator[list[dict]]:
-        """Pages of orders updated at or after `updated_since` (inclusive; loads are upserts)."""
+        """Pages of orders updated at or after `updated_since` (inclusive; loads are upserts).
+
+        Raises `SourceError` after the last page when fewer orders came than the first page said
+        would (pagination that stopped early must not look like a complete load)."""
         params: dict | None = {"limit": self.page_size}
         if updated_since:
             params["updated_since"] = updated_since
         url: str | None = urljoin(self.base_url, "/v1/orders")
+        self.reported_total, self.received, first = None, 0, True
         while url:
             response = self._send("GET", url, params=params)
             body = _json(response)
             orders = body.get("orders") if isinstance(body, dict) else None
             if not isinstance(orders, list):
                 raise SourceError(SOURCE, f"malformed page from {url}: no 'orders' list")
+            if first:
+                self.reported_total, first = _total(response, body), False
+            self.received += len(orders)
             yield orders
             next_link = response.links.get("next", {}).get("url")
             if next_link:
@@ -126,6 +146,51 @@ class OrdersApiClient:
                 params = {"limit": self.page_size, "cursor": body["next_cursor"]}
             else:
                 url = None
+        if self.reported_total is not None and self.received < self.reported_total:
+            # Orders updated while we page only move later in the listing, so fewer than the
+            # first total means pages were lost, not that orders went away.
+            raise SourceError(SOURCE, f"pagination ended after {self.received} of the {self.reported_total} orders "
+                                      f"the API reported (updated_since={updated_since}): a page came without a next "
+                                      "link or cursor; nothing was loaded, run again or check the API")
+
+
+def _total(response: requests.Response, body: dict) -> int | None:
+    """The number of orders the listing holds, as the API reports it (None when it does not)."""
+    for value in (response.headers.get("X-Total-Count"), body.get("total")):
+        try:
+            if value is not None and not isinstance(value, bool) and int(value) >= 0:
+                return int(value)
+        except (TypeError, ValueError):
+            pass
+    return None
+
+
+def _order_row(order: dict) -> dict:
+    """An order as a `raw.shop_orders` row: its fields as text, and the whole order as JSON."""
+    def text(name):
+        value = order.get(name)
+        return None if value in (None, "") else str(value)
+    return {
+        "order_id": text("order_id"), "customer_id": text("customer_id"), "email": order.get("email"),
+        "status": order.get("status"), "currency": order.get("currency"), "total": text("total"),
+        "created_at": order.get("created_at"), "updated_at": text("updated_at"),
+        "cart_id": order.get("cart_id"), "checkout_id": order.get("checkout_id"),
+        "lines": json.dumps(order.get("lines") or [], default=str),
+        "payload": json.dumps(order, sort_keys=True, default=str),
+        "loaded_at": None,  # stamped per load: the arrival day that partitions staging.orders
+    }
+
+
+def screen_orders(orders: list, *, now, window: IncrementalWindow = WINDOW) -> Screened:
+    """The orders of a load as raw rows (latest version per order_id), and the rejections: an
+    item that is not an object, an order without order_id or a usable `updated_at`, an order
+    from the future, contradicting versions. A keyless order is identified by its content."""
+    rows = [_order_row(o) if isinstance(o, dict) else dict.fromkeys(ORDER_COLUMNS) | {
+        "payload": json.dumps(o, sort_keys=True, default=str)} for o in orders]
+    frame = pd.DataFrame(rows, columns=ORDER_COLUMNS)
+    stamps = parse_timestamps(frame["updated_at"], day_first=False)
+    return screen(frame, key="order_id", stamps=stamps, record_ids=frame["order_id"], now=now, window=window,
+                  payloads=frame["payload"])
 
 
 def _json(response: requests.Response):
