@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 from functools import lru_cache
 
 from sendgrid.helpers.eventwebhook import EventWebhook
@@ -30,6 +31,8 @@ def check_fresh(timestamp: str | None, now: float, tolerance_s: float) -> None:
         sent = float(timestamp)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise Refused(401, "bad_timestamp", "missing or malformed signature timestamp") from None
+    if not math.isfinite(sent):  # NaN compares false with everything: it would pass the window check
+        raise Refused(401, "bad_timestamp", "signature timestamp must be finite unix seconds")
     if abs(now - sent) > tolerance_s:
         raise Refused(401, "stale_timestamp",
                       f"signature timestamp is {now - sent:.0f} s off; allowed +-{tolerance_s:.0f} s")
