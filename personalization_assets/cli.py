@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -19,7 +20,19 @@ class UserError(Exception):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    os.environ["PERSONALIZATION_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    from .clock import iso, parse_instant
+
+    now = None
+    if args.now:
+        try:
+            now = parse_instant(args.now)
+        except ValueError as exc:
+            raise UserError(f"--now: {exc}") from None
+        if now > datetime.now(timezone.utc):
+            raise UserError(f"--now {iso(now)} is in the future: the demo's sources would report times "
+                            "that have not happened yet; give a past instant or leave --now out")
+    data_dir = Path(args.data_dir).resolve()
+    os.environ["PERSONALIZATION_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_DEPLOYMENT"] = "local"
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(args.dagster_home).resolve())))
     home.mkdir(parents=True, exist_ok=True)
@@ -27,28 +40,55 @@ def _demo(args: argparse.Namespace) -> int:
     if repo_yaml.exists() and not (home / "dagster.yaml").exists():
         shutil.copy(repo_yaml, home / "dagster.yaml")
 
+    started = time.perf_counter()
+    print(f"Seeding demo sources in {data_dir} (seed {args.seed}, scale {args.scale:g}) ...", flush=True)
+    from .demo.console import hide_library_warnings
+
+    hide_library_warnings()  # e.g. Dagster's BetaWarning: a demo user can do nothing about them
     from .demo.run import run_demo, summary_table
 
-    started = time.perf_counter()
-    print(f"Seeding demo sources in {os.environ['PERSONALIZATION_DATA_DIR']} (scale {args.scale}) ...")
-    outcome = run_demo(seed=args.seed, scale=args.scale, fresh=args.fresh, inject_bad=args.inject_bad)
+    try:
+        outcome = run_demo(seed=args.seed, scale=args.scale, now=now, fresh=args.fresh, inject_bad=args.inject_bad,
+                           say=lambda line: print(line, flush=True))
+    except ValueError as exc:  # e.g. a data dir that is not the demo's
+        raise UserError(str(exc)) from None
+    ui = f"DAGSTER_HOME={home} dagster dev   (Runs -> {outcome.run_id[:8]})"
     caught = bool(outcome.injected and outcome.failed_checks)  # --inject-bad: the checks did their job
     if not outcome.success and not caught:
-        raise UserError("the demo run failed:\n  " + "\n  ".join(outcome.errors))
-    print(summary_table(outcome))
-    print(f"\nDone in {time.perf_counter() - started:.1f} s. Warehouse: {outcome.warehouse}")
-    print(f"Open the Dagster UI on these runs:\n  DAGSTER_HOME={home} dagster dev\n"
-          "  then browse http://127.0.0.1:3000 (Assets -> Lineage)")
+        print(f"\nThe run failed after {time.perf_counter() - started:.1f} s:\n  " + "\n  ".join(outcome.errors),
+              file=sys.stderr)
+        raise UserError(f"full logs: {ui}\n  to start over: personalization demo --fresh"
+                        f" --data-dir {args.data_dir} --dagster-home {args.dagster_home}")
+    print("\n" + summary_table(outcome))
+    print(f"\nDone in {time.perf_counter() - started:.1f} s, as of {iso(outcome.now)} (seed {args.seed}, "
+          f"scale {args.scale:g}; --now {iso(outcome.now)} rebuilds exactly these tables). "
+          f"Warehouse: {outcome.warehouse}")
+    if caught:
+        print("\nThe checks caught the injected rows (this run failed on purpose). What next:\n"
+              "  personalization demo            starts over and builds the clean demo again (as --fresh does)\n"
+              "  replay the quarantine after a fix (records that pass now move into staging, once):\n"
+              f"    DAGSTER_HOME={home} PERSONALIZATION_DATA_DIR={data_dir} \\\n"
+              f"    dagster asset materialize -m personalization_assets.definitions --select '{REPLAY_SELECTION}'")
+    print(f"Open the Dagster UI on this run:\n  {ui}\n  then browse http://127.0.0.1:3000 (Assets -> Lineage)")
     return 0
 
 
+REPLAY_SELECTION = "raw/crm_customers,raw/shop_orders,raw/events,quarantine/staging_replayed"
+
+
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="seed sample data and materialize the whole graph into DuckDB")
-    p.add_argument("--scale", type=float, default=1.0, help="data size; 1 is ~2,000 customers")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--data-dir", default=".data", help="warehouse, bus and demo sources")
-    p.add_argument("--dagster-home", default=".dagster_home")
-    p.add_argument("--fresh", action="store_true", help="wipe the data dir first")
+    p = sub.add_parser("demo", help="seed sample data and materialize the whole graph into DuckDB",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="data size; 1 is about 2,000 customers")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the generated data")
+    p.add_argument("--now", default=None, metavar="ISO8601",
+                   help="the demo's 'now', e.g. 2026-12-05T09:00:00Z: the same seed, scale and now give the "
+                        "same tables (None: the current time for a new data set, the data set's own now on a rerun)")
+    p.add_argument("--data-dir", default=".data", help="warehouse, event bus and demo sources")
+    p.add_argument("--dagster-home", default=".dagster_home",
+                   help="Dagster instance (runs, sensor cursors) the UI reads; DAGSTER_HOME wins if set")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: delete the data dir and reset the instance's sensor and schedule cursors")
     p.add_argument("--inject-bad", action="store_true",
                    help="break the sources on purpose and watch the checks catch it (see the UI)")
     p.set_defaults(func=_demo)

@@ -8,6 +8,8 @@ when called, never at import, like `settings`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 NOW_ENV = "PERSONALIZATION_NOW"
@@ -38,3 +40,17 @@ def utc_now() -> datetime:
 def iso(moment: datetime) -> str:
     """`2026-12-05T09:00:00Z`: the spelling the CLI prints and accepts back."""
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@contextmanager
+def pinned(moment: datetime) -> Iterator[datetime]:
+    """Within the block, `utc_now()` (in this process and the processes it starts) is `moment`."""
+    before = os.environ.get(NOW_ENV)
+    os.environ[NOW_ENV] = iso(moment)
+    try:
+        yield moment
+    finally:
+        if before is None:
+            os.environ.pop(NOW_ENV, None)
+        else:
+            os.environ[NOW_ENV] = before

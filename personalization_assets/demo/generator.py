@@ -242,7 +242,8 @@ def _order_session(rng: random.Random, data: DemoData, person: dict, user_id: st
         "currency": currency,
         "total": str(total),
         "created_at": _iso_with_offset(placed, rng),
-        "updated_at": _iso_with_offset(placed + timedelta(hours=rng.randint(0, 48)), rng),
+        # later status changes, but never after "now": a source never reports the future
+        "updated_at": _iso_with_offset(min(placed + timedelta(hours=rng.randint(0, 48)), data.anchor), rng),
         "cart_id": cart_id,
         "checkout_id": checkout_id,
         "lines": lines,

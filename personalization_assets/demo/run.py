@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable
 
-import dagster as dg
-import pandas as pd
-from tabulate import tabulate
-
-from .. import settings
-from ..partitions import recent_days_tags
+from .. import clock, settings
 from .generator import DemoData
 from .seed import inject_bad_rows, seed_demo
+from .state import read_manifest, reason_to_start_over, start_over
+
+if TYPE_CHECKING:  # Dagster is imported once the sources are seeded: the first line prints sooner
+    import dagster as dg
+    import pandas as pd
 
 
 @dataclass
 class DemoOutcome:
     success: bool
     warehouse: str
+    now: datetime
+    run_id: str = ""
     data: DemoData | None = None
     errors: list[str] = field(default_factory=list)
     table_rows: dict[str, int] = field(default_factory=dict)
@@ -27,27 +32,52 @@ class DemoOutcome:
     failed_checks: list[str] = field(default_factory=list)  # "asset: check (severity)"
     not_built: list[str] = field(default_factory=list)  # assets a failed blocking check held back
     injected: dict[str, int] = field(default_factory=dict)
+    started_over: str | None = None  # why the data dir was started over, if it was
 
 
-def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False, inject_bad: bool = False,
-             instance: dg.DagsterInstance | None = None) -> DemoOutcome:
-    """Seed and materialize everything; with `inject_bad`, break the sources first (see
-    `inject_bad_rows`): the run then stops at the failed blocking check, and says so."""
+def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, fresh: bool = False,
+             inject_bad: bool = False, instance: dg.DagsterInstance | None = None,
+             say: Callable[[str], None] = lambda line: None) -> DemoOutcome:
+    """Seed and materialize everything as of `now` (default: the data set's own now on a rerun,
+    else the clock); `say` gets a line per stage as it completes. With `inject_bad`, break the
+    sources first (see `inject_bad_rows`): the run then stops at the failed blocking check, and
+    says so."""
+    data_dir = settings.data_dir()
+    manifest = read_manifest(data_dir)
+    reason = reason_to_start_over(manifest, seed=seed, scale=scale, now=now, fresh=fresh, inject_bad=inject_bad)
+    if reason:
+        say(f"Starting over ({reason}): the data dir and the Dagster instance's sensor cursors are reset.")
+        import dagster as dg
+
+        instance = instance or dg.DagsterInstance.get()
+        start_over(data_dir, instance)
+        manifest = None
+    now = now or (manifest.now if manifest else clock.utc_now().replace(microsecond=0))
+
+    data = seed_demo(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
+                     seed=seed, scale=scale, now=now, say=say)
+    injected = inject_bad_rows(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
+                               data=data, now=now) if inject_bad else {}
+    if injected:
+        say(f"  {'injected':<11}" + ", ".join(f"{n} bad {source}" for source, n in injected.items()))
+
+    import dagster as dg
+
     from ..definitions import defs
+    from .progress import LOGGER_NAME, LayerProgress, progress_logger
 
-    data = seed_demo(settings.data_dir(), crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
-                     seed=seed, scale=scale, fresh=fresh)
-    injected = inject_bad_rows(settings.data_dir(), crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
-                               data=data) if inject_bad else {}
-    definitions = defs()
-    job = definitions.resolve_job_def("everything")
+    job = defs().resolve_job_def("everything")
+    progress = LayerProgress(job, say)
+    run_id = str(uuid.uuid4())
+    say(f"Run {run_id} (job everything) as of {clock.iso(now)}:")
     instance = instance or dg.DagsterInstance.get()
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False, tags=recent_days_tags(),
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), data=data,
-                          injected=injected)
+    with clock.pinned(now):
+        result = job.with_logger_defs({LOGGER_NAME: progress_logger(progress)}).execute_in_process(
+            instance=instance, raise_on_error=False, run_id=run_id, tags=_arrival_days(now),
+            run_config={"loggers": {LOGGER_NAME: {}}})
+    progress.finish()
+    outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), now=now,
+                          run_id=run_id, data=data, injected=injected, started_over=reason)
     evaluations = [e.asset_check_evaluation_data for e in result.all_events
                    if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # blocking failures too
     outcome.failed_checks = [f"{e.asset_key.to_user_string()}: {e.check_name} ({e.severity.value})"
@@ -65,6 +95,15 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, fresh: bool = False, inject_b
         return outcome
     _collect(outcome)
     return outcome
+
+
+def _arrival_days(now: datetime) -> dict[str, str]:
+    """The arrival days to stage: from the day before `now` through today on the wall clock (the
+    bus stamps events with the wall clock when they arrive; `now` may be pinned earlier)."""
+    from ..partitions import day_of, range_tags
+
+    wall = datetime.now(timezone.utc)
+    return range_tags(day_of(now - timedelta(days=1)), day_of(max(now, wall)))
 
 
 def _collect(outcome: DemoOutcome) -> None:
@@ -88,6 +127,8 @@ def _collect(outcome: DemoOutcome) -> None:
 
 
 def summary_table(outcome: DemoOutcome) -> str:
+    from tabulate import tabulate
+
     parts = [
         "Rows per table:\n" + tabulate(sorted(outcome.table_rows.items()), headers=["table", "rows"]),
         "Quarantined rows (kept with their reason):\n"

@@ -4,58 +4,68 @@ demo twice gives the same tables."""
 
 from __future__ import annotations
 
-import json
-import shutil
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
+from ..clock import utc_now
 from ..sources.crm import write_customers
 from .generator import DemoData, generate, orders_as_jsonl
-
-MANIFEST = "demo.json"
+from .state import Manifest, read_manifest, write_manifest
 
 
 def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scale: float = 1.0,
-              fresh: bool = False) -> DemoData:
-    """Generate (or regenerate identically) the demo data and load it into the sources."""
+              now: datetime | None = None, say: Callable[[str], None] = lambda line: None) -> DemoData:
+    """Generate the demo data as of `now` and load it into the sources, saying each as it is done.
+    The same seed, scale and now rewrite the same records (the bus keeps each messageId once), so a
+    rerun changes nothing; `state.py` decides when a data dir must be started over instead."""
     from ..bus import open_bus
 
-    manifest_path = data_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    if manifest and (fresh or manifest.get("seed") != seed or manifest.get("scale") != scale):
-        shutil.rmtree(data_dir)  # another data set lives here: start clean rather than mix them
-        manifest = None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    anchor = datetime.fromisoformat(manifest["anchor"]) if manifest else None
-    data = generate(seed=seed, scale=scale, anchor=anchor)
+    now = now or utc_now()
+    before = read_manifest(data_dir)
+    kept = before.injected if before and (before.seed, before.scale, before.now) == (seed, scale, now) else {}
+    write_manifest(data_dir, Manifest(seed, scale, now, kept))  # first of all: marks the dir as the demo's
+    clock = time.perf_counter()
+    data = generate(seed=seed, scale=scale, anchor=now)
+
+    def done(source: str, what: str) -> None:
+        nonlocal clock
+        say(f"  {source:<11}{what}  {time.perf_counter() - clock:.1f} s")
+        clock = time.perf_counter()
 
     write_customers(crm_url, data.customers)
+    done("crm", f"{len(data.customers):,} customers (SQLite)")
     shop = data_dir / "shop"
     shop.mkdir(exist_ok=True)
     (shop / "orders.jsonl").write_text(orders_as_jsonl(data.orders))
+    done("shop", f"{len(data.orders):,} orders (served by the demo orders API)")
     bus = open_bus(bus_url)
     try:
         for start in range(0, len(data.events), 5000):
             bus.append(data.events[start:start + 5000])
     finally:
         bus.close()
-    _email_engagement(data, seed)
-    manifest_path.write_text(json.dumps(
-        {"seed": seed, "scale": scale, "anchor": data.anchor.isoformat()}, indent=2))
+    done("bus", f"{len(data.events):,} tracking events")
+    sent = _email_engagement(data, seed)
+    done("email", f"{sent:,} e-mail events (provider export in landing/)")
     return data
 
 
-def _email_engagement(data: DemoData, seed: int) -> None:
+def _email_engagement(data: DemoData, seed: int) -> int:
     """Past campaign sends and what followed (opens, clicks, bounces), as a provider export."""
     from ..email_events.demo import generate_email_events, write_demo_export
     from ..email_events.files import landing_dir
 
     people = [c for c in data.customers if c["customer_id"] not in data.bad_customers]
-    write_demo_export(landing_dir(), generate_email_events(people, seed, now=data.anchor), seed)
+    events = generate_email_events(people, seed, now=data.anchor)
+    write_demo_export(landing_dir(), events, seed)
+    return len(events)
 
 
-def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoData, share: float = 0.08) -> dict:
+def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoData, share: float = 0.08,
+                    now: datetime | None = None) -> dict:
     """Break the demo on purpose, so that every kind of check has something to catch:
 
     - CRM customers with unusable e-mails, `share` of the table (the quarantine-rate check errors
@@ -65,11 +75,9 @@ def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoDat
       bypassed the collector (the blocking Pandera check of staging.events fails, and nothing
       downstream of it runs).
     """
-    from datetime import timezone
-
     from ..bus import open_bus
 
-    now = datetime.now(timezone.utc)
+    now = now or utc_now()
     template = dict(data.customers[0])
     broken = [{**template, "customer_id": 990_000 + i, "email": f"broken-{i}.example.org",
                "updated_at": now} for i in range(int(len(data.customers) * share))]
@@ -86,4 +94,8 @@ def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoDat
                      "messageId": "bad-type-outside-tracking-plan", "timestamp": now.isoformat()}])
     finally:
         bus.close()
-    return {"crm_customers": len(broken), "orders": 1, "events": 1}
+    injected = {"crm_customers": len(broken), "orders": 1, "events": 1}
+    manifest = read_manifest(data_dir)
+    if manifest is not None:  # a later plain run knows this data set cannot give a clean run again
+        write_manifest(data_dir, Manifest(manifest.seed, manifest.scale, manifest.now, injected))
+    return injected
