@@ -20,6 +20,7 @@ from typing import Iterable
 
 import uvicorn
 
+from ..bus import open_bus
 from ..bus.base import DEFAULT_DEDUP_WINDOW_S
 from .app import PortRouter, create_app
 from .settings import SETTINGS_ENV, CollectorSettings
@@ -134,8 +135,9 @@ def run_collector(
         bus_url=bus_url, write_keys=frozenset(write_keys), dedup_window_s=dedup_window_s,
         max_pending_events=max_pending_events, webhooks=dict(webhooks or {}), **limits,
     )
+    open_bus(bus_url).close()  # a bad bus URL is one clear error here, not a failed start per worker
     common = dict(host=host, port=port, log_level=log_level)
-    if settings.admin_port == port:
+    if port and settings.admin_port == port:
         raise RuntimeError(f"the admin port must differ from the public port ({port})")
     if workers <= 1:
         _serve(settings, common, reuse_port=False)
