@@ -9,6 +9,7 @@ interface, and SQL is written once with `?` placeholders.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -120,15 +121,40 @@ class WarehouseConnection:
     ) -> int:
         """Replace rows whose key is in `frame`, insert the rest. Returns rows written.
 
-        Delete-then-insert keeps it portable between DuckDB and Snowflake; callers wrap it in
-        `transaction()` so a reader never sees the gap.
+        DuckDB: delete-then-insert. Snowflake: `MERGE` (one statement per chunk, no DDL, so it
+        stays inside the caller's transaction). Callers wrap it in `transaction()` so a reader
+        never sees a half-applied batch.
         """
         if frame.empty:
             return 0
-        frame = frame.drop_duplicates(subset=list(keys), keep="last")
+        frame = frame[~frame[list(keys)].astype(str).duplicated(keep="last")]  # keys compare as text
+        if self.dialect == "snowflake":
+            self.prepare_table(schema, table, frame)
+            self._merge(f"{identifier(schema)}.{identifier(table)}", frame, keys)
+            return len(frame)
         self.delete_keys(schema, table, frame[list(keys)])
         self.insert_frame(schema, table, frame)
         return len(frame)
+
+    def _merge(self, target: str, frame: pd.DataFrame, keys: Sequence[str]) -> None:
+        """Snowflake MERGE from bound VALUES. Each value is bound as text or number and cast to
+        the column's type, so timestamps keep their offset whatever the session time zone."""
+        columns = [identifier(c) for c in frame.columns]
+        source = ", ".join(f"cast(column{i} as {_sql_type(frame.dtypes.iloc[i - 1], 'snowflake')}) as {c}"
+                           for i, c in enumerate(columns, start=1))
+        on = " and ".join(f"t.{identifier(k)} = s.{identifier(k)}" for k in keys)
+        updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
+        matched = f"when matched then update set {updates} " if updates else ""
+        row_marks = "(" + ", ".join("?" for _ in columns) + ")"
+        rows = _bindable_rows(frame)
+        per_statement = max(1, MERGE_BINDS // len(columns))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            self.execute(
+                f"merge into {target} t using (select {source} from values "
+                f"{', '.join(row_marks for _ in chunk)}) s on {on} {matched}"
+                f"when not matched then insert ({', '.join(columns)}) values ({', '.join(f's.{c}' for c in columns)})",
+                [value for row in chunk for value in row])
 
     def delete_keys(self, schema: str, table: str, keys: pd.DataFrame) -> None:
         """Delete the rows whose key columns equal a row of `keys` (compared as text)."""
@@ -151,6 +177,21 @@ class WarehouseConnection:
             chunk = rows[start:start + 500]
             where = " or ".join(f"({condition})" for _ in chunk)
             self.execute(f"delete from {target} where {where}", [v for row in chunk for v in row])
+
+
+MERGE_BINDS = 8_000  # bound values per MERGE statement (Snowflake caps a VALUES list at 16,384 rows)
+
+
+def _bindable_rows(frame: pd.DataFrame) -> list[tuple]:
+    """Plain Python values for the connector: None for missing, ISO text for timestamps."""
+    def plain(value):
+        if value is None or (not isinstance(value, (list, dict, str)) and pd.isna(value)):
+            return None
+        if isinstance(value, (datetime.date, datetime.time)):  # pd.Timestamp is a datetime too
+            return value.isoformat()
+        return value.item() if hasattr(value, "item") else value
+
+    return [tuple(plain(v) for v in row) for row in frame.astype(object).itertuples(index=False, name=None)]
 
 
 def _sql_type(dtype, dialect: str) -> str:
@@ -194,29 +235,38 @@ class DuckDBWarehouse(Warehouse):
 
 
 class SnowflakeWarehouse(Warehouse):
-    """Snowflake, for `DAGSTER_DEPLOYMENT=prod`. Credentials come from `dg.EnvVar`."""
+    """Snowflake, for `DAGSTER_DEPLOYMENT=prod`, connected through dagster-snowflake's
+    `SnowflakeResource` (its key-pair loading, authenticators and connection arguments).
+
+    Sign in with exactly one of: a private key (`private_key_path`, or the PEM in `private_key`,
+    optionally encrypted with `private_key_password`), `authenticator="oauth"` with the token file
+    in `additional_snowflake_connection_args={"token_file_path": ...}`, or a password. The same
+    fields as `SnowflakePandasIOManager`, so one set of settings configures both.
+    """
 
     account: str
     user: str
-    password: str
     database: str
     warehouse: str | None = None
     role: str | None = None
+    password: str | None = None
+    private_key: str | None = None
+    private_key_path: str | None = None
+    private_key_password: str | None = None
+    authenticator: str | None = None
+    additional_snowflake_connection_args: dict[str, Any] | None = None
+
+    def snowflake_resource(self):
+        from dagster_snowflake import SnowflakeResource  # lazy: importing Snowflake costs seconds
+
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return SnowflakeResource(paramstyle="qmark", **{k: v for k, v in fields.items() if v is not None})
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[WarehouseConnection]:
-        import snowflake.connector  # lazy: importing Snowflake costs seconds
-
-        snowflake.connector.paramstyle = "qmark"
-        raw = snowflake.connector.connect(
-            account=self.account,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            warehouse=self.warehouse,
-            role=self.role,
-        )
-        try:
-            yield WarehouseConnection(raw, "snowflake")
-        finally:
-            raw.close()
+        with self.snowflake_resource().get_connection() as raw:
+            try:
+                yield WarehouseConnection(raw, "snowflake")
+            except BaseException:
+                raw.close()  # get_connection closes only on success
+                raise

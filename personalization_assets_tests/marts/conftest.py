@@ -117,7 +117,9 @@ def fakesnow_connection():
     fakesnow = pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
     import snowflake.connector
 
-    with fakesnow.patch():
+    from personalization_assets_tests.fakesnow_support import merge_in_transactions
+
+    with merge_in_transactions(), fakesnow.patch():
         snowflake.connector.paramstyle = "qmark"
         raw = snowflake.connector.connect(database="warehouse", schema="public")
         try:

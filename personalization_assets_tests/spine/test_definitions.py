@@ -30,7 +30,7 @@ def test_every_asset_has_a_description_group_and_two_level_key(definitions):
         assert node.group_name != "default", f"{key.to_user_string()} has no group"
 
 
-def test_prod_uses_the_same_resource_keys_as_local():
+def test_prod_uses_the_same_resource_keys_as_local(prod_env):
     assert set(resources_for("prod")) == set(resources_for("local"))
 
 

@@ -1,0 +1,42 @@
+"""Test-only adjustments that let fakesnow run what real Snowflake runs.
+
+fakesnow emulates MERGE with a temporary table, and records a (NULL) comment for it in its own
+catalog database. Inside an explicit transaction DuckDB refuses that second database write
+("a single transaction can only write to a single attached database"), so a MERGE inside
+`begin transaction` fails on fakesnow although it works on Snowflake. `merge_in_transactions()`
+drops the empty comment record. The emulation also creates that table in the session's current
+schema, which fakesnow asserts is set; Snowflake needs none (our SQL names every schema), so a
+session opened without one gets PUBLIC here. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def merge_in_transactions() -> Iterator[None]:
+    import fakesnow.transforms as transforms
+    from fakesnow.conn import FakeSnowflakeConnection
+
+    original = transforms.extract_comment_on_table
+    original_init = FakeSnowflakeConnection.__init__
+
+    def init_with_schema(self, duck_conn, results_cache, database=None, schema=None, *args, **kwargs):
+        original_init(self, duck_conn, results_cache, database, schema or (database and "PUBLIC"), *args, **kwargs)
+
+    def without_empty_comment(expression):
+        result = original(expression)
+        recorded = result.args.get("table_comment")
+        if recorded and recorded[1] is None:
+            del result.args["table_comment"]
+        return result
+
+    transforms.extract_comment_on_table = without_empty_comment
+    FakeSnowflakeConnection.__init__ = init_with_schema
+    try:
+        yield
+    finally:
+        transforms.extract_comment_on_table = original
+        FakeSnowflakeConnection.__init__ = original_init
