@@ -4,6 +4,9 @@ Time semantics:
 - *event time* is when it happened on the customer's side: the event's `timestamp` (Segment's
   skew-corrected time), else `originalTimestamp`. It is capped at the receive time, because a
   client clock in the future must not push a timer out or make an order look "after" a cart.
+  One more than the collector's window (collector/enrich.py, ten years) before the receive time,
+  or one that leaves the datetime range, is never used: the record is a BadEvent (the collector
+  quarantines such events; this guards records written to the bus by other means or before).
 - *receive time* (processing time) is when the collector stored it on the bus (`received_at`).
 - An event may arrive up to `allowed_lateness` after its event time. So once everything received
   up to receive time R has been consumed, no event with event time < R - allowed_lateness can
@@ -14,9 +17,13 @@ Time semantics:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dateutil.parser import isoparse
+
+# The collector's window (collector/enrich.py; a test keeps them equal). Not imported from there:
+# that would load the collector's app and metrics into the trigger engine's process.
+MAX_EVENT_AGE = timedelta(days=3653)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +80,14 @@ def _parse_time(value) -> datetime | None:
         except ValueError:
             try:
                 dt = isoparse(value)
-            except ValueError as exc:
-                raise BadEvent(f"unparseable timestamp {value!r}") from exc
+            except (ValueError, OverflowError) as exc:
+                raise BadEvent(f"unparseable timestamp {value[:64]!r}") from exc
     else:
         return None
-    return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).astimezone(timezone.utc)
+    try:
+        return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).astimezone(timezone.utc)
+    except OverflowError as exc:  # year 1 or 9999 with an offset
+        raise BadEvent(f"timestamp {value!s:.64} is outside the datetime range") from exc
 
 
 def from_segment(payload: dict, received_at: datetime, names: frozenset[str] | None = None) -> Event | None:
@@ -95,6 +105,8 @@ def from_segment(payload: dict, received_at: datetime, names: frozenset[str] | N
         return Event("", received_at, received_at, None, user, anon) if user and anon else None
     at = _parse_time(payload.get("timestamp")) or _parse_time(payload.get("originalTimestamp"))
     at = received_at if at is None or at > received_at else at
+    if at < received_at - MAX_EVENT_AGE:
+        raise BadEvent(f"event time {at.isoformat()} is more than {MAX_EVENT_AGE.days} days before its receipt")
     props = payload.get("properties") or {}
     context = payload.get("context") or {}
     if not isinstance(props, dict) or not isinstance(context, dict):

@@ -130,3 +130,26 @@ def test_rejected_reason_label_comes_from_a_fixed_vocabulary(collector):
     new = reasons() - before
     assert len(new) <= 1 and new <= metrics.REJECT_REASONS, new
     assert all(r in metrics.REJECT_REASONS for r in reasons())
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_the_trigger_engine_never_reads_an_out_of_window_time_raw(stamp):
+    """Records on the bus from before the fix (or written by other means) are skipped, never timed."""
+    from personalization_assets.realtime.events import BadEvent, from_segment
+
+    now = datetime.now(UTC)
+    payload = {"type": "track", "event": "Product Added", "userId": "u", "timestamp": stamp,
+               "properties": {"cart_id": "c"}}
+    try:
+        event = from_segment(payload, now)
+    except BadEvent as exc:
+        assert "timestamp" in str(exc) or "event time" in str(exc)
+    else:  # only a future time may remain, capped at the receive time
+        assert event.at == now and stamp.startswith("9999")
+
+
+def test_the_trigger_engine_uses_the_collectors_window():
+    from personalization_assets.collector.enrich import MAX_EVENT_AGE
+    from personalization_assets.realtime import events
+
+    assert events.MAX_EVENT_AGE == MAX_EVENT_AGE
