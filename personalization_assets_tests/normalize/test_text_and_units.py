@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from personalization_assets.normalize import clean_text, display_name, match_key, to_grams, to_millimetres
 
@@ -36,3 +38,15 @@ def test_a_value_too_large_for_float_is_an_issue():
     out = to_grams(pd.Series(["1e308", "9e999"]), pd.Series(["kg", "g"]))
     assert out["grams"].isna().all()
     assert out["unit_issue"].tolist() == ["value out of range", "value out of range"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", "B", " ", "\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069",
+                                         "\u200e", "\u200f", "\u061c", "\u202a", "\u202b", "\u202c", "\u05d0"])))
+def test_bidi_controls_never_survive_in_text_or_names(text):
+    bidi = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+    for fn in (clean_text, display_name, match_key):
+        value = fn(pd.Series([text])).iloc[0]
+        assert value is None or not bidi & set(value)
+    assert clean_text(pd.Series(["\u202eevil\u202c Name"])).iloc[0] == "evil Name"
+    assert clean_text(pd.Series(["\u05d0\u05d1"])).iloc[0] == "\u05d0\u05d1"  # right-to-left letters stay
