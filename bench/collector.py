@@ -125,14 +125,15 @@ def free_port() -> int:
 def start_collector(bus_url: str, workers: int) -> tuple[subprocess.Popen, int]:
     import requests
 
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     code = ("import sys; from personalization_assets.collector import run_collector; "
-            "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], workers=int(sys.argv[4]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(port), bus_url, KEY, str(workers)])
+            "run_collector('127.0.0.1', int(sys.argv[1]), sys.argv[2], [sys.argv[3]], workers=int(sys.argv[4]),"
+            " admin_port=int(sys.argv[5]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port), bus_url, KEY, str(workers), str(admin_port)])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+        try:  # /health is on the admin port only
+            if requests.get(f"http://127.0.0.1:{admin_port}/health", timeout=0.5).status_code == 200:
                 time.sleep(0.5 if workers > 1 else 0)  # let every worker come up
                 return proc, port
         except requests.RequestException:

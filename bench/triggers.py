@@ -122,16 +122,16 @@ def wait_for(check, timeout, what):
 
 def latency(rate: int, seconds: float) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-triggers-"))
-    bus_url, port = f"sqlite:///{tmp}/events.db", free_port()
+    bus_url, port, admin_port = f"sqlite:///{tmp}/events.db", free_port(), free_port()
     collector = spawn(["personalization_assets.cli", "collector", "--port", str(port), "--bus", bus_url,
-                       "--write-key", KEY], tmp / "collector.log")
+                       "--admin-port", str(admin_port), "--write-key", KEY], tmp / "collector.log")
     engine = spawn(["personalization_assets.realtime", "--bus", bus_url, "--state", str(tmp / "t.sqlite"),
                     "--guard", str(tmp / "guard.sqlite"), "--allow-unknown", "--port", "0", "--no-quiet-hours",
                     "--set", f"cart_abandonment.delay={DELAY_S}s", "--set", f"cart_abandonment.allowed_lateness={LATE_S}s",
                     "--set", "cart_abandonment.cooldown=0s"], tmp / "engine.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: requests.get(f"{url}/health", timeout=1).ok, 30, "collector")
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{admin_port}/health", timeout=1).ok, 30, "collector")
         wait_for(lambda: "consuming" in (tmp / "engine.log").read_text(), 30, "engine")
         traffic, acks, lock, order_acks = Traffic(), [], threading.Lock(), {}
         per_batch, interval = max(1, rate // 50), 0.02
