@@ -78,6 +78,18 @@ def test_old_readable_tokens_only_during_the_migration_window():
     assert [e.email for e in recorded] == [ADDRESS]
 
 
+def test_the_deployed_endpoint_ends_the_window_when_told(monkeypatch, tmp_path):
+    from personalization_assets.activation.unsubscribe import app_from_env
+
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", SECRET)
+    monkeypatch.setenv("EMAIL_EVENTS_BUS_URL", f"sqlite:///{tmp_path / 'email_events.db'}")
+    old = make_legacy_token(SECRET, ADDRESS)
+    for setting, status in (("1", 200), ("0", 400)):
+        monkeypatch.setenv("UNSUBSCRIBE_ACCEPT_LEGACY_TOKENS", setting)
+        answer = TestClient(app_from_env()).post("/unsubscribe", params={"t": old}, content="List-Unsubscribe=One-Click")
+        assert answer.status_code == status
+
+
 # -- form bodies (RFC 8058 section 3.1) --------------------------------------------------------
 
 def test_multipart_one_click_post_is_accepted():
