@@ -98,6 +98,12 @@ def _household(w: _World, hid: int) -> list[dict]:
     def add(first, surname, birth, **kw):
         people.append({"first": first, "last": surname, "birth": birth, "household": hid, **kw})
 
+    def new_name():  # parents give their children different names (a Jr aside)
+        taken = {p["first"] for p in people}
+        while (name := w.first_name()) in taken:
+            pass
+        return name
+
     def date(year):
         return pd.Timestamp(year=year, month=int(rng.integers(1, 13)), day=int(rng.integers(1, 29)))
 
@@ -105,7 +111,7 @@ def _household(w: _World, hid: int) -> list[dict]:
     add(father, last, date(base_year))
     if size >= 2:
         spouse_last = last if rng.random() < 0.7 else w.surname()
-        add(w.first_name(), spouse_last, date(base_year + int(rng.integers(-5, 6))))
+        add(new_name(), spouse_last, date(base_year + int(rng.integers(-5, 6))))
     kids = size - 2
     twins = kids >= 2 and rng.random() < 0.25
     kid_year = base_year + int(rng.integers(22, 36))
@@ -113,9 +119,9 @@ def _household(w: _World, hid: int) -> list[dict]:
         if k == 0 and rng.random() < 0.3:
             add(father, last, date(kid_year), suffix="jr")  # Jr: father's first name, a generation later
         elif k == 1 and twins:
-            add(w.first_name(), last, people[-1]["birth"])  # twin of the previous child
+            add(new_name(), last, people[-1]["birth"])  # twin of the previous child
         else:
-            add(w.first_name(), last, date(kid_year + int(rng.integers(0, 12))))
+            add(new_name(), last, date(kid_year + int(rng.integers(0, 12))))
     for p in people:
         p.update(street=addr[0], city=addr[1], postcode=addr[2], landline=landline, mailbox=mailbox,
                  mobile=w.mobile() if rng.random() < 0.7 else None,

@@ -1,32 +1,56 @@
-"""Connected components with guards against over-merging.
+"""Clusters from accepted links, consistent as a whole, not just link by link.
 
-Transitive closure is what makes one bad link glue two people together, so:
-- a weak link (below the strong threshold) may not bridge two multi-record groups that
-  each hang together through strong links; such links go to review instead;
-- a component larger than the maximum size is rebuilt greedily from its strongest links
-  with a size cap, and its records go to review;
-- cannot-link pairs (from unmerges) are honoured the same greedy way.
-Greedy rebuilding runs only on the few affected components, so it may loop in Python.
+Transitive closure is what makes one bad link glue two people together. So links are added
+strongest first (Kruskal), and a union of two groups is refused when the merged cluster
+would be inconsistent:
+- two of its members conflict (first names or birth dates that cannot be one person), checked
+  on every pair across the two groups, not only on the link;
+- it would break an identity limit (at most N e-mails, N phones, one id of a unique source);
+- it holds a cannot-link pair (a person's unmerge decision);
+- it would grow past the size cap;
+- the link is weak (below ``strong``) and it would chain: a weak link may bridge a singleton
+  to a group, but not two groups of several records, and not into a group that already hangs
+  on a weak link unless the newcomer is itself linked to most of that group.
+Refusing the union at the weakest link that would break a rule *is* the split "on the weakest
+evidence": the cluster falls apart there and nowhere else. Refused links go to review.
+A person's link decision (``forced``) overrides every rule but a cannot-link.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+# Components up to this size get all their member pairs assessed in one vectorized call;
+# larger ones (only ever before the guards cut them) are assessed per union, lazily.
+BATCH_COMPONENT = 2000
+
 
 @dataclass
 class Edges:
     left: np.ndarray
     right: np.ndarray
-    prob: np.ndarray  # exact-rule edges carry 1.0 + a small rank so they sort first
+    prob: np.ndarray  # links that must not be second-guessed sort first: above 1.0
 
     def take(self, mask: np.ndarray) -> "Edges":
         return Edges(self.left[mask], self.right[mask], self.prob[mask])
+
+
+@dataclass
+class Rules:
+    """What a cluster may hold. ``assess(a, b) -> (conflict, linked)`` judges record pairs;
+    ``identities`` maps a limit name to (per-record code, -1 = none; the most distinct codes
+    one cluster may hold)."""
+
+    assess: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    identities: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
+    forced: np.ndarray | None = None   # per edge: a person's link decision
+    trusted: np.ndarray | None = None  # per edge: carried over unchanged from the last run
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -34,58 +58,138 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
-def _greedy(nodes: np.ndarray, e: Edges, cap: int, cannot: set[tuple[int, int]]) -> dict[int, int]:
-    """Kruskal by descending probability; refuse unions over the cap or across a cannot-link."""
-    parent = {int(x): int(x) for x in nodes}
-    members = {int(x): {int(x)} for x in nodes}
+class _Groups:
+    """Union-find with the state each rule needs per group."""
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+    def __init__(self, nodes: np.ndarray, rules: Rules):
+        self.parent = {int(x): int(x) for x in nodes}
+        self.members = {int(x): [int(x)] for x in nodes}
+        self.weak = {int(x): False for x in nodes}
+        self.ids = {name: {int(x): ({int(codes[x])} if codes[x] >= 0 else set()) for x in nodes}
+                    for name, (codes, _) in rules.identities.items()}
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
         return x
 
-    for i in np.argsort(-e.prob, kind="stable"):
-        ra, rb = find(int(e.left[i])), find(int(e.right[i]))
-        if ra == rb or len(members[ra]) + len(members[rb]) > cap:
+    def union(self, ra: int, rb: int, weak: bool) -> None:
+        self.parent[rb] = ra
+        self.members[ra] += self.members.pop(rb)
+        self.weak[ra] = self.weak[ra] or self.weak.pop(rb) or weak
+        for ids in self.ids.values():
+            ids[ra] |= ids.pop(rb)
+
+
+class _Pairs:
+    """Conflict and link verdicts of record pairs, assessed in batches and remembered."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+        self.conflict: set[tuple[int, int]] = set()
+        self.linked: set[tuple[int, int]] = set()
+        self.known: set[tuple[int, int]] = set()
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        keys = [(int(x), int(y)) for x, y in zip(lo, hi)]
+        todo = [k for k in keys if k not in self.known]
+        if not todo or self.rules.assess is None:
+            return
+        ta, tb = np.array([k[0] for k in todo]), np.array([k[1] for k in todo])
+        conflict, linked = self.rules.assess(ta, tb)
+        self.known.update(todo)
+        self.conflict.update(k for k, c in zip(todo, conflict) if c)
+        self.linked.update(k for k, ok in zip(todo, linked) if ok)
+
+    def cross(self, xs: list[int], ys: list[int]) -> list[tuple[int, int]]:
+        pairs = [(min(x, y), max(x, y)) for x in xs for y in ys]
+        missing = [p for p in pairs if p not in self.known]
+        if missing:
+            self.add(np.array([p[0] for p in missing]), np.array([p[1] for p in missing]))
+        return pairs
+
+
+def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tuple[int, int]] = frozenset(),
+            rules: Rules | None = None) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Cluster labels per record, review rows (left, right, reason, score), and a mask of the
+    edges that ended up inside a cluster (the evidence of the merge)."""
+    rules = rules or Rules()
+    forced = rules.forced if rules.forced is not None else np.zeros(e.prob.size, bool)
+    trusted = rules.trusted if rules.trusted is not None else np.zeros(e.prob.size, bool)
+    comp = components(n, e.left, e.right)
+    size = np.bincount(comp, minlength=n)
+    nodes = np.flatnonzero(size[comp] >= 2)
+    groups, pairs = _Groups(nodes, rules), _Pairs(rules)
+    cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
+    review: list[tuple[int, int, str, float]] = []
+    for lab in np.flatnonzero(size > max_size):
+        review.extend((int(x), -1, "cluster_too_large", float(size[lab])) for x in np.flatnonzero(comp == lab))
+    pairs.linked.update(zip(np.minimum(e.left, e.right).tolist(), np.maximum(e.left, e.right).tolist()))
+    if rules.assess is not None:  # the caller assessed every link: none of them conflicts
+        pairs.known.update(pairs.linked)
+        _preassess(pairs, comp, size, e, trusted)
+
+    for i in np.lexsort((-e.prob, comp[e.left])):
+        x, y, p = int(e.left[i]), int(e.right[i]), float(e.prob[i])
+        ra, rb = groups.find(x), groups.find(y)
+        if ra == rb:
             continue
-        if cannot and any((x, y) in cannot or (y, x) in cannot for x in members[ra] for y in members[rb]):
+        a_mem, b_mem = groups.members[ra], groups.members[rb]
+        if cannot and any((min(u, v), max(u, v)) in cannot for u in a_mem for v in b_mem):
             continue
-        parent[rb] = ra
-        members[ra] |= members.pop(rb)
-    return {x: find(x) for x in parent}
+        if not forced[i]:
+            reason = _refusal(groups, pairs, ra, rb, x, y, p, strong, max_size, trusted[i], rules)
+            if reason:
+                if reason != "cluster_too_large":  # its records are all reported above
+                    review.append((x, y, reason, p))
+                continue
+        if len(a_mem) < len(b_mem):
+            ra, rb = rb, ra
+        groups.union(ra, rb, weak=p < strong and not forced[i])
 
-
-def cluster(n: int, e: Edges, strong: float, max_size: int,
-            cannot_link: set[tuple[int, int]] = frozenset()) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """Cluster labels per record, review rows, and a mask of the edges actually used."""
-    review = []
-    is_strong = e.prob >= strong
-    s_lab = components(n, e.left[is_strong], e.right[is_strong])
-    s_size = np.bincount(s_lab, minlength=n)
-    # a weak link may attach a record to a group, never glue two groups together
-    weak = np.flatnonzero(~is_strong & (s_lab[e.left] != s_lab[e.right]))
-    la, lb = s_lab[e.left[weak]], s_lab[e.right[weak]]
-    bridge = (s_size[la] >= 2) & (s_size[lb] >= 2)
-    used = is_strong | ~np.isin(np.arange(e.prob.size), weak[bridge])
-    for i in weak[bridge]:
-        review.append((int(e.left[i]), int(e.right[i]), "weak_chain", float(e.prob[i])))
-    labels = components(n, e.left[used], e.right[used])
-
-    sizes = np.bincount(labels, minlength=n)
-    cannot_labels = {labels[a] for a, b in cannot_link if labels[a] == labels[b]}
-    bad = set(np.flatnonzero(sizes > max_size).tolist()) | cannot_labels
-    for lab in bad:
-        nodes = np.flatnonzero(labels == lab)
-        inside = used & (labels[e.left] == lab)
-        sub = e.take(inside)
-        roots = _greedy(nodes, sub, max_size, set(cannot_link))
-        for x, r in roots.items():
-            labels[x] = n + r  # fresh label space, cannot collide with component ids
-        kept = np.array([roots[int(a)] == roots[int(b)] for a, b in zip(sub.left, sub.right)], bool)
-        used[np.flatnonzero(inside)[~kept]] = False
-        if sizes[lab] > max_size:
-            review.extend((int(x), -1, "cluster_too_large", float(sizes[lab])) for x in nodes)
+    labels = np.arange(n)
+    for x in nodes:
+        labels[x] = groups.find(int(x))
     labels = pd.factorize(labels)[0]
-    rv = pd.DataFrame(review, columns=["left", "right", "reason", "score"])
-    return labels, rv, used
+    used = labels[e.left] == labels[e.right]
+    return labels, pd.DataFrame(review, columns=["left", "right", "reason", "score"]), used
+
+
+def _preassess(pairs: _Pairs, comp, size, e: Edges, trusted) -> None:
+    """Assess every pair inside components of 3+ records in one call (a component of 2 is its
+    link, already assessed by the caller), except components held together by trusted links."""
+    from personalization_assets.identity.blocking import pairs_within_groups
+
+    untrusted = np.zeros(size.size, bool)
+    untrusted[comp[e.left[~trusted]]] = True
+    batch = np.where((size[comp] >= 3) & (size[comp] <= BATCH_COMPONENT) & untrusted[comp], comp, -1)
+    a, b, _ = pairs_within_groups(batch.astype(np.int64), BATCH_COMPONENT)
+    if a.size:
+        pairs.add(a, b)
+
+
+def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, trusted, rules) -> str | None:
+    """Why the union of the groups of x and y (through a link of probability p) is refused."""
+    a_mem, b_mem = groups.members[ra], groups.members[rb]
+    if len(a_mem) + len(b_mem) > max_size:
+        return "cluster_too_large"
+    for name, (_, limit) in rules.identities.items():
+        ids = groups.ids[name]
+        if len(ids[ra] | ids[rb]) > limit:
+            return f"limit:{name}"
+    if trusted:
+        return None
+    if rules.assess is not None and any(c in pairs.conflict for c in pairs.cross(a_mem, b_mem)):
+        return "conflict"
+    if p >= strong:
+        return None
+    if len(a_mem) >= 2 and len(b_mem) >= 2:
+        return "weak_chain"
+    group, single = (ra, b_mem[0]) if len(b_mem) == 1 else (rb, a_mem[0])
+    if groups.weak[group]:
+        support = sum((min(single, m), max(single, m)) in pairs.linked for m in groups.members[group])
+        if 2 * support <= len(groups.members[group]):
+            return "weak_chain"
+    return None

@@ -42,4 +42,14 @@ class MatchConfig:
     em_max_iterations: int = 40
     em_tolerance: float = 1e-5
     source_priority: tuple[str, ...] = field(default=("crm", "shop", "events"))
+    # Share of the household fields' (surname, street, postcode) positive weight kept beyond
+    # the largest one: 0 counts a shared address and surname as one piece of evidence.
+    household_extra: float = 0.0
+    # Identity limits per golden profile, in priority order (the first one broken is the reason
+    # reported): at most this many distinct values in one cluster. One birth date and one first
+    # name are enforced as conflicts (evidence.py), whatever the limits say.
+    identity_limits: tuple[tuple[str, int], ...] = (("email", 5), ("phone", 5))
+    # Sources whose own customer id is one person (one id of such a source per profile). Off by
+    # default: the demo CRM, FEBRL and most CRMs hold duplicate records of one person.
+    unique_id_sources: tuple[str, ...] = ()
     seed: int = 7

@@ -28,7 +28,11 @@ HASHED = ("record_id", "source", "source_id", "first_name", "last_name", "email_
           "city", "postcode", "birth_date", "country", "national_id")
 # text columns the comparator reads (categoricals); the rest are blocking/exact keys (codes only)
 TEXT_OUT = ("fn", "ln", "street", "street_sorted", "city", "postcode", "national_id", "birth", "email", "phone")
-CODE_OUT = ("email_block", "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail", "source_key")
+CODE_OUT = ("email_block", "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail", "source_key",
+            "generation")
+# "Smith Jr", "John Sr.", "Henry III": a generational suffix is not part of the name, and tells
+# father and son apart when nothing else does
+SUFFIX = r"[\s,.]+(jr|sr|junior|senior|ii|iii|iv)\.?$"
 
 
 def _in(values) -> str:
@@ -45,21 +49,28 @@ def _sql(hashed: list[str]) -> str:
     code = "regexp_replace(" + txt + r", '[^\p{{L}}\p{{N}}]+', '', 'g')"
     real = "case when {c} = '' or {c} in " + _in(PLACEHOLDER_TOKENS) + " then null else {c} end as {c}"
     text = ("fn", "ln", "street", "city", "postcode", "national_id")
+    suffix = "regexp_extract(lower(trim({c})), '" + SUFFIX + "', 1)"
     return f"""
-    with raw as (
-      select _row, {letters.format(c='first_name')} as fn, {letters.format(c='last_name')} as ln,
+    with named as (
+      select *, regexp_replace(first_name, '(?i)' || '{SUFFIX}', '') as first_bare,
+             regexp_replace(last_name, '(?i)' || '{SUFFIX}', '') as last_bare,
+             nullif(coalesce(nullif({suffix.format(c='last_name')}, ''), {suffix.format(c='first_name')}), '') as gen
+      from src),
+    raw as (
+      select _row, {letters.format(c='first_bare')} as fn, {letters.format(c='last_bare')} as ln,
+             case gen when 'junior' then 'jr' when 'senior' then 'sr' else gen end as generation,
              coalesce(strftime(try_cast(birth_date as date), '%Y%m%d'),
                       regexp_replace(birth_date, '[-/. ]', '', 'g')) as bd,
              {words.format(c='street')} as street, {words.format(c='city')} as city,
              {code.format(c='postcode')} as postcode, {code.format(c='national_id')} as national_id,
              lower(trim(email_key)) as em, regexp_replace(phone, '[^0-9]', '', 'g') as ph,
              source || '|' || source_id as source_key, hash({", ".join(hashed)}) as record_hash
-      from src),
+      from named),
     parts as (
       select *, split_part(em, '@', 1) as em_first, regexp_extract(em, '@([^@]*)$', 1) as em_domain
       from raw),
     clean as (
-      select _row, source_key, record_hash, {", ".join(real.format(c=c) for c in text)},
+      select _row, source_key, record_hash, generation, {", ".join(real.format(c=c) for c in text)},
         case when regexp_full_match(bd, '(19|20)[0-9]{{6}}') and bd <> '19000101' then bd end as birth,
         case when em_first <> '' and strpos(em, '@') > 0 and em_first not in {_in(PLACEHOLDER_EMAIL_LOCALS)}
               and em_domain not in {_in(PLACEHOLDER_EMAIL_DOMAINS)} then em end as email,
@@ -70,7 +81,7 @@ def _sql(hashed: list[str]) -> str:
                                '[^\p{{L}}\p{{N}}]+', '', 'g') as el,
              array_to_string(list_sort(string_split(street, ' ')), ' ') as street_sorted
       from clean)
-    select _row, {", ".join(TEXT_OUT)}, source_key, record_hash,
+    select _row, {", ".join(TEXT_OUT)}, source_key, record_hash, generation,
       case when length(el) >= 3 then el end as email_block,
       left(birth, 6) as birth_ym, left(fn, 1) as fn_init, left(ln, 1) as ln_init,
       nullif(regexp_extract(street, '\p{{Nd}}+'), '') as street_number, right(phone, 8) as phone_tail

@@ -101,6 +101,22 @@ def unique_patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return decode_patterns(present, levels.shape[1]), counts[present]
 
 
+# How often each level occurs between two random people in a customer table of some size
+# (levels as in compare.LEVELS, level 0 unused). A small table has too few pairs to measure u:
+# its estimate is blended with these, weighted by the distinct pairs it really has.
+DEFAULT_U = {
+    "first_name": (0, 0.97, 0.015, 0.005, 0.01),
+    "last_name": (0, 0.98, 0.01, 0.004, 0.006),
+    "birth_date": (0, 0.98, 0.019, 0.0009, 0.0001),
+    "street": (0, 0.99, 0.009, 0.0009, 0.0001),
+    "postcode_city": (0, 0.98, 0.01, 0.005, 0.005),
+    "email": (0, 1 - 1e-6, 1e-6),
+    "phone": (0, 1 - 1e-5, 5e-6, 5e-6),
+    "national_id": (0, 1 - 1e-4, 5e-5, 3e-5, 2e-5),
+}
+DEFAULT_U_PAIRS = 5000  # the default counts as this many observed pairs
+
+
 def estimate_u(comp: Comparator, n_records: int, pairs: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     pairs = pairs if n_records > 1 else 0  # sampled with replacement: small tables need no cap
@@ -108,7 +124,16 @@ def estimate_u(comp: Comparator, n_records: int, pairs: int, seed: int) -> list[
     b = rng.integers(0, max(n_records, 1), pairs)
     keep = a != b
     lv = comp.levels(a[keep], b[keep])
-    return [_level_freq(lv[:, k], len(LEVELS[f])) for k, f in enumerate(comp.fields)]
+    out = []
+    for k, f in enumerate(comp.fields):
+        # distinct pairs behind the sample: a field held by few records has seen few pairs
+        seen = float((lv[:, k] > 0).sum())
+        filled = n_records * np.sqrt(seen / max(int(keep.sum()), 1))  # ~ records holding a value
+        seen = min(seen, filled * (filled - 1) / 2)
+        share = seen / (seen + DEFAULT_U_PAIRS)
+        default = np.asarray(DEFAULT_U[f], float)
+        out.append(share * _level_freq(lv[:, k], len(LEVELS[f])) + (1 - share) * default / default.sum())
+    return out
 
 
 def _initial_m(n_levels: int) -> np.ndarray:

@@ -9,7 +9,8 @@ import pandas as pd
 
 from personalization_assets.identity.compare import LEVELS
 
-RULE_RANK = {"exact:email_key": 0, "exact:phone": 1, "exact:source_id": 2, "fuzzy": 3, "carried": 4}
+RULE_RANK = {"manual_link": 0, "exact:email_key": 1, "exact:phone": 2, "exact:source_id": 3, "fuzzy": 4,
+             "carried": 5}
 EVIDENCE_FIELDS = tuple(LEVELS)
 
 
@@ -24,28 +25,32 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
     ends["rank"] = ends["rule"].map(RULE_RANK)
     best = ends.sort_values(["row", "rank", "prob"], ascending=[True, True, False]).drop_duplicates("row")
     best = best.set_index("row")
-    fuzzy_p = ends.loc[ends["rule"] == "fuzzy"].groupby("row")["prob"].max()
+    scored = ~ends["rule"].isin(["carried", "manual_link"])
+    match_p = ends.loc[scored, "prob"].clip(upper=1.0).groupby(ends.loc[scored, "row"]).max()
     cw = pd.DataFrame({
         "record_id": rid,
         "customer_key": keys,
         "source": records["source"].to_numpy() if "source" in records else None,
         "rule": best["rule"].reindex(np.arange(rid.size)).fillna("singleton").to_numpy(object),
-        "match_probability": fuzzy_p.reindex(np.arange(rid.size)).to_numpy(float),
+        "match_probability": match_p.reindex(np.arange(rid.size)).to_numpy(float),
         "record_hash": pd.Series(hashes).map("{:016x}".format).to_numpy(object),
     })
     if previous is not None and len(previous):
         prev = previous.set_index("record_id")
         carried = cw["rule"] == "carried"
         cw.loc[carried, "rule"] = cw.loc[carried, "record_id"].map(prev["rule"]).to_numpy()
+        if "match_probability" in prev:  # a record carried over keeps the evidence it was merged on
+            lost = carried & cw["match_probability"].isna()
+            cw.loc[lost, "match_probability"] = cw.loc[lost, "record_id"].map(prev["match_probability"]).to_numpy(float)
         cw["previous_customer_key"] = cw["record_id"].map(prev["customer_key"]).astype("string")
     else:
         cw["previous_customer_key"] = pd.Series(pd.NA, index=cw.index, dtype="string")
     return cw
 
 
-def evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, cannot) -> pd.DataFrame:
-    """One row per link used in a cluster: the exact rule, or the per-field levels and weights."""
-    n_exact = int(np.sum(np.char.startswith(rules.astype(str), "exact:"))) if rules.size else 0
+def evidence_frame(rid, keys, edges, rules, used, links, model, cannot) -> pd.DataFrame:
+    """One row per link used in a cluster: its rule, its per-field levels and weights, and the
+    adjustments (term frequency, household) that made its final weight."""
     idx = np.flatnonzero(used & (rules != "carried"))
     ev = pd.DataFrame({
         "left_record_id": rid[edges.left[idx]],
@@ -54,19 +59,25 @@ def evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, c
         "rule": rules[idx],
         "match_probability": np.minimum(edges.prob[idx], 1.0),
     })
-    fz = idx[rules[idx] == "fuzzy"] - n_exact
-    is_fz = (rules[idx] == "fuzzy")
-    weights = model.field_weights(fuzzy_levels[fz]) if fz.size else np.zeros((0, len(fields)))
+    scored = idx < len(links)  # links come first among the edges; carried and manual have no levels
+    li = idx[scored]
+    fields = model.fields
     ev["match_weight"] = np.nan
-    if fz.size:
-        ev.loc[is_fz, "match_weight"] = model.match_weight(fuzzy_levels[fz])
+    ev["tf_adjustment"] = np.nan
+    ev["household_adjustment"] = np.nan
+    if li.size:
+        ev.loc[scored, "match_weight"] = links.weight[li]
+        ev.loc[scored, "tf_adjustment"] = links.tf_adjustment[li]
+        ev.loc[scored, "household_adjustment"] = links.household_adjustment[li]
+    weights = model.field_weights(links.levels[li]) if li.size else np.zeros((0, len(fields)))
     for field in EVIDENCE_FIELDS:
         ev[field] = pd.Series(pd.NA, index=ev.index, dtype="string")
         ev[f"{field}_weight"] = np.nan
     for k, field in enumerate(fields):
         labels = np.asarray(LEVELS[field], dtype=object)
-        ev.loc[is_fz, field] = labels[fuzzy_levels[fz, k]] if fz.size else []
-        ev.loc[is_fz, f"{field}_weight"] = weights[:, k] if fz.size else []
+        if li.size:
+            ev.loc[scored, field] = labels[links.levels[li, k]]
+            ev.loc[scored, f"{field}_weight"] = weights[:, k]
     if cannot:
         cl = pd.DataFrame(sorted(cannot), columns=["left_record_id", "right_record_id"])
         cl["rule"], cl["match_probability"] = "cannot_link", 0.0

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.identity.blocking import candidate_pairs
-from personalization_assets.identity.cluster import Edges, cluster
+from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
+from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.exact import exact_edges
+from personalization_assets.identity.links import Links, accepted_links, union_pairs
 from personalization_assets.identity.keys import assign_keys
 from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
 from personalization_assets.identity.prepare import Features, features
@@ -27,17 +29,20 @@ from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.training import train
 
-EXACT_PROB, CARRIED_PROB = 2.0, 1.5  # sort above any probability in greedy re-clustering
+MANUAL_PROB, CARRIED_PROB = 3.0, 1.5  # sort above any probability when clusters are built
 INCREMENTAL_MAX_FRACTION = 0.2
 # candidate pairs whose full comparison feeds the prior estimate (all of them below this)
 PRIOR_SAMPLE_PAIRS = 1_000_000
 
 
 def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
-            unmerges: Iterable[Iterable[str]] = (), config: MatchConfig | None = None) -> Resolution:
+            unmerges: Iterable[Iterable[str]] = (), config: MatchConfig | None = None,
+            decisions: pd.DataFrame | None = None) -> Resolution:
     """Resolve ``records`` (staging.customers rows). Each unmerge is a set of record ids to
     split off from the cluster they are in; the split is stored as cannot-link evidence, so
-    later runs given this run's state keep it."""
+    later runs given this run's state keep it. ``decisions`` are a person's verdicts on pairs
+    (left_record_id, right_record_id, decision 'link' | 'unlink'): they override the matcher
+    on every run they are given to."""
     cfg, t0 = config or MatchConfig(), time.perf_counter()
     lap = _Laps()
     records = _dedupe(records)
@@ -54,6 +59,13 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     placeholder = _placeholder_profiles(f, cfg.max_key_group)
     ex, refused = exact_edges(f, cfg.max_key_group)
     a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window)
+    only = None
+    if dirty is not None:
+        only = np.zeros(n, bool)
+        only[dirty] = True
+        ex = ex[only[ex["left"].to_numpy()] | only[ex["right"].to_numpy()]]
+    # a shared identifier proposes a pair; the pair is scored like any other
+    a, b = union_pairs(a, b, ex["left"].to_numpy(), ex["right"].to_numpy(), max(n, 1))
     if placeholder.any():
         ok = ~(placeholder[a] | placeholder[b])
         a, b = a[ok], b[ok]
@@ -65,35 +77,38 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         sample = _sample(a.size, PRIOR_SAMPLE_PAIRS, cfg.seed)
         model = train(f, comp, comp.levels(a[sample], b[sample]), a.size, cfg)
     lap("train")
-    hit, fuzzy_levels, prob = matching_pairs(comp, a, b, model, cfg.threshold)
-    n_candidates, fields = a.size, comp.fields
-    a, b = a[hit], b[hit]
-    del f, comp  # the features and all candidate pairs are done with: free them for the outputs
+    hit, hit_levels, _ = matching_pairs(comp, a, b, model, cfg.threshold)
+    n_candidates = a.size
+    scorer = PairScorer(comp, model, cfg.household_extra, f.codes["generation"])
+    source_key = np.where(placeholder, -1, f.codes["source_key"])
+    links, conflicts = accepted_links(scorer, a[hit].astype(np.int64), b[hit].astype(np.int64), hit_levels,
+                                      cfg.threshold, source_key, cfg.max_key_group, only)
+    del a, b
     lap("compare")
 
-    parts = [(ex["left"].to_numpy(), ex["right"].to_numpy(), np.full(len(ex), EXACT_PROB))]
-    parts.append((a, b, prob.astype(float)))
-    if mode == "incremental":
-        parts.append(_carried_edges(rid, dirty, prev_keys))
-    edges = Edges(*(np.concatenate(x) for x in zip(*parts)))
-    rules = np.concatenate([("exact:" + ex["rule"]).to_numpy(object), np.full(hit.size, "fuzzy", object),
-                            np.full(edges.prob.size - len(ex) - hit.size, "carried", object)])
-
-    lap("score")
     pos = pd.Series(np.arange(n), index=rid)
-    cannot_ids = previous.cannot_link() if previous is not None else set()
-    labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size, _positions(cannot_ids, pos))
+    forced_pairs, decided_cannot = _decisions(decisions, pos)
+    edges, rules = _edges(links, rid, dirty, prev_keys, forced_pairs)
+    lap("score")
+    cannot_ids = (previous.cannot_link() if previous is not None else set()) | decided_cannot
+    cluster_rules = Rules(assess=lambda x, y: _verdict(scorer, x, y, cfg.threshold),
+                          identities=_identities(f, records, cfg),
+                          forced=rules == "manual_link", trusted=rules == "carried")
+    labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
+                                   _positions(cannot_ids, pos), cluster_rules)
     new_cannot = _unmerge_pairs(unmerges, labels, pos, rid)
     if new_cannot:
         cannot_ids |= new_cannot
         labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
-                                       _positions(cannot_ids, pos))
+                                       _positions(cannot_ids, pos), cluster_rules)
+    del f, comp, scorer
+    review = pd.concat([x for x in (review, conflicts) if len(x)], ignore_index=True) if len(conflicts) else review
     lap("cluster")
     keys = assign_keys(rid, labels, prev_keys)
 
     crosswalk = crosswalk_frame(records, rid, keys, hashes, edges, rules, used,
                                 previous.crosswalk if previous is not None else None)
-    evidence = evidence_frame(rid, keys, edges, rules, used, fuzzy_levels, model, fields, cannot_ids)
+    evidence = evidence_frame(rid, keys, edges, rules, used, links, model, cannot_ids)
     if mode == "incremental":
         evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
@@ -101,8 +116,9 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     golden = golden_records(records, pd.Series(keys), cfg.source_priority)
     golden["cluster_size"] = golden["source_records"]
     lap("golden")
-    stats = {"mode": mode, "records": n, "candidate_pairs": int(n_candidates), "fuzzy_links": int(hit.size),
-             "exact_links": len(ex), "customers": len(golden), "duplicates_merged": n - len(golden),
+    stats = {"mode": mode, "records": n, "candidate_pairs": int(n_candidates),
+             "fuzzy_links": int((links.rule == "fuzzy").sum()), "exact_links": int((links.rule != "fuzzy").sum()),
+             "refused_conflicts": len(conflicts), "customers": len(golden), "duplicates_merged": n - len(golden),
              "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
              "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
              "stage_seconds": lap.laps}
@@ -150,6 +166,50 @@ def _dirty_rows(rid: np.ndarray, hashes: np.ndarray, previous: ResolvedState) ->
     touched = set(prev["customer_key"].reindex(rid[changed]).dropna()) | set(prev.loc[gone, "customer_key"])
     in_touched = pd.Series(rid).map(prev["customer_key"]).isin(touched).to_numpy()
     return np.flatnonzero(changed | in_touched)
+
+
+def _edges(links: Links, rid, dirty, prev_keys, forced: tuple[np.ndarray, np.ndarray]) -> tuple[Edges, np.ndarray]:
+    """All links of the run (scored, carried over, decided by a person) and their rule."""
+    parts = [(links.left, links.right, links.prob)]
+    rules = [links.rule]
+    if dirty is not None:
+        carried = _carried_edges(rid, dirty, prev_keys)
+        parts.append(carried)
+        rules.append(np.full(carried[0].size, "carried", object))
+    parts.append((forced[0], forced[1], np.full(forced[0].size, MANUAL_PROB)))
+    rules.append(np.full(forced[0].size, "manual_link", object))
+    left, right, prob = (np.concatenate(x) for x in zip(*parts))
+    return Edges(left.astype(np.int64), right.astype(np.int64), prob.astype(float)), np.concatenate(rules)
+
+
+def _verdict(scorer: PairScorer, a: np.ndarray, b: np.ndarray, threshold: float):
+    s = scorer.assess(a, b)
+    return s.conflict, (s.prob >= threshold) & ~s.conflict
+
+
+def _identities(f: Features, records: pd.DataFrame, cfg: MatchConfig) -> dict[str, tuple[np.ndarray, int]]:
+    """Per-record identifier codes for the identity limits, in the configured priority order."""
+    columns = {"email": "email", "phone": "phone"}
+    out = {name: (f.codes[columns[name]], limit) for name, limit in cfg.identity_limits if name in columns}
+    if cfg.unique_id_sources and "source" in records:
+        source = records["source"].astype(str).to_numpy()
+        for src in cfg.unique_id_sources:
+            out[f"source_id:{src}"] = (np.where(source == src, f.codes["source_key"], -1), 1)
+    return out
+
+
+def _decisions(decisions: pd.DataFrame | None, pos: pd.Series):
+    """A person's link decisions as forced edges (positions), unlink decisions as cannot-links."""
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    if decisions is None or decisions.empty:
+        return empty, set()
+    d = decisions.drop_duplicates(["left_record_id", "right_record_id"], keep="last")
+    known = d["left_record_id"].isin(pos.index) & d["right_record_id"].isin(pos.index)
+    d = d[known]
+    link = d[d["decision"] == "link"]
+    unlink = d[d["decision"] == "unlink"]
+    forced = (pos[link["left_record_id"]].to_numpy(np.int64), pos[link["right_record_id"]].to_numpy(np.int64))
+    return forced, set(zip(unlink["left_record_id"], unlink["right_record_id"]))
 
 
 def _carried_edges(rid, dirty, prev_keys):

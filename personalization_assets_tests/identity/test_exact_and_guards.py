@@ -28,13 +28,18 @@ def test_placeholder_email_and_phone_never_link():
     assert k["crm:1"] != k["crm:2"]
 
 
-def test_household_phone_only_links_same_first_initial():
+def test_household_phone_is_evidence_not_a_verdict():
+    """The exact stage proposes every pair sharing the phone; only compatible first names link
+    (before: it linked by first initial, without scoring)."""
     df = pd.DataFrame([person("crm:1", "Ann", "Lee", phone="+447700900123"),
                        person("crm:2", "Tom", "Lee", phone="+447700900123"),
                        person("crm:3", "Anne", "Lee", phone="+447700900123")])
     e, _ = exact_edges(features(df), max_group=20)
-    linked = {tuple(sorted((int(a), int(b)))) for a, b in zip(e["left"], e["right"])}
-    assert linked == {(0, 2)}
+    assert {tuple(sorted((int(a), int(b)))) for a, b in zip(e["left"], e["right"])} == {(0, 1), (0, 2), (1, 2)}
+    res = resolve(df)
+    k = keys_of(res)
+    assert k["crm:1"] == k["crm:3"] != k["crm:2"]
+    assert (res.review["reason"] == "conflict").sum() == 2   # Tom-Ann and Tom-Anne, for a person to see
 
 
 def test_key_shared_by_too_many_records_is_refused_and_reported():

@@ -1,0 +1,106 @@
+"""The match weight of a pair beyond plain Fellegi-Sunter, and the conflicts that veto a link.
+
+Fellegi-Sunter adds field weights as if fields were independent and every value were equally
+rare. Real customer tables break both assumptions, and each break merges two people:
+- **Term frequency** (Splink's TF adjustment): agreeing on ``smith``, a family mailbox or an
+  office switchboard is weaker evidence than agreeing on a rare value. The exact-level weight
+  uses the value's own frequency, ``log2(m / tf)``, instead of the average ``log2(m / u)``;
+  only downwards, so a rare value never counts for more than the model says.
+- **Households**: surname, street and postcode agree together for every member of a family, so
+  they are one piece of evidence. The positive weights of these fields count as their largest
+  one (plus ``household_extra`` of the rest), their negative weights all count.
+- **Conflicts**: two records whose first names differ (not a nickname, not a typo), whose
+  birth dates differ (not a typo or a day/month swap) or whose generational suffixes differ
+  (Jr on one side only) are two people, whatever they share;
+  only a personal id (national id) equal up to one typo excuses one such field, never both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz.distance import OSA
+
+from personalization_assets.identity.compare import Comparator
+from personalization_assets.identity.fellegi_sunter import FSModel
+
+TF_COLUMNS = {"first_name": "fn", "last_name": "ln", "email": "email", "phone": "phone", "street": "street"}
+HOUSEHOLD_FIELDS = ("last_name", "street", "postcode_city")
+CONFLICT_FIELDS = ("first_name", "birth_date")
+PERSONAL_ID = "national_id"
+PERSONAL_ID_LEVEL = 3  # exact or one edit (a typo): a random person's id is almost never this close
+# Highest level that still means "another person": first names below jw 0.92 that are neither a
+# nickname nor one typo apart (jeanne/joann); birth dates more than a typo or a swap apart.
+CONFLICT_LEVEL = {"first_name": 2, "birth_date": 1}
+
+
+@dataclass
+class Assessment:
+    levels: np.ndarray        # (pairs, fields) agreement levels
+    weight: np.ndarray        # final match weight (prior included)
+    prob: np.ndarray          # posterior match probability from ``weight``
+    conflict: np.ndarray      # bool: the records cannot be one person
+    tf_adjustment: np.ndarray
+    household_adjustment: np.ndarray
+
+
+class PairScorer:
+    """Scores pairs of one set of features with one fitted model."""
+
+    def __init__(self, comp: Comparator, model: FSModel, household_extra: float, generation: np.ndarray):
+        self.comp, self.model, self.household_extra = comp, model, household_extra
+        self.generation = generation  # code of Jr/Sr/III (-1 = none): a different one is another person
+        self.col = {f: k for k, f in enumerate(comp.fields)}
+        self.tf_penalty = {}
+        for field, column in TF_COLUMNS.items():
+            if field not in self.col:
+                continue
+            codes = comp.c[column].codes
+            present = codes[codes >= 0]
+            if present.size == 0:
+                continue
+            tf = np.bincount(present) / present.size
+            # a value held by one person with one duplicate is what "exact" means on average
+            u_ref = max(float(model.u[self.col[field]][-1]), 2.0 / present.size)
+            self.tf_penalty[field] = np.minimum(0.0, np.log2(u_ref / np.maximum(tf, 1e-12))).astype(np.float32)
+
+    def assess(self, a: np.ndarray, b: np.ndarray, levels: np.ndarray | None = None) -> Assessment:
+        if levels is None:
+            levels = self.comp.levels(a, b)
+        w = self.model.field_weights(levels).astype(np.float32)
+        tf = np.zeros(a.size, np.float32)
+        for field, penalty in self.tf_penalty.items():
+            k, codes = self.col[field], self.comp.c[TF_COLUMNS[field]].codes
+            top = len(self.model.m[k]) - 1  # the exact-agreement level
+            same = (levels[:, k] == top) & (codes[a] == codes[b]) & (codes[a] >= 0)
+            adj = np.where(same, penalty[np.maximum(codes[a], 0)], 0.0).astype(np.float32)
+            w[:, k] += adj
+            tf += adj
+        hh = np.zeros(a.size, np.float32)
+        ks = [self.col[f] for f in HOUSEHOLD_FIELDS if f in self.col]
+        if len(ks) > 1:
+            pos = np.clip(w[:, ks], 0, None)
+            hh = (pos.max(axis=1) - pos.sum(axis=1)) * (1 - self.household_extra)
+        prior = np.log2(self.model.match_rate / (1 - self.model.match_rate))
+        weight = prior + w.sum(axis=1) + hh
+        prob = 1.0 / (1.0 + np.exp2(-weight.astype(np.float64)))
+        n_conflicts = np.zeros(a.size, np.int8)
+        for field in CONFLICT_FIELDS:
+            if field in self.col:
+                differ = levels[:, self.col[field]] <= CONFLICT_LEVEL[field]
+                differ &= levels[:, self.col[field]] > 0
+                if field == "first_name" and differ.any():  # kia/kai: one typo is not another name
+                    idx = np.flatnonzero(differ)
+                    d = self.comp.c["fn"].score(a[idx], b[idx], OSA.distance, cutoff=1)
+                    differ[idx[d <= 1]] = False
+                n_conflicts += differ
+        gen = self.generation
+        n_conflicts += (gen[a] != gen[b]) & ((gen[a] >= 0) | (gen[b] >= 0))
+        conflict = n_conflicts >= 2
+        # one conflicting field may be a data-entry error when a personal id (never shared,
+        # unlike a mailbox or a phone) agrees; without one, it is another person
+        k = self.col.get(PERSONAL_ID)
+        same_id = levels[:, k] >= PERSONAL_ID_LEVEL if k is not None else np.zeros(a.size, bool)
+        conflict |= (n_conflicts == 1) & ~same_id
+        return Assessment(levels, weight, prob, conflict, tf, hh)
