@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 ENV = "PERSONALIZATION_BENCH_DATA"
-DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the repository
 
 
 def data_dir() -> Path:
