@@ -42,6 +42,8 @@ TEXT_TYPES = ("varchar", "text", "string", "json", "character varying")
 IDENTITY_TABLES = (("core", "customers"), ("core", "customer_crosswalk"), ("core", "identity_map"))
 SKIPPED_SCHEMAS = ("seeds", "information_schema", "pg_catalog")
 LEDGER = ("compliance", "erasure_ledger")
+# The receipts (hashes only) and the pending destination deletions (encrypted: they must survive).
+NEVER_ERASED = {LEDGER, ("activation", "erasure_queue")}
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,7 @@ def _target(conn: Sql, schema: str, table: str, only: tuple[str, ...] = ()) -> T
 def _all_tables(conn: Sql) -> list[tuple[str, str]]:
     frame = conn.query("select lower(table_schema) as s, lower(table_name) as t from information_schema.tables "
                        "where lower(table_type) like '%table%'")
-    return [(s, t) for s, t in zip(frame["s"], frame["t"])
-            if s not in SKIPPED_SCHEMAS and (s, t) != LEDGER and (s, t) != ("activation", "erasure_queue")]
+    return [(s, t) for s, t in zip(frame["s"], frame["t"]) if s not in SKIPPED_SCHEMAS]
 
 
 def _targets(conn: Sql, pii_tables: Sequence[PiiTable]) -> list[Target]:
@@ -198,6 +199,8 @@ def _targets(conn: Sql, pii_tables: Sequence[PiiTable]) -> list[Target]:
     listed = [(t.schema.lower(), t.table.lower(), t.columns) for t in pii_tables]
     listed += [(s, t, ()) for s, t in IDENTITY_TABLES] + [(s, t, ()) for s, t in _all_tables(conn)]
     for schema, table, only in listed:
+        if (schema, table) in NEVER_ERASED:
+            continue
         if f"{schema}.{table}" not in found and conn.table_exists(schema, table):
             target = _target(conn, schema, table, only)
             if target is not None:
