@@ -85,3 +85,30 @@ def test_demo_credentials_only_when_nothing_is_configured(monkeypatch, tmp_path)
     monkeypatch.setenv("PERSONALIZATION_DATA_DIR", str(tmp_path))
     orders = json.loads(shown_config(resources_for("local")["orders_api"]))
     assert orders["client_secret"] == "demo-secret"  # the in-process demo API's, guarding nothing
+
+
+def test_the_ui_shows_the_secrets_name_not_its_value(prod_env, tmp_path):
+    """Ask the Dagster GraphQL API (what the UI reads) for the resources of a code server that
+    loaded the prod definitions."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql, infer_resource_selector
+
+    from personalization_assets_tests.conftest import REPO_ROOT
+
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(json.dumps({"load_from": [{"python_module": {
+        "module_name": "personalization_assets.definitions", "working_directory": str(REPO_ROOT)}}]}))
+    query = """query ($selector: ResourceSelector!) { topLevelResourceDetailsOrError(resourceSelector: $selector) {
+        __typename ... on ResourceDetails { configuredValues { key value type } } } }"""
+    with dg.instance_for_test() as instance, \
+            define_out_of_process_context(str(workspace), None, instance) as context:
+        shown = {}
+        for name in ("orders_api", "warehouse", "io_manager"):
+            result = execute_dagster_graphql(context, query, {"selector": infer_resource_selector(context, name)})
+            details = result.data["topLevelResourceDetailsOrError"]
+            assert details["__typename"] == "ResourceDetails", details
+            shown[name] = {v["key"]: (v["type"], v["value"]) for v in details["configuredValues"]}
+    assert shown["orders_api"]["client_secret"] == ("ENV_VAR", "ORDERS_API_CLIENT_SECRET")
+    assert shown["warehouse"]["password"] == ("ENV_VAR", "SNOWFLAKE_PASSWORD")
+    everything = json.dumps(shown)
+    assert PROD_SETTINGS["ORDERS_API_CLIENT_SECRET"] not in everything
+    assert PROD_SETTINGS["SNOWFLAKE_PASSWORD"] not in everything
