@@ -97,9 +97,13 @@ def _select(conn: Sql, table: str, column: str, where_column: str, values: set[s
 def _graph(conn: Sql, ident: str) -> tuple[set[str], set[str]]:
     """The golden customer keys and source records the identifier names."""
     one = {ident.lower()}
-    keys = set()
-    for column in ("customer_key", "email", "email_key"):
-        keys |= _select(conn, "core.customers", "customer_key", column, one)
+    keys = _select(conn, "core.customers", "customer_key", "customer_key", one)
+    by_address = _select(conn, "core.customers", "customer_key", "email", one)
+    by_address |= _select(conn, "core.customers", "customer_key", "email_key", one)
+    if len(by_address) > 1:  # a family address: which of them asks is not ours to guess
+        raise LookupError(f"{ident!r} is the address of {len(by_address)} customers ({', '.join(sorted(by_address))}): "
+                          "name the customer key of the person to erase")
+    keys |= by_address
     for column in ("record_id", "customer_key", "previous_customer_key"):
         keys |= _select(conn, "core.customer_crosswalk", "customer_key", column, one)
     keys |= _select(conn, "core.identity_map", "customer_key", "identity", one)

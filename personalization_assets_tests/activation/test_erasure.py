@@ -130,3 +130,60 @@ def test_forget_an_unknown_person_is_a_clear_error(conn):
     warehouse(conn)
     with pytest.raises(LookupError, match="nothing in the warehouse identifies .nobody."):
         forget(conn, "nobody", PII)
+
+
+def test_a_person_sharing_her_phone_and_street_keeps_all_their_data(conn):
+    """Bob lives with Anna: same landline, same street. Erasing Anna follows her identity graph
+    only; Bob's records, events and the values they share stay (0 collateral erasures)."""
+    warehouse(conn)
+    conn.execute("alter table staging.customers add column street varchar")
+    conn.execute("update staging.customers set phone = '+447700900123', street = '1 Mill Lane' "
+                 "where record_id in ('crm:bob', 'crm:4242')")
+    conn.execute("insert into raw.events values ('raw-m9', 9, ?)",
+                 [json.dumps({"userId": "bob", "traits": {"phone": "+447700900123", "street": "1 Mill Lane"}})])
+    bob = resolve(conn, "bob@example.com")
+    assert "+447700900123" in bob.shared_phones
+    held = {t: n for t, n in scan(conn, bob, PII).items() if n}
+    assert sum(held.values()) >= 8
+
+    receipt = forget(conn, "anna.old@example.com", PII, now=NOW)
+
+    assert receipt.verified and sum(receipt.deleted.values()) > 0
+    assert {t: n for t, n in scan(conn, bob, PII).items() if n} == held  # every row of Bob's is still there
+    assert conn.query("select phone, street from staging.customers where record_id = 'crm:bob'").to_dict("records") == \
+        [{"phone": "+447700900123", "street": "1 Mill Lane"}]
+    assert conn.scalar("select count(*) from raw.events where message_id = 'raw-m9'") == 1
+    assert conn.scalar("select count(*) from staging.customers where record_id in ('crm:anna', 'crm:4242')") == 0
+
+
+def test_an_address_two_customers_share_is_refused_not_guessed(conn):
+    warehouse(conn)
+    conn.execute("insert into core.customers (customer_key, email) values ('carol', 'anna@example.com')")
+    with pytest.raises(LookupError, match="address of 2 customers .anna, carol.: name the customer key"):
+        forget(conn, "anna@example.com", PII, now=NOW)
+    assert conn.scalar("select count(*) from core.customers where customer_key in ('anna', 'carol')") == 2
+    assert forget(conn, "carol", PII, now=NOW).verified  # by key: exactly her
+    assert conn.scalar("select count(*) from core.customers where customer_key = 'anna'") == 1
+
+
+def test_pending_destination_deletions_are_encrypted_and_survive_verification(conn, erasure_keys):
+    """Her Mailchimp deletion waits in the queue (by address, as Mailchimp erases), encrypted;
+    the receipt is verified at once, and the key goes when the destination confirms."""
+    warehouse(conn)
+    receipt = forget(conn, "anna@example.com", PII, destinations=["mailchimp"], now=NOW)
+    assert receipt.verified
+    queued = conn.query("select email, customer_key from activation.erasure_queue where done_at is null")
+    assert len(queued) == 3 and all(str(v).startswith("aesgcm:") for v in queued.stack())
+    assert not any("anna" in str(v) for v in queued.stack())
+    assert len(list(erasure_keys.glob("*.key"))) == 1
+
+    class Recorder:
+        name, batch_size, modes, calls = "mailchimp", 500, frozenset(), []
+
+        def delete(self, emails, keys):
+            self.calls.append((emails, keys))
+
+    assert process_erasure_queue(conn, [Recorder()], now=NOW) == {"mailchimp": 1}
+    assert Recorder.calls == [(["anna.old@example.com", "anna@example.com"], ["anna"])]
+    assert list(erasure_keys.glob("*.key")) == []
+    assert conn.scalar("select count(*) from activation.erasure_queue where email is not null or customer_key is not null") == 0
