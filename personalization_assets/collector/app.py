@@ -82,7 +82,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
         shared, ignored = usable_shared(shared)
         for name, reason in ignored.items():
             metrics.REQUEST_FIELDS_IGNORED.labels(name).inc()
-            log.warning("%s: batch field ignored: %s", request.url.path, reason)
+            log.info("%s: batch field ignored: %s", request.url.path, reason)
         received_at = datetime.now(timezone.utc)
         accepted, quarantined = split(raw_events, shared, received_at, request.url.path)
         done = {"ignored": ignored} if ignored else {}

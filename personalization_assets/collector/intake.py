@@ -29,12 +29,14 @@ def storable(value, depth: int = 0):
     if isinstance(value, dict):
         if depth >= STORABLE_DEPTH:
             return _CUT
-        return {str(k): storable(v, depth + 1) for k, v in value.items()}
+        return {storable(str(k)): storable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         if depth >= STORABLE_DEPTH:
             return _CUT
         return [storable(v, depth + 1) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates as \\udXXX text
+    if isinstance(value, bool) or value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
         return value if _INT64[0] <= value <= _INT64[1] else str(value)
@@ -49,6 +51,9 @@ def unstorable_violation(exc: TypeError) -> Violation:
     if "64-bit" in text:
         return Violation("integer_out_of_range", "event holds an integer beyond 64 bits, which would "
                          "lose precision; send it as a string")
+    if "surrogates" in text:
+        return Violation("invalid_text", "event holds a string with a lone UTF-16 surrogate (text cut "
+                         "mid-character), which is not valid Unicode")
     return Violation("unserializable", f"event cannot be stored as JSON: {text[:200]}")
 
 

@@ -27,7 +27,7 @@ REQUEST_FIELDS_IGNORED = Counter("collector_request_fields_ignored_total",
 # ("order_completed:$.properties.products[417].price"), which would grow the series without bound.
 REJECT_REASONS = frozenset({
     "event_not_object", "type", "identity", "event", "groupId", "previousId", "properties", "traits",
-    "context", "integrations", "too_deep", "integer_out_of_range", "unserializable", "event_too_large",
+    "context", "integrations", "too_deep", "integer_out_of_range", "invalid_text", "unserializable", "event_too_large",
     "timestamp", "originalTimestamp", "sentAt", "internal_error", "validator_error", "schema", "payload",
     "other",
 })

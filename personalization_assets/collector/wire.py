@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import zlib
 
@@ -60,21 +61,37 @@ def _reject_constant(name: str):
 
 
 def parse_json_object(data: bytes) -> dict:
-    """The body as a JSON object. Integers beyond 64 bits stay exact Python ints (the collector then
-    quarantines the event that holds one, since the bus's JSON cannot store it)."""
+    """The body as a JSON object. Integers beyond 64 bits stay exact Python ints, and a string with a
+    lone surrogate escape ("\\ud800", a JavaScript string cut mid-emoji) is read as such: the
+    collector then quarantines the one event that holds it, since the bus's JSON cannot store it."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise WireError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
-    if _LONG_DIGITS.search(data):  # rare: re-read exactly (orjson already vouched for the syntax)
-        try:
-            body = json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise WireError(400, "invalid_json", f"body has a number that cannot be read exactly: "
-                            f"{str(exc)[:200]}") from None
+        if "surrogate" not in str(exc):
+            raise WireError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+        body = _exact(data)
+    else:
+        if _LONG_DIGITS.search(data):  # rare: re-read exactly (orjson already vouched for the syntax)
+            body = _exact(data)
     if not isinstance(body, dict):
         raise WireError(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is beyond the range of a double")
+    return value
+
+
+def _exact(data: bytes):
+    """The stdlib parser, for the rare bodies orjson cannot read faithfully; as strict as orjson
+    otherwise (no NaN/Infinity, no number that overflows a double)."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise WireError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:200]}") from None
 
 
 def write_key_from(authorization: str | None, body: dict) -> str | None:

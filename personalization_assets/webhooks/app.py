@@ -70,7 +70,7 @@ def _safe_normalize(provider: str, event) -> Normalized | Rejected:
         record_id = f"{provider}:{ident}" if ident is not None else \
             f"{provider}:sha256:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
         if not deep:
-            log.warning("%s event could not be normalized: %s: %s", provider, type(exc).__name__, exc)
+            log.debug("%s event could not be normalized: %s: %s", provider, type(exc).__name__, exc)
         return Rejected(provider, record_id, "payload.too_deep" if deep else "payload.invalid",
                         "event is nested too deeply to process" if deep else
                         f"event cannot be normalized: {type(exc).__name__}", text)

@@ -153,3 +153,16 @@ def test_the_trigger_engine_uses_the_collectors_window():
     from personalization_assets.realtime import events
 
     assert events.MAX_EVENT_AGE == MAX_EVENT_AGE
+
+
+def test_a_lone_surrogate_costs_its_event_only(collector):
+    """JSON.stringify of a JavaScript string cut mid-emoji escapes a lone surrogate: valid JSON
+    syntax, not valid Unicode. orjson refused the whole body (400: every event of the batch lost)."""
+    body = b'{"batch":[' + orjson.dumps(_track(1)) + b',{"type":"track","event":"Product Viewed",' \
+           b'"userId":"u2","messageId":"cut","properties":{"name":"\\ud83d"}}]}'
+    r = requests.post(collector.url + "/v1/batch", data=body, headers=AUTH, timeout=10)
+    assert r.status_code == 200 and (r.json()["accepted"], r.json()["quarantined"]) == (1, 1), r.text
+    (q,) = collector.quarantine().read(0)
+    assert q.event["rule"] == "invalid_text" and q.event["payload"]["properties"]["name"] == "\\ud83d"
+    with pytest.raises(WireError):
+        parse_json_object(b'{"a": "\\ud83d", "b": 1e400}')
