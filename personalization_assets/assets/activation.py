@@ -182,7 +182,7 @@ def suppression(warehouse: Warehouse) -> dg.MaterializeResult:
         by_source={k: int(v) for k, v in frame["source"].value_counts().items()}))
 
 
-@dg.asset_check(asset=SUPPRESSION_KEY, description="Every unsubscribe older than 2 days reached every destination "
+@dg.asset_check(asset=SUPPRESSION_KEY, pool=WAREHOUSE_POOL, description="Every unsubscribe older than 2 days reached every destination "
                                                    "that holds people (the Gmail/Yahoo bulk-sender rule).")
 def unsubscribes_propagated(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect() as conn:

@@ -12,12 +12,16 @@ import dagster as dg
 import pandas as pd
 
 from ..identity import ResolvedState, resolve, stitch_identities
+from ..resources.io_manager import COMMIT_GROUP, verify_tables
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
 GOLDEN_COLUMNS = ["customer_key", "email", "first_name", "last_name", "phone", "country",
                   "timezone", "locale", "email_opt_in", "consent_processing", "created_at",
                   "updated_at", "source_records"]
+# Golden records, crosswalk and evidence describe one resolution: they commit together or not at all
+# (a crosswalk without its evidence would drop unmerges; see resources/io_manager.py).
+IDENTITY_TABLES = ["core.customers", "core.customer_crosswalk", "core.merge_evidence"]
 # A jump in the share of records merged away by more than this (absolute) fails the check.
 MERGE_RATE_JUMP = 0.05
 
@@ -30,8 +34,9 @@ class IdentityConfig(dg.Config):
 
 
 def _previous(conn) -> ResolvedState | None:
-    if not conn.table_exists("core", "customer_crosswalk") or not conn.table_exists("core", "merge_evidence"):
+    if not conn.table_exists("core", "customer_crosswalk") and not conn.table_exists("core", "merge_evidence"):
         return None
+    verify_tables(conn, ["core.customer_crosswalk", "core.merge_evidence"])  # never resolve from a torn state
     return ResolvedState.from_tables(read_table(conn, "core", "customer_crosswalk", []),
                                      read_table(conn, "core", "merge_evidence", []))
 
@@ -66,12 +71,15 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
 @dg.multi_asset(
     outs={
         "golden": dg.AssetOut(key=["core", "customers"], tags={"pii": "true"}, automation_condition=EAGER,
+                              metadata={COMMIT_GROUP: IDENTITY_TABLES},
                               description="One golden record per real person, keyed by a stable customer_key; "
                                           "each <field>_source column names the record the value came from."),
         "crosswalk": dg.AssetOut(key=["core", "customer_crosswalk"], automation_condition=EAGER, tags={"pii": "true"},
+                                 metadata={COMMIT_GROUP: IDENTITY_TABLES},
                                  description="Every source customer record, its customer_key and the rule that "
                                              "joined it (exact key, fuzzy match or singleton)."),
         "evidence": dg.AssetOut(key=["core", "merge_evidence"], automation_condition=EAGER, tags={"pii": "true"},
+                                metadata={COMMIT_GROUP: IDENTITY_TABLES},
                                 description="Why records were merged: the exact rule, or per-field agreement "
                                             "levels and Fellegi-Sunter weights; unmerges as cannot_link rows."),
     },

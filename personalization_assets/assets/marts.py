@@ -109,7 +109,7 @@ def segments(context: dg.AssetExecutionContext, warehouse: Warehouse):
         yield dg.MaterializeResult(asset_key=CHANGES_KEY, metadata=meta)
 
 
-@dg.asset_check(asset=MEMBERSHIP_KEY, blocking=True,
+@dg.asset_check(asset=MEMBERSHIP_KEY, blocking=True, pool=WAREHOUSE_POOL,
                 description="No unsubscribed, bounced, complained, no-consent or e-mail-less "
                             "customer is a member of a sendable segment.")
 def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheckResult:

@@ -59,7 +59,7 @@ def _count(conn: WarehouseConnection, table: str, where: str = "", what: str = "
 
 
 def quarantine_rate_check(source: str, asset_key: list[str], raw_table: str, in_raw: bool) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(asset_key), name=f"quarantine_rate_{source}",
+    @dg.asset_check(asset=dg.AssetKey(asset_key), name=f"quarantine_rate_{source}", pool=WAREHOUSE_POOL,
                     description=f"Share of {source} records in open quarantine: warns above "
                                 f"{RATE_THRESHOLDS.warn:.0%}, errors above {RATE_THRESHOLDS.error:.0%}")
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:

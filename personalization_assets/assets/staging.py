@@ -186,7 +186,7 @@ def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: st
     """WARN when a staged table holds values its lookup seed does not map (listed with counts)."""
     table = ".".join(asset_key)
 
-    @dg.asset_check(asset=asset_key, name=f"{code_column}_mapped", blocking=False,
+    @dg.asset_check(asset=asset_key, name=f"{code_column}_mapped", blocking=False, pool=WAREHOUSE_POOL,
                     description=f"Every {raw_column} maps through the `{lookup}` seed; unmapped values are listed.")
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as conn:
@@ -248,7 +248,7 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
 
 
 STAGING_CHECKS = [
-    *(pandera_asset_check(["staging", name], model, blocking=True) for name, model in STAGING_MODELS.items()),
+    *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL) for name, model in STAGING_MODELS.items()),
     unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names"),
     unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),
 ]

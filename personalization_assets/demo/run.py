@@ -64,6 +64,7 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     import dagster as dg
 
     from ..definitions import defs
+    from ..resources.pool import execute_watched
     from .progress import LOGGER_NAME, LayerProgress, progress_logger
 
     job = defs().resolve_job_def("everything")
@@ -72,9 +73,9 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     say(f"Run {run_id} (job everything) as of {clock.iso(now)}:")
     instance = instance or dg.DagsterInstance.get()
     with clock.pinned(now):
-        result = job.with_logger_defs({LOGGER_NAME: progress_logger(progress)}).execute_in_process(
-            instance=instance, raise_on_error=False, run_id=run_id, tags=_arrival_days(now),
-            run_config={"loggers": {LOGGER_NAME: {}}})
+        result = execute_watched(  # frees dead runs' pool slots, says what it waits for, stops on Ctrl-C
+            job.with_logger_defs({LOGGER_NAME: progress_logger(progress)}), instance, say=say,
+            raise_on_error=False, run_id=run_id, tags=_arrival_days(now), run_config={"loggers": {LOGGER_NAME: {}}})
     progress.finish()
     outcome = DemoOutcome(success=result.success, warehouse=str(settings.warehouse_path()), now=now,
                           run_id=run_id, data=data, injected=injected, started_over=reason)

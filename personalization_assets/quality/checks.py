@@ -55,13 +55,14 @@ def run_model(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
 
 
 def pandera_asset_check(
-    asset_key, model: type[pa.DataFrameModel], blocking: bool = True
+    asset_key, model: type[pa.DataFrameModel], blocking: bool = True, pool: str | None = None
 ) -> dg.AssetChecksDefinition:
-    """An asset check running `model.validate(lazy=True)` on the loaded asset value."""
+    """An asset check running `model.validate(lazy=True)` on the loaded asset value (loading it
+    opens the warehouse: pass the writers' `pool` where the store allows one process at a time)."""
     key = dg.AssetKey.from_coercible(asset_key)
     check_name = f"pandera_{model.__name__}"
 
-    @dg.asset_check(asset=key, name=check_name, blocking=blocking,
+    @dg.asset_check(asset=key, name=check_name, blocking=blocking, pool=pool,
                     description=f"Pandera model {model.__name__} (lazy validation)")
     def _check(asset_value: pd.DataFrame) -> dg.AssetCheckResult:
         failures = [{**f, "examples": [mask_value(f["column"], e) for e in f["examples"]]}  # kept for good

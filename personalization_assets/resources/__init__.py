@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from .. import settings
+from .io_manager import AtomicDuckDBIOManager
 from .sources import CrmDatabase, EventBusResource, OrdersApi
 from .warehouse import DuckDBWarehouse, SnowflakeWarehouse, WarehouseConnection
 
@@ -49,11 +50,9 @@ def _sources() -> dict[str, Any]:
 
 
 def _local() -> dict[str, Any]:
-    from dagster_duckdb_pandas import DuckDBPandasIOManager
-
     database = str(settings.warehouse_path())
     return {
-        "io_manager": DuckDBPandasIOManager(database=database),
+        "io_manager": AtomicDuckDBIOManager(database=database),
         "warehouse": DuckDBWarehouse(database=database),
         **_sources(),
     }

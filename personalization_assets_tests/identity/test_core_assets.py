@@ -2,7 +2,7 @@
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb_pandas import DuckDBPandasIOManager
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
 
 from personalization_assets.assets.core import customers, identity_map, merge_rate_check
 from personalization_assets.resources.warehouse import DuckDBWarehouse
@@ -34,7 +34,7 @@ def _run(tmp_path, config=None):
     db = str(tmp_path / "wh.duckdb")
     result = dg.materialize(
         [staged_customers, staged_events, customers, identity_map],
-        resources={"io_manager": DuckDBPandasIOManager(database=db), "warehouse": DuckDBWarehouse(database=db)},
+        resources={"io_manager": AtomicDuckDBIOManager(database=db), "warehouse": DuckDBWarehouse(database=db)},
         run_config={"ops": {"customers": {"config": config or {}}}} if config else None,
     )
     assert result.success

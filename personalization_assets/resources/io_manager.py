@@ -1,0 +1,137 @@
+"""The local IO manager: asset DataFrames as DuckDB tables `<schema>.<table>`, written all or nothing.
+
+Dagster's DuckDB IO manager commits a DELETE, then an INSERT: a process killed in between leaves
+the table empty, and the next run reads the empty table as truth. Here a table is replaced inside
+one transaction, and the outputs of a step that must agree with each other (golden records,
+crosswalk and merge evidence) are held until the last of them arrives and then committed together.
+Every commit is recorded in `ops.table_commits` (rows, run); a read whose table does not match its
+record, or an empty table that no commit wrote, is refused rather than taken for truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+from pydantic import PrivateAttr
+
+from .faults import fault_point
+from .warehouse import DuckDBWarehouse, WarehouseConnection, identifier
+
+# Output metadata: the `schema.table` names a step's outputs commit together (all or none).
+COMMIT_GROUP = "warehouse/commit_group"
+COMMITS = ("ops", "table_commits")
+
+
+class TableStateError(Exception):
+    """A table does not hold what its last committed write recorded."""
+
+
+class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
+    """Stores and loads pandas DataFrames in the DuckDB file `database`, one table per asset key."""
+
+    database: str
+    _held: dict = PrivateAttr(default_factory=dict)  # (run, step) -> {table: frame} of an open group
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[WarehouseConnection]:
+        with DuckDBWarehouse(database=self.database).connect() as conn:
+            yield conn
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        if context.has_asset_partitions:
+            raise NotImplementedError(
+                f"{context.asset_key.to_user_string()} is partitioned: this IO manager replaces whole tables; "
+                "write a partitioned table's window with the `warehouse` resource (see assets/common.write_window)")
+        name = table_name(context.asset_key)
+        group = list(context.definition_metadata.get(COMMIT_GROUP) or [name])
+        if name not in group:
+            raise ValueError(f"{COMMIT_GROUP} of {name} must list {name} itself, not only {group}")
+        held = self._held.setdefault((context.run_id, context.step_key), {})
+        held[name] = obj
+        missing = [t for t in group if t not in held]
+        if missing:
+            fault_point("output_held")
+            context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
+            return
+        frames = {t: held.pop(t) for t in group}
+        with self._connect() as conn:
+            commit_tables(conn, frames, run_id=context.run_id)
+        context.add_output_metadata({"committed_with": ", ".join(group)})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        name = table_name(context.asset_key)
+        where, params = "", []
+        upstream = context.upstream_output
+        expr = upstream.definition_metadata.get("partition_expr") if upstream is not None else None
+        if context.has_asset_partitions and expr:
+            window = context.asset_partitions_time_window
+            where, params = f" where {identifier(expr)} >= ? and {identifier(expr)} < ?", [window.start, window.end]
+        # Tables of a commit group are only ever written by `commit_tables`: an unrecorded empty one is torn.
+        strict = upstream is not None and COMMIT_GROUP in upstream.definition_metadata
+        fault_point("before_load")
+        with self._connect() as conn:
+            verify_tables(conn, [name], strict=strict)
+            return conn.query(f"select * from {name}{where}", params)
+
+
+def table_name(key: dg.AssetKey) -> str:
+    if len(key.path) != 2:
+        raise ValueError(f"asset key {key.to_user_string()} must be [schema, table] to live in the warehouse")
+    return ".".join(identifier(part) for part in key.path)
+
+
+def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], run_id: str) -> None:
+    """Replace every `schema.table` in `frames` and record the commit, in one transaction."""
+    for schema in {t.split(".")[0] for t in frames} | {COMMITS[0]}:
+        conn.ensure_schema(schema)
+    conn.execute(f"create table if not exists {'.'.join(COMMITS)} (table_name varchar, run_id varchar, "
+                 "row_count bigint, commit_group varchar, committed_at timestamptz)")
+    group = ", ".join(frames)
+    now = datetime.now(timezone.utc)
+    with conn.transaction():
+        for number, (name, frame) in enumerate(frames.items()):
+            if number:
+                fault_point("between_tables")
+            _replace(conn, name, frame)
+            conn.execute(f"delete from {'.'.join(COMMITS)} where table_name = ?", [name])
+            conn.execute(f"insert into {'.'.join(COMMITS)} values (?, ?, ?, ?, ?)",
+                         [name, run_id, len(frame), group, now])
+
+
+def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame) -> None:
+    # Drop and create rather than delete and insert: the columns follow the frame, and the old rows'
+    # bytes go with the old table (deleted strings stay readable in a DuckDB file otherwise).
+    conn.execute(f"drop table if exists {name}")
+    fault_point("after_delete")
+    conn.raw.register("_frame", frame)
+    try:
+        conn.execute(f"create table {name} as select * from _frame")
+    finally:
+        conn.raw.unregister("_frame")
+
+
+def verify_tables(conn: WarehouseConnection, names: Sequence[str], strict: bool = True) -> None:
+    """Refuse tables that a completed commit did not leave as they are; with `strict`, also an empty
+    table no commit recorded (tables written by the `warehouse` resource have no record)."""
+    recorded = {}
+    if conn.table_exists(*COMMITS):
+        rows = conn.query(f"select table_name, run_id, row_count from {'.'.join(COMMITS)}")
+        recorded = {r.table_name: (r.run_id, int(r.row_count)) for r in rows.itertuples()}
+    for name in names:
+        schema, table = name.split(".")
+        if not conn.table_exists(schema, table):
+            raise TableStateError(f"{name} does not exist yet: materialize {schema}/{table} first")
+        rows = int(conn.scalar(f"select count(*) from {name}"))
+        if name in recorded and recorded[name][1] != rows:
+            run_id, expected = recorded[name]
+            raise TableStateError(
+                f"{name} holds {rows} rows, but its last committed write (run {run_id}) left {expected}: it was "
+                f"changed outside a run. Rematerialize {schema}/{table} (and what it was written with) to rebuild it.")
+        if strict and name not in recorded and rows == 0:
+            raise TableStateError(
+                f"{name} is empty and no completed write recorded it (the mark of an interrupted delete-then-"
+                f"insert): refusing to read it as truth. Rematerialize {schema}/{table} to rebuild it.")
