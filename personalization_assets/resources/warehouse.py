@@ -146,10 +146,7 @@ class WarehouseConnection:
         updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
         matched = f"when matched then update set {updates} " if updates else ""
         row_marks = "(" + ", ".join("?" for _ in columns) + ")"
-        rows = _bindable_rows(frame)
-        per_statement = max(1, MERGE_BINDS // len(columns))
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start:start + per_statement]
+        for chunk in _chunks(_bindable_rows(frame), len(columns)):
             self.execute(
                 f"merge into {target} t using (select {source} from values "
                 f"{', '.join(row_marks for _ in chunk)}) s on {on} {matched}"
@@ -179,7 +176,24 @@ class WarehouseConnection:
             self.execute(f"delete from {target} where {where}", [v for row in chunk for v in row])
 
 
-MERGE_BINDS = 8_000  # bound values per MERGE statement (Snowflake caps a VALUES list at 16,384 rows)
+# Per MERGE statement: bound values, and bound text. Snowflake caps a VALUES list at 16,384 rows
+# and advises statements (bound values included) under 1 MB, or it cannot retry them.
+MERGE_BINDS = 8_000
+MERGE_BYTES = 512 * 1024
+
+
+def _chunks(rows: list[tuple], width: int) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    size = 0
+    for row in rows:
+        row_size = sum(len(str(v)) for v in row if v is not None) + width
+        if chunk and ((len(chunk) + 1) * width > MERGE_BINDS or size + row_size > MERGE_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += row_size
+    if chunk:
+        yield chunk
 
 
 def _bindable_rows(frame: pd.DataFrame) -> list[tuple]:

@@ -165,3 +165,14 @@ def test_upsert_is_merge_on_snowflake_and_all_or_nothing(snowflake_env, monkeypa
             conn.upsert_frame("raw", "things", later.assign(name="lost"), ["id"])
             raise RuntimeError("a failure after the merge")
         assert stored() == expected  # the rolled-back MERGE left nothing behind
+
+
+def test_merge_statements_stay_within_snowflakes_limits():
+    from personalization_assets.resources.warehouse import MERGE_BINDS, MERGE_BYTES, _chunks
+
+    wide = [(i, "x" * 100_000) for i in range(20)]  # 2 MB of text: more than one statement may carry
+    chunks = list(_chunks(wide, 2))
+    assert [row for chunk in chunks for row in chunk] == wide and len(chunks) > 1
+    assert all(sum(len(str(v)) for row in chunk for v in row) <= MERGE_BYTES for chunk in chunks)
+    narrow = list(_chunks([(i,) for i in range(20_000)], 1))
+    assert max(len(chunk) for chunk in narrow) == MERGE_BINDS and sum(map(len, narrow)) == 20_000
