@@ -6,7 +6,8 @@ Every marketing message carries `List-Unsubscribe: <https://.../unsubscribe?t=TO
 use) or urlencoded. The token (`unsubscribe_token`: the address, encrypted and authenticated, so
 it shows no PII in logs and referrers) proves the link came from us, so no login or confirmation
 is needed. A GET (a person clicking, or a link scanner) only shows a page with a button: RFC 8058
-forbids unsubscribing on GET.
+forbids unsubscribing on GET. That page shows the address masked (`a***@example.com`): scanners
+and shared proxies fetch it too.
 
 The body is read up to `MAX_BODY_BYTES` and no further: a one-click body is 26 bytes, and a
 client that announces or streams more gets 413 before the server holds it in memory.
@@ -28,11 +29,12 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from ..email_events.model import Normalized
+from ..privacy import mask_email
 from .unsubscribe_token import make_token, read_token
 
 __all__ = ["make_token", "read_token", "unsubscribe_url", "unsubscribe_event", "create_unsubscribe_app",
@@ -118,11 +120,13 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
         if request.method == "GET":
             page = (f"<!doctype html><title>Unsubscribe</title><form method='post'>"
                     f"<input type='hidden' name='List-Unsubscribe' value='One-Click'>"
-                    f"<p>Stop e-mails to {html.escape(email)}?</p><button>Unsubscribe</button></form>")
+                    f"<p>Stop e-mails to {html.escape(mask_email(email))}?</p><button>Unsubscribe</button></form>")
             return HTMLResponse(page)
         try:
             body = await read_capped_body(request, max_body_bytes)
             one_click = await is_one_click(request, body)
+        except ClientDisconnect:  # gone before the body arrived: nothing to answer, nothing stored
+            return PlainTextResponse("client disconnected", status_code=400)
         except BodyRefused as refused:
             # Close the connection: the rest of an oversized body is never read.
             return PlainTextResponse(str(refused), status_code=refused.status, headers={"Connection": "close"})
