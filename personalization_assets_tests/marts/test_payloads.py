@@ -77,4 +77,4 @@ def test_template_renders_payload_and_escapes_html(built):
     assert "20.00 EUR" in html and "COMEBACK10" in html
     frame, _ = built
     preview = preview_markdown(frame)
-    assert preview.startswith("**anna**") and "You left these in your cart" in preview
+    assert preview.startswith("**an…**") and "You left these in your cart" in preview  # key masked
