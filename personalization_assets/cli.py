@@ -278,7 +278,9 @@ def _add_forget(sub) -> None:
     p.set_defaults(func=_forget)
 
 
-COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget]
+from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at import)
+
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, add_deliver_command]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,13 @@ from ..unsubscribe import unsubscribe_url
 DEFAULT_SUBJECT = "Picked for you"
 
 
+def message_id(key: str, sender: str) -> str:
+    """RFC 5322 Message-ID derived only from an idempotency key and the From domain: a message
+    resent after a crash carries the same id, so receivers and counts can tell it is a copy."""
+    domain = sender.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
+    return f"<{key}@{domain}>"
+
+
 @dataclass
 class SmtpMail:
     host: str
@@ -49,8 +56,7 @@ class SmtpMail:
         msg["To"] = row.email
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        domain = self.sender.rsplit("@", 1)[-1].strip(">") or "localhost"
-        msg["Message-ID"] = f"<{row.idempotency_key or row.row_key}@{domain}>"
+        msg["Message-ID"] = message_id(row.idempotency_key or row.row_key, self.sender)
         msg["List-Unsubscribe"] = f"<{link}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(parts["txt"])
