@@ -27,6 +27,8 @@ def minimal_violations(event) -> list[Violation]:
     if not isinstance(event, dict):
         return [Violation("event_not_object", f"event must be a JSON object, got {type(event).__name__}")]
     kind = event.get("type")
+    if not isinstance(kind, str):  # a list or object here is not hashable: never look it up
+        kind = None if kind is None else repr(kind)[:40]
     who = event.get("userId") or event.get("anonymousId")
     if kind in _FAST_OK and type(who) in (str, int) and _FAST_OK[kind](event) \
             and not any(type(event.get(f, _D)) not in _OBJ_OK for f in _OBJECT_FIELDS):

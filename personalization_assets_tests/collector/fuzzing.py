@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 from hypothesis import strategies as st
 
-from personalization_assets.bus import open_bus
+from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.collector import CollectorSettings
 from personalization_assets.collector.server import bind, build_server
 from personalization_assets.webhooks.verify import sign_generic
@@ -214,7 +214,8 @@ class Target:
                 time.sleep(0.05)
         self.session = requests.Session()
         self.bus, self.email_bus = open_bus(self.bus_url), open_bus(self.email_bus_url)
-        self.offsets = {"bus": self.bus.last_offset(), "email": self.email_bus.last_offset()}
+        self.quarantine = open_quarantine_bus(self.bus_url)
+        self.offsets = {"bus": 0, "email": 0, "quarantine": 0}
 
     def strategy(self, endpoint: str):
         if endpoint == "/v1/batch":
@@ -251,6 +252,11 @@ class Target:
                 problems.append(f"stored ids not from this request: {foreign[:3]}")
         elif stored:
             problems.append(f"{r.status_code} but {len(stored)} events stored")
+        if not email:  # an event quarantined as internal_error is a collector bug, even without a 500
+            bugs = [q.event["message"] for q in self._new("quarantine", self.quarantine)
+                    if q.event.get("rule") == "internal_error"]
+            if bugs:
+                problems.append(f"{len(bugs)} events quarantined as internal_error")
         return r.status_code, problems
 
     def close(self) -> None:
@@ -258,3 +264,4 @@ class Target:
         self.thread.join(15)
         self.bus.close()
         self.email_bus.close()
+        self.quarantine.close()

@@ -166,3 +166,10 @@ def test_a_lone_surrogate_costs_its_event_only(collector):
     assert q.event["rule"] == "invalid_text" and q.event["payload"]["properties"]["name"] == "\\ud83d"
     with pytest.raises(WireError):
         parse_json_object(b'{"a": "\\ud83d", "b": 1e400}')
+
+
+@pytest.mark.parametrize("kind", [["track"], {"a": 1}, 3, None])
+def test_a_type_that_is_not_a_string_is_a_plain_violation(kind):
+    """Found by bench.fuzz: a list as `type` raised TypeError (unhashable) inside validation."""
+    accepted, (q,) = split([{"type": kind, "userId": "u", "event": "E"}], {}, datetime.now(UTC), "/v1/batch")
+    assert accepted == [] and q["rule"] == "type"
