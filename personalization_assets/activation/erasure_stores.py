@@ -191,10 +191,19 @@ def rewrite_duckdb_file(path: Path) -> None:
         conn.execute("detach erasure_copy")
     finally:
         conn.close()
+    copied = _version(path)
     with fresh.open("rb") as fh:
         os.fsync(fh.fileno())
+    if _version(path) != copied:  # a run wrote in the moment between close and swap: keep its rows
+        fresh.unlink()
+        raise OSError(f"{path} changed while it was being rewritten; run forget again when no run writes it")
     os.replace(fresh, path)
     Path(f"{path}.wal").unlink(missing_ok=True)  # closed cleanly above: nothing left to replay
+
+
+def _version(path: Path) -> tuple[int, int, bool]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, Path(f"{path}.wal").exists()
 
 
 def local_stores(data_dir: Path, bus_url: str, email_bus_url: str, landing: Path) -> list:

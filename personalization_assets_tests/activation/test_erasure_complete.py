@@ -90,9 +90,10 @@ def _needles(conn: WarehouseConnection, key: str) -> set[str]:
 
 
 def _every_identifier(conn: WarehouseConnection) -> set[str]:
-    """Every customer's address, phone and anonymous id (for the Dagster storage search)."""
+    """Every customer's key, address, phone and anonymous id (for the Dagster storage search)."""
     rows = conn.raw.execute("select lower(email) from core.customers where email is not null union "
                             "select phone from core.customers where phone is not null union "
+                            "select customer_key from core.customers union "
                             "select identity from core.identity_map where identity_type = 'anonymous_id'").fetchall()
     return {v for (v,) in rows}
 
