@@ -49,10 +49,10 @@ def guarded_protocol(header_timeout_s: float, max_connections: int):
                 return
             self._arm()
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            if self._header_timer is None:  # a kept-alive connection's next request
-                self._arm()
+        def data_received(self, data: bytes) -> None:
+            if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # bytes between requests (a kept-alive connection's next one, or junk)
+            super().data_received(data)
 
         def on_headers_complete(self) -> None:
             self._disarm()

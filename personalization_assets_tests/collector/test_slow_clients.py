@@ -90,3 +90,14 @@ def test_connections_beyond_the_cap_are_refused_and_service_continues(strict):
     r = requests.post(url + "/v1/track", json={"userId": "u", "event": "E", "messageId": "after"},
                       headers={"Authorization": f"Bearer {WRITE_KEY}"}, timeout=5)
     assert r.status_code == 200
+
+
+def test_a_kept_alive_connection_trickling_bytes_after_a_request_is_cut_off(strict):
+    _, port = strict
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + WRITE_KEY.encode()
+                  + b"\r\nContent-Length: 2\r\n\r\n{}")
+        s.settimeout(5)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        took = _closed_within(s, 6, trickle=b"\r\n")  # every 0.2 s: resets uvicorn's keep-alive timer
+    assert took is not None and took < 2.5, took
