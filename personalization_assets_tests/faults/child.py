@@ -1,0 +1,67 @@
+"""One run in its own process, for the crash tests (the tests `kill -9` it):
+
+    python -m personalization_assets_tests.faults.child pool|identity [run-config JSON]
+
+`pool`: one small asset of the warehouse pool; `identity`: the core identity assets over the
+staged tables already in the warehouse (PERSONALIZATION_DUCKDB_PATH). The instance is the one in
+DAGSTER_HOME; the run goes through `execute_watched`, like the demo's. Prints `DONE <success>`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import dagster as dg
+
+from personalization_assets import settings
+from personalization_assets.assets.common import WAREHOUSE_POOL
+from personalization_assets.assets.core import customers, identity_map
+from personalization_assets.resources.faults import fault_point
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
+from personalization_assets.resources.pool import execute_watched
+from personalization_assets.resources.warehouse import DuckDBWarehouse
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dg.asset(key=["ops", "heartbeat"], pool=WAREHOUSE_POOL)
+def heartbeat(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """A one-row write in the pool: enough to hold the slot where a test kills the process."""
+    fault_point("step_start")
+    with warehouse.connect() as conn, conn.transaction():
+        conn.ensure_schema("ops")
+        conn.execute("create table if not exists ops.heartbeat (written_at double)")
+        conn.execute("insert into ops.heartbeat values (?)", [time.time()])
+    return dg.MaterializeResult()
+
+
+def job(which: str) -> dg.JobDefinition:
+    database = str(settings.warehouse_path())
+    assets = ([heartbeat] if which == "pool" else
+              [customers, identity_map, dg.AssetSpec(["staging", "customers"]), dg.AssetSpec(["staging", "events"])])
+    selection = ([dg.AssetKey(["ops", "heartbeat"])] if which == "pool" else
+                 [dg.AssetKey(["core", t]) for t in ("customers", "customer_crosswalk", "merge_evidence", "identity_map")])
+    defs = dg.Definitions(
+        assets=assets, jobs=[dg.define_asset_job(which, selection=selection)],
+        resources={"io_manager": AtomicDuckDBIOManager(database=database),
+                   "warehouse": DuckDBWarehouse(database=database)})
+    return defs.resolve_job_def(which)
+
+
+def run(which: str, config: dict | None = None, instance: dg.DagsterInstance | None = None,
+        say=lambda line: print(line, file=sys.stderr, flush=True)) -> dg.ExecuteInProcessResult:
+    run_config = {**QUIET, **({"ops": {"customers": {"config": config}}} if config else {})}
+    return execute_watched(job(which), instance or dg.DagsterInstance.get(), say=say, poll=0.5,
+                           run_config=run_config, raise_on_error=False)
+
+
+if __name__ == "__main__":
+    try:
+        result = run(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else None)
+    except KeyboardInterrupt:
+        print("INTERRUPTED", flush=True)
+        sys.exit(130)
+    print(f"DONE {result.success}", flush=True)
+    sys.exit(0 if result.success else 1)

@@ -1,0 +1,141 @@
+"""Finding 1 of issue 17: a run killed in the `warehouse_writer` pool must not wedge later runs.
+
+Each test kills a real child process (`kill -9`) while it holds the pool's only slot.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+
+from personalization_assets.definitions import defs
+from personalization_assets.resources.pool import process_alive, waits
+from personalization_assets.sensors import pool_slot_keeper
+
+from . import child as runs
+from .harness import DEADLINE_S, Child, slots_taken
+
+POOL = "warehouse_writer"
+
+
+def _until(predicate, timeout: float = DEADLINE_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _killed_holder(env, instance) -> str:
+    child = Child("pool", env, fault="step_start")
+    child.wait_for("FAULT step_start")
+    child.kill()
+    (run_id, step), = slots_taken(instance)  # the wedge: the slot outlives its process
+    assert step == "ops__heartbeat"
+    return run_id
+
+
+def test_a_run_killed_holding_the_slot_does_not_wedge_the_next_run(env, instance):
+    dead = _killed_holder(env, instance)
+    said, done = [], {}
+    nxt = threading.Thread(target=lambda: done.update(result=runs.run("pool", instance=instance, say=said.append)),
+                           daemon=True)  # in process, like `personalization demo`
+    nxt.start()
+    nxt.join(DEADLINE_S)
+    assert "result" in done, f"the next run is wedged behind the slot of the killed run {dead[:8]}"
+    assert done["result"].success
+    assert slots_taken(instance) == []
+    assert any(line.startswith(f"freed the pool slots of run {dead[:8]}") and "gone" in line for line in said)
+    assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE  # the UI says why
+
+
+def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the_holder_dies(env, instance):
+    child = Child("pool", env, fault="step_start")
+    child.wait_for("FAULT step_start")
+    (holder, _), = slots_taken(instance)
+    outcome = {}
+
+    def plain_run():  # a run as `dagster dev` launches it: no watchdog of ours around it
+        outcome["result"] = runs.job("pool").execute_in_process(instance=instance, run_config=runs.QUIET,
+                                                                raise_on_error=False)
+
+    waiter = threading.Thread(target=plain_run, daemon=True)
+    waiter.start()
+    try:
+        assert _until(lambda: waits(instance)), "the second run never queued for the slot"
+        first = pool_slot_keeper(dg.build_sensor_context(instance=instance))
+        (waiting_run, line), = waits(instance).items()
+        assert f"waits for pool {POOL}: slot held by run {holder[:8]}" in line and "alive" in line
+        told = [e.message for e in instance.all_logs(waiting_run, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+        assert f"Waiting: {line}" in told
+        assert slots_taken(instance)[0][0] == holder  # a live holder keeps its slot
+
+        child.kill()
+        second = pool_slot_keeper(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert f"freed 1 dead run(s): run {holder[:8]}" in second.skip_reason.skip_message
+        waiter.join(DEADLINE_S)
+        assert outcome["result"].success
+        assert slots_taken(instance) == []
+    finally:
+        child.kill()
+
+
+def test_a_waiting_run_says_what_it_waits_for_and_stops_on_sigterm(env, instance):
+    release = threading.Event()
+
+    @dg.asset(key=["ops", "heartbeat"], pool=POOL)
+    def busy_writer():
+        release.wait(DEADLINE_S)
+
+    holder = threading.Thread(target=lambda: dg.materialize([busy_writer], instance=instance), daemon=True)
+    holder.start()
+    try:
+        assert _until(lambda: slots_taken(instance)), "the holder never took the slot"
+        (holder_run, _), = slots_taken(instance)
+        child = Child("pool", env)
+        line = child.wait_for("waiting: step ops__heartbeat waits for pool warehouse_writer")
+        assert f"slot held by run {holder_run[:8]}" in line and "Ctrl-C stops this run" in line
+        started = time.monotonic()
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.finish(timeout=20) == 130
+        assert time.monotonic() - started < 20
+        assert "INTERRUPTED" in child.seen + [child.lines.get(timeout=5)]
+    finally:
+        release.set()
+        holder.join(DEADLINE_S)
+    canceled = instance.get_runs(filters=dg.RunsFilter(job_name="pool"))
+    assert [r.status for r in canceled] == [dg.DagsterRunStatus.CANCELED]
+    assert slots_taken(instance) == []
+
+
+def test_every_step_that_opens_the_warehouse_is_in_the_pool():
+    """DuckDB allows one process per file: an asset check reading it outside the pool failed on
+    the file lock while a writer ran."""
+    definitions = defs()
+    outside = []
+    for check in definitions.asset_checks or []:
+        if check.node_def.pool != POOL:  # every check loads its asset or queries the warehouse
+            outside.append(check.node_def.name)
+    for asset in definitions.assets or []:
+        if isinstance(asset, dg.AssetsDefinition) and asset.is_executable and "warehouse" in asset.required_resource_keys:
+            if asset.node_def.pool != POOL:
+                outside.append(asset.node_def.name)
+    assert definitions.asset_checks and outside == []
+
+
+def test_a_process_counts_as_alive_only_while_it_runs_and_is_not_a_reused_pid():
+    now = time.time()
+    assert process_alive(os.getpid(), now)
+    assert not process_alive(os.getpid(), now - 10 ** 6)  # our pid, but named by an event before we started
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    assert not process_alive(exited.pid, now)
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert _until(lambda: open(f"/proc/{zombie.pid}/stat").read().split(")")[1].split()[0] == "Z", 10)
+    assert not process_alive(zombie.pid, now)  # killed but not reaped yet: not alive
+    zombie.wait()
