@@ -278,9 +278,15 @@ def _add_forget(sub) -> None:
     p.set_defaults(func=_forget)
 
 
+def _add_identity(sub) -> None:
+    from .identity.cli import add_identity_command
+
+    add_identity_command(sub)
+
+
 from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at import)
 
-COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, add_deliver_command]
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ import dagster as dg
 import pandas as pd
 
 from ..identity import ResolvedState, resolve, stitch_identities
+from ..identity.decisions import read_decisions
+from ..identity.households import households as household_table
+from ..identity.review import review_queue
 from ..resources.io_manager import COMMIT_GROUP, verify_tables
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
@@ -94,7 +97,8 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
     """Resolve staged customer records into people: exact keys, then fuzzy matching."""
     with warehouse.connect() as conn:
         previous = None if config.full_rebuild else _previous(conn)
-    res = resolve(staged, previous=previous, unmerges=config.unmerge)
+        decisions = read_decisions(conn)  # a person's link/unlink decisions bind every run
+    res = resolve(staged, previous=previous, unmerges=config.unmerge, decisions=decisions)
     golden = _golden(res, staged)
     sizes = golden["source_records"].value_counts().sort_index()
     stats = {k: v for k, v in res.stats.items() if k not in ("blocking", "stage_seconds")}
@@ -141,4 +145,31 @@ def identity_map(events: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.
         unresolved_users=int(stitched.loc[~is_device, "customer_key"].isna().sum())))
 
 
-defs = dg.Definitions(assets=[customers, identity_map])
+@dg.asset(key=["core", "identity_review"], ins={"evidence": dg.AssetIn(key=["core", "merge_evidence"]),
+          "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
+          group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
+def identity_review(evidence: pd.DataFrame, crosswalk: pd.DataFrame, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+    """Pairs and records the matcher would not decide alone (a household conflict, a weak chain, an
+    identity limit, a shared identifier), with their evidence, and the decision a person took with
+    `personalization identity link|unlink A B --reason ...` (status open or decided)."""
+    with warehouse.connect() as conn:
+        decisions = read_decisions(conn)
+    out = review_queue(evidence, crosswalk, decisions)
+    return dg.Output(out, metadata=frame_metadata(
+        out, reasons=out["reason"].value_counts().to_dict(), open=int((out["status"] == "open").sum())))
+
+
+@dg.asset(key=["core", "households"], ins={"staged": dg.AssetIn(key=["staging", "customers"]),
+          "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
+          group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
+def households(staged: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """Households: customers who share a postal address or a mailbox (never merged into one person),
+    for household frequency caps. One row per customer with its household_id and size."""
+    out = household_table(staged, crosswalk)
+    sizes = out["household_size"].value_counts().sort_index()
+    return dg.Output(out, metadata=frame_metadata(
+        out, households=int(out["household_id"].nunique()),
+        household_size_distribution={str(k): int(v) for k, v in sizes.items()}))
+
+
+defs = dg.Definitions(assets=[customers, identity_map, identity_review, households])

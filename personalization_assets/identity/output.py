@@ -93,17 +93,49 @@ def model_row(model) -> pd.DataFrame:
                          "detail": [json.dumps(model.to_dict())]})
 
 
-def review_frame(review: pd.DataFrame, rid, refused: pd.DataFrame, placeholders) -> pd.DataFrame:
-    """Links and records held back for a person to look at, with the reason."""
+PAIR_REVIEW_COLUMNS = ["left_record_id", "right_record_id", "reason", "score", "evidence"]
+
+
+def pair_evidence(scorer, left: np.ndarray, right: np.ndarray) -> list[str | None]:
+    """Per pair, a JSON object of its field levels and the adjustments of its weight."""
+    out: list[str | None] = [None] * left.size
+    pairs = np.flatnonzero(right >= 0)
+    if pairs.size == 0:
+        return out
+    s = scorer.assess(left[pairs], right[pairs])
+    fields = scorer.model.fields
+    for j, i in enumerate(pairs):
+        detail = {f: LEVELS[f][s.levels[j, k]] for k, f in enumerate(fields)}
+        detail.update(match_weight=round(float(s.weight[j]), 3), match_probability=round(float(s.prob[j]), 6),
+                      tf_adjustment=round(float(s.tf_adjustment[j]), 3),
+                      household_adjustment=round(float(s.household_adjustment[j]), 3), conflict=bool(s.conflict[j]))
+        out[i] = json.dumps(detail)
+    return out
+
+
+def review_frame(review: pd.DataFrame, rid, refused: pd.DataFrame, placeholders, evidence=None) -> pd.DataFrame:
+    """Links and records held back for a person to look at: the pair, its evidence, the reason."""
     rv = pd.DataFrame({
         "left_record_id": rid[review["left"].to_numpy(int)] if len(review) else [],
         "right_record_id": [rid[r] if r >= 0 else None for r in review["right"].to_numpy(int)],
         "reason": review["reason"].to_numpy(object),
         "score": review["score"].to_numpy(float),
+        "evidence": evidence if evidence is not None else [None] * len(review),
     })
     extra = [pd.DataFrame({"left_record_id": refused["example"], "right_record_id": None,
-                           "reason": "shared_key:" + refused["rule"], "score": refused["records"]}),
+                           "reason": "shared_key:" + refused["rule"], "score": refused["records"],
+                           "evidence": None}),
              pd.DataFrame({"left_record_id": placeholders, "right_record_id": None,
-                           "reason": "placeholder_profile", "score": np.nan})]
+                           "reason": "placeholder_profile", "score": np.nan, "evidence": None})]
     extra = [x for x in extra if len(x)]
-    return pd.concat([rv, *extra], ignore_index=True) if extra else rv
+    out = pd.concat([rv, *extra], ignore_index=True) if extra else rv
+    return out[PAIR_REVIEW_COLUMNS]
+
+
+def review_rows(review: pd.DataFrame, keys, rid) -> pd.DataFrame:
+    """The review queue as evidence rows (rule ``review:<reason>``), so it is written with the
+    resolution it belongs to and ``core.identity_review`` can be read from it."""
+    pos = pd.Series(keys, index=rid)
+    return pd.DataFrame({"left_record_id": review["left_record_id"], "right_record_id": review["right_record_id"],
+                         "customer_key": review["left_record_id"].map(pos), "rule": "review:" + review["reason"],
+                         "match_probability": review["score"], "detail": review["evidence"]})

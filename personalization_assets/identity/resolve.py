@@ -22,7 +22,14 @@ from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.links import Links, accepted_links, union_pairs
 from personalization_assets.identity.keys import assign_keys
-from personalization_assets.identity.output import crosswalk_frame, evidence_frame, model_row, review_frame
+from personalization_assets.identity.output import (
+    crosswalk_frame,
+    evidence_frame,
+    model_row,
+    pair_evidence,
+    review_frame,
+    review_rows,
+)
 from personalization_assets.identity.prepare import Features, features
 from personalization_assets.identity.scoring import matching_pairs
 from personalization_assets.identity.state import Resolution, ResolvedState
@@ -101,8 +108,9 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         cannot_ids |= new_cannot
         labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                        _positions(cannot_ids, pos), cluster_rules)
-    del f, comp, scorer
     review = pd.concat([x for x in (review, conflicts) if len(x)], ignore_index=True) if len(conflicts) else review
+    review_evidence = pair_evidence(scorer, review["left"].to_numpy(np.int64), review["right"].to_numpy(np.int64))
+    del f, comp, scorer
     lap("cluster")
     keys = assign_keys(rid, labels, prev_keys)
 
@@ -111,6 +119,9 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     evidence = evidence_frame(rid, keys, edges, rules, used, links, model, cannot_ids)
     if mode == "incremental":
         evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
+    review_out = review_frame(review, rid, refused, rid[placeholder], review_evidence)
+    evidence = pd.concat([evidence, review_rows(review_out, keys, rid)], ignore_index=True)
+    evidence = evidence.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
     golden = golden_records(records, pd.Series(keys), cfg.source_priority)
@@ -123,7 +134,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
              "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
              "stage_seconds": lap.laps}
     return Resolution(golden, crosswalk, evidence,
-                      review_frame(review, rid, refused, rid[placeholder]), model, stats)
+                      review_out, model, stats)
 
 
 class _Laps:
@@ -222,9 +233,12 @@ def _carried_edges(rid, dirty, prev_keys):
 
 
 def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_ids: set) -> pd.DataFrame:
+    # evidence and review cases of untouched records stay as they were (a case about one
+    # record has no right side)
+    right_ok = old["right_record_id"].isin(live_ids) | (old["right_record_id"].isna()
+                                                        & old["rule"].astype(str).str.startswith("review:"))
     keep = old.loc[~old["rule"].isin(["cannot_link", "model"]) & ~old["left_record_id"].isin(dirty_ids)
-                   & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids)
-                   & old["right_record_id"].isin(live_ids)]
+                   & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids) & right_ok]
     new = new.loc[new["rule"] != "carried"]
     both = pd.concat([keep.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
     # The exact stage re-derives its links every run: a link found again replaces the kept copy.
