@@ -37,15 +37,16 @@ def _env_or_demo(name: str, demo: str) -> str:
 
 
 def _sources() -> dict[str, Any]:
+    # The CRM and bus URLs may carry a password (postgresql://user:pw@..., redis://:pw@...).
     return {
-        "crm": CrmDatabase(url=settings.crm_url()),
+        "crm": CrmDatabase(url=_env_or_demo("CRM_DATABASE_URL", settings.crm_url())),
         "orders_api": OrdersApi(
             base_url=settings.orders_api_url(),
             client_id=_env_or_demo("ORDERS_API_CLIENT_ID", DEMO_CLIENT_ID),
             client_secret=_env_or_demo("ORDERS_API_CLIENT_SECRET", DEMO_CLIENT_SECRET),
             catalogue_dir=str(settings.data_dir() / "shop"),
         ),
-        "event_bus": EventBusResource(url=settings.event_bus_url()),
+        "event_bus": EventBusResource(url=_env_or_demo("EVENT_BUS_URL", settings.event_bus_url())),
     }
 
 

@@ -68,8 +68,11 @@ def shown_config(resource) -> str:
 @pytest.mark.parametrize("deployment", ["local", "prod"])
 def test_secrets_are_env_vars_not_values_in_the_ui(deployment, prod_env, monkeypatch):
     monkeypatch.setenv("DAGSTER_DEPLOYMENT", deployment)
+    monkeypatch.setenv("CRM_DATABASE_URL", "postgresql+psycopg2://crm:crm-password-5e1d@db.internal/crm")
+    monkeypatch.setenv("EVENT_BUS_URL", "redis://:bus-password-0b7c@redis.internal:6379/0")
     resources = resources_for(deployment)
-    secrets = [PROD_SETTINGS["ORDERS_API_CLIENT_SECRET"], PROD_SETTINGS["SNOWFLAKE_PASSWORD"]]
+    secrets = [PROD_SETTINGS["ORDERS_API_CLIENT_SECRET"], PROD_SETTINGS["SNOWFLAKE_PASSWORD"],
+               "crm-password-5e1d", "bus-password-0b7c"]
     for key, resource in resources.items():
         text = shown_config(resource)
         assert not [s for s in secrets if s in text], f"resource {key} shows a secret: {text}"
