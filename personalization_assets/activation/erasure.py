@@ -34,6 +34,7 @@ from ..marts.inputs import Sql
 from ..resources.warehouse import identifier as safe
 from . import erasure_queue, suppression, tables
 from .erasure_match import OWNER_COLUMNS, Identifiers, Matcher
+from .erasure_resolve import column_values, columns_of, marks, resolve
 from .model import Destination
 
 __all__ = ["Identifiers", "PiiTable", "Receipt", "Store", "forget", "process_erasure_queue", "resolve", "scan"]
@@ -67,111 +68,6 @@ class Store(Protocol):
     def remaining(self, ids: Identifiers) -> int: ...
 
 
-def _in(values: Sequence) -> str:
-    return ", ".join("?" for _ in values) or "null"
-
-
-def _lookup(conn: Sql, sql: str, params: list) -> set[str]:
-    return {str(v).strip() for v in conn.query(sql, params).iloc[:, 0] if v is not None and str(v) not in ("nan", "<NA>", "")}
-
-
-def _columns(conn: Sql, schema: str, table: str) -> dict[str, str]:
-    frame = conn.query("select lower(column_name) as c, lower(data_type) as t from information_schema.columns "
-                       "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)", [schema, table])
-    return dict(zip(frame["c"], frame["t"]))
-
-
-def _has(conn: Sql, schema: str, table: str, *columns: str) -> bool:
-    return conn.table_exists(schema, table) and set(columns) <= set(_columns(conn, schema, table))
-
-
-def _select(conn: Sql, table: str, column: str, where_column: str, values: set[str], lower: bool = True) -> set[str]:
-    """`column` of the rows whose `where_column` is one of `values` (compared lower-cased)."""
-    schema, name = table.split(".")
-    if not values or not _has(conn, schema, name, column, where_column):
-        return set()
-    vs = sorted(v.lower() for v in values) if lower else sorted(values)
-    return _lookup(conn, f"select {column} from {table} where lower(cast({where_column} as varchar)) in ({_in(vs)})", vs)
-
-
-def _graph(conn: Sql, ident: str) -> tuple[set[str], set[str]]:
-    """The golden customer keys and source records the identifier names."""
-    one = {ident.lower()}
-    keys = _select(conn, "core.customers", "customer_key", "customer_key", one)
-    by_address = _select(conn, "core.customers", "customer_key", "email", one)
-    by_address |= _select(conn, "core.customers", "customer_key", "email_key", one)
-    if len(by_address) > 1:  # a family address: which of them asks is not ours to guess
-        raise LookupError(f"{ident!r} is the address of {len(by_address)} customers ({', '.join(sorted(by_address))}): "
-                          "name the customer key of the person to erase")
-    keys |= by_address
-    for column in ("record_id", "customer_key", "previous_customer_key"):
-        keys |= _select(conn, "core.customer_crosswalk", "customer_key", column, one)
-    keys |= _select(conn, "core.identity_map", "customer_key", "identity", one)
-    records = _select(conn, "staging.customers", "record_id", "record_id", one)
-    if not keys and "@" in ident:
-        records |= _select(conn, "staging.customers", "record_id", "email", one)
-    keys |= _select(conn, "core.customer_crosswalk", "customer_key", "record_id", records)
-    keys |= _select(conn, "core.customer_crosswalk", "previous_customer_key", "customer_key", keys)
-    records |= _select(conn, "core.customer_crosswalk", "record_id", "customer_key", keys)
-    return keys, records
-
-
-def resolve(conn: Sql, identifier: str) -> Identifiers:
-    """Every identifier of the person `identifier` names (an e-mail, customer key, record id or
-    tracked user/anonymous id), following the identity graph, never a shared attribute."""
-    ident = identifier.strip()
-    keys, records = _graph(conn, ident)
-    ids = Identifiers(customer_keys=keys, record_ids=records)
-    if "@" in ident:
-        ids.emails.add(ident.lower())
-    if not keys and not records:  # a tracked id the identity map has not linked (yet)
-        for column in ("user_id", "anonymous_id"):
-            if _select(conn, "staging.events", column, column, {ident}):
-                getattr(ids, f"{column}s").add(ident)
-    for kind, target in (("user_id", ids.user_ids), ("anonymous_id", ids.anonymous_ids)):
-        if _has(conn, "core", "identity_map", "identity_type"):
-            ks = sorted(keys)
-            target |= _lookup(conn, f"select identity from core.identity_map where identity_type = ? "
-                                    f"and customer_key in ({_in(ks)})", [kind, *ks]) if ks else set()
-    for column in ("email", "email_key"):
-        ids.emails |= _select(conn, "core.customers", column, "customer_key", keys)
-    ids.phones |= _select(conn, "core.customers", "phone", "customer_key", keys)
-    for column, target in (("email", ids.emails), ("email_raw", ids.emails), ("email_key", ids.emails),
-                           ("phone", ids.phones), ("phone_raw", ids.phones), ("source_id", ids.source_ids)):
-        target |= _select(conn, "staging.customers", column, "record_id", records)
-    ids.source_ids |= {r.split(":", 1)[1] for r in records if r.startswith("crm:")}
-    for column, target in (("email", ids.emails), ("phone", ids.phones)):
-        target |= _select(conn, "raw.crm_customers", column, "customer_id", ids.source_ids)
-    ids.emails = {e.strip().lower() for e in ids.emails}
-    _mark_shared(conn, ids)
-    own = ids.kind("emails")
-    ids.order_ids |= _select(conn, "staging.orders", "order_id", "customer_record_id", records)
-    ids.order_ids |= _select(conn, "staging.orders", "order_id", "email", own)
-    ids.order_ids |= _select(conn, "raw.shop_orders", "order_id", "customer_id", ids.source_ids)
-    ids.order_ids |= _select(conn, "raw.shop_orders", "order_id", "email", own)
-    ids.message_ids |= _select(conn, "staging.events", "message_id", "user_id", ids.user_ids)
-    ids.message_ids |= _select(conn, "staging.events", "message_id", "anonymous_id", ids.anonymous_ids)
-    return ids
-
-
-def _mark_shared(conn: Sql, ids: Identifiers) -> None:
-    """Addresses and phones that a customer outside the person's graph also holds."""
-    keys, records = sorted(ids.customer_keys), sorted(ids.record_ids)
-    for table, key_column, mine, checks in (
-            ("core.customers", "customer_key", keys, (("email", "emails"), ("email_key", "emails"), ("phone", "phones"))),
-            ("staging.customers", "record_id", records, (("email", "emails"), ("email_raw", "emails"),
-                                                         ("phone", "phones"), ("phone_raw", "phones")))):
-        schema, name = table.split(".")
-        for column, kind in checks:
-            values = sorted({v.lower() for v in getattr(ids, kind)})
-            if not values or not _has(conn, schema, name, column, key_column):
-                continue
-            others = f"{key_column} not in ({_in(mine)})" if mine else "true"
-            shared = _lookup(conn, f"select distinct lower({column}) from {table} where lower({column}) in ({_in(values)}) "
-                                   f"and {others}", values + list(mine))
-            getattr(ids, f"shared_{kind}").update(shared)
-
-
 # -- which rows: the person's own, by key or by document --------------------------------------
 @dataclass(frozen=True)
 class Target:
@@ -182,7 +78,7 @@ class Target:
 
 
 def _target(conn: Sql, schema: str, table: str, only: tuple[str, ...] = ()) -> Target | None:
-    cols = _columns(conn, schema, table)
+    cols = columns_of(conn, schema, table)
     owner = tuple((c, OWNER_COLUMNS[c]) for c in sorted(cols) if c in OWNER_COLUMNS)
     text = {c for c, t in cols.items() if t.startswith(TEXT_TYPES) and c not in OWNER_COLUMNS}
     docs = tuple(sorted(text & {c.lower() for c in only} if only else text))
@@ -217,7 +113,7 @@ def _owner_where(target: Target, ids: Identifiers) -> tuple[list[str], list]:
     for column, kinds in target.owner:
         values = sorted(set().union(*(ids.kind(k) for k in kinds)))
         if values:
-            parts.append(f"lower(cast({column} as varchar)) in ({_in(values)})")
+            parts.append(f"lower(cast({column} as varchar)) in ({marks(values)})")
             params += values
     return parts, params
 
@@ -238,7 +134,7 @@ def _where(conn: Sql, target: Target, ids: Identifiers, matcher: Matcher, residu
         texts = _documents(conn, target, column, needles, matcher.mentions if residual else matcher.owns)
         for start in range(0, len(texts), 500):
             chunk = texts[start:start + 500]
-            parts.append(f"{column} in ({_in(chunk)})")
+            parts.append(f"{column} in ({marks(chunk)})")
             params += chunk
     return " or ".join(parts) or "false", params
 
@@ -277,12 +173,12 @@ def _destination_people(conn: Sql, ids: Identifiers) -> tuple[set[str], set[str]
     dests, emails = set(), set(es)
     if conn.table_exists("activation", "sync_state") and (ks or es):
         held = conn.query(f"select distinct destination, lower(email) as email from activation.sync_state "
-                          f"where customer_key in ({_in(ks)}) or lower(email) in ({_in(es)})", ks + es)
+                          f"where customer_key in ({marks(ks)}) or lower(email) in ({marks(es)})", ks + es)
         dests |= set(held["destination"])
         emails |= {e for e in held["email"] if isinstance(e, str)} - ids.shared_emails
     if conn.table_exists("activation", "suppression_propagation") and es:
-        dests |= _lookup(conn, f"select distinct destination from activation.suppression_propagation "
-                               f"where lower(email) in ({_in(es)})", es)
+        dests |= column_values(conn, f"select distinct destination from activation.suppression_propagation "
+                               f"where lower(email) in ({marks(es)})", es)
     return dests, emails, set(ks)
 
 
