@@ -93,9 +93,7 @@ def build_server(settings: CollectorSettings, public_sock: socket.socket, admin_
                  app=None, admin_app=None, log_level: str = "warning") -> uvicorn.Server:
     """A uvicorn server for the collector on two bound sockets: public ingestion and admin.
     `app` defaults to create_app(settings); tests pass a wrapped app and its `admin_app`."""
-    if app is None:
-        app = create_app(settings)
-        tune_gc()
+    app = app or create_app(settings)
     admin_app = admin_app or app.state.admin
     routed = PortRouter(app, admin_app, admin_sock.getsockname()[1])
     config = uvicorn.Config(
@@ -151,6 +149,7 @@ def _serve(settings: CollectorSettings, common: dict, reuse_port: bool) -> None:
     public = bind(common["host"], common["port"], reuse_port)
     admin = bind(settings.admin_host, settings.admin_port, reuse_port)
     server = build_server(settings, public, admin, log_level=common["log_level"])
+    tune_gc()  # after the app is built: its heap is what gets frozen
     server.run(sockets=server.collector_sockets)
 
 
