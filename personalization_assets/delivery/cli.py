@@ -104,7 +104,7 @@ def _serve_page(outbox: Path, port: int, ready: threading.Event):
 
 def run_from_args(args) -> int:
     from .. import settings
-    from ..realtime.runner import open_guard
+    from ..realtime.guards import SqliteGuardProvider
     from .outbox import Outbox
     from .payloads import PayloadStore
     from .sender import AlreadyRunning, RetryPolicy, Sender, lock_outbox, run_sender
@@ -125,7 +125,7 @@ def run_from_args(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     outbox = Outbox(outbox_path)
     payloads = PayloadStore(outbox_path.with_name("delivery_payloads.sqlite"))
-    sender = Sender(outbox, ledger, payloads, open_guard(guard_path, args.allow_unknown), channel, _unsubscribe(),
+    sender = Sender(outbox, ledger, payloads, SqliteGuardProvider(guard_path, allow_unknown=args.allow_unknown), channel, _unsubscribe(),
                     policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse)
     server = None
     page = "no page"

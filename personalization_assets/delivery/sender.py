@@ -131,6 +131,8 @@ class Sender:
     def deliver(self, row: Row) -> None:
         reason = self.decide(row)
         if reason is not None:
+            if row.state == "sending":  # a crash interrupted an earlier attempt: say what we know
+                reason += "; an interrupted earlier attempt may have reached the destination"
             self.outbox.suppressed(row.fire_key, reason)
             return
         self.outbox.sending(row.fire_key)  # committed BEFORE the send: a crash re-sends the same key

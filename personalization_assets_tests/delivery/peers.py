@@ -41,6 +41,7 @@ class EspServer:
         self.delivered: Counter[str] = Counter()  # key -> deliveries (each key delivered once)
         self.accepted_at: dict[str, float] = {}
         self.bad_signatures = 0
+        self.truncated = 0  # the client died while sending the body
         self._tokens, self._updated = rate or 0.0, time.monotonic()
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,7 +52,13 @@ class EspServer:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    with peer.lock:
+                        peer.truncated += 1
+                    self.close_connection = True
+                    return
                 status, headers = peer.handle(self.headers, body)
                 self.send_response(status)
                 for k, v in {"Content-Length": "2", "Content-Type": "application/json", **headers}.items():
