@@ -9,6 +9,7 @@ catalogue) are the sources themselves, not stores of this platform: the CRM tomb
 re-import from coming back.
 """
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def _needles(conn: WarehouseConnection, key: str) -> set[str]:
     phones raw and E.164, anonymous ids, the customer key."""
     found = {key}
     for sql in ("select email from core.customers where customer_key = ?",
+                "select email_key from core.customers where customer_key = ?",
                 "select s.email_raw from staging.customers s join core.customer_crosswalk x using (record_id) where x.customer_key = ?",
                 "select s.phone_raw from staging.customers s join core.customer_crosswalk x using (record_id) where x.customer_key = ?",
                 "select phone from core.customers where customer_key = ?",
@@ -130,7 +132,7 @@ def _stores_holding(ids) -> dict[str, int]:
     return {s.name: s.remaining(ids) for s in stores}
 
 
-def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_keys, transport):
+def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_keys, transport, capsys):
     data, home = demo
     raw, conn = _open(data)
     a, b = raw.execute(PEOPLE).fetchall()
@@ -152,6 +154,7 @@ def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_ke
     assert byte_hits([data], needles, SOURCES), "the person is in the stores before"
 
     assert cli.main(["forget", a[1].upper()]) == 0  # the first run succeeds, on the address in any case
+    assert "verified" in capsys.readouterr().out
 
     # complete: no byte of her identifiers in any store of the platform, nor in Dagster's storage
     assert byte_hits([data, home], needles, SOURCES) == {}
@@ -160,6 +163,8 @@ def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_ke
     raw, conn = _open(data)
     assert scan(conn, ids_b, pii) == b_rows and _stores_holding(ids_b) == b_stores  # 0 collateral erasures
     assert conn.scalar("select phone from core.customers where customer_key = ?", [b[0]]) == a[2]
+    tombstone = hashlib.sha256(a[1].lower().encode()).hexdigest()  # keeps a CRM re-import unsendable
+    assert conn.scalar("select count(*) from activation.suppression where email_sha256 = ? and email is null", [tombstone]) == 1
     ledger = conn.query("select * from compliance.erasure_ledger").iloc[0]
     assert ledger["verified"] and ledger["rows_remaining"] == 0 and ledger["rows_deleted"] > 50
     # the destination that erases by address still can: its queue rows survived, encrypted
