@@ -207,3 +207,22 @@ def test_a_normal_one_click_post_still_works_over_the_socket(endpoint):
         conn.sendall(head + body)
         answer = conn.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200") and [e.email for e in recorded] == [ADDRESS]
+
+
+CONTENT_TYPES = st.sampled_from([None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                 "multipart/form-data; boundary=b", "multipart/form-data; boundary=",
+                                 "application/json", "multipart/form-data; boundary=\"q\"; charset=latin-1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(token=st.one_of(st.text(max_size=120), st.just(make_token(SECRET, ADDRESS))),
+       body=st.one_of(st.binary(max_size=600), st.builds(lambda f: multipart(f, boundary="b")[0],
+                                                        st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=4))),
+       content_type=CONTENT_TYPES)
+def test_no_request_makes_the_endpoint_fail(token, body, content_type):
+    recorded: list = []
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = TestClient(app(recorded), raise_server_exceptions=False).post(
+        "/unsubscribe", params={"t": token}, content=body, headers=headers)
+    assert answer.status_code in (200, 400, 413), answer.text
+    assert len(recorded) == (answer.status_code == 200)
