@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import threading
 import time
 from typing import Callable
 
@@ -107,11 +108,13 @@ def create_webhook_app(bus=None, config: dict | None = None, *, clock: Callable[
     secrets = _secrets(config)
     store = EmailEventStore(config.get("bus_url"), bus if config.get("use_collector_bus") else None)
     ledgers: dict = {}  # opened on first use: the bus location may come from the environment
+    ledger_lock = threading.Lock()
 
     def tokens():
-        if "ledger" not in ledgers:
-            ledgers["ledger"] = open_token_ledger(store.bus_url or email_events_bus_url(), 2 * tolerance + 60)
-        return ledgers["ledger"]
+        with ledger_lock:
+            if "ledger" not in ledgers:
+                ledgers["ledger"] = open_token_ledger(store.bus_url or email_events_bus_url(), 2 * tolerance + 60)
+            return ledgers["ledger"]
 
     def verified_events(provider: str, request: Request, body: bytes) -> tuple[list, str | None]:
         """The events of a verified request, and the single-use token to claim (Mailgun)."""
