@@ -16,6 +16,7 @@ from personalization_assets.segments.suppression import suppressed_customers
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 
 from .servers import WebhookReceiver
+from personalization_assets_tests.conftest import require_module
 
 
 def warehouse(conn) -> None:
@@ -187,3 +188,17 @@ def test_pending_destination_deletions_are_encrypted_and_survive_verification(co
     assert Recorder.calls == [(["anna.old@example.com", "anna@example.com"], ["anna"])]
     assert list(erasure_keys.glob("*.key")) == []
     assert conn.scalar("select count(*) from activation.erasure_queue where email is not null or customer_key is not null") == 0
+
+
+def test_forget_on_snowflake_dialect():
+    """The same SQL on Snowflake's dialect (fakesnow): exact, verified, the queue encrypted."""
+    require_module("fakesnow")
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    with fakesnow_connection() as conn:
+        warehouse(conn)
+        receipt = forget(conn, "ANNA.OLD@example.com", PII, destinations=["braze"], now=NOW)
+        assert receipt.verified and receipt.deleted["raw.events"] == 3 and receipt.deleted["staging.customers"] == 2
+        assert conn.scalar("select count(*) from staging.customers where record_id = 'crm:bob'") == 1
+        queued = conn.query("select email from activation.erasure_queue where email is not null")["email"]
+        assert len(queued) == 2 and all(v.startswith("aesgcm:") for v in queued)
