@@ -7,6 +7,7 @@ in `fixtures/` (each with a SOURCE.md), never from a folder beside the repo.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -30,7 +31,7 @@ def unavailable(message: str, remedy: str) -> None:
     """Skip with `message`; under CI=true fail instead, saying what to do."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message}: {remedy} (under CI=true this test must run, not skip)")
-    pytest.skip(f"{message}: {remedy}")
+    pytest.skip(f"{message}: {remedy}", allow_module_level=True)  # also from a module's top
 
 
 def require_service(host: str, port: int, name: str) -> None:
@@ -49,6 +50,14 @@ def require_tool(name: str) -> str:
         package = TOOL_PACKAGES.get(name, name)
         unavailable(f"{name} not found on PATH", f"install it with apt-get install -y {package}")
     return path
+
+
+def require_module(name: str, extra: str = "test"):
+    """Import `name`; skip (or, under CI=true, fail) when the extra that installs it is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        unavailable(f"{name} is not installed", f'pip install -e ".[{extra}]" -c constraints.txt')
 
 
 @pytest.fixture

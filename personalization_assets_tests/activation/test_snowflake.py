@@ -8,10 +8,11 @@ from personalization_assets.activation.engine import SyncSpec, run_sync
 from personalization_assets.activation.model import MIRROR
 from personalization_assets.activation.sources import segment_members_sql
 from personalization_assets_tests.marts.conftest import NOW, fakesnow_connection
+from personalization_assets_tests.conftest import require_module
 
 
 def test_mirror_sync_on_snowflake_dialect(tmp_path):
-    pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
+    require_module("fakesnow")
     with fakesnow_connection() as conn:
         conn.execute("create schema if not exists marts")
         conn.execute("create table marts.customer_profiles (customer_key varchar, email varchar, first_name varchar, "

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets_tests.conftest import require_module
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 
@@ -114,7 +115,7 @@ class History:
 
 @contextlib.contextmanager
 def fakesnow_connection():
-    fakesnow = pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
+    fakesnow = require_module("fakesnow")
     import snowflake.connector
 
     from personalization_assets_tests.fakesnow_support import merge_in_transactions

@@ -9,6 +9,7 @@ from personalization_assets.assets import marts
 from personalization_assets.resources.warehouse import DuckDBWarehouse, SnowflakeWarehouse
 
 from .conftest import NOW, History, ago
+from personalization_assets_tests.conftest import require_module
 
 ASSETS = [marts.customer_profiles, marts.segments, marts.personalization_payloads,
           marts.suppressed_never_in_sendable_segments]
@@ -53,7 +54,7 @@ def test_assets_on_a_duckdb_file(tmp_path):
 
 
 def test_assets_on_fakesnow():
-    fakesnow = pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
+    fakesnow = require_module("fakesnow")
     with fakesnow.patch():
         warehouse = SnowflakeWarehouse(account="acct", user="u", password="pw", database="PERSONALIZATION")
         with warehouse.connect() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from personalization_assets import settings
+from personalization_assets_tests.conftest import require_module
 
 PROD_SETTINGS = {
     "SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "user", "SNOWFLAKE_PASSWORD": "snowflake-password-value-91c2",
@@ -31,7 +32,7 @@ def prod_env(tmp_path, monkeypatch) -> dict[str, str]:
 
 @pytest.fixture
 def snowflake_env(prod_env, monkeypatch):
-    fakesnow = pytest.importorskip("fakesnow", reason="fakesnow (test extra) is not installed")
+    fakesnow = require_module("fakesnow")
     from dagster_snowflake.snowflake_io_manager import SnowflakeDbClient
 
     from personalization_assets_tests.fakesnow_support import merge_in_transactions

@@ -9,7 +9,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-fakesnow = pytest.importorskip("fakesnow")
+from personalization_assets_tests.conftest import require_module
+
+fakesnow = require_module("fakesnow")
 
 from personalization_assets.assets import core, raw, staging  # noqa: E402
 from personalization_assets.resources import resources_for  # noqa: E402
