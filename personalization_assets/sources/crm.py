@@ -143,15 +143,39 @@ def _integer(value) -> int | None:
     return None
 
 
-def _not_utf8(value) -> bool:
+def _not_utf8(values: pd.Series) -> pd.Series:
     """Text decoded with surrogateescape holds lone surrogates where its bytes were not UTF-8."""
-    if not isinstance(value, str):
-        return False
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind not in ("string", "mixed", "bytes"):  # no text at all
+        return pd.Series(False, index=values.index)
+    texts = values.dropna().tolist() if kind == "string" else [v for v in values if isinstance(v, str)]
     try:
-        value.encode("utf-8")
-        return False
+        "".join(texts).encode("utf-8")  # the common case, checked in one call
+        return pd.Series(False, index=values.index)
     except UnicodeEncodeError:
-        return True
+        pass
+
+    def bad(value) -> bool:
+        try:
+            value.encode("utf-8")
+            return False
+        except UnicodeEncodeError:
+            return True
+    return values.map(lambda v: isinstance(v, str) and bad(v))
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """`_text` of every value; the common column shapes (all text, all integers, all booleans) at once."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    present = values.notna()
+    if kind in ("string", "empty"):
+        return values.astype(object).where(present, None)
+    if kind == "integer":
+        return pd.Series(pd.array(values.tolist(), dtype="Int64").astype(str), index=values.index,
+                         dtype=object).where(present, None)
+    if kind == "boolean":
+        return values.map({True: "true", False: "false"}).astype(object).where(present, None)
+    return values.map(_text).astype(object)
 
 
 def screen_customers(frame: pd.DataFrame, *, now: datetime, day_first: bool = False, assume_tz: str = "UTC",
@@ -159,27 +183,32 @@ def screen_customers(frame: pd.DataFrame, *, now: datetime, day_first: bool = Fa
     """The rows of an extraction that can be loaded into `raw.crm_customers` (typed: integer key,
     UTC times, everything else text as stored), and the rest as rejections with their reason."""
     frame = frame.reset_index(drop=True)
-    present = frame["customer_id"].map(lambda v: v is not None and not pd.isna(v))
+    present = frame["customer_id"].notna()
     keys = frame["customer_id"].map(_integer)
-    record_ids = "crm:" + frame["customer_id"].map(lambda v: str(_integer(v) if _integer(v) is not None else v))
+    record_ids = "crm:" + keys.astype(object).where(keys.notna(), frame["customer_id"]).astype(str)
     updated = parse_timestamps(frame["updated_at"], day_first=day_first, assume_tz=assume_tz)
     created = parse_timestamps(frame["created_at"], day_first=day_first, assume_tz=assume_tz)
-    created_given = frame["created_at"].map(lambda v: _text(v) is not None and bool(_text(v).strip()))
-    bad_text = pd.DataFrame({c: frame[c].map(_not_utf8) for c in CUSTOMER_COLUMNS if c not in TIME_COLUMNS})
-    encoding = pd.Series(["not valid UTF-8 (its bytes are shown escaped in the payload): "
-                          + ", ".join(bad_text.columns[row]) for row in bad_text.to_numpy()], index=frame.index,
-                         dtype=object)
+    created_given = created["ts_issue"].ne("missing")
+    bad_text = pd.DataFrame({c: _not_utf8(frame[c]) for c in CUSTOMER_COLUMNS if c not in TIME_COLUMNS})
+
+    def encoding(rows: pd.Series) -> pd.Series:
+        return pd.Series(["not valid UTF-8 (its bytes are shown escaped in the payload): "
+                          + ", ".join(bad_text.columns[flags]) for flags in bad_text[rows].to_numpy()],
+                         index=frame.index[rows], dtype=object)
+
+    def bad_created(rows: pd.Series) -> pd.Series:
+        return ("created_at " + frame.loc[rows, "created_at"].map(lambda v: repr(_text(v))[:60])
+                + " is not a timestamp: " + created.loc[rows, "ts_issue"].fillna("").astype(str))
+
     screened = screen(frame, key="customer_id", stamps=updated, record_ids=record_ids, now=now, window=window,
                       checks=[
                           (present & keys.isna(), KEY_INVALID, "customer_id is not an integer"),
                           (bad_text.any(axis=1), TEXT_ENCODING, encoding),
-                          (created_given & created["ts"].isna(), CREATED_AT_INVALID,
-                           "created_at " + frame["created_at"].map(lambda v: repr(_text(v))[:60])
-                           + " is not a timestamp: " + created["ts_issue"].fillna("").astype(str)),
+                          (created_given & created["ts"].isna(), CREATED_AT_INVALID, bad_created),
                       ])
     typed = pd.DataFrame({
         "customer_id": pd.array(keys.where(keys.notna(), None).tolist(), dtype="Int64"),
-        **{c: frame[c].map(_text).astype(object) for c in TEXT_COLUMNS},
+        **{c: _as_text(frame[c]) for c in TEXT_COLUMNS},
         "created_at": created["ts"], "updated_at": updated["ts"],
     })[CUSTOMER_COLUMNS]
     screened.rows = typed.loc[screened.rows.index].reset_index(drop=True)

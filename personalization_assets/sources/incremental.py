@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,29 +69,41 @@ def content_id(payload: str) -> str:
     return "sha256:" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+Message = str | pd.Series | Callable[[pd.Series], pd.Series]  # a callable gets the mask of rows it names
+
+
 def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: pd.Series, now: datetime,
-           window: IncrementalWindow = WINDOW, checks: list[tuple[pd.Series, str, pd.Series | str]] = (),
+           window: IncrementalWindow = WINDOW, checks: list[tuple[pd.Series, str, Message]] = (),
            payloads: pd.Series | None = None) -> Screened:
     """Split a load into the rows to upsert and the rejections, each row with its first failure.
 
     `stamps` holds the parsed `updated_at` (`ts`, `ts_issue`, as from `normalize.parse_timestamps`);
     `record_ids` the quarantine id of each keyed row; `checks` are the source's own
     (mask, rule, message) checks, applied after the key and the timestamp; `payloads` the text a
-    rejection keeps (default: the row as JSON).
+    rejection keeps (default: the row as JSON, made only for the rows that need one).
     """
     frame = frame.reset_index(drop=True)
-    payloads = (pd.Series([payload_text(r) for r in frame.to_dict("records")], index=frame.index, dtype=object)
-                if payloads is None else payloads.reset_index(drop=True))
-    keyless = frame[key].map(lambda v: v is None or pd.isna(v) or (isinstance(v, str) and not v.strip()))
-    ids = record_ids.reset_index(drop=True).astype(object).where(~keyless, payloads.map(content_id))
+    given = None if payloads is None else payloads.reset_index(drop=True)
+
+    def payload(mask: pd.Series) -> pd.Series:
+        if given is not None:
+            return given[mask]
+        return pd.Series([payload_text(r) for r in frame[mask].to_dict("records")], index=frame.index[mask],
+                         dtype=object)
+
+    keys = frame[key]
+    keyless = keys.isna() | keys.map(lambda v: isinstance(v, str) and not v.strip())
+    ids = record_ids.reset_index(drop=True).astype(object)
+    if keyless.any():
+        ids[keyless] = payload(keyless).map(content_id)
     ts, issue = stamps["ts"].reset_index(drop=True), stamps["ts_issue"].reset_index(drop=True)
-    future = ts > pd.Timestamp(now) + window.clock_skew
     ordered = [
         (keyless, KEY_MISSING, f"no {key}: the record cannot be keyed, so it is not loaded"),
-        (ts.isna(), UPDATED_AT_INVALID, "updated_at " + frame["updated_at"].map(lambda v: repr(v)[:60])
-         + " is not a timestamp: " + issue.fillna("").astype(str)),
-        (future, UPDATED_AT_FUTURE, "updated_at " + ts.astype(str) + f" is later than now + {window.clock_skew} "
-         "(a wrong clock?); it loads once that time has come or the source corrects it"),
+        (ts.isna(), UPDATED_AT_INVALID, lambda m: "updated_at " + frame.loc[m, "updated_at"].map(
+            lambda v: repr(v)[:60]) + " is not a timestamp: " + issue[m].fillna("").astype(str)),
+        (ts > pd.Timestamp(now) + window.clock_skew, UPDATED_AT_FUTURE, lambda m: "updated_at " + ts[m].astype(str)
+         + f" is later than now + {window.clock_skew} (a wrong clock?); it loads once that time has come or "
+         "the source corrects it"),
         *((m.reset_index(drop=True), r, msg.reset_index(drop=True) if isinstance(msg, pd.Series) else msg)
           for m, r, msg in checks),
     ]
@@ -98,13 +111,16 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
     message = pd.Series(None, index=frame.index, dtype=object)
     for mask, rule, text in ordered:
         hit = mask.fillna(False).astype(bool) & failed.isna()
+        if not hit.any():
+            continue
         failed[hit] = rule
-        message[hit] = text[hit] if isinstance(text, pd.Series) else text
-    rejected = [pd.DataFrame({"record_id": ids[failed.notna()], "raw_payload": payloads[failed.notna()],
-                              "rule": failed[failed.notna()], "message": message[failed.notna()]})]
-    ok = failed.isna()
+        message[hit] = text(hit) if callable(text) else text[hit] if isinstance(text, pd.Series) else text
+    bad = failed.notna()
+    rejected = [pd.DataFrame({"record_id": ids[bad], "raw_payload": payload(bad) if bad.any() else None,
+                              "rule": failed[bad], "message": message[bad]})]
+    ok = ~bad
     newest = ts[ok].max() if ok.any() else None
-    rows, conflicts, superseded = _latest_versions(frame[ok], key, ts[ok], payloads[ok], ids[ok])
+    rows, conflicts, superseded = _latest_versions(frame, ok, key, ts, payload, ids)
     rejected.append(conflicts)
     out = pd.concat([r for r in rejected if len(r)], ignore_index=True) if any(len(r) for r in rejected) \
         else pd.DataFrame(columns=REJECTION_COLUMNS)
@@ -112,23 +128,30 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
                     None if newest is None or pd.isna(newest) else newest.to_pydatetime(), superseded)
 
 
-def _latest_versions(frame: pd.DataFrame, key: str, ts: pd.Series, payloads: pd.Series,
-                     ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """One row per key: its latest version. Versions of one key with the same latest `updated_at`
-    but different contents contradict each other: none is loaded, all go to quarantine together."""
-    keys = frame[key].astype(str)
-    latest = ts.groupby(keys).transform("max")
-    top = ts == latest
-    distinct_top = payloads[top].groupby(keys[top]).nunique()
-    conflicting = set(distinct_top[distinct_top > 1].index)
-    in_conflict = keys.isin(conflicting)
+def _latest_versions(frame: pd.DataFrame, ok: pd.Series, key: str, ts: pd.Series,
+                     payload: Callable[[pd.Series], pd.Series], ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """One row per key among the `ok` rows: its latest version. Versions of one key with the same
+    latest `updated_at` but different contents contradict each other: none is loaded, all go to
+    quarantine together. Only keys read more than once cost any work here."""
+    keys = frame[key].astype(str).where(ok)
+    repeated = ok & keys.duplicated(keep=False)
+    if not repeated.any():
+        return frame[ok], pd.DataFrame(columns=REJECTION_COLUMNS), 0
+    latest = ts[repeated].groupby(keys[repeated]).transform("max")
+    top = ts[repeated] == latest
+    top_rows = top[top].index
+    texts = payload(pd.Series(frame.index.isin(top_rows), index=frame.index))
+    distinct = texts.groupby(keys[top_rows]).nunique()
+    in_conflict = keys.isin(set(distinct[distinct > 1].index)) & repeated
     conflict_rows = [
         {"record_id": ids[group.index[0]], "rule": DUPLICATE_KEY,
-         "raw_payload": json.dumps([json.loads(p) for p in payloads[group.index]]),
+         "raw_payload": json.dumps([json.loads(texts[i]) for i in group.index]),
          "message": f"{len(group)} different versions of {key}={k!r} share the latest updated_at; "
                     "none is loaded until the source resolves them"}
-        for k, group in keys[in_conflict & top].groupby(keys[in_conflict & top])]
-    candidates = top & ~in_conflict
-    keep = candidates & ~keys.where(candidates).duplicated(keep="first")  # the same row read twice: once
-    superseded = int((~top).sum())
-    return frame[keep], pd.DataFrame(conflict_rows, columns=REJECTION_COLUMNS), superseded
+        for k, group in keys[top_rows][in_conflict[top_rows]].groupby(keys[top_rows][in_conflict[top_rows]])]
+    superseded_rows = top[~top].index
+    drop = pd.Series(False, index=frame.index)
+    drop[superseded_rows] = True
+    drop |= in_conflict
+    drop |= repeated & ~drop & keys.where(repeated & ~drop).duplicated(keep="first")  # the same row read twice
+    return frame[ok & ~drop], pd.DataFrame(conflict_rows, columns=REJECTION_COLUMNS), len(superseded_rows)
