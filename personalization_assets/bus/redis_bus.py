@@ -48,6 +48,52 @@ return out
 """
 
 
+# XDEL only flags an entry as deleted inside its listpack node: its bytes stay in memory and in
+# RDB/AOF rewrites until every entry of the node is gone. Erasure therefore rebuilds the stream:
+# same ids, the groups at the same positions, their pending entries re-created (delivery counts
+# and idle times restart), then renamed over the old key; atomic, as one script.
+_REBUILD_LUA = """
+local src, tmp = KEYS[1], KEYS[2]
+redis.call('DEL', tmp)
+local info = redis.call('XINFO', 'STREAM', src)
+local last_id, added, max_deleted
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last_id = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+  if info[i] == 'max-deleted-entry-id' then max_deleted = info[i + 1] end
+end
+local start = '-'
+while true do
+  local batch = redis.call('XRANGE', src, start, '+', 'COUNT', 1000)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local args = {'XADD', tmp, entry[1]}
+    for _, v in ipairs(entry[2]) do args[#args + 1] = v end
+    redis.call(unpack(args))
+  end
+  start = '(' .. batch[#batch][1]
+end
+if redis.call('EXISTS', tmp) == 0 then  -- every entry was erased: an empty stream keeps the groups
+  redis.call('XGROUP', 'CREATE', tmp, 'erasure-rebuild', '0', 'MKSTREAM')
+  redis.call('XGROUP', 'DESTROY', tmp, 'erasure-rebuild')
+end
+redis.call('XSETID', tmp, last_id, 'ENTRIESADDED', added, 'MAXDELETEDID', max_deleted)
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', src)) do
+  local g = {}
+  for i = 1, #group, 2 do g[group[i]] = group[i + 1] end
+  if g['entries-read'] then
+    redis.call('XGROUP', 'CREATE', tmp, g['name'], g['last-delivered-id'], 'ENTRIESREAD', g['entries-read'])
+  else
+    redis.call('XGROUP', 'CREATE', tmp, g['name'], g['last-delivered-id'])
+  end
+  for _, p in ipairs(redis.call('XPENDING', src, g['name'], '-', '+', 1000000000)) do
+    redis.call('XCLAIM', tmp, g['name'], p[2], 0, p[1], 'FORCE', 'JUSTID')
+  end
+end
+redis.call('RENAME', tmp, src)
+return 1
+"""
+
 def id_to_offset(stream_id: bytes | str) -> int:
     s = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, seq = s.split("-")
@@ -68,6 +114,7 @@ class RedisBus:
         self.dedup_window_s = max(1, int(dedup_window_s))
         self._r = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
         self._append = self._r.register_script(_APPEND_LUA)
+        self._rebuild = self._r.register_script(_REBUILD_LUA)
         self._dedup_prefix = f"{stream}:dedup:"
         self._groups: set[str] = set()
 
@@ -142,12 +189,15 @@ class RedisBus:
         return f"appendonly={aof} appendfsync={fsync}"
 
     def erase(self, match: Callable[[bytes], bool], needles: Sequence[str] = ()) -> int:
-        """XDEL every entry whose payload `match`es (GDPR erasure); returns how many. `needles`
-        (lower-case substrings) skip the JSON parse of entries that cannot match. Persisted
-        copies (RDB/AOF) lose them at the server's next rewrite (BGREWRITEAOF / BGSAVE)."""
+        """Remove every entry whose payload `match`es (GDPR erasure); returns how many. `needles`
+        (lower-case substrings) skip the JSON parse of entries that cannot match. XDEL, then the
+        stream is rebuilt (`_REBUILD_LUA`) so the bytes leave memory and the next RDB snapshot;
+        an append-only file keeps the old commands until its next rewrite (BGREWRITEAOF)."""
         ids = [entry_id for entry_id, payload in self._scan() if self._hit(payload, match, needles)]
         for k in range(0, len(ids), _CHUNK):
             self._r.xdel(self.stream, *ids[k : k + _CHUNK])
+        if ids:
+            self._rebuild(keys=[self.stream, f"{self.stream}:erasure-rebuild"])
         return len(ids)
 
     def remaining(self, match: Callable[[bytes], bool], needles: Sequence[str] = ()) -> int:

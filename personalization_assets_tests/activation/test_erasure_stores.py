@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import redis
 
 from personalization_assets.activation.erasure_match import Identifiers
 from personalization_assets.activation.erasure_stores import (
@@ -66,18 +67,31 @@ def test_sqlite_bus_erases_her_events_and_their_bytes(tmp_path):
     bus.close()
 
 
-def test_redis_bus_erases_her_entries(redis_url):
+def test_redis_bus_erases_her_entries_and_their_bytes(redis_url):
+    """XDEL alone leaves the entry in its listpack (and in DUMP/RDB); the rebuild drops it and
+    keeps the consumer groups where they were, pending entries included."""
     stream = f"erasure-test-{uuid.uuid4().hex[:8]}"
     bus = open_bus(redis_url, topic=stream)
+    raw = redis.Redis.from_url(redis_url)
     try:
         bus.append(events("1001", "6cad4a26-8d11-6ece-1738-f7d93d9c1724", "anna.k@example.org"))
         bob = bus.append(events(*BOB))
+        delivered = bus.read_group("triggers", "c1", limit=6)  # Bob's first two delivered, not acked
+        bus.ack("triggers", [r.offset for r in delivered[:4]])
+        assert b"anna.k@example.org" in raw.dump(stream)
         store = BusStore(redis_url, stream)
+
         assert store.erase(ANNA) == 4 and store.remaining(ANNA) == 0
         assert [r.offset for r in bus.read(0)] == bob
+        assert b"anna.k@example.org" not in raw.dump(stream) and b"6cad4a26" not in raw.dump(stream)
+        assert [r.offset for r in bus.read_group("triggers", "c1")] == bob[:2]  # redelivered: still pending
+        bus.ack("triggers", bob[:2])
+        assert [r.offset for r in bus.read_group("triggers", "c1")] == bob[2:]  # then the rest, once
+        assert bus.append([{"type": "track", "messageId": "late", "event": "E"}])[0] > bob[-1]
     finally:
         bus.drop()
         bus.close()
+        raw.close()
 
 
 def test_guard_store_erases_her_row(tmp_path):
