@@ -54,7 +54,7 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
         held[name] = obj
         missing = [t for t in group if t not in held]
         if missing:
-            fault_point("output_held")
+            fault_point("output_held", name)
             context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
             return
         frames = {t: held.pop(t) for t in group}
@@ -72,7 +72,7 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
             where, params = f" where {identifier(expr)} >= ? and {identifier(expr)} < ?", [window.start, window.end]
         # Tables of a commit group are only ever written by `commit_tables`: an unrecorded empty one is torn.
         strict = upstream is not None and COMMIT_GROUP in upstream.definition_metadata
-        fault_point("before_load")
+        fault_point("before_load", name)
         with self._connect() as conn:
             verify_tables(conn, [name], strict=strict)
             return conn.query(f"select * from {name}{where}", params)
@@ -93,9 +93,8 @@ def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], ru
     group = ", ".join(frames)
     now = datetime.now(timezone.utc)
     with conn.transaction():
-        for number, (name, frame) in enumerate(frames.items()):
-            if number:
-                fault_point("between_tables")
+        for name, frame in frames.items():
+            fault_point("before_replace", name)
             _replace(conn, name, frame)
             conn.execute(f"delete from {'.'.join(COMMITS)} where table_name = ?", [name])
             conn.execute(f"insert into {'.'.join(COMMITS)} values (?, ?, ?, ?, ?)",
@@ -106,7 +105,7 @@ def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame) -> None:
     # Drop and create rather than delete and insert: the columns follow the frame, and the old rows'
     # bytes go with the old table (deleted strings stay readable in a DuckDB file otherwise).
     conn.execute(f"drop table if exists {name}")
-    fault_point("after_delete")
+    fault_point("after_delete", name)
     conn.raw.register("_frame", frame)
     try:
         conn.execute(f"create table {name} as select * from _frame")

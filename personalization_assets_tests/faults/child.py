@@ -1,9 +1,9 @@
 """One run in its own process, for the crash tests (the tests `kill -9` it):
 
-    python -m personalization_assets_tests.faults.child pool|identity [run-config JSON]
+    python -m personalization_assets_tests.faults.child pool|identity|identity_map [run-config JSON]
 
 `pool`: one small asset of the warehouse pool; `identity`: the core identity assets over the
-staged tables already in the warehouse (PERSONALIZATION_DUCKDB_PATH). The instance is the one in
+staged tables already in the warehouse (PERSONALIZATION_DUCKDB_PATH); `identity_map` alone. The instance is the one in
 DAGSTER_HOME; the run goes through `execute_watched`, like the demo's. Prints `DONE <success>`.
 """
 
@@ -23,13 +23,14 @@ from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
 from personalization_assets.resources.pool import execute_watched
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 
+IDENTITY_TABLES = ["customers", "customer_crosswalk", "merge_evidence"]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 @dg.asset(key=["ops", "heartbeat"], pool=WAREHOUSE_POOL)
 def heartbeat(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     """A one-row write in the pool: enough to hold the slot where a test kills the process."""
-    fault_point("step_start")
+    fault_point("step_start", "ops.heartbeat")
     with warehouse.connect() as conn, conn.transaction():
         conn.ensure_schema("ops")
         conn.execute("create table if not exists ops.heartbeat (written_at double)")
@@ -37,12 +38,12 @@ def heartbeat(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     return dg.MaterializeResult()
 
 
-def job(which: str) -> dg.JobDefinition:
-    database = str(settings.warehouse_path())
+def job(which: str, database: str | None = None) -> dg.JobDefinition:
+    database = database or str(settings.warehouse_path())
     assets = ([heartbeat] if which == "pool" else
               [customers, identity_map, dg.AssetSpec(["staging", "customers"]), dg.AssetSpec(["staging", "events"])])
-    selection = ([dg.AssetKey(["ops", "heartbeat"])] if which == "pool" else
-                 [dg.AssetKey(["core", t]) for t in ("customers", "customer_crosswalk", "merge_evidence", "identity_map")])
+    selection = {"pool": [dg.AssetKey(["ops", "heartbeat"])], "identity_map": [dg.AssetKey(["core", "identity_map"])],
+                 "identity": [dg.AssetKey(["core", t]) for t in IDENTITY_TABLES + ["identity_map"]]}[which]
     defs = dg.Definitions(
         assets=assets, jobs=[dg.define_asset_job(which, selection=selection)],
         resources={"io_manager": AtomicDuckDBIOManager(database=database),
@@ -51,9 +52,10 @@ def job(which: str) -> dg.JobDefinition:
 
 
 def run(which: str, config: dict | None = None, instance: dg.DagsterInstance | None = None,
-        say=lambda line: print(line, file=sys.stderr, flush=True)) -> dg.ExecuteInProcessResult:
+        say=lambda line: print(line, file=sys.stderr, flush=True), database: str | None = None,
+        ) -> dg.ExecuteInProcessResult:
     run_config = {**QUIET, **({"ops": {"customers": {"config": config}}} if config else {})}
-    return execute_watched(job(which), instance or dg.DagsterInstance.get(), say=say, poll=0.5,
+    return execute_watched(job(which, database), instance or dg.DagsterInstance.get(), say=say, poll=0.5,
                            run_config=run_config, raise_on_error=False)
 
 

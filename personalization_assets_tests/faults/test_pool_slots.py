@@ -32,8 +32,8 @@ def _until(predicate, timeout: float = DEADLINE_S) -> bool:
 
 
 def _killed_holder(env, instance) -> str:
-    child = Child("pool", env, fault="step_start")
-    child.wait_for("FAULT step_start")
+    child = Child("pool", env, fault="step_start@ops.heartbeat")
+    child.wait_for("FAULT step_start@ops.heartbeat")
     child.kill()
     (run_id, step), = slots_taken(instance)  # the wedge: the slot outlives its process
     assert step == "ops__heartbeat"
@@ -55,8 +55,8 @@ def test_a_run_killed_holding_the_slot_does_not_wedge_the_next_run(env, instance
 
 
 def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the_holder_dies(env, instance):
-    child = Child("pool", env, fault="step_start")
-    child.wait_for("FAULT step_start")
+    child = Child("pool", env, fault="step_start@ops.heartbeat")
+    child.wait_for("FAULT step_start@ops.heartbeat")
     (holder, _), = slots_taken(instance)
     outcome = {}
 

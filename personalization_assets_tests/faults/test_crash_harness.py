@@ -1,0 +1,141 @@
+"""The crash-injection harness of issue 17 (findings 1 and 5) on the core identity assets.
+
+A real child process runs golden records, crosswalk, merge evidence and identity map, and is
+killed (`kill -9`) at a chosen point. Then: nothing committed before is lost or torn, the next run
+completes, no slot stays taken, the tables equal a clean run's, and a manual unmerge survives.
+"""
+
+import threading
+
+import duckdb
+import dagster as dg
+import pandas as pd
+import pytest
+
+from personalization_assets.resources.io_manager import COMMITS, TableStateError, commit_tables, verify_tables
+from personalization_assets.resources.warehouse import DuckDBWarehouse, WarehouseConnection
+from personalization_assets_tests.identity.identity_factory import population
+
+from . import child as runs
+from .harness import DEADLINE_S, Child, slots_taken
+
+TABLES = ["core.customers", "core.customer_crosswalk", "core.merge_evidence", "core.identity_map"]
+UNMERGE = {"unmerge": [["shop:1"]]}  # shop:1 is the same person as crm:1001 until split by hand
+KILL_POINTS = {
+    "step start, slot held": "before_load@staging.customers",
+    "golden records handed over, crosswalk and evidence not yet": "output_held@core.customers",
+    "inside the commit, crosswalk replaced, evidence not yet": "before_replace@core.merge_evidence",
+    "right after the evidence table's delete": "after_delete@core.merge_evidence",
+}
+
+
+def _stage(database: str, newcomer: bool) -> None:
+    """40 people, one of them also a shop record; with `newcomer`, one more person arrives."""
+    people = population(40)
+    frames = [people, people.iloc[[1]].assign(record_id="shop:1", source="shop", email_key=None, email=None,
+                                              phone=None)]
+    if newcomer:
+        frames.append(population(1, seed=77).assign(record_id="crm:9999"))
+    events = pd.DataFrame([
+        {"message_id": "m1", "type": "page", "event": None, "user_id": None, "anonymous_id": "a1",
+         "timestamp": pd.Timestamp("2026-01-01", tz="UTC")},
+        {"message_id": "m2", "type": "identify", "event": None, "user_id": "1001", "anonymous_id": "a1",
+         "timestamp": pd.Timestamp("2026-01-02", tz="UTC")},
+    ])
+    with DuckDBWarehouse(database=database).connect() as conn:
+        conn.prepare_table("staging", "customers", frames[0])
+        conn.prepare_table("staging", "events", events)
+        with conn.transaction():
+            conn.replace_frame("staging", "customers", pd.concat(frames, ignore_index=True))
+            conn.replace_frame("staging", "events", events)
+
+
+def _tables(database: str) -> dict[str, pd.DataFrame]:
+    with duckdb.connect(database, read_only=True) as conn:
+        return {t: conn.sql(f"select * from {t}").df().astype(str).sort_values(["customer_key"] + (
+            ["identity"] if t == "core.identity_map" else []) if t != "core.merge_evidence" else
+            ["left_record_id", "right_record_id", "rule"]).reset_index(drop=True) for t in TABLES}
+
+
+def _assert_same(actual: dict, expected: dict) -> None:
+    for table in TABLES:
+        pd.testing.assert_frame_equal(actual[table], expected[table], obj=table)
+
+
+def _split_by_hand(tables: dict) -> bool:
+    keys = tables["core.customer_crosswalk"].set_index("record_id")["customer_key"]
+    return keys["shop:1"] != keys["crm:1001"]
+
+
+def _run(database: str, instance: dg.DagsterInstance, config: dict | None = None) -> None:
+    assert runs.run("identity", config, instance=instance, database=database).success
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory) -> dict[str, pd.DataFrame]:
+    """The tables after the same history with no crash: a run with an unmerge, then a newcomer's run."""
+    database = str(tmp_path_factory.mktemp("clean") / "warehouse.duckdb")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _stage(database, newcomer=False)
+        _run(database, instance, UNMERGE)
+        _stage(database, newcomer=True)
+        _run(database, instance)
+    return _tables(database)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS.values(), ids=KILL_POINTS.keys())
+def test_a_run_killed_anywhere_loses_nothing_and_the_next_run_equals_a_clean_one(point, env, instance, clean_run):
+    database = env["PERSONALIZATION_DUCKDB_PATH"]
+    _stage(database, newcomer=False)
+    _run(database, instance, UNMERGE)
+    before = _tables(database)
+    assert _split_by_hand(before)
+    _stage(database, newcomer=True)
+
+    child = Child("identity", env, fault=point)
+    child.wait_for(f"FAULT {point}")
+    child.kill()
+    (dead, _), = slots_taken(instance)
+    _assert_same(_tables(database), before)  # nothing half-written, nothing wiped
+    with DuckDBWarehouse(database=database).connect() as conn:
+        verify_tables(conn, TABLES)
+
+    done = {}
+    nxt = threading.Thread(target=lambda: done.update(ok=runs.run("identity", instance=instance).success), daemon=True)
+    nxt.start()
+    nxt.join(DEADLINE_S)
+    assert done.get("ok"), f"the run after the crash did not complete (dead run {dead[:8]})"
+    assert slots_taken(instance) == []
+    after = _tables(database)
+    _assert_same(after, clean_run)
+    assert _split_by_hand(after), "the manual unmerge was lost: the record was merged again"
+
+
+def test_identity_map_refuses_a_crosswalk_that_no_successful_write_left(env, instance):
+    """The old IO manager's committed DELETE, then a crash: 0 rows. The next run must not take it as truth."""
+    database = env["PERSONALIZATION_DUCKDB_PATH"]
+    _stage(database, newcomer=False)
+    _run(database, instance)
+    with duckdb.connect(database) as conn:
+        conn.execute("delete from core.customer_crosswalk")
+    result = runs.run("identity_map", instance=instance, database=database)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "core.customer_crosswalk holds 0 rows, but its last committed write" in str(failure.cause or failure)
+    assert not result.get_asset_materialization_events()
+
+
+def test_verify_tables_refuses_torn_and_unrecorded_empty_tables(duck: WarehouseConnection):
+    with pytest.raises(TableStateError, match="does not exist yet"):
+        verify_tables(duck, ["core.customer_crosswalk"])
+    commit_tables(duck, {"core.customer_crosswalk": pd.DataFrame({"record_id": ["a", "b"]}),
+                         "core.merge_evidence": pd.DataFrame({"rule": pd.Series([], dtype=str)})}, run_id="r1")
+    verify_tables(duck, ["core.customer_crosswalk", "core.merge_evidence"])  # an empty table a commit wrote is fine
+    assert duck.scalar(f"select count(*) from {'.'.join(COMMITS)} where run_id = 'r1'") == 2
+    duck.execute("insert into core.customer_crosswalk values ('c')")
+    with pytest.raises(TableStateError, match="holds 3 rows, but its last committed write \\(run r1\\) left 2"):
+        verify_tables(duck, ["core.customer_crosswalk"])
+    duck.execute("create table core.customers (customer_key varchar)")
+    with pytest.raises(TableStateError, match="empty and no completed write recorded it"):
+        verify_tables(duck, ["core.customers"])
+    verify_tables(duck, ["core.customers"], strict=False)  # written by the warehouse resource: no record
