@@ -128,6 +128,7 @@ def customers(warehouse: Warehouse) -> dg.MaterializeResult:
         unknown_countries=valid.loc[valid["country"].isna() & valid["country_raw"].notna(), "country_raw"]
         .astype(str).value_counts().head(10).to_dict(),
         disposable_emails=int(valid["email_disposable"].sum()), role_emails=int(valid["email_role"].sum()),
+        birth_date_issues=valid["birth_date_issue"].dropna().str.split(":").str[0].value_counts().head(10).to_dict(),
         **logic.schema_metadata("customers", valid)))
 
 
@@ -224,7 +225,10 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
     schemas and lookups (run it after a fix). Records that pass now move into staging (the days
     they arrived on are re-staged) and their quarantine rows are released; replaying again moves
-    nothing twice. It runs even when a blocking check on staging failed."""
+    nothing twice. It runs even when a blocking check on staging failed.
+
+    manual: run it after a fix to a rule, schema or lookup; on its own it would only re-check
+    what still fails."""
     moved, checked, days = {}, {}, {}
     with warehouse.connect() as conn:
         crm = _open_ids(conn, "crm_customers")

@@ -202,3 +202,39 @@ def test_non_utf8_name_is_quarantined_and_the_rest_loads_sqlite(local_env, tmp_p
     assert quarantined["crm:2"][0] == "raw.text_encoding"
     assert json.loads(quarantined["crm:2"][1])["first_name"] == "Jos\\xe9"  # the bytes, shown escaped
     assert quarantined["crm:3"][0] == "raw.updated_at_invalid"
+
+
+def test_a_warehouse_from_before_is_migrated(local_env, tmp_path):
+    """Raw consent columns were booleans and staging had no `birth_date_issue`: both are migrated."""
+    import pandas as pd
+
+    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.sources.crm import write_customers
+    from personalization_assets.staging import stage_customers
+
+    url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    write_customers(url, [{"customer_id": 1, "email": "u1@example.org", "email_opt_in": True,
+                           "consent_processing": True, "created_at": PAST, "updated_at": PAST}])
+    db = local_env / "warehouse.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    old_raw = pd.DataFrame([{**dict.fromkeys(["first_name", "last_name", "phone", "street", "city", "postcode",
+                                              "country", "birth_date", "timezone", "locale"]),
+                             "customer_id": 50, "email": "u50@example.org", "email_opt_in": False,
+                             "consent_processing": True, "created_at": pd.Timestamp(PAST, tz="UTC"),
+                             "updated_at": pd.Timestamp(PAST, tz="UTC")}])
+    old_staged = stage_customers(old_raw.astype({"email_opt_in": object}), now=NOW.replace(tzinfo=timezone.utc)).valid
+    with duckdb.connect(str(db)) as raw_conn:
+        conn = WarehouseConnection(raw_conn, "duckdb")
+        conn.insert_frame("raw", "crm_customers", old_raw)
+        conn.insert_frame("staging", "customers", old_staged.drop(columns=["birth_date_issue"]))
+    assert _query(db, "select data_type from information_schema.columns where table_name = 'crm_customers' "
+                      "and column_name = 'email_opt_in'") == [("BOOLEAN",)]
+
+    result = _materialize(url)
+    assert result.success, [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
+    assert _query(db, "select data_type from information_schema.columns where table_name = 'crm_customers' "
+                      "and column_name = 'email_opt_in'") == [("VARCHAR",)]
+    assert dict(_query(db, "select customer_id, email_opt_in from raw.crm_customers")) == {1: "1", 50: "false"}
+    assert dict(_query(db, "select record_id, email_opt_in from staging.customers")) == {"crm:1": True,
+                                                                                       "crm:50": False}
+    assert _query(db, "select count(birth_date_issue) from staging.customers") == [(0,)]
