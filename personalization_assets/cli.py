@@ -55,10 +55,10 @@ def _demo(args: argparse.Namespace) -> int:
     ui = f"DAGSTER_HOME={home} dagster dev   (Runs -> {outcome.run_id[:8]})"
     caught = bool(outcome.injected and outcome.failed_checks)  # --inject-bad: the checks did their job
     if not outcome.success and not caught:
-        print(f"\nThe run failed after {time.perf_counter() - started:.1f} s:\n  " + "\n  ".join(outcome.errors),
-              file=sys.stderr)
-        raise UserError(f"full logs: {ui}\n  to start over: personalization demo --fresh"
-                        f" --data-dir {args.data_dir} --dagster-home {args.dagster_home}")
+        print(f"\nThe run failed after {time.perf_counter() - started:.1f} s:\n  " + "\n  ".join(outcome.errors)
+              + f"\nFull logs: {ui}", file=sys.stderr)
+        raise UserError("the demo run failed: fix the cause above and run the demo again, or start over with "
+                        f"`personalization demo --fresh --data-dir {args.data_dir} --dagster-home {args.dagster_home}`")
     print("\n" + summary_table(outcome))
     print(f"\nDone in {time.perf_counter() - started:.1f} s, as of {iso(outcome.now)} (seed {args.seed}, "
           f"scale {args.scale:g}; --now {iso(outcome.now)} rebuilds exactly these tables). "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -35,10 +36,11 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(home)}
 
 
-def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "personalization_assets.cli", "demo", "--scale", SCALE,
+def _demo(tmp_path: Path, *args: str, scale: str = SCALE, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "personalization_assets.cli", "demo", "--scale", scale,
                "--data-dir", str(tmp_path / "data"), "--dagster-home", str(tmp_path / "home"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=_env(tmp_path / "home"))
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={**_env(tmp_path / "home"), **(env or {})})
 
 
 def _dagster(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -155,3 +157,16 @@ def test_the_same_seed_and_now_give_the_same_tables_and_fresh_resets_the_cursors
         pd.testing.assert_frame_equal(rebuilt[name], frame, obj=name)
     members = tables["marts.segment_membership"]
     assert (members["segment"] == "cart_abandoners").sum() > 0
+
+
+def test_a_failed_run_says_what_failed_and_what_to_do_next(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on: the orders API cannot be reached
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    failed = _demo(tmp_path, scale="0.05", env={"ORDERS_API_URL": dead})
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stdout + failed.stderr and "BetaWarning" not in failed.stderr
+    assert "raw__shop_orders" in failed.stderr and f"cannot reach {dead}" in failed.stderr
+    assert re.search(r"^Full logs: DAGSTER_HOME=\S+ dagster dev +\(Runs -> [0-9a-f]{8}\)$", failed.stderr, re.M)
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the demo run failed") and "personalization demo --fresh" in last
