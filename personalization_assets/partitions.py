@@ -18,6 +18,10 @@ FIRST_DAY = "2024-01-01"
 ARRIVAL_DAYS = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 """Daily, UTC, up to and including today (`end_offset=1`: today's partition fills as events arrive)."""
 
+STREAM_PARTITIONED = dg.AssetSelection.assets(["staging", "events"], ["staging", "orders"], ["staging", "order_lines"])
+"""The assets partitioned by ARRIVAL_DAYS. Their days before the data began stay empty for good, so
+the automation of their unpartitioned children looks only at the newest day (`assets/common.py`)."""
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 """A backfill of many days runs as one run: staging is vectorized, per-day runs would only add overhead."""
 

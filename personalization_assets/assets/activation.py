@@ -26,7 +26,7 @@ from ..activation.sources import segment_members_sql, trigger_fires_sql
 from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
 from ..segments.model import load_builtin
-from .common import WAREHOUSE_POOL, frame_metadata, utc_now
+from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
 SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
 SYNC_DEPS = [["marts", "segment_membership"], ["marts", "customer_profiles"], SUPPRESSION_KEY]
@@ -79,7 +79,8 @@ def _transport() -> HttpTransport:
 
 
 @dg.asset(key=["activation", "file_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
-          kinds={"csv", "parquet"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+          kinds={"csv", "parquet"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES},
+          automation_condition=EAGER)
 def file_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The sendable segments as bulk-upload files (one per batch; only what changed since the last
     acknowledged sync): added, changed and removed members with their merge fields."""
@@ -88,7 +89,7 @@ def file_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: 
 
 
 @dg.asset(key=["activation", "webhook_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
-          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES}, automation_condition=EAGER)
 def webhook_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The sendable segments pushed to the signed webhook (HMAC-SHA256, idempotency keys): only the
     changes, each delivered once. Skipped, with a note, when no webhook URL is configured."""
@@ -112,7 +113,7 @@ def _missing(*names: str) -> list[str]:
 
 
 @dg.asset(key=["activation", "braze_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
-          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES}, automation_condition=EAGER)
 def braze_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The sendable segments on Braze user profiles (the `segments` array attribute, profile
     fields as attributes) through /users/track, 75 objects per request. Off unless BRAZE_REST_URL
@@ -125,7 +126,7 @@ def braze_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse:
 
 
 @dg.asset(key=["activation", "mailchimp_sync"], deps=SYNC_DEPS, group_name="activation", pool=WAREHOUSE_POOL,
-          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES})
+          kinds={"api"}, tags={"pii": "true"}, metadata={PII_TABLES_META: SYNC_TABLES}, automation_condition=EAGER)
 def mailchimp_sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Segments as Mailchimp static segments of one audience (members upserted, then added to or
     removed from each segment, 500 per call). Off unless MAILCHIMP_API_KEY, MAILCHIMP_LIST_ID and
@@ -145,7 +146,11 @@ def mailchimp_sync(context: dg.AssetExecutionContext, config: SyncConfig, wareho
 def triggered_emails(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Transactional e-mails for the real-time triggers' fires (cart abandonment...), each sent
     once over SMTP, rendered from the templates with the customer's merge fields. Off unless
-    SMTP_HOST is set (with SMTP_FROM, UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SECRET)."""
+    SMTP_HOST is set (with SMTP_FROM, UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SECRET).
+
+    manual: the sender service (`personalization deliver`, started by `personalization up`) sends
+    each fire within seconds through its outbox, and `activation_stream_sensor` records its sends
+    here as observations; this batch path is for deployments without that service, run on demand."""
     host = os.environ.get("SMTP_HOST", "")
     if not host:
         return _skipped(context, ["SMTP_HOST"])
@@ -168,7 +173,8 @@ def triggered_emails(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
 
 
 @dg.asset(key=SUPPRESSION_KEY, deps=[["staging", "email_suppressions"], ["staging", "email_events"], ["core", "customers"]],
-          group_name="activation", pool=WAREHOUSE_POOL, kinds={"duckdb"}, tags={"pii": "true"})
+          group_name="activation", pool=WAREHOUSE_POOL, kinds={"duckdb"}, tags={"pii": "true"},
+          automation_condition=EAGER)
 def suppression(warehouse: Warehouse) -> dg.MaterializeResult:
     """Who must never be e-mailed again: unsubscribes (one-click, platforms, CRM opt-outs), hard
     bounces, spam complaints, and erased people (hashed address only). Sticky: only an explicit

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from .. import clock
+from ..partitions import STREAM_PARTITIONED
 from ..privacy import mask_frame
 from ..quality import quarantine
 from ..resources.warehouse import WarehouseConnection
@@ -19,7 +20,20 @@ from ..resources.warehouse import WarehouseConnection
 WAREHOUSE_POOL = "warehouse_writer"
 
 # Automation: follow the parents, but never past a parent's failed blocking check.
+# Dagster's eager() waits while any partition of a parent is missing or in progress. The arrival-day
+# parents have empty days back to FIRST_DAY that nothing will ever fill, and a micro-batch is in
+# progress most of the time under traffic; so for them only the newest day must exist, and a running
+# micro-batch does not hold the children back (the next tick picks up what it adds).
+_PARENTS_MISSING = (
+    dg.AutomationCondition.any_deps_missing().ignore(STREAM_PARTITIONED)
+    | dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.in_latest_time_window() & dg.AutomationCondition.missing()
+        & ~dg.AutomationCondition.will_be_requested()).allow(STREAM_PARTITIONED)
+).with_label("any_deps_missing (arrival days: the newest only)")
+_PARENTS_RUNNING = dg.AutomationCondition.any_deps_in_progress().ignore(STREAM_PARTITIONED).with_label(
+    "any_deps_in_progress (not the micro-batches)")
 EAGER = (dg.AutomationCondition.eager()
+         .replace("any_deps_missing", _PARENTS_MISSING).replace("any_deps_in_progress", _PARENTS_RUNNING)
          & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("eager, after blocking checks")
 
 
@@ -27,6 +41,21 @@ def on_cron_after_checks(cron: str) -> dg.AutomationCondition:
     """Refresh on a cron tick once the parents have updated, never past a failed blocking check."""
     return (dg.AutomationCondition.on_cron(cron)
             & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(f"{cron}, after blocking checks")
+
+
+def eager_or_cron(cron: str) -> dg.AutomationCondition:
+    """Follow the parents (a new micro-batch reaches it within a tick), and refresh on the cron tick
+    as well: what it computes ages with the clock (recency, time windows) even without new data."""
+    return (EAGER | on_cron_after_checks(cron)).with_label(f"eager, and {cron}, after blocking checks")
+
+
+# Seeds: load a missing seed, and reload one whose CSV changed (its code version is the CSV's hash).
+ON_SEED_CHANGE = (dg.AutomationCondition.on_missing()
+                  | dg.AutomationCondition.code_version_changed()).with_label("when missing or its CSV changed")
+
+# The trigger mirror copies a ledger that grows without any Dagster parent updating: a plain clock.
+EVERY_5_MINUTES = (dg.AutomationCondition.cron_tick_passed("*/5 * * * *").since_last_handled()
+                   ).with_label("every 5 minutes")
 
 def utc_now() -> datetime:
     """The wall clock, or the instant a demo run pinned (`clock.py`)."""

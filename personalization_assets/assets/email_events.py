@@ -67,7 +67,10 @@ def _store_raw(conn, frame: pd.DataFrame, rejected: pd.DataFrame, cursors: dict,
           kinds={"sqlite", "duckdb"}, tags={"pii": "true"})
 def raw_email_events(warehouse: Warehouse) -> dg.MaterializeResult:
     """E-mail platform events (SendGrid, Mailgun, generic webhooks and export files), normalized,
-    one row per provider event: a provider's retries and re-dropped files are stored once."""
+    one row per provider event: a provider's retries and re-dropped files are stored once.
+
+    manual: loaded by `email_events_sensor`, one run per export file or webhook batch (the landing
+    folder and the bus are outside the graph)."""
     url = email_events_bus_url()
     with warehouse.connect() as conn:
         after = int((read_cursor(conn, "email_events_bus") or {}).get("offset", 0))
@@ -117,7 +120,9 @@ def raw_email_events(warehouse: Warehouse) -> dg.MaterializeResult:
 def staging_email_events(warehouse: Warehouse) -> dg.MaterializeResult:
     """What happened to each e-mail after it was sent: delivered, open, click, bounce (hard) or
     soft_bounce, dropped, spamreport, unsubscribe... in UTC, with the recipient normalized.
-    `is_machine` marks Apple MPP opens and scanner clicks: not engagement."""
+    `is_machine` marks Apple MPP opens and scanner clicks: not engagement.
+
+    manual: materialized with raw.email_events by `email_events_sensor`'s runs."""
     with warehouse.connect() as conn:
         raw = read_table(conn, "raw", "email_events", RAW_COLUMNS)
         frame = events_frame(raw.sort_values(["received_at", "event_key"])[EMAIL_EVENT_COLUMNS].to_dict("records")) if len(raw) else events_frame([])
@@ -134,7 +139,9 @@ def staging_email_events(warehouse: Warehouse) -> dg.MaterializeResult:
           pool=WAREHOUSE_POOL, kinds={"duckdb"}, tags={"pii": "true"})
 def email_suppressions(warehouse: Warehouse) -> dg.MaterializeResult:
     """Addresses the platforms told us never to mail again: hard bounces, spam reports and
-    unsubscribes (email, reason, occurred_at: the first time). Soft bounces are not here."""
+    unsubscribes (email, reason, occurred_at: the first time). Soft bounces are not here.
+
+    manual: materialized with raw.email_events by `email_events_sensor`'s runs."""
     with warehouse.connect() as conn:
         events = read_table(conn, "staging", "email_events", EMAIL_EVENT_COLUMNS)
         frame = suppressions(events_frame(events.to_dict("records")) if len(events) else events_frame([]))

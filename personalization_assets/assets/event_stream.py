@@ -44,7 +44,9 @@ def quarantine_rows(records) -> pd.DataFrame:
           kinds={"sqlite", "duckdb"}, tags={"pii": "true"})
 def collector_quarantine(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeResult:
     """Events the collector refused at the door (bad shape, too large, absurd clocks), with the rule
-    and message that refused them, so nothing a client sent is silently lost."""
+    and message that refused them, so nothing a client sent is silently lost.
+
+    manual: loaded by `event_stream_sensor`'s micro-batch runs, beside raw.events."""
     with warehouse.connect() as conn:
         after = int((read_cursor(conn, "collector_quarantine") or {}).get("offset", 0))
     bus = open_quarantine_bus(event_bus.url)

@@ -17,7 +17,7 @@ from ..resources.warehouse import Warehouse
 from ..segments import suppression
 from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
 from ..segments.model import load_builtin
-from .common import EAGER, WAREHOUSE_POOL, frame_metadata, on_cron_after_checks, utc_now
+from .common import EAGER, WAREHOUSE_POOL, eager_or_cron, frame_metadata, utc_now
 
 # What the e-mail team sees: segments go stale after 2 h (one missed hourly refresh), profiles after a day.
 HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2))
@@ -52,7 +52,7 @@ PROFILE_LINEAGE = _lineage({
 
 @dg.asset(key=PROFILES_KEY, deps=INPUTS, group_name="marts", pool=WAREHOUSE_POOL,
           tags={"pii": "true"}, kinds={"sql", "python"}, freshness_policy=DAILY_FRESHNESS,
-          automation_condition=on_cron_after_checks("0 3 * * *"))
+          automation_condition=eager_or_cron("0 3 * * *"))
 def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """One row per customer: recency, frequency, monetary value with RFM scores and segment,
     historical and predicted value (BG/NBD + Gamma-Gamma), first and last order, average order
@@ -74,11 +74,11 @@ def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -
     specs=[
         dg.AssetSpec(MEMBERSHIP_KEY, deps=[PROFILES_KEY, SUPPRESSION_KEY, *INPUTS], group_name="marts", kinds={"sql"},
                      tags={"pii": "true"},
-                     freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
+                     freshness_policy=HOURLY_FRESHNESS, automation_condition=eager_or_cron("5 * * * *"),
                      description="Who is in each segment now, and since when (member without "
                                  "interruption). Suppressed customers are never in a sendable segment."),
         dg.AssetSpec(CHANGES_KEY, deps=[PROFILES_KEY], group_name="marts", kinds={"sql"}, tags={"pii": "true"},
-                     freshness_policy=HOURLY_FRESHNESS, automation_condition=on_cron_after_checks("5 * * * *"),
+                     freshness_policy=HOURLY_FRESHNESS, automation_condition=eager_or_cron("5 * * * *"),
                      description="Who entered or exited each segment at each run: what destinations "
                                  "need for incremental syncs."),
     ],

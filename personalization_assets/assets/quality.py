@@ -27,7 +27,10 @@ RATE_SOURCES = {
           pool=WAREHOUSE_POOL, kinds={"sqlite", "duckdb"})
 def collector_replayed(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeResult:
     """Collector-quarantined events that pass the current tracking plan, moved back onto the event
-    bus (raw.events picks them up); each is moved once, keyed on its messageId."""
+    bus (raw.events picks them up); each is moved once, keyed on its messageId.
+
+    manual: run it after fixing the tracking plan or the collector; replaying on its own would
+    only retry what still fails."""
     bus: EventBus = event_bus.open()
     try:
         with warehouse.connect() as conn:

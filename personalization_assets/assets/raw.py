@@ -69,7 +69,10 @@ def _text_columns(conn: WarehouseConnection, schema: str, table: str, columns: l
           kinds={"sql", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
 def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResult:
     """Customer records as the CRM holds them: times in UTC, every other value as stored, as text
-    (consent flags too: staging reads them). Loaded incrementally on `updated_at`."""
+    (consent flags too: staging reads them). Loaded incrementally on `updated_at`.
+
+    manual: pulled by the schedule `daily_profiles` (03:00 UTC) or on demand; no parent in the graph
+    tells when the CRM changed, and each pull scans the source."""
     now = utc_now()
     with warehouse.connect() as conn:
         watermark = CrmCursor.from_json(read_cursor(conn, "crm_customers")).updated_at
@@ -131,7 +134,10 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     """Orders from the shop's REST API (OAuth 2.0), loaded incrementally on `updated_since`.
 
     Each order keeps its latest version, stamped with `loaded_at` when its content last changed
-    (that arrival day partitions `staging.orders`)."""
+    (that arrival day partitions `staging.orders`).
+
+    manual: pulled by the schedule `daily_profiles` (03:00 UTC) or on demand; no parent in the graph
+    tells when the shop changed, and each pull pages through its API."""
     now = utc_now()
     with warehouse.connect() as conn:
         watermark = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
@@ -176,6 +182,9 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
     """Behavioural events (Segment wire format) read from the event bus after the stored offset.
 
     Each event is stored once: the first arrival of a `messageId` wins.
+
+    manual: loaded by `event_stream_sensor`, one micro-batch run per offset range of the bus (and by
+    the schedules); the bus is outside the graph, so no automation condition can see it grow.
     """
     with warehouse.connect() as conn:
         after = int((read_cursor(conn, "events") or {}).get("offset", 0))

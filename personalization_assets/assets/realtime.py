@@ -18,7 +18,7 @@ from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvi
 from ..realtime.warehouse_guard import guard_frame, guard_rows
 from ..realtime.ledger import read_fires
 from ..resources.warehouse import Warehouse
-from .common import EAGER, WAREHOUSE_POOL, frame_metadata
+from .common import EAGER, EVERY_5_MINUTES, WAREHOUSE_POOL, frame_metadata
 
 MIRROR_OVERLAP = timedelta(minutes=5)  # re-read a little: a commit may land late in recorded_at order
 
@@ -28,11 +28,15 @@ class TriggerFiresConfig(dg.Config):
 
 
 @dg.asset(key=["activation", "trigger_fires"], group_name="activation", pool=WAREHOUSE_POOL,
-          kinds={"sqlite", "duckdb"}, tags={"pii": "true"},
-          automation_condition=dg.AutomationCondition.on_cron("*/5 * * * *"))
+          kinds={"sqlite", "duckdb"}, tags={"pii": "true"}, deps=[["raw", "events"]],
+          automation_condition=EVERY_5_MINUTES)
 def trigger_fires(config: TriggerFiresConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Every decision of the real-time trigger engine, one row per fire key: who was (or, with
-    `outcome = suppress`, was not) messaged by which trigger, for which cart and when."""
+    `outcome = suppress`, was not) messaged by which trigger, for which cart and when.
+
+    The engine decides from the event bus (the stream raw.events mirrors) as events arrive; the
+    sensor `activation_stream_sensor` records its fires as observations within a minute, and this
+    copy into the warehouse runs every 5 minutes."""
     path = config.ledger_path or str(settings.data_dir() / "triggers.sqlite")
     with warehouse.connect() as conn:
         since = 0.0
@@ -116,7 +120,10 @@ def _guard(conn, respect_consent: bool) -> DictGuardProvider:
 def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Who a trigger would have messaged, and when, had it been on over a past range of events:
     the live engine's rules (windows, cancellation, consent, cooldown, cap, quiet hours) replayed
-    on the staged history, so a rule can be tried before it is turned on."""
+    on the staged history, so a rule can be tried before it is turned on.
+
+    manual: an analysis someone runs with a question in its config (trigger, range, delay); the
+    answer to no question is not worth recomputing."""
     trigger = load_trigger_set().get(config.trigger)
     ts = load_trigger_set().only(config.trigger)
     if config.delay:

@@ -11,7 +11,7 @@ import dagster as dg
 from ..normalize._seeds import read_seed
 from ..normalize.lookups import LOOKUPS, load_lookup
 from ..resources.warehouse import Warehouse
-from .common import WAREHOUSE_POOL, frame_metadata
+from .common import ON_SEED_CHANGE, WAREHOUSE_POOL, frame_metadata
 
 DESCRIPTIONS = {
     "order_statuses": "Raw order status spellings -> canonical status codes (the rule orders.status_known).",
@@ -32,7 +32,7 @@ def _version(name: str) -> str:
 
 def _seed_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(key=["seeds", name], group_name="seeds", pool=WAREHOUSE_POOL, kinds={"csv", "duckdb"},
-              code_version=_version(name), description=DESCRIPTIONS[name])
+              code_version=_version(name), description=DESCRIPTIONS[name], automation_condition=ON_SEED_CHANGE)
     def _seed(warehouse: Warehouse) -> dg.MaterializeResult:
         frame = read_seed(f"{name}.csv")
         with warehouse.connect() as conn:

@@ -33,3 +33,88 @@ def test_golden_records_wait_for_a_passing_blocking_check():
         _staged(instance, passed=True)
         requested, cursor = _requested(definitions, instance, cursor)
         assert requested
+
+
+# -- every asset has an automation story; a micro-batch reaches the marts on its own ---------------
+import re  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from personalization_assets.partitions import day_of  # noqa: E402
+
+MANUAL_NOTE = re.compile(r"^\s*manual: \S.{30,}", re.MULTILINE)  # "manual: <why nothing automates it>"
+
+
+def test_every_asset_is_eager_cron_or_manual_with_a_reason():
+    specs = defs().resolve_all_asset_specs()
+    assert len(specs) >= 35
+    silent = [s.key.to_user_string() for s in specs
+              if s.automation_condition is None and not MANUAL_NOTE.search(s.description or "")]
+    assert silent == [], f"no automation condition and no 'manual: <reason>' line in the description: {silent}"
+
+
+def test_the_manual_note_is_what_the_check_looks_for():
+    assert MANUAL_NOTE.search("Rows.\n\n    manual: loaded by event_stream_sensor, one run per offset range.")
+    assert not MANUAL_NOTE.search("Rows loaded manually.")
+    assert not MANUAL_NOTE.search("manual: because")  # a reason, not a word
+
+
+EVENTS = dg.AssetKey(["staging", "events"])
+
+
+def _materialize_everything(instance, graph, day: str) -> None:
+    """Every asset materialized (arrival-day assets: only `day`, the days before stay empty) and
+    every blocking check passed, but staging.events' (the tests report it: one runless result per
+    check and partition)."""
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        partition = day if node.partitions_def is not None else None
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+        for check in node.check_keys - ({dg.AssetCheckKey(EVENTS, "pandera_StagingEvents")}):
+            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=key, check_name=check.name, passed=True, severity=dg.AssetCheckSeverity.ERROR,
+                partition=partition))
+
+
+def _requested_keys(result) -> set[str]:
+    return {r.key.to_user_string() for r in result.results
+            if isinstance(r.key, dg.AssetKey) and r.true_subset.size}
+
+
+def test_a_micro_batch_reaches_identity_map_profiles_segments_and_payloads():
+    """Staging partitions exist for today only (as after `dagster dev` on a new deployment: 1,000+
+    empty days behind it); a micro-batch updating today's staging.events is enough."""
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    today = day_of(datetime.now(timezone.utc))
+    assert graph.get(dg.AssetKey(["staging", "events"])).partitions_def.get_first_partition_key() < \
+        day_of(datetime.now(timezone.utc) - timedelta(days=30))  # history is there, and empty
+    with dg.instance_for_test() as instance:
+        _materialize_everything(instance, graph, today)
+        settled = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+        settled = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=settled.cursor)
+        assert not {"core/identity_map", "marts/segment_membership"} & _requested_keys(settled)
+        instance.report_runless_asset_event(dg.AssetMaterialization(["raw", "events"]))
+        instance.report_runless_asset_event(dg.AssetMaterialization(["staging", "events"], partition=today))
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(["staging", "events"]), check_name="pandera_StagingEvents", passed=True,
+            severity=dg.AssetCheckSeverity.ERROR, partition=today))
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=settled.cursor)
+    requested = _requested_keys(result)
+    assert {"core/identity_map", "marts/customer_profiles", "marts/segment_membership",
+            "marts/personalization_payloads", "activation/trigger_guard"} <= requested, requested
+    assert "raw/crm_customers" not in requested  # sources are pulled by schedules, not by events
+
+
+def test_a_failed_check_on_todays_events_holds_the_identity_map_back():
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    today = day_of(datetime.now(timezone.utc))
+    with dg.instance_for_test() as instance:
+        _materialize_everything(instance, graph, today)
+        settled = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+        instance.report_runless_asset_event(dg.AssetMaterialization(["staging", "events"], partition=today))
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(["staging", "events"]), check_name="pandera_StagingEvents", passed=False,
+            severity=dg.AssetCheckSeverity.ERROR, partition=today))
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=settled.cursor)
+    assert "core/identity_map" not in _requested_keys(result)
