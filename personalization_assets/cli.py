@@ -77,20 +77,22 @@ REPLAY_SELECTION = "raw/crm_customers,raw/shop_orders,raw/events,quarantine/stag
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="seed sample data and materialize the whole graph into DuckDB",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--scale", type=float, default=1.0, help="data size; 1 is about 2,000 customers")
-    p.add_argument("--seed", type=int, default=7, help="random seed of the generated data")
+    p = sub.add_parser("demo", help="seed sample data and materialize the whole graph into DuckDB")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="data size; 1 is about 2,000 customers (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the generated data (default: %(default)s)")
     p.add_argument("--now", default=None, metavar="ISO8601",
                    help="the demo's 'now', e.g. 2026-12-05T09:00:00Z: the same seed, scale and now give the "
-                        "same tables (None: the current time for a new data set, the data set's own now on a rerun)")
-    p.add_argument("--data-dir", default=".data", help="warehouse, event bus and demo sources")
+                        "same tables (default: the current time for a new data set, the data set's own now on a rerun)")
+    p.add_argument("--data-dir", default=".data", help="warehouse, event bus and demo sources (default: %(default)s)")
     p.add_argument("--dagster-home", default=".dagster_home",
-                   help="Dagster instance (runs, sensor cursors) the UI reads; DAGSTER_HOME wins if set")
+                   help="Dagster instance (runs, sensor cursors) the UI reads; DAGSTER_HOME wins if set "
+                        "(default: %(default)s)")
     p.add_argument("--fresh", action="store_true",
-                   help="start over: delete the data dir and reset the instance's sensor and schedule cursors")
+                   help="start over: delete the data dir and reset the instance's sensor and schedule cursors "
+                        "(default: %(default)s)")
     p.add_argument("--inject-bad", action="store_true",
-                   help="break the sources on purpose and watch the checks catch it (see the UI)")
+                   help="break the sources on purpose and watch the checks catch it (default: %(default)s)")
     p.set_defaults(func=_demo)
 
 

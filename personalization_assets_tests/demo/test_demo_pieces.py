@@ -78,10 +78,10 @@ def test_demo_options_have_help_and_show_their_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for option, default in [("--scale", "1.0"), ("--seed", "7"), ("--now", "None"), ("--data-dir", ".data"),
+    for option, default in [("--scale", "1.0"), ("--seed", "7"), ("--now", "the current time"), ("--data-dir", ".data"),
                             ("--dagster-home", ".dagster_home"), ("--fresh", "False"), ("--inject-bad", "False")]:
         after = text.split(option, 2)[-1]  # the option's own help, after the usage line
-        assert f"(default: {default})" in after.split(" --")[0], option
+        assert f"(default: {default}" in after.split(" --")[0], option
 
 
 def test_a_now_in_the_future_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
