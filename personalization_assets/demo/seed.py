@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 from ..clock import utc_now
-from ..sources.crm import write_customers
 from .generator import DemoData, generate, orders_as_jsonl
 from .state import Manifest, read_manifest, write_manifest
 
@@ -35,19 +34,22 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
         say(f"  {source:<11}{what}  {time.perf_counter() - clock:.1f} s")
         clock = time.perf_counter()
 
+    done("generated", f"{len(data.customers):,} customers, {len(data.orders):,} orders, {len(data.events):,} events")
+    from ..sources.crm import write_customers  # pandas and SQLAlchemy: after the first line
+
     write_customers(crm_url, data.customers)
-    done("crm", f"{len(data.customers):,} customers (SQLite)")
+    done("crm", "customers written (SQLite)")
     shop = data_dir / "shop"
     shop.mkdir(exist_ok=True)
     (shop / "orders.jsonl").write_text(orders_as_jsonl(data.orders))
-    done("shop", f"{len(data.orders):,} orders (served by the demo orders API)")
+    done("shop", "orders written (served by the demo orders API)")
     bus = open_bus(bus_url)
     try:
         for start in range(0, len(data.events), 5000):
             bus.append(data.events[start:start + 5000])
     finally:
         bus.close()
-    done("bus", f"{len(data.events):,} tracking events")
+    done("bus", "tracking events appended")
     sent = _email_engagement(data, seed)
     done("email", f"{sent:,} e-mail events (provider export in landing/)")
     return data
@@ -76,6 +78,7 @@ def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoDat
       downstream of it runs).
     """
     from ..bus import open_bus
+    from ..sources.crm import write_customers
 
     now = now or utc_now()
     template = dict(data.customers[0])
