@@ -11,7 +11,7 @@ from .resources import resources_for
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         all_definitions(),
-        schedules.defs,
-        sensors.defs,
+        schedules.definitions(settings.automation_running()),
+        sensors.definitions(settings.automation_running()),
         dg.Definitions(resources=resources_for(settings.deployment())),
     )

@@ -31,14 +31,20 @@ def _recent_days(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(tags=recent_days_tags(context.scheduled_execution_time))
 
 
-hourly_segments = dg.ScheduleDefinition(
-    name="hourly_segments", job=hourly_segments_job, cron_schedule="5 * * * *",
-    execution_fn=_recent_days, default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-daily_profiles = dg.ScheduleDefinition(
-    name="daily_profiles", job=everything_job, cron_schedule="0 3 * * *",
-    execution_fn=_recent_days, default_status=dg.DefaultScheduleStatus.STOPPED,
-)
+def schedules(running: bool) -> list[dg.ScheduleDefinition]:
+    """Both schedules, starting running or stopped (the deployment says which: `settings`)."""
+    status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    return [
+        dg.ScheduleDefinition(name="hourly_segments", job=hourly_segments_job, cron_schedule="5 * * * *",
+                              execution_fn=_recent_days, default_status=status),
+        dg.ScheduleDefinition(name="daily_profiles", job=everything_job, cron_schedule="0 3 * * *",
+                              execution_fn=_recent_days, default_status=status),
+    ]
 
-defs = dg.Definitions(jobs=[hourly_segments_job, everything_job],
-                      schedules=[hourly_segments, daily_profiles])
+
+def definitions(running: bool) -> dg.Definitions:
+    return dg.Definitions(jobs=[hourly_segments_job, everything_job], schedules=schedules(running))
+
+
+hourly_segments, daily_profiles = schedules(running=True)  # the local deployment's
+defs = definitions(running=True)

@@ -18,6 +18,16 @@ def deployment() -> str:
     return name
 
 
+def automation_running() -> bool:
+    """Whether the automation sensor and the schedules start running (`PERSONALIZATION_AUTOMATION`:
+    `running` or `stopped`). Locally they run unless stopped; in prod nothing starts unless the
+    deployment says `running`, so a new Snowflake deployment does not begin writing by surprise."""
+    value = os.environ.get("PERSONALIZATION_AUTOMATION", "").strip().lower()
+    if value not in {"", "running", "stopped"}:
+        raise ValueError(f"PERSONALIZATION_AUTOMATION must be 'running' or 'stopped', not {value!r}")
+    return value == "running" or (not value and deployment() == "local")
+
+
 def data_dir() -> Path:
     """Root of the embedded warehouse, event bus and demo sources (`PERSONALIZATION_DATA_DIR`)."""
     return Path(os.environ.get("PERSONALIZATION_DATA_DIR", DEFAULT_DATA_DIR)).resolve()

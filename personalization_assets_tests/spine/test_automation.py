@@ -118,3 +118,27 @@ def test_a_failed_check_on_todays_events_holds_the_identity_map_back():
             severity=dg.AssetCheckSeverity.ERROR, partition=today))
         result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=settled.cursor)
     assert "core/identity_map" not in _requested_keys(result)
+
+
+def test_the_local_deployment_starts_the_automation_sensor_schedules_and_stream_sensors(monkeypatch):
+    monkeypatch.delenv("PERSONALIZATION_AUTOMATION", raising=False)
+    monkeypatch.setenv("DAGSTER_DEPLOYMENT", "local")
+    definitions = defs()
+    sensors = {s.name: s.default_status for s in definitions.get_repository_def().sensor_defs}
+    assert set(sensors) >= {"default_automation_condition_sensor", "event_stream_sensor", "email_events_sensor",
+                            "activation_stream_sensor", "run_failure_alert", "pool_slot_keeper"}
+    assert set(sensors.values()) == {dg.DefaultSensorStatus.RUNNING}, sensors
+    schedules = {s.name: s.default_status for s in definitions.schedules}
+    assert schedules == {"hourly_segments": dg.DefaultScheduleStatus.RUNNING,
+                         "daily_profiles": dg.DefaultScheduleStatus.RUNNING}
+    automation = definitions.resolve_sensor_def("default_automation_condition_sensor")
+    graph = definitions.resolve_asset_graph()
+    assert automation.asset_selection.resolve(graph) == graph.get_all_asset_keys()  # every condition is evaluated
+
+
+def test_production_states_whether_automation_runs(monkeypatch):
+    from personalization_assets import schedules, sensors
+
+    for running, status in ((True, dg.DefaultScheduleStatus.RUNNING), (False, dg.DefaultScheduleStatus.STOPPED)):
+        assert {s.default_status for s in schedules.schedules(running)} == {status}
+        assert sensors.automation_sensor(running).default_status.value == status.value
