@@ -117,11 +117,12 @@ def _judge(instance: dg.DagsterInstance, holder: SlotHolder) -> None:
                   else f"process {', '.join(str(p) for p in sorted({p for p, _ in processes}))} gone")
 
 
-def free_dead_run_slots(instance: dg.DagsterInstance) -> list[SlotHolder]:
+def free_dead_run_slots(instance: dg.DagsterInstance, holders: dict[str, SlotHolder] | None = None,
+                        ) -> list[SlotHolder]:
     """Free every slot (and queue place) of runs that can no longer release them; a run whose
     process died is marked failed, so the UI and the next run see why. Returns what was freed."""
     freed = []
-    for holder in slot_holders(instance).values():
+    for holder in (slot_holders(instance) if holders is None else holders).values():
         if holder.alive:
             continue
         instance.event_log_storage.free_concurrency_slots_for_run(holder.run_id)
@@ -133,9 +134,10 @@ def free_dead_run_slots(instance: dg.DagsterInstance) -> list[SlotHolder]:
     return freed
 
 
-def waits(instance: dg.DagsterInstance, run_id: str | None = None) -> dict[str, str]:
+def waits(instance: dg.DagsterInstance, run_id: str | None = None,
+          holders: dict[str, SlotHolder] | None = None) -> dict[str, str]:
     """Per waiting run (or only `run_id`): one line naming the pool and the runs holding it."""
-    holders = slot_holders(instance)
+    holders = slot_holders(instance) if holders is None else holders
     lines = {}
     for waiter in holders.values():
         if not waiter.waiting or (run_id is not None and waiter.run_id != run_id):
@@ -189,9 +191,10 @@ def _watch(worker: threading.Thread, instance: dg.DagsterInstance, run_id: str, 
         worker.join(poll)
         if not worker.is_alive():
             return
-        for holder in free_dead_run_slots(instance):
+        holders = slot_holders(instance)
+        for holder in free_dead_run_slots(instance, holders):
             say(f"freed the pool slots of {holder.describe()}")
-        line = waits(instance, run_id).get(run_id)
+        line = waits(instance, run_id, {k: h for k, h in holders.items() if h.alive}).get(run_id)
         if line and line != said:
             say(f"waiting: {line}. Ctrl-C stops this run.")
         said = line
