@@ -42,6 +42,14 @@ def _screen_metadata(screened: Screened) -> dict:
             "superseded_versions": screened.superseded}
 
 
+def _reset(stored: datetime | None, watermark: datetime | None) -> dict:
+    """Metadata saying a stored cursor from the future was dropped (the load read everything)."""
+    if stored is None or stored == watermark:
+        return {}
+    return {"cursor_reset": f"stored cursor {stored.isoformat()} was later than now - "
+                            f"{WINDOW.safety_lag}: everything was read again"}
+
+
 def _text_columns(conn: WarehouseConnection, schema: str, table: str, columns: list[str]) -> None:
     """Make `columns` of an existing table text (they held parsed values before, e.g. consent
     flags read as booleans). DDL, before the transaction; a step cut short is resumed next time."""
@@ -75,7 +83,8 @@ def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResul
     tells when the CRM changed, and each pull scans the source."""
     now = utc_now()
     with warehouse.connect() as conn:
-        watermark = CrmCursor.from_json(read_cursor(conn, "crm_customers")).updated_at
+        stored = CrmCursor.from_json(read_cursor(conn, "crm_customers")).updated_at
+    watermark = WINDOW.trusted(stored, now)
     read_from = WINDOW.read_from(watermark)
     try:
         extracted = crm.extract_customers(read_from)
@@ -99,7 +108,8 @@ def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResul
         total = conn.scalar("select count(*) from raw.crm_customers") if conn.table_exists("raw", "crm_customers") else 0
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, rows_read=len(extracted), rows_loaded=written, rows_total=int(total or 0), **_screen_metadata(screened),
-        read_from=read_from.isoformat() if read_from else None, cursor=new_cursor.to_json()))
+        read_from=read_from.isoformat() if read_from else None, cursor=new_cursor.to_json(),
+        **_reset(stored, watermark)))
 
 
 def split_orders(orders: list, *, now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -140,7 +150,8 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     tells when the shop changed, and each pull pages through its API."""
     now = utc_now()
     with warehouse.connect() as conn:
-        watermark = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
+        stored = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
+    watermark = WINDOW.trusted(stored, now)
     read_from = WINDOW.read_from(watermark)
     pages = 0
     orders: list = []
@@ -173,7 +184,7 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, rows_loaded=written, unchanged=len(unchanged), received=len(orders), reported_total=reported_total,
         pages=pages, retries=retries, **_screen_metadata(screened),
-        read_from=read_from.isoformat() if read_from else None, cursor=cursor))
+        read_from=read_from.isoformat() if read_from else None, cursor=cursor, **_reset(stored, watermark)))
 
 
 @dg.asset(key=["raw", "events"], group_name="ingestion", pool=WAREHOUSE_POOL,

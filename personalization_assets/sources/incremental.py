@@ -34,6 +34,12 @@ class IncrementalWindow:
     safety_lag: timedelta = timedelta(minutes=5)  # the watermark stays at least this far behind now
     lookback: timedelta = timedelta(hours=1)  # each load re-reads this far before the watermark
 
+    def trusted(self, watermark: datetime | None, now: datetime) -> datetime | None:
+        """The stored watermark, or None (load everything again) when it lies later than these rules
+        allow: an older version moved it to a future row's time, or the clock went back. Rows before
+        such a watermark may never have been loaded; re-reading them is safe, as loads are upserts."""
+        return watermark if watermark is not None and watermark <= now - self.safety_lag else None
+
     def read_from(self, watermark: datetime | None) -> datetime | None:
         return None if watermark is None else watermark - self.lookback
 

@@ -238,3 +238,28 @@ def test_a_warehouse_from_before_is_migrated(local_env, tmp_path):
     assert dict(_query(db, "select record_id, email_opt_in from staging.customers")) == {"crm:1": True,
                                                                                        "crm:50": False}
     assert _query(db, "select count(birth_date_issue) from staging.customers") == [(0,)]
+
+
+def _freeze_cursor(db, name: str, cursor: dict) -> None:
+    """Leave a cursor as the older code did after reading a row dated 2030."""
+    from personalization_assets.assets.common import prepare_cursors, write_cursor
+    from personalization_assets.resources.warehouse import WarehouseConnection
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db)) as raw_conn:
+        conn = WarehouseConnection(raw_conn, "duckdb")
+        prepare_cursors(conn)
+        write_cursor(conn, name, cursor)
+
+
+def test_a_cursor_frozen_in_the_future_by_older_code_heals(local_env, crm):
+    db = local_env / "warehouse.duckdb"
+    _freeze_cursor(db, "crm_customers", {"updated_at": "2030-01-01T00:00:00", "customer_id": 7})
+    _insert(crm, [_row(1), _row(2, updated_at=NOW - timedelta(minutes=30))])  # changes it never loaded
+    result = _materialize(crm[0])
+    assert result.success
+    assert {r for (r,) in _query(db, "select record_id from staging.customers")} == {"crm:1", "crm:2"}
+    metadata = result.asset_materializations_for_node("raw__crm_customers")[0].metadata
+    assert "2030-01-01" in metadata["cursor_reset"].value
+    cursor = json.loads(_query(db, "select cursor_json from ops.cursors where name = 'crm_customers'")[0][0])
+    assert datetime.fromisoformat(cursor["updated_at"]) <= datetime.now(timezone.utc) - WINDOW.safety_lag

@@ -129,3 +129,21 @@ def test_the_client_reads_the_reported_total(tmp_path):
         server.behaviour.drop_next_after = 1
         with pytest.raises(Exception, match="pagination ended after 5 of the 12"):
             list(pages.iter_order_pages(None))
+
+
+def test_a_cursor_frozen_in_the_future_by_older_code_heals(local_env, tmp_path):
+    from personalization_assets.assets.common import prepare_cursors, write_cursor
+    from personalization_assets.resources.warehouse import WarehouseConnection
+
+    db = local_env / "warehouse.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db)) as raw_conn:
+        conn = WarehouseConnection(raw_conn, "duckdb")
+        prepare_cursors(conn)
+        write_cursor(conn, "shop_orders", {"updated_since": "2030-01-01T00:00:00+00:00"})
+    _write(tmp_path, _good(4))
+    result = _load(tmp_path)
+    assert result.success, _errors(result)
+    assert _query(db, "select count(*) from raw.shop_orders")[0][0] == 4
+    cursor = json.loads(_query(db, "select cursor_json from ops.cursors where name = 'shop_orders'")[0][0])
+    assert datetime.fromisoformat(cursor["updated_since"]) == PAST + timedelta(minutes=3)
