@@ -118,20 +118,22 @@ def _owner_where(target: Target, ids: Identifiers) -> tuple[list[str], list]:
     return parts, params
 
 
-def _documents(conn: Sql, target: Target, column: str, needles: list[str], test) -> list[str]:
-    """Distinct texts of `column` that pass `test` (SQL narrows to texts holding a needle first)."""
-    if not needles:
-        return []
-    where = " or ".join(f"strpos(lower({column}), ?) > 0" for _ in needles)
-    texts = conn.query(f"select distinct {column} as v from {target.name} where {where}", needles)["v"]
-    return [t for t in texts if test(t)]
+def _documents(conn: Sql, target: Target, columns: Sequence[str], needles: list[str], test) -> dict[str, list[str]]:
+    """Per column, the distinct texts that pass `test`; one SQL scan of the table first keeps the
+    rows whose text columns hold a needle at all."""
+    if not needles or not columns:
+        return {}
+    joined = f"lower(concat_ws('|', {', '.join(columns)}))"
+    where = " or ".join(f"strpos({joined}, ?) > 0" for _ in needles)
+    rows = conn.query(f"select {', '.join(columns)} from {target.name} where {where}", needles)
+    return {c: sorted({t for t in rows[c] if isinstance(t, str) and test(t)}) for c in columns}
 
 
 def _where(conn: Sql, target: Target, ids: Identifiers, matcher: Matcher, residual: bool = False) -> tuple[str, list]:
     parts, params = _owner_where(target, ids)
     needles = sorted(ids.prefilter() | (ids.searchable() if residual else set()))
-    for column in target.text if residual else target.documents:
-        texts = _documents(conn, target, column, needles, matcher.mentions if residual else matcher.owns)
+    columns = target.text if residual else target.documents
+    for column, texts in _documents(conn, target, columns, needles, matcher.mentions if residual else matcher.owns).items():
         for start in range(0, len(texts), 500):
             chunk = texts[start:start + 500]
             parts.append(f"{column} in ({marks(chunk)})")

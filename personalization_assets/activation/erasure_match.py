@@ -70,7 +70,7 @@ class Identifiers:
 
     def prefilter(self) -> set[str]:
         """Substrings that every document mentioning the person contains (cheap SQL filter)."""
-        found = {v for k in ("customer_keys", "record_ids", "anonymous_ids", "emails") for v in self.kind(k)}
+        found = {v for k in ("customer_keys", "record_ids", "anonymous_ids", "emails", "order_ids") for v in self.kind(k)}
         for v in self.kind("user_ids") | self.kind("source_ids"):
             found |= {f'"{v}"', f": {v}", f":{v}"}
         return found

@@ -19,8 +19,15 @@ from .erasure_match import Identifiers, Matcher
 
 
 def _owns(ids: Identifiers):
-    matcher = Matcher(ids)
-    return lambda payload: matcher.owns(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload)
+    """payload (bytes or text) -> whether it is the person's; a substring test skips the JSON
+    parse of everything that cannot be."""
+    matcher, needles = Matcher(ids), sorted(ids.prefilter())
+
+    def owns(payload) -> bool:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        low = text.lower()
+        return any(n in low for n in needles) and matcher.owns(text)
+    return owns
 
 
 @dataclass
