@@ -263,3 +263,18 @@ def test_a_cursor_frozen_in_the_future_by_older_code_heals(local_env, crm):
     assert "2030-01-01" in metadata["cursor_reset"].value
     cursor = json.loads(_query(db, "select cursor_json from ops.cursors where name = 'crm_customers'")[0][0])
     assert datetime.fromisoformat(cursor["updated_at"]) <= datetime.now(timezone.utc) - WINDOW.safety_lag
+
+
+def test_a_duplicate_id_is_never_dropped_silently(local_env, crm):
+    _insert(crm, [_row(1, email="old@example.org", updated_at=PAST - timedelta(minutes=10)),
+                  _row(1, email="new@example.org"),  # the same id updated: the latest version loads
+                  _row(2, email="a@example.org"), _row(2, email="b@example.org")])  # contradicting versions
+    result = _materialize(crm[0])
+    assert result.success
+    db = local_env / "warehouse.duckdb"
+    assert _query(db, "select customer_id, email from raw.crm_customers") == [(1, "new@example.org")]
+    (record, rule, payload), = _query(db, "select record_id, rule, raw_payload from quarantine.crm_customers")
+    assert (record, rule) == ("crm:2", "raw.duplicate_key")
+    assert sorted(version["email"] for version in json.loads(payload)) == ["a@example.org", "b@example.org"]
+    metadata = result.asset_materializations_for_node("raw__crm_customers")[0].metadata
+    assert metadata["superseded_versions"].value == 1
