@@ -105,7 +105,8 @@ def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResul
         merge_quarantine(conn, "crm_customers", screened.rejected,
                          checked_ids="crm:" + frame["customer_id"].astype(str), raw_layer=True)
         write_cursor(conn, "crm_customers", new_cursor.to_json())
-        total = conn.scalar("select count(*) from raw.crm_customers") if conn.table_exists("raw", "crm_customers") else 0
+        total = (conn.scalar("select count(*) from raw.crm_customers")
+                 if conn.table_exists("raw", "crm_customers") else 0)
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, rows_read=len(extracted), rows_loaded=written, rows_total=int(total or 0), **_screen_metadata(screened),
         read_from=read_from.isoformat() if read_from else None, cursor=new_cursor.to_json(),

@@ -135,7 +135,8 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
 
 
 def _latest_versions(frame: pd.DataFrame, ok: pd.Series, key: str, ts: pd.Series,
-                     payload: Callable[[pd.Series], pd.Series], ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+                     payload: Callable[[pd.Series], pd.Series],
+                     ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """One row per key among the `ok` rows: its latest version. Versions of one key with the same
     latest `updated_at` but different contents contradict each other: none is loaded, all go to
     quarantine together. Only keys read more than once cost any work here."""

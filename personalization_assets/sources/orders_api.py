@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-import requests
-
 import pandas as pd
+import requests
 
 from ..normalize import parse_timestamps
 from . import SourceError
