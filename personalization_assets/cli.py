@@ -227,7 +227,7 @@ def _forget(args: argparse.Namespace) -> int:
     import duckdb
 
     from . import settings
-    from .activation.erasure import forget, process_erasure_queue
+    from .activation.erasure import earlier_erasure, forget, process_erasure_queue
     from .activation.erasure_stores import LandingStore, LocalExports, leftover_bytes, local_stores, rewrite_duckdb_file
     from .assets import all_definitions
     from .assets.activation import pii_tables
@@ -241,20 +241,32 @@ def _forget(args: argparse.Namespace) -> int:
     if not path.exists():
         raise UserError(f"no warehouse at {path}: run `personalization demo` or set PERSONALIZATION_DATA_DIR")
     stores = local_stores(settings.data_dir(), settings.event_bus_url(), email_events_bus_url(), landing_dir())
+    receipt = None
     try:
         with DuckDBWarehouse(database=str(path)).connect() as conn:
             try:
                 receipt = forget(conn, args.identifier, pii_tables(all_definitions()), stores=stores)
             except LookupError as exc:
-                raise UserError(str(exc)) from None
-            local = [s for s in stores if isinstance(s, LocalExports)]
-            process_erasure_queue(conn, local)  # the exports were just erased: confirm, shred their key
-            for store in stores:
-                if isinstance(store, LandingStore):
-                    store.record_loaded(conn)
+                done = earlier_erasure(conn, args.identifier)
+                if done is None:
+                    raise UserError(str(exc)) from None
+                print(f"{args.identifier} was erased already (erasure {done}); finishing the warehouse file rewrite")
+            if receipt is not None:
+                process_erasure_queue(conn, [s for s in stores if isinstance(s, LocalExports)])  # exports erased above
+                for store in stores:
+                    if isinstance(store, LandingStore):
+                        store.record_loaded(conn)
+    except duckdb.IOException as exc:
+        raise UserError(f"cannot open {path}: {exc}; stop the runs (or `dagster dev`) that hold it and run forget again") from None
+    try:
         rewrite_duckdb_file(path)  # DuckDB keeps deleted values in its file until it is copied
-    except (OSError, duckdb.IOException) as exc:  # the file is held by a running process
-        raise UserError(f"cannot rewrite {path}: {exc}; stop `dagster dev` runs that hold it and run forget again") from None
+    except (OSError, duckdb.IOException) as exc:
+        raise UserError(f"erased, but {path} still holds the deleted values until it is rewritten: {exc}; "
+                        "run `personalization forget` for the same person again once no run holds the file") from None
+    return 0 if receipt is None else _forget_report(receipt, path, leftover_bytes(path, receipt.identifiers))
+
+
+def _forget_report(receipt, path: Path, left: int) -> int:
     print(f"erasure {receipt.erasure_id}: {len(receipt.identifiers.values())} identifiers, "
           f"{sum(receipt.deleted.values())} rows deleted")
     for place, n in sorted(receipt.deleted.items()):
@@ -263,9 +275,8 @@ def _forget(args: argparse.Namespace) -> int:
     shared = len(receipt.identifiers.shared_emails) + len(receipt.identifiers.shared_phones)
     if shared:
         print(f"kept {shared} value(s) another customer also holds (shared phone or address): not theirs to erase")
-    remote = [d for d in receipt.destinations if d not in {s.name for s in local}]
+    remote = [d for d in receipt.destinations if d != "file"]
     print(f"destination deletions queued (encrypted until they confirm): {', '.join(remote) or 'none'}")
-    left = leftover_bytes(path, receipt.identifiers)
     if not receipt.verified or left:
         raise UserError(f"the person's identifiers are still held: {({k: v for k, v in receipt.remaining.items() if v})}"
                         f"{f'; {left} raw copies in {path}' if left else ''}")
@@ -287,8 +298,9 @@ def _add_identity(sub) -> None:
 
 
 from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at import)
+from .live import add_up_command  # noqa: E402  (stdlib-only at import)
 
-COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command]
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command, add_up_command]
 
 
 def main(argv: list[str] | None = None) -> int:
