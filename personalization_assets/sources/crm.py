@@ -107,8 +107,8 @@ def extract_customers(url: str, read_from: datetime | None, *, page_size: int = 
                 if len(page) < page_size:
                     break
                 after = (page[-1].updated_at, page[-1].customer_id)
-            rows.extend(conn.execute(sa.select(*stored).where(~positioned if read_from is None else sa.or_(
-                table.c.customer_id.is_(None), table.c.updated_at.is_(None)))).all())
+            unpositioned = sa.or_(table.c.customer_id.is_(None), table.c.updated_at.is_(None))
+            rows.extend(conn.execute(sa.select(*stored).where(unpositioned)).all())
     except sa.exc.SQLAlchemyError as exc:
         raise SourceError("crm", f"cannot read customers from {engine.url!r}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
     finally:
