@@ -37,7 +37,8 @@ from .erasure_match import OWNER_COLUMNS, Identifiers, Matcher
 from .erasure_resolve import column_values, columns_of, marks, resolve
 from .model import Destination
 
-__all__ = ["Identifiers", "PiiTable", "Receipt", "Store", "forget", "process_erasure_queue", "resolve", "scan"]
+__all__ = ["Identifiers", "PiiTable", "Receipt", "Store", "earlier_erasure", "forget", "process_erasure_queue", "resolve",
+           "scan"]
 
 TEXT_TYPES = ("varchar", "text", "string", "json", "character varying")
 IDENTITY_TABLES = (("core", "customers"), ("core", "customer_crosswalk"), ("core", "identity_map"))
@@ -219,6 +220,16 @@ def forget(conn, identifier: str, pii_tables: Sequence[PiiTable], destinations: 
                     "remaining": {k: v for k, v in remaining.items() if v},
                     "shared_values_kept": len(ids.shared_emails) + len(ids.shared_phones)})])
     return receipt
+
+
+def earlier_erasure(conn: Sql, identifier: str) -> str | None:
+    """The id of the latest erasure of the person this identifier named (the ledger keeps the
+    hashes of every identifier it erased)."""
+    if not conn.table_exists(*LEDGER):
+        return None
+    digest = _hash(identifier)
+    return conn.scalar("select erasure_id from compliance.erasure_ledger where identifier_sha256 = ? "
+                       "or strpos(identifiers_sha256, ?) > 0 order by completed_at desc limit 1", [digest, digest])
 
 
 def process_erasure_queue(conn, destinations: Sequence[Destination], now: datetime | None = None) -> dict[str, int]:

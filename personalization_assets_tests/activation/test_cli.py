@@ -28,5 +28,9 @@ def test_forget_command_erases_and_verifies(local_env, capsys):
     assert conn.scalar("select count(*) from compliance.erasure_ledger where verified") == 1
     raw.close()
 
+    assert cli.main(["forget", "anna@example.com"]) == 0  # again: nothing left, verified again
+    assert "0 rows deleted" in capsys.readouterr().out
+    assert cli.main(["forget", "anna"]) == 0  # by her key, which nothing holds any more: said so
+    assert "was erased already" in capsys.readouterr().out
     assert cli.main(["forget", "nobody"]) == 1
     assert "nothing in the warehouse identifies 'nobody'" in capsys.readouterr().err
