@@ -23,9 +23,16 @@ class ResolvedState:
     def from_tables(cls, crosswalk: pd.DataFrame | None, evidence: pd.DataFrame | None) -> "ResolvedState | None":
         """Rebuild the state from the persisted crosswalk and evidence tables (the model
         travels as the evidence row with rule 'model')."""
-        if crosswalk is None or crosswalk.empty or "record_hash" not in crosswalk:
-            return None
         evidence = evidence if evidence is not None else pd.DataFrame(columns=["rule"])
+        if crosswalk is None or crosswalk.empty:
+            unmerges = int((evidence["rule"] == "cannot_link").sum()) if "rule" in evidence else 0
+            if unmerges:  # starting over here would silently merge again what someone split by hand
+                raise ValueError(f"the crosswalk is empty but the merge evidence holds {unmerges} unmerge(s): the "
+                                 "two tables are not from the same run. Restore both from one run, or re-apply the "
+                                 "unmerges with a full rebuild.")
+            return None
+        if "record_hash" not in crosswalk:
+            return None
         model = None
         if "detail" in evidence:
             rows = evidence.loc[evidence["rule"] == "model", "detail"].dropna()

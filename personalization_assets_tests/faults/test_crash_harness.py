@@ -139,3 +139,12 @@ def test_verify_tables_refuses_torn_and_unrecorded_empty_tables(duck: WarehouseC
     with pytest.raises(TableStateError, match="empty and no completed write recorded it"):
         verify_tables(duck, ["core.customers"])
     verify_tables(duck, ["core.customers"], strict=False)  # written by the warehouse resource: no record
+
+
+def test_unmerges_are_never_dropped_because_the_crosswalk_is_missing():
+    from personalization_assets.identity.state import ResolvedState
+
+    evidence = pd.DataFrame({"left_record_id": ["shop:1"], "right_record_id": ["crm:1001"], "rule": ["cannot_link"]})
+    with pytest.raises(ValueError, match="holds 1 unmerge"):
+        ResolvedState.from_tables(pd.DataFrame(columns=["record_id", "record_hash"]), evidence)
+    assert ResolvedState.from_tables(pd.DataFrame(columns=["record_id"]), evidence.iloc[:0]) is None  # first run
