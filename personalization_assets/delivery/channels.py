@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import smtplib
 from datetime import datetime, timezone
-from email.message import EmailMessage
-from email.utils import formatdate
+from email.header import Header
+from email.policy import compat32
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formatdate, parseaddr
 from typing import Protocol
 
 from ..activation.destinations.braze import BrazeTrack
@@ -24,6 +27,9 @@ from ..activation.http import HttpTransport
 from ..activation.model import EVENT, SyncRow
 from ..activation.ratelimit import TokenBucket
 from .outbox import Row
+
+
+_SMTP_POLICY = compat32.clone(linesep="\r\n")
 
 
 class SendError(Exception):
@@ -51,19 +57,23 @@ class SmtpChannel:
         self.host, self.port, self.sender, self.bucket = host, port, sender, bucket
         self.username, self.password, self.starttls, self.timeout = username, password, starttls, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._envelope_from = parseaddr(sender)[1] or sender
 
-    def message(self, row: Row) -> EmailMessage:
-        msg = EmailMessage()
+    def message(self, row: Row) -> MIMEMultipart:
+        """multipart/alternative, text then HTML. Built with the compat32 MIME classes: the
+        header-registry `EmailMessage` costs several times more CPU per message on the send path."""
+        msg = MIMEMultipart("alternative")
         msg["From"] = self.sender
         msg["To"] = row.recipient
-        msg["Subject"] = row.subject
+        msg["Subject"] = Header(row.subject or "", "utf-8").encode() if not (row.subject or "").isascii() \
+            else (row.subject or "")
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id(row.idempotency_key, self.sender)
         if row.unsubscribe_url:
             msg["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg.set_content(row.text_body or "")
-        msg.add_alternative(row.html or "", subtype="html")
+        msg.attach(MIMEText(row.text_body or "", "plain", "utf-8"))
+        msg.attach(MIMEText(row.html or "", "html", "utf-8"))
         return msg
 
     def _connection(self) -> smtplib.SMTP:
@@ -77,10 +87,10 @@ class SmtpChannel:
         return self._smtp
 
     def send(self, row: Row) -> None:
-        msg = self.message(row)
+        data = self.message(row).as_bytes(policy=_SMTP_POLICY)  # CRLF: sendmail sends bytes as they are
         self.bucket.acquire()
         try:
-            refused = self._connection().send_message(msg)
+            refused = self._connection().sendmail(self._envelope_from, [row.recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
             raise SendError(f"recipient refused: {sorted(exc.recipients)}", retryable=False) from None
         except smtplib.SMTPResponseException as exc:

@@ -25,6 +25,13 @@ from personalization_assets.realtime.ledger import Ledger
 SECRET = "esp-secret"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a sender killed mid-request resets its connection: expected here, not news
+
+
 class EspServer:
     """Accepts a signed POST per e-mail; a key it has seen is acknowledged again but not delivered
     again. `rate`: requests per second it accepts (token bucket), beyond which it answers 429 with
@@ -32,7 +39,7 @@ class EspServer:
     the sender there: the message is accepted, the answer never read)."""
 
     def __init__(self, secret: str = SECRET, rate: float | None = None, retry_after: float = 0.2,
-                 on_request=None):
+                 on_request=None, burst: float | None = None):
         peer = self
         self.secret, self.rate, self.retry_after, self.on_request = secret, rate, retry_after, on_request
         self.lock = threading.Lock()
@@ -42,7 +49,8 @@ class EspServer:
         self.accepted_at: dict[str, float] = {}
         self.bad_signatures = 0
         self.truncated = 0  # the client died while sending the body
-        self._tokens, self._updated = rate or 0.0, time.monotonic()
+        self.burst = burst if burst is not None else (rate or 0.0)
+        self._tokens, self._updated = self.burst, time.monotonic()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -69,8 +77,7 @@ class EspServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/send"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -78,7 +85,7 @@ class EspServer:
         if self.rate is None:
             return True
         now = time.monotonic()
-        self._tokens = min(self.rate, self._tokens + (now - self._updated) * self.rate)
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
         if self._tokens >= 1:
             self._tokens -= 1
