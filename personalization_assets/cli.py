@@ -277,6 +277,12 @@ def _forget_report(receipt, path: Path, left: int) -> int:
         print(f"kept {shared} value(s) another customer also holds (shared phone or address): not theirs to erase")
     remote = [d for d in receipt.destinations if d != "file"]
     print(f"destination deletions queued (encrypted until they confirm): {', '.join(remote) or 'none'}")
+    from .activation.erasure_stores import dagster_runs_mentioning
+
+    runs = dagster_runs_mentioning(os.environ.get("DAGSTER_HOME"), receipt.identifiers)
+    if runs:
+        print(f"warning: {len(runs)} Dagster run record(s) from before previews were masked still mention the person "
+              f"({', '.join(runs[:5])}{', ...' if len(runs) > 5 else ''}): delete them with `dagster run delete <id>`")
     if not receipt.verified or left:
         raise UserError(f"the person's identifiers are still held: {({k: v for k, v in receipt.remaining.items() if v})}"
                         f"{f'; {left} raw copies in {path}' if left else ''}")

@@ -238,3 +238,19 @@ def leftover_bytes(path: Path, ids: Identifiers) -> int:
         return 0
     data = path.read_bytes().lower()
     return sum(data.count(v.encode()) for v in ids.searchable())
+
+
+def dagster_runs_mentioning(home: Path | None, ids: Identifiers) -> list[str]:
+    """Runs whose stored events (a local instance's SQLite files) hold one of the person's
+    identifiers: runs from before previews were masked. Stored metadata cannot be edited; the
+    operator deletes those runs (`dagster run delete <id>`)."""
+    runs = Path(home) / "history" / "runs" if home else None
+    if runs is None or not runs.is_dir():
+        return []
+    needles = [v.encode() for v in ids.searchable()]
+    found = []
+    for db in sorted(runs.glob("*.db")):
+        data = db.read_bytes().lower()
+        if any(n in data for n in needles):
+            found.append(db.name if db.stem == "index" else db.stem)  # index.db: the shared event index
+    return found

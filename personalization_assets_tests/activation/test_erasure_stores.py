@@ -215,3 +215,15 @@ def test_rewrite_refuses_a_file_another_process_holds(tmp_path, held):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_runs_stored_before_masking_are_named(tmp_path):
+    runs = tmp_path / "history" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "index.db").write_bytes(b"... preview | ANNA.K@example.org | ...")
+    (runs / "0f1e2d3c-aaaa.db").write_bytes(b"md_str: anna.k@example.org")
+    (runs / "9a8b7c6d-bbbb.db").write_bytes(b"md_str: a***@example.org")
+    from personalization_assets.activation.erasure_stores import dagster_runs_mentioning
+
+    assert dagster_runs_mentioning(tmp_path, ANNA) == ["0f1e2d3c-aaaa", "index.db"]
+    assert dagster_runs_mentioning(None, ANNA) == []
