@@ -12,7 +12,8 @@ would be inconsistent:
   to a group, but not two groups of several records, and not into a group that already hangs
   on a weak link unless the newcomer is itself linked to most of that group.
 Refusing the union at the weakest link that would break a rule *is* the split "on the weakest
-evidence": the cluster falls apart there and nowhere else. Refused links go to review.
+evidence": the cluster falls apart there and nowhere else. Refused links go to review. A record
+without a birth date that fits both sides of such a conflict (a father and his son) joins neither.
 A person's link decision (``forced``) overrides every rule but a cannot-link.
 """
 
@@ -51,6 +52,7 @@ class Rules:
     identities: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
     forced: np.ndarray | None = None   # per edge: a person's link decision
     trusted: np.ndarray | None = None  # per edge: carried over unchanged from the last run
+    undecidable: np.ndarray | None = None  # per record: lacks what tells two relatives apart
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -112,7 +114,7 @@ class _Pairs:
 
 
 def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tuple[int, int]] = frozenset(),
-            rules: Rules | None = None) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+            rules: Rules | None = None, _second_pass: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Cluster labels per record, review rows (left, right, reason, score), and a mask of the
     edges that ended up inside a cluster (the evidence of the merge)."""
     rules = rules or Rules()
@@ -124,6 +126,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
     groups, pairs = _Groups(nodes, rules), _Pairs(rules)
     cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
     review: list[tuple[int, int, str, float]] = []
+    ambiguous: set[int] = set()
     for lab in np.flatnonzero(size > max_size):
         review.extend((int(x), -1, "cluster_too_large", float(size[lab])) for x in np.flatnonzero(comp == lab))
     pairs.linked.update(zip(np.minimum(e.left, e.right).tolist(), np.maximum(e.left, e.right).tolist()))
@@ -144,17 +147,41 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
             if reason:
                 if reason != "cluster_too_large":  # its records are all reported above
                     review.append((x, y, reason, p))
+                if reason == "conflict" and rules.undecidable is not None:
+                    ambiguous |= _fits_both(pairs, groups, x, y, ra, rb, rules.undecidable)
                 continue
         if len(a_mem) < len(b_mem):
             ra, rb = rb, ra
         groups.union(ra, rb, weak=p < strong and not forced[i])
 
+    if ambiguous and not _second_pass:
+        # a record that fits two people who cannot be one joins neither (father and son, and
+        # a record of one of them without a birth date)
+        drop = (np.isin(e.left, list(ambiguous)) | np.isin(e.right, list(ambiguous))) & ~forced
+        kept = Rules(rules.assess, rules.identities, forced[~drop], trusted[~drop], rules.undecidable)
+        labels, more, used_kept = cluster(n, e.take(~drop), strong, max_size, cannot_link, kept, _second_pass=True)
+        used = np.zeros(e.prob.size, bool)
+        used[np.flatnonzero(~drop)] = used_kept
+        extra = pd.DataFrame([(x, -1, "ambiguous", float("nan")) for x in sorted(ambiguous)],
+                             columns=["left", "right", "reason", "score"])
+        return labels, pd.concat([x for x in (more, extra) if len(x)], ignore_index=True), used
     labels = np.arange(n)
     for x in nodes:
         labels[x] = groups.find(int(x))
     labels = pd.factorize(labels)[0]
     used = labels[e.left] == labels[e.right]
     return labels, pd.DataFrame(review, columns=["left", "right", "reason", "score"]), used
+
+
+def _fits_both(pairs: _Pairs, groups: _Groups, x: int, y: int, ra: int, rb: int, undecidable) -> set[int]:
+    """Endpoints of a link refused on a conflict that lack what would tell the two sides apart
+    and conflict with nobody on the other side: they match two people who cannot be one."""
+    out = set()
+    for end, other in ((x, rb), (y, ra)):
+        if undecidable[end] and len(groups.members[groups.find(end)]) > 1 and \
+                not any(c in pairs.conflict for c in pairs.cross([end], groups.members[other])):
+            out.add(end)
+    return out
 
 
 def _preassess(pairs: _Pairs, comp, size, e: Edges, trusted) -> None:

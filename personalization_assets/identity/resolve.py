@@ -100,7 +100,8 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     cannot_ids = (previous.cannot_link() if previous is not None else set()) | decided_cannot
     cluster_rules = Rules(assess=lambda x, y: _verdict(scorer, x, y, cfg.threshold),
                           identities=_identities(f, records, cfg),
-                          forced=rules == "manual_link", trusted=rules == "carried")
+                          forced=rules == "manual_link", trusted=rules == "carried",
+                          undecidable=f.codes["birth"] < 0)
     labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                    _positions(cannot_ids, pos), cluster_rules)
     new_cannot = _unmerge_pairs(unmerges, labels, pos, rid)

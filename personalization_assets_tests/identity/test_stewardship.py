@@ -117,3 +117,16 @@ def test_review_queue_and_decisions_survive_later_runs(tmp_path, monkeypatch, ca
     for _ in range(2):
         key, _, _ = _run(db)
         assert key["crm:ann"] != key["shop:ann"] and key["shop:ann"] == key["crm:tom"]
+
+
+def test_a_dateless_record_between_father_and_son_joins_neither():
+    home = {"phone": "+447700900333", "street": "8 Elm Close", "city": "Hull", "postcode": "HU1 2AB"}
+    df = pd.concat([population(40, seed=6), pd.DataFrame([
+        person("crm:sr", "John", "Carter", birth="1951-06-01", **home),
+        person("crm:jr", "John", "Carter", birth="1979-02-14", **home),
+        person("shop:j", "John", "Carter", source="shop", **home),   # which John?
+    ])], ignore_index=True)
+    res = resolve(df)
+    key = res.crosswalk.set_index("record_id")["customer_key"]
+    assert key[["crm:sr", "crm:jr", "shop:j"]].nunique() == 3
+    assert "shop:j" in set(res.review.loc[res.review["reason"] == "ambiguous", "left_record_id"])
