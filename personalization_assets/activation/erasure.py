@@ -113,9 +113,10 @@ def _owner_where(target: Target, ids: Identifiers) -> tuple[list[str], list]:
     parts, params = [], []
     for column, kinds in target.owner:
         values = sorted(set().union(*(ids.kind(k) for k in kinds)))
-        if values:
-            parts.append(f"lower(cast({column} as varchar)) in ({marks(values)})")
-            params += values
+        for start in range(0, len(values), 1000):  # a heavy user's message ids: IN lists of bounded size
+            chunk = values[start:start + 1000]
+            parts.append(f"lower(cast({column} as varchar)) in ({marks(chunk)})")
+            params += chunk
     return parts, params
 
 
