@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -152,14 +153,14 @@ def waits(instance: dg.DagsterInstance, run_id: str | None = None,
 
 def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=print, poll: float = 1.0,
                     **kwargs) -> dg.ExecuteInProcessResult:
-    """`job.execute_in_process` for a command line: frees the slots of dead runs first, says what a
-    step waits for while it waits, and stops on Ctrl-C or SIGTERM.
+    """`job.execute_in_process` for a command line: frees the slots of dead runs, says what it waits
+    for while it waits, and stops on Ctrl-C or SIGTERM.
 
-    Dagster's in-process executor ignores both signals while a step waits for a slot (and spins a
-    CPU doing so), so the run executes in a worker thread and this thread keeps the signals.
+    Dagster's in-process executor ignores both signals while a step waits for a slot, and spins a
+    CPU doing so. So the run starts only once its pools have a free slot (waiting here, asleep), and
+    it executes in a worker thread while this thread keeps the signals and watches the pools.
     """
-    for holder in free_dead_run_slots(instance):
-        say(f"freed the pool slots of {holder.describe()}")
+    pools = {getattr(node, "pool", None) for node in job.graph.node_defs} - {None}
     run_id = kwargs.pop("run_id", None) or str(uuid.uuid4())
     outcome: dict = {}
 
@@ -171,6 +172,7 @@ def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=pri
 
     worker = threading.Thread(target=work, name=f"run-{run_id[:8]}", daemon=True)
     with _sigterm_as_interrupt():
+        _wait_for_free_slots(instance, pools, say, poll)
         worker.start()
         try:
             _watch(worker, instance, run_id, say, poll)
@@ -183,6 +185,31 @@ def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=pri
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _wait_for_free_slots(instance: dg.DagsterInstance, pools: set[str], say, poll: float) -> None:
+    said = None
+    while True:
+        holders = slot_holders(instance)
+        for holder in free_dead_run_slots(instance, holders):
+            say(f"freed the pool slots of {holder.describe()}")
+        full = sorted(pool for pool in pools if _full(instance, pool))
+        if not full:
+            return
+        owners = "; ".join(h.describe() for h in holders.values() if h.alive and h.steps and h.pools & set(full))
+        line = f"waiting: pool {', '.join(full)} is full, slot held by {owners or 'a run'}. Ctrl-C stops this run."
+        if line != said:
+            say(line)
+        said = line
+        time.sleep(poll)
+
+
+def _full(instance: dg.DagsterInstance, pool: str) -> bool:
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or pool not in storage.get_concurrency_keys():
+        return False
+    info = storage.get_concurrency_info(pool)
+    return info.limit is not None and len(info.claimed_slots) >= info.limit
 
 
 def _watch(worker: threading.Thread, instance: dg.DagsterInstance, run_id: str, say, poll: float) -> None:
