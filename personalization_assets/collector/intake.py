@@ -86,8 +86,8 @@ def usable_shared(shared: dict) -> tuple[dict, dict[str, str]]:
     sent = shared.get("sentAt")
     if sent is not None:
         if parse_ts(sent) is None:
-            ignored["sentAt"] = (f"batch sentAt {str(sent)[:64]!r} is not a usable ISO-8601 time; "
-                                 "event times were taken without clock-skew correction")
+            ignored["sentAt"] = (f"batch sentAt {str(sent)[:64]!r} is not an ISO-8601 time within the "
+                                 "datetime range; event times were taken without clock-skew correction")
         else:
             out["sentAt"] = sent
     ctx = shared.get("context")
