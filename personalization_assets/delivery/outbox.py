@@ -176,6 +176,20 @@ class Outbox:
         found = dict(self.conn.execute("select state, count(*) from outbox group by state").fetchall())
         return {s: int(found.get(s, 0)) for s in STATES}
 
+    def erase(self, customer_ids: set[str]) -> int:
+        """Remove these customers' rows for good (GDPR erasure: recipient, rendered body), then
+        VACUUM and a TRUNCATE checkpoint so no copy stays in free pages or the WAL."""
+        ids = sorted(customer_ids)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with self._tx():
+            removed = self.conn.execute(f"delete from outbox where customer_id in ({marks})", ids).rowcount
+        if removed:
+            self.conn.execute("vacuum")
+            self.conn.execute("pragma wal_checkpoint(truncate)").fetchall()
+        return removed
+
     def close(self) -> None:
         self.conn.close()
 

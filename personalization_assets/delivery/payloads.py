@@ -72,26 +72,43 @@ class PayloadStore:
             return 0
         marks = ",".join("?" * len(ids))
         with self._lock:
-            return self.conn.execute(f"delete from delivery_payloads where customer_id in ({marks})", ids).rowcount
+            removed = self.conn.execute(f"delete from delivery_payloads where customer_id in ({marks})", ids).rowcount
+            if removed:
+                self.conn.execute("vacuum")
+                self.conn.execute("pragma wal_checkpoint(truncate)").fetchall()
+        return removed
 
     def close(self) -> None:
         self.conn.close()
 
 
+class _DuckDB:
+    """The two `Sql` operations `payload_rows` needs, on a raw DuckDB connection (the warehouse
+    resource module imports Dagster, which this long-running process does without)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(self.raw.execute("select count(*) from information_schema.tables where lower(table_schema) ="
+                                     " lower(?) and lower(table_name) = lower(?)", [schema, table]).fetchone()[0])
+
+    def query(self, sql: str):
+        return self.raw.execute(sql).df()
+
+
 def refresh_from_duckdb(warehouse_path: str | Path, store: PayloadStore) -> int | None:
     """Copy the payloads from a DuckDB warehouse file; None when it is missing or a run holds it
     (DuckDB refuses a second process while one writes): the previous copy stays in use."""
-    import duckdb
-
-    from ..resources.warehouse import WarehouseConnection
-
     if not Path(warehouse_path).exists():
         return None
+    import duckdb
+
     try:
         raw = duckdb.connect(str(warehouse_path), read_only=True)
-    except duckdb.IOException:
+    except duckdb.Error:  # locked by a writing process (IOException), or opened differently here
         return None
     try:
-        return store.sync(payload_rows(WarehouseConnection(raw, "duckdb")))
+        return store.sync(payload_rows(_DuckDB(raw)))
     finally:
         raw.close()

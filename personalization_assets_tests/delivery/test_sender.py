@@ -156,3 +156,16 @@ def test_webhook_429_with_retry_after_is_honoured_and_each_key_delivered_once(pa
     assert esp.bad_signatures == 0
     retried = sender.outbox.conn.execute("select count(*) from outbox where attempts > 1").fetchone()[0]
     assert retried > 0
+
+
+def test_erasure_leaves_no_copy_of_the_person_in_the_outbox_or_payload_files(paths, tmp_path):
+    payloads = PayloadStore(tmp_path / "payloads.sqlite")
+    seed(paths[0], paths[1], payloads, 3)
+    with SmtpSink() as smtp:
+        sender = make_sender(paths, SmtpChannel("127.0.0.1", smtp.port, FROM, TokenBucket(1000)), payloads)
+        drain(sender)
+    assert sender.outbox.erase({"u1"}) == 1 and payloads.erase({"u1"}) == 1
+    assert sender.outbox.counts()["sent"] == 2 and payloads.get("u1") is None
+    for path in (paths[2], tmp_path / "payloads.sqlite"):
+        raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        assert b"ann1@example.com" not in raw and b"Hi Ann1" not in raw
