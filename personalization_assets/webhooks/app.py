@@ -74,7 +74,7 @@ def _safe_normalize(provider: str, event) -> Normalized | Rejected:
             log.debug("%s event could not be normalized: %s: %s", provider, type(exc).__name__, exc)
         return Rejected(provider, record_id, "payload.too_deep" if deep else "payload.invalid",
                         "event is nested too deeply to process" if deep else
-                        f"event cannot be normalized: {type(exc).__name__}", text)
+                        f"event cannot be normalized: {type(exc).__name__}: {str(exc)[:120]}", text)
 
 
 def _parse(body: bytes):
@@ -95,7 +95,7 @@ def _secrets(config: dict) -> dict[str, str]:
 
 
 def create_webhook_app(bus=None, config: dict | None = None, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """`config`: {"bus_url", "max_body_bytes", "tolerance_s", "sendgrid": {"public_key"},
+    """`config`: {"bus_url", "max_body_bytes", "tolerance_s", "body_timeout_s", "sendgrid": {"public_key"},
     "mailgun": {"signing_key"}, "generic": {"secret"}}; keys may also come from the environment.
 
     E-mail events go to their own bus (`bus_url`, default EMAIL_EVENTS_BUS_URL or
