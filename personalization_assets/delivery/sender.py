@@ -43,18 +43,19 @@ class RetryPolicy:
         return full / 2 + rng.random() * full / 2
 
 
-def read_ledger(path: Path, after_rowid: int, limit: int) -> list[Fire]:
-    """`fire` rows of the trigger ledger after a rowid (read-only; WAL readers never block it)."""
+def read_ledger(path: Path, after_rowid: int, limit: int, recorded_since: float | None = None) -> list[Fire]:
+    """`fire` rows of the trigger ledger after a rowid (read-only; WAL readers never block it), or
+    with `recorded_since` those recorded since then, whatever their rowid."""
     if not path.exists():
         return []
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         if not conn.execute("select 1 from sqlite_master where name = 'trigger_fires'").fetchone():
             return []
+        where, param = ("rowid > ?", after_rowid) if recorded_since is None else ("recorded_at >= ?", recorded_since)
         rows = conn.execute(
             "select fire_key, trigger, customer_id, cart, window_start, ready_at, decided_at, rowid"
-            " from trigger_fires where rowid > ? and outcome = 'fire' order by rowid limit ?",
-            (after_rowid, limit)).fetchall()
+            f" from trigger_fires where {where} and outcome = 'fire' order by rowid limit ?", (param, limit)).fetchall()
     finally:
         conn.close()
     return [Fire(*r) for r in rows]
@@ -70,7 +71,7 @@ class Sender:
         self.warehouse_path, self.refresh_every_s = warehouse_path, refresh_every_s
         self.rng, self.clock = rng or random.Random(), clock
         self._cursor = outbox.ledger_cursor()
-        self._refreshed = float("-inf")
+        self._refreshed = self._reconciled = float("-inf")
 
     # -- one poll ----------------------------------------------------------------------------
     def step(self, batch: int = 200) -> int:
@@ -79,6 +80,7 @@ class Sender:
         if fires:
             self.outbox.enqueue(fires, self.channel.name)
             self._cursor = fires[-1].ledger_rowid
+        self.reconcile()
         self.refresh_payloads()
         queued = self.outbox.queued(batch)
         for row in queued:
@@ -87,6 +89,16 @@ class Sender:
         for row in due:
             self.deliver(row)
         return len(fires) + len(queued) + len(due)
+
+    def reconcile(self, every_s: float = 60.0, window_s: float = 3600.0) -> int:
+        """Re-read the last hour of fires by time: a rowid can be reused after an erasure deleted
+        the ledger's last row, and the rowid cursor alone would then skip the new fire."""
+        now = self.clock()
+        if now - self._reconciled < every_s:
+            return 0
+        self._reconciled = now
+        found = read_ledger(self.ledger_path, 0, 1_000_000, recorded_since=now - window_s)
+        return self.outbox.enqueue(found, self.channel.name) if found else 0
 
     def refresh_payloads(self, force: bool = False) -> None:
         if self.warehouse_path is None:

@@ -169,3 +169,27 @@ def test_erasure_leaves_no_copy_of_the_person_in_the_outbox_or_payload_files(pat
     for path in (paths[2], tmp_path / "payloads.sqlite"):
         raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
         assert b"ann1@example.com" not in raw and b"Hi Ann1" not in raw
+
+
+def test_a_fire_reusing_an_erased_rowid_is_still_sent(paths, tmp_path):
+    """Erasure deleted the ledger's last row; SQLite gives the next fire the same rowid, which the
+    rowid cursor has passed: the time-based reconciliation still picks it up."""
+    from datetime import datetime, timezone
+
+    from personalization_assets.realtime.engine import Decision
+    from personalization_assets.realtime.ledger import Ledger
+
+    payloads = PayloadStore(tmp_path / "payloads.sqlite")
+    seed(paths[0], paths[1], payloads, 2)
+    with SmtpSink() as smtp:
+        sender = make_sender(paths, SmtpChannel("127.0.0.1", smtp.port, FROM, TokenBucket(1000)), payloads)
+        drain(sender)
+        ledger = Ledger(paths[0])
+        assert ledger.erase({"u1"}) == 1
+        now = datetime.now(timezone.utc)
+        ledger.commit([Decision("fire", "cart_abandonment", "cart_id:c9", "u0", now, now, now, now)], 2)
+        assert ledger.conn.execute("select max(rowid) from trigger_fires").fetchone()[0] == 2  # reused
+        ledger.close()
+        sender._reconciled = float("-inf")  # as after a minute
+        drain(sender)
+    assert sender.outbox.conn.execute("select state from outbox where cart = 'cart_id:c9'").fetchone() == ("sent",)
