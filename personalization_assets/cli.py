@@ -52,7 +52,9 @@ def _demo(args: argparse.Namespace) -> int:
                            say=lambda line: print(line, flush=True))
     except ValueError as exc:  # e.g. a data dir that is not the demo's
         raise UserError(str(exc)) from None
-    ui = f"DAGSTER_HOME={home} dagster dev   (Runs -> {outcome.run_id[:8]})"
+    ui = "personalization ui" + "".join(f" {flag} {value}" for flag, value, default in (
+        ("--data-dir", args.data_dir, ".data"), ("--dagster-home", args.dagster_home, ".dagster_home"))
+        if value != default) + f"   (Runs -> {outcome.run_id[:8]})"
     caught = bool(outcome.injected and outcome.failed_checks)  # --inject-bad: the checks did their job
     if not outcome.success and not caught:
         print(f"\nThe run failed after {time.perf_counter() - started:.1f} s:\n  " + "\n  ".join(outcome.errors)

@@ -167,6 +167,7 @@ def test_a_failed_run_says_what_failed_and_what_to_do_next(tmp_path):
     assert failed.returncode == 1
     assert "Traceback" not in failed.stdout + failed.stderr and "BetaWarning" not in failed.stderr
     assert "raw__shop_orders" in failed.stderr and f"cannot reach {dead}" in failed.stderr
-    assert re.search(r"^Full logs: DAGSTER_HOME=\S+ dagster dev +\(Runs -> [0-9a-f]{8}\)$", failed.stderr, re.M)
+    assert re.search(r"^Full logs: personalization ui --data-dir \S+ --dagster-home \S+ +\(Runs -> [0-9a-f]{8}\)$",
+                     failed.stderr, re.M)
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the demo run failed") and "personalization demo --fresh" in last
