@@ -4,8 +4,9 @@ Dagster's DuckDB IO manager commits a DELETE, then an INSERT: a process killed i
 the table empty, and the next run reads the empty table as truth. Here a table is replaced inside
 one transaction, and the outputs of a step that must agree with each other (golden records,
 crosswalk and merge evidence) are held until the last of them arrives and then committed together.
-Every commit is recorded in `ops.table_commits` (rows, run); a read whose table does not match its
-record, or an empty table that no commit wrote, is refused rather than taken for truth.
+Every commit is recorded in `ops.table_commits` (rows, run). A read of a table that a commit left
+with rows but that is empty now, or of an empty table no commit wrote, is refused rather than taken
+for truth. Fewer rows than recorded is allowed: erasure deletes a person's rows in place.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame) -> None:
 
 
 def verify_tables(conn: WarehouseConnection, names: Sequence[str], strict: bool = True) -> None:
-    """Refuse tables that a completed commit did not leave as they are; with `strict`, also an empty
+    """Refuse empty tables that a completed commit left with rows; with `strict`, also an empty
     table no commit recorded (tables written by the `warehouse` resource have no record)."""
     recorded = {}
     if conn.table_exists(*COMMITS):
@@ -125,11 +126,11 @@ def verify_tables(conn: WarehouseConnection, names: Sequence[str], strict: bool 
         if not conn.table_exists(schema, table):
             raise TableStateError(f"{name} does not exist yet: materialize {schema}/{table} first")
         rows = int(conn.scalar(f"select count(*) from {name}"))
-        if name in recorded and recorded[name][1] != rows:
+        if rows == 0 and name in recorded and recorded[name][1] > 0:
             run_id, expected = recorded[name]
             raise TableStateError(
-                f"{name} holds {rows} rows, but its last committed write (run {run_id}) left {expected}: it was "
-                f"changed outside a run. Rematerialize {schema}/{table} (and what it was written with) to rebuild it.")
+                f"{name} holds 0 rows, but its last committed write (run {run_id}) left {expected}: it was emptied "
+                f"outside a run. Rematerialize {schema}/{table} (and what it was written with) to rebuild it.")
         if strict and name not in recorded and rows == 0:
             raise TableStateError(
                 f"{name} is empty and no completed write recorded it (the mark of an interrupted delete-then-"
