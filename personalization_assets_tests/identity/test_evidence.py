@@ -1,0 +1,54 @@
+"""Pair weights beyond plain Fellegi-Sunter: term frequency, one household fact, conflicts."""
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.identity import resolve
+from personalization_assets.identity.compare import Comparator
+from personalization_assets.identity.evidence import PairScorer
+from personalization_assets.identity.prepare import features
+from personalization_assets_tests.identity.identity_factory import person, population
+
+
+def _frame():
+    base = population(60, seed=21)
+    base.loc[:29, "last_name"] = "Smith"          # half the table is called Smith
+    extra = pd.DataFrame([person("x:1", "Olu", "Zabrowski", street="7 Quay Road", city="Leeds", postcode="LS2 8AA"),
+                          person("x:2", "Ada", "Zabrowski", street="7 Quay Road", city="Leeds", postcode="LS2 8AA")])
+    return pd.concat([base, extra], ignore_index=True)
+
+
+def _scorer(df):
+    model = resolve(df).model
+    f = features(df)
+    return PairScorer(Comparator(f), model, 0.0, f.codes["generation"]), f
+
+
+def test_a_common_surname_counts_for_less_than_a_rare_one():
+    df = _frame()
+    scorer, _ = _scorer(df)
+    smiths, rare = scorer.assess(np.array([0]), np.array([1])), scorer.assess(np.array([60]), np.array([61]))
+    k = scorer.col["last_name"]
+    assert smiths.levels[0, k] == rare.levels[0, k] == 4          # both agree exactly
+    assert smiths.tf_adjustment[0] < -0.5 and rare.tf_adjustment[0] == 0
+
+
+def test_surname_street_and_postcode_are_one_household_fact():
+    df = _frame()
+    scorer, _ = _scorer(df)
+    s = scorer.assess(np.array([60]), np.array([61]))           # the Zabrowskis: same surname and address
+    w = scorer.model.field_weights(s.levels)[0]
+    household = [scorer.col[f] for f in ("last_name", "street", "postcode_city")]
+    positive = np.clip(w[household], 0, None)
+    assert np.isclose(s.household_adjustment[0], positive.max() - positive.sum(), atol=1e-3)
+    assert s.household_adjustment[0] < 0 and s.conflict[0]        # and Olu is not Ada
+
+
+def test_conflicts_spare_nicknames_typos_and_missing_values():
+    df = pd.DataFrame([person("a", "Robert", "Hale", birth="1970-01-02"), person("b", "Bob", "Hale", birth="1970-01-02"),
+                       person("c", "Robrt", "Hale", birth="1970-02-01"), person("d", None, "Hale", birth=None),
+                       person("e", "Mary", "Hale", birth="1970-01-02"), person("f", "Robert", "Hale Jr", birth=None)])
+    scorer, _ = _scorer(pd.concat([population(30, seed=2), df], ignore_index=True))
+    a = np.array([30, 30, 30, 30, 30])
+    b = np.array([31, 32, 33, 34, 35])
+    assert scorer.assess(a, b).conflict.tolist() == [False, False, False, True, True]  # Mary; a Jr
