@@ -168,3 +168,16 @@ def test_a_process_counts_as_alive_only_while_it_runs_and_is_not_a_reused_pid():
     assert _until(lambda: open(f"/proc/{zombie.pid}/stat").read().split(")")[1].split()[0] == "Z", 10)
     assert not process_alive(zombie.pid, now)  # killed but not reaped yet: not alive
     zombie.wait()
+
+
+def test_dagster_dev_frees_slots_of_ended_runs_and_runs_the_slot_keeper(tmp_path):
+    """With `dagster dev`, the daemon frees the slots of ended runs (failing a run does not), and the
+    sensor frees those of runs whose process is gone; both are on without anyone switching them on."""
+    from .harness import environment
+
+    home = environment(tmp_path)["DAGSTER_HOME"]
+    with dg.DagsterInstance.from_config(home) as instance:
+        assert instance.run_monitoring_enabled
+        assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
+    keeper = next(s for s in defs().sensors if s.name == "pool_slot_keeper")
+    assert keeper.default_status == dg.DefaultSensorStatus.RUNNING and keeper.minimum_interval_seconds <= 30
