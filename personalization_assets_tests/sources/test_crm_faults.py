@@ -162,6 +162,14 @@ def test_a_future_row_does_not_freeze_the_cursor(local_env, crm):
     assert {r for (r,) in _query(db, "select record_id from staging.customers")} == {"crm:1", "crm:3"}
     assert _query(db, "select record_id, rule from quarantine.crm_customers") == [("crm:2", "raw.updated_at_future")]
 
+    # The CRM corrects the row: it loads, and its quarantine row is released by the raw layer.
+    _, engine, table = crm
+    with engine.begin() as conn:
+        conn.execute(table.update().where(table.c.customer_id == 2).values(updated_at=NOW - timedelta(minutes=15)))
+    assert _materialize(crm[0]).success
+    assert {r for (r,) in _query(db, "select record_id from staging.customers")} == {"crm:1", "crm:2", "crm:3"}
+    assert _query(db, "select record_id, status from quarantine.crm_customers") == [("crm:2", "released")]
+
 
 def test_a_keyless_last_row_blocks_nothing_and_is_never_a_customer(local_env, crm):
     _insert(crm, [_row(1), _row(2), _row(None, updated_at=PAST + timedelta(minutes=1)),
