@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -241,11 +242,30 @@ class DuckDBWarehouse(Warehouse):
         from pathlib import Path
 
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        raw = duckdb.connect(self.database)
+        raw = _connect_duckdb(duckdb, self.database)
         try:
             yield WarehouseConnection(raw, "duckdb")
         finally:
             raw.close()
+
+
+def _connect_duckdb(duckdb, database: str, wait_s: float = 15.0):
+    """DuckDB lets one process open the file at a time; a step in the `warehouse_writer` pool only
+    meets another process there briefly (a CLI command, a run ending), so retry for a while."""
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            if waited >= wait_s:
+                raise RuntimeError(f"the warehouse {database} stayed locked by another process for {wait_s:.0f} s "
+                                   f"({exc}). Steps that open it must be in the pool `warehouse_writer`; stop the "
+                                   "other process or wait for it.") from exc
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 1.0)
 
 
 class SnowflakeWarehouse(Warehouse):

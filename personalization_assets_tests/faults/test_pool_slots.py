@@ -181,3 +181,30 @@ def test_dagster_dev_frees_slots_of_ended_runs_and_runs_the_slot_keeper(tmp_path
         assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
     keeper = next(s for s in defs().sensors if s.name == "pool_slot_keeper")
     assert keeper.default_status == dg.DefaultSensorStatus.RUNNING and keeper.minimum_interval_seconds <= 30
+
+
+def test_a_briefly_locked_warehouse_is_waited_for_and_a_stuck_lock_is_named(tmp_path):
+    """DuckDB refuses a second process at once; a step meeting a short-lived one (a CLI command)
+    retries instead of failing, and a lock that stays gets an error naming the way out."""
+    from personalization_assets.resources.warehouse import DuckDBWarehouse
+
+    database = str(tmp_path / "warehouse.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(float(sys.argv[2]))", database, "3"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with DuckDBWarehouse(database=database).connect() as conn:  # waits for the holder to exit
+        assert conn.scalar("select 42") == 42
+    holder.wait()
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(60)", database], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        from personalization_assets.resources import warehouse
+
+        with pytest.raises(RuntimeError, match=f"stayed locked by another process.*PID {holder.pid}.*warehouse_writer"):
+            warehouse._connect_duckdb(__import__("duckdb"), database, wait_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
