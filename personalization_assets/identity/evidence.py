@@ -95,8 +95,14 @@ class PairScorer:
                     d = self.comp.c["fn"].score(a[idx], b[idx], OSA.distance, cutoff=1)
                     differ[idx[d <= 1]] = False
                 n_conflicts += differ
+        # Jr against Sr is two people; Jr against no suffix only when the birth dates do not
+        # agree exactly (the same man writes his suffix only sometimes)
         gen = self.generation
-        n_conflicts += (gen[a] != gen[b]) & ((gen[a] >= 0) | (gen[b] >= 0))
+        one_sided = (gen[a] >= 0) != (gen[b] >= 0)
+        k_birth = self.col.get("birth_date")
+        same_birth = levels[:, k_birth] == len(self.model.m[k_birth]) - 1 if k_birth is not None \
+            else np.zeros(a.size, bool)
+        n_conflicts += ((gen[a] != gen[b]) & (gen[a] >= 0) & (gen[b] >= 0)) | (one_sided & ~same_birth)
         conflict = n_conflicts >= 2
         # one conflicting field may be a data-entry error when a personal id (never shared,
         # unlike a mailbox or a phone) agrees; without one, it is another person
