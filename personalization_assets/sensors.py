@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from . import activity
+from . import activity, settings
 from .alerts import post_alert
 from .resources.pool import free_dead_run_slots, slot_holders, waits
 
@@ -33,7 +33,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext):
                        "its slot in warehouse_writer) and tells each waiting run which run holds the slot.")
 def pool_slot_keeper(context: dg.SensorEvaluationContext):
     instance = context.instance
-    holders = slot_holders(instance)
+    holders = slot_holders(instance, by_process=settings.deployment() == "local")  # pids name this host only
     freed = free_dead_run_slots(instance, holders)
     for holder in freed:
         context.log.warning(f"freed the pool slots of {holder.describe()}")

@@ -9,7 +9,8 @@ demo, tests) have neither.
 A run is alive while a process that executes it still exists: every Dagster event records the pid
 of the process that wrote it, so the run's RUN_START (its orchestrating process) and the holding
 step's STEP_START (the process running the step) name the candidates. Pids are only meaningful on
-this host, which is where the DuckDB warehouse, and so every run that writes it, lives.
+this host, which is where the DuckDB warehouse, and so every run that writes it, lives; with
+`by_process=False` (production, where runs may live on other hosts) only ended runs are freed.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _proc_stat(pid: int) -> tuple[str, float] | None:
     return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
-def slot_holders(instance: dg.DagsterInstance) -> dict[str, SlotHolder]:
+def slot_holders(instance: dg.DagsterInstance, by_process: bool = True) -> dict[str, SlotHolder]:
     """Every run holding or queued for a slot of any pool, with its liveness."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
@@ -93,11 +94,11 @@ def slot_holders(instance: dg.DagsterInstance) -> dict[str, SlotHolder]:
             if (step.run_id, step.step_key) not in claimed:
                 holder.waiting.add(step.step_key)
     for holder in holders.values():
-        _judge(instance, holder)
+        _judge(instance, holder, by_process)
     return holders
 
 
-def _judge(instance: dg.DagsterInstance, holder: SlotHolder) -> None:
+def _judge(instance: dg.DagsterInstance, holder: SlotHolder, by_process: bool) -> None:
     run = instance.get_run_by_id(holder.run_id)
     if run is None:
         holder.why = "the run no longer exists"
@@ -105,6 +106,9 @@ def _judge(instance: dg.DagsterInstance, holder: SlotHolder) -> None:
     holder.job, holder.status = run.job_name, run.status.value
     if run.status in FINISHED:
         holder.why = "the run has ended"
+        return
+    if not by_process:
+        holder.alive, holder.why = True, "running (its process may be on another host)"
         return
     steps = holder.steps | holder.waiting
     processes = {(e.dagster_event.pid, e.timestamp) for e in instance.all_logs(holder.run_id, of_type=_PROCESS_EVENTS)

@@ -208,3 +208,16 @@ def test_a_briefly_locked_warehouse_is_waited_for_and_a_stuck_lock_is_named(tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_in_production_only_ended_runs_lose_their_slots(env, instance):
+    """Run workers may live on other hosts in production, where a pid says nothing."""
+    from personalization_assets.resources.pool import free_dead_run_slots, slot_holders
+
+    dead = _killed_holder(env, instance)
+    assert free_dead_run_slots(instance, slot_holders(instance, by_process=False)) == []
+    assert slots_taken(instance)[0][0] == dead
+    instance.report_run_failed(instance.get_run_by_id(dead), "marked failed by hand")
+    assert slots_taken(instance)[0][0] == dead  # failing a run does not free its slot ...
+    freed = free_dead_run_slots(instance, slot_holders(instance, by_process=False))
+    assert [h.run_id for h in freed] == [dead] and slots_taken(instance) == []  # ... this does
