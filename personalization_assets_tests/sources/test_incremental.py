@@ -3,6 +3,7 @@ aside unloadable rows with a reason (never raising, never dropping silently)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -86,3 +87,33 @@ def test_only_the_raw_layer_releases_raw_rejections():
     # A later version of crm:1 loads in raw: now it is released (and staging rows are not the raw layer's).
     table = merge(table, _rejected(), checked_ids=["crm:1", "crm:2"], now=NOW, raw_layer=True).set_index("record_id")
     assert table.loc["crm:1", "status"] == "released" and table.loc["crm:2", "status"] == "open"
+
+
+stamps_text = st.sampled_from(["2026-06-01T10:00:00Z", "2026-06-01T11:00:00+02:00", "2026-06-01T12:03:00Z",
+                               "2031-01-01T00:00:00Z", "31/02/2026", "", "yesterday", None, 1780000000])
+orders = st.lists(st.one_of(
+    st.fixed_dictionaries({"order_id": st.sampled_from(["a", "b", "c", "", None, 7]), "updated_at": stamps_text,
+                           "total": st.sampled_from(["1.00", "2.00", None])}),
+    st.sampled_from([None, "text", 3, ["x"]])), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(orders)
+def test_every_order_is_loaded_or_quarantined_never_lost(items):
+    from personalization_assets.sources.orders_api import screen_orders
+
+    out = screen_orders(items, now=NOW)
+    loaded = out.rows["order_id"].tolist()
+    assert len(loaded) == len(set(loaded))  # one version per order
+    assert out.rows["updated_at"].notna().all()
+    stamps = parse_timestamps(out.rows["updated_at"], day_first=False)["ts"]
+    assert (stamps <= pd.Timestamp(NOW) + WINDOW.clock_skew).all()  # nothing from the future loads
+    accounted = set(loaded) | set(out.rejected["record_id"])
+    for item in items:
+        key = item.get("order_id") if isinstance(item, dict) else None
+        if key not in (None, ""):
+            assert str(key) in accounted  # loaded, or quarantined with a reason
+    keyless = [i for i in items if not isinstance(i, dict) or i.get("order_id") in (None, "")]
+    distinct = {json.dumps(i, sort_keys=True, default=str) for i in keyless}
+    assert (out.rejected["rule"] == "raw.key_missing").sum() == len(keyless)
+    assert out.rejected.loc[out.rejected["rule"] == "raw.key_missing", "record_id"].nunique() == len(distinct)
