@@ -105,12 +105,12 @@ def _serve_page(outbox: Path, port: int, ready: threading.Event):
 def run_from_args(args) -> int:
     from .. import settings
     from ..realtime.guards import SqliteGuardProvider
-    from .outbox import Outbox
+    from .outbox import Outbox, default_path
     from .payloads import PayloadStore
     from .sender import AlreadyRunning, RetryPolicy, Sender, lock_outbox, run_sender
 
     ledger = Path(args.ledger or settings.data_dir() / "triggers.sqlite").resolve()
-    outbox_path = Path(args.outbox or ledger.with_name("outbox.sqlite")).resolve()
+    outbox_path = Path(args.outbox or (ledger.with_name("outbox.sqlite") if args.ledger else default_path())).resolve()
     guard_path = args.guard or str(settings.data_dir() / "trigger_guard.sqlite")
     warehouse = settings.warehouse_path() if args.warehouse is None else (args.warehouse or None)
     channel, target = build_channel(args)

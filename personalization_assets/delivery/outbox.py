@@ -40,6 +40,13 @@ COLUMNS = ["fire_key", "idempotency_key", "ledger_rowid", "trigger", "customer_i
            "suppressed_at", "updated_at"]
 
 
+def default_path() -> Path:
+    """Where `personalization deliver` keeps the outbox by default: next to the trigger ledger."""
+    from .. import settings
+
+    return settings.data_dir() / "outbox.sqlite"
+
+
 def idempotency_key(fire_key: str) -> str:
     """The key every send of this fire carries: stable across retries, restarts and hosts, and
     without the customer id in clear (it travels in headers and Message-IDs)."""

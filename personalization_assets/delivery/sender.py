@@ -43,22 +43,58 @@ class RetryPolicy:
         return full / 2 + rng.random() * full / 2
 
 
-def read_ledger(path: Path, after_rowid: int, limit: int, recorded_since: float | None = None) -> list[Fire]:
-    """`fire` rows of the trigger ledger after a rowid (read-only; WAL readers never block it), or
-    with `recorded_since` those recorded since then, whatever their rowid."""
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        if not conn.execute("select 1 from sqlite_master where name = 'trigger_fires'").fetchone():
+class LedgerReader:
+    """The trigger ledger, read-only (WAL readers never block the engine's writes)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def _ready(self) -> sqlite3.Connection | None:
+        if self._conn is None and self.path.exists():
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            if conn.execute("select count(*) from sqlite_master where name in ('trigger_fires', 'orders_seen')"
+                            ).fetchone()[0] < 2:
+                conn.close()  # an engine from before orders_seen, or one still creating its tables
+                return None
+            self._conn = conn
+        return self._conn
+
+    def fires(self, after_rowid: int, limit: int, recorded_since: float | None = None) -> list[Fire]:
+        """`fire` rows after a rowid, or with `recorded_since` those recorded since then."""
+        conn = self._ready()
+        if conn is None:
             return []
         where, param = ("rowid > ?", after_rowid) if recorded_since is None else ("recorded_at >= ?", recorded_since)
         rows = conn.execute(
             "select fire_key, trigger, customer_id, cart, window_start, ready_at, decided_at, rowid"
             f" from trigger_fires where {where} and outcome = 'fire' order by rowid limit ?", (param, limit)).fetchall()
+        return [Fire(*r) for r in rows]
+
+    def ordered(self, cart: str | None, customer: str | None, window_start: float | None) -> bool:
+        """Whether the engine has read an order for this cart (any time), or by this customer since
+        the cart's session started."""
+        conn = self._ready()
+        if conn is None:
+            return False
+        if cart and conn.execute("select 1 from orders_seen where id = ?", (cart,)).fetchone():
+            return True
+        at = conn.execute("select at from orders_seen where id = ?", (f"user:{customer}",)).fetchone() \
+            if customer else None
+        return at is not None and (window_start is None or at[0] >= window_start)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def read_ledger(path: Path, after_rowid: int, limit: int, recorded_since: float | None = None) -> list[Fire]:
+    reader = LedgerReader(path)
+    try:
+        return reader.fires(after_rowid, limit, recorded_since)
     finally:
-        conn.close()
-    return [Fire(*r) for r in rows]
+        reader.close()
 
 
 class Sender:
@@ -66,7 +102,7 @@ class Sender:
                  channel: Channel, unsubscribe: Unsubscribe, *, policy: RetryPolicy = RetryPolicy(),
                  warehouse_path: str | Path | None = None, refresh_every_s: float = 60.0,
                  rng: random.Random | None = None, clock=time.time):
-        self.outbox, self.ledger_path, self.payloads = outbox, Path(ledger_path), payloads
+        self.outbox, self.ledger, self.payloads = outbox, LedgerReader(ledger_path), payloads
         self.guard, self.channel, self.unsubscribe, self.policy = guard, channel, unsubscribe, policy
         self.warehouse_path, self.refresh_every_s = warehouse_path, refresh_every_s
         self.rng, self.clock = rng or random.Random(), clock
@@ -76,7 +112,7 @@ class Sender:
     # -- one poll ----------------------------------------------------------------------------
     def step(self, batch: int = 200) -> int:
         """Copy new fires, render what waits, send what is due. Returns the rows worked on."""
-        fires = read_ledger(self.ledger_path, self._cursor, batch)
+        fires = self.ledger.fires(self._cursor, batch)
         if fires:
             self.outbox.enqueue(fires, self.channel.name)
             self._cursor = fires[-1].ledger_rowid
@@ -97,7 +133,7 @@ class Sender:
         if now - self._reconciled < every_s:
             return 0
         self._reconciled = now
-        found = read_ledger(self.ledger_path, 0, 1_000_000, recorded_since=now - window_s)
+        found = self.ledger.fires(0, 1_000_000, recorded_since=now - window_s)
         return self.outbox.enqueue(found, self.channel.name) if found else 0
 
     def refresh_payloads(self, force: bool = False) -> None:
@@ -129,10 +165,12 @@ class Sender:
     # -- the one place where "send or not" is decided -------------------------------------------
     def decide(self, row: Row) -> str | None:
         """Why this fire must not be sent now, or None. Read right before each attempt, so an
-        unsubscribe, bounce, complaint, withdrawn consent or purchase recorded since the fire
-        stops it. (Holdouts of experiments belong here too.)"""
+        order the engine read, or an unsubscribe, bounce, complaint, withdrawn consent or purchase
+        recorded since the fire stops it. (Holdouts of experiments belong here too.)"""
         if not row.customer_id:
             return "unidentified"
+        if self.ledger.ordered(row.cart, row.customer_id, row.window_start):
+            return "ordered"
         state = self.guard.state(row.customer_id)
         reason = suppression_reason(state)
         if reason is None and state.last_purchase_at is not None and row.window_start is not None \
@@ -186,3 +224,4 @@ def run_sender(sender: Sender, stop, poll_interval_s: float = 0.02) -> None:
                 stop.wait(poll_interval_s)
     finally:
         sender.channel.close()
+        sender.ledger.close()

@@ -98,6 +98,11 @@ class TriggerEngine:
                 self._start_event(t, ev, hard, people, out)
         return out
 
+    def order_ids(self, ev: Event) -> tuple[str, ...]:
+        """What an order event closes: its cart/checkout/order ids with those linked to them, and
+        the customer (for the ledger's `orders_seen`, which the sender re-checks before a send)."""
+        return self._expand(ev.ids(ID_FIELDS), ID_FIELDS) + self._identities(ev)
+
     def _identities(self, ev: Event) -> tuple[str, ...]:
         ids = ev.identities()
         alias = self.aliases.get(ev.anonymous_id) if ev.anonymous_id else None

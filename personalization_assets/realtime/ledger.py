@@ -30,10 +30,14 @@ _SCHEMA = [
         recorded_at real not null, outcome text not null, reason text, bus_offset integer)""",
     "create index if not exists trigger_fires_customer on trigger_fires (customer_id, decided_at)",
     "create index if not exists trigger_fires_recorded on trigger_fires (recorded_at)",
+    # Orders (cancel events) the engine has read, by cart/checkout/order id and user: the sender
+    # re-checks them right before a send, so an order that arrives after the fire stops the e-mail.
+    "create table if not exists orders_seen (id text primary key, at real not null)",
     """create table if not exists engine_checkpoint (
         id integer primary key check (id = 1), bus_offset integer not null, state blob not null,
         updated_at real not null)""",
 ]
+ORDERS_MEMORY = timedelta(days=7)  # how long a fire's send can still be stopped by its order
 COLUMNS = ["fire_key", "trigger", "customer_id", "cart", "window_start", "due_at", "ready_at",
            "decided_at", "recorded_at", "outcome", "reason", "bus_offset"]
 
@@ -59,9 +63,10 @@ class Ledger:
             self.conn.execute(stmt)
 
     def commit(self, decisions: Iterable[Decision], bus_offset: int | None = None,
-               state: dict | None = None) -> list[Decision]:
-        """Record fire/suppress decisions (and the checkpoint) atomically; returns those that
-        are new. A key already in the ledger is a replay: it is neither inserted nor returned."""
+               state: dict | None = None, orders: Iterable[tuple[str, datetime]] = ()) -> list[Decision]:
+        """Record fire/suppress decisions, the orders read (id, event time) and the checkpoint
+        atomically; returns the decisions that are new. A key already in the ledger is a replay:
+        it is neither inserted nor returned."""
         now = time.time()
         new: list[Decision] = []
         self.conn.execute("begin immediate")
@@ -76,7 +81,10 @@ class Ledger:
                      d.decided_at.timestamp(), now, d.kind, d.reason, bus_offset))
                 if cur.rowcount == 1:
                     new.append(d)
+            self.conn.executemany("insert into orders_seen values (?, ?) on conflict(id) do update"
+                                  " set at = max(at, excluded.at)", [(i, at.timestamp()) for i, at in orders])
             if state is not None:
+                self.conn.execute("delete from orders_seen where at < ?", (now - ORDERS_MEMORY.total_seconds(),))
                 self.conn.execute(
                     "insert into engine_checkpoint values (1, ?, ?, ?) on conflict(id) do update set"
                     " bus_offset=excluded.bus_offset, state=excluded.state, updated_at=excluded.updated_at",
@@ -119,6 +127,8 @@ class Ledger:
         self.conn.execute("begin immediate")
         try:
             removed = self.conn.execute(f"delete from trigger_fires where customer_id in ({marks})", ids).rowcount
+            removed += self.conn.execute(f"delete from orders_seen where id in ({_order_marks(ids)})",
+                                         _order_ids(ids)).rowcount
             row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
             if row is not None:
                 state, dropped = _scrub(orjson.loads(row[0]), set(ids))
@@ -141,11 +151,21 @@ class Ledger:
             return 0
         marks = ",".join("?" * len(ids))
         n = self.conn.execute(f"select count(*) from trigger_fires where customer_id in ({marks})", ids).fetchone()[0]
+        n += self.conn.execute(f"select count(*) from orders_seen where id in ({_order_marks(ids)})",
+                               _order_ids(ids)).fetchone()[0]
         row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
         return n + (_scrub(orjson.loads(row[0]), set(ids))[1] if row is not None else 0)
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _order_ids(ids: list[str]) -> list[str]:
+    return [*ids, *(f"user:{i}" for i in ids), *(f"anon:{i}" for i in ids)]
+
+
+def _order_marks(ids: list[str]) -> str:
+    return ",".join("?" * (3 * len(ids)))
 
 
 def _names(value, ids: set[str]) -> bool:

@@ -63,13 +63,14 @@ class EngineProcess:
         now = datetime.fromtimestamp(clock(), timezone.utc)
         load_history(self.engine, ledger, now, self.engine._history_span)
         self.names = frozenset(n for t in trigger_set.triggers for n in t.start_on | t.cancel_on)
+        self.order_names = frozenset(n for t in trigger_set.triggers for n in t.cancel_on)
         self._last_checkpoint = clock()
         self._last_gauges = 0.0
 
     def step(self) -> int:
         """Read one batch, decide, commit. Returns how many records were read."""
         records = self.bus.read(self.offset, self.batch)
-        decisions = []
+        decisions, orders = [], []
         engine = self.engine
         for r in records:
             try:
@@ -79,6 +80,8 @@ class EngineProcess:
                 ev = None
             if ev is not None:
                 decisions += engine.process(ev)
+                if ev.name in self.order_names:
+                    orders += [(i, ev.at) for i in engine.order_ids(ev)]
         if records:  # one advance per batch: every record up to the last one is processed
             self.offset = records[-1].offset
             decisions += engine.advance(records[-1].received_at)
@@ -87,17 +90,17 @@ class EngineProcess:
             if engine.frontier is None or idle > engine.frontier:
                 decisions += engine.advance(idle)
         due = self.clock() - self._last_checkpoint >= self.checkpoint_every_s
-        if due or any(d.kind in ("fire", "suppress") for d in decisions):
-            self.commit(decisions, checkpoint=due)
+        if due or orders or any(d.kind in ("fire", "suppress") for d in decisions):
+            self.commit(decisions, checkpoint=due, orders=orders)
         elif decisions:
             metrics.observe(decisions, time.time())  # cancels and deferrals: nothing to record
         metrics.EVENTS_CONSUMED.inc(len(records))
         self._gauges()
         return len(records)
 
-    def commit(self, decisions, checkpoint: bool = True) -> None:
+    def commit(self, decisions, checkpoint: bool = True, orders=()) -> None:
         state = snapshot(self.engine) if checkpoint else None
-        new = set(map(id, self.ledger.commit(decisions, self.offset, state)))
+        new = set(map(id, self.ledger.commit(decisions, self.offset, state, orders)))
         recorded = time.time()
         # a fire whose key was already in the ledger is a replay: count it nowhere
         metrics.observe([d for d in decisions if d.kind not in ("fire", "suppress") or id(d) in new],
