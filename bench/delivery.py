@@ -216,6 +216,8 @@ def live(rate: int, seconds: float, carts_per_s: float) -> dict:
         t = json.loads(out.read_text())
         fires = sqlite3.connect(str(ledger)).execute(
             "select count(*) from trigger_fires where outcome = 'fire'").fetchone()[0]
+        recorded = dict(sqlite3.connect(str(ledger)).execute(
+            "select fire_key, recorded_at from trigger_fires where outcome = 'fire'").fetchall())
         report = {"events_per_s": t["events"] / t["seconds"], "carts": t["carts"], "fires": fires,
                   "esp_throttled": esp.throttled, "tmp": str(tmp)}
         for name, accepted in (("smtp", {m.strip("<>").split("@")[0]: at for m, at in smtp.accepted_at.items()}),
@@ -229,7 +231,12 @@ def live(rate: int, seconds: float, carts_per_s: float) -> dict:
             states: dict[str, int] = {}
             for r in rows:
                 states[r[3]] = states.get(r[3], 0) + 1
-            report[name] = {"latency": lat, "after_order": after_order, "after_unsub": after_unsub, "states": states,
+            keys = dict(sqlite3.connect(str(tmp / name / "outbox.sqlite")).execute(
+                "select idempotency_key, fire_key from outbox").fetchall())
+            engine_part = [recorded[keys[k]] - ready for k, _, _, _, _, ready, _ in rows
+                           if k in accepted and ready is not None]
+            delivery_part = [accepted[k] - recorded[keys[k]] for k, *_ in rows if k in accepted]
+            report[name] = {"latency": lat, "engine": engine_part, "delivery": delivery_part, "after_order": after_order, "after_unsub": after_unsub, "states": states,
                             "lost": fires - sum(states.get(s, 0) for s in FINAL)}
         report["smtp"]["duplicates"] = smtp.duplicates
         report["esp"]["duplicates"] = sum(n - 1 for n in esp.delivered.values())
@@ -383,7 +390,8 @@ def main() -> None:
               "duplicates": r["esp"]["duplicates"] + k["esp"]["duplicates"],
               "smtp_duplicates": r["smtp"]["duplicates"] + k["smtp"]["duplicates"], "smtp_kills": k["smtp"]["kills"],
               "sends_after_order_or_unsubscribe": after, "background_events_per_s": r["events_per_s"],
-              "live_fires": r["fires"], "esp_429": r["esp_throttled"]}
+              "live_fires": r["fires"], "esp_429": r["esp_throttled"],
+              "smtp_engine_p95_s": pct(r["smtp"]["engine"], 95), "smtp_delivery_p95_s": pct(r["smtp"]["delivery"], 95)}
     if a.json:
         print(json.dumps(result))
         return
@@ -392,6 +400,10 @@ def main() -> None:
           f" {r['fires']} fires (timer {DELAY_S:g} s + {LATE_S:g} s lateness)")
     print(f"   timer expiry -> accepted by SMTP: p50 {f(result['smtp_p50_s'])}  p95 {f(result['smtp_p95_s'])}"
           f"  p99 {f(result['smtp_p99_s'])}   target p95 < 2 s: {'PASS' if (result['smtp_p95_s'] or 9) < 2 else 'FAIL'}")
+    for name in ("smtp", "esp"):
+        print(f"   {name} split: timer expiry -> fire recorded by the engine p50 {f(pct(r[name]['engine'], 50))}"
+              f" p95 {f(pct(r[name]['engine'], 95))}; fire recorded -> accepted (delivery) p50"
+              f" {f(pct(r[name]['delivery'], 50))} p95 {f(pct(r[name]['delivery'], 95))}")
     print(f"   timer expiry -> accepted by the ESP ({ESP_RATE:g}/s limit, burst {ESP_BURST:g}, {r['esp_throttled']} x 429 + Retry-After):"
           f" p50 {f(result['esp_p50_s'])}  p95 {f(result['esp_p95_s'])}")
     for name in ("smtp", "esp"):

@@ -42,7 +42,8 @@ class Channel(Protocol):
     name: str
     bucket: TokenBucket
 
-    def send(self, row: Row) -> None: ...
+    def send(self, row: Row) -> str | None:
+        """Deliver one e-mail or raise SendError; may return a note kept with the `sent` state."""
 
     def close(self) -> None: ...
 
@@ -166,3 +167,20 @@ class BrazeChannel:
 
     def close(self) -> None:
         self.braze.transport.session.close()
+
+
+class PreviewChannel:
+    """Delivers nothing: each e-mail is kept in the outbox and shown on the outbox page. For a
+    local demo without a mail server (`personalization deliver --channel preview`)."""
+
+    name = "preview"
+
+    def __init__(self, bucket: TokenBucket):
+        self.bucket = bucket
+
+    def send(self, row: Row) -> str:
+        self.bucket.acquire()
+        return "preview: kept on the outbox page, not delivered"
+
+    def close(self) -> None:
+        pass

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-CHANNELS = ("smtp", "webhook", "braze")
+CHANNELS = ("smtp", "webhook", "braze", "preview")
 
 
 def add_deliver_command(sub) -> None:
@@ -38,7 +38,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="send to customers missing from the guard store (demo only, as for `triggers`)")
     p.add_argument("--warehouse", default=None, help="DuckDB file the payloads are copied from when no run"
                    " holds it (default: the local warehouse; '' = never, payloads come from an asset)")
-    p.add_argument("--channel", choices=CHANNELS, default=env("DELIVERY_CHANNEL", "smtp"), help="where e-mails go (%(default)s)")
+    p.add_argument("--channel", choices=CHANNELS, default=env("DELIVERY_CHANNEL", "smtp"), help="where e-mails go (%(default)s; preview: nowhere, shown on the outbox page only)")
     p.add_argument("--smtp-host", default=env("SMTP_HOST", "127.0.0.1"), help="SMTP server (%(default)s)")
     p.add_argument("--smtp-port", type=int, default=int(env("SMTP_PORT", "1025")), help="SMTP port (%(default)s)")
     p.add_argument("--smtp-from", default=env("SMTP_FROM", "Shop <shop@localhost>"), help="From: (%(default)s)")
@@ -66,7 +66,7 @@ def _unsubscribe():
 
 def build_channel(args):
     from ..activation.ratelimit import TokenBucket
-    from .channels import BrazeChannel, SmtpChannel, WebhookChannel
+    from .channels import BrazeChannel, PreviewChannel, SmtpChannel, WebhookChannel
 
     bucket = TokenBucket(rate=args.rate, burst=max(1.0, args.rate / 10))
     if args.channel == "smtp":
@@ -74,6 +74,8 @@ def build_channel(args):
                            username=os.environ.get("SMTP_USERNAME") or None,
                            password=os.environ.get("SMTP_PASSWORD") or None,
                            starttls=os.environ.get("SMTP_STARTTLS", "") == "1"), f"smtp://{args.smtp_host}:{args.smtp_port}"
+    if args.channel == "preview":
+        return PreviewChannel(bucket), "(nothing delivered: e-mails stay on the outbox page)"
     if args.channel == "webhook":
         secret = os.environ.get("DELIVERY_WEBHOOK_SECRET", "")
         if not args.webhook_url or not secret:

@@ -188,7 +188,7 @@ class Sender:
         self.outbox.sending(row.fire_key)  # committed BEFORE the send: a crash re-sends the same key
         attempts = row.attempts + 1
         try:
-            self.channel.send(row)
+            note = self.channel.send(row)
         except SendError as exc:
             if not exc.retryable:
                 self.outbox.failed(row.fire_key, exc.reason)
@@ -198,7 +198,7 @@ class Sender:
                 delay = max(exc.retry_after or 0.0, self.policy.delay(attempts, self.rng))
                 self.outbox.postpone(row.fire_key, delay, f"retry {attempts}: {exc.reason}")
             return
-        self.outbox.sent(row.fire_key)
+        self.outbox.sent(row.fire_key, note)
 
 
 class AlreadyRunning(RuntimeError):

@@ -193,3 +193,15 @@ def test_a_fire_reusing_an_erased_rowid_is_still_sent(paths, tmp_path):
         sender._reconciled = float("-inf")  # as after a minute
         drain(sender)
     assert sender.outbox.conn.execute("select state from outbox where cart = 'cart_id:c9'").fetchone() == ("sent",)
+
+
+def test_preview_channel_keeps_mail_on_the_page_and_says_it_was_not_delivered(paths, tmp_path):
+    from personalization_assets.delivery.channels import PreviewChannel
+
+    payloads = PayloadStore(tmp_path / "payloads.sqlite")
+    seed(paths[0], paths[1], payloads, 2, unsubscribed={1})
+    sender = make_sender(paths, PreviewChannel(TokenBucket(100)), payloads)
+    drain(sender)
+    rows = sender.outbox.conn.execute("select state, reason, channel from outbox order by customer_id").fetchall()
+    assert rows == [("sent", "preview: kept on the outbox page, not delivered", "preview"),
+                    ("suppressed", "unsubscribed", "preview")]
