@@ -1,0 +1,113 @@
+"""Holdouts declared in YAML, and the gate the sender asks right before each send.
+
+Declarations: `global_control` in `experiments/experiments.yaml`; an optional `holdout: 10%` per
+trigger (realtime/triggers.yaml) or segment (segments/definitions/*.yaml). They are read here from
+the raw YAML, so the trigger and segment loaders need only tolerate the key.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .assign import CONTROL, GLOBAL_CONTROL, Experiment, assign_arm, holdout_experiment
+
+
+def _yaml(package: str, name: str) -> dict:
+    return yaml.safe_load(resources.files(package).joinpath(name).read_text()) or {}
+
+
+def declared_experiments(triggers_path: str | Path | None = None, global_control=None,
+                         segment_docs: list[dict] | None = None) -> list[Experiment]:
+    """Every experiment the YAML declares: the global control first, then triggers, then segments."""
+    found: list[Experiment] = []
+    share = global_control if global_control is not None else _yaml(__package__, "experiments.yaml").get("global_control")
+    if share:
+        found.append(holdout_experiment("global", "all", share))
+    triggers = (yaml.safe_load(Path(triggers_path).read_text()) if triggers_path
+                else _yaml("personalization_assets.realtime", "triggers.yaml")) or {}
+    for t in triggers.get("triggers") or []:
+        if t.get("holdout") is not None:
+            found.append(holdout_experiment("trigger", t["name"], t["holdout"]))
+    if segment_docs is None:
+        folder = resources.files("personalization_assets.segments") / "definitions"
+        segment_docs = [yaml.safe_load(f.read_text()) for f in sorted(folder.iterdir(), key=lambda f: f.name)
+                        if f.name.endswith(".yaml")]
+    for s in segment_docs:
+        if s.get("holdout") is not None:
+            found.append(holdout_experiment("segment", s["name"], s["holdout"], stratify_by=s.get("holdout_stratify_by")))
+    return found
+
+
+def covering(experiments: list[Experiment], kind: str, target: str) -> list[Experiment]:
+    """The experiments a send of this trigger or segment belongs to (the global control always)."""
+    return [e for e in experiments if e.name == GLOBAL_CONTROL or (e.kind == kind and e.target == target)]
+
+
+EXPOSURE_COLUMNS = ["experiment", "decision_key", "customer_id", "customer_key", "arm", "ghost", "exposed_at"]
+
+
+class ExposureLog:
+    """Append-only SQLite log of send decisions per experiment; one row per (experiment, decision),
+    so a retried decision is never logged twice."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("pragma journal_mode=wal")
+        self.conn.execute("create table if not exists exposures (experiment text not null, decision_key text not null,"
+                          " customer_id text, customer_key text not null, arm text not null, ghost integer not null,"
+                          " exposed_at real not null, primary key (experiment, decision_key))")
+
+    def log(self, rows: list[tuple]) -> None:
+        with self._lock:
+            self.conn.executemany("insert or ignore into exposures values (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def rows(self) -> list[tuple]:
+        with self._lock:
+            return self.conn.execute(f"select {', '.join(EXPOSURE_COLUMNS)} from exposures order by exposed_at").fetchall()
+
+    def erase(self, customer_ids: set[str]) -> int:
+        ids = sorted(customer_ids)
+        with self._lock:
+            return sum(self.conn.execute(f"delete from exposures where customer_id in ({', '.join('?' * len(chunk))})"
+                                         f" or customer_key in ({', '.join('?' * len(chunk))})", chunk + chunk).rowcount
+                       for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class HoldoutGate:
+    """Asked by the sender AFTER its suppression checks (a suppressed person is in neither arm),
+    so every row logged here is a send that would happen: a control member's row is a ghost."""
+
+    def __init__(self, experiments: list[Experiment], log: ExposureLog, clock=time.time):
+        self.experiments, self.exposures, self.clock = experiments, log, clock
+
+    @classmethod
+    def from_yaml(cls, exposure_path: str | Path, triggers_path: str | Path | None = None) -> "HoldoutGate":
+        return cls(declared_experiments(triggers_path), ExposureLog(exposure_path))
+
+    def decide(self, trigger: str, decision_key: str, customer_key: str, customer_id: str | None = None) -> str | None:
+        """Log the decision in every experiment covering it; the reason to hold the send back, or None.
+
+        A global-control member is logged in the global control only: left in a trigger's
+        experiment they would count as treated without a send. The global arm is independent of
+        the trigger's, so leaving them out keeps the trigger's comparison randomized."""
+        now = self.clock()
+        arms = [(e, assign_arm(e, customer_key)) for e in covering(self.experiments, "trigger", trigger)]
+        globally_held = [(e, arm) for e, arm in arms if e.name == GLOBAL_CONTROL and arm == CONTROL]
+        logged = globally_held or arms
+        self.exposures.log([(e.name, decision_key, customer_id, customer_key, arm, int(arm == CONTROL), now)
+                            for e, arm in logged])
+        held = [e.name for e, arm in logged if arm == CONTROL]
+        if held:
+            return f"holdout: control arm of {', '.join(held)} (ghost exposure logged, not sent)"
+        return None

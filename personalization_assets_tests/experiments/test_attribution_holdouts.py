@@ -1,0 +1,79 @@
+"""The attribution rule and the sender's holdout gate (ghost exposures, global control)."""
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+import yaml
+
+from personalization_assets.experiments.assign import CONTROL, assign_arm
+from personalization_assets.experiments.attribution import attribute_outcomes
+from personalization_assets.experiments.holdouts import ExposureLog, HoldoutGate, declared_experiments
+
+T0 = pd.Timestamp("2026-11-01T10:00:00Z")
+
+
+def test_outcomes_count_only_inside_the_window_from_the_first_exposure():
+    exposures = pd.DataFrame({"experiment": ["e", "e", "e"], "customer_key": ["a", "a", "b"],
+                              "arm": ["treatment", "treatment", "control"],
+                              "exposed_at": [T0 + timedelta(days=1), T0, T0]})
+    outcomes = pd.DataFrame({
+        "customer_key": ["a", "a", "a", "a", "a", "c"],
+        "occurred_at": [T0 - timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(days=6),
+                        T0 + timedelta(days=7), T0 + timedelta(hours=3), T0 + timedelta(hours=1)],
+        "kind": ["order", "order", "visit", "order", "email_click", "order"],
+        "value_minor": [999, 1500, None, 700, None, 50]})
+    out = attribute_outcomes(exposures, outcomes, window=timedelta(days=7)).set_index("customer_key")
+    assert out.loc["a", "exposed_at"] == T0
+    assert (out.loc["a", ["orders", "revenue_minor", "visits", "email_clicks", "converted"]].tolist()
+            == [1, 1500, 1, 1, 1])  # before the exposure and at the window's end: not counted
+    assert out.loc["b", ["orders", "revenue_minor", "converted"]].tolist() == [0, 0, 0]  # zeros, not missing
+    assert "c" not in out.index
+
+
+def test_unknown_outcome_kind_is_an_error():
+    with pytest.raises(ValueError, match="not attributable"):
+        attribute_outcomes(pd.DataFrame(columns=["experiment", "customer_key", "arm", "exposed_at"]),
+                           pd.DataFrame({"customer_key": ["a"], "occurred_at": [T0], "kind": ["refund"],
+                                         "value_minor": [1]}))
+
+
+def test_holdouts_are_read_from_trigger_and_segment_yaml(tmp_path):
+    path = tmp_path / "triggers.yaml"
+    path.write_text(yaml.safe_dump({"triggers": [{"name": "cart_abandonment", "holdout": "10%"},
+                                                 {"name": "browse_abandonment"}]}))
+    found = declared_experiments(path, global_control="5%",
+                                 segment_docs=[{"name": "win_back", "holdout": "20%"}, {"name": "vip"}])
+    assert [(e.name, e.split["control"]) for e in found] == [
+        ("global_control", 0.05), ("trigger:cart_abandonment", 0.10), ("segment:win_back", 0.20)]
+    path.write_text(yaml.safe_dump({"triggers": [{"name": "x", "holdout": "lots"}]}))
+    with pytest.raises(ValueError, match="trigger x"):
+        declared_experiments(path, global_control=None, segment_docs=[])
+
+
+def test_gate_logs_ghosts_for_control_and_exposures_for_treatment_once(tmp_path):
+    path = tmp_path / "triggers.yaml"
+    path.write_text(yaml.safe_dump({"triggers": [{"name": "cart_abandonment", "holdout": "30%"}]}))
+    experiments = declared_experiments(path, global_control="10%", segment_docs=[])
+    gate = HoldoutGate(experiments, ExposureLog(tmp_path / "exposures.sqlite"), clock=lambda: 1000.0)
+    glob, trig = experiments
+    decisions = {}
+    for i in range(400):
+        key = f"k{i}"
+        decisions[key] = gate.decide("cart_abandonment", f"fire-{i}", key, customer_id=f"u{i}")
+        gate.decide("cart_abandonment", f"fire-{i}", key, customer_id=f"u{i}")  # a retry logs nothing new
+    rows = pd.DataFrame(gate.exposures.rows(), columns=["experiment", "decision_key", "customer_id", "customer_key",
+                                                        "arm", "ghost", "exposed_at"])
+    assert not rows.duplicated(["experiment", "decision_key"]).any()
+    for key, reason in decisions.items():
+        in_global_control = assign_arm(glob, key) == CONTROL
+        held = in_global_control or assign_arm(trig, key) == CONTROL
+        assert (reason is not None) == held
+        mine = rows[rows.customer_key == key]
+        if in_global_control:  # logged in the global control only, as a ghost
+            assert mine[["experiment", "ghost"]].values.tolist() == [["global_control", 1]]
+        else:
+            assert set(mine.experiment) == {"global_control", "trigger:cart_abandonment"}
+            assert mine.set_index("experiment").loc["trigger:cart_abandonment", "ghost"] == int(held)
+    assert gate.decide("browse_abandonment", "f-x", "k1") in (None, decisions["k1"] if assign_arm(glob, "k1") == CONTROL else None)
+    assert gate.exposures.erase({"k3", "u4"}) >= 2
