@@ -13,5 +13,7 @@ def defs() -> dg.Definitions:
         all_definitions(),
         schedules.definitions(settings.automation_running()),
         sensors.definitions(settings.automation_running()),
-        dg.Definitions(resources=resources_for(settings.deployment())),
+        # Every warehouse step queues on one pool slot, so a run's steps go one at a time anyway:
+        # running them in the run's process saves a process start and code load per step (2-4 s).
+        dg.Definitions(resources=resources_for(settings.deployment()), executor=dg.in_process_executor),
     )
