@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 from .. import clock, settings
 from .generator import DemoData
 from .seed import inject_bad_rows, seed_demo
-from .state import read_manifest, reason_to_start_over, start_over
+from .state import read_manifest, reason_to_start_over, reset_cursors, start_over
 
 if TYPE_CHECKING:  # Dagster is imported once the sources are seeded: the first line prints sooner
     import dagster as dg
@@ -47,10 +47,7 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     reason = reason_to_start_over(manifest, seed=seed, scale=scale, now=now, fresh=fresh, inject_bad=inject_bad)
     if reason:
         say(f"Starting over ({reason}): the data dir and the Dagster instance's sensor cursors are reset.")
-        import dagster as dg
-
-        instance = instance or dg.DagsterInstance.get()
-        start_over(data_dir, instance)
+        start_over(data_dir)  # the instance's cursors below, once Dagster is imported
         manifest = None
     now = now or (manifest.now if manifest else clock.utc_now().replace(microsecond=0))
 
@@ -72,6 +69,8 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     run_id = str(uuid.uuid4())
     say(f"Run {run_id} (job everything) as of {clock.iso(now)}:")
     instance = instance or dg.DagsterInstance.get()
+    if reason:
+        reset_cursors(instance)
     with clock.pinned(now):
         result = execute_watched(  # frees dead runs' pool slots, says what it waits for, stops on Ctrl-C
             job.with_logger_defs({LOGGER_NAME: progress_logger(progress)}), instance, say=say,
