@@ -66,11 +66,13 @@ def services(args: argparse.Namespace) -> list[Service]:
                 f"trigger engine consuming the event bus; metrics http://127.0.0.1:{args.triggers_port}/metrics"),
     ]
     if not args.no_deliver:
+        channel = args.channel or os.environ.get("DELIVERY_CHANNEL") or ("smtp" if os.environ.get("SMTP_HOST") else "preview")
         found.append(Service(
-            "deliver", me + ["deliver", "--page-port", str(args.page_port)] +
+            "deliver", me + ["deliver", "--channel", channel, "--page-port", str(args.page_port)] +
             (["--allow-unknown"] if args.allow_unknown else []),
             f"http://127.0.0.1:{args.page_port}/",
-            f"sender        outbox page http://127.0.0.1:{args.page_port}/ (sent and suppressed e-mails)"))
+            f"sender        outbox page http://127.0.0.1:{args.page_port}/ (sent and suppressed e-mails; "
+            f"channel {channel}{': nothing leaves the machine' if channel == 'preview' else ''})"))
     found.append(Service(
         "dagster", [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "personalization_assets.definitions",
                     "--host", host, "--port", str(args.ui_port)],
@@ -206,6 +208,9 @@ def add_up_command(sub) -> None:
     p.add_argument("--dagster-home", default=".dagster_home", help="Dagster instance (DAGSTER_HOME wins when set)")
     p.add_argument("--allow-unknown", action="store_true",
                    help="engine and sender message customers missing from the guard store (demo only)")
+    p.add_argument("--channel", default=None, choices=("smtp", "webhook", "braze", "preview"),
+                   help="where the sender sends (None: DELIVERY_CHANNEL, else smtp when SMTP_HOST is set, "
+                        "else preview: shown on the outbox page only)")
     p.add_argument("--no-deliver", action="store_true", help="do not start the sender")
     p.add_argument("--start-timeout", type=float, default=120.0, help="seconds each service has to answer")
     p.set_defaults(func=run)

@@ -50,7 +50,7 @@ def test_up_starts_every_service_and_ctrl_c_stops_them_all(tmp_path):
     collector, admin, triggers, page, ui = _free_ports(5)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "PERSONALIZATION_DATA_DIR": str(tmp_path / "data"),
            "PYTHONUNBUFFERED": "1"}
-    for name in ("EVENT_BUS_URL", "PERSONALIZATION_DUCKDB_PATH", "DAGSTER_DEPLOYMENT"):
+    for name in ("EVENT_BUS_URL", "PERSONALIZATION_DUCKDB_PATH", "DAGSTER_DEPLOYMENT", "SMTP_HOST", "DELIVERY_CHANNEL"):
         env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
@@ -69,6 +69,7 @@ def test_up_starts_every_service_and_ctrl_c_stops_them_all(tmp_path):
         for where in (f"http://127.0.0.1:{collector}/v1/batch", f"http://127.0.0.1:{triggers}/metrics",
                       f"http://127.0.0.1:{page}/", f"http://127.0.0.1:{ui}"):
             assert where in text  # each says where it listens
+        assert "channel preview: nothing leaves the machine" in text  # no mail server configured
         assert requests.get(f"http://127.0.0.1:{admin}/health", timeout=5).status_code == 200
         accepted = requests.post(f"http://127.0.0.1:{collector}/v1/track", timeout=5, json={
             "type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "live-1",
