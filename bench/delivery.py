@@ -18,8 +18,9 @@
 4. Adversarial carts (`realtime/simulation.py`) through the engine, then the sender, with
    unsubscribes and purchases recorded between the fire and the send: sends after an order or an
    unsubscribe (must be 0).
-`segment_p95_s` (event -> marts.segment_membership through Dagster automation) is measured by the
-automation work of issue 20, not here: it is null in --json.
+`segment_p50_s`/`segment_p95_s` (event -> updated row in marts.segment_membership through the
+automation path in `dagster dev`) come from `bench.automation`, run last (--segment-samples, about
+1.5 min per sample plus the demo build; 0 skips it and leaves them null).
 """
 
 from __future__ import annotations
@@ -374,19 +375,25 @@ def main() -> None:
     p.add_argument("--kill-sends", type=int, default=1000)
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--adversarial-carts", type=int, default=5000)
+    p.add_argument("--segment-samples", type=int, default=3,
+                   help="events timed through Dagster automation into segment_membership (bench.automation); 0 = skip")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     a = p.parse_args()
     say = (lambda *x: None) if a.json else print
     say(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     r = live(a.rate, a.seconds, a.carts_per_s)
     s, k, adv = saturation(a.saturation_sends), kills(a.kill_sends, a.kills), adversarial(a.adversarial_carts)
+    from bench.automation import run_bench as automation_bench
+
+    seg = automation_bench(a.segment_samples, 0.3, quiet=a.json) if a.segment_samples else {}
     smtp, esp = r["smtp"]["latency"], r["esp"]["latency"]
     lost = r["smtp"]["lost"] + r["esp"]["lost"] + k["esp"]["lost"] + k["smtp"]["lost"]
     after = (r["smtp"]["after_order"] + r["smtp"]["after_unsub"] + r["esp"]["after_order"] + r["esp"]["after_unsub"]
              + adv["sent_after_unsub"] + adv["sent_after_order"] + adv["engine_after_order"])
     result = {"smtp_p50_s": pct(smtp, 50), "smtp_p95_s": pct(smtp, 95), "smtp_p99_s": pct(smtp, 99),
               "esp_p50_s": pct(esp, 50), "esp_p95_s": pct(esp, 95), "sends_per_s": s["smtp"],
-              "esp_sends_per_s": s["esp"], "segment_p95_s": None, "lost": lost,
+              "esp_sends_per_s": s["esp"], "segment_p50_s": seg.get("segment_p50_s"),
+              "segment_p95_s": seg.get("segment_p95_s"), "lost": lost,
               "duplicates": r["esp"]["duplicates"] + k["esp"]["duplicates"],
               "smtp_duplicates": r["smtp"]["duplicates"] + k["smtp"]["duplicates"], "smtp_kills": k["smtp"]["kills"],
               "sends_after_order_or_unsubscribe": after, "background_events_per_s": r["events_per_s"],
@@ -422,7 +429,11 @@ def main() -> None:
           f" unsubscribed and {adv['bought_meanwhile']} bought: sent to them {adv['sent_after_unsub']} /"
           f" {adv['sent_after_order']}; outbox {adv['states']}")
     print(f"\nlost {lost}, duplicates (keyed destinations) {result['duplicates']}, sends after an order or an"
-          f" unsubscribe {after}; segment_p95_s: not measured here (Dagster automation path, issue 20's other part)")
+          f" unsubscribe {after}")
+    if seg:
+        print(f"\n5. event -> updated row in marts.segment_membership through dagster dev's automation ({seg['samples']}"
+              f" samples): p50 {seg['segment_p50_s']:.1f} s  p95 {seg['segment_p95_s']:.1f} s   target p95 < 2 min:"
+              f" {'PASS' if seg['segment_p95_s'] < 120 and not seg['not_in_segment'] else 'FAIL'}")
 
 
 if __name__ == "__main__":
