@@ -46,6 +46,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="an ESP-style send API; the secret comes from DELIVERY_WEBHOOK_SECRET")
     p.add_argument("--rate", type=float, default=float(env("DELIVERY_RATE", "200")),
                    help="sends per second at most (token bucket; a 429 halves it, Retry-After pauses it)")
+    p.add_argument("--holdouts", action=argparse.BooleanOptionalAction, default=env("DELIVERY_HOLDOUTS", "") == "on",
+                   help="apply the experiments' holdouts (global control, `holdout:` of triggers): control fires are"
+                   " logged as ghost exposures in exposures.sqlite next to the outbox, not sent (DELIVERY_HOLDOUTS=on)")
     p.add_argument("--max-attempts", type=int, default=8, help="sends of one fire before it fails for good (%(default)s)")
     p.add_argument("--page-port", type=int, default=8090,
                    help="outbox page on 127.0.0.1 (%(default)s; 0 = any free port, -1 = none)")
@@ -127,8 +130,14 @@ def run_from_args(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     outbox = Outbox(outbox_path)
     payloads = PayloadStore(outbox_path.with_name("delivery_payloads.sqlite"))
+    holdouts = None
+    if args.holdouts:
+        from ..experiments.holdouts import HoldoutGate, payload_customer_key
+
+        holdouts = HoldoutGate.from_yaml(outbox_path.with_name("exposures.sqlite"),
+                                         key_of=lambda customer_id: payload_customer_key(payloads, customer_id))
     sender = Sender(outbox, ledger, payloads, SqliteGuardProvider(guard_path, allow_unknown=args.allow_unknown), channel, _unsubscribe(),
-                    policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse)
+                    policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse, holdouts=holdouts)
     server = None
     page = "no page"
     if args.page_port >= 0:

@@ -101,13 +101,14 @@ class Sender:
     def __init__(self, outbox: Outbox, ledger_path: str | Path, payloads: PayloadStore, guard: GuardProvider,
                  channel: Channel, unsubscribe: Unsubscribe, *, policy: RetryPolicy = RetryPolicy(),
                  warehouse_path: str | Path | None = None, refresh_every_s: float = 60.0,
-                 rng: random.Random | None = None, clock=time.time):
+                 rng: random.Random | None = None, clock=time.time, holdouts=None):
         self.outbox, self.ledger, self.payloads = outbox, LedgerReader(ledger_path), payloads
         self.guard, self.channel, self.unsubscribe, self.policy = guard, channel, unsubscribe, policy
         self.warehouse_path, self.refresh_every_s = warehouse_path, refresh_every_s
         self.rng, self.clock = rng or random.Random(), clock
         self._cursor = outbox.ledger_cursor()
         self._refreshed = self._reconciled = float("-inf")
+        self.holdouts = holdouts  # experiments.holdouts.HoldoutGate: a control member's fire is a logged ghost
 
     # -- one poll ----------------------------------------------------------------------------
     def step(self, batch: int = 200) -> int:
@@ -166,7 +167,7 @@ class Sender:
     def decide(self, row: Row) -> str | None:
         """Why this fire must not be sent now, or None. Read right before each attempt, so an
         order the engine read, or an unsubscribe, bounce, complaint, withdrawn consent or purchase
-        recorded since the fire stops it. (Holdouts of experiments belong here too.)"""
+        recorded since the fire stops it; then an experiment's holdout (no send, a ghost exposure)."""
         if not row.customer_id:
             return "unidentified"
         if self.ledger.ordered(row.cart, row.customer_id, row.window_start):
@@ -176,6 +177,8 @@ class Sender:
         if reason is None and state.last_purchase_at is not None and row.window_start is not None \
                 and state.last_purchase_at.timestamp() >= row.window_start:
             reason = "purchased"
+        if reason is None and self.holdouts is not None:  # after suppression: suppressed people are in neither arm
+            reason = self.holdouts.decide(row.trigger, row.fire_key, row.customer_id)
         return reason
 
     def deliver(self, row: Row) -> None:

@@ -88,19 +88,22 @@ class HoldoutGate:
     """Asked by the sender AFTER its suppression checks (a suppressed person is in neither arm),
     so every row logged here is a send that would happen: a control member's row is a ghost."""
 
-    def __init__(self, experiments: list[Experiment], log: ExposureLog, clock=time.time):
+    def __init__(self, experiments: list[Experiment], log: ExposureLog, clock=time.time, key_of=None):
         self.experiments, self.exposures, self.clock = experiments, log, clock
+        self.key_of = key_of or (lambda customer_id: None)  # tracked id -> golden customer_key
 
     @classmethod
-    def from_yaml(cls, exposure_path: str | Path, triggers_path: str | Path | None = None) -> "HoldoutGate":
-        return cls(declared_experiments(triggers_path), ExposureLog(exposure_path))
+    def from_yaml(cls, exposure_path: str | Path, triggers_path: str | Path | None = None, key_of=None) -> "HoldoutGate":
+        return cls(declared_experiments(triggers_path), ExposureLog(exposure_path), key_of=key_of)
 
-    def decide(self, trigger: str, decision_key: str, customer_key: str, customer_id: str | None = None) -> str | None:
+    def decide(self, trigger: str, decision_key: str, customer_id: str | None,
+               customer_key: str | None = None) -> str | None:
         """Log the decision in every experiment covering it; the reason to hold the send back, or None.
 
         A global-control member is logged in the global control only: left in a trigger's
         experiment they would count as treated without a send. The global arm is independent of
         the trigger's, so leaving them out keeps the trigger's comparison randomized."""
+        customer_key = customer_key or self.key_of(customer_id) or customer_id  # the batch side hashes the same key
         now = self.clock()
         arms = [(e, assign_arm(e, customer_key)) for e in covering(self.experiments, "trigger", trigger)]
         globally_held = [(e, arm) for e, arm in arms if e.name == GLOBAL_CONTROL and arm == CONTROL]
@@ -111,3 +114,11 @@ class HoldoutGate:
         if held:
             return f"holdout: control arm of {', '.join(held)} (ghost exposure logged, not sent)"
         return None
+
+
+def payload_customer_key(payloads, customer_id: str | None) -> str | None:
+    """The golden customer_key of a tracked id, from the sender's payload copy (delivery/payloads.py)."""
+    if not customer_id:
+        return None
+    row = payloads.conn.execute("select customer_key from delivery_payloads where customer_id = ?", (customer_id,)).fetchone()
+    return row[0] if row and row[0] else None

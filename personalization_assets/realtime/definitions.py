@@ -122,6 +122,7 @@ def _trigger(raw: dict) -> TriggerDefinition:
     raw = dict(raw)
     try:
         name = raw.pop("name")
+        raw.pop("holdout", None)  # an experiment's holdout: read by experiments/holdouts.py
         return TriggerDefinition(name=name, **{k: _coerce(k, v) for k, v in raw.items()})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"bad trigger definition {raw!r}: {exc}") from exc

@@ -40,6 +40,8 @@ DEFINITION_SCHEMA = {
         "sendable": {"type": "boolean"},
         "refresh": {"type": "string", "pattern": r"^\S+ \S+ \S+ \S+ \S+$"},
         "exclusions": {"type": "array", "items": {"type": "string"}},
+        "holdout": {"type": ["string", "number"]},  # `holdout: 10%`, read by experiments/holdouts.py
+        "holdout_stratify_by": {"enum": ["rfm_segment"]},
         "rule": {"$ref": "#/$defs/rule"},
     },
     "required": ["name", "description", "priority", "refresh", "rule"],

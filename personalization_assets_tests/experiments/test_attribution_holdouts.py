@@ -60,8 +60,8 @@ def test_gate_logs_ghosts_for_control_and_exposures_for_treatment_once(tmp_path)
     decisions = {}
     for i in range(400):
         key = f"k{i}"
-        decisions[key] = gate.decide("cart_abandonment", f"fire-{i}", key, customer_id=f"u{i}")
-        gate.decide("cart_abandonment", f"fire-{i}", key, customer_id=f"u{i}")  # a retry logs nothing new
+        decisions[key] = gate.decide("cart_abandonment", f"fire-{i}", f"u{i}", customer_key=key)
+        gate.decide("cart_abandonment", f"fire-{i}", f"u{i}", customer_key=key)  # a retry logs nothing new
     rows = pd.DataFrame(gate.exposures.rows(), columns=["experiment", "decision_key", "customer_id", "customer_key",
                                                         "arm", "ghost", "exposed_at"])
     assert not rows.duplicated(["experiment", "decision_key"]).any()
@@ -75,5 +75,15 @@ def test_gate_logs_ghosts_for_control_and_exposures_for_treatment_once(tmp_path)
         else:
             assert set(mine.experiment) == {"global_control", "trigger:cart_abandonment"}
             assert mine.set_index("experiment").loc["trigger:cart_abandonment", "ghost"] == int(held)
-    assert gate.decide("browse_abandonment", "f-x", "k1") in (None, decisions["k1"] if assign_arm(glob, "k1") == CONTROL else None)
+    assert gate.decide("browse_abandonment", "f-x", "u1", customer_key="k1") in (None, decisions["k1"] if assign_arm(glob, "k1") == CONTROL else None)
     assert gate.exposures.erase({"k3", "u4"}) >= 2
+
+
+def test_packaged_yaml_declares_holdouts_that_the_trigger_and_segment_loaders_accept():
+    from personalization_assets.realtime.definitions import load_trigger_set
+    from personalization_assets.segments.model import load_builtin
+
+    names = {e.name: e for e in declared_experiments()}
+    assert {"global_control", "trigger:cart_abandonment", "segment:win_back"} <= set(names)
+    assert names["segment:win_back"].stratify_by == "rfm_segment"
+    assert load_trigger_set().get("cart_abandonment") and any(s.name == "win_back" for s in load_builtin())
