@@ -55,7 +55,7 @@ def run(which: str, config: dict | None = None, instance: dg.DagsterInstance | N
         say=lambda line: print(line, file=sys.stderr, flush=True), database: str | None = None,
         ) -> dg.ExecuteInProcessResult:
     run_config = {**QUIET, **({"ops": {"customers": {"config": config}}} if config else {})}
-    return execute_watched(job(which, database), instance or dg.DagsterInstance.get(), say=say, poll=0.5,
+    return execute_watched(job(which, database), instance or dg.DagsterInstance.get(), say=say, poll=1.0,
                            run_config=run_config, raise_on_error=False)
 
 
