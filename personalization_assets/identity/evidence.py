@@ -41,6 +41,7 @@ class Assessment:
     weight: np.ndarray        # final match weight (prior included)
     prob: np.ndarray          # posterior match probability from ``weight``
     conflict: np.ndarray      # bool: the records cannot be one person
+    n_conflicts: np.ndarray   # how many fields disagree (first name, birth date, Jr/Sr)
     tf_adjustment: np.ndarray
     household_adjustment: np.ndarray
 
@@ -109,4 +110,4 @@ class PairScorer:
         k = self.col.get(PERSONAL_ID)
         same_id = levels[:, k] >= PERSONAL_ID_LEVEL if k is not None else np.zeros(a.size, bool)
         conflict |= (n_conflicts == 1) & ~same_id
-        return Assessment(levels, weight, prob, conflict, tf, hh)
+        return Assessment(levels, weight, prob, conflict, n_conflicts, tf, hh)

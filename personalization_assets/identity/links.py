@@ -4,7 +4,8 @@ A pair links when its adjusted match probability (evidence.py) reaches the thres
 two records do not conflict. A shared identifier labels the link (``exact:email_key``,
 ``exact:phone``) but decides nothing by itself. Two records of one source with the same
 source id are the same source record (``exact:source_id``) and link unless they conflict.
-A conflicting pair that would have linked goes to review: that is where households show up.
+A pair that would have linked but conflicts on one field goes to review (twins, Jr/Sr, a bad typo);
+one that conflicts on several is plainly two people of a household (see core.households).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def accepted_links(scorer: PairScorer, a: np.ndarray, b: np.ndarray, levels: np.
     ``levels``), plus same-source-id pairs; and review rows for the pairs refused on a conflict."""
     s = scorer.assess(a, b, levels)
     ok = (s.prob >= threshold) & ~s.conflict
-    refused = (s.prob >= threshold) & s.conflict
+    # a pair that disagrees on one field only (twins, father and son, or a bad typo) is worth a
+    # look; one that disagrees on several is plainly two people of one household
+    refused = (s.prob >= threshold) & s.conflict & (s.n_conflicts <= 1)
     review = pd.DataFrame({"left": a[refused], "right": b[refused], "reason": "conflict",
                            "score": s.prob[refused]})
     rule = _rules(scorer, s)

@@ -1,8 +1,9 @@
 """The review queue: pairs and records the matcher would not decide alone, with a person's
 decision where there is one.
 
-Reasons: ``conflict`` (the pair scored as a match but the records disagree on first name,
-birth date or Jr/Sr: usually a household), ``weak_chain`` (a weak link that would have joined
+Reasons: ``conflict`` (the pair scored as a match but the records disagree on one of first name,
+birth date or Jr/Sr: twins, a father and son, or a bad typo; pairs that disagree on several are
+plainly two people and are not queued), ``weak_chain`` (a weak link that would have joined
 groups), ``limit:<identity>`` (a merge would break an identity limit), ``cluster_too_large``,
 ``shared_key:<key>`` (an identifier shared by too many records to mean anything) and
 ``placeholder_profile``. Decide a pair with ``personalization identity link|unlink A B --reason``.
