@@ -49,9 +49,9 @@ def eager_or_cron(cron: str) -> dg.AutomationCondition:
     return (EAGER | on_cron_after_checks(cron)).with_label(f"eager, and {cron}, after blocking checks")
 
 
-# Seeds: load a missing seed, and reload one whose CSV changed (its code version is the CSV's hash).
+# Seeds: reload one whose CSV changed (its code version is the CSV's hash) or that goes missing.
 ON_SEED_CHANGE = (dg.AutomationCondition.on_missing()
-                  | dg.AutomationCondition.code_version_changed()).with_label("when missing or its CSV changed")
+                  | dg.AutomationCondition.code_version_changed()).with_label("when its CSV changed, or it goes missing")
 
 # The trigger mirror copies a ledger that grows without any Dagster parent updating: a plain clock.
 EVERY_5_MINUTES = (dg.AutomationCondition.cron_tick_passed("*/5 * * * *").since_last_handled()
