@@ -89,7 +89,8 @@ def main() -> None:
                          f"{o.get('peak_rss_mb', 0) / s['peak_rss_mb']:.2f}" if "peak_rss_mb" in s else "-"])
     print()
     print(tabulate(rows, headers=["dataset", "records", "our P", "our R", "our F1", "splink P", "splink R",
-                                  "splink F1", "splink best F1", "at p", "blocking recall", "cand. pairs", "our s", "splink s",
+                                  "splink F1", "splink best F1", "at p", "blocking recall", "cand. pairs", "our s",
+                                  "splink s",
                                   "time ratio", "our MB", "splink MB", "RSS ratio"]))
     print(TARGETS)
 

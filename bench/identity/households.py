@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.identity.generator import DOMAINS, STREET_TYPES, SYL, _typo, _typo_digit, _words
+from bench.identity.generator import DOMAINS, STREET_TYPES, _typo, _typo_digit, _words
 from personalization_assets.identity.nicknames import canonical_names
 
 COMMON_SURNAMES = ("smith johnson williams brown jones miller davis garcia wilson taylor anderson thomas "
@@ -79,7 +79,8 @@ class _World:
     def email(self, first, last):
         rng = self.rng
         style = int(rng.integers(0, 3))
-        local = (f"{first}.{last}", f"{first[0]}{last}{int(rng.integers(1, 99))}", f"{first}{int(rng.integers(1, 999))}")[style]
+        local = (f"{first}.{last}", f"{first[0]}{last}{int(rng.integers(1, 99))}",
+                 f"{first}{int(rng.integers(1, 999))}")[style]
         return f"{local}@{rng.choice(DOMAINS)}"
 
 

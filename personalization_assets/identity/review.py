@@ -29,7 +29,7 @@ def review_queue(evidence: pd.DataFrame, crosswalk: pd.DataFrame, decisions: pd.
         "right_record_id": rv["right_record_id"].astype("string"),
         "reason": rv["rule"].str.removeprefix("review:"),
         "score": pd.to_numeric(rv["match_probability"], errors="coerce"),
-        "evidence": rv["detail"].astype("string") if "detail" in rv else pd.Series(pd.NA, index=rv.index, dtype="string"),
+        "evidence": (rv["detail"] if "detail" in rv else pd.Series(pd.NA, index=rv.index)).astype("string"),
     }).reset_index(drop=True)
     out["left_customer_key"] = out["left_record_id"].map(key).astype("string")
     out["right_customer_key"] = out["right_record_id"].map(key).astype("string")

@@ -45,7 +45,8 @@ def test_surname_street_and_postcode_are_one_household_fact():
 
 
 def test_conflicts_spare_nicknames_typos_and_missing_values():
-    df = pd.DataFrame([person("a", "Robert", "Hale", birth="1970-01-02"), person("b", "Bob", "Hale", birth="1970-01-02"),
+    df = pd.DataFrame([person("a", "Robert", "Hale", birth="1970-01-02"),
+                       person("b", "Bob", "Hale", birth="1970-01-02"),
                        person("c", "Robrt", "Hale", birth="1970-02-01"), person("d", None, "Hale", birth=None),
                        person("e", "Mary", "Hale", birth="1970-01-02"), person("f", "Robert", "Hale Jr", birth=None)])
     scorer, _ = _scorer(pd.concat([population(30, seed=2), df], ignore_index=True))
