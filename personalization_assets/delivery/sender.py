@@ -71,15 +71,15 @@ class LedgerReader:
             f" from trigger_fires where {where} and outcome = 'fire' order by rowid limit ?", (param, limit)).fetchall()
         return [Fire(*r) for r in rows]
 
-    def ordered(self, cart: str | None, customer: str | None, window_start: float | None) -> bool:
-        """Whether the engine has read an order for this cart (any time), or by this customer since
-        the cart's session started."""
+    def ordered(self, trigger: str, group: str | None, customer: str | None, window_start: float | None) -> bool:
+        """Whether the engine has read an event that cancels this trigger (an order) for this cart
+        (any time), or by this customer since the cart's session started."""
         conn = self._ready()
         if conn is None:
             return False
-        if cart and conn.execute("select 1 from orders_seen where id = ?", (cart,)).fetchone():
+        if group and conn.execute("select 1 from orders_seen where id = ?", (f"{trigger}|{group}",)).fetchone():
             return True
-        at = conn.execute("select at from orders_seen where id = ?", (f"user:{customer}",)).fetchone() \
+        at = conn.execute("select at from orders_seen where id = ?", (f"{trigger}|user:{customer}",)).fetchone() \
             if customer else None
         return at is not None and (window_start is None or at[0] >= window_start)
 
@@ -170,7 +170,7 @@ class Sender:
         recorded since the fire stops it; then an experiment's holdout (no send, a ghost exposure)."""
         if not row.customer_id:
             return "unidentified"
-        if self.ledger.ordered(row.cart, row.customer_id, row.window_start):
+        if self.ledger.ordered(row.trigger, row.cart, row.customer_id, row.window_start):
             return "ordered"
         state = self.guard.state(row.customer_id)
         reason = suppression_reason(state)

@@ -98,10 +98,17 @@ class TriggerEngine:
                 self._start_event(t, ev, hard, people, out)
         return out
 
-    def order_ids(self, ev: Event) -> tuple[str, ...]:
-        """What an order event closes: its cart/checkout/order ids with those linked to them, and
-        the customer (for the ledger's `orders_seen`, which the sender re-checks before a send)."""
-        return self._expand(ev.ids(ID_FIELDS), ID_FIELDS) + self._identities(ev)
+    def cancel_keys(self, ev: Event) -> list[str]:
+        """`trigger|id` for each trigger this event cancels, with the ids it matches on (linked
+        cart/checkout ids, and the customer where the trigger matches customers): the ledger's
+        `orders_seen`, which the sender re-checks right before a send."""
+        keys: list[str] = []
+        for t in self.defs.values():
+            if ev.name in t.cancel_on:
+                ids = self._expand(ev.ids(ID_FIELDS), t.cancel_match)
+                people = self._identities(ev) if "customer" in t.cancel_match else ()
+                keys += [f"{t.name}|{i}" for i in ids + people]
+        return keys
 
     def _identities(self, ev: Event) -> tuple[str, ...]:
         ids = ev.identities()

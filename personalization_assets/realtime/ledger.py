@@ -30,8 +30,8 @@ _SCHEMA = [
         recorded_at real not null, outcome text not null, reason text, bus_offset integer)""",
     "create index if not exists trigger_fires_customer on trigger_fires (customer_id, decided_at)",
     "create index if not exists trigger_fires_recorded on trigger_fires (recorded_at)",
-    # Orders (cancel events) the engine has read, by cart/checkout/order id and user: the sender
-    # re-checks them right before a send, so an order that arrives after the fire stops the e-mail.
+    # Cancel events (orders...) the engine has read, as `trigger|cart_id:..` / `trigger|user:..`: the
+    # sender re-checks them right before a send, so an order arriving after the fire stops the e-mail.
     "create table if not exists orders_seen (id text primary key, at real not null)",
     """create table if not exists engine_checkpoint (
         id integer primary key check (id = 1), bus_offset integer not null, state blob not null,
@@ -127,7 +127,7 @@ class Ledger:
         self.conn.execute("begin immediate")
         try:
             removed = self.conn.execute(f"delete from trigger_fires where customer_id in ({marks})", ids).rowcount
-            removed += self.conn.execute(f"delete from orders_seen where id in ({_order_marks(ids)})",
+            removed += self.conn.execute(f"delete from orders_seen where {_order_marks(ids)}",
                                          _order_ids(ids)).rowcount
             row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
             if row is not None:
@@ -151,7 +151,7 @@ class Ledger:
             return 0
         marks = ",".join("?" * len(ids))
         n = self.conn.execute(f"select count(*) from trigger_fires where customer_id in ({marks})", ids).fetchone()[0]
-        n += self.conn.execute(f"select count(*) from orders_seen where id in ({_order_marks(ids)})",
+        n += self.conn.execute(f"select count(*) from orders_seen where {_order_marks(ids)}",
                                _order_ids(ids)).fetchone()[0]
         row = self.conn.execute("select state from engine_checkpoint where id = 1").fetchone()
         return n + (_scrub(orjson.loads(row[0]), set(ids))[1] if row is not None else 0)
@@ -161,11 +161,12 @@ class Ledger:
 
 
 def _order_ids(ids: list[str]) -> list[str]:
-    return [*ids, *(f"user:{i}" for i in ids), *(f"anon:{i}" for i in ids)]
+    """The `user:<id>` / `anon:<id>` parts of `orders_seen` keys (`trigger|user:<id>`) for `ids`."""
+    return [*(f"user:{i}" for i in ids), *(f"anon:{i}" for i in ids)]
 
 
 def _order_marks(ids: list[str]) -> str:
-    return ",".join("?" * (3 * len(ids)))
+    return f"substr(id, instr(id, '|') + 1) in ({','.join('?' * (2 * len(ids)))})"
 
 
 def _names(value, ids: set[str]) -> bool:

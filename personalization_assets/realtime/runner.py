@@ -81,7 +81,7 @@ class EngineProcess:
             if ev is not None:
                 decisions += engine.process(ev)
                 if ev.name in self.order_names:
-                    orders += [(i, ev.at) for i in engine.order_ids(ev)]
+                    orders += [(key, ev.at) for key in engine.cancel_keys(ev)]
         if records:  # one advance per batch: every record up to the last one is processed
             self.offset = records[-1].offset
             decisions += engine.advance(records[-1].received_at)

@@ -36,13 +36,16 @@ def test_an_order_read_after_the_fire_stops_the_send(tmp_path):
     clock = Clock(now)
     bus = open_bus(f"sqlite:///{tmp_path}/events.db")
     ledger = Ledger(tmp_path / "triggers.sqlite")
-    proc = EngineProcess(bus, ledger, triggers("cart_abandonment"), DictGuardProvider(allow_unknown=True),
+    # all three triggers: a Product Added cancels browse abandonment, and must not stop a cart e-mail
+    proc = EngineProcess(bus, ledger, triggers("cart_abandonment", "browse_abandonment", "post_purchase_cross_sell"),
+                         DictGuardProvider(allow_unknown=True),
                          checkpoint_every_s=0.0, clock=clock)
     bus.append([segment("Product Added", now, "u1", "c1"), segment("Product Added", now, "u2", "c2"),
                 segment("Product Added", now, "u3", "c3")])
     clock.at = now + timedelta(hours=1, minutes=10)
     proc.step()
     assert ledger.count("fire") == 3
+    bus.append([segment("Product Added", now + timedelta(hours=1, minutes=11), "u3", "c4")])  # a new cart: no order
     payloads = PayloadStore(tmp_path / "payloads.sqlite")
     payloads.sync([(u, u, f"{u}@example.com", payload(0)) for u in ("u1", "u2", "u3")])
     with SmtpSink() as smtp:
@@ -63,7 +66,9 @@ def test_an_order_read_after_the_fire_stops_the_send(tmp_path):
     assert states == {"u1": "suppressed:ordered", "u2": "suppressed:ordered", "u3": "sent:"}  # by cart, by customer
     assert [m["To"] for m in smtp.messages] == ["u3@example.com"]
     seen = dict(ledger.conn.execute("select id, at from orders_seen").fetchall())
-    assert {"cart_id:c1", "order_id:o1", "user:u1", "user:u2"} <= set(seen)
+    assert {"cart_abandonment|cart_id:c1", "cart_abandonment|user:u1", "cart_abandonment|user:u2",
+            "browse_abandonment|user:u3"} <= set(seen)  # each trigger's own cancel events and match fields
+    assert "cart_abandonment|user:u3" not in seen and "cart_abandonment|cart_id:c4" not in seen
     assert ledger.erase({"u1"}) >= 1 and ledger.holds({"u1"}) == 0  # erasure covers orders_seen too
     ledger.close()
     bus.close()
