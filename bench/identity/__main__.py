@@ -1,5 +1,6 @@
 """Identity benchmark: our engine vs Splink on FEBRL 1-4, the FEBRL-like generator (gen*) and the
-hostile household generator (hh*: families, shared mailboxes and phones, twins, Jr/Sr).
+hostile household generator (hh*: families, shared mailboxes and phones, twins, Jr/Sr), and mb20k
+(20k generated records plus 200 different people who all give one mailbox).
 
     python -m bench.identity [--datasets febrl1,...,gen1m] [--engines ours,splink] [--data-dir DIR]
 
@@ -45,7 +46,8 @@ def _run(engine: str, path: Path, kind: str, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="febrl1,febrl2,febrl3,febrl4,gen100k,hh20k,hh100k",
-                    help="also gen1m, hh1m (minutes and GBs with Splink)")
+                    help="also mb20k (20k generated + 200 people sharing one mailbox), gen1m, hh1m "
+                         "(the 1M sets take minutes and GBs with Splink)")
     ap.add_argument("--engines", default="ours,splink", help="comma list; drop splink while iterating")
     ap.add_argument("--data-dir", help=f"folder holding febrl/ (default: ${data.ENV} or {data.DEFAULT})")
     args = ap.parse_args()

@@ -48,9 +48,22 @@ def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     if name.startswith("hh"):
         ours = generate_households(_size(name.removeprefix("hh")), seed=42).drop(columns="household")
         return ours, _native(ours), "households"
+    if name.startswith("mb"):  # the issue's case: generated people plus 200 sharing one mailbox
+        ours = with_shared_mailbox(generate(_size(name.removeprefix("mb")), seed=42), 200)
+        return ours, _native(ours), "generated"
     n = _size(name.removeprefix("gen"))
     ours = generate(n, seed=42)
     return ours, _native(ours), "generated"
+
+
+def with_shared_mailbox(df: pd.DataFrame, people: int) -> pd.DataFrame:
+    """``df`` plus ``people`` different people (one record each) who all give one office mailbox."""
+    extra = generate(people * 2, seed=7).drop_duplicates("entity").head(people).copy()
+    extra["entity"] = extra["entity"] + int(df["entity"].max()) + 1
+    extra["record_id"] = [f"mb:{i}" for i in range(len(extra))]
+    extra["source_id"] = extra["record_id"]
+    extra["email_key"] = "office.shared@gmail.com"
+    return pd.concat([df, extra], ignore_index=True)
 
 
 def _size(text: str) -> int:
