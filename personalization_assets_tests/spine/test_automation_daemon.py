@@ -68,11 +68,17 @@ def test_an_event_reaches_segment_membership_with_no_manual_action(tmp_path, mon
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("PERSONALIZATION_DATA_DIR", str(data))
+    monkeypatch.delenv("EMAIL_LANDING_DIR", raising=False)
+    env.pop("EMAIL_LANDING_DIR", None)
     from personalization_assets.demo.run import run_demo
 
     with dg.DagsterInstance.get() as instance:
         assert run_demo(scale=0.05, instance=instance).success  # the warehouse the live system starts from
     user_id, customer_key = _candidate(data / "warehouse.duckdb")
+    # The demo loaded its e-mail export already; a fresh email_events_sensor would load it again
+    # (nothing new) and hold the warehouse slot that the path under test needs.
+    for loaded in (data / "landing" / "email").glob("*"):
+        loaded.unlink()
     port, admin = _free_port(), _free_port()
     collector = subprocess.Popen([sys.executable, "-m", "personalization_assets.cli", "collector", "--port", str(port),
                                   "--admin-port", str(admin)], env=env, start_new_session=True,
