@@ -53,7 +53,7 @@ class Killer:
         if n in self.in_request:
             self.kill()
 
-    def run(self, seen, done, deadline_s: float = 50.0) -> None:
+    def run(self, seen, done, deadline_s: float = 120.0) -> None:
         """Keep the sender running (restarting it after each kill) until `done()`."""
         start = time.monotonic()
         outside = list(self.from_outside)
