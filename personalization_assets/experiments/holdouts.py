@@ -61,6 +61,7 @@ class ExposureLog:
         self._lock = threading.Lock()
         self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.execute("pragma journal_mode=wal")
+        self.conn.execute("pragma synchronous=normal")  # WAL: a power cut may lose the last decisions, never corrupt
         self.conn.execute("create table if not exists exposures (experiment text not null, decision_key text not null,"
                           " customer_id text, customer_key text not null, arm text not null, ghost integer not null,"
                           " exposed_at real not null, primary key (experiment, decision_key))")

@@ -1,0 +1,214 @@
+"""The three experiment tables from the warehouse: assignments, exposures, results. No Dagster here.
+
+`assets/experiments.py` wraps these; the results use `results.arm_results`, the same code as
+`personalization lift`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from ..marts.inputs import input_ctes
+from .assign import CONTROL, GLOBAL_CONTROL, Experiment, apply_merges, assign_arm, assign_stratified
+from .attribution import DEFAULT_WINDOW, OUTCOME_COLUMNS, attribute_outcomes
+from .holdouts import EXPOSURE_COLUMNS, ExposureLog
+from .results import arm_results
+from .stats import ArmStats, cuped, msprt, sample_ratio_mismatch, welch_lift
+
+ASSIGNMENTS, EXPOSURES, RESULTS = "marts.experiment_assignments", "marts.experiment_exposures", "marts.experiment_results"
+CROSSWALK_SNAPSHOT = ("ops", "experiment_crosswalk")  # record -> key at the last run: how merges are seen
+PRE_PERIOD = timedelta(days=30)  # CUPED covariates: spend and visits in the 30 days before exposure
+
+
+def exposure_log_path(data_dir: Path) -> Path:
+    """Where `personalization deliver --holdouts` logs the stream's decisions (next to its outbox)."""
+    return Path(data_dir) / "exposures.sqlite"
+
+
+def _sendable_members(conn, segment: str) -> pd.DataFrame:
+    if not conn.table_exists("marts", "segment_membership"):
+        return pd.DataFrame(columns=["customer_key", "since", "rfm_segment"])
+    rfm = ("p.rfm_segment" if conn.table_exists("marts", "customer_profiles") else "cast(null as varchar)")
+    join = "left join marts.customer_profiles p on p.customer_key = m.customer_key" if "p." in rfm else ""
+    return conn.query(f"select m.customer_key, m.since, {rfm} as rfm_segment from marts.segment_membership m {join}"
+                      " where m.segment = ?", [segment])
+
+
+def _merges(conn) -> tuple[list[tuple[str, str]], pd.DataFrame]:
+    """(absorbed key, surviving key) pairs since the last run, and the crosswalk to remember."""
+    now = (conn.query("select record_id, customer_key from core.customer_crosswalk")
+           if conn.table_exists("core", "customer_crosswalk") else pd.DataFrame(columns=["record_id", "customer_key"]))
+    if not conn.table_exists(*CROSSWALK_SNAPSHOT):
+        return [], now
+    before = conn.query(f"select record_id, customer_key from {'.'.join(CROSSWALK_SNAPSHOT)}")
+    moved = before.merge(now, on="record_id", suffixes=("_old", "_new"))
+    moved = moved[moved.customer_key_old != moved.customer_key_new]
+    gone = set(moved.customer_key_old) - set(now.customer_key)
+    pairs = moved[moved.customer_key_old.isin(gone)].drop_duplicates("customer_key_old")
+    return list(zip(pairs.customer_key_old, pairs.customer_key_new)), now
+
+
+def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> pd.DataFrame:
+    """One row per (experiment, customer): arm, stratum, and whether a merge mixed two arms.
+
+    Global and trigger experiments cover every golden customer (arm = hash, no memory needed);
+    segment experiments cover the segment's members, stratified when declared (then sticky
+    through the previous table). A merge keeps the survivor's arm and flags the survivor."""
+    customers = (conn.query("select customer_key from core.customers")["customer_key"].astype(str).tolist()
+                 if conn.table_exists("core", "customers") else [])
+    previous = (conn.query(f"select experiment, customer_key, arm, contaminated_by from {ASSIGNMENTS}")
+                if conn.table_exists("marts", "experiment_assignments")
+                else pd.DataFrame(columns=["experiment", "customer_key", "arm", "contaminated_by"]))
+    merges, crosswalk = _merges(conn)
+    frames = []
+    for exp in experiments:
+        prev = dict(zip(previous.loc[previous.experiment == exp.name, "customer_key"],
+                        previous.loc[previous.experiment == exp.name, "arm"]))
+        if exp.kind == "segment":
+            members = _sendable_members(conn, exp.target)
+            keys = members["customer_key"].astype(str).tolist()
+            strata = dict(zip(keys, members["rfm_segment"].fillna("unknown").astype(str)))
+            arms = (assign_stratified(exp, strata, prev) if exp.stratify_by
+                    else {k: prev.get(k) or assign_arm(exp, k) for k in keys})
+        else:
+            keys, strata = customers, {}
+            arms = {k: assign_arm(exp, k) for k in keys}
+        merged = apply_merges(exp, {**prev, **arms}, merges)
+        mine = previous[(previous.experiment == exp.name) & previous.contaminated_by.notna()]
+        contaminated = dict(zip(mine.customer_key, mine.contaminated_by))  # once contaminated, always
+        contaminated.update({c["survivor_key"]: c["absorbed_key"] for c in merged.contaminated})
+        frames.append(pd.DataFrame({
+            "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
+            "arm": [merged.arms.get(k, arms[k]) for k in keys],
+            "stratum": [strata.get(k) for k in keys],
+            "contaminated_by": [contaminated.get(k) for k in keys], "assigned_at": as_of}))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["experiment", "kind", "customer_key", "arm", "stratum", "contaminated_by", "assigned_at"])
+    out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
+    out.attrs["crosswalk"] = crosswalk
+    return out
+
+
+def build_exposures(conn, experiments: list[Experiment], assignments: pd.DataFrame,
+                    exposure_log: Path | None) -> pd.DataFrame:
+    """Every send decision with its arm: the stream's (the sender's exposure log, ghosts included)
+    and the batch segments' (each member of a held-out segment, from when they joined it; a
+    control member is a ghost). Suppressed people are in neither: the sender logs after its
+    suppression check, and sendable segments never hold a suppressed customer."""
+    frames = []
+    if exposure_log is not None and Path(exposure_log).exists():
+        log = ExposureLog(exposure_log)
+        try:
+            rows = pd.DataFrame(log.rows(), columns=EXPOSURE_COLUMNS)
+        finally:
+            log.close()
+        rows["exposed_at"] = pd.to_datetime(rows["exposed_at"], unit="s", utc=True)
+        rows["source"] = "trigger"
+        frames.append(rows)
+    arms = assignments.set_index(["experiment", "customer_key"])["arm"]
+    glob = next((e for e in experiments if e.name == GLOBAL_CONTROL), None)
+    for exp in experiments:
+        if exp.kind != "segment":
+            continue
+        members = _sendable_members(conn, exp.target)
+        if members.empty:
+            continue
+        keys = members["customer_key"].astype(str)
+        since = pd.to_datetime(members["since"], utc=True)
+        in_global = (keys.map(lambda k: assign_arm(glob, k) == CONTROL) if glob is not None
+                     else pd.Series(False, index=members.index))
+        for name, mask in ((exp.name, ~in_global), (GLOBAL_CONTROL, pd.Series(True, index=members.index))):
+            if name == GLOBAL_CONTROL and glob is None:
+                continue
+            part = pd.DataFrame({"experiment": name, "decision_key": f"segment:{exp.target}:" + keys[mask]
+                                 + ":" + since[mask].astype(str), "customer_id": None, "customer_key": keys[mask],
+                                 "exposed_at": since[mask], "source": "segment"})
+            part["arm"] = [arms.get((name, k), CONTROL if name == GLOBAL_CONTROL else None) for k in part.customer_key]
+            part = part[part.arm.notna()]
+            part["ghost"] = (part["arm"] == CONTROL).astype(int)
+            frames.append(part)
+    cols = ["experiment", "decision_key", "customer_id", "customer_key", "arm", "ghost", "exposed_at", "source"]
+    out = pd.concat([f[cols] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    out = out.drop_duplicates(["experiment", "decision_key"])
+    out["ghost"] = out["ghost"].astype(bool)
+    out["exposed_at"] = pd.to_datetime(out["exposed_at"], utc=True)
+    return out
+
+
+def read_outcomes(conn) -> pd.DataFrame:
+    """Orders (purchases, revenue in reporting minor units), visits (product and cart views) and
+    human email opens and clicks, each with its golden customer_key."""
+    frame = conn.query(f"""{input_ctes(conn)}
+select customer_key, created_at as occurred_at, 'order' as kind, value_minor from c_orders where customer_key is not null
+union all select customer_key, ts, 'visit', cast(null as bigint) from c_events where customer_key is not null
+union all select customer_key, ts, case when type = 'open' then 'email_open' else 'email_click' end, cast(null as bigint)
+  from c_email where customer_key is not null and type in ('open', 'click') and not is_machine""")
+    frame.columns = ["customer_key", "occurred_at", "kind", "value_minor"]
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    return frame
+
+
+def _pre_period(first: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Spend and visits in the PRE_PERIOD before each member's exposure (CUPED covariates)."""
+    joined = first[["experiment", "customer_key", "exposed_at"]].merge(outcomes, on="customer_key")
+    before = joined[(joined.occurred_at < joined.exposed_at) & (joined.occurred_at >= joined.exposed_at - PRE_PERIOD)]
+    agg = pd.DataFrame({"experiment": before.experiment, "customer_key": before.customer_key,
+                        "pre_spend": before.value_minor.where(before.kind == "order", 0).fillna(0),
+                        "pre_visits": (before.kind == "visit").astype(int)}).groupby(
+        ["experiment", "customer_key"]).sum().reset_index()
+    out = first[["experiment", "customer_key"]].merge(agg, how="left", on=["experiment", "customer_key"]).fillna(0)
+    return out
+
+
+def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcomes: pd.DataFrame,
+                  assignments: pd.DataFrame, as_of: datetime, window: timedelta = DEFAULT_WINDOW) -> tuple[pd.DataFrame, dict]:
+    """Per experiment, outcome and arm: n, mean, lift vs control (Welch), relative lift, p-value,
+    the mSPRT always-valid p-value and the CUPED-adjusted lift with its variance reduction.
+    Returns the table and the SRM test per experiment. Contaminated members are left out."""
+    contaminated = assignments.loc[assignments.contaminated_by.notna(), ["experiment", "customer_key"]]
+    exposed = exposures.merge(contaminated.assign(_c=1), how="left", on=["experiment", "customer_key"])
+    exposed = exposed[exposed._c.isna()].drop(columns="_c")
+    attributed = attribute_outcomes(exposed, outcomes, window)
+    covariates = _pre_period(attributed, outcomes)
+    attributed = attributed.merge(covariates, on=["experiment", "customer_key"], how="left")
+    rows, srm = [], {}
+    for exp in experiments:
+        one = attributed[attributed.experiment == exp.name]
+        if one.empty or one.arm.nunique() < 2 or CONTROL not in set(one.arm):
+            continue
+        counts = one.arm.value_counts().to_dict()
+        srm[exp.name] = sample_ratio_mismatch({a: counts.get(a, 0) for a in exp.split}, exp.split)
+        result = arm_results(one, "arm", CONTROL, OUTCOME_COLUMNS, where=exp.name)
+        x = one[["pre_spend", "pre_visits"]].to_numpy(float)
+        for outcome in OUTCOME_COLUMNS:
+            y = one[outcome].to_numpy(float)
+            adj = cuped(y, x) if x.std(axis=0).max() > 0 and y.std() > 0 else None
+            control_mask = (one.arm == CONTROL).to_numpy()
+            for arm in result["arms"]:
+                o, mask = arm["outcomes"][outcome], (one.arm == arm["arm"]).to_numpy()
+                row = {"experiment": exp.name, "outcome": outcome, "arm": arm["arm"], "n": arm["n"], **o,
+                       "always_valid_p": None, "cuped_lift": None, "cuped_ci_low": None, "cuped_ci_high": None,
+                       "cuped_variance_reduction": adj.variance_reduction if adj is not None else None,
+                       "computed_at": as_of}
+                if arm["arm"] != CONTROL and mask.sum() > 1 and control_mask.sum() > 1:
+                    t, c = ArmStats(int(mask.sum()), y[mask].mean(), y[mask].var(ddof=1)), ArmStats(
+                        int(control_mask.sum()), y[control_mask].mean(), y[control_mask].var(ddof=1))
+                    if t.var + c.var > 0:
+                        row["always_valid_p"] = msprt(t, c).p_value
+                    if adj is not None:
+                        a = adj.adjusted
+                        lift = welch_lift(ArmStats(t.n, a[mask].mean(), a[mask].var(ddof=1)),
+                                          ArmStats(c.n, a[control_mask].mean(), a[control_mask].var(ddof=1)))
+                        row.update(cuped_lift=lift.lift, cuped_ci_low=lift.ci_low, cuped_ci_high=lift.ci_high)
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=["experiment", "outcome", "arm", "n", "mean", "lift", "ci_low", "ci_high",
+                                        "relative_lift", "p_value", "always_valid_p", "cuped_lift", "cuped_ci_low",
+                                        "cuped_ci_high", "cuped_variance_reduction", "computed_at"])
+    for col in table.columns[4:-1]:
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    table["computed_at"] = pd.to_datetime(table["computed_at"], utc=True)
+    return table, srm
+

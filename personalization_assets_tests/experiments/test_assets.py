@@ -1,0 +1,111 @@
+"""The experiment assets on a DuckDB file: a known treatment effect injected into the
+cart_abandonment holdout (fires decided by the sender's gate) is recovered within its CI; SRM blocks;
+a merge keeps the survivor's arm and is recorded."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalization_assets.assets import experiments as assets
+from personalization_assets.experiments.assign import CONTROL
+from personalization_assets.experiments.holdouts import ExposureLog, HoldoutGate, declared_experiments
+from personalization_assets.resources.warehouse import DuckDBWarehouse
+
+from ..marts.conftest import History
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+N = 4000
+BASE, EFFECT = 0.06, 0.06  # conversion without the email, and what the email adds
+ALL = [assets.experiment_assignments, assets.experiment_exposures, assets.exposures_match_declared_split,
+       assets.experiment_results]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONALIZATION_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(assets, "utc_now", lambda: NOW)
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "warehouse.duckdb"))
+    rng = np.random.default_rng(21)
+    keys = [f"cus_{i:05d}" for i in range(N)]
+    gate = HoldoutGate(declared_experiments(), ExposureLog(tmp_path / "exposures.sqlite"),
+                       clock=lambda: (NOW - timedelta(days=10)).timestamp())
+    sent = np.array([gate.decide("cart_abandonment", f"fire-{k}", f"u{k}", customer_key=k) is None for k in keys])
+    gate.exposures.close()
+    converted = rng.random(N) < BASE + EFFECT * sent
+    orders = pd.DataFrame({
+        "order_id": [f"o{i}" for i in np.flatnonzero(converted)], "customer_record_id": [f"crm:{keys[i]}" for i in np.flatnonzero(converted)],
+        "email": None, "status": "completed", "currency": "GBP", "total_minor": 5000, "total_reporting_minor": 5000,
+        "fx_rate": 1.0, "created_at": NOW - timedelta(days=9), "cart_id": None})
+    with warehouse.connect() as conn:
+        History().write(conn)  # the typed, empty input tables
+        conn.raw.register("c", pd.DataFrame({"customer_key": keys, "email": [f"{k}@example.com" for k in keys]}))
+        conn.raw.execute("insert into core.customers (customer_key, email) select customer_key, email from c")
+        conn.raw.execute("insert into core.customer_crosswalk select 'crm:' || customer_key, customer_key from c")
+        conn.raw.execute("insert into core.identity_map select 'user_id', 'u' || customer_key, customer_key from c")
+        conn.raw.register("o", orders)
+        conn.raw.execute("insert into staging.orders select * from o")
+    return warehouse, dict(zip(keys, sent))
+
+
+def test_injected_effect_is_recovered_within_its_ci_and_srm_passes(world):
+    warehouse, sent = world
+    result = dg.materialize(ALL, resources={"warehouse": warehouse})
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    with warehouse.connect() as conn:
+        table = conn.query("select * from marts.experiment_results")
+        exposures = conn.query("select * from marts.experiment_exposures")
+    row = table[(table.experiment == "trigger:cart_abandonment") & (table.outcome == "converted")
+                & (table.arm == "treatment")].iloc[0]
+    assert row.ci_low <= EFFECT <= row.ci_high and row.ci_low > 0 and row.p_value < 0.001
+    assert row.always_valid_p < 0.05
+    # the ghosts are exactly the fires held back, and the exposure arms match the assignment table
+    trig = exposures[exposures.experiment == "trigger:cart_abandonment"]
+    assert set(trig.customer_key[trig.ghost]) == {k for k, s in sent.items() if not s} & set(trig.customer_key)
+    meta = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert meta[assets.RESULTS_KEY]["trigger:cart_abandonment:converted:treatment:lift"].value == pytest.approx(row.lift)
+    assert meta[assets.RESULTS_KEY]["dagster/row_count"].value == len(table)
+    glob = table[(table.experiment == "global_control") & (table.outcome == "converted") & (table.arm == "treatment")]
+    assert len(glob) == 1 and glob.lift.iloc[0] > 0
+
+
+def test_sample_ratio_mismatch_blocks_the_results(world):
+    warehouse, _ = world
+    assert dg.materialize(ALL[:2], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:  # logging lost a third of the control's decisions
+        conn.execute("delete from marts.experiment_exposures where experiment = 'trigger:cart_abandonment' "
+                     "and arm = 'control' and hash(customer_key) % 3 = 0")
+    result = dg.materialize(ALL[:3], resources={"warehouse": warehouse},
+                            selection=dg.AssetSelection.checks(assets.exposures_match_declared_split), raise_on_error=False)
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and "trigger:cart_abandonment" in check.metadata["mismatched"].value
+    assert not result.success  # blocking
+
+
+def test_a_merge_keeps_the_survivors_arm_and_is_recorded(world):
+    warehouse, _ = world
+    assert dg.materialize([assets.experiment_assignments], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        first = conn.query("select * from marts.experiment_assignments where experiment = 'trigger:cart_abandonment'")
+    arms = dict(zip(first.customer_key, first.arm))
+    absorbed = next(k for k, a in arms.items() if a == CONTROL)
+    survivor = next(k for k, a in arms.items() if a != CONTROL)
+    with warehouse.connect() as conn:
+        conn.execute("update core.customer_crosswalk set customer_key = ? where customer_key = ?", [survivor, absorbed])
+        conn.execute("delete from core.customers where customer_key = ?", [absorbed])
+    assert dg.materialize([assets.experiment_assignments], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        second = conn.query("select * from marts.experiment_assignments where experiment = 'trigger:cart_abandonment'")
+    after = second.set_index("customer_key")
+    assert absorbed not in after.index and after.loc[survivor, "arm"] == arms[survivor]
+    assert after.loc[survivor, "contaminated_by"] == absorbed
+    assert (second.drop(columns=["assigned_at", "contaminated_by"]).set_index("customer_key").arm
+            == first.set_index("customer_key").arm.drop(absorbed)).all()  # everyone else: same arm on rerun
+    assert dg.materialize([assets.experiment_assignments], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:  # a later run still knows
+        assert conn.scalar("select contaminated_by from marts.experiment_assignments where customer_key = ? "
+                           "and experiment = 'trigger:cart_abandonment'", [survivor]) == absorbed
