@@ -8,6 +8,7 @@ Urgent work (cart abandonment) does not wait for these: the trigger engine acts 
 
 import dagster as dg
 
+from .assets.common import ON_DEMAND_TAG
 from .partitions import recent_days_tags
 
 hourly_segments_job = dg.define_asset_job(
@@ -22,8 +23,9 @@ hourly_segments_job = dg.define_asset_job(
 
 everything_job = dg.define_asset_job(
     "everything",
-    selection=dg.AssetSelection.all(),
-    description="The main job: every source, identity resolution, profiles and segments.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.tag(ON_DEMAND_TAG, "true"),
+    description="The main job: every source, identity resolution, profiles and segments (not the"
+                " on-demand backtest and quarantine replay: select those by name).",
 )
 
 def _recent_days(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:

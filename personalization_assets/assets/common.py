@@ -18,6 +18,10 @@ from ..resources.warehouse import WarehouseConnection
 
 # DuckDB allows one writing process per file: every asset that writes the warehouse queues here.
 WAREHOUSE_POOL = "warehouse_writer"
+# Assets whose cost follows the whole history, not the new data: run on demand, never by the
+# default jobs (`everything` leaves them out; select them by name).
+ON_DEMAND_TAG = "on_demand"
+ON_DEMAND = {ON_DEMAND_TAG: "true"}
 
 # Automation: follow the parents, but never past a parent's failed blocking check.
 # Dagster's eager() waits while any partition of a parent is missing or in progress. The arrival-day

@@ -18,7 +18,7 @@ from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvi
 from ..realtime.warehouse_guard import guard_frame, guard_rows
 from ..realtime.ledger import read_fires
 from ..resources.warehouse import Warehouse
-from .common import EAGER, EVERY_5_MINUTES, WAREHOUSE_POOL, frame_metadata
+from .common import EAGER, EVERY_5_MINUTES, ON_DEMAND, WAREHOUSE_POOL, frame_metadata
 
 MIRROR_OVERLAP = timedelta(minutes=5)  # re-read a little: a commit may land late in recorded_at order
 
@@ -116,14 +116,15 @@ def _guard(conn, respect_consent: bool) -> DictGuardProvider:
 
 @dg.asset(key=["activation", "trigger_backtest"], group_name="activation", pool=WAREHOUSE_POOL,
           deps=[["staging", "events"], ["core", "identity_map"], ["core", "customers"]],
-          kinds={"pandas", "duckdb"}, tags={"pii": "true"})
+          kinds={"pandas", "duckdb"}, tags={"pii": "true", **ON_DEMAND})
 def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Who a trigger would have messaged, and when, had it been on over a past range of events:
     the live engine's rules (windows, cancellation, consent, cooldown, cap, quiet hours) replayed
     on the staged history, so a rule can be tried before it is turned on.
 
     manual: an analysis someone runs with a question in its config (trigger, range, delay); the
-    answer to no question is not worth recomputing."""
+    answer to no question is not worth recomputing, and a replay of the whole history costs about
+    58 µs per event, so the default jobs leave it out (select it by name)."""
     trigger = load_trigger_set().get(config.trigger)
     ts = load_trigger_set().only(config.trigger)
     if config.delay:

@@ -15,8 +15,8 @@ from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
 from ..sources.crm import CUSTOMER_COLUMNS
 from .common import (
-    EAGER, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine, read_cursor,
-    read_table, read_window, utc_now, write_cursor, write_window,
+    EAGER, ON_DEMAND, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
+    read_cursor, read_table, read_window, utc_now, write_cursor, write_window,
 )
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 
@@ -219,8 +219,8 @@ def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
 # The replay reads the raw tables and the quarantine and re-stages from them, so it depends on raw,
 # not on the staging assets: a failed blocking check on staging must not hold back its own remedy.
 @dg.asset(key=["quarantine", "staging_replayed"], group_name="staging", pool=WAREHOUSE_POOL, kinds={"duckdb"},
-          deps=[["raw", "crm_customers"], ["raw", "shop_orders"], ["raw", "events"], ["seeds", "country_synonyms"],
-                *SEEDS_OF_ORDERS, ["seeds", "event_names"]])
+          tags=ON_DEMAND, deps=[["raw", "crm_customers"], ["raw", "shop_orders"], ["raw", "events"],
+                                ["seeds", "country_synonyms"], *SEEDS_OF_ORDERS, ["seeds", "event_names"]])
 def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
     schemas and lookups (run it after a fix). Records that pass now move into staging (the days
@@ -228,7 +228,7 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     nothing twice. It runs even when a blocking check on staging failed.
 
     manual: run it after a fix to a rule, schema or lookup; on its own it would only re-check
-    what still fails."""
+    what still fails (re-staging whole days), so the default jobs leave it out."""
     moved, checked, days = {}, {}, {}
     with warehouse.connect() as conn:
         crm = _open_ids(conn, "crm_customers")
