@@ -1,6 +1,7 @@
 """The graph keeps itself fresh under a real `dagster-daemon`: an event sent to the collector ends up
 in marts.segment_membership with no manual action (event_stream_sensor's micro-batch, then the
-automation sensor's eager run through core.identity_map, the profiles and the segments).
+automation sensor's eager run through core.identity_map, the profiles and the segments), and the
+trigger engine's fires and the sender's sends show as observations with no run.
 
 One bounded test (about 2-3 minutes: the demo build is most of it); the conditions themselves are
 tested with Dagster's evaluator in test_automation.py.
@@ -79,6 +80,7 @@ def test_an_event_reaches_segment_membership_with_no_manual_action(tmp_path, mon
     # (nothing new) and hold the warehouse slot that the path under test needs.
     for loaded in (data / "landing" / "email").glob("*"):
         loaded.unlink()
+    _fire_and_send(data)  # what the trigger engine and the sender would have recorded
     port, admin = _free_port(), _free_port()
     collector = subprocess.Popen([sys.executable, "-m", "personalization_assets.cli", "collector", "--port", str(port),
                                   "--admin-port", str(admin)], env=env, start_new_session=True,
@@ -116,6 +118,17 @@ def test_an_event_reaches_segment_membership_with_no_manual_action(tmp_path, mon
                         lambda: automated(["marts", "segment_membership"]))
             assert run.tags.get("dagster/sensor_name") == "default_automation_condition_sensor"
             assert automated(["core", "identity_map"]) and automated(["marts", "customer_profiles"])
+
+            # Dagster sees the stream: the sensor recorded the fire and the send, without a run.
+            def observations():
+                found = [instance.fetch_observations(dg.AssetKey(k), limit=5).records
+                         for k in (["activation", "trigger_fires"], ["activation", "triggered_emails"])]
+                return found if all(found) else None
+
+            observed = _wait("activation_stream_sensor observed the fire and the send", 60, observations)
+            fires, sends = (records[0].asset_observation.metadata for records in observed)
+            assert fires["fires"].value == 1 and sends["sent"].value == 1
+            assert not any(records[0].run_id for records in observed)  # reported by the sensor, no run
     finally:
         for proc in (daemon, collector):
             os.killpg(proc.pid, signal.SIGKILL)  # and the run processes the daemon started
@@ -124,6 +137,24 @@ def test_an_event_reaches_segment_membership_with_no_manual_action(tmp_path, mon
         member = conn.execute("select count(*) from marts.segment_membership where segment = ? and customer_key = ?",
                               [SEGMENT, customer_key]).fetchone()[0]
     assert member == 1  # the event itself got there, not just a run
+
+
+def _fire_and_send(data: Path) -> None:
+    from personalization_assets.delivery.outbox import Fire, Outbox
+    from personalization_assets.realtime.engine import Decision
+    from personalization_assets.realtime.ledger import Ledger
+
+    due = datetime.now(timezone.utc) - timedelta(seconds=5)
+    ledger = Ledger(data / "triggers.sqlite")
+    ledger.commit([Decision(kind="fire", trigger="cart_abandonment", group="cart-1", customer="u1",
+                            window_start=due - timedelta(minutes=30), due_at=due, ready_at=due, decided_at=due)])
+    ledger.conn.close()
+    outbox = Outbox(data / "outbox.sqlite")
+    outbox.enqueue([Fire("k1", "cart_abandonment", "u1", "cart-1", due.timestamp() - 1800, due.timestamp(),
+                         due.timestamp(), 1)], channel="smtp")
+    outbox.sending("k1")
+    outbox.sent("k1")
+    outbox.close()
 
 
 def _answers(url: str) -> bool:
