@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -72,10 +73,21 @@ def raw_json(event: Any) -> str:
 def normalize_email(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Invalid("email.missing", "event has no recipient e-mail address")
+    address, problem = _validated(value.strip())
+    if problem is not None:
+        raise Invalid("email.invalid", f"recipient {value!r} is not a valid address: {problem}")
+    return address
+
+
+# A mailing sends many events to each recipient (delivered, open, click...): validate each distinct
+# address once, not each event. Bounded, so a long-running loader's memory stays flat.
+@functools.lru_cache(maxsize=65_536)
+def _validated(address: str) -> tuple[str, str | None]:
+    """(normalized address, None), or (the input, why it is not a valid address)."""
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        return validate_email(address, check_deliverability=False).normalized.lower(), None
     except EmailNotValidError as exc:
-        raise Invalid("email.invalid", f"recipient {value!r} is not a valid address: {exc}") from None
+        return address, str(exc)
 
 
 def utc_timestamp(value: Any) -> datetime:
