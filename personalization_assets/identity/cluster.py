@@ -64,10 +64,11 @@ class _Groups:
     """Union-find with the state each rule needs per group."""
 
     def __init__(self, nodes: np.ndarray, rules: Rules):
-        self.parent = {int(x): int(x) for x in nodes}
-        self.members = {int(x): [int(x)] for x in nodes}
-        self.weak = {int(x): False for x in nodes}
-        self.ids = {name: {int(x): ({int(codes[x])} if codes[x] >= 0 else set()) for x in nodes}
+        ids = nodes.tolist()
+        self.parent = dict(zip(ids, ids))
+        self.members = {x: [x] for x in ids}
+        self.weak = dict.fromkeys(ids, False)
+        self.ids = {name: {x: ({c} if c >= 0 else set()) for x, c in zip(ids, codes[nodes].tolist())}
                     for name, (codes, _) in rules.identities.items()}
 
     def find(self, x: int) -> int:
@@ -114,7 +115,7 @@ class _Pairs:
 
 
 def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tuple[int, int]] = frozenset(),
-            rules: Rules | None = None, _second_pass: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+            rules: Rules | None = None, _known: "_Pairs | None" = None) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Cluster labels per record, review rows (left, right, reason, score), and a mask of the
     edges that ended up inside a cluster (the evidence of the merge)."""
     rules = rules or Rules()
@@ -123,7 +124,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
     comp = components(n, e.left, e.right)
     size = np.bincount(comp, minlength=n)
     nodes = np.flatnonzero(size[comp] >= 2)
-    groups, pairs = _Groups(nodes, rules), _Pairs(rules)
+    groups, pairs = _Groups(nodes, rules), _known or _Pairs(rules)
     cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
     review: list[tuple[int, int, str, float]] = []
     ambiguous: set[int] = set()
@@ -154,12 +155,12 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
             ra, rb = rb, ra
         groups.union(ra, rb, weak=p < strong and not forced[i])
 
-    if ambiguous and not _second_pass:
+    if ambiguous and _known is None:
         # a record that fits two people who cannot be one joins neither (father and son, and
         # a record of one of them without a birth date)
         drop = (np.isin(e.left, list(ambiguous)) | np.isin(e.right, list(ambiguous))) & ~forced
         kept = Rules(rules.assess, rules.identities, forced[~drop], trusted[~drop], rules.undecidable)
-        labels, more, used_kept = cluster(n, e.take(~drop), strong, max_size, cannot_link, kept, _second_pass=True)
+        labels, more, used_kept = cluster(n, e.take(~drop), strong, max_size, cannot_link, kept, _known=pairs)
         used = np.zeros(e.prob.size, bool)
         used[np.flatnonzero(~drop)] = used_kept
         extra = pd.DataFrame([(x, -1, "ambiguous", float("nan")) for x in sorted(ambiguous)],
