@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from personalization_assets_tests.conftest import unavailable
+
 from personalization_assets.collector.enrich import parse_ts
 
 from .conftest import WRITE_KEY
@@ -25,10 +27,10 @@ INSTALL = f"npm ci --prefix {NODE_DIR.relative_to(Path(__file__).parents[2])}"
 def _require_node_sdks() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed (Node 20 runs these contract tests)")
+        unavailable("node is not installed", "Node 20 runs these contract tests (apt-get install -y nodejs npm)")
     for package in ("@segment/analytics-node", "@rudderstack/rudder-sdk-node"):
         if not (NODE_DIR / "node_modules" / package).is_dir():
-            pytest.skip(f"{package} is not installed: run `{INSTALL}`")
+            unavailable(f"{package} is not installed", f"run `{INSTALL}` (.ci/run does)")
     return node
 
 
