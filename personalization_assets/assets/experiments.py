@@ -34,7 +34,8 @@ def _write(conn, table: str, frame) -> None:
 
 
 @dg.asset(key=ASSIGNMENTS_KEY, deps=INPUTS, group_name="experiments", pool=WAREHOUSE_POOL, kinds={"python"},
-          automation_condition=EAGER)
+          automation_condition=EAGER, tags={"pii": "true"},  # customer keys: erased with the person, previews masked
+          metadata={"activation/pii_tables": [".".join(CROSSWALK_SNAPSHOT)]})
 def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
     """Each customer's arm in each declared experiment (global control, trigger and segment
     holdouts): a hash of customer_key and the experiment's salt, so the same on every run. After
@@ -54,7 +55,7 @@ def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
 
 
 @dg.asset(key=EXPOSURES_KEY, deps=[ASSIGNMENTS_KEY, ["marts", "segment_membership"]], group_name="experiments",
-          pool=WAREHOUSE_POOL, kinds={"python"}, automation_condition=EAGER)
+          pool=WAREHOUSE_POOL, kinds={"python"}, automation_condition=EAGER, tags={"pii": "true"})
 def experiment_exposures(warehouse: Warehouse) -> dg.MaterializeResult:
     """Every send decision of an experiment with its arm, at the moment it was taken: the
     sender's (trigger fires, from its exposure log) and the held-out segments'. A control member

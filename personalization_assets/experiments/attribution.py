@@ -5,45 +5,81 @@ ghost, and lasts `window`; every outcome of the same customer_key with exposed_a
 exposed_at + window counts, in every experiment the customer is in (experiments are independent
 randomizations). A member with no outcome counts as zeros, never as missing: dropping them would
 compare buyers with buyers. Outcomes before the exposure never count, so a purchase that caused a
-suppression cannot be credited to the email.
+suppression cannot be credited to the email; those of the `pre_period` before it are the CUPED
+covariates (pre_spend, pre_visits). Computed in an in-memory DuckDB: 10M outcomes in seconds.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import duckdb
 import pandas as pd
 
 OUTCOME_KINDS = ("order", "visit", "email_open", "email_click")
 OUTCOME_COLUMNS = ["orders", "revenue_minor", "visits", "email_opens", "email_clicks", "converted"]
 DEFAULT_WINDOW = timedelta(days=7)
+DEFAULT_PRE_PERIOD = timedelta(days=30)
+
+_SQL = """
+with first as (
+    select experiment, customer_key, arg_min(arm, exposed_at) as arm, min(exposed_at) as exposed_at
+    from exposures group by experiment, customer_key
+), hits as (
+    select f.experiment, f.customer_key, o.kind, o.value_minor, o.occurred_at >= f.exposed_at as after
+    from first f join outcomes o on o.customer_key = f.customer_key
+    where o.occurred_at >= f.exposed_at - to_seconds(cast(? as double))
+      and o.occurred_at < f.exposed_at + to_seconds(cast(? as double))
+), per as (
+    select experiment, customer_key,
+        count(*) filter (where after and kind = 'order') as orders,
+        coalesce(sum(value_minor) filter (where after and kind = 'order'), 0) as revenue_minor,
+        count(*) filter (where after and kind = 'visit') as visits,
+        count(*) filter (where after and kind = 'email_open') as email_opens,
+        count(*) filter (where after and kind = 'email_click') as email_clicks,
+        coalesce(sum(value_minor) filter (where not after and kind = 'order'), 0) as pre_spend,
+        count(*) filter (where not after and kind = 'visit') as pre_visits
+    from hits group by experiment, customer_key
+)
+select f.experiment, f.customer_key, f.arm, f.exposed_at,
+    coalesce(p.orders, 0) as orders, coalesce(p.revenue_minor, 0) as revenue_minor, coalesce(p.visits, 0) as visits,
+    coalesce(p.email_opens, 0) as email_opens, coalesce(p.email_clicks, 0) as email_clicks,
+    cast(coalesce(p.orders, 0) > 0 as bigint) as converted,
+    coalesce(p.pre_spend, 0) as pre_spend, coalesce(p.pre_visits, 0) as pre_visits
+from first f left join per p on p.experiment = f.experiment and p.customer_key = f.customer_key
+order by f.experiment, f.customer_key
+"""
 
 
-def attribute_outcomes(exposures: pd.DataFrame, outcomes: pd.DataFrame,
-                       window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
+def attribute_outcomes(exposures: pd.DataFrame, outcomes: pd.DataFrame, window: timedelta = DEFAULT_WINDOW,
+                       pre_period: timedelta = DEFAULT_PRE_PERIOD) -> pd.DataFrame:
     """exposures: experiment, customer_key, arm, exposed_at (any number per member);
     outcomes: customer_key, occurred_at, kind (one of OUTCOME_KINDS), value_minor (orders' revenue).
-    Returns one row per (experiment, customer_key): arm, exposed_at, and OUTCOME_COLUMNS."""
+    Returns one row per (experiment, customer_key): arm, exposed_at, OUTCOME_COLUMNS and the
+    pre-period covariates pre_spend, pre_visits."""
     unknown = set(outcomes["kind"].unique()) - set(OUTCOME_KINDS) if len(outcomes) else set()
     if unknown:
         raise ValueError(f"outcome kinds {sorted(unknown)} are not attributable; expected {OUTCOME_KINDS}")
-    first = (exposures.sort_values("exposed_at")
-             .drop_duplicates(["experiment", "customer_key"], keep="first")
-             [["experiment", "customer_key", "arm", "exposed_at"]].reset_index(drop=True))
-    joined = first[["experiment", "customer_key", "exposed_at"]].merge(
-        outcomes[["customer_key", "occurred_at", "kind", "value_minor"]], on="customer_key")
-    inside = joined[(joined["occurred_at"] >= joined["exposed_at"])
-                    & (joined["occurred_at"] < joined["exposed_at"] + pd.Timedelta(window))]
-    value = inside["value_minor"].fillna(0)
-    kind = inside["kind"]
-    per = pd.DataFrame({
-        "experiment": inside["experiment"], "customer_key": inside["customer_key"],
-        "orders": (kind == "order").astype("int64"), "revenue_minor": value.where(kind == "order", 0).astype("int64"),
-        "visits": (kind == "visit").astype("int64"), "email_opens": (kind == "email_open").astype("int64"),
-        "email_clicks": (kind == "email_click").astype("int64"),
-    }).groupby(["experiment", "customer_key"], sort=False).sum().reset_index()
-    out = first.merge(per, on=["experiment", "customer_key"], how="left")
-    for col in OUTCOME_COLUMNS[:-1]:
-        out[col] = out[col].fillna(0).astype("int64")
-    out["converted"] = (out["orders"] > 0).astype("int64")
+    conn = duckdb.connect()
+    try:
+        conn.execute("set TimeZone = 'UTC'")
+        conn.register("exposures", _typed(exposures[["experiment", "customer_key", "arm", "exposed_at"]], "exposed_at"))
+        conn.register("outcomes", _typed(outcomes[["customer_key", "occurred_at", "kind", "value_minor"]], "occurred_at"))
+        out = conn.execute(_SQL, [pre_period.total_seconds(), window.total_seconds()]).df()
+    finally:
+        conn.close()
+    for col in [*OUTCOME_COLUMNS, "pre_spend", "pre_visits"]:
+        out[col] = out[col].astype("int64")
+    out["exposed_at"] = pd.to_datetime(out["exposed_at"], utc=True)
     return out
+
+
+def _typed(frame: pd.DataFrame, time_column: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[time_column] = pd.to_datetime(frame[time_column], utc=True)
+    for col in ("experiment", "customer_key", "arm", "kind"):
+        if col in frame:
+            frame[col] = frame[col].astype(str)
+    if "value_minor" in frame:
+        frame["value_minor"] = pd.to_numeric(frame["value_minor"], errors="coerce").astype("Int64")
+    return frame

@@ -151,18 +151,6 @@ union all select customer_key, ts, case when type = 'open' then 'email_open' els
     return frame
 
 
-def _pre_period(first: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Spend and visits in the PRE_PERIOD before each member's exposure (CUPED covariates)."""
-    joined = first[["experiment", "customer_key", "exposed_at"]].merge(outcomes, on="customer_key")
-    before = joined[(joined.occurred_at < joined.exposed_at) & (joined.occurred_at >= joined.exposed_at - PRE_PERIOD)]
-    agg = pd.DataFrame({"experiment": before.experiment, "customer_key": before.customer_key,
-                        "pre_spend": before.value_minor.where(before.kind == "order", 0).fillna(0),
-                        "pre_visits": (before.kind == "visit").astype(int)}).groupby(
-        ["experiment", "customer_key"]).sum().reset_index()
-    out = first[["experiment", "customer_key"]].merge(agg, how="left", on=["experiment", "customer_key"]).fillna(0)
-    return out
-
-
 def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcomes: pd.DataFrame,
                   assignments: pd.DataFrame, as_of: datetime, window: timedelta = DEFAULT_WINDOW) -> tuple[pd.DataFrame, dict]:
     """Per experiment, outcome and arm: n, mean, lift vs control (Welch), relative lift, p-value,
@@ -171,9 +159,7 @@ def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcom
     contaminated = assignments.loc[assignments.contaminated_by.notna(), ["experiment", "customer_key"]]
     exposed = exposures.merge(contaminated.assign(_c=1), how="left", on=["experiment", "customer_key"])
     exposed = exposed[exposed._c.isna()].drop(columns="_c")
-    attributed = attribute_outcomes(exposed, outcomes, window)
-    covariates = _pre_period(attributed, outcomes)
-    attributed = attributed.merge(covariates, on=["experiment", "customer_key"], how="left")
+    attributed = attribute_outcomes(exposed, outcomes, window, PRE_PERIOD)
     rows, srm = [], {}
     for exp in experiments:
         one = attributed[attributed.experiment == exp.name]

@@ -28,6 +28,7 @@ def test_outcomes_count_only_inside_the_window_from_the_first_exposure():
     assert (out.loc["a", ["orders", "revenue_minor", "visits", "email_clicks", "converted"]].tolist()
             == [1, 1500, 1, 1, 1])  # before the exposure and at the window's end: not counted
     assert out.loc["b", ["orders", "revenue_minor", "converted"]].tolist() == [0, 0, 0]  # zeros, not missing
+    assert out.loc["a", ["pre_spend", "pre_visits"]].tolist() == [999, 0]  # the CUPED covariate: before exposure
     assert "c" not in out.index
 
 
