@@ -1,0 +1,149 @@
+"""Compile an audience to SQL: membership at an instant, and who entered or exited between two.
+
+Values (event names, filter values, thresholds, instants) are always bind parameters (`?`);
+the only identifiers interpolated are whitelisted columns (`model.EVENT_COLUMNS`, profile
+`TRAITS`) and relation names chosen by the caller. The text is written in DuckDB's dialect
+and transpiled by sqlglot for Snowflake, so both run the same plan of conditions.
+
+Relations: `customers` (customer_key), `events` (customer_key, event, ts = epoch seconds,
+and the event columns), `traits` (the profile, one row per customer_key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlglot
+
+from .model import (Audience, ComputedCond, ComputedTrait, DefinitionError, EventCond, EventFilter,
+                    Group, Rule, TraitCond, Window)
+from ..segments.compiler import FIELDS as TRAITS  # the profile fields a trait condition may use
+
+
+@dataclass(frozen=True)
+class Relations:
+    customers: str = "aud_customers"
+    events: str = "aud_events"
+    traits: str = "marts.customer_profiles"
+
+
+class _Builder:
+    def __init__(self, rel: Relations, at: float, as_of: datetime):
+        self.rel, self.at, self.as_of, self.params = rel, at, as_of, []
+        self.uses_traits = False
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def filt(self, f: EventFilter, alias: str) -> str:
+        parts = [f"{alias}.event = {self.bind(f.event)}"]
+        for col, vals in f.where:
+            parts.append(f"{alias}.{col} in ({', '.join(self.bind(v) for v in vals)})")
+        return " and ".join(parts)
+
+    def window(self, w: Window, alias: str) -> str:
+        sql = f"{alias}.ts <= {self.bind(self.at - w.end)}"
+        if w.start is not None:
+            sql += f" and {alias}.ts > {self.bind(self.at - w.start)}"
+        return sql
+
+    def matching(self, f: EventFilter, w: Window) -> str:
+        return (f"from {self.rel.events} e where e.customer_key = c.customer_key and "
+                f"{self.filt(f, 'e')} and {self.window(w, 'e')}")
+
+    def event(self, cond: EventCond) -> str:
+        agg = f"coalesce(sum(e.{cond.of}), 0)" if cond.measure == "sum" else "count(*)"
+        sql = f"(select {agg} {self.matching(cond.match, cond.window)}"
+        if cond.not_followed_by is not None:
+            sql += (f" and not exists (select 1 from {self.rel.events} f where f.customer_key = e.customer_key"
+                    f" and {self.filt(cond.not_followed_by, 'f')} and f.ts > e.ts and f.ts <= {self.bind(self.at)}")
+            if cond.follow_within is not None:
+                sql += f" and f.ts < e.ts + {self.bind(cond.follow_within)}"
+            sql += ")"
+        return f"{sql}) {cond.op} {self.bind(cond.value)}"
+
+    def computed(self, t: ComputedTrait) -> str:
+        if t.kind == "count":
+            return f"(select count(*) {self.matching(t.match, t.window)})"
+        if t.kind == "sum":
+            return f"(select coalesce(sum(e.{t.of}), 0) {self.matching(t.match, t.window)})"
+        if t.kind == "last":  # ties at one instant: the greatest value, as the stream does
+            return (f"(select e.{t.of} {self.matching(t.match, t.window)} and e.{t.of} is not null"
+                    f" order by e.ts desc, e.{t.of} desc limit 1)")
+        return (f"(select e.{t.of} {self.matching(t.match, t.window)} and e.{t.of} is not null"
+                f" group by e.{t.of} order by count(*) desc, e.{t.of} asc limit 1)")
+
+    def trait(self, cond: TraitCond) -> str:
+        if cond.trait not in TRAITS or (cond.ref is not None and cond.ref not in TRAITS):
+            raise DefinitionError(f"condition {cond.text}: unknown trait; known: {sorted(TRAITS)}")
+        self.uses_traits = True
+        col = f"p.{cond.trait}"
+        if cond.op == "is_null":
+            return f"{col} is null"
+        if cond.op == "not_null":
+            return f"{col} is not null"
+        if cond.op in ("within", "older_than"):
+            if TRAITS[cond.trait] != "timestamp":
+                raise DefinitionError(f"condition {cond.text}: {cond.op} needs a timestamp trait")
+            bound = self.bind(self.as_of - timedelta(seconds=cond.window))
+            return f"{col} {'>=' if cond.op == 'within' else '<='} {bound}"
+        if cond.ref is not None:
+            return f"{col} {cond.op} p.{cond.ref}"
+        if cond.op == "in":
+            return f"{col} in ({', '.join(self.bind(v) for v in cond.value)})"
+        return f"{col} {cond.op} {self.bind(cond.value)}"
+
+    def rule(self, rule: Rule) -> str:
+        if isinstance(rule, Group):
+            joiner = " and " if rule.joiner == "all" else " or "
+            return "(" + joiner.join(self.rule(p) for p in rule.parts) + ")"
+        if isinstance(rule, EventCond):
+            return self.event(rule)
+        if isinstance(rule, ComputedCond):
+            return f"{self.computed(rule.trait)} {rule.op} {self.bind(rule.value)}"
+        return self.trait(rule)
+
+
+def _predicate(b: _Builder, audience: Audience, others: dict[str, Audience]) -> str:
+    sql = b.rule(audience.rule)
+    for name in audience.exclusions:  # null must not let an excluded person through
+        sql += f" and not coalesce(({_predicate(b, others[name], others)}), false)"
+    return sql
+
+
+def _epoch(as_of: datetime) -> float:
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware (UTC)")
+    return as_of.timestamp()
+
+
+def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audience] | None = None,
+                   relations: Relations = Relations(), dialect: str = "duckdb") -> tuple[str, list]:
+    """(SQL listing the customer_key of every member at `as_of`, its bind parameters)."""
+    others = {audience.name: audience, **(others or {})}
+    b = _Builder(relations, _epoch(as_of), as_of)
+    pred = _predicate(b, audience, others)
+    join = (f" left join {relations.traits} p on p.customer_key = c.customer_key" if b.uses_traits else "")
+    sql = f"select c.customer_key from {relations.customers} c{join} where {pred}"
+    return to_dialect(sql, dialect), b.params
+
+
+def changes_sql(audience: Audience, start: datetime, end: datetime, others: dict[str, Audience] | None = None,
+                relations: Relations = Relations(), dialect: str = "duckdb") -> tuple[str, list]:
+    """(SQL of (customer_key, change) with change 'entered' or 'exited' between start and end)."""
+    before, p0 = membership_sql(audience, start, others, relations)
+    after, p1 = membership_sql(audience, end, others, relations)
+    sql = (f"select customer_key, 'entered' as change from ({after} except {before}) n"
+           f" union all select customer_key, 'exited' from ({before} except {after}) x")
+    return to_dialect(sql, dialect), p1 + p0 + p0 + p1
+
+
+def to_dialect(sql: str, dialect: str) -> str:
+    if dialect == "duckdb":
+        return sql
+    if dialect != "snowflake":
+        raise ValueError(f"dialect {dialect!r}: use duckdb or snowflake")
+    return sqlglot.transpile(sql, read="duckdb", write="snowflake")[0]
