@@ -82,7 +82,7 @@ def audiences(draw):
     return out
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=events(), defs=audiences())
 def test_sql_and_stream_agree_at_every_instant(history, defs):
     end = BASE + 60 * 200
