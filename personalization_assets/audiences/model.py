@@ -337,3 +337,13 @@ def conditions(rule: Rule):
             yield from conditions(part)
     else:
         yield rule
+
+
+def load_builtin() -> list[Audience]:
+    """Every `definitions/*.yaml` shipped with the package, in evaluation order."""
+    import yaml
+    from importlib import resources
+
+    folder = resources.files(__package__) / "definitions"
+    return ordered([parse(yaml.safe_load(f.read_text()), origin=f.name)
+                    for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")])
