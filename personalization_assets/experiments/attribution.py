@@ -57,12 +57,13 @@ def attribute_outcomes(exposures: pd.DataFrame, outcomes: pd.DataFrame, window: 
     outcomes: customer_key, occurred_at, kind (one of OUTCOME_KINDS), value_minor (orders' revenue).
     Returns one row per (experiment, customer_key): arm, exposed_at, OUTCOME_COLUMNS and the
     pre-period covariates pre_spend, pre_visits."""
-    unknown = set(outcomes["kind"].unique()) - set(OUTCOME_KINDS) if len(outcomes) else set()
+    unknown = set(pd.unique(outcomes["kind"])) - set(OUTCOME_KINDS) if len(outcomes) else set()
     if unknown:
         raise ValueError(f"outcome kinds {sorted(unknown)} are not attributable; expected {OUTCOME_KINDS}")
     conn = duckdb.connect()
     try:
         conn.execute("set TimeZone = 'UTC'")
+        conn.execute("set enable_progress_bar = false")
         conn.register("exposures", _typed(exposures[["experiment", "customer_key", "arm", "exposed_at"]], "exposed_at"))
         conn.register("outcomes", _typed(outcomes[["customer_key", "occurred_at", "kind", "value_minor"]], "occurred_at"))
         out = conn.execute(_SQL, [pre_period.total_seconds(), window.total_seconds()]).df()
@@ -74,12 +75,20 @@ def attribute_outcomes(exposures: pd.DataFrame, outcomes: pd.DataFrame, window: 
     return out
 
 
-def _typed(frame: pd.DataFrame, time_column: str) -> pd.DataFrame:
-    frame = frame.copy()
-    frame[time_column] = pd.to_datetime(frame[time_column], utc=True)
-    for col in ("experiment", "customer_key", "arm", "kind"):
-        if col in frame:
-            frame[col] = frame[col].astype(str)
-    if "value_minor" in frame:
-        frame["value_minor"] = pd.to_numeric(frame["value_minor"], errors="coerce").astype("Int64")
-    return frame
+def _typed(frame: pd.DataFrame, time_column: str):
+    """As an Arrow table: DuckDB scans Arrow strings natively, pandas object columns one by one."""
+    import pyarrow as pa
+
+    columns = {}
+    for col in frame.columns:
+        values = frame[col]
+        if col == time_column:
+            columns[col] = pa.array(pd.to_datetime(values, utc=True))
+        elif col == "value_minor":
+            columns[col] = pa.array(pd.to_numeric(values, errors="coerce"), type=pa.float64(), from_pandas=True)
+        else:
+            try:
+                columns[col] = pa.array(values, type=pa.string(), from_pandas=True)
+            except (pa.ArrowTypeError, pa.ArrowInvalid):  # e.g. integer keys: compare them as text
+                columns[col] = pa.array(values.astype(str), type=pa.string())
+    return pa.table(columns)
