@@ -52,7 +52,7 @@ class Window:
 
 @dataclass(frozen=True)
 class EventFilter:
-    event: str  # lower case, as staged
+    events: tuple[str, ...]  # any of these names, lower case as staged
     where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
@@ -132,10 +132,12 @@ def _seconds(value: Any, where: str) -> float:
 
 
 def _filter(raw: Any, where: str) -> EventFilter:
-    if isinstance(raw, str):
+    if isinstance(raw, (str, list)):
         raw = {"event": raw}
-    if not isinstance(raw, dict) or not isinstance(raw.get("event"), str) or not raw["event"].strip():
-        raise DefinitionError(f"{where}: needs `event: <event name>`")
+    names = raw.get("event") if isinstance(raw, dict) else None
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise DefinitionError(f"{where}: needs `event: <event name>` or a list of names")
     pairs = []
     for col, vals in (raw.get("where") or {}).items():
         if col not in EVENT_COLUMNS:
@@ -144,7 +146,7 @@ def _filter(raw: Any, where: str) -> EventFilter:
         if not vals:
             raise DefinitionError(f"{where}: filter on {col!r} needs at least one value")
         pairs.append((col, vals))
-    return EventFilter(raw["event"].strip().lower(), tuple(sorted(pairs)))
+    return EventFilter(tuple(sorted({n.strip().lower() for n in names})), tuple(sorted(pairs)))
 
 
 def _window(raw: dict, where: str, required: bool = True) -> Window:

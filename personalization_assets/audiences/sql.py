@@ -39,7 +39,7 @@ class _Builder:
         return "?"
 
     def filt(self, f: EventFilter, alias: str) -> str:
-        parts = [f"{alias}.event = {self.bind(f.event)}"]
+        parts = [f"{alias}.event in ({', '.join(self.bind(n) for n in f.events)})"]
         for col, vals in f.where:
             parts.append(f"{alias}.{col} in ({', '.join(self.bind(v) for v in vals)})")
         return " and ".join(parts)

@@ -55,7 +55,7 @@ def check_streamable(audience: Audience) -> None:
 
 
 def _matches(f: EventFilter, e: StreamEvent) -> bool:
-    return e.event == f.event and all(e.props.get(col) in vals for col, vals in f.where)
+    return e.event in f.events and all(e.props.get(col) in vals for col, vals in f.where)
 
 
 def _in(w: Window, ts: float, t: float) -> bool:
