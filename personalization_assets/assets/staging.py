@@ -176,9 +176,10 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
     with warehouse.connect() as conn:
         stage = stage_new_events if incremental else restage_events
         raw, result, by_rule = stage(conn, window.start, window.end)
+    staged = [int(raw["bus_offset"].min()), int(raw["bus_offset"].max())] if incremental and len(raw) else None
     return dg.MaterializeResult(metadata=frame_metadata(
         result.valid, mode="new events only (micro-batch)" if incremental else "whole days re-staged",
-        rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
+        staged_bus_offsets=staged, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
         unmapped=result.unmapped, partitions=len(context.partition_keys),
         **logic.schema_metadata("events", result.valid)))
 
@@ -251,8 +252,26 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, restaged_days=days))
 
 
+def events_written(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:
+    """The rows of staging.events the run wrote: its days, and in a micro-batch only the events of
+    the bus offsets it staged (from its materialization), so the check's cost follows the batch."""
+    window = context.partition_time_window
+    sql, params = "select * from staging.events where received_at >= ? and received_at < ?", [window.start, window.end]
+    if OFFSET_FROM_TAG in context.run.tags:
+        latest = context.instance.get_latest_materialization_event(dg.AssetKey(["staging", "events"]))
+        entry = latest.asset_materialization.metadata.get("staged_bus_offsets") if latest else None
+        if latest is not None and latest.run_id == context.run.run_id and entry is not None:
+            offsets = entry.value  # None: the batch staged nothing
+            sql += " and message_id in (select message_id from raw.events where bus_offset between ? and ?)"
+            params += offsets if offsets else [0, -1]
+    with warehouse.connect() as conn:
+        return conn.query(sql, params)
+
+
 STAGING_CHECKS = [
-    *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL) for name, model in STAGING_MODELS.items()),
+    *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL,
+                          rows_written=events_written if name == "events" else None)
+      for name, model in STAGING_MODELS.items()),
     unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names"),
     unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),
 ]
