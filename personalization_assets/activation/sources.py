@@ -3,6 +3,7 @@ payload as a JSON string. Suppressed people are filtered later, in one place (`e
 
 from __future__ import annotations
 
+from ..experiments.sql import holdout_exclusion
 from ..marts.inputs import Sql
 
 PROFILE_FIELDS = ("first_name", "locale", "country", "timezone", "rfm_segment", "preferred_send_hour")
@@ -19,7 +20,7 @@ def segment_members_sql(conn: Sql) -> tuple[str, int]:
     payload = _json_object(conn, {f: f"p.{f}" for f in PROFILE_FIELDS})
     return f"""select m.customer_key as row_key, m.customer_key, lower(p.email) as email, {payload} as payload
 from marts.segment_membership m join marts.customer_profiles p on p.customer_key = m.customer_key
-where m.segment = ?""", 1
+where m.segment = ?{holdout_exclusion(conn)}""", 1
 
 
 def segment_changes_sql(conn: Sql) -> tuple[str, int]:

@@ -29,7 +29,8 @@ from ..segments.model import load_builtin
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
 SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
-SYNC_DEPS = [["marts", "segment_membership"], ["marts", "customer_profiles"], SUPPRESSION_KEY]
+SYNC_DEPS = [["marts", "segment_membership"], ["marts", "customer_profiles"], SUPPRESSION_KEY,
+             ["marts", "experiment_assignments"]]  # holdouts: control members are not synced
 # Physical tables an asset writes besides its own `schema.table` key (read by `pii_tables`).
 PII_TABLES_META = "activation/pii_tables"
 SYNC_TABLES = ["activation.sync_state", "activation.sync_failed_rows", "activation.suppression_propagation",
