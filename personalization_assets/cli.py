@@ -300,9 +300,21 @@ def _add_forget(sub) -> None:
 
 
 def _add_identity(sub) -> None:
-    from .identity.cli import add_identity_command
+    p = sub.add_parser("identity", help="decide identity review cases: link or unlink two records")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("link", "the two records are one person"), ("unlink", "the two records are two people")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("left", help="record id, e.g. crm:1042")
+        a.add_argument("right", help="record id, e.g. shop:77")
+        a.add_argument("--reason", required=True, help="why (kept with the decision)")
+        a.add_argument("--by", default=None, help="who decides (default: the OS user)")
+        a.set_defaults(func=_identity_decide)
 
-    add_identity_command(sub)
+
+def _identity_decide(args: argparse.Namespace) -> int:
+    from .identity.cli import decide  # imports the engine (pandas) only when it runs
+
+    return decide(args)
 
 
 from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at import)

@@ -1,5 +1,8 @@
 """`personalization identity link|unlink A B --reason ...`: a person decides a review case.
 
+The arguments are declared in `personalization_assets/cli.py` (building the parser must not import
+the identity engine and pandas); this module does the work.
+
 The decision is written to ``core.identity_decisions`` of the local warehouse and obeyed by
 every later identity run (``core.customers``): link joins the two records' clusters, unlink
 keeps them apart. Both record ids must exist in ``core.customer_crosswalk``.
@@ -11,19 +14,7 @@ import argparse
 import getpass
 
 
-def add_identity_command(sub) -> None:
-    p = sub.add_parser("identity", help="decide identity review cases: link or unlink two records")
-    actions = p.add_subparsers(dest="action", required=True)
-    for action, text in (("link", "the two records are one person"), ("unlink", "the two records are two people")):
-        a = actions.add_parser(action, help=text)
-        a.add_argument("left", help="record id, e.g. crm:1042")
-        a.add_argument("right", help="record id, e.g. shop:77")
-        a.add_argument("--reason", required=True, help="why (kept with the decision)")
-        a.add_argument("--by", default=None, help="who decides (default: the OS user)")
-        a.set_defaults(func=_decide)
-
-
-def _decide(args: argparse.Namespace) -> int:
+def decide(args: argparse.Namespace) -> int:
     from personalization_assets import settings
     from personalization_assets.cli import UserError
     from personalization_assets.identity.decisions import decision_row, record_decision
