@@ -51,7 +51,8 @@ def _reference(rows: dict, reporting_currency: str) -> list[dict]:
             "greeting": p.greeting(q.first_name, q.locale),
             "first_name": q.first_name.strip() or None if isinstance(q.first_name, str) else None,
             "locale": q.locale or "en", "currency": currency, "cart": items,
-            "last_viewed": [{"sku": s, "name": names.get(s, s)} for s in by["viewed"].get(q.customer_key, empty)["sku"]],
+            "last_viewed": [{"sku": s, "name": names.get(s, s)}
+                            for s in by["viewed"].get(q.customer_key, empty)["sku"]],
             "recommendations": [{"sku": r.sku, "name": names.get(r.sku, r.sku), "reason": r.reason}
                                 for r in by["recs"].get(q.customer_key, empty).itertuples(index=False)],
             "loyalty_tier": tier, "discount_eligible": p.discount_eligible(tier, segments),
