@@ -35,9 +35,10 @@ where c.segment = ?""", 1
 
 def trigger_fires_sql(conn: Sql) -> tuple[str, int]:
     """Fired triggers (e.g. cart abandonment) with the merge fields of their customer, for SMTP.
-    The segment name given is the trigger name; row_key is the engine's fire_key."""
+    The segment name given is the trigger name; row_key is the engine's fire_key. Holdouts' control
+    arms are left out (this fallback path logs no ghost exposures: the sender service does)."""
     return """select f.fire_key as row_key, m.customer_key, lower(p.email) as email, p.payload
 from activation.trigger_fires f
 join core.identity_map m on m.identity_type = 'user_id' and m.identity = f.customer_id
 join marts.personalization_payloads p on p.customer_key = m.customer_key
-where f.outcome = 'fire' and f.trigger = ?""", 1
+where f.outcome = 'fire' and f.trigger = ?""" + holdout_exclusion(conn, "m.customer_key", "'trigger:' || f.trigger"), 1
