@@ -126,7 +126,8 @@ def build_exposures(conn, experiments: list[Experiment], assignments: pd.DataFra
             part = pd.DataFrame({"experiment": name, "decision_key": f"segment:{exp.target}:" + keys[mask]
                                  + ":" + since[mask].astype(str), "customer_id": None, "customer_key": keys[mask],
                                  "exposed_at": since[mask], "source": "segment"})
-            part["arm"] = [arms.get((name, k), CONTROL if name == GLOBAL_CONTROL else None) for k in part.customer_key]
+            part["arm"] = [arms.get((name, k)) or (assign_arm(glob, k) if name == GLOBAL_CONTROL else None)
+                           for k in part.customer_key]  # a member not yet in the assignments: its hash arm
             part = part[part.arm.notna()]
             part["ghost"] = (part["arm"] == CONTROL).astype(int)
             frames.append(part)

@@ -109,3 +109,26 @@ def test_a_merge_keeps_the_survivors_arm_and_is_recorded(world):
     with warehouse.connect() as conn:  # a later run still knows
         assert conn.scalar("select contaminated_by from marts.experiment_assignments where customer_key = ? "
                            "and experiment = 'trigger:cart_abandonment'", [survivor]) == absorbed
+
+
+def test_segment_holdout_is_stratified_and_its_control_members_are_ghosts(world):
+    warehouse, _ = world
+    with warehouse.connect() as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
+        conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
+        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                     "order by customer_key limit 300", [NOW - timedelta(days=3)])
+        conn.execute("insert into marts.customer_profiles select customer_key, case when customer_key < 'cus_00100' "
+                     "then 'champions' else 'hibernating' end from core.customers")
+    assert dg.materialize(ALL, resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        assigned = conn.query("select * from marts.experiment_assignments where experiment = 'segment:win_back'")
+        exposed = conn.query("select * from marts.experiment_exposures where source = 'segment'")
+    assert len(assigned) == 300
+    for stratum, members in assigned.groupby("stratum"):  # 10 % held out in each RFM stratum, to the member
+        assert abs((members.arm == CONTROL).sum() - 0.1 * len(members)) <= 1, stratum
+    seg = exposed[exposed.experiment == "segment:win_back"].merge(assigned, on="customer_key", suffixes=("", "_a"))
+    assert (seg.arm == seg.arm_a).all() and (seg.ghost == (seg.arm == CONTROL)).all()
+    glob = exposed[exposed.experiment == "global_control"]
+    assert len(glob) == 300 and set(seg.customer_key).isdisjoint(glob.customer_key[glob.arm == CONTROL])
