@@ -87,6 +87,26 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
     return raw, result, by_rule
 
 
+def replay_events(conn: WarehouseConnection, record_ids: list[str]):
+    """Stage again only the raw events of these (open, quarantined) messageIds, each from its first
+    arrival, and add those that pass to staging: the replay's cost follows the open records, not
+    the days they arrived on (every event rule looks at one event alone)."""
+    raw = pd.DataFrame(columns=EVENT_COLUMNS)
+    if record_ids and conn.table_exists("raw", "events"):
+        parts = [conn.query(f"select * from raw.events where message_id in ({', '.join('?' for _ in chunk)})", chunk)
+                 for chunk in (record_ids[i:i + 1_000] for i in range(0, len(record_ids), 1_000))]
+        raw = pd.concat(parts, ignore_index=True).sort_values("bus_offset", kind="stable")
+    result = logic.stage_events(raw, now=utc_now())
+    prepare_quarantine(conn, "events")
+    _prepare(conn, "events", result.valid)
+    with conn.transaction():
+        by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
+        if len(result.valid):
+            conn.delete_keys("staging", "events", result.valid[["message_id"]])
+            conn.insert_frame("staging", "events", result.valid)
+    return raw, result, by_rule
+
+
 STAGED_EVENTS_CURSOR = "staging_events"  # highest raw.events bus_offset staged by a micro-batch
 
 
@@ -207,7 +227,6 @@ def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: st
 
 REPLAY_SOURCES = {  # quarantine source -> raw table, its id column, its arrival column, re-staging
     "shop_orders": ("shop_orders", "order_id", "loaded_at", restage_orders),
-    "events": ("events", "message_id", "received_at", restage_events),
 }
 
 
@@ -224,9 +243,10 @@ def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
                                 ["seeds", "country_synonyms"], *SEEDS_OF_ORDERS, ["seeds", "event_names"]])
 def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
-    schemas and lookups (run it after a fix). Records that pass now move into staging (the days
-    they arrived on are re-staged) and their quarantine rows are released; replaying again moves
-    nothing twice. It runs even when a blocking check on staging failed.
+    schemas and lookups (run it after a fix). Records that pass now move into staging (orders: the
+    days they arrived on are re-staged; events: only the open ones) and their quarantine rows are
+    released; replaying again moves nothing twice. It runs even when a blocking check on staging
+    failed.
 
     manual: run it after a fix to a rule, schema or lookup; on its own it would only re-check
     what still fails (re-staging whole days), so the default jobs leave it out."""
@@ -247,6 +267,10 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
                 restage(conn, start.to_pydatetime(), (start + pd.Timedelta(days=1)).to_pydatetime())
             days[source] = [s.strftime("%Y-%m-%d") for s in starts]
             moved[source] = len(waiting - _open_ids(conn, source))
+        waiting = _open_ids(conn, "events")  # events: only the open records, never their days
+        if waiting:
+            replay_events(conn, sorted(waiting))
+        checked["events"], moved["events"] = len(waiting), len(waiting - _open_ids(conn, "events"))
     frame = pd.DataFrame({"source": list(checked), "checked": list(checked.values()),
                           "moved": [moved[s] for s in checked]})
     return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, restaged_days=days))
