@@ -42,8 +42,11 @@ def arm_results(df: pd.DataFrame, arm_column: str, control: str, outcomes: list[
     """
     if arm_column not in df.columns:
         raise ResultsError(f"arm column {arm_column!r} is not in {where} (columns: {', '.join(map(str, df.columns))})")
-    if df[arm_column].isna().any():
-        raise ResultsError(f"arm column {arm_column!r} in {where} is empty in {int(df[arm_column].isna().sum())} row(s)")
+    empty = df[arm_column].isna() | (df[arm_column].astype(str).str.strip() == "")
+    if empty.any():
+        row = int(empty.to_numpy().nonzero()[0][0])
+        raise ResultsError(f"arm column {arm_column!r} in {where} is empty in {int(empty.sum())} row(s), first at data "
+                           f"row {row + 1}: every row needs its arm; fix or drop those rows")
     df = numeric_outcomes(df, outcomes, where)
     df[arm_column] = df[arm_column].astype(str)
     arms = sorted(df[arm_column].unique())

@@ -102,3 +102,10 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
                            "--arm-column", "arm", "--control", "x", "--outcome", "y"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_a_row_without_an_arm_is_reported(tmp_path, capsys):
+    path = tmp_path / "noarm.csv"
+    path.write_text("arm,spend\nA,1.5\nB,2\n,3\nA,3\n")
+    code, _, err = _run(capsys, "--csv", str(path), "--arm-column", "arm", "--control", "A", "--outcome", "spend")
+    assert code == 1 and "arm column 'arm'" in err and "data row 3" in err
