@@ -27,6 +27,9 @@ DDL = {
         recorded_at {TS}, email_sha256 varchar""",
     "suppression_propagation": f"""email varchar, destination varchar, requested_at {TS},
         propagated_at {TS}""",
+    # Identity merges/unmerges acknowledged by each destination (`identity_changes`).
+    "identity_changes": f"""destination varchar, change_id varchar, kind varchar, old_key varchar,
+        new_keys varchar, applied_at {TS}""",
     "erasure_queue": f"""erasure_id varchar, destination varchar, email varchar, customer_key varchar,
         queued_at {TS}, done_at {TS}, error varchar""",
 }

@@ -4,7 +4,8 @@ Documented limits (braze.com/docs/api/api_limits): at most 75 objects per reques
 events and purchases combined, and 3,000 requests per 3 seconds. Each row becomes one object:
 segment membership is the array attribute `segments` ({"add": [...]} / {"remove": [...]}),
 events-mode rows are custom events, unsubscribes set `email_subscribe` to "unsubscribed".
-Erasure uses `POST /users/delete` (at most 50 external_ids per request).
+Erasure uses `POST /users/delete` (at most 50 external_ids per request), identity merges
+`POST /users/merge` (at most 50 merge_updates).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..model import ADD, CHANGE, EVENT, EVENTS, MIRROR, REMOVE, UNSUBSCRIBE, UPS
 
 MAX_OBJECTS = 75
 MAX_DELETE_IDS = 50
+MAX_MERGES = 50
 # Payload fields Braze knows as standard attributes; the rest are custom attributes.
 STANDARD = {"first_name", "last_name", "country", "language", "email", "phone", "time_zone"}
 
@@ -84,6 +86,16 @@ class BrazeTrack:
             if row is not None:
                 refused[row.row_key] = err.get("type") or "refused by Braze"
         return [RowResult(r.row_key, r.row_key not in refused, refused.get(r.row_key)) for r in rows]
+
+    def merge_profiles(self, changes: Sequence) -> None:
+        """`POST /users/merge` (at most 50 merges per request): the old profile's attributes,
+        events and purchases move to the survivor and the old profile is removed. Braze has no
+        unmerge: after one, the new key is created by the ordinary sync."""
+        for start in range(0, len(changes), MAX_MERGES):
+            updates = [{"identifier_to_merge": {"external_id": c.old_key},
+                        "identifier_to_keep": {"external_id": c.new_keys[0]}} for c in changes[start:start + MAX_MERGES]]
+            self.transport.request("POST", f"{self.base_url.rstrip('/')}/users/merge", {"merge_updates": updates},
+                                   self._headers())
 
     def delete(self, emails: Sequence[str], customer_keys: Sequence[str]) -> None:
         """By external_id: every profile this platform created carries one (the customer_key)."""

@@ -5,6 +5,9 @@ the same scheme as our inbound generic webhook, so a receiver can verify both th
 `Idempotency-Key` is the batch key; each row also carries its own `idempotency_key`, stable across
 retries and re-runs, which is what a receiver deduplicates on.
 
+Identity changes travel as `{"identity": [{"type": "identity.merge" | "identity.unmerge", ...}]}`
+(see `activation.identity_changes`), erasures as `{"erase": {...}}`.
+
 The receiver may answer `{"results": [{"row_key": ..., "ok": false, "error": ...}]}` to refuse
 single rows; any other 2xx acknowledges the whole batch.
 """
@@ -69,6 +72,22 @@ class SignedWebhook:
         if not refused:
             return all_ok(rows)
         return [RowResult(r.row_key, r.row_key not in refused, refused.get(r.row_key)) for r in rows]
+
+    def merge_profiles(self, changes: Sequence) -> None:
+        """`identity.merge` events (`from` merged into `into`); raises when not acknowledged."""
+        self._identity(changes, "identity.merge")
+
+    def unmerge_profiles(self, changes: Sequence) -> None:
+        """`identity.unmerge` events: the profile `from` is now the people `into`."""
+        self._identity(changes, "identity.unmerge")
+
+    def _identity(self, changes: Sequence, event: str) -> None:
+        for start in range(0, len(changes), self.batch_size):
+            chunk = changes[start:start + self.batch_size]
+            events = [{"type": event, "idempotency_key": c.change_id, "from": c.old_key,
+                       "into": c.new_keys[0] if event == "identity.merge" else list(c.new_keys)} for c in chunk]
+            key = "identity-" + hashlib.sha256("|".join(e["idempotency_key"] for e in events).encode()).hexdigest()[:32]
+            self._post({"batch_key": key, "identity": events}, key)
 
     def delete(self, emails: Sequence[str], customer_keys: Sequence[str]) -> None:
         key = "erase-" + hashlib.sha256("|".join(sorted([*emails, *customer_keys])).encode()).hexdigest()[:32]

@@ -1,0 +1,181 @@
+"""Identity merges and unmerges, carried to a destination before its sync.
+
+A merge gives two people one golden customer_key; the key that lost no longer exists in the
+marts. Left alone, a mirror sync would only drop the old key from its segments, so the
+destination would keep two profiles of one person (and upsert would keep both forever). An
+unmerge (a false merge undone, `personalization identity unlink`) splits one key into several.
+
+Per destination, the keys it holds (`activation.sync_state`, profile rows: row_key =
+customer_key) are traced through the crosswalk: each record's `previous_customer_key` (the last
+identity run) and the key a record would have been born with (`identity.keys.key_for`, which
+survives any number of runs) lead from an old key to today's keys. Then:
+
+- a held key that is gone and leads to one key is a **merge**: the destination merges the
+  profile into the survivor (`merge_profiles`: Braze `/users/merge`, the webhook's
+  `identity.merge`), or, without such a call, deletes it; its state rows move to the survivor, so
+  the next diff sends only what differs and never re-adds the person;
+- a held key whose records now lie in several keys is an **unmerge**: the destination is told
+  (`unmerge_profiles`, when it has one), a profile whose key is gone is deleted there, and the
+  new keys are added by the ordinary diff.
+
+Each change is recorded in `activation.identity_changes` once it is acknowledged, so a re-run
+sends nothing. A destination that refuses raises: the sync stops before its diff, which would
+otherwise drop the old profile from its segments and leave it behind, and the next run retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+import pandas as pd
+
+from ..marts.inputs import Sql
+from . import tables
+
+MERGE, UNMERGE = "merge", "unmerge"
+STATE, LOG = "activation.sync_state", "activation.identity_changes"
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    kind: str  # merge | unmerge
+    old_key: str
+    new_keys: tuple[str, ...]  # merge: the survivor; unmerge: every key the records went to
+
+    @property
+    def change_id(self) -> str:
+        """Stable across runs: the receiver's idempotency key and the log's key."""
+        text = f"{self.kind}|{self.old_key}|{','.join(self.new_keys)}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def derive_changes(held: Iterable[str], current: set[str], lineage: Iterable[tuple[str, str]]) -> list[IdentityChange]:
+    """Changes for the keys a destination holds. `current`: keys that exist now among the keys
+    traced; `lineage`: (old key, key now) pairs from the crosswalk. A gone key with no lineage
+    (its records were erased) is left to the ordinary sync."""
+    leads: dict[str, set[str]] = defaultdict(set)
+    for old, new in lineage:
+        if old and new and old != new:
+            leads[old].add(new)
+    changes = []
+    for key in sorted(set(held)):
+        others = leads.get(key, set())
+        if not others:
+            continue
+        if key in current:
+            changes.append(IdentityChange(UNMERGE, key, tuple(sorted(others | {key}))))
+        elif len(others) == 1:
+            changes.append(IdentityChange(MERGE, key, tuple(others)))
+        else:
+            changes.append(IdentityChange(UNMERGE, key, tuple(sorted(others))))
+    return changes
+
+
+def _born_key_sql(conn: Sql) -> str:
+    """`identity.keys.key_for(record_id)` in SQL (sha1 hex is lower case in both warehouses)."""
+    return "'cus_' || substr(sha1(c.record_id), 1, 16)"
+
+
+def _traced(conn: Sql, destination: str) -> tuple[list[str], set[str], list[tuple[str, str]]]:
+    """(held keys, which of them exist now, lineage pairs) for one destination, from SQL."""
+    held_sql = (f"select distinct customer_key as k from {STATE} where destination = ? and present "
+                "and row_key = customer_key")
+    columns = set(conn.query("select lower(column_name) as c from information_schema.columns where "
+                             "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
+    sources = [f"select {_born_key_sql(conn)} as old_key, c.customer_key as new_key from core.customer_crosswalk c"]
+    if "previous_customer_key" in columns:
+        sources.append("select c.previous_customer_key, c.customer_key from core.customer_crosswalk c "
+                       "where c.previous_customer_key is not null")
+    pairs = conn.query(f"""with held as ({held_sql}), lineage as ({' union '.join(sources)})
+select distinct l.old_key, l.new_key,
+       exists (select 1 from core.customer_crosswalk x where x.customer_key = l.old_key) as old_exists
+from lineage l join held h on h.k = l.old_key
+where l.new_key <> l.old_key""", [destination])
+    current = set(pairs.loc[pairs["old_exists"].astype(bool), "old_key"])
+    return sorted(set(pairs["old_key"])), current, list(zip(pairs["old_key"], pairs["new_key"]))
+
+
+def pending_changes(conn: Sql, destination: str) -> list[IdentityChange]:
+    """The changes this destination has not acknowledged yet."""
+    if not conn.table_exists("core", "customer_crosswalk"):
+        return []
+    tables.prepare(conn, "sync_state", "identity_changes")
+    held, current, lineage = _traced(conn, destination)
+    changes = derive_changes(held, current, lineage)
+    if not changes:
+        return []
+    done = set(conn.query(f"select change_id from {LOG} where destination = ?", [destination])["change_id"])
+    return [c for c in changes if c.change_id not in done]
+
+
+def _state_moves(conn: Sql, destination: str, change: IdentityChange, now: datetime) -> pd.DataFrame:
+    """New sync_state rows after a change: the old key's profile rows become tombstones (email
+    dropped); on a merge, a segment the survivor was not in (as far as this destination knows)
+    gets the old row under the survivor's key, since the merged profile now holds it there."""
+    rows = conn.query(f"select * from {STATE} where destination = ? and row_key = ? and customer_key = ?",
+                      [destination, change.old_key, change.old_key])
+    moved = []
+    if change.kind == MERGE and len(rows):
+        survivor = change.new_keys[0]
+        theirs = conn.query(f"select segment, version, present from {STATE} where destination = ? and row_key = ?",
+                            [destination, survivor]).set_index("segment")
+        for row in rows[rows["present"].astype(bool)].itertuples(index=False):
+            if row.segment in theirs.index and bool(theirs.loc[row.segment, "present"]):
+                continue
+            version = int(theirs.loc[row.segment, "version"]) if row.segment in theirs.index else 0
+            moved.append({**row._asdict(), "row_key": survivor, "customer_key": survivor, "version": version})
+    tomb = rows.assign(present=False, email=None)
+    frame = pd.concat([tomb, pd.DataFrame(moved, columns=rows.columns)], ignore_index=True) if moved else tomb
+    frame["version"] = frame["version"].astype("int64")
+    frame["present"] = frame["present"].astype(bool)
+    frame["synced_at"] = pd.Timestamp(now)
+    return frame
+
+
+def _held_emails(conn: Sql, destination: str, key: str, keep: tuple[str, ...]) -> list[str]:
+    """The old key's addresses that no surviving key uses here (deleting by address must not
+    delete the survivor's profile at a destination keyed by e-mail)."""
+    marks = ", ".join("?" for _ in keep)
+    found = conn.query(f"""select distinct lower(s.email) as email from {STATE} s
+where s.destination = ? and s.customer_key = ? and s.email is not null
+  and not exists (select 1 from {STATE} o where o.destination = s.destination and o.present
+                  and o.customer_key in ({marks}) and lower(o.email) = lower(s.email))""",
+                       [destination, key, *keep])
+    return sorted(found["email"])
+
+
+def apply_changes(conn: Sql, destination, changes: list[IdentityChange], now: datetime) -> dict[str, int]:
+    """Tell the destination, then move its state and log the change: one transaction per change,
+    after the destination acknowledged it, so a failure leaves the change pending, never half done."""
+    merges = [c for c in changes if c.kind == MERGE]
+    unmerges = [c for c in changes if c.kind == UNMERGE]
+    merge_call, unmerge_call = getattr(destination, "merge_profiles", None), getattr(destination, "unmerge_profiles", None)
+    counts = {"merged": 0, "unmerged": 0, "deleted": 0}
+    if merges and merge_call:
+        merge_call(merges)
+    if unmerges and unmerge_call:
+        unmerge_call(unmerges)
+    for change in changes:
+        gone = change.old_key not in change.new_keys
+        if gone and (change.kind == UNMERGE or not merge_call):
+            destination.delete(_held_emails(conn, destination.name, change.old_key, change.new_keys), [change.old_key])
+            counts["deleted"] += 1
+        state = _state_moves(conn, destination.name, change, now) if gone else None
+        log = pd.DataFrame([{"destination": destination.name, "change_id": change.change_id, "kind": change.kind,
+                             "old_key": change.old_key, "new_keys": ",".join(change.new_keys),
+                             "applied_at": pd.Timestamp(now)}])
+        with conn.transaction():
+            if state is not None and len(state):
+                conn.upsert_frame("activation", "sync_state", state, ["destination", "segment", "row_key"])
+            conn.upsert_frame("activation", "identity_changes", log, ["destination", "change_id"])
+        counts["merged" if change.kind == MERGE else "unmerged"] += 1
+    return counts
+
+
+def propagate_identity_changes(conn: Sql, destination, now: datetime) -> dict[str, int]:
+    """Carry pending merges and unmerges to one destination; returns counts by outcome."""
+    return apply_changes(conn, destination, pending_changes(conn, destination.name), now)

@@ -1,0 +1,207 @@
+"""Identity merges and unmerges reach destinations through the sync: real receivers on 127.0.0.1
+that keep profiles the way a platform does (one per customer_key)."""
+
+import json
+
+import pytest
+
+from personalization_assets.activation.destinations import BrazeTrack, SignedWebhook
+from personalization_assets.activation.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from personalization_assets.activation.engine import SyncSpec, run_sync
+from personalization_assets.activation.identity_changes import (
+    MERGE, UNMERGE, IdentityChange, derive_changes, propagate_identity_changes,
+)
+from personalization_assets.activation.model import MIRROR, UPSERT
+from personalization_assets.activation.sources import segment_members_sql
+from personalization_assets.identity.keys import key_for
+
+from .conftest import NOW
+from .servers import BrazeServer, WebhookReceiver
+
+SECRET = "s3cret"
+A, B = key_for("crm:1"), key_for("web:2")  # the keys the two people were born with
+
+
+class ProfileReceiver(WebhookReceiver):
+    """A webhook receiver that keeps profiles: rows create and update them, `identity.merge`
+    folds one into another, `identity.unmerge` is recorded, `erase` deletes."""
+
+    def __init__(self, secret):
+        super().__init__(secret)
+        self.profiles: dict[str, set[str]] = {}  # customer_key -> segments
+        self.identity: dict[str, dict] = {}  # idempotency key -> identity event
+
+    def handle(self, method, path, headers, body):
+        doc = json.loads(body)
+        if "identity" in doc:
+            self.count += 1
+            if not verify(self.secret, headers.get(TIMESTAMP_HEADER, ""), body, headers.get(SIGNATURE_HEADER, "")):
+                return 401, {}, {"error": "bad signature"}
+            for event in doc["identity"]:
+                if event["idempotency_key"] in self.identity:
+                    continue
+                self.identity[event["idempotency_key"]] = event
+                if event["type"] == "identity.merge":
+                    self.profiles.setdefault(event["into"], set()).update(self.profiles.pop(event["from"], set()))
+            return 200, {}, {}
+        seen = set(self.applied)
+        answer = super().handle(method, path, headers, body)
+        if "erase" in doc:
+            for key in doc["erase"]["customer_keys"]:
+                self.profiles.pop(key, None)
+        for row in doc.get("rows", []):
+            if row["idempotency_key"] in seen:
+                continue
+            segments = self.profiles.setdefault(row["customer_key"], set())
+            (segments.discard if row["op"] == "removed" else segments.add)(row["segment"])
+        return answer
+
+
+class Warehouse:
+    """Crosswalk and marts by hand: records crm:1 and web:2, one or two people."""
+
+    def __init__(self, duck, marts):
+        self.duck, self.marts = duck, marts
+        duck.execute("create schema if not exists core")
+        duck.execute("create table core.customer_crosswalk (record_id varchar, customer_key varchar, "
+                     "previous_customer_key varchar)")
+
+    def people(self, crosswalk: dict[str, tuple[str, str | None]], segments: dict[str, list[str]]) -> None:
+        self.duck.execute("delete from core.customer_crosswalk")
+        self.duck.raw.executemany("insert into core.customer_crosswalk values (?, ?, ?)",
+                                  [[r, k, p] for r, (k, p) in crosswalk.items()])
+        self.duck.execute("delete from marts.customer_profiles")
+        keys = sorted({k for k, _ in crosswalk.values()})
+        self.duck.raw.executemany("insert into marts.customer_profiles values (?, ?, ?, 'en-GB', 'GB', 'Europe/London', 'loyal', 9)",
+                                  [[k, f"{k}@example.com", f"Name{k[-3:]}"] for k in keys])
+        for segment, members in segments.items():
+            self.marts.members(segment, members)
+
+
+def sync(duck, destination, segments=("vip", "lapsed"), mode=MIRROR) -> dict:
+    """What the sync assets do: identity changes first, then each segment's diff."""
+    moved = propagate_identity_changes(duck, destination, NOW)
+    sent = [run_sync(duck, SyncSpec(destination, s, mode, segment_members_sql(duck))).counts() for s in segments]
+    return {"identity": moved, "sent": sent}
+
+
+@pytest.fixture
+def world(duck, marts):
+    return Warehouse(duck, marts)
+
+
+def hook(receiver, transport):
+    return SignedWebhook(url=receiver.url + "/hook", secret=SECRET, transport=transport)
+
+
+@pytest.mark.parametrize("mode", [MIRROR, UPSERT])
+def test_merge_leaves_one_profile_and_unmerge_brings_both_back(duck, world, transport, mode):
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A], "lapsed": [B]})
+    with ProfileReceiver(SECRET) as receiver:
+        sync(duck, hook(receiver, transport), mode=mode)
+        assert receiver.profiles == {A: {"vip"}, B: {"lapsed"}}
+
+        # crm:1 and web:2 are one person: B survives and now is in both segments
+        world.people({"crm:1": (B, A), "web:2": (B, B)}, {"vip": [B], "lapsed": [B]})
+        before = set(receiver.applied)
+        merged = sync(duck, hook(receiver, transport), mode=mode)
+        assert merged["identity"]["merged"] == 1
+        assert receiver.profiles == {B: {"vip", "lapsed"}}  # one profile: A was merged into B
+        events = list(receiver.identity.values())
+        assert [(e["type"], e["from"], e["into"]) for e in events] == [("identity.merge", A, B)]
+        new_rows = [r for k, r in receiver.applied.items() if k not in before]
+        assert not [r for r in new_rows if r["op"] == "added"]  # B is never re-added to vip as a new member
+        assert not [r for r in new_rows if r["customer_key"] == A]  # nothing more is sent about A
+
+        count = receiver.count
+        assert sync(duck, hook(receiver, transport), mode=mode)["identity"] == {"merged": 0, "unmerged": 0, "deleted": 0}
+        assert receiver.count == count  # a re-run sends nothing
+
+        # a steward unlinks them: crm:1 gets its own key back
+        world.people({"crm:1": (A, B), "web:2": (B, B)}, {"vip": [A], "lapsed": [B]})
+        unmerged = sync(duck, hook(receiver, transport), mode=mode)
+        assert unmerged["identity"]["unmerged"] == 1
+        assert set(receiver.profiles) == {A, B} and "vip" in receiver.profiles[A]
+        split = [e for e in receiver.identity.values() if e["type"] == "identity.unmerge"]
+        assert [(e["from"], e["into"]) for e in split] == [(B, sorted([A, B]))]
+
+        count = receiver.count
+        again = sync(duck, hook(receiver, transport), mode=mode)
+        assert again["identity"]["unmerged"] == 0 and receiver.count == count
+    assert duck.scalar("select count(*) from activation.identity_changes") == 2
+
+
+def test_a_refused_merge_stops_the_sync_and_is_retried(duck, world, transport):
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A, B]})
+    with ProfileReceiver(SECRET) as receiver:
+        sync(duck, hook(receiver, transport), segments=("vip",))
+    world.people({"crm:1": (B, A), "web:2": (B, B)}, {"vip": [B]})
+    with ProfileReceiver("another secret") as wrong:  # answers 401: the merge is not acknowledged
+        with pytest.raises(Exception, match="401"):
+            propagate_identity_changes(duck, hook(wrong, transport), NOW)
+    assert duck.scalar("select count(*) from activation.identity_changes") == 0
+    assert duck.scalar("select count(*) from activation.sync_state where row_key = ? and present", [A]) == 1
+    with ProfileReceiver(SECRET) as receiver:
+        assert propagate_identity_changes(duck, hook(receiver, transport), NOW)["merged"] == 1
+        assert [e["from"] for e in receiver.identity.values()] == [A]
+
+
+class BrazeMergeServer(BrazeServer):
+    """BrazeServer plus `POST /users/merge` (merge_updates by external_id, at most 50)."""
+
+    def __init__(self, api_key):
+        super().__init__(api_key)
+        self.merges: list[tuple[str, str]] = []
+
+    def handle(self, method, path, headers, body):
+        if path != "/users/merge":
+            return super().handle(method, path, headers, body)
+        if headers.get("Authorization") != f"Bearer {self.api_key}":
+            return 401, {}, {"message": "Invalid API key"}
+        updates = json.loads(body)["merge_updates"]
+        if len(updates) > 50:
+            return 400, {}, {"message": "at most 50 merge_updates"}
+        for u in updates:
+            old, keep = u["identifier_to_merge"]["external_id"], u["identifier_to_keep"]["external_id"]
+            self.merges.append((old, keep))
+            gone = self.users.pop(old, None)
+            if gone:
+                self.users.setdefault(keep, {"segments": set()})["segments"] |= gone["segments"]
+        return 202, {}, {"message": "success"}
+
+
+def test_braze_merges_through_users_merge(duck, world, transport):
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A], "lapsed": [B]})
+    with BrazeMergeServer("key") as server:
+        braze = BrazeTrack(server.url, "key", transport)
+        sync(duck, braze)
+        assert set(server.users) == {A, B}
+        world.people({"crm:1": (B, A), "web:2": (B, B)}, {"vip": [B], "lapsed": [B]})
+        sync(duck, braze)
+        assert server.merges == [(A, B)] and set(server.users) == {B}
+        assert server.users[B]["segments"] == {"vip", "lapsed"} and server.deleted == []
+
+
+def test_a_destination_without_merge_deletes_the_old_profile(duck, world, tmp_path):
+    from personalization_assets.activation.destinations import FileExport
+
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A, B]})
+    files = FileExport(tmp_path / "exports")
+    sync(duck, files, segments=("vip",))
+    world.people({"crm:1": (B, A), "web:2": (B, B)}, {"vip": [B]})
+    assert sync(duck, files, segments=("vip",))["identity"] == {"merged": 1, "unmerged": 0, "deleted": 1}
+    held = set()
+    for path in files.files():
+        held |= set(files._read(path)["customer_key"])
+    assert A not in held and B in held
+
+
+def test_derive_changes_from_lineage():
+    # merged away (born key and previous key both lead to B), split with the key kept, split
+    # with the key gone, and an erased key (no lineage) left to the ordinary sync
+    lineage = [("A", "B"), ("B", "B"), ("C", "C"), ("C", "D"), ("E", "F"), ("E", "G")]
+    changes = derive_changes(["A", "B", "C", "E", "Z"], {"B", "C"}, lineage)
+    assert changes == [IdentityChange(MERGE, "A", ("B",)), IdentityChange(UNMERGE, "C", ("C", "D")),
+                       IdentityChange(UNMERGE, "E", ("F", "G"))]
+    assert len({c.change_id for c in changes}) == 3
+    assert derive_changes(["A"], set(), []) == []
