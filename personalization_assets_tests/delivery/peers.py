@@ -49,6 +49,8 @@ class EspServer:
         self.accepted_at: dict[str, float] = {}
         self.bad_signatures = 0
         self.truncated = 0  # the client died while sending the body
+        self.after_429: list[float] = []  # seconds from each 429 to the next request
+        self._last_429: float | None = None
         self.burst = burst if burst is not None else (rate or 0.0)
         self._tokens, self._updated = self.burst, time.monotonic()
 
@@ -96,11 +98,15 @@ class EspServer:
         with self.lock:
             self.raw += 1
             n = self.raw
+            if self._last_429 is not None:
+                self.after_429.append(time.monotonic() - self._last_429)
+                self._last_429 = None
             if not verify(self.secret, headers.get(TIMESTAMP_HEADER, ""), body, headers.get(SIGNATURE_HEADER, "")):
                 self.bad_signatures += 1
                 return 401, {}
             if not self._allow():
                 self.throttled += 1
+                self._last_429 = time.monotonic()
                 return 429, {"Retry-After": f"{self.retry_after:g}"}
             key = headers.get(IDEMPOTENCY_HEADER, "")
             doc = json.loads(body)

@@ -152,6 +152,7 @@ def test_webhook_429_with_retry_after_is_honoured_and_each_key_delivered_once(pa
             __import__("time").sleep(0.01)
     assert sender.outbox.counts()["sent"] == 30
     assert esp.throttled > 0 and bucket.rate < 400  # 429s came and the bucket slowed down
+    assert min(esp.after_429) >= 0.3 * 0.95  # nothing sent before Retry-After (the backoff alone is ~0.05 s)
     assert set(esp.delivered) == {idempotency_key(k) for k in keys} and set(esp.delivered.values()) == {1}
     assert esp.bad_signatures == 0
     retried = sender.outbox.conn.execute("select count(*) from outbox where attempts > 1").fetchone()[0]
