@@ -20,6 +20,7 @@ from ..activation.destinations import BrazeTrack, FileExport, MailchimpAudience,
 from ..activation.engine import SyncSpec, run_sync
 from ..activation.erasure import PiiTable, process_erasure_queue
 from ..activation.http import HttpTransport
+from ..activation.identity_changes import MERGE, pending_changes, propagate_identity_changes
 from ..activation.model import EVENTS, MIRROR
 from ..activation.ratelimit import TokenBucket
 from ..activation.sources import segment_members_sql, trigger_fires_sql
@@ -55,6 +56,13 @@ def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, 
     now = utc_now()
     reports, totals = [], {"added": 0, "changed": 0, "removed": 0, "failed": 0}
     with warehouse.connect() as conn:
+        # Merges/unmerges first: the diff below must see the survivor's rows, not re-add the person.
+        identity = {"merged": 0, "unmerged": 0, "deleted": 0}
+        if config.dry_run:
+            for change in pending_changes(conn, destination.name):
+                identity["merged" if change.kind == MERGE else "unmerged"] += 1
+        else:
+            identity = propagate_identity_changes(conn, destination, now)
         for segment in segments or _segments(config):
             report = run_sync(conn, SyncSpec(destination, segment, config.mode, segment_members_sql(conn)),
                               dry_run=config.dry_run)
@@ -72,7 +80,9 @@ def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, 
         context.log.warning(f"{totals['failed']} rows failed for {destination.name}: see activation.sync_failed_rows")
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, **{k: dg.MetadataValue.int(v) for k, v in totals.items()}, dry_run=config.dry_run,
-        unsubscribes_propagated=propagated, unsubscribes_failed=failed_unsubscribes, people_erased=erased))
+        unsubscribes_propagated=propagated, unsubscribes_failed=failed_unsubscribes, people_erased=erased,
+        identity_merged=identity["merged"], identity_unmerged=identity["unmerged"],
+        identity_profiles_deleted=identity["deleted"]))
 
 
 def _transport() -> HttpTransport:

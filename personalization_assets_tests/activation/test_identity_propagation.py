@@ -15,7 +15,7 @@ from personalization_assets.activation.model import MIRROR, UPSERT
 from personalization_assets.activation.sources import segment_members_sql
 from personalization_assets.identity.keys import key_for
 
-from .conftest import NOW
+from .conftest import NOW, Marts
 from .servers import BrazeServer, WebhookReceiver
 
 SECRET = "s3cret"
@@ -57,13 +57,16 @@ class ProfileReceiver(WebhookReceiver):
         return answer
 
 
-class Warehouse:
+class World:
     """Crosswalk and marts by hand: records crm:1 and web:2, one or two people."""
 
-    def __init__(self, duck, marts):
+    def __init__(self, duck, marts=None):
+        if marts is None:  # the marts tables exist already (a file warehouse, reopened)
+            marts = Marts.__new__(Marts)
+            marts.conn = duck
         self.duck, self.marts = duck, marts
         duck.execute("create schema if not exists core")
-        duck.execute("create table core.customer_crosswalk (record_id varchar, customer_key varchar, "
+        duck.execute("create table if not exists core.customer_crosswalk (record_id varchar, customer_key varchar, "
                      "previous_customer_key varchar)")
 
     def people(self, crosswalk: dict[str, tuple[str, str | None]], segments: dict[str, list[str]]) -> None:
@@ -87,7 +90,7 @@ def sync(duck, destination, segments=("vip", "lapsed"), mode=MIRROR) -> dict:
 
 @pytest.fixture
 def world(duck, marts):
-    return Warehouse(duck, marts)
+    return World(duck, marts)
 
 
 def hook(receiver, transport):
@@ -205,3 +208,31 @@ def test_derive_changes_from_lineage():
                        IdentityChange(UNMERGE, "E", ("F", "G"))]
     assert len({c.change_id for c in changes}) == 3
     assert derive_changes(["A"], set(), []) == []
+
+
+def test_webhook_sync_asset_carries_a_merge(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from personalization_assets.assets import activation
+    from personalization_assets.resources.warehouse import DuckDBWarehouse
+
+    monkeypatch.setenv("ACTIVATION_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("ERASURE_KEY_DIR", str(tmp_path / "keys"))
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "warehouse.duckdb"))
+    with ProfileReceiver(SECRET) as receiver:
+        config = {"ops": {"activation__webhook_sync": {"config": {"webhook_url": receiver.url, "segments": ["vip"]}}}}
+
+        def materialize(crosswalk, members) -> dict:
+            with warehouse.connect() as conn:
+                world = World(conn, Marts(conn) if not conn.table_exists("marts", "customer_profiles") else None)
+                world.people(crosswalk, {"vip": members})
+            result = dg.materialize([activation.webhook_sync], resources={"warehouse": warehouse}, run_config=config)
+            return result.get_asset_materialization_events()[0].materialization.metadata
+
+        first = materialize({"crm:1": (A, None), "web:2": (B, None)}, [A, B])
+        assert first["added"].value == 2 and set(receiver.profiles) == {A, B}
+        second = materialize({"crm:1": (B, A), "web:2": (B, B)}, [B])
+        assert second["identity_merged"].value == 1 and second["removed"].value == 0
+        assert set(receiver.profiles) == {B}
+        third = materialize({"crm:1": (B, A), "web:2": (B, B)}, [B])
+        assert third["identity_merged"].value == 0 and third["added"].value == third["changed"].value == 0
