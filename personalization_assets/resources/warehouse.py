@@ -18,6 +18,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from .snowflake_session import StepSession, current_step_session
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -290,15 +292,22 @@ class SnowflakeWarehouse(Warehouse):
     authenticator: str | None = None
     additional_snowflake_connection_args: dict[str, Any] | None = None
 
-    def snowflake_resource(self):
+    def snowflake_resource(self, session: StepSession = StepSession()):
+        """dagster-snowflake's resource; `session` adds the step's query tag and warehouse."""
         from dagster_snowflake import SnowflakeResource  # lazy: importing Snowflake costs seconds
 
         fields = {name: getattr(self, name) for name in type(self).model_fields}
+        if session.warehouse:
+            fields["warehouse"] = session.warehouse
+        if session.query_tag:
+            extra = dict(fields.get("additional_snowflake_connection_args") or {})
+            extra["session_parameters"] = {**extra.get("session_parameters", {}), "QUERY_TAG": session.query_tag}
+            fields["additional_snowflake_connection_args"] = extra
         return SnowflakeResource(paramstyle="qmark", **{k: v for k, v in fields.items() if v is not None})
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[WarehouseConnection]:
-        with self.snowflake_resource().get_connection() as raw:
+        with self.snowflake_resource(current_step_session()).get_connection() as raw:
             try:
                 yield WarehouseConnection(raw, "snowflake")
             except BaseException:
