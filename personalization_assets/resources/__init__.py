@@ -88,14 +88,14 @@ def snowflake_credentials() -> dict[str, Any]:
 
 def _prod() -> dict[str, Any]:
     try:
-        from dagster_snowflake_pandas import SnowflakePandasIOManager  # lazy: ~4 s import
+        from .snowflake_io import AtomicSnowflakeIOManager  # lazy: ~4 s import (dagster_snowflake_pandas)
     except ImportError as exc:
         raise ImportError("DAGSTER_DEPLOYMENT=prod needs the Snowflake integration: "
                           'pip install "personalization-assets[snowflake]"') from exc
 
     credentials = snowflake_credentials()
     return {
-        "io_manager": SnowflakePandasIOManager(**credentials),
+        "io_manager": AtomicSnowflakeIOManager(**credentials),
         "warehouse": SnowflakeWarehouse(**credentials),
         **_sources(),
     }
