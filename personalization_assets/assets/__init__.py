@@ -18,6 +18,7 @@ MODULES = [
     "email_events",
     "quality",
     "activation",
+    "audiences",
     "experiments",
 ]
 
