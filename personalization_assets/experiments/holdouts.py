@@ -22,26 +22,51 @@ def _yaml(package: str, name: str) -> dict:
     return yaml.safe_load(resources.files(package).joinpath(name).read_text()) or {}
 
 
+def _package_docs(package: str) -> list[dict]:
+    """Every `definitions/*.yaml` of a package, or [] when the package is absent."""
+    try:
+        folder = resources.files(package) / "definitions"
+        files = sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    except (ModuleNotFoundError, FileNotFoundError):
+        return []
+    return [yaml.safe_load(f.read_text()) or {} for f in files]
+
+
 def declared_experiments(triggers_path: str | Path | None = None, global_control=None,
-                         segment_docs: list[dict] | None = None) -> list[Experiment]:
-    """Every experiment the YAML declares: the global control first, then triggers, then segments."""
-    found: list[Experiment] = []
+                         segment_docs: list[dict] | None = None, audience_docs: list[dict] | None = None
+                         ) -> list[Experiment]:
+    """Every experiment the YAML declares: the global control first, then triggers, segments, and
+    the audiences of `audiences/` (issue 22: an audience that sends on entering is the trigger of
+    that name, any other a segment). One experiment declared in two places must agree."""
+    found: dict[str, Experiment] = {}
+
+    def add(exp: Experiment, where: str) -> None:
+        same = found.get(exp.name)
+        if same is not None and (same.split, same.stratify_by) != (exp.split, exp.stratify_by):
+            raise ValueError(f"{where}: holdout of {exp.name} is {exp.split} here but {same.split} where it was "
+                             "declared first; declare it once, or the same in both places")
+        found.setdefault(exp.name, exp)
+
     share = global_control if global_control is not None else _yaml(__package__, "experiments.yaml").get("global_control")
     if share:
-        found.append(holdout_experiment("global", "all", share))
+        add(holdout_experiment("global", "all", share), "experiments.yaml")
     triggers = (yaml.safe_load(Path(triggers_path).read_text()) if triggers_path
                 else _yaml("personalization_assets.realtime", "triggers.yaml")) or {}
     for t in triggers.get("triggers") or []:
         if t.get("holdout") is not None:
-            found.append(holdout_experiment("trigger", t["name"], t["holdout"]))
-    if segment_docs is None:
-        folder = resources.files("personalization_assets.segments") / "definitions"
-        segment_docs = [yaml.safe_load(f.read_text()) for f in sorted(folder.iterdir(), key=lambda f: f.name)
-                        if f.name.endswith(".yaml")]
-    for s in segment_docs:
+            add(holdout_experiment("trigger", t["name"], t["holdout"]), "triggers.yaml")
+    for s in _package_docs("personalization_assets.segments") if segment_docs is None else segment_docs:
         if s.get("holdout") is not None:
-            found.append(holdout_experiment("segment", s["name"], s["holdout"], stratify_by=s.get("holdout_stratify_by")))
-    return found
+            add(holdout_experiment("segment", s["name"], s["holdout"], stratify_by=s.get("holdout_stratify_by")),
+                f"segment {s['name']}")
+    for a in _package_docs("personalization_assets.audiences") if audience_docs is None else audience_docs:
+        if a.get("holdout") is None:
+            continue
+        sends = (a.get("on_enter") or {}).get("send")
+        kind, target = ("trigger", sends) if sends else ("segment", a["name"])
+        add(holdout_experiment(kind, target, a["holdout"], stratify_by=a.get("holdout_stratify_by")),
+            f"audience {a['name']}")
+    return list(found.values())
 
 
 def covering(experiments: list[Experiment], kind: str, target: str) -> list[Experiment]:

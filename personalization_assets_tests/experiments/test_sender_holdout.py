@@ -26,7 +26,7 @@ def test_control_fires_are_ghosts_and_suppressed_people_are_in_neither_arm(tmp_p
     seed(ledger, guard, payloads, 40, unsubscribed={3, 4})
     triggers = tmp_path / "t.yaml"
     triggers.write_text(yaml.safe_dump({"triggers": [{"name": "cart_abandonment", "holdout": "40%"}]}))
-    experiments = declared_experiments(triggers, global_control="10%", segment_docs=[])
+    experiments = declared_experiments(triggers, global_control="10%", segment_docs=[], audience_docs=[])
     gate = HoldoutGate(experiments, ExposureLog(tmp_path / "exposures.sqlite"),
                        key_of=lambda cid: payload_customer_key(payloads, cid))
     with SmtpSink() as smtp:
