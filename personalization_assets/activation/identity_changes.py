@@ -12,11 +12,12 @@ survives any number of runs) lead from an old key to today's keys. Then:
 
 - a held key that is gone and leads to one key is a **merge**: the destination merges the
   profile into the survivor (`merge_profiles`: Braze `/users/merge`, the webhook's
-  `identity.merge`), or, without such a call, deletes it; its state rows move to the survivor, so
-  the next diff sends only what differs and never re-adds the person;
+  `identity.merge`), or, without such a call, deletes it (never by an address the survivor
+  uses); its state rows move to the survivor, so the next diff sends only what differs and
+  never re-adds the person;
 - a held key whose records now lie in several keys is an **unmerge**: the destination is told
-  (`unmerge_profiles`, when it has one), a profile whose key is gone is deleted there, and the
-  new keys are added by the ordinary diff.
+  (`unmerge_profiles`: the webhook's `identity.unmerge`); without that call a profile whose key
+  is gone is deleted there (Braze). The new keys are added by the ordinary diff.
 
 Each change is recorded in `activation.identity_changes` once it is acknowledged, so a re-run
 sends nothing. A destination that refuses raises: the sync stops before its diff, which would
@@ -137,14 +138,19 @@ def _state_moves(conn: Sql, destination: str, change: IdentityChange, now: datet
 
 
 def _held_emails(conn: Sql, destination: str, key: str, keep: tuple[str, ...]) -> list[str]:
-    """The old key's addresses that no surviving key uses here (deleting by address must not
-    delete the survivor's profile at a destination keyed by e-mail)."""
+    """The old key's addresses that no surviving key uses, here or in the profiles about to be
+    synced: deleting by address (Mailchimp deletes permanently) must never hit the survivor."""
     marks = ", ".join("?" for _ in keep)
+    profiles = ""
+    params = [destination, key, *keep]
+    if conn.table_exists("marts", "customer_profiles"):
+        profiles = (f"\n  and not exists (select 1 from marts.customer_profiles p where p.customer_key in ({marks}) "
+                    "and lower(p.email) = lower(s.email))")
+        params += list(keep)
     found = conn.query(f"""select distinct lower(s.email) as email from {STATE} s
 where s.destination = ? and s.customer_key = ? and s.email is not null
   and not exists (select 1 from {STATE} o where o.destination = s.destination and o.present
-                  and o.customer_key in ({marks}) and lower(o.email) = lower(s.email))""",
-                       [destination, key, *keep])
+                  and o.customer_key in ({marks}) and lower(o.email) = lower(s.email)){profiles}""", params)
     return sorted(found["email"])
 
 
@@ -153,7 +159,8 @@ def apply_changes(conn: Sql, destination, changes: list[IdentityChange], now: da
     after the destination acknowledged it, so a failure leaves the change pending, never half done."""
     merges = [c for c in changes if c.kind == MERGE]
     unmerges = [c for c in changes if c.kind == UNMERGE]
-    merge_call, unmerge_call = getattr(destination, "merge_profiles", None), getattr(destination, "unmerge_profiles", None)
+    merge_call = getattr(destination, "merge_profiles", None)
+    unmerge_call = getattr(destination, "unmerge_profiles", None)
     counts = {"merged": 0, "unmerged": 0, "deleted": 0}
     if merges and merge_call:
         merge_call(merges)
@@ -161,7 +168,8 @@ def apply_changes(conn: Sql, destination, changes: list[IdentityChange], now: da
         unmerge_call(unmerges)
     for change in changes:
         gone = change.old_key not in change.new_keys
-        if gone and (change.kind == UNMERGE or not merge_call):
+        told = merge_call if change.kind == MERGE else unmerge_call
+        if gone and not told:  # the destination cannot merge or split: the stale profile goes
             destination.delete(_held_emails(conn, destination.name, change.old_key, change.new_keys), [change.old_key])
             counts["deleted"] += 1
         state = _state_moves(conn, destination.name, change, now) if gone else None

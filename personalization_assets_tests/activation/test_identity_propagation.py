@@ -3,6 +3,7 @@ that keep profiles the way a platform does (one per customer_key)."""
 
 import json
 
+import pandas as pd
 import pytest
 
 from personalization_assets.activation.destinations import BrazeTrack, SignedWebhook
@@ -236,3 +237,36 @@ def test_webhook_sync_asset_carries_a_merge(tmp_path, monkeypatch):
         assert set(receiver.profiles) == {B}
         third = materialize({"crm:1": (B, A), "web:2": (B, B)}, [B])
         assert third["identity_merged"].value == 0 and third["added"].value == third["changed"].value == 0
+
+
+def test_deleting_the_merged_away_profile_spares_the_survivors_address(duck, world, tmp_path):
+    from personalization_assets.activation.destinations import FileExport
+
+    class Files(FileExport):  # a destination without a merge call, keyed by address as well
+        def delete(self, emails, customer_keys):
+            calls.append((list(emails), list(customer_keys)))
+            super().delete(emails, customer_keys)
+
+    calls = []
+    shared = "update marts.customer_profiles set email = 'family@example.com'"
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A]})  # B is not held there yet
+    duck.execute(shared)
+    files = Files(tmp_path / "exports")
+    sync(duck, files, segments=("vip",))
+    world.people({"crm:1": (B, A), "web:2": (B, B)}, {"vip": [B]})
+    duck.execute(shared)
+    assert sync(duck, files, segments=("vip",))["identity"]["deleted"] == 1
+    assert calls == [([], [A])]  # by key only: the survivor uses the address
+    held = pd.concat([files._read(p) for p in files.files()])
+    assert set(held["customer_key"]) == {B}
+
+
+def test_braze_split_with_the_old_key_gone_deletes_it(duck, world, transport):
+    C = key_for("pos:3")
+    world.people({"crm:1": (C, None), "web:2": (C, None)}, {"vip": [C]})
+    with BrazeMergeServer("key") as server:
+        braze = BrazeTrack(server.url, "key", transport)
+        sync(duck, braze, segments=("vip",))
+        world.people({"crm:1": (A, C), "web:2": (B, C)}, {"vip": [A, B]})  # C was a false merge of two people
+        assert sync(duck, braze, segments=("vip",))["identity"] == {"merged": 0, "unmerged": 1, "deleted": 1}
+        assert server.deleted == [C] and set(server.users) - {C} == {A, B}
