@@ -9,6 +9,8 @@ erasure queue). `rewrite_duckdb_file` drops the deleted bytes from the embedded 
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,42 @@ class LedgerStore:
 
     def remaining(self, ids: Identifiers) -> int:
         return self._call("holds", ids)
+
+
+@dataclass
+class DeliveryStore:
+    """The delivery outbox (recipient, rendered e-mail) or its payload copy, keyed by tracked user id."""
+
+    path: Path
+    table: str  # "outbox" or "delivery_payloads"
+    name: str = "delivery"
+
+    def _open(self):
+        from ..delivery.outbox import Outbox
+        from ..delivery.payloads import PayloadStore
+
+        return Outbox(self.path) if self.table == "outbox" else PayloadStore(self.path)
+
+    def erase(self, ids: Identifiers) -> int:
+        if not self.path.exists():
+            return 0
+        store = self._open()
+        try:
+            return store.erase(_guard_ids(ids))
+        finally:
+            store.close()
+
+    def remaining(self, ids: Identifiers) -> int:
+        if not self.path.exists():
+            return 0
+        import sqlite3
+
+        keys = sorted(_guard_ids(ids))
+        if not keys:
+            return 0
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            marks = ",".join("?" * len(keys))
+            return conn.execute(f"select count(*) from {self.table} where customer_id in ({marks})", keys).fetchone()[0]
 
 
 @dataclass
@@ -221,6 +259,8 @@ def local_stores(data_dir: Path, bus_url: str, email_bus_url: str, landing: Path
         stores += [BusStore(url, topic, name=f"bus:{topic}"), BusStore(url, f"{topic}_quarantine",
                                                                       name=f"bus:{topic}_quarantine")]
     return stores + [GuardStore(data_dir / "trigger_guard.sqlite"), LedgerStore(data_dir / "triggers.sqlite"),
+                     DeliveryStore(data_dir / "outbox.sqlite", "outbox", name="delivery_outbox"),
+                     DeliveryStore(data_dir / "delivery_payloads.sqlite", "delivery_payloads", name="delivery_payloads"),
                      LandingStore(landing), LocalExports(data_dir / "exports")]
 
 

@@ -206,3 +206,26 @@ def test_preview_channel_keeps_mail_on_the_page_and_says_it_was_not_delivered(pa
     rows = sender.outbox.conn.execute("select state, reason, channel from outbox order by customer_id").fetchall()
     assert rows == [("sent", "preview: kept on the outbox page, not delivered", "preview"),
                     ("suppressed", "unsubscribed", "preview")]
+
+
+def test_forget_erases_the_outbox_and_payload_copy_through_the_erasure_stores(tmp_path):
+    """`personalization forget` walks `local_stores`: the delivery files are among them, the
+    person's rows go and another person's stay."""
+    from personalization_assets.activation.erasure_match import Identifiers
+    from personalization_assets.activation.erasure_stores import local_stores
+
+    paths = (tmp_path / "triggers.sqlite", tmp_path / "guard.sqlite", tmp_path / "outbox.sqlite")
+    payloads = PayloadStore(tmp_path / "delivery_payloads.sqlite")
+    seed(paths[0], paths[1], payloads, 3)
+    with SmtpSink() as smtp:
+        drain(make_sender(paths, SmtpChannel("127.0.0.1", smtp.port, FROM, TokenBucket(1000)), payloads))
+    payloads.close()
+    stores = [s for s in local_stores(tmp_path, f"sqlite:///{tmp_path / 'events.db'}",
+                                      f"sqlite:///{tmp_path / 'email_events.db'}", tmp_path / "landing")
+              if s.name.startswith("delivery")]
+    assert {s.name for s in stores} == {"delivery_outbox", "delivery_payloads"}
+    ann1 = Identifiers(user_ids={"u1"})
+    assert [s.remaining(ann1) for s in stores] == [1, 1]
+    assert [s.erase(ann1) for s in stores] == [1, 1]
+    assert [s.remaining(ann1) for s in stores] == [0, 0]
+    assert [s.remaining(Identifiers(user_ids={"u2"})) for s in stores] == [1, 1]
