@@ -53,3 +53,15 @@ def test_a_micro_batch_checks_its_own_events_and_a_full_run_the_day(local_env):
     # A full run re-stages and checks the whole day (23 events, all valid again once re-staged).
     full = run()
     assert full.success and _check(full) == (True, 23)
+
+
+def test_a_check_only_run_without_a_partition_checks_the_whole_table(local_env):
+    url = f"sqlite:///{local_env}/events.db"
+    bus = open_bus(url)
+    resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
+    bus.append([_track(i) for i in range(4)])
+    assert dg.materialize([raw.events, staging.events], resources=resources,
+                          partition_key=day_of(datetime.now(timezone.utc))).success
+    alone = dg.materialize([raw.events, staging.events, CHECK], resources=resources,
+                           selection=dg.AssetSelection.checks(CHECK))
+    assert alone.success and _check(alone) == (True, 4)
