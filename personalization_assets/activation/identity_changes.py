@@ -113,24 +113,26 @@ def pending_changes(conn: Sql, destination: str) -> list[IdentityChange]:
     return [c for c in changes if c.change_id not in done]
 
 
-def _state_moves(conn: Sql, destination: str, change: IdentityChange, now: datetime) -> pd.DataFrame:
-    """New sync_state rows after a change: the old key's profile rows become tombstones (email
-    dropped); on a merge, a segment the survivor was not in (as far as this destination knows)
-    gets the old row under the survivor's key, since the merged profile now holds it there."""
-    rows = conn.query(f"select * from {STATE} where destination = ? and row_key = ? and customer_key = ?",
-                      [destination, change.old_key, change.old_key])
-    moved = []
-    if change.kind == MERGE and len(rows):
-        survivor = change.new_keys[0]
-        theirs = conn.query(f"select segment, version, present from {STATE} where destination = ? and row_key = ?",
-                            [destination, survivor]).set_index("segment")
-        for row in rows[rows["present"].astype(bool)].itertuples(index=False):
-            if row.segment in theirs.index and bool(theirs.loc[row.segment, "present"]):
-                continue
-            version = int(theirs.loc[row.segment, "version"]) if row.segment in theirs.index else 0
-            moved.append({**row._asdict(), "row_key": survivor, "customer_key": survivor, "version": version})
-    tomb = rows.assign(present=False, email=None)
-    frame = pd.concat([tomb, pd.DataFrame(moved, columns=rows.columns)], ignore_index=True) if moved else tomb
+def _state_moves(conn: Sql, destination: str, gone: list[IdentityChange], now: datetime) -> pd.DataFrame:
+    """New sync_state rows after changes whose old key is gone: its profile rows become
+    tombstones (email dropped); on a merge, a segment the survivor was not in (as far as this
+    destination knows) gets the old row under the survivor's key: the merged profile holds it."""
+    survivor = {c.old_key: c.new_keys[0] for c in gone if c.kind == MERGE}
+    keys = sorted({c.old_key for c in gone} | set(survivor.values()))
+    marks = ", ".join("?" for _ in keys)
+    rows = conn.query(f"select * from {STATE} where destination = ? and row_key in ({marks}) and row_key = customer_key",
+                      [destination, *keys])
+    old = rows[rows["row_key"].isin({c.old_key for c in gone})]
+    live = set(zip(rows.loc[rows["present"].astype(bool), "segment"], rows.loc[rows["present"].astype(bool), "row_key"]))
+    versions = dict(zip(zip(rows["segment"], rows["row_key"]), rows["version"]))
+    moved = old[old["present"].astype(bool) & old["row_key"].isin(survivor)].copy()
+    moved["row_key"] = moved["customer_key"] = moved["row_key"].map(survivor)
+    moved = moved[pd.Series([(s, k) not in live for s, k in zip(moved["segment"], moved["row_key"])],
+                            index=moved.index, dtype=bool)]
+    moved = moved.drop_duplicates(["segment", "row_key"])  # two people merged into one survivor
+    moved["version"] = [int(versions.get((s, k), 0)) for s, k in zip(moved["segment"], moved["row_key"])]
+    frame = pd.concat([old.assign(present=False, email=None), moved], ignore_index=True) if len(moved) else \
+        old.assign(present=False, email=None)
     frame["version"] = frame["version"].astype("int64")
     frame["present"] = frame["present"].astype(bool)
     frame["synced_at"] = pd.Timestamp(now)
@@ -154,33 +156,37 @@ where s.destination = ? and s.customer_key = ? and s.email is not null
     return sorted(found["email"])
 
 
-def apply_changes(conn: Sql, destination, changes: list[IdentityChange], now: datetime) -> dict[str, int]:
-    """Tell the destination, then move its state and log the change: one transaction per change,
-    after the destination acknowledged it, so a failure leaves the change pending, never half done."""
-    merges = [c for c in changes if c.kind == MERGE]
-    unmerges = [c for c in changes if c.kind == UNMERGE]
+def apply_changes(conn: Sql, destination, changes: list[IdentityChange], now: datetime,
+                  chunk: int = 1000) -> dict[str, int]:
+    """Per chunk of changes: tell the destination, then move its state and log the changes in
+    one transaction. Nothing is logged before the destination acknowledged it, so a failure
+    leaves changes pending (re-sent with the same idempotency keys), never half done."""
     merge_call = getattr(destination, "merge_profiles", None)
     unmerge_call = getattr(destination, "unmerge_profiles", None)
     counts = {"merged": 0, "unmerged": 0, "deleted": 0}
-    if merges and merge_call:
-        merge_call(merges)
-    if unmerges and unmerge_call:
-        unmerge_call(unmerges)
-    for change in changes:
-        gone = change.old_key not in change.new_keys
-        told = merge_call if change.kind == MERGE else unmerge_call
-        if gone and not told:  # the destination cannot merge or split: the stale profile goes
-            destination.delete(_held_emails(conn, destination.name, change.old_key, change.new_keys), [change.old_key])
-            counts["deleted"] += 1
-        state = _state_moves(conn, destination.name, change, now) if gone else None
-        log = pd.DataFrame([{"destination": destination.name, "change_id": change.change_id, "kind": change.kind,
-                             "old_key": change.old_key, "new_keys": ",".join(change.new_keys),
-                             "applied_at": pd.Timestamp(now)}])
+    for start in range(0, len(changes), chunk):
+        part = changes[start:start + chunk]
+        merges, unmerges = [c for c in part if c.kind == MERGE], [c for c in part if c.kind == UNMERGE]
+        if merges and merge_call:
+            merge_call(merges)
+        if unmerges and unmerge_call:
+            unmerge_call(unmerges)
+        gone = [c for c in part if c.old_key not in c.new_keys]
+        for change in gone:
+            if not (merge_call if change.kind == MERGE else unmerge_call):  # it cannot merge or split
+                destination.delete(_held_emails(conn, destination.name, change.old_key, change.new_keys),
+                                   [change.old_key])
+                counts["deleted"] += 1
+        state = _state_moves(conn, destination.name, gone, now) if gone else None
+        log = pd.DataFrame({"destination": destination.name, "change_id": [c.change_id for c in part],
+                            "kind": [c.kind for c in part], "old_key": [c.old_key for c in part],
+                            "new_keys": [",".join(c.new_keys) for c in part], "applied_at": pd.Timestamp(now)})
         with conn.transaction():
             if state is not None and len(state):
                 conn.upsert_frame("activation", "sync_state", state, ["destination", "segment", "row_key"])
             conn.upsert_frame("activation", "identity_changes", log, ["destination", "change_id"])
-        counts["merged" if change.kind == MERGE else "unmerged"] += 1
+        counts["merged"] += len(merges)
+        counts["unmerged"] += len(unmerges)
     return counts
 
 

@@ -270,3 +270,17 @@ def test_braze_split_with_the_old_key_gone_deletes_it(duck, world, transport):
         world.people({"crm:1": (A, C), "web:2": (B, C)}, {"vip": [A, B]})  # C was a false merge of two people
         assert sync(duck, braze, segments=("vip",))["identity"] == {"merged": 0, "unmerged": 1, "deleted": 1}
         assert server.deleted == [C] and set(server.users) - {C} == {A, B}
+
+
+def test_three_profiles_merged_into_one_in_a_single_run(duck, world, transport):
+    C = key_for("pos:3")
+    world.people({"crm:1": (A, None), "web:2": (B, None), "pos:3": (C, None)}, {"vip": [A, C], "lapsed": [B]})
+    with ProfileReceiver(SECRET) as receiver:
+        sync(duck, hook(receiver, transport))
+        before = set(receiver.applied)
+        world.people({"crm:1": (B, A), "web:2": (B, B), "pos:3": (B, C)}, {"vip": [B], "lapsed": [B]})
+        assert sync(duck, hook(receiver, transport))["identity"]["merged"] == 2
+        assert receiver.profiles == {B: {"vip", "lapsed"}}
+        assert not [r for k, r in receiver.applied.items() if k not in before and r["op"] == "added"]
+    held = duck.query("select row_key from activation.sync_state where present order by 1")["row_key"].tolist()
+    assert held == [B, B]  # one row per segment, for the survivor only
