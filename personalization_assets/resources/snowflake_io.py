@@ -116,13 +116,15 @@ def _load_stage(conn: WarehouseConnection, name: str, stage: str, frame: pd.Data
     from snowflake.connector.pandas_tools import write_pandas  # lazy: seconds to import
 
     schema, table = name.split(".")
-    conn.execute(f"drop table if exists {stage}")
+    for leftover in _tables(conn, schema, f"{STAGE_PREFIX}{table}_"):  # of a run killed before its cleanup
+        conn.execute(f"drop table if exists {schema}.{identifier(leftover)}")
     if frame.empty:
         conn.prepare_table(schema, table, frame)  # the target holds no rows; it only has to exist
         return []
     upper = frame.rename(columns=str.upper)
     write_pandas(conn.raw, upper, table_name=stage.split(".")[1].upper(), schema=schema.upper(),
-                 auto_create_table=True, use_logical_type=True, quote_identifiers=True)
+                 auto_create_table=True, use_logical_type=True, quote_identifiers=True,
+                 table_type="transient")  # no Fail-safe copy of a scratch table holding PII
     conn.execute(f"create table if not exists {name} like {stage}")
     present = {c.upper() for c in _columns(conn, schema, table)}
     stage_table = stage.split(".")[1]
@@ -131,6 +133,12 @@ def _load_stage(conn: WarehouseConnection, name: str, stage: str, frame: pd.Data
         if column not in present:  # a new output column: add it before the transaction (DDL)
             conn.execute(f'alter table {name} add column "{column}" {types[column]}')
     return list(upper.columns)
+
+
+def _tables(conn: WarehouseConnection, schema: str, prefix: str) -> list[str]:
+    frame = conn.query("select table_name from information_schema.tables where lower(table_schema) = lower(?)",
+                       [schema])
+    return [n for n in frame.iloc[:, 0].astype(str) if n.lower().startswith(prefix.lower())]
 
 
 def _columns(conn: WarehouseConnection, schema: str, table: str, field: str = "column_name") -> list[str]:

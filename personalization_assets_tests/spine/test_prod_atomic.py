@@ -158,3 +158,88 @@ def test_a_downstream_read_refuses_an_emptied_identity_table(snowflake_env):
     result = dg.materialize([probe, *SELECTION], resources=resources, selection=[probe], raise_on_error=False)
     assert not result.success
     assert "holds 0 rows, but its last committed write" in str(result.all_events)
+
+
+def test_stage_tables_left_by_a_killed_run_are_dropped_by_the_next(snowflake_env):
+    write_customers(os.environ["CRM_DATABASE_URL"], ROWS)
+    resources = resources_for("prod")
+    with _warehouse(resources) as conn:
+        conn.ensure_schema("core")
+        conn.execute("create table core.__stage_customer_crosswalk_deadrun1 (record_id varchar)")
+    assert dg.materialize(SELECTION, resources=resources).success
+    assert _snapshot(resources)["stages"].empty
+
+
+# One prod run in its own process, on a fakesnow warehouse kept in files (argv[1]); prints the
+# identity tables' row counts as `ROWS {...}` at the end. PERSONALIZATION_FAULT stops it where asked.
+CHILD = """
+import json, sys
+import dagster as dg, fakesnow
+from dagster_snowflake.snowflake_io_manager import SnowflakeDbClient
+from personalization_assets.assets import core, raw, staging
+from personalization_assets.resources import resources_for
+from personalization_assets_tests.fakesnow_support import merge_in_transactions
+
+original = SnowflakeDbClient.delete_table_slice
+def delete_ignoring_missing(context, table_slice, connection):  # as in spine/conftest.py
+    try:
+        original(context, table_slice, connection)
+    except Exception as exc:
+        if "does not exist" not in str(exc):
+            raise
+SnowflakeDbClient.delete_table_slice = staticmethod(delete_ignoring_missing)
+with merge_in_transactions(), fakesnow.patch(
+        extra_targets=["dagster_snowflake_pandas.snowflake_pandas_type_handler.write_pandas"], db_path=sys.argv[1]):
+    resources = resources_for("prod")
+    if sys.argv[2] == "run":
+        dg.materialize([raw.crm_customers, staging.customers, core.customers], resources=resources)
+    with dg.build_resources({"warehouse": resources["warehouse"]}) as built, built.warehouse.connect() as conn:
+        counts = {t: int(conn.scalar(f"select count(*) from {t}")) for t in core.IDENTITY_TABLES}
+    print("ROWS " + json.dumps(counts), flush=True)
+"""
+
+
+def _child(db: str, mode: str, fault: str | None = None):
+    import subprocess
+    import sys
+
+    from personalization_assets.resources.faults import FAULT_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    return subprocess.Popen([sys.executable, "-c", CHILD, db, mode], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _rows(proc) -> dict:
+    import json
+
+    out, err = proc.communicate(timeout=120)
+    line = [x for x in out.splitlines() if x.startswith("ROWS ")]
+    assert proc.returncode == 0 and line, err[-3000:]
+    return json.loads(line[-1][5:])
+
+
+def test_a_run_killed_after_the_crosswalk_delete_leaves_all_three_tables_as_committed(prod_env, tmp_path):
+    import signal
+
+    db = str(tmp_path / "fakesnow")
+    os.mkdir(db)
+    write_customers(os.environ["CRM_DATABASE_URL"], ROWS)
+    committed = _rows(_child(db, "run"))
+    assert committed["core.customer_crosswalk"] == 3
+
+    write_customers(os.environ["CRM_DATABASE_URL"], [NEW_ROW])
+    proc = _child(db, "run", fault="after_delete@core.customer_crosswalk")
+    for line in proc.stderr:  # the child stops (sleeps) at the fault point, inside the open transaction
+        if line.startswith("FAULT after_delete@core.customer_crosswalk"):
+            break
+    else:
+        raise AssertionError(f"the child never reached the fault point (exit {proc.wait(timeout=60)})")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    assert _rows(_child(db, "read")) == committed  # neither emptied nor half-replaced
+    after = _rows(_child(db, "run"))
+    assert after["core.customer_crosswalk"] == 4 and after["core.customers"] == committed["core.customers"] + 1
