@@ -76,26 +76,25 @@ def derive_changes(held: Iterable[str], current: set[str], lineage: Iterable[tup
     return changes
 
 
-def _born_key_sql(conn: Sql) -> str:
-    """`identity.keys.key_for(record_id)` in SQL (sha1 hex is lower case in both warehouses)."""
-    return "'cus_' || substr(sha1(c.record_id), 1, 16)"
+BORN_KEY = "'cus_' || substr(sha1(c.record_id), 1, 16)"  # identity.keys.key_for; sha1 hex is lower case
 
 
 def _traced(conn: Sql, destination: str) -> tuple[list[str], set[str], list[tuple[str, str]]]:
-    """(held keys, which of them exist now, lineage pairs) for one destination, from SQL."""
+    """(held keys, which of them exist now, lineage pairs) for one destination, from SQL. The born
+    key traces only keys that are gone: for a live key it would replay splits of long ago."""
     held_sql = (f"select distinct customer_key as k from {STATE} where destination = ? and present "
                 "and row_key = customer_key")
     columns = set(conn.query("select lower(column_name) as c from information_schema.columns where "
                              "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
-    sources = [f"select {_born_key_sql(conn)} as old_key, c.customer_key as new_key from core.customer_crosswalk c"]
+    sources = [f"select {BORN_KEY} as old_key, c.customer_key as new_key, 'born' as via from core.customer_crosswalk c"]
     if "previous_customer_key" in columns:
-        sources.append("select c.previous_customer_key, c.customer_key from core.customer_crosswalk c "
+        sources.append("select c.previous_customer_key, c.customer_key, 'previous' from core.customer_crosswalk c "
                        "where c.previous_customer_key is not null")
-    pairs = conn.query(f"""with held as ({held_sql}), lineage as ({' union '.join(sources)})
-select distinct l.old_key, l.new_key,
-       exists (select 1 from core.customer_crosswalk x where x.customer_key = l.old_key) as old_exists
-from lineage l join held h on h.k = l.old_key
-where l.new_key <> l.old_key""", [destination])
+    pairs = conn.query(f"""with held as ({held_sql}), lineage as ({' union all '.join(sources)}),
+live as (select distinct customer_key as k from core.customer_crosswalk)
+select distinct l.old_key, l.new_key, x.k is not null as old_exists
+from lineage l join held h on h.k = l.old_key left join live x on x.k = l.old_key
+where l.new_key <> l.old_key and (x.k is null or l.via = 'previous')""", [destination])
     current = set(pairs.loc[pairs["old_exists"].astype(bool), "old_key"])
     return sorted(set(pairs["old_key"])), current, list(zip(pairs["old_key"], pairs["new_key"]))
 

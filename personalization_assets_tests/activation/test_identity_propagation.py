@@ -284,3 +284,11 @@ def test_three_profiles_merged_into_one_in_a_single_run(duck, world, transport):
         assert not [r for k, r in receiver.applied.items() if k not in before and r["op"] == "added"]
     held = duck.query("select row_key from activation.sync_state where present order by 1")["row_key"].tolist()
     assert held == [B, B]  # one row per segment, for the survivor only
+
+
+def test_a_record_that_left_its_born_key_long_ago_is_no_unmerge(duck, world, transport):
+    # web:2 was born with key B but belongs to A since before this destination's first sync
+    world.people({"crm:1": (A, A), "web:2": (A, A), "pos:3": (B, B)}, {"vip": [A, B]})
+    with ProfileReceiver(SECRET) as receiver:
+        assert sync(duck, hook(receiver, transport))["identity"] == {"merged": 0, "unmerged": 0, "deleted": 0}
+        assert receiver.identity == {} and set(receiver.profiles) == {A, B}
