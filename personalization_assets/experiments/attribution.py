@@ -21,8 +21,7 @@ OUTCOME_COLUMNS = ["orders", "revenue_minor", "visits", "email_opens", "email_cl
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_PRE_PERIOD = timedelta(days=30)
 
-_SQL = """
-with first as (
+_RULE = """first as (
     select experiment, customer_key, arg_min(arm, exposed_at) as arm, min(exposed_at) as exposed_at
     from exposures group by experiment, customer_key
 ), hits as (
@@ -66,9 +65,21 @@ def attribute_outcomes(exposures: pd.DataFrame, outcomes: pd.DataFrame, window: 
         conn.execute("set enable_progress_bar = false")
         conn.register("exposures", _typed(exposures[["experiment", "customer_key", "arm", "exposed_at"]], "exposed_at"))
         conn.register("outcomes", _typed(outcomes[["customer_key", "occurred_at", "kind", "value_minor"]], "occurred_at"))
-        out = conn.execute(_SQL, [pre_period.total_seconds(), window.total_seconds()]).df()
+        out = conn.execute("with " + _RULE, [pre_period.total_seconds(), window.total_seconds()]).df()
     finally:
         conn.close()
+    return _columns(out)
+
+
+def attribute_in_duckdb(raw, sources: str, window: timedelta = DEFAULT_WINDOW,
+                        pre_period: timedelta = DEFAULT_PRE_PERIOD) -> pd.DataFrame:
+    """The same rule run inside a DuckDB warehouse, where 10M outcomes need not travel to pandas:
+    `sources` is a `with` clause ending in CTEs named `exposures` and `outcomes` (same columns)."""
+    return _columns(raw.execute(f"{sources.rstrip().rstrip(',')},\n{_RULE}",
+                                [pre_period.total_seconds(), window.total_seconds()]).df())
+
+
+def _columns(out: pd.DataFrame) -> pd.DataFrame:
     for col in [*OUTCOME_COLUMNS, "pre_spend", "pre_visits"]:
         out[col] = out[col].astype("int64")
     out["exposed_at"] = pd.to_datetime(out["exposed_at"], utc=True)

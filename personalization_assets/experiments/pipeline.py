@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..marts.inputs import input_ctes
 from .assign import CONTROL, GLOBAL_CONTROL, Experiment, apply_merges, assign_arm, assign_stratified
-from .attribution import DEFAULT_WINDOW, OUTCOME_COLUMNS, attribute_outcomes
+from .attribution import DEFAULT_WINDOW, OUTCOME_COLUMNS, attribute_in_duckdb, attribute_outcomes
 from .holdouts import EXPOSURE_COLUMNS, ExposureLog
 from .results import arm_results
 from .stats import ArmStats, cuped, msprt, sample_ratio_mismatch, welch_lift
@@ -139,17 +139,31 @@ def build_exposures(conn, experiments: list[Experiment], assignments: pd.DataFra
     return out
 
 
+_OUTCOMES = """select customer_key, created_at as occurred_at, 'order' as kind, value_minor from c_orders
+  where customer_key is not null
+union all select customer_key, ts, 'visit', cast(null as bigint) from c_events where customer_key is not null
+union all select customer_key, ts, case when type = 'open' then 'email_open' else 'email_click' end, cast(null as bigint)
+  from c_email where customer_key is not null and type in ('open', 'click') and not is_machine"""
+
+
 def read_outcomes(conn) -> pd.DataFrame:
     """Orders (purchases, revenue in reporting minor units), visits (product and cart views) and
     human email opens and clicks, each with its golden customer_key."""
-    frame = conn.query(f"""{input_ctes(conn)}
-select customer_key, created_at as occurred_at, 'order' as kind, value_minor from c_orders where customer_key is not null
-union all select customer_key, ts, 'visit', cast(null as bigint) from c_events where customer_key is not null
-union all select customer_key, ts, case when type = 'open' then 'email_open' else 'email_click' end, cast(null as bigint)
-  from c_email where customer_key is not null and type in ('open', 'click') and not is_machine""")
+    frame = conn.query(f"{input_ctes(conn)}\n{_OUTCOMES}")
     frame.columns = ["customer_key", "occurred_at", "kind", "value_minor"]
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
     return frame
+
+
+def attributed_in_warehouse(conn, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
+    """The attribution of `marts.experiment_exposures` computed inside a DuckDB warehouse (only
+    the per-member rows come out), contaminated members left out, as `build_results` does."""
+    sources = f"""{input_ctes(conn).rstrip()},
+outcomes as ({_OUTCOMES}),
+exposures as (select e.experiment, e.customer_key, e.arm, e.exposed_at from {EXPOSURES} e
+  where not exists (select 1 from {ASSIGNMENTS} a where a.experiment = e.experiment
+                    and a.customer_key = e.customer_key and a.contaminated_by is not null)),"""
+    return attribute_in_duckdb(conn.raw, sources, window, PRE_PERIOD)
 
 
 def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcomes: pd.DataFrame,
@@ -160,7 +174,12 @@ def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcom
     contaminated = assignments.loc[assignments.contaminated_by.notna(), ["experiment", "customer_key"]]
     exposed = exposures.merge(contaminated.assign(_c=1), how="left", on=["experiment", "customer_key"])
     exposed = exposed[exposed._c.isna()].drop(columns="_c")
-    attributed = attribute_outcomes(exposed, outcomes, window, PRE_PERIOD)
+    return results_from_attributed(experiments, attribute_outcomes(exposed, outcomes, window, PRE_PERIOD), as_of)
+
+
+def results_from_attributed(experiments: list[Experiment], attributed: pd.DataFrame, as_of: datetime
+                            ) -> tuple[pd.DataFrame, dict]:
+    """`build_results` after attribution (one row per member with outcomes and covariates)."""
     rows, srm = [], {}
     for exp in experiments:
         one = attributed[attributed.experiment == exp.name]

@@ -132,3 +132,17 @@ def test_segment_holdout_is_stratified_and_its_control_members_are_ghosts(world)
     assert (seg.arm == seg.arm_a).all() and (seg.ghost == (seg.arm == CONTROL)).all()
     glob = exposed[exposed.experiment == "global_control"]
     assert len(glob) == 300 and set(seg.customer_key).isdisjoint(glob.customer_key[glob.arm == CONTROL])
+
+
+def test_attribution_in_the_warehouse_equals_the_pandas_rule(world):
+    from personalization_assets.experiments.attribution import attribute_outcomes
+    from personalization_assets.experiments.pipeline import PRE_PERIOD, attributed_in_warehouse, read_outcomes
+
+    warehouse, _ = world
+    assert dg.materialize(ALL[:2], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        inside = attributed_in_warehouse(conn)
+        outside = attribute_outcomes(conn.query("select * from marts.experiment_exposures"), read_outcomes(conn),
+                                     pre_period=PRE_PERIOD)
+    assert inside["converted"].sum() > 100
+    pd.testing.assert_frame_equal(inside.reset_index(drop=True), outside.reset_index(drop=True))
