@@ -9,6 +9,11 @@ ONE transaction replaces every target from its stage and records the commits in 
 A failure before that transaction's COMMIT leaves every target as it was. `ALTER TABLE ... SWAP
 WITH` is DDL and commits per table, so it cannot make three tables change together.
 
+A process killed inside that transaction leaves it open on the server: readers keep seeing the last
+commit, and Snowflake rolls it back when the session expires (until then its locks stall the next
+writer; `SYSTEM$ABORT_TRANSACTION` ends it sooner). Stage tables a killed run left are dropped by the
+next commit of the group.
+
 Outputs outside a commit group keep Dagster's behaviour. Reads of a group's tables are refused when
 torn or empty-and-unrecorded, as locally (`verify_tables`).
 """
@@ -83,6 +88,7 @@ def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], ru
         # Everything that commits implicitly (schemas, tables, loads) happens before the transaction.
         for schema in {t.split(".")[0] for t in frames} | {COMMITS[0]}:
             conn.ensure_schema(schema)
+        _drop_leftover_stages(conn, frames)
         conn.execute(f"create table if not exists {'.'.join(COMMITS)} (table_name varchar, run_id varchar, "
                      "row_count bigint, commit_group varchar, committed_at timestamp_tz)")
         columns = {name: _load_stage(conn, name, stages[name], frame) for name, frame in frames.items()}
@@ -93,7 +99,7 @@ def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], ru
                 conn.execute(f"delete from {name}")
                 fault_point("after_delete", name)
                 if columns[name]:
-                    cols = ", ".join(f'"{c}"' for c in columns[name])
+                    cols = ", ".join(f'"{identifier(c)}"' for c in columns[name])
                     conn.execute(f"insert into {name} ({cols}) select {cols} from {stages[name]}")
                 conn.execute(f"delete from {'.'.join(COMMITS)} where table_name = ?", [name])
                 conn.execute(f"insert into {'.'.join(COMMITS)} select ?, ?, ?, ?, current_timestamp()",
@@ -116,8 +122,7 @@ def _load_stage(conn: WarehouseConnection, name: str, stage: str, frame: pd.Data
     from snowflake.connector.pandas_tools import write_pandas  # lazy: seconds to import
 
     schema, table = name.split(".")
-    for leftover in _tables(conn, schema, f"{STAGE_PREFIX}{table}_"):  # of a run killed before its cleanup
-        conn.execute(f"drop table if exists {schema}.{identifier(leftover)}")
+    conn.execute(f"drop table if exists {stage}")
     if frame.empty:
         conn.prepare_table(schema, table, frame)  # the target holds no rows; it only has to exist
         return []
@@ -135,10 +140,20 @@ def _load_stage(conn: WarehouseConnection, name: str, stage: str, frame: pd.Data
     return list(upper.columns)
 
 
-def _tables(conn: WarehouseConnection, schema: str, prefix: str) -> list[str]:
+def _drop_leftover_stages(conn: WarehouseConnection, frames: dict[str, pd.DataFrame]) -> None:
+    """Stage tables of the group's tables that a killed run left (its `finally` never ran). The pool
+    keeps writers to one at a time, so no other run is using them."""
+    for schema in {t.split(".")[0] for t in frames}:
+        prefixes = tuple(f"{STAGE_PREFIX}{t.split('.')[1]}_".lower() for t in frames if t.startswith(f"{schema}."))
+        for leftover in _tables(conn, schema):
+            if leftover.lower().startswith(prefixes):
+                conn.execute(f"drop table if exists {schema}.{identifier(leftover)}")
+
+
+def _tables(conn: WarehouseConnection, schema: str) -> list[str]:
     frame = conn.query("select table_name from information_schema.tables where lower(table_schema) = lower(?)",
                        [schema])
-    return [n for n in frame.iloc[:, 0].astype(str) if n.lower().startswith(prefix.lower())]
+    return frame.iloc[:, 0].astype(str).tolist()
 
 
 def _columns(conn: WarehouseConnection, schema: str, table: str, field: str = "column_name") -> list[str]:
