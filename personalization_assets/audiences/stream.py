@@ -153,7 +153,6 @@ class AudienceStream:
             out += self._evaluate(key, at)
         if self.watermark is None or mark > self.watermark:
             self.watermark = mark
-            self._prune(mark)
         return out
 
     def _timer(self, at: float, key: str) -> None:
@@ -162,6 +161,7 @@ class AudienceStream:
             heapq.heappush(self.timers, (at, key))
 
     def _evaluate(self, key: str, t: float, late: bool = False) -> list[Change]:
+        self._prune(key, t)
         ev = _Eval(self.state.get(key, []), t)
         now: dict[str, bool] = {}
         out = []
@@ -173,19 +173,19 @@ class AudienceStream:
                 out.append(Change(a.name, key, "entered" if now[a.name] else "exited", t, late))
         return out
 
-    def _prune(self, mark: float) -> None:
-        """Forget events that no window can reach any more (bounded state per key)."""
-        if self.horizon is None:
+    def _prune(self, key: str, t: float) -> None:
+        """Forget the key's events that no window can reach any more (bounded state per key);
+        done when the key is touched, so a watermark step costs nothing per idle key."""
+        events = self.state.get(key)
+        if self.horizon is None or not events:
             return
-        floor = mark - self.horizon - self.lateness
-        for key in list(self.state):
-            events = self.state[key]
-            if events and events[0].ts < floor:
-                kept = [e for e in events if e.ts >= floor]
-                if kept:
-                    self.state[key] = kept
-                else:
-                    del self.state[key]
+        floor = min(t, self.watermark if self.watermark is not None else t) - self.horizon - self.lateness
+        if events[0].ts < floor:
+            kept = [e for e in events if e.ts >= floor]
+            if kept:
+                self.state[key] = kept
+            else:
+                del self.state[key]
 
 
 def _all_windows(a: Audience) -> list[Window]:
