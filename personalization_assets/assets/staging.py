@@ -87,15 +87,21 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
     return raw, result, by_rule
 
 
+def _raw_rows(conn: WarehouseConnection, table: str, id_column: str, ids: list[str], columns: list[str],
+              chunk: int = 1_000) -> pd.DataFrame:
+    """The raw rows of these record ids, read by id in chunks (bound values), not by day."""
+    if not ids or not conn.table_exists("raw", table):
+        return pd.DataFrame(columns=columns)
+    parts = [conn.query(f"select * from raw.{table} where {id_column} in ({', '.join('?' for _ in part)})", part)
+             for part in (ids[i:i + chunk] for i in range(0, len(ids), chunk))]
+    return pd.concat(parts, ignore_index=True)
+
+
 def replay_events(conn: WarehouseConnection, record_ids: list[str]):
     """Stage again only the raw events of these (open, quarantined) messageIds, each from its first
     arrival, and add those that pass to staging: the replay's cost follows the open records, not
     the days they arrived on (every event rule looks at one event alone)."""
-    raw = pd.DataFrame(columns=EVENT_COLUMNS)
-    if record_ids and conn.table_exists("raw", "events"):
-        parts = [conn.query(f"select * from raw.events where message_id in ({', '.join('?' for _ in chunk)})", chunk)
-                 for chunk in (record_ids[i:i + 1_000] for i in range(0, len(record_ids), 1_000))]
-        raw = pd.concat(parts, ignore_index=True).sort_values("bus_offset", kind="stable")
+    raw = _raw_rows(conn, "events", "message_id", record_ids, EVENT_COLUMNS).sort_values("bus_offset", kind="stable")
     result = logic.stage_events(raw, now=utc_now())
     prepare_quarantine(conn, "events")
     _prepare(conn, "events", result.valid)
@@ -104,6 +110,24 @@ def replay_events(conn: WarehouseConnection, record_ids: list[str]):
         if len(result.valid):
             conn.delete_keys("staging", "events", result.valid[["message_id"]])
             conn.insert_frame("staging", "events", result.valid)
+    return raw, result, by_rule
+
+
+def replay_orders(conn: WarehouseConnection, record_ids: list[str]):
+    """Stage again only these (open, quarantined) orders, from their one raw row each (raw keeps
+    the latest version), and move those that pass, with their lines, into staging."""
+    raw = _raw_rows(conn, "shop_orders", "order_id", record_ids, ORDER_COLUMNS)
+    known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
+    result = logic.stage_orders(raw, known_customers=known, now=utc_now())
+    prepare_quarantine(conn, "shop_orders")
+    _prepare(conn, "orders", result.orders)
+    _prepare(conn, "order_lines", result.lines)
+    with conn.transaction():
+        by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
+        if len(result.orders):
+            for table, frame in (("orders", result.orders), ("order_lines", result.lines)):
+                conn.delete_keys("staging", table, result.orders[["order_id"]])
+                conn.insert_frame("staging", table, frame)
     return raw, result, by_rule
 
 
@@ -225,9 +249,7 @@ def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: st
     return _check
 
 
-REPLAY_SOURCES = {  # quarantine source -> raw table, its id column, its arrival column, re-staging
-    "shop_orders": ("shop_orders", "order_id", "loaded_at", restage_orders),
-}
+REPLAY = {"shop_orders": replay_orders, "events": replay_events}  # quarantine source -> replay of its ids
 
 
 def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
@@ -243,37 +265,27 @@ def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
                                 ["seeds", "country_synonyms"], *SEEDS_OF_ORDERS, ["seeds", "event_names"]])
 def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
-    schemas and lookups (run it after a fix). Records that pass now move into staging (orders: the
-    days they arrived on are re-staged; events: only the open ones) and their quarantine rows are
-    released; replaying again moves nothing twice. It runs even when a blocking check on staging
-    failed.
+    schemas and lookups (run it after a fix). Records that pass now move into staging (customers:
+    the table is re-staged; orders and events: only the open records, never their days) and their
+    quarantine rows are released; replaying again moves nothing twice. It runs even when a blocking
+    check on staging failed.
 
     manual: run it after a fix to a rule, schema or lookup; on its own it would only re-check
-    what still fails (re-staging whole days), so the default jobs leave it out."""
-    moved, checked, days = {}, {}, {}
+    what still fails, so the default jobs leave it out."""
+    moved, checked = {}, {}
     with warehouse.connect() as conn:
         crm = _open_ids(conn, "crm_customers")
         if crm:
             restage_customers(conn)
         moved["crm_customers"], checked["crm_customers"] = len(crm - _open_ids(conn, "crm_customers")), len(crm)
-        for source, (table, id_column, arrival, restage) in REPLAY_SOURCES.items():
+        for source, replay in REPLAY.items():  # only the open records, never the days they arrived on
             waiting = _open_ids(conn, source)
-            checked[source] = len(waiting)
-            arrived = (conn.query(f"select {id_column}, {arrival} from raw.{table}")
-                       if waiting and conn.table_exists("raw", table) else pd.DataFrame(columns=[id_column, arrival]))
-            arrived = arrived[arrived[id_column].astype(str).isin(waiting)]
-            starts = sorted(pd.to_datetime(arrived[arrival], utc=True).dt.floor("D").unique())
-            for start in starts:
-                restage(conn, start.to_pydatetime(), (start + pd.Timedelta(days=1)).to_pydatetime())
-            days[source] = [s.strftime("%Y-%m-%d") for s in starts]
-            moved[source] = len(waiting - _open_ids(conn, source))
-        waiting = _open_ids(conn, "events")  # events: only the open records, never their days
-        if waiting:
-            replay_events(conn, sorted(waiting))
-        checked["events"], moved["events"] = len(waiting), len(waiting - _open_ids(conn, "events"))
+            if waiting:
+                replay(conn, sorted(waiting))
+            checked[source], moved[source] = len(waiting), len(waiting - _open_ids(conn, source))
     frame = pd.DataFrame({"source": list(checked), "checked": list(checked.values()),
                           "moved": [moved[s] for s in checked]})
-    return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, restaged_days=days))
+    return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, checked=checked))
 
 
 def events_written(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:

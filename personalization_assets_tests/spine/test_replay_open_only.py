@@ -52,3 +52,30 @@ def test_only_the_open_event_is_replayed_and_its_day_is_left_alone(local_env):
         assert _replay(resources)["events"] == 0  # nothing moves twice
     with warehouse.connect() as conn:
         assert conn.scalar("select count(*) from staging.events") == 3
+
+
+def test_only_the_open_order_is_replayed_and_its_day_is_left_alone(local_env):
+    from personalization_assets_tests.spine.test_partitions import DAY1, _land, _order
+    from personalization_assets_tests.spine.test_quarantine_replay import _customer
+
+    resources = resources_for("local")
+    warehouse = resources["warehouse"]
+    _land(warehouse, [{**_order("o1", "paid", DAY1), "customer_id": "77"}, _order("o2", "paid", DAY1)], DAY1)
+    assert dg.materialize([staging.orders], resources=resources, partition_key=day_of(DAY1)).success
+    with warehouse.connect() as conn:
+        assert conn.scalar("select status from quarantine.shop_orders where record_id = 'o1'") == "open"
+        conn.execute("update staging.orders set email = 'edited@example.org' where order_id = 'o2'")
+        frame = _customer("77")  # the customer arrives
+        conn.prepare_table("raw", "crm_customers", frame)
+        conn.insert_frame("raw", "crm_customers", frame)
+    assert dg.materialize([staging.customers], resources=resources).success
+
+    assert _replay(resources)["shop_orders"] == 1
+    with warehouse.connect() as conn:
+        staged = dict(conn.query("select order_id, email from staging.orders").itertuples(index=False))
+        assert staged == {"o1": "o1@example.org", "o2": "edited@example.org"}  # o2's day was not re-staged
+        assert conn.scalar("select count(*) from staging.order_lines") == 2
+    assert _replay(resources)["shop_orders"] == 0
+    with warehouse.connect() as conn:
+        assert conn.scalar("select count(*) from staging.orders") == 2
+        assert conn.scalar("select count(*) from staging.order_lines") == 2
