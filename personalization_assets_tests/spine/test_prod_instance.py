@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from personalization_assets import settings
 from personalization_assets.assets.seeds import SEEDS
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.conftest import require_module
@@ -92,6 +93,7 @@ def test_the_compose_file_runs_the_image_the_instance_launches():
     instance = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
     forwarded = set(instance["run_launcher"]["config"]["env_vars"])
     assert forwarded <= set(env), forwarded - set(env)
+    assert set(settings.PROD_REQUIRED) <= forwarded, set(settings.PROD_REQUIRED) - forwarded  # runs can start
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
     server = workspace["load_from"][0]["grpc_server"]
     assert server["host"] == "personalization_code"
