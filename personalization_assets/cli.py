@@ -321,7 +321,8 @@ from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at imp
 from .live import add_up_command  # noqa: E402  (stdlib-only at import)
 from .experiments.cli import add_lift_command  # noqa: E402  (stdlib-only at import)
 
-COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command, add_up_command, add_lift_command]
+from .audiences.cli import add_audience_command  # noqa: E402  (stdlib-only at import)
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command, add_up_command, add_lift_command, add_audience_command]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,59 @@
+"""`personalization audience preview FILE.yaml`: size now, overlap, 5 members with evidence."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+
+def add_audience_command(sub) -> None:
+    """Register `audience` on the platform CLI's subparsers."""
+    p = sub.add_parser("audience", help="work with audience definitions")
+    inner = p.add_subparsers(dest="audience_command", required=True)
+    pv = inner.add_parser("preview", help="size now, overlap with the packaged audiences, 5 members with evidence")
+    pv.add_argument("file", help="an audience definition (YAML)")
+    pv.set_defaults(func=run_preview)
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .. import settings
+    from ..resources.warehouse import DuckDBWarehouse
+    from .model import DefinitionError, load_builtin, parse
+    from .preview import preview
+    from .sql import Relations
+    from .warehouse import CUSTOMERS_VIEW, create_views, split_streamable
+
+    try:
+        with open(args.file, encoding="utf-8") as fh:
+            audience = parse(yaml.safe_load(fh), origin=args.file)
+    except (OSError, yaml.YAMLError, DefinitionError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    path = settings.warehouse_path()
+    if not path.exists():
+        print(f"error: no warehouse at {path}: run `personalization demo` or set PERSONALIZATION_DATA_DIR",
+              file=sys.stderr)
+        return 1
+    others = [a for a in load_builtin() if a.name != audience.name]
+    with DuckDBWarehouse(database=str(path)).connect() as conn:
+        has_profiles = conn.table_exists("marts", "customer_profiles")
+        if conn.table_exists("staging", "events"):
+            create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
+        customers = "marts.customer_profiles" if has_profiles else CUSTOMERS_VIEW
+        if not has_profiles:  # without profiles only event-based audiences can be evaluated
+            others, refused = split_streamable(others)
+            if split_streamable([audience])[1]:
+                print(f"error: {args.file}: uses profile traits and the warehouse has no "
+                      "marts.customer_profiles yet: materialize the profiles first", file=sys.stderr)
+                return 1
+        result = preview(conn, audience, others, datetime.now(timezone.utc),
+                         Relations(customers=customers, events="marts.audience_events"))
+    print(f"{result.name}: {result.size} members now")
+    for name, n in sorted(result.overlap.items(), key=lambda kv: -kv[1]):
+        print(f"  overlap with {name}: {n}")
+    for member, met in result.samples.items():
+        print(f"  {member}: " + ("; ".join(met) or "(no single condition: a combination of any:)"))
+    return 0
