@@ -30,7 +30,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -46,44 +46,48 @@ class IdentityChange:
     kind: str  # merge | unmerge
     old_key: str
     new_keys: tuple[str, ...]  # merge: the survivor; unmerge: every key the records went to
+    # A gone key's state version at the destination: linked, unlinked and linked again, the second
+    # merge is a new change (the key was re-added in between, at a higher version).
+    generation: int = 0
 
     @property
     def change_id(self) -> str:
         """Stable across runs: the receiver's idempotency key and the log's key."""
-        text = f"{self.kind}|{self.old_key}|{','.join(self.new_keys)}"
+        text = f"{self.kind}|{self.old_key}|{','.join(self.new_keys)}|{self.generation}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def derive_changes(held: Iterable[str], current: set[str], lineage: Iterable[tuple[str, str]]) -> list[IdentityChange]:
-    """Changes for the keys a destination holds. `current`: keys that exist now among the keys
-    traced; `lineage`: (old key, key now) pairs from the crosswalk. A gone key with no lineage
-    (its records were erased) is left to the ordinary sync."""
+def derive_changes(held: Mapping[str, int], current: set[str],
+                   lineage: Iterable[tuple[str, str]]) -> list[IdentityChange]:
+    """Changes for the keys a destination holds (key -> state version). `current`: keys that exist
+    now among the keys traced; `lineage`: (old key, key now) pairs from the crosswalk. A gone key
+    with no lineage (its records were erased) is left to the ordinary sync."""
     leads: dict[str, set[str]] = defaultdict(set)
     for old, new in lineage:
         if old and new and old != new:
             leads[old].add(new)
     changes = []
-    for key in sorted(set(held)):
+    for key in sorted(held):
         others = leads.get(key, set())
         if not others:
             continue
         if key in current:
             changes.append(IdentityChange(UNMERGE, key, tuple(sorted(others | {key}))))
         elif len(others) == 1:
-            changes.append(IdentityChange(MERGE, key, tuple(others)))
+            changes.append(IdentityChange(MERGE, key, tuple(others), int(held[key])))
         else:
-            changes.append(IdentityChange(UNMERGE, key, tuple(sorted(others))))
+            changes.append(IdentityChange(UNMERGE, key, tuple(sorted(others)), int(held[key])))
     return changes
 
 
 BORN_KEY = "'cus_' || substr(sha1(c.record_id), 1, 16)"  # identity.keys.key_for; sha1 hex is lower case
 
 
-def _traced(conn: Sql, destination: str) -> tuple[list[str], set[str], list[tuple[str, str]]]:
+def _traced(conn: Sql, destination: str) -> tuple[dict[str, int], set[str], list[tuple[str, str]]]:
     """(held keys, which of them exist now, lineage pairs) for one destination, from SQL. The born
     key traces only keys that are gone: for a live key it would replay splits of long ago."""
-    held_sql = (f"select distinct customer_key as k from {STATE} where destination = ? and present "
-                "and row_key = customer_key")
+    held_sql = (f"select customer_key as k, max(version) as v from {STATE} where destination = ? and present "
+                "and row_key = customer_key group by customer_key")
     columns = set(conn.query("select lower(column_name) as c from information_schema.columns where "
                              "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
     sources = [f"select {BORN_KEY} as old_key, c.customer_key as new_key, 'born' as via from core.customer_crosswalk c"]
@@ -92,11 +96,12 @@ def _traced(conn: Sql, destination: str) -> tuple[list[str], set[str], list[tupl
                        "where c.previous_customer_key is not null")
     pairs = conn.query(f"""with held as ({held_sql}), lineage as ({' union all '.join(sources)}),
 live as (select distinct customer_key as k from core.customer_crosswalk)
-select distinct l.old_key, l.new_key, x.k is not null as old_exists
+select distinct l.old_key, l.new_key, h.v as version, x.k is not null as old_exists
 from lineage l join held h on h.k = l.old_key left join live x on x.k = l.old_key
 where l.new_key <> l.old_key and (x.k is null or l.via = 'previous')""", [destination])
     current = set(pairs.loc[pairs["old_exists"].astype(bool), "old_key"])
-    return sorted(set(pairs["old_key"])), current, list(zip(pairs["old_key"], pairs["new_key"]))
+    held = dict(zip(pairs["old_key"], pairs["version"].astype("int64")))
+    return held, current, list(zip(pairs["old_key"], pairs["new_key"]))
 
 
 def pending_changes(conn: Sql, destination: str) -> list[IdentityChange]:

@@ -204,11 +204,11 @@ def test_derive_changes_from_lineage():
     # merged away (born key and previous key both lead to B), split with the key kept, split
     # with the key gone, and an erased key (no lineage) left to the ordinary sync
     lineage = [("A", "B"), ("B", "B"), ("C", "C"), ("C", "D"), ("E", "F"), ("E", "G")]
-    changes = derive_changes(["A", "B", "C", "E", "Z"], {"B", "C"}, lineage)
-    assert changes == [IdentityChange(MERGE, "A", ("B",)), IdentityChange(UNMERGE, "C", ("C", "D")),
-                       IdentityChange(UNMERGE, "E", ("F", "G"))]
+    changes = derive_changes({"A": 1, "B": 1, "C": 1, "E": 2, "Z": 1}, {"B", "C"}, lineage)
+    assert changes == [IdentityChange(MERGE, "A", ("B",), 1), IdentityChange(UNMERGE, "C", ("C", "D")),
+                       IdentityChange(UNMERGE, "E", ("F", "G"), 2)]
     assert len({c.change_id for c in changes}) == 3
-    assert derive_changes(["A"], set(), []) == []
+    assert derive_changes({"A": 1}, set(), []) == []
 
 
 def test_webhook_sync_asset_carries_a_merge(tmp_path, monkeypatch):
@@ -292,3 +292,16 @@ def test_a_record_that_left_its_born_key_long_ago_is_no_unmerge(duck, world, tra
     with ProfileReceiver(SECRET) as receiver:
         assert sync(duck, hook(receiver, transport))["identity"] == {"merged": 0, "unmerged": 0, "deleted": 0}
         assert receiver.identity == {} and set(receiver.profiles) == {A, B}
+
+
+def test_linked_unlinked_and_linked_again_merges_again(duck, world, transport):
+    together, apart = {"crm:1": (B, A), "web:2": (B, B)}, {"crm:1": (A, B), "web:2": (B, B)}
+    world.people({"crm:1": (A, None), "web:2": (B, None)}, {"vip": [A, B]})
+    with ProfileReceiver(SECRET) as receiver:
+        sync(duck, hook(receiver, transport))
+        for crosswalk, members, profiles in [(together, [B], {B}), (apart, [A, B], {A, B}), (together, [B], {B})]:
+            world.people(crosswalk, {"vip": members})
+            sync(duck, hook(receiver, transport))
+            assert set(receiver.profiles) == profiles
+        merges = [e for e in receiver.identity.values() if e["type"] == "identity.merge"]
+        assert [(e["from"], e["into"]) for e in merges] == [(A, B), (A, B)]  # two merges, two keys
