@@ -106,15 +106,17 @@ class _Eval:
         return value is not None and _OPS[rule.op](value, rule.value)
 
 
-def _offsets(audience: Audience) -> set[float]:
-    """When, after an event's time, it can change membership (enter or leave a window)."""
+def _offsets(audience: Audience, name: str | None = None) -> set[float]:
+    """When, after the time of an event (named `name`, or any), it can change membership: the
+    edges of the windows it can fall in. A follow-up event acts at its own time only."""
     out = {0.0}
-    windows = [c.window for c in conditions(audience.rule) if isinstance(c, EventCond)]
-    windows += [c.trait.window for c in conditions(audience.rule) if isinstance(c, ComputedCond)]
-    for w in windows:
-        out.add(w.end)
-        if w.start is not None:
-            out.add(w.start)
+    pairs = [(c.match, c.window) for c in conditions(audience.rule) if isinstance(c, EventCond)]
+    pairs += [(c.trait.match, c.trait.window) for c in conditions(audience.rule) if isinstance(c, ComputedCond)]
+    for match, w in pairs:
+        if name is None or name in match.events:
+            out.add(w.end)
+            if w.start is not None:
+                out.add(w.start)
     return out
 
 
@@ -134,10 +136,14 @@ class AudienceStream:
         self.timers: list[tuple[float, str]] = []
         self._scheduled: set[tuple[float, str]] = set()
         self.watermark: float | None = None
+        self._by_name: dict[str, list[float]] = {}
 
     def process(self, ev: StreamEvent) -> list[Change]:
         insort(self.state.setdefault(ev.customer_key, []), ev)
-        for off in self.offsets:
+        offsets = self._by_name.get(ev.event)
+        if offsets is None:
+            offsets = self._by_name[ev.event] = sorted(set().union({0.0}, *(_offsets(a, ev.event) for a in self.audiences)))
+        for off in offsets:
             self._timer(ev.ts + off, ev.customer_key)
         if self.watermark is not None and ev.ts < self.watermark:  # too late: decide it now
             return self._evaluate(ev.customer_key, self.watermark, late=True)
