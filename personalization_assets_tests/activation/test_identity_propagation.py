@@ -305,3 +305,42 @@ def test_linked_unlinked_and_linked_again_merges_again(duck, world, transport):
             assert set(receiver.profiles) == profiles
         merges = [e for e in receiver.identity.values() if e["type"] == "identity.merge"]
         assert [(e["from"], e["into"]) for e in merges] == [(A, B), (A, B)]  # two merges, two keys
+
+
+def test_the_identity_engines_link_and_unlink_reach_the_webhook(duck, marts, transport):
+    """Real crosswalks from `identity.resolve`: a steward links Tom to Ann's shop record (Tom's key
+    merges away), then unlinks Ann's shop record; the receiver holds exactly the golden keys."""
+    from personalization_assets.identity import resolve
+    from personalization_assets_tests.identity.test_stewardship import family
+
+    df = family()
+    world = World(duck, marts)
+
+    def publish(res) -> set[str]:
+        crosswalk = res.crosswalk[["record_id", "customer_key", "previous_customer_key"]].astype(object)
+        crosswalk = crosswalk.where(crosswalk.notna(), None)
+        world.people({r: (k, p) for r, k, p in crosswalk.itertuples(index=False)}, {})
+        keys = sorted(set(crosswalk["customer_key"]))
+        marts.members("vip", keys)
+        return set(keys)
+
+    def decided(*pairs):
+        return pd.DataFrame([{"left_record_id": a, "right_record_id": b, "decision": d} for a, b, d in pairs])
+
+    first = resolve(df)
+    link = [("crm:tom", "shop:ann", "link")]
+    linked = resolve(df, previous=first.state(), decisions=decided(*link))
+    unlinked = resolve(df, previous=linked.state(), decisions=decided(("crm:ann", "shop:ann", "unlink")))
+    key = {name: res.crosswalk.set_index("record_id")["customer_key"] for name, res in
+           [("first", first), ("linked", linked), ("unlinked", unlinked)]}
+    assert key["linked"]["crm:tom"] == key["linked"]["crm:ann"] and key["first"]["crm:tom"] != key["first"]["crm:ann"]
+    with ProfileReceiver(SECRET) as receiver:
+        for res in (first, linked, unlinked):
+            golden = publish(res)
+            sync(duck, hook(receiver, transport), segments=("vip",))
+            assert set(receiver.profiles) == golden  # no duplicate, nothing left behind
+            count = receiver.count
+            sync(duck, hook(receiver, transport), segments=("vip",))
+            assert receiver.count == count
+    kinds = sorted(e["type"] for e in receiver.identity.values())
+    assert "identity.merge" in kinds and "identity.unmerge" in kinds
