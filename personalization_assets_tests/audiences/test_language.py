@@ -90,3 +90,26 @@ def test_stream_refuses_a_batch_only_trait_in_one_line_naming_it():
     with pytest.raises(StreamUnsupported, match=r"condition \{trait: orders_count, op: >=, value: 2\} "
                                                 r"uses profile trait 'orders_count', which is batch-only"):
         AudienceStream([definition])
+
+
+def test_the_snowflake_text_runs_on_fakesnow_with_qmark_binds():
+    import fakesnow
+    import snowflake.connector
+
+    definition = parse({"name": "x", "description": "d",
+                        "traits": {"top": {"most_frequent": "category", "of": "product viewed", "within": "30d"}},
+                        "rule": {"all": [{"event": "product viewed", "exists": True, "between": ["0m", "1d"],
+                                          "not_followed_by": {"event": "order completed", "within": "1h"}},
+                                         {"computed": "top", "op": "=", "value": "it's"}]}})
+    with fakesnow.patch():
+        con = snowflake.connector.connect(database="db", schema="public", paramstyle="qmark")
+        cur = con.cursor()
+        cur.execute("create table aud_events (customer_key varchar, event varchar, ts double, category varchar)")
+        cur.execute("create table aud_customers (customer_key varchar)")
+        cur.execute("insert into aud_customers values ('a'), ('b'), ('c')")
+        cur.execute("insert into aud_events values (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+                    ["a", "product viewed", BASE, "it's", "b", "product viewed", BASE, "it's",
+                     "b", "order completed", BASE + 60, None, "c", "product viewed", BASE, "shoes"])
+        sql, params = membership_sql(definition, AT, dialect="snowflake")
+        cur.execute(sql, params)
+        assert cur.fetchall() == [("a",)]
