@@ -118,17 +118,18 @@ class LedgerStore:
 
 @dataclass
 class DeliveryStore:
-    """The delivery outbox (recipient, rendered e-mail) or its payload copy, keyed by tracked user id."""
+    """The delivery outbox (recipient, rendered e-mail), its payload copy, or the holdout exposure log."""
 
     path: Path
-    table: str  # "outbox" or "delivery_payloads"
+    table: str  # "outbox", "delivery_payloads" or "exposures"
     name: str = "delivery"
 
     def _open(self):
         from ..delivery.outbox import Outbox
         from ..delivery.payloads import PayloadStore
+        from ..experiments.holdouts import ExposureLog
 
-        return Outbox(self.path) if self.table == "outbox" else PayloadStore(self.path)
+        return {"outbox": Outbox, "delivery_payloads": PayloadStore, "exposures": ExposureLog}[self.table](self.path)
 
     def erase(self, ids: Identifiers) -> int:
         if not self.path.exists():
@@ -149,7 +150,9 @@ class DeliveryStore:
             return 0
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
             marks = ",".join("?" * len(keys))
-            return conn.execute(f"select count(*) from {self.table} where customer_id in ({marks})", keys).fetchone()[0]
+            where = f"customer_id in ({marks})" + (f" or customer_key in ({marks})" if self.table == "exposures" else "")
+            args = keys * (2 if self.table == "exposures" else 1)
+            return conn.execute(f"select count(*) from {self.table} where {where}", args).fetchone()[0]
 
 
 @dataclass
@@ -261,6 +264,7 @@ def local_stores(data_dir: Path, bus_url: str, email_bus_url: str, landing: Path
     return stores + [GuardStore(data_dir / "trigger_guard.sqlite"), LedgerStore(data_dir / "triggers.sqlite"),
                      DeliveryStore(data_dir / "outbox.sqlite", "outbox", name="delivery_outbox"),
                      DeliveryStore(data_dir / "delivery_payloads.sqlite", "delivery_payloads", name="delivery_payloads"),
+                     DeliveryStore(data_dir / "exposures.sqlite", "exposures", name="delivery_exposures"),
                      LandingStore(landing), LocalExports(data_dir / "exports")]
 
 

@@ -220,12 +220,17 @@ def test_forget_erases_the_outbox_and_payload_copy_through_the_erasure_stores(tm
     with SmtpSink() as smtp:
         drain(make_sender(paths, SmtpChannel("127.0.0.1", smtp.port, FROM, TokenBucket(1000)), payloads))
     payloads.close()
+    from personalization_assets.experiments.holdouts import ExposureLog
+
+    exposures = ExposureLog(tmp_path / "exposures.sqlite")
+    exposures.log([("cart_holdout", f"fire{i}", f"u{i}", f"cus_{i}", "control", 1, 0.0) for i in (1, 2)])
+    exposures.close()
     stores = [s for s in local_stores(tmp_path, f"sqlite:///{tmp_path / 'events.db'}",
                                       f"sqlite:///{tmp_path / 'email_events.db'}", tmp_path / "landing")
               if s.name.startswith("delivery")]
-    assert {s.name for s in stores} == {"delivery_outbox", "delivery_payloads"}
+    assert [s.name for s in stores] == ["delivery_outbox", "delivery_payloads", "delivery_exposures"]
     ann1 = Identifiers(user_ids={"u1"})
-    assert [s.remaining(ann1) for s in stores] == [1, 1]
-    assert [s.erase(ann1) for s in stores] == [1, 1]
-    assert [s.remaining(ann1) for s in stores] == [0, 0]
-    assert [s.remaining(Identifiers(user_ids={"u2"})) for s in stores] == [1, 1]
+    assert [s.remaining(ann1) for s in stores] == [1, 1, 1]
+    assert [s.erase(ann1) for s in stores] == [1, 1, 1]
+    assert [s.remaining(ann1) for s in stores] == [0, 0, 0]
+    assert [s.remaining(Identifiers(user_ids={"u2"})) for s in stores] == [1, 1, 1]
