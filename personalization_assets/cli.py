@@ -14,6 +14,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+# The command modules below import only the standard library at import time: building the parser
+# stays fast, and each command imports its heavy parts when it runs.
+from .audiences.cli import add_audience_command
+from .delivery.cli import add_deliver_command
+from .experiments.cli import add_lift_command
+from .live import add_up_command
+
 
 class UserError(Exception):
     """An expected failure: printed as one line, exit code 1."""
@@ -317,12 +324,8 @@ def _identity_decide(args: argparse.Namespace) -> int:
     return decide(args)
 
 
-from .delivery.cli import add_deliver_command  # noqa: E402  (stdlib-only at import)
-from .live import add_up_command  # noqa: E402  (stdlib-only at import)
-from .experiments.cli import add_lift_command  # noqa: E402  (stdlib-only at import)
-
-from .audiences.cli import add_audience_command  # noqa: E402  (stdlib-only at import)
-COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity, add_deliver_command, add_up_command, add_lift_command, add_audience_command]
+COMMANDS = [_add_demo, _add_ui, _add_collector, _add_triggers, _add_exporter, _add_forget, _add_identity,
+            add_deliver_command, add_up_command, add_lift_command, add_audience_command]
 
 
 def main(argv: list[str] | None = None) -> int:
