@@ -79,6 +79,9 @@ def _demo(args: argparse.Namespace) -> int:
               f"    DAGSTER_HOME={home} PERSONALIZATION_DATA_DIR={data_dir} \\\n"
               f"    dagster asset materialize -m personalization_assets.definitions --select '{REPLAY_SELECTION}'")
     print(f"Open the Dagster UI on this run:\n  {ui}\n  then browse http://127.0.0.1:3000 (Assets -> Lineage)")
+    print(f"Run the live system on this data (collector, trigger engine, sender, Dagster UI and daemon):\n"
+          f"  personalization up --data-dir {args.data_dir} --dagster-home {args.dagster_home}\n"
+          "  then see the e-mails the triggers send on the outbox page http://127.0.0.1:8090/")
     return 0
 
 

@@ -134,6 +134,8 @@ def test_inject_bad_shows_each_promised_check_and_the_demo_recovers(tmp_path):
     _clean_console(plain)
     assert "Starting over (it holds the rows --inject-bad broke on purpose" in plain.stdout
     assert "Failed checks" not in plain.stdout and "cart_abandoners" in _section(plain.stdout, "Segment sizes:")
+    assert re.search(r"^  personalization up --data-dir \S+ --dagster-home \S+$", plain.stdout, re.M)
+    assert "outbox page http://127.0.0.1:8090/" in plain.stdout  # the summary points to the e-mails
     assert STALE_CURSOR not in _sensor_cursors(tmp_path)
 
 
