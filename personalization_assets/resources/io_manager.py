@@ -49,16 +49,9 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
                 "write a partitioned table's window with the `warehouse` resource (see assets/common.write_window)")
         name = table_name(context.asset_key)
         group = list(context.definition_metadata.get(COMMIT_GROUP) or [name])
-        if name not in group:
-            raise ValueError(f"{COMMIT_GROUP} of {name} must list {name} itself, not only {group}")
-        held = self._held.setdefault((context.run_id, context.step_key), {})
-        held[name] = obj
-        missing = [t for t in group if t not in held]
-        if missing:
-            fault_point("output_held", name)
-            context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
+        frames = hold_for_group(self._held, context, obj, group)
+        if frames is None:
             return
-        frames = {t: held.pop(t) for t in group}
         with self._connect() as conn:
             commit_tables(conn, frames, run_id=context.run_id)
         context.add_output_metadata({"committed_with": ", ".join(group)})
@@ -77,6 +70,23 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
         with self._connect() as conn:
             verify_tables(conn, [name], strict=strict)
             return conn.query(f"select * from {name}{where}", params)
+
+
+def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFrame,
+                   group: Sequence[str]) -> dict[str, pd.DataFrame] | None:
+    """Keep this output until every table of its commit group has arrived from the same step;
+    then return all the group's frames (to be written in one transaction), else None."""
+    name = table_name(context.asset_key)
+    if name not in group:
+        raise ValueError(f"{COMMIT_GROUP} of {name} must list {name} itself, not only {list(group)}")
+    held = held_by_step.setdefault((context.run_id, context.step_key), {})
+    held[name] = obj
+    missing = [t for t in group if t not in held]
+    if missing:
+        fault_point("output_held", name)
+        context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
+        return None
+    return {t: held.pop(t) for t in group}
 
 
 def table_name(key: dg.AssetKey) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 from dagster_snowflake_pandas import SnowflakePandasIOManager
 
 from .faults import fault_point
-from .io_manager import COMMIT_GROUP, COMMITS, table_name, verify_tables
+from .io_manager import COMMIT_GROUP, COMMITS, hold_for_group, table_name, verify_tables
 from .warehouse import SnowflakeWarehouse, WarehouseConnection, identifier
 
 STAGE_PREFIX = "__stage_"
@@ -56,17 +56,9 @@ class _AtomicGroups(dg.IOManager):
         if context.has_asset_partitions:
             raise NotImplementedError(f"{context.asset_key.to_user_string()}: a commit group replaces whole tables; "
                                       "partitioned assets cannot be in one")
-        name = table_name(context.asset_key)
-        if name not in group:
-            raise ValueError(f"{COMMIT_GROUP} of {name} must list {name} itself, not only {list(group)}")
-        held = self._held.setdefault((context.run_id, context.step_key), {})
-        held[name] = obj
-        missing = [t for t in group if t not in held]
-        if missing:
-            fault_point("output_held", name)
-            context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
+        frames = hold_for_group(self._held, context, obj, list(group))
+        if frames is None:
             return
-        frames = {t: held.pop(t) for t in group}
         with self._warehouse.connect() as conn:
             commit_tables(conn, frames, run_id=context.run_id)
         context.add_output_metadata({"committed_with": ", ".join(group)})
