@@ -1,4 +1,4 @@
-"""Quality gate: event validation, Pandera asset checks, Snowplow mapping."""
+"""Quality gate: event validation, Pandera validation, Snowplow mapping."""
 
 from personalization_assets.quality.events import Violation, validate_event
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.quality.checks import pandera_asset_check
+from personalization_assets.assets.checks import pandera_asset_check
 from personalization_assets.schemas.tables import STAGING_MODELS, StagingOrderLines, table_schema
 
 
