@@ -1,4 +1,5 @@
-"""The Pandera models in Dagster: blocking asset checks that report failure cases as metadata.
+"""The Pandera models in Dagster: blocking asset checks that report failure cases as metadata,
+and the column schema the UI shows, derived from the same models so it is written once.
 
 The validation itself is plain Python in `quality/checks.py`; this is its Dagster shell.
 """
@@ -14,6 +15,9 @@ import pandera.pandas as pa
 
 from ..privacy import mask_value
 from ..quality.checks import run_model
+from ..schemas.tables import STAGING_MODELS
+
+RAW_COLUMN_NOTE = "raw original, as the source sent it"
 
 # (check context, warehouse resource) -> the rows the run wrote
 RowsWritten = Callable[[dg.AssetCheckExecutionContext, Any], pd.DataFrame]
@@ -63,3 +67,26 @@ def _result(model: type[pa.DataFrameModel], asset_value: pd.DataFrame) -> dg.Ass
             "| column | check | count | examples |\n|---|---|---|---|\n" + table)
     return dg.AssetCheckResult(passed=not failures, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata)
+
+
+def table_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The Dagster column schema (UI) derived from a Pandera model, so it is written once."""
+    columns = []
+    for name, column in model.to_schema().columns.items():
+        checks = [str(c.name) for c in column.checks]
+        constraints = dg.TableColumnConstraints(
+            nullable=bool(column.nullable), unique=bool(column.unique), other=checks
+        )
+        columns.append(dg.TableColumn(name=name, type=str(column.dtype), constraints=constraints))
+    return dg.TableSchema(columns=columns)
+
+
+def schema_metadata(table: str, frame: pd.DataFrame) -> dict:
+    """The UI column schema: the table's Pandera model (written once, in schemas/), plus the other
+    columns of the frame, each `<column>_raw` described as the raw original of `<column>`."""
+    modelled = table_schema(STAGING_MODELS[table])
+    known = {c.name for c in modelled.columns}
+    extra = [dg.TableColumn(str(c), str(t), description=(
+        f"{RAW_COLUMN_NOTE} (canonical form in `{str(c)[:-4]}`)" if str(c).endswith("_raw") else None))
+        for c, t in frame.dtypes.items() if str(c) not in known]
+    return {"dagster/column_schema": dg.TableSchema(columns=[*modelled.columns, *extra])}

@@ -13,7 +13,7 @@ from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
 from ..sources.crm import CUSTOMER_COLUMNS
-from .checks import pandera_asset_check
+from .checks import pandera_asset_check, schema_metadata
 from .common import (
     EAGER, ON_DEMAND, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
     read_cursor, read_table, read_window, utc_now, write_cursor, write_window,
@@ -173,7 +173,7 @@ def customers(warehouse: Warehouse) -> dg.MaterializeResult:
         .astype(str).value_counts().head(10).to_dict(),
         disposable_emails=int(valid["email_disposable"].sum()), role_emails=int(valid["email_role"].sum()),
         birth_date_issues=valid["birth_date_issue"].dropna().str.split(":").str[0].value_counts().head(10).to_dict(),
-        **logic.schema_metadata("customers", valid)))
+        **schema_metadata("customers", valid)))
 
 
 @dg.multi_asset(
@@ -200,9 +200,9 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
     days = {"partitions": len(context.partition_keys)}
     yield dg.MaterializeResult(asset_key=["staging", "orders"], metadata=frame_metadata(
         result.orders, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
-        **days, **logic.schema_metadata("orders", result.orders)))
+        **days, **schema_metadata("orders", result.orders)))
     yield dg.MaterializeResult(asset_key=["staging", "order_lines"], metadata=frame_metadata(
-        result.lines, unmapped=result.unmapped, **days, **logic.schema_metadata("order_lines", result.lines)))
+        result.lines, unmapped=result.unmapped, **days, **schema_metadata("order_lines", result.lines)))
 
 
 @dg.asset(key=["staging", "events"], deps=[["raw", "events"], ["seeds", "event_names"]], group_name="staging",
@@ -225,7 +225,7 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
         result.valid, mode="new events only (micro-batch)" if incremental else "whole days re-staged",
         staged_bus_offsets=staged, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
         unmapped=result.unmapped, partitions=len(context.partition_keys),
-        **logic.schema_metadata("events", result.valid)))
+        **schema_metadata("events", result.valid)))
 
 
 def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: str, lookup: str):

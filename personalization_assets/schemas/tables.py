@@ -1,11 +1,11 @@
-"""Pandera models of the staging tables; the Dagster column schema is derived from them.
+"""Pandera models of the staging tables; the Dagster column schema is derived from them
+(`assets/checks.py`).
 
 Lenient on optional nullable columns, strict on ids, tz-aware UTC timestamps, quantities and totals.
 """
 
 from __future__ import annotations
 
-import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 import pycountry
@@ -109,15 +109,3 @@ STAGING_MODELS = {
     "order_lines": StagingOrderLines,
     "events": StagingEvents,
 }
-
-
-def table_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
-    """The Dagster column schema (UI) derived from a Pandera model, so it is written once."""
-    columns = []
-    for name, column in model.to_schema().columns.items():
-        checks = [str(c.name) for c in column.checks]
-        constraints = dg.TableColumnConstraints(
-            nullable=bool(column.nullable), unique=bool(column.unique), other=checks
-        )
-        columns.append(dg.TableColumn(name=name, type=str(column.dtype), constraints=constraints))
-    return dg.TableSchema(columns=columns)

@@ -7,30 +7,10 @@ never both and never neither. Each normalized column keeps its raw original in `
 
 from __future__ import annotations
 
-import pandas as pd
-
 from .common import REPORTING_CURRENCY, SOURCE_FORMATS, SourceFormat, Staged, StagedOrders
 from .customers import stage_customers
 from .events import stage_events
 from .orders import stage_orders
 
-RAW_COLUMN_NOTE = "raw original, as the source sent it"
-
-
-def schema_metadata(table: str, frame: pd.DataFrame) -> dict:
-    """The UI column schema: the table's Pandera model (written once, in schemas/), plus the other
-    columns of the frame, each `<column>_raw` described as the raw original of `<column>`."""
-    import dagster as dg
-
-    from ..schemas.tables import STAGING_MODELS, table_schema
-
-    modelled = table_schema(STAGING_MODELS[table])
-    known = {c.name for c in modelled.columns}
-    extra = [dg.TableColumn(str(c), str(t), description=(
-        f"{RAW_COLUMN_NOTE} (canonical form in `{str(c)[:-4]}`)" if str(c).endswith("_raw") else None))
-        for c, t in frame.dtypes.items() if str(c) not in known]
-    return {"dagster/column_schema": dg.TableSchema(columns=[*modelled.columns, *extra])}
-
-
-__all__ = ["REPORTING_CURRENCY", "SOURCE_FORMATS", "SourceFormat", "Staged", "StagedOrders", "schema_metadata",
+__all__ = ["REPORTING_CURRENCY", "SOURCE_FORMATS", "SourceFormat", "Staged", "StagedOrders",
            "stage_customers", "stage_events", "stage_orders"]

@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.assets.checks import pandera_asset_check
-from personalization_assets.schemas.tables import STAGING_MODELS, StagingOrderLines, table_schema
+from personalization_assets.assets.checks import pandera_asset_check, table_schema
+from personalization_assets.schemas.tables import STAGING_MODELS, StagingOrderLines
 
 
 def _lines(**overrides):
