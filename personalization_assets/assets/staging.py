@@ -12,7 +12,7 @@ from ..bus.micro_batch import OFFSET_FROM_TAG
 from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
-from ..sources.crm import CUSTOMER_COLUMNS
+from ..staging import customers_incremental
 from .checks import pandera_asset_check, schema_metadata
 from .common import (
     EAGER, ON_DEMAND, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
@@ -48,16 +48,18 @@ def _add_text_columns(conn: WarehouseConnection, table: str, frame: pd.DataFrame
 
 
 # -- re-staging: what the staging assets and the quarantine replay both run ----------------------
-def restage_customers(conn: WarehouseConnection):
-    """Stage every CRM customer again, replacing `staging.customers` (raw rows, result, rejections by rule)."""
-    raw = read_table(conn, "raw", "crm_customers", CUSTOMER_COLUMNS)
-    result = logic.stage_customers(raw, now=utc_now())
+def restage_customers(conn: WarehouseConnection, *, full: bool = False,
+                      chunk_rows: int = customers_incremental.CHUNK_ROWS):
+    """Stage the CRM customers that changed since they were last staged (`full`: all of them) into
+    `staging.customers`, a chunk at a time (`staging/customers_incremental.py`). Returns the run
+    and the rejections by rule."""
     prepare_quarantine(conn, "crm_customers")
-    _prepare(conn, "customers", result.valid)
-    with conn.transaction():
-        by_rule = _quarantine(conn, "crm_customers", result.quarantined, "crm:" + raw["customer_id"].astype(str))
-        conn.replace_frame("staging", "customers", result.valid)
-    return raw, result, by_rule
+    run = customers_incremental.stage_changed_customers(
+        conn, now=utc_now(), full=full, chunk_rows=chunk_rows,
+        write_quarantine=lambda rejected, checked: merge_quarantine(conn, "crm_customers", rejected, checked),
+        prepare_staging=lambda frame: _prepare(conn, "customers", frame))
+    rejected = run.rejections
+    return run, rejected["rule"].value_counts().to_dict() if len(rejected) else {}
 
 
 def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime):
@@ -162,18 +164,37 @@ def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
           metadata={PII_TABLES: ["quarantine.crm_customers"]}, automation_condition=EAGER)
 def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     """CRM customers in canonical form: display names, email (+ matching key, disposable and role
-    flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside."""
+    flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside.
+
+    Only the CRM rows that changed since they were last staged are staged again, in chunks, so a
+    run's memory follows the chunk and its time the changes, not the table."""
     with warehouse.connect() as conn:
-        raw, result, by_rule = restage_customers(conn)
-    valid = result.valid
+        run, by_rule = restage_customers(conn)
+        summary = _customers_summary(conn)
     return dg.MaterializeResult(metadata=frame_metadata(
-        valid, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
-        phone_issues=valid["phone_issue"].value_counts().head(10).to_dict(),
-        unknown_countries=valid.loc[valid["country"].isna() & valid["country_raw"].notna(), "country_raw"]
-        .astype(str).value_counts().head(10).to_dict(),
-        disposable_emails=int(valid["email_disposable"].sum()), role_emails=int(valid["email_role"].sum()),
-        birth_date_issues=valid["birth_date_issue"].dropna().str.split(":").str[0].value_counts().head(10).to_dict(),
-        **schema_metadata("customers", valid)))
+        summary.pop("sample"), rows_in=run.rows_in, raw_rows=run.raw_total, chunks=run.chunks,
+        deleted_without_raw_row=run.deleted, quarantined=len(run.rejections), quarantined_by_rule=by_rule,
+        **summary))
+
+
+def _customers_summary(conn: WarehouseConnection) -> dict:
+    """Counts over the whole of `staging.customers`, computed in the warehouse (never loaded)."""
+    def counts(sql: str) -> dict:
+        frame = conn.query(sql + " group by 1 order by 2 desc, 1 limit 10")
+        return {str(k): int(v) for k, v in zip(frame.iloc[:, 0], frame.iloc[:, 1])}
+
+    table = "staging.customers"
+    sample = conn.query(f"select * from {table} order by record_id limit 5")
+    return {
+        "sample": sample, "dagster/row_count": dg.MetadataValue.int(int(conn.scalar(f"select count(*) from {table}"))),
+        "phone_issues": counts(f"select phone_issue, count(*) from {table} where phone_issue is not null"),
+        "unknown_countries": counts(f"select cast(country_raw as varchar), count(*) from {table} "
+                                    "where country is null and country_raw is not null"),
+        "disposable_emails": int(conn.scalar(f"select count(*) from {table} where email_disposable")),
+        "role_emails": int(conn.scalar(f"select count(*) from {table} where email_role")),
+        "birth_date_issues": counts(f"select split_part(birth_date_issue, ':', 1), count(*) from {table} "
+                                    "where birth_date_issue is not null"),
+        **schema_metadata("customers", sample)}
 
 
 @dg.multi_asset(
@@ -276,7 +297,7 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         crm = _open_ids(conn, "crm_customers")
         if crm:
-            restage_customers(conn)
+            restage_customers(conn, full=True)  # today's rules and clock for every row
         moved["crm_customers"], checked["crm_customers"] = len(crm - _open_ids(conn, "crm_customers")), len(crm)
         for source, replay in REPLAY.items():  # only the open records, never the days they arrived on
             waiting = _open_ids(conn, source)
