@@ -46,9 +46,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="an ESP-style send API; the secret comes from DELIVERY_WEBHOOK_SECRET")
     p.add_argument("--rate", type=float, default=float(env("DELIVERY_RATE", "200")),
                    help="sends per second at most (token bucket; a 429 halves it, Retry-After pauses it)")
-    p.add_argument("--holdouts", action=argparse.BooleanOptionalAction, default=env("DELIVERY_HOLDOUTS", "") == "on",
-                   help="apply the experiments' holdouts (global control, `holdout:` of triggers): control fires are"
-                   " logged as ghost exposures in exposures.sqlite next to the outbox, not sent (DELIVERY_HOLDOUTS=on)")
+    p.add_argument("--holdouts", action=argparse.BooleanOptionalAction,
+                   default=env("DELIVERY_HOLDOUTS", "on").lower() not in ("off", "0", "false", "no"),
+                   help="apply the experiments (on by default; --no-holdouts or DELIVERY_HOLDOUTS=off: none): the"
+                   " global control group never receives e-mail, triggers' `holdout:` control fires are logged as"
+                   " ghost exposures in exposures.sqlite next to the outbox, not sent, and the send-time experiment"
+                   " holds treated fires for the customer's preferred hour")
     p.add_argument("--max-attempts", type=int, default=8, help="sends of one fire before it fails for good (%(default)s)")
     p.add_argument("--page-port", type=int, default=8090,
                    help="outbox page on 127.0.0.1 (%(default)s; 0 = any free port, -1 = none)")
@@ -130,21 +133,28 @@ def run_from_args(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     outbox = Outbox(outbox_path)
     payloads = PayloadStore(outbox_path.with_name("delivery_payloads.sqlite"))
-    holdouts = None
+    holdouts = send_time = None
     if args.holdouts:
-        from ..experiments.holdouts import HoldoutGate, payload_customer_key
+        from ..experiments.holdouts import SEND_TIME_KIND, HoldoutGate, payload_customer_key
+        from ..experiments.send_time import SendTimeGate
 
-        holdouts = HoldoutGate.from_yaml(outbox_path.with_name("exposures.sqlite"),
-                                         key_of=lambda customer_id: payload_customer_key(payloads, customer_id))
+        def key_of(customer_id):
+            return payload_customer_key(payloads, customer_id)
+
+        holdouts = HoldoutGate.from_yaml(outbox_path.with_name("exposures.sqlite"), key_of=key_of)
+        timing = next((e for e in holdouts.experiments if e.kind == SEND_TIME_KIND), None)
+        send_time = SendTimeGate(timing, holdouts.exposures, key_of=key_of) if timing else None
     sender = Sender(outbox, ledger, payloads, SqliteGuardProvider(guard_path, allow_unknown=args.allow_unknown), channel, _unsubscribe(),
-                    policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse, holdouts=holdouts)
+                    policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse, holdouts=holdouts,
+                    send_time=send_time)
     server = None
     page = "no page"
     if args.page_port >= 0:
         server, thread, port = _serve_page(outbox_path, args.page_port, stop)
         page = f"outbox page on http://127.0.0.1:{port}/" if port else "the outbox page could not start"
+    experiments = (", ".join(e.name for e in holdouts.experiments) or "none declared") if holdouts else "off"
     print(f"deliver: fires from {ledger} -> outbox {outbox_path} -> {args.channel} {target}; {page};"
-          f" Ctrl-C stops", flush=True)
+          f" experiments: {experiments}; Ctrl-C stops", flush=True)
     try:
         run_sender(sender, stop)
     finally:

@@ -101,7 +101,7 @@ class Sender:
     def __init__(self, outbox: Outbox, ledger_path: str | Path, payloads: PayloadStore, guard: GuardProvider,
                  channel: Channel, unsubscribe: Unsubscribe, *, policy: RetryPolicy = RetryPolicy(),
                  warehouse_path: str | Path | None = None, refresh_every_s: float = 60.0,
-                 rng: random.Random | None = None, clock=time.time, holdouts=None):
+                 rng: random.Random | None = None, clock=time.time, holdouts=None, send_time=None):
         self.outbox, self.ledger, self.payloads = outbox, LedgerReader(ledger_path), payloads
         self.guard, self.channel, self.unsubscribe, self.policy = guard, channel, unsubscribe, policy
         self.warehouse_path, self.refresh_every_s = warehouse_path, refresh_every_s
@@ -109,6 +109,7 @@ class Sender:
         self._cursor = outbox.ledger_cursor()
         self._refreshed = self._reconciled = float("-inf")
         self.holdouts = holdouts  # experiments.holdouts.HoldoutGate: a control member's fire is a logged ghost
+        self.send_time = send_time  # experiments.send_time.SendTimeGate: treated fires wait for the preferred hour
 
     # -- one poll ----------------------------------------------------------------------------
     def step(self, batch: int = 200) -> int:
@@ -145,6 +146,10 @@ class Sender:
             self._refreshed = now
             n = refresh_from_duckdb(self.warehouse_path, self.payloads)
             log.info("payloads: %s", "warehouse busy or missing, kept the last copy" if n is None else f"{n} copied")
+            if self.send_time is not None:
+                from ..experiments.send_time import refresh_send_hours
+
+                refresh_send_hours(self.warehouse_path, self.send_time.exposures)
 
     def render(self, row: Row) -> None:
         found = self.payloads.get(row.customer_id) if row.customer_id else None
@@ -188,6 +193,13 @@ class Sender:
                 reason += "; an interrupted earlier attempt may have reached the destination"
             self.outbox.suppressed(row.fire_key, reason)
             return
+        if self.send_time is not None and row.state == "rendered":  # when, once "whether" is settled
+            at = self.send_time.schedule(row.fire_key, row.customer_id, row.decided_at)
+            now = self.outbox.clock()
+            if at is not None and at > now:
+                self.outbox.postpone(row.fire_key, at - now, "send_time: held for the customer's preferred hour "
+                                     f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime(at))} UTC)")
+                return
         self.outbox.sending(row.fire_key)  # committed BEFORE the send: a crash re-sends the same key
         attempts = row.attempts + 1
         try:

@@ -1,7 +1,7 @@
 """Holdouts declared in YAML, and the gate the sender asks right before each send.
 
 Declarations: `global_control` in `experiments/experiments.yaml`; an optional `holdout: 10%` per
-trigger (realtime/triggers.yaml) or segment (segments/definitions/*.yaml). They are read here from
+trigger (audiences/definitions/triggers.yaml) or segment (segments/definitions/*.yaml). They are read here from
 the raw YAML, so the trigger and segment loaders need only tolerate the key.
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 import yaml
 
 from .assign import CONTROL, GLOBAL_CONTROL, Experiment, assign_arm, holdout_experiment
+
+SEND_TIME_KIND, SEND_TIME_TARGET = "send_time", "preferred_send_hour"
 
 
 def _yaml(package: str, name: str) -> dict:
@@ -33,11 +35,12 @@ def _package_docs(package: str) -> list[dict]:
 
 
 def declared_experiments(triggers_path: str | Path | None = None, global_control=None,
-                         segment_docs: list[dict] | None = None, audience_docs: list[dict] | None = None
-                         ) -> list[Experiment]:
-    """Every experiment the YAML declares: the global control first, then triggers, segments, and
-    the audiences of `audiences/` (issue 22: an audience that sends on entering is the trigger of
-    that name, any other a segment). One experiment declared in two places must agree."""
+                         segment_docs: list[dict] | None = None, audience_docs: list[dict] | None = None,
+                         send_time_holdout=None) -> list[Experiment]:
+    """Every experiment the YAML declares: the global control first, then triggers, segments, the
+    audiences of `audiences/` (issue 22: an audience that sends on entering is the trigger of
+    that name, any other a segment), and last the send-time experiment (`send_time_holdout` in
+    experiments.yaml; False: none). One experiment declared in two places must agree."""
     found: dict[str, Experiment] = {}
 
     def add(exp: Experiment, where: str) -> None:
@@ -51,7 +54,7 @@ def declared_experiments(triggers_path: str | Path | None = None, global_control
     if share:
         add(holdout_experiment("global", "all", share), "experiments.yaml")
     triggers = (yaml.safe_load(Path(triggers_path).read_text()) if triggers_path
-                else _yaml("personalization_assets.realtime", "triggers.yaml")) or {}
+                else _yaml("personalization_assets.audiences.definitions", "triggers.yaml")) or {}
     for t in triggers.get("triggers") or []:
         if t.get("holdout") is not None:
             add(holdout_experiment("trigger", t["name"], t["holdout"]), "triggers.yaml")
@@ -66,6 +69,10 @@ def declared_experiments(triggers_path: str | Path | None = None, global_control
         kind, target = ("trigger", sends) if sends else ("segment", a["name"])
         add(holdout_experiment(kind, target, a["holdout"], stratify_by=a.get("holdout_stratify_by")),
             f"audience {a['name']}")
+    send_time = (send_time_holdout if send_time_holdout is not None
+                 else _yaml(__package__, "experiments.yaml").get("send_time_holdout"))
+    if send_time:
+        add(holdout_experiment(SEND_TIME_KIND, SEND_TIME_TARGET, send_time), "experiments.yaml")
     return list(found.values())
 
 
@@ -90,6 +97,9 @@ class ExposureLog:
         self.conn.execute("create table if not exists exposures (experiment text not null, decision_key text not null,"
                           " customer_id text, customer_key text not null, arm text not null, ghost integer not null,"
                           " exposed_at real not null, primary key (experiment, decision_key))")
+        # the send-time experiment's input, copied from marts.customer_profiles (experiments/send_time.py)
+        self.conn.execute("create table if not exists send_hours (customer_key text primary key,"
+                          " preferred_send_hour integer not null, timezone text)")
 
     def log(self, rows: list[tuple]) -> None:
         with self._lock:
@@ -99,9 +109,31 @@ class ExposureLog:
         with self._lock:
             return self.conn.execute(f"select {', '.join(EXPOSURE_COLUMNS)} from exposures order by exposed_at").fetchall()
 
+    def sync_send_hours(self, rows: list[tuple[str, int, str | None]]) -> int:
+        """Replace the copy of (customer_key, preferred_send_hour, timezone), in one transaction:
+        people no longer in the marts (erased, merged away) leave it too."""
+        with self._lock:
+            self.conn.execute("begin immediate")
+            try:
+                self.conn.execute("delete from send_hours")
+                self.conn.executemany("insert or replace into send_hours values (?, ?, ?)", rows)
+                self.conn.execute("commit")
+            except BaseException:
+                self.conn.execute("rollback")
+                raise
+        return len(rows)
+
+    def send_hour(self, customer_key: str) -> tuple[int, str | None] | None:
+        with self._lock:
+            row = self.conn.execute("select preferred_send_hour, timezone from send_hours where customer_key = ?",
+                                    (customer_key,)).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
     def erase(self, customer_ids: set[str]) -> int:
         ids = sorted(customer_ids)
         with self._lock:
+            for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+                self.conn.execute(f"delete from send_hours where customer_key in ({', '.join('?' * len(chunk))})", chunk)
             return sum(self.conn.execute(f"delete from exposures where customer_id in ({', '.join('?' * len(chunk))})"
                                          f" or customer_key in ({', '.join('?' * len(chunk))})", chunk + chunk).rowcount
                        for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)))

@@ -95,7 +95,8 @@ def setup(tmp_path, n):
     payloads.close()
     command = [sys.executable, "-m", "personalization_assets.delivery", "--ledger", str(tmp_path / "triggers.sqlite"),
                "--outbox", str(tmp_path / "outbox.sqlite"), "--guard", str(tmp_path / "guard.sqlite"),
-               "--warehouse", "", "--page-port", "-1", "--rate", "2000"]
+               "--warehouse", "", "--page-port", "-1", "--rate", "2000",
+               "--no-holdouts"]  # every fire counted as sent: no global control or holdout here
     env = dict(os.environ, UNSUBSCRIBE_SECRET="s3cret", UNSUBSCRIBE_BASE_URL="https://shop.example/u",
                DELIVERY_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(ROOT))
     return keys, command, env

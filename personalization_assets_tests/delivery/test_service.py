@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_personalization_deliver_prints_its_paths_serves_the_page_and_stops_on_ctrl_c(tmp_path):
-    env = dict(os.environ, PERSONALIZATION_DATA_DIR=str(tmp_path), UNSUBSCRIBE_SECRET="s3cret")
+    env = {k: v for k, v in os.environ.items() if k != "DELIVERY_HOLDOUTS"}
+    env.update(PERSONALIZATION_DATA_DIR=str(tmp_path), UNSUBSCRIBE_SECRET="s3cret")
     cli = Path(sys.executable).with_name("personalization")
     proc = subprocess.Popen([str(cli), "deliver", "--page-port", "0", "--smtp-port", "1"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -37,6 +38,7 @@ def test_personalization_deliver_prints_its_paths_serves_the_page_and_stops_on_c
         line = proc.stdout.readline()
         assert f"fires from {tmp_path / 'triggers.sqlite'}" in line, line + proc.stderr.read()
         assert f"outbox {tmp_path / 'outbox.sqlite'}" in line and "smtp smtp://127.0.0.1:1" in line
+        assert "experiments: global_control, " in line  # on by default: the global control is never mailed
         url = line.split("outbox page on ")[1].split(";")[0]
         assert url.startswith("http://127.0.0.1:")
         page = requests.get(url, timeout=10)

@@ -46,22 +46,24 @@ def test_holdouts_are_read_from_trigger_and_segment_yaml(tmp_path):
     found = declared_experiments(path, global_control="5%",
                                  segment_docs=[{"name": "win_back", "holdout": "20%"}, {"name": "vip"}],
                                  audience_docs=[{"name": "cart_abandonment", "on_enter": {"send": "cart_abandonment"},
-                                                 "holdout": "10%"}, {"name": "win_back", "holdout": "20%"}])
+                                                 "holdout": "10%"}, {"name": "win_back", "holdout": "20%"}],
+                                 send_time_holdout="50%")
     assert [(e.name, e.split["control"]) for e in found] == [
-        ("global_control", 0.05), ("trigger:cart_abandonment", 0.10), ("segment:win_back", 0.20)]
+        ("global_control", 0.05), ("trigger:cart_abandonment", 0.10), ("segment:win_back", 0.20),
+        ("send_time:preferred_send_hour", 0.50)]
     with pytest.raises(ValueError, match="audience cart_abandonment: holdout of trigger:cart_abandonment"):
         declared_experiments(path, global_control=None, segment_docs=[],
                              audience_docs=[{"name": "cart_abandonment", "on_enter": {"send": "cart_abandonment"},
                                              "holdout": "25%"}])
     path.write_text(yaml.safe_dump({"triggers": [{"name": "x", "holdout": "lots"}]}))
     with pytest.raises(ValueError, match="trigger x"):
-        declared_experiments(path, global_control=None, segment_docs=[], audience_docs=[])
+        declared_experiments(path, global_control=None, segment_docs=[], audience_docs=[], send_time_holdout=False)
 
 
 def test_gate_logs_ghosts_for_control_and_exposures_for_treatment_once(tmp_path):
     path = tmp_path / "triggers.yaml"
     path.write_text(yaml.safe_dump({"triggers": [{"name": "cart_abandonment", "holdout": "30%"}]}))
-    experiments = declared_experiments(path, global_control="10%", segment_docs=[], audience_docs=[])
+    experiments = declared_experiments(path, global_control="10%", segment_docs=[], audience_docs=[], send_time_holdout=False)
     gate = HoldoutGate(experiments, ExposureLog(tmp_path / "exposures.sqlite"), clock=lambda: 1000.0)
     glob, trig = experiments
     decisions = {}

@@ -26,7 +26,7 @@ def test_control_fires_are_ghosts_and_suppressed_people_are_in_neither_arm(tmp_p
     seed(ledger, guard, payloads, 40, unsubscribed={3, 4})
     triggers = tmp_path / "t.yaml"
     triggers.write_text(yaml.safe_dump({"triggers": [{"name": "cart_abandonment", "holdout": "40%"}]}))
-    experiments = declared_experiments(triggers, global_control="10%", segment_docs=[], audience_docs=[])
+    experiments = declared_experiments(triggers, global_control="10%", segment_docs=[], audience_docs=[], send_time_holdout=False)
     gate = HoldoutGate(experiments, ExposureLog(tmp_path / "exposures.sqlite"),
                        key_of=lambda cid: payload_customer_key(payloads, cid))
     with SmtpSink() as smtp:
@@ -54,3 +54,22 @@ def test_control_fires_are_ghosts_and_suppressed_people_are_in_neither_arm(tmp_p
             assert states[cid].startswith("sent") and f"ann{i}@example.com" in recipients
             assert set(mine.arm) == {"treatment"} and mine["ghost"].max() == 0
     assert 0 < (log.ghost == 1).sum() < 40
+
+
+def test_holdouts_are_on_by_default_and_off_only_when_asked(monkeypatch):
+    """The global control "never receives marketing email": a sender started without flags applies it."""
+    import argparse
+
+    from personalization_assets.delivery.cli import configure_parser
+
+    def parsed(*argv):
+        p = argparse.ArgumentParser()
+        configure_parser(p)
+        return p.parse_args(list(argv)).holdouts
+
+    monkeypatch.delenv("DELIVERY_HOLDOUTS", raising=False)
+    assert parsed() is True and parsed("--no-holdouts") is False
+    monkeypatch.setenv("DELIVERY_HOLDOUTS", "off")
+    assert parsed() is False and parsed("--holdouts") is True
+    monkeypatch.setenv("DELIVERY_HOLDOUTS", "on")
+    assert parsed() is True
