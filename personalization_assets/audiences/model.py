@@ -341,11 +341,15 @@ def conditions(rule: Rule):
         yield rule
 
 
+TRIGGERS_FILE = "triggers.yaml"  # in definitions/: the trigger engine's timers (realtime/), not an audience
+
+
 def load_builtin() -> list[Audience]:
-    """Every `definitions/*.yaml` shipped with the package, in evaluation order."""
+    """Every `definitions/*.yaml` shipped with the package but `triggers.yaml`, in evaluation order."""
     import yaml
     from importlib import resources
 
     folder = resources.files(__package__) / "definitions"
     return ordered([parse(yaml.safe_load(f.read_text()), origin=f.name)
-                    for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")])
+                    for f in sorted(folder.iterdir(), key=lambda f: f.name)
+                    if f.name.endswith(".yaml") and f.name != TRIGGERS_FILE])

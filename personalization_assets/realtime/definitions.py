@@ -1,4 +1,4 @@
-"""Declarative trigger definitions: a trigger is data (`triggers.yaml`), not code.
+"""Declarative trigger definitions: a trigger is data (`audiences/definitions/triggers.yaml`), not code.
 
 The engine interprets these records; a new trigger needs no new Python, only a block in the file
 (or a `TriggerDefinition(...)`), which is what lets a marketer backtest a rule before turning it on.
@@ -20,6 +20,8 @@ ID_FIELDS = ("cart_id", "checkout_id", "order_id")
 MATCH_FIELDS = ID_FIELDS + ("customer",)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# The packaged triggers live beside the audiences they also are (issue 22): (package, file).
+PACKAGED = ("personalization_assets.audiences.definitions", "triggers.yaml")
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
@@ -147,9 +149,9 @@ def parse_trigger_set(doc: dict) -> TriggerSet:
 
 
 def load_trigger_set(path: str | Path | None = None) -> TriggerSet:
-    """The triggers in `path`, or the packaged defaults (`realtime/triggers.yaml`)."""
+    """The triggers in `path`, or the packaged defaults (`audiences/definitions/triggers.yaml`)."""
     if path is None:
-        text = resources.files(__package__).joinpath("triggers.yaml").read_text()
+        text = resources.files(PACKAGED[0]).joinpath(PACKAGED[1]).read_text()
     else:
         text = Path(path).read_text()
     return parse_trigger_set(yaml.safe_load(text) or {})
