@@ -91,10 +91,9 @@ class PairScorer:
             if field in self.col:
                 differ = levels[:, self.col[field]] <= CONFLICT_LEVEL[field]
                 differ &= levels[:, self.col[field]] > 0
-                if field == "first_name" and differ.any():  # kia/kai: one typo is not another name
+                if field == "first_name" and differ.any():
                     idx = np.flatnonzero(differ)
-                    d = self.comp.c["fn"].score(a[idx], b[idx], OSA.distance, cutoff=1)
-                    differ[idx[d <= 1]] = False
+                    differ[idx[self._same_name(a[idx], b[idx], levels[idx, self.col[field]])]] = False
                 n_conflicts += differ
         # Jr against Sr is two people; Jr against no suffix only when the birth dates do not
         # agree exactly (the same man writes his suffix only sometimes)
@@ -111,3 +110,14 @@ class PairScorer:
         same_id = levels[:, k] >= PERSONAL_ID_LEVEL if k is not None else np.zeros(a.size, bool)
         conflict |= (n_conflicts == 1) & ~same_id
         return Assessment(levels, weight, prob, conflict, n_conflicts, tf, hh)
+
+    def _same_name(self, a: np.ndarray, b: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """First names that are not two names after all: one typo apart (kia/kai), two typos
+        apart when they are similar (jw >= 0.8: nathab/nathsan), or one record's first name is
+        the other's surname up to a typo (names entered the wrong way round, which the level
+        misses when a surname is missing or has a typo of its own)."""
+        fn, ln = self.comp.c["fn"], self.comp.c["ln"]
+        same = fn.score(a, b, OSA.distance, cutoff=2) <= np.where(level >= 2, 2, 1)
+        same |= fn.score(a, b, OSA.distance, other=ln, cutoff=1) <= 1
+        same |= ln.score(a, b, OSA.distance, other=fn, cutoff=1) <= 1
+        return same

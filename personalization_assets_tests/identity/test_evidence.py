@@ -53,3 +53,20 @@ def test_conflicts_spare_nicknames_typos_and_missing_values():
     a = np.array([30, 30, 30, 30, 30])
     b = np.array([31, 32, 33, 34, 35])
     assert scorer.assess(a, b).conflict.tolist() == [False, False, False, True, True]  # Mary; a Jr
+
+
+def test_swapped_or_twice_mistyped_first_names_are_not_another_person():
+    """Birth dates differ (a typo of several digits), so only the first name decides: a name
+    entered as the surname (the other record has no surname, or a typo in it) and a name two
+    typos from a similar one are the same name; a different similar name is not."""
+    df = pd.DataFrame([person("a", "Cameron", None, birth="1956-11-17", postcode="2208"),
+                       person("b", "Jessup", "Cameron", birth="1965-12-07", postcode="2208"),
+                       person("c", "Masvn", "Caitlin", birth="1925-03-17", postcode="3036"),
+                       person("d", "Caitlin", "Mason", birth="1952-07-13", postcode="3036"),
+                       person("e", "Nathab", "Priest", birth="1971-04-28", postcode="4570"),
+                       person("f", "Nathsan", "Priest", birth="1916-05-03", postcode="4570"),
+                       person("g", "Asaph", "Rakapo", birth="1971-05-08", postcode="1175"),
+                       person("h", "Asenath", "Rakapo", birth="1917-08-05", postcode="1175")])
+    scorer, _ = _scorer(pd.concat([population(30, seed=2), df], ignore_index=True))
+    s = scorer.assess(np.array([30, 32, 34, 36]), np.array([31, 33, 35, 37]))
+    assert s.n_conflicts.tolist() == [1, 1, 1, 2]  # the birth date; Asaph and Asenath also on the name
