@@ -14,7 +14,7 @@ from ..marts.profiles import build_profiles, write_profiles
 from ..marts.render import preview_markdown
 from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
-from ..segments import suppression
+from ..audiences import suppression
 from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
 from ..segments.model import load_builtin
 from .common import EAGER, WAREHOUSE_POOL, eager_or_cron, frame_metadata, utc_now

@@ -7,7 +7,7 @@ hours (see `prepare_session`).
 
 from __future__ import annotations
 
-from ..segments.suppression import SEVERITY_TO_REASON, SUPPRESSED_CTE
+from ..audiences.suppression import SEVERITY_TO_REASON, SUPPRESSED_CTE
 from .inputs import (CART_EVENTS, CLICK_TYPES, OPEN_TYPES, VIEW_EVENTS, InputTables, Sql, input_ctes,
                      sql_list)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from ..marts.inputs import InputTables, Sql
 from .compiler import compile_rule
 from .model import Segment
-from .suppression import suppressed_sql
+from ..audiences.suppression import suppressed_sql
 
 PROFILES = "marts.customer_profiles"
 MEMBERSHIP = "marts.segment_membership"

@@ -9,7 +9,7 @@ from personalization_assets.activation import suppression
 from personalization_assets.activation.destinations import SignedWebhook
 from personalization_assets.activation.unsubscribe import create_unsubscribe_app, make_token
 from personalization_assets.email_events.staging import events_frame, suppressions
-from personalization_assets.segments.suppression import suppressed_customers
+from personalization_assets.audiences.suppression import suppressed_customers
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 
 from .servers import WebhookReceiver

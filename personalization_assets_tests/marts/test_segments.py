@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from personalization_assets.marts.profiles import build_profiles, write_profiles
-from personalization_assets.segments import suppression
+from personalization_assets.audiences import suppression
 from personalization_assets.segments.membership import run_segments
 from personalization_assets.segments.model import load_builtin
 

@@ -14,7 +14,7 @@ from personalization_assets.assets import email_events as assets
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.marts.profiles import build_profiles, write_profiles
 from personalization_assets.resources.warehouse import DuckDBWarehouse, WarehouseConnection
-from personalization_assets.segments import suppression
+from personalization_assets.audiences import suppression
 from personalization_assets.segments.membership import run_segments
 from personalization_assets.segments.model import load_builtin
 from personalization_assets_tests.marts.conftest import NOW, History, ago
