@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from rapidfuzz.distance import OSA
 
 from personalization_assets.identity.compare import Comparator
@@ -53,6 +54,7 @@ class PairScorer:
         self.comp, self.model, self.household_extra = comp, model, household_extra
         self.generation = generation  # code of Jr/Sr/III (-1 = none): a different one is another person
         self.col = {f: k for k, f in enumerate(comp.fields)}
+        self.outvoted = self._outvoted()
         self.tf_penalty = {}
         for field, column in TF_COLUMNS.items():
             if field not in self.col:
@@ -87,14 +89,14 @@ class PairScorer:
         weight = prior + w.sum(axis=1) + hh
         prob = 1.0 / (1.0 + np.exp2(-weight.astype(np.float64)))
         n_conflicts = np.zeros(a.size, np.int8)
+        excused = np.zeros(a.size, bool)
         for field in CONFLICT_FIELDS:
             if field in self.col:
-                differ = levels[:, self.col[field]] <= CONFLICT_LEVEL[field]
-                differ &= levels[:, self.col[field]] > 0
-                if field == "first_name" and differ.any():
-                    idx = np.flatnonzero(differ)
-                    differ[idx[self._same_name(a[idx], b[idx], levels[idx, self.col[field]])]] = False
+                differ = self._differ(field, a, b, levels[:, self.col[field]])
                 n_conflicts += differ
+                excused |= differ & (self.outvoted[field][a] | self.outvoted[field][b])
+        # an outvoted value excuses a pair's only conflicting field, never two of them
+        n_conflicts -= (excused & (n_conflicts == 1)).astype(np.int8)
         # Jr against Sr is two people; Jr against no suffix only when the birth dates do not
         # agree exactly (the same man writes his suffix only sometimes)
         gen = self.generation
@@ -110,6 +112,52 @@ class PairScorer:
         same_id = levels[:, k] >= PERSONAL_ID_LEVEL if k is not None else np.zeros(a.size, bool)
         conflict |= (n_conflicts == 1) & ~same_id
         return Assessment(levels, weight, prob, conflict, n_conflicts, tf, hh)
+
+    def _differ(self, field: str, a: np.ndarray, b: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Pairs whose values of a conflict field are two different values (not a typo, not missing)."""
+        differ = (level <= CONFLICT_LEVEL[field]) & (level > 0)
+        if field == "first_name" and differ.any():
+            idx = np.flatnonzero(differ)
+            differ[idx[self._same_name(a[idx], b[idx], level[idx])]] = False
+        return differ
+
+    def _outvoted(self) -> dict[str, np.ndarray]:
+        """Per conflict field, the records whose value the other records of their personal id
+        contradict: a national id held by three records of which two say Liam and one says Elton
+        is one person with a mistyped name, so that record's name is no evidence against anyone.
+        Only one field per record can be outvoted: a record contradicted on its first name AND
+        its birth date is another person (or a mistyped id), and keeps both as evidence."""
+        n = self.generation.size
+        out = {f: np.zeros(n, bool) for f in CONFLICT_FIELDS}
+        fields = [f for f in CONFLICT_FIELDS if f in self.col]
+        if PERSONAL_ID not in self.col or len(fields) < 2:
+            return out
+        pid = self.comp.c["national_id"].codes.astype(np.int64)
+        column = {"first_name": "fn", "birth_date": "birth"}
+        contradicted = {}
+        for field in fields:
+            code = self.comp.c[column[field]].codes.astype(np.int64)
+            df = pd.DataFrame({"pid": pid, "code": code, "row": np.arange(n)})
+            df = df[(df["pid"] >= 0) & (df["code"] >= 0)]
+            counts = df.groupby(["pid", "code"])["row"].agg(["size", "first"]).reset_index()
+            held = counts.groupby("pid")["size"].transform("sum")
+            major = counts[(2 * counts["size"] > held) & (counts["size"] >= 2)].set_index("pid")
+            df = df[df["pid"].isin(major.index)]
+            df = df[df["code"].to_numpy() != major.loc[df["pid"], "code"].to_numpy()]
+            rows, reps = df["row"].to_numpy(), major.loc[df["pid"], "first"].to_numpy()
+            hit = np.zeros(n, bool)
+            if rows.size:
+                group = ("first_name", "last_name") if field == "first_name" else (field,)
+                level = self.comp.score(tuple(g for g in group if g in self.col), rows, reps)[0]
+                hit[rows[self._differ(field, rows, reps, level)]] = True
+            contradicted[field] = hit
+        for field in fields:
+            others = np.zeros(n, bool)
+            for other in fields:
+                if other != field:
+                    others |= contradicted[other]
+            out[field] = contradicted[field] & ~others
+        return out
 
     def _same_name(self, a: np.ndarray, b: np.ndarray, level: np.ndarray) -> np.ndarray:
         """First names that are not two names after all: one typo apart (kia/kai), two typos

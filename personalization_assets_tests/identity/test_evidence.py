@@ -70,3 +70,27 @@ def test_swapped_or_twice_mistyped_first_names_are_not_another_person():
     scorer, _ = _scorer(pd.concat([population(30, seed=2), df], ignore_index=True))
     s = scorer.assess(np.array([30, 32, 34, 36]), np.array([31, 33, 35, 37]))
     assert s.n_conflicts.tolist() == [1, 1, 1, 2]  # the birth date; Asaph and Asenath also on the name
+
+
+def test_a_value_outvoted_by_its_own_national_id_is_no_evidence_against_anyone():
+    """Three records of one national id say Liam, Liam, Elton: Elton is a mistyped name, so a
+    fourth Liam record whose id has a typo of several digits still fits Elton's record. A record
+    outvoted on its name AND its birth date excuses neither; nor does a pair differing on both."""
+    rows = [person("a1", "Liam", "Waller", birth="1992-07-06", postcode="3221", national_id="7876568"),
+            person("a2", "Liam", "Waller", birth="1992-07-06", postcode="3221", national_id="7876568"),
+            person("a3", "Elton", "Waller", birth="1992-07-06", postcode="3221", national_id="7876568"),
+            person("a4", "Liam", "Waller", birth="1992-07-06", postcode="3221", national_id="2705026"),
+            person("b1", "Kylie", "Dixon", birth="1900-04-04", postcode="5047", national_id="7161189"),
+            person("b2", "Madison", "Dixon", birth="1922-06-09", postcode="5047", national_id="7161189"),
+            person("b3", "Madison", "Dixon", birth="1922-06-09", postcode="5047", national_id="7161189"),
+            person("b4", "Madison", "Dixon", birth="1922-06-09", postcode="5047", national_id="4410297"),
+            person("c1", "Finlay", "White", birth="1970-03-09", postcode="4228", national_id="1233871"),
+            person("c2", "Finlay", "White", birth="1970-03-09", postcode="4228", national_id="1233871"),
+            person("c3", "Nicholas", "White", birth="1970-03-09", postcode="4228", national_id="1233871"),
+            person("c4", "Finlay", "White", birth="1956-06-28", postcode="4228", national_id="1233871")]
+    scorer, _ = _scorer(pd.concat([population(30, seed=2), pd.DataFrame(rows)], ignore_index=True))
+    s = scorer.assess(np.array([32, 34, 40]), np.array([33, 37, 41]))
+    assert s.conflict.tolist() == [False, True, True]
+    assert s.n_conflicts.tolist() == [0, 2, 2]  # Kylie is outvoted on both; Nicholas and the 1956 record
+    assert scorer.outvoted["first_name"][32] and scorer.outvoted["first_name"][40]
+    assert not scorer.outvoted["first_name"][34] and not scorer.outvoted["birth_date"][34]
