@@ -1,0 +1,199 @@
+"""The personalization payloads built set-wise in the warehouse (DuckDB): one SQL statement writes
+`marts.personalization_payloads`, and no row passes through Python.
+
+The statement spells out what `payloads.build_payloads` does per customer, and its JSON text is the
+same bytes (keys sorted, ", " and ": " separators, non-ASCII kept, escapes as `json.dumps`): money
+converts through the same float operations in the same order, rounds half to even like `round`,
+and displays with the same `{:,.Nf}` format; greetings strip what `str.strip` strips.
+`personalization_assets_tests/marts/test_payloads_sql.py` compares the two byte for byte.
+"""
+
+from __future__ import annotations
+
+import iso4217
+
+from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, column, input_ctes, sql_list
+from .payloads import DISCOUNT_SEGMENTS, GREETINGS, HELLO, LAST_VIEWED
+from .recommendations import recommendation_sql
+
+COLUMNS = ["customer_key", "email", "locale", "currency", "loyalty_tier", "discount_eligible", "payload"]
+# What Python's str.strip() removes (str.isspace), as an RE2 class.
+PY_SPACE = (r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
+            r"\x{202f}\x{205f}\x{3000}]")
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _values(rows: list[tuple], names: str) -> str:
+    body = ", ".join("(" + ", ".join(_literal(v) if isinstance(v, str) else str(v) for v in row) + ")"
+                     for row in rows)
+    return f"(select * from (values {body}) v({names}))"
+
+
+def _exponents() -> str:
+    return _values([(c.code, int(c.exponent or 0)) for c in iso4217.Currency], "code, exponent")
+
+
+def _strip(expr: str) -> str:
+    return f"regexp_replace({expr}, '^{PY_SPACE}+|{PY_SPACE}+$', '', 'g')"
+
+
+def _json(expr: str) -> str:
+    return f"coalesce(to_json({expr}), 'null')"
+
+
+def _display(minor: str, exponent: str) -> str:
+    """f"{minor / 10 ** e:,.{e}f}" for the exponents ISO 4217 uses."""
+    cases = " ".join(f"when {e} then format('{{:,.{e}f}}', {minor} / power(10, {e}))"
+                     for e in sorted({int(c.exponent or 0) for c in iso4217.Currency} | {2}))
+    return f"case {exponent} {cases} end"
+
+
+def payload_sql(conn: Sql, tables: InputTables = InputTables(), profiles: str = "marts.customer_profiles",
+                membership: str | None = "marts.segment_membership", reporting_currency: str = "EUR") -> str:
+    """One row per sendable customer (COLUMNS), ordered by customer_key. No bind parameters."""
+    reporting = _literal(reporting_currency)
+    segments = (f"select distinct customer_key, segment from {membership}" if membership
+                else "select cast(null as varchar) as customer_key, cast(null as varchar) as segment where 1 = 0")
+    fx = column(conn, tables, "orders", "fx_rate", "o")
+    return input_ctes(conn, tables) + f""",
+p_exponents as {_exponents()},
+p_hello as {_values(sorted(HELLO.items()), "lang, word")},
+p_greetings as {_values(sorted(GREETINGS.items()), "lang, word")},
+p_customer as (
+    select p.customer_key, p.email, p.first_name, p.locale, p.orders_count, p.m_score, p.f_score,
+           p.last_carted_cart_id, coalesce(cur.currency, {reporting}) as currency
+    from {profiles} p left join (
+        select customer_key, currency from c_orders where customer_key is not null
+        qualify row_number() over (partition by customer_key order by created_at desc) = 1
+    ) cur on cur.customer_key = p.customer_key
+    where p.sendable
+),
+p_fx as (
+    select currency, fx_rate from (
+        select o.currency, o.created_at, {fx} as fx_rate from {tables.orders} o) r
+    where fx_rate is not null and currency is not null
+    qualify row_number() over (partition by currency order by created_at desc) = 1
+),
+p_rates as (
+    select currency, cast(fx_rate as double) as fx_rate from p_fx
+    union all select {reporting}, 1.0 where {reporting} not in (select currency from p_fx)
+),
+p_catalog as (
+    select sku, product_name as name, unit_price_minor, currency, true as hit from c_lines
+    qualify row_number() over (partition by sku order by created_at desc, order_id) = 1
+),
+p_cart as (
+    select e.customer_key, e.sku, max(e.value_minor) as value_minor, max(e.currency) as currency,
+           count(*) as quantity
+    from c_events e join p_customer p on p.customer_key = e.customer_key and p.last_carted_cart_id = e.cart_id
+    where e.event in ({sql_list(CART_EVENTS)}) group by e.customer_key, e.sku
+),
+p_cart_source as (
+    select c.customer_key, c.sku, c.quantity, p.currency as target,
+           cat.name as cat_name, cat.hit is not null as in_catalog,
+           coalesce(c.value_minor, case when cat.unit_price_minor is not null then cat.unit_price_minor end)
+               as minor,
+           case when c.value_minor is not null then coalesce(c.currency, p.currency)
+                when cat.unit_price_minor is not null then cat.currency end as source,
+           c.value_minor is not null or cat.unit_price_minor is not null as priced
+    from p_cart c join p_customer p on p.customer_key = c.customer_key
+    left join p_catalog cat on cat.sku is not distinct from c.sku
+),
+p_cart_price as (
+    select s.*,
+           case when not s.priced then null
+                when s.source = s.target or rs.fx_rate is null or rt.fx_rate is null then s.minor
+                else cast(round_even(s.minor / power(10, coalesce(es.exponent, 2)) * rs.fx_rate / rt.fx_rate
+                                     * power(10, coalesce(et.exponent, 2)), 0) as bigint) end as price_minor,
+           case when not s.priced then null
+                when s.source = s.target or rs.fx_rate is null or rt.fx_rate is null then s.source
+                else s.target end as price_currency
+    from p_cart_source s
+    left join p_rates rs on rs.currency = s.source left join p_rates rt on rt.currency = s.target
+    left join p_exponents es on es.code = upper(s.source) left join p_exponents et on et.code = upper(s.target)
+),
+p_cart_json as (
+    select c.customer_key,
+           string_agg('{{"currency": ' || {_json('c.price_currency')}
+                      || ', "name": ' || case when c.in_catalog then {_json('c.cat_name')} else {_json('c.sku')} end
+                      || ', "price": ' || case when c.priced then to_json({_display('c.price_minor', 'coalesce(e.exponent, 2)')}
+                                                                   || ' ' || c.price_currency) else 'null' end
+                      || ', "price_minor": ' || coalesce(cast(c.price_minor as varchar), 'null')
+                      || ', "quantity": ' || cast(c.quantity as varchar)
+                      || ', "sku": ' || {_json('c.sku')} || '}}', ', ' order by c.sku) as items
+    from p_cart_price c left join p_exponents e on e.code = upper(c.price_currency)
+    group by c.customer_key
+),
+p_viewed as (
+    select customer_key, sku, ts from (
+        select e.customer_key, e.sku, max(e.ts) as ts from c_events e join p_customer p
+          on p.customer_key = e.customer_key
+        where e.event in ({sql_list(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
+    ) v qualify row_number() over (partition by customer_key order by ts desc, sku) <= {LAST_VIEWED}
+),
+p_viewed_json as (
+    select v.customer_key,
+           string_agg('{{"name": ' || case when cat.hit then {_json('cat.name')} else {_json('v.sku')} end
+                      || ', "sku": ' || {_json('v.sku')} || '}}', ', ' order by v.ts desc, v.sku) as items
+    from p_viewed v left join p_catalog cat on cat.sku = v.sku group by v.customer_key
+),
+p_recs as ({recommendation_sql(conn, tables, profiles)}),
+p_recs_json as (
+    select r.customer_key,
+           string_agg('{{"name": ' || case when cat.hit then {_json('cat.name')} else {_json('r.sku')} end
+                      || ', "reason": ' || {_json('r.reason')}
+                      || ', "sku": ' || {_json('r.sku')} || '}}', ', ' order by r.rank) as items
+    from p_recs r left join p_catalog cat on cat.sku is not distinct from r.sku group by r.customer_key
+),
+p_segments as ({segments}),
+p_segments_json as (
+    select customer_key, string_agg({_json('segment')}, ', ' order by segment) as items,
+           bool_or(segment in ({sql_list(sorted(DISCOUNT_SEGMENTS))})) as discount_segment
+    from p_segments group by customer_key
+),
+p_rows as (
+    select p.customer_key, p.email, coalesce(nullif(p.locale, ''), 'en') as locale, p.currency,
+           nullif({_strip('p.first_name')}, '') as name,
+           lower(split_part(replace(coalesce(nullif(p.locale, ''), 'en'), '_', '-'), '-', 1)) as lang,
+           case when p.orders_count = 0 then 'none'
+                when coalesce(p.m_score, 0) = 5 and coalesce(p.f_score, 0) >= 4 then 'platinum'
+                when coalesce(p.m_score, 0) >= 4 then 'gold'
+                when p.orders_count >= 2 then 'silver' else 'bronze' end as loyalty_tier,
+           cj.items as cart, vj.items as viewed, rj.items as recs, sj.items as segments,
+           coalesce(sj.discount_segment, false) as discount_segment
+    from p_customer p
+    left join p_cart_json cj on cj.customer_key = p.customer_key
+    left join p_viewed_json vj on vj.customer_key = p.customer_key
+    left join p_recs_json rj on rj.customer_key = p.customer_key
+    left join p_segments_json sj on sj.customer_key = p.customer_key
+),
+p_final as (
+    select r.*, r.discount_segment and r.loyalty_tier <> 'platinum' as discount_eligible,
+           case when r.name is not null then coalesce(h.word, 'Hi') || ' ' || r.name
+                else coalesce(g.word, 'Hi there') end as greeting
+    from p_rows r left join p_hello h on h.lang = r.lang left join p_greetings g on g.lang = r.lang
+)
+select customer_key, email, locale, currency, loyalty_tier, discount_eligible,
+       '{{"cart": [' || coalesce(cart, '') || '], "currency": ' || {_json('currency')}
+       || ', "discount_eligible": ' || case when discount_eligible then 'true' else 'false' end
+       || ', "first_name": ' || {_json('name')} || ', "greeting": ' || {_json('greeting')}
+       || ', "last_viewed": [' || coalesce(viewed, '') || '], "locale": ' || {_json('locale')}
+       || ', "loyalty_tier": ' || {_json('loyalty_tier')} || ', "recommendations": [' || coalesce(recs, '')
+       || '], "segments": [' || coalesce(segments, '') || ']}}' as payload
+from p_final
+order by customer_key
+"""
+
+
+def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", **kwargs) -> int:
+    """Replace `target` with the payloads, inside the warehouse (DuckDB: one `create or replace
+    table ... as`, atomic). Returns the rows written."""
+    if conn.dialect != "duckdb":
+        raise ValueError(f"payloads in SQL are written for DuckDB (got {conn.dialect}): use build_payloads")
+    schema = target.split(".")[0]
+    conn.execute(f"create schema if not exists {schema}")
+    conn.execute(f"create or replace table {target} as {payload_sql(conn, **kwargs)}")
+    return int(conn.query(f"select count(*) as n from {target}")["n"].iat[0])
