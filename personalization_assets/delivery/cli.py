@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -94,7 +93,7 @@ def build_channel(args):
     return BrazeChannel(url, key, bucket), url
 
 
-def _serve_page(outbox: Path, port: int, ready: threading.Event):
+def _serve_page(outbox: Path, port: int, ready):
     import uvicorn
 
     from .page import create_app
@@ -113,6 +112,7 @@ def _serve_page(outbox: Path, port: int, ready: threading.Event):
 def run_from_args(args) -> int:
     from .. import settings
     from ..realtime.guards import SqliteGuardProvider
+    from ..shutdown import stop_on_signals
     from .outbox import Outbox, default_path
     from .payloads import PayloadStore
     from .sender import AlreadyRunning, RetryPolicy, Sender, lock_outbox, run_sender
@@ -128,9 +128,7 @@ def run_from_args(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     outbox = Outbox(outbox_path)
     payloads = PayloadStore(outbox_path.with_name("delivery_payloads.sqlite"))
     holdouts = send_time = None

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
 
 def add_triggers_command(sub) -> None:
@@ -56,6 +54,7 @@ def trigger_set_from_args(args):
 def run_from_args(args) -> int:
     from .. import settings
     from ..redact import redact_url
+    from ..shutdown import stop_on_signals
     from .runner import inspect_state, run_engine
 
     bus = args.bus or settings.event_bus_url()
@@ -64,9 +63,7 @@ def run_from_args(args) -> int:
         print(json.dumps(inspect_state(state), indent=2, default=str))
         return 0
     guard = args.guard or str(settings.data_dir() / "trigger_guard.sqlite")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run_engine(bus, state, trigger_set_from_args(args), args.port, guard=guard,
                allow_unknown=args.allow_unknown, stop=stop,
