@@ -68,7 +68,12 @@ class Killer:
                 self.start()
             time.sleep(0.002)
         self.proc.send_signal(signal.SIGTERM)  # and it stops cleanly
-        _, err = self.proc.communicate(timeout=20)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler print every thread's stack
+            self.proc.send_signal(signal.SIGABRT)
+            _, err = self.proc.communicate(timeout=30)
+            raise AssertionError("the sender ignored SIGTERM for 60 s; its threads:\n" + err.decode()[-6000:])
         assert self.proc.returncode == 0, err.decode()[-2000:]
 
 
@@ -98,7 +103,8 @@ def setup(tmp_path, n):
                "--warehouse", "", "--page-port", "-1", "--rate", "2000",
                "--no-holdouts"]  # every fire counted as sent: no global control or holdout here
     env = dict(os.environ, UNSUBSCRIBE_SECRET="s3cret", UNSUBSCRIBE_BASE_URL="https://shop.example/u",
-               DELIVERY_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(ROOT))
+               DELIVERY_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(ROOT),
+               PYTHONFAULTHANDLER="1")
     return keys, command, env
 
 
