@@ -1,0 +1,116 @@
+"""Computed trait values where the trigger engine reads: a table beside its guard state.
+
+The warehouse computes the traits (`traits.py`); each refresh copies them, per tracked userId, into
+`customer_traits` of the guard store file (`trigger_guard.sqlite`), the same way the consent and
+purchase guards get there (`realtime/warehouse_guard.py`). A real-time decision that looks up a
+trait reads the number the warehouse audiences use, with the instant it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..marts.inputs import Sql
+from .traits import SNAPSHOT
+
+_SCHEMA = ("create table if not exists customer_traits (customer_id text primary key, "
+           "traits text not null, as_of real not null)")
+
+
+def trait_rows(conn: Sql, has_identity: bool) -> list[tuple[str, dict[str, Any]]]:
+    """(userId, {trait: value}) for every tracked userId of a customer in `marts.computed_traits`."""
+    if has_identity:
+        frame = conn.query(f"select m.identity as customer_id, t.* from {SNAPSHOT} t join core.identity_map m "
+                           "on m.customer_key = t.customer_key and m.identity_type = 'user_id' order by 1")
+    else:  # without identity resolution an event's customer is its userId (or anon:<id>)
+        frame = conn.query(f"select t.customer_key as customer_id, t.* from {SNAPSHOT} t "
+                           "where t.customer_key not like 'anon:%' order by 1")
+    names = [c for c in frame.columns if c not in ("customer_id", "customer_key", "as_of")]
+    return [(str(r["customer_id"]), {n: _plain(r[n]) for n in names}) for r in frame.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class TraitStore:
+    """The `customer_traits` table of a SQLite file (WAL); the warehouse sync writes, the engine reads."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        conn.execute("pragma journal_mode=wal")
+        conn.execute(_SCHEMA)
+        return conn
+
+    def sync(self, rows: list[tuple[str, dict[str, Any]]], as_of: datetime) -> int:
+        """Make the table hold exactly these rows (a snapshot: a customer gone from it is gone here)."""
+        conn = self._connect()
+        try:
+            conn.execute("begin immediate")
+            try:
+                conn.execute("delete from customer_traits")
+                conn.executemany("insert into customer_traits values (?, ?, ?)",
+                                 [(cid, json.dumps(values, sort_keys=True), as_of.timestamp()) for cid, values in rows])
+                conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+        finally:
+            conn.close()
+        return len(rows)
+
+    def traits(self, customer_id: str) -> tuple[dict[str, Any], datetime | None]:
+        """({trait: value}, the instant they describe) for a userId; ({}, None) when unknown."""
+        if not self.path.exists():
+            return {}, None
+        conn = self._connect()
+        try:
+            row = conn.execute("select traits, as_of from customer_traits where customer_id = ?",
+                               (customer_id,)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            return {}, None
+        return json.loads(row[0]), datetime.fromtimestamp(row[1], timezone.utc)
+
+    def erase(self, customer_ids: set[str]) -> int:
+        """Remove these customers' rows for good (GDPR erasure), as the guard store does."""
+        ids = sorted(customer_ids)
+        if not ids or not self.path.exists():
+            return 0
+        conn = self._connect()
+        try:
+            removed = conn.execute(f"delete from customer_traits where customer_id in ({','.join('?' * len(ids))})",
+                                   ids).rowcount
+            if removed:
+                conn.execute("vacuum")
+                conn.execute("pragma wal_checkpoint(truncate)").fetchall()
+        finally:
+            conn.close()
+        return removed
+
+    def holds(self, customer_ids: set[str]) -> int:
+        """How many of these customers have a row here."""
+        ids = sorted(customer_ids)
+        if not ids or not self.path.exists():
+            return 0
+        conn = self._connect()
+        try:
+            return conn.execute(f"select count(*) from customer_traits where customer_id in "
+                                f"({','.join('?' * len(ids))})", ids).fetchone()[0]
+        finally:
+            conn.close()
