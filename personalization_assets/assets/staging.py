@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import staging as logic
 from ..bus.micro_batch import OFFSET_FROM_TAG
-from ..partitions import ARRIVAL_DAYS, SINGLE_RUN
+from ..partitions import ARRIVAL_DAYS, backfill_policy
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
 from ..staging import customers_incremental
@@ -209,7 +209,7 @@ def _customers_summary(conn: WarehouseConnection) -> dict:
     ],
     pool=WAREHOUSE_POOL,
     partitions_def=ARRIVAL_DAYS,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=backfill_policy(),
 )
 def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Shop orders and their lines in canonical form (exact minor units, EUR reporting amounts at the
@@ -228,7 +228,7 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
 
 @dg.asset(key=["staging", "events"], deps=[["raw", "events"], ["seeds", "event_names"]], group_name="staging",
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
-          partitions_def=ARRIVAL_DAYS, backfill_policy=SINGLE_RUN,
+          partitions_def=ARRIVAL_DAYS, backfill_policy=backfill_policy(),
           metadata={"partition_expr": "received_at", PII_TABLES: ["quarantine.events"]}, automation_condition=EAGER)
 def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Tracking events validated against the tracking plan, one row per messageId, event names
