@@ -98,8 +98,7 @@ def measure(db: str, memory_limit: str | None) -> None:
 
     from personalization_assets.marts.profiles import build_profiles, write_profiles
     from personalization_assets.resources.warehouse import WarehouseConnection
-    from personalization_assets.segments.membership import run_segments
-    from personalization_assets.segments.model import load_builtin
+    from personalization_assets.audiences.membership import load_segments, run_segments
 
     conn = WarehouseConnection(duckdb.connect(db), "duckdb")
     if memory_limit:  # DuckDB otherwise may use 80% of RAM as buffer pool before spilling
@@ -109,7 +108,7 @@ def measure(db: str, memory_limit: str | None) -> None:
     t1 = time.perf_counter()
     write_profiles(conn, built.frame)
     t2 = time.perf_counter()
-    run = run_segments(conn, load_builtin(), AS_OF)
+    run = run_segments(conn, load_segments(), AS_OF)
     t3 = time.perf_counter()
     print(json.dumps({"profiles_s": t1 - t0, "write_s": t2 - t1, "segments_s": t3 - t2,
                       "profiles": len(built.frame), "sizes": run.sizes, "clv": built.clv_fit}))

@@ -23,10 +23,10 @@ from ..activation.http import HttpTransport
 from ..activation.identity_changes import MERGE, pending_changes, propagate_identity_changes
 from ..activation.model import EVENTS, MIRROR
 from ..activation.ratelimit import TokenBucket
+from ..audiences.membership import load_segments
 from ..activation.sources import segment_members_sql, trigger_fires_sql
 from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
-from ..segments.model import load_builtin
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
 SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
@@ -48,7 +48,7 @@ class SyncConfig(dg.Config):
 
 
 def _segments(config: SyncConfig) -> list[str]:
-    return config.segments or [s.name for s in load_builtin() if s.sendable]
+    return config.segments or [s.name for s in load_segments() if s.sendable]
 
 
 def _sync(context: dg.AssetExecutionContext, warehouse: Warehouse, destination, config: SyncConfig,

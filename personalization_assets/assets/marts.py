@@ -1,4 +1,4 @@
-"""Marts: what the email team works with. Thin shells over `marts/` and `segments/`.
+"""Marts: what the email team works with. Thin shells over `marts/` and `audiences/`.
 
 All four tables are computed inside the warehouse through the `warehouse` resource (DuckDB
 locally, Snowflake in prod), so the same segment SQL runs on both.
@@ -9,14 +9,13 @@ from datetime import timedelta
 
 import dagster as dg
 
+from ..audiences import suppression
+from ..audiences.membership import CHANGES, MEMBERSHIP, load_segments, membership_sample, run_segments
 from ..marts.payloads import build_payloads
 from ..marts.profiles import build_profiles, write_profiles
 from ..marts.render import preview_markdown
 from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
-from ..audiences import suppression
-from ..segments.membership import CHANGES, MEMBERSHIP, membership_sample, run_segments
-from ..segments.model import load_builtin
 from .common import EAGER, WAREHOUSE_POOL, eager_or_cron, frame_metadata, utc_now
 
 # What the e-mail team sees: segments go stale after 2 h (one missed hourly refresh), profiles after a day.
@@ -86,8 +85,8 @@ def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -
     pool=WAREHOUSE_POOL,
 )
 def segments(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Runs every segment definition in `segments/definitions/` inside the warehouse."""
-    definitions = load_builtin()
+    """Runs every segment (each audience in `audiences/definitions/` that is not a trigger) inside the warehouse."""
+    definitions = load_segments()
     as_of = utc_now()
     with warehouse.connect() as conn:
         run = run_segments(conn, definitions, as_of)
@@ -113,7 +112,7 @@ def segments(context: dg.AssetExecutionContext, warehouse: Warehouse):
                 description="No unsubscribed, bounced, complained, no-consent or e-mail-less "
                             "customer is a member of a sendable segment.")
 def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheckResult:
-    sendable = [s.name for s in load_builtin() if s.sendable]
+    sendable = [s.name for s in load_segments() if s.sendable]
     with warehouse.connect() as conn:
         count, examples = suppression.violations(conn, sendable)
         suppressed = len(suppression.suppressed_customers(conn))

@@ -19,7 +19,18 @@ import sqlglot
 
 from .model import (Audience, ComputedCond, ComputedTrait, DefinitionError, EventCond, EventFilter,
                     Group, Rule, TraitCond, Window)
-from ..segments.compiler import FIELDS as TRAITS  # the profile fields a trait condition may use
+
+# Profile traits (columns of marts.customer_profiles) a trait condition may use, by kind:
+# timestamps take windows (within, older_than); numbers and text take values.
+TRAITS: dict[str, str] = {
+    "last_carted_at": "timestamp", "last_viewed_at": "timestamp", "last_order_at": "timestamp",
+    "first_order_at": "timestamp", "last_engaged_at": "timestamp", "customer_created_at": "timestamp",
+    "orders_count": "number", "historical_value_minor": "number", "predicted_value_minor": "number",
+    "aov_minor": "number", "recency_days": "number", "p_alive": "number", "r_score": "number",
+    "f_score": "number", "m_score": "number", "email_opens": "number", "email_clicks": "number",
+    "rfm_segment": "text", "country": "text", "locale": "text", "top_category_1": "text",
+    "email_opt_in": "boolean",
+}
 
 
 @dataclass(frozen=True)
@@ -30,8 +41,8 @@ class Relations:
 
 
 class _Builder:
-    def __init__(self, rel: Relations, at: float, as_of: datetime):
-        self.rel, self.at, self.as_of, self.params = rel, at, as_of, []
+    def __init__(self, rel: Relations, at: float, as_of: datetime, key: str = "c"):
+        self.rel, self.at, self.as_of, self.params, self.key = rel, at, as_of, [], key
         self.uses_traits = False
 
     def bind(self, value: Any) -> str:
@@ -51,7 +62,7 @@ class _Builder:
         return sql
 
     def matching(self, f: EventFilter, w: Window) -> str:
-        return (f"from {self.rel.events} e where e.customer_key = c.customer_key and "
+        return (f"from {self.rel.events} e where e.customer_key = {self.key}.customer_key and "
                 f"{self.filt(f, 'e')} and {self.window(w, 'e')}")
 
     def event(self, cond: EventCond) -> str:
@@ -118,6 +129,15 @@ def _epoch(as_of: datetime) -> float:
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware (UTC)")
     return as_of.timestamp()
+
+
+def predicate_sql(audience: Audience, as_of: datetime, relations: Relations = Relations(),
+                  key: str = "c") -> tuple[str, list]:
+    """(The audience's own rule, without its exclusions, as a predicate over the row aliased `key`
+    (its customer_key) with the traits aliased `p`, its bind parameters): for a caller that joins
+    the traits and applies exclusions itself, as the segment membership does."""
+    b = _Builder(relations, _epoch(as_of), as_of, key)
+    return b.rule(audience.rule), b.params
 
 
 def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audience] | None = None,

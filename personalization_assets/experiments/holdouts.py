@@ -1,7 +1,7 @@
 """Holdouts declared in YAML, and the gate the sender asks right before each send.
 
 Declarations: `global_control` in `experiments/experiments.yaml`; an optional `holdout: 10%` per
-trigger (audiences/definitions/triggers.yaml) or segment (segments/definitions/*.yaml). They are read here from
+trigger (audiences/definitions/triggers.yaml) or segment (audiences/definitions/*.yaml). They are read here from
 the raw YAML, so the trigger and segment loaders need only tolerate the key.
 """
 

@@ -90,7 +90,7 @@ def test_gate_logs_ghosts_for_control_and_exposures_for_treatment_once(tmp_path)
 
 def test_packaged_yaml_declares_holdouts_that_the_trigger_and_segment_loaders_accept():
     from personalization_assets.realtime.definitions import load_trigger_set
-    from personalization_assets.segments.model import load_builtin
+    from personalization_assets.audiences.membership import load_segments as load_builtin
 
     names = {e.name: e for e in declared_experiments()}
     assert {"global_control", "trigger:cart_abandonment", "segment:win_back"} <= set(names)

@@ -4,12 +4,11 @@ import json
 
 import pytest
 
+from personalization_assets.audiences.membership import load_segments, run_segments
 from personalization_assets.marts import payloads
 from personalization_assets.marts.payloads import build_payloads
 from personalization_assets.marts.profiles import build_profiles, write_profiles
 from personalization_assets.marts.render import preview_markdown, render
-from personalization_assets.segments.membership import run_segments
-from personalization_assets.segments.model import load_builtin
 
 from .conftest import NOW, History, ago
 
@@ -30,7 +29,7 @@ def built(duck):
     h.event("anna", "Product Viewed", ago(hours=4), sku="Y")
     h.write(duck)
     write_profiles(duck, build_profiles(duck, NOW).frame)
-    run_segments(duck, load_builtin(), NOW)
+    run_segments(duck, load_segments(), NOW)
     frame = build_payloads(duck, reporting_currency="GBP")
     return frame, {k: json.loads(v) for k, v in zip(frame["customer_key"], frame["payload"])}
 

@@ -8,11 +8,10 @@ import random
 
 import pandas as pd
 
+from personalization_assets.audiences.membership import load_segments, run_segments
 from personalization_assets.marts import payloads as p
 from personalization_assets.marts.payloads import _rows, build_payloads
 from personalization_assets.marts.profiles import build_profiles, write_profiles
-from personalization_assets.segments.membership import run_segments
-from personalization_assets.segments.model import load_builtin
 
 from .conftest import NOW, History, ago
 
@@ -85,7 +84,7 @@ def test_payloads_equal_the_per_customer_loop(duck):
                     value_minor=rng.choice([None, 1999, 250_000]), cart_id=f"cart-{key}")
     h.write(duck)
     write_profiles(duck, build_profiles(duck, NOW).frame)
-    run_segments(duck, load_builtin(), NOW)
+    run_segments(duck, load_segments(), NOW)
 
     built = build_payloads(duck, reporting_currency="GBP")
     expected = _reference(_rows(duck, p.InputTables(), "marts.customer_profiles", "marts.segment_membership"), "GBP")

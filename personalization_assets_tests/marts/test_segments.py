@@ -4,14 +4,14 @@ from datetime import timedelta
 
 import pytest
 
-from personalization_assets.marts.profiles import build_profiles, write_profiles
 from personalization_assets.audiences import suppression
-from personalization_assets.segments.membership import run_segments
-from personalization_assets.segments.model import load_builtin
+from personalization_assets.audiences.membership import load_segments, run_segments
+from personalization_assets.audiences.model import parse
+from personalization_assets.marts.profiles import build_profiles, write_profiles
 
 from .conftest import NOW, History, ago
 
-SEGMENTS = load_builtin()
+SEGMENTS = load_segments()
 SECOND = timedelta(seconds=1)
 
 
@@ -174,3 +174,28 @@ def test_same_sql_gives_same_membership_on_fakesnow(duck, snow):
     on_duck, on_snow = members(duck, h), members(snow, h)
     assert on_duck == on_snow
     assert {seg for seg, _ in on_duck} == {"cart_abandoners", "at_risk", "browse_abandoners"}
+
+
+def test_an_audience_with_event_conditions_runs_as_a_segment(duck):
+    h = History()
+    for key, views in {"three_recent": [ago(days=1), ago(days=2), ago(days=6)],
+                       "two_recent": [ago(days=1), ago(days=2)],
+                       "three_old": [ago(days=8), ago(days=9), ago(days=10)]}.items():
+        h.customer(key)
+        for at in views:
+            h.event(key, "product viewed", at, category="shoes")
+    h.customer("other_category")
+    for days in (1, 2, 3):
+        h.event("other_category", "product viewed", ago(days=days), category="bags")
+    h.write(duck)
+    for column, kind in (("received_at", "timestamptz"), ("checkout_id", "varchar"), ("order_id", "varchar")):
+        duck.execute(f"alter table staging.events add column {column} {kind}")
+    duck.execute("update staging.events set received_at = timestamp")
+    write_profiles(duck, build_profiles(duck, NOW).frame)
+    viewers = parse({"name": "shoe_viewers", "description": "viewed shoes 3 times in a week",
+                     "rule": {"event": "product viewed", "where": {"category": "shoes"}, "count": ">= 3",
+                              "within": "7d"}})
+    run = run_segments(duck, [viewers], NOW)
+    rows = duck.query("select segment, customer_key from marts.segment_membership")
+    assert set(zip(rows["segment"], rows["customer_key"])) == {("shoe_viewers", "three_recent")}
+    assert run.sizes == {"shoe_viewers": 1}

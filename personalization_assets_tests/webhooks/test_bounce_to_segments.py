@@ -11,17 +11,16 @@ import duckdb
 import requests
 
 from personalization_assets.assets import email_events as assets
+from personalization_assets.audiences import suppression
+from personalization_assets.audiences.membership import load_segments, run_segments
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.marts.profiles import build_profiles, write_profiles
 from personalization_assets.resources.warehouse import DuckDBWarehouse, WarehouseConnection
-from personalization_assets.audiences import suppression
-from personalization_assets.segments.membership import run_segments
-from personalization_assets.segments.model import load_builtin
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 from personalization_assets_tests.webhooks.signing import SendGridKeys
 from personalization_assets_tests.webhooks.test_webhook_receivers import serve
 
-SEGMENTS = load_builtin()
+SEGMENTS = load_segments()
 
 
 def segment_run(db) -> set[tuple[str, str]]:

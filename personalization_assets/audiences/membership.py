@@ -1,5 +1,7 @@
 """Run every segment inside the warehouse: new membership, and who entered or exited.
 
+A segment is an audience that is not a trigger (`audiences/definitions/*.yaml`, no `on_enter`);
+its rule is compiled by `sql.py`, the compiler the preview and the equivalence check use.
 Nothing is filtered in pandas. Per run:
 1. the suppressed customers are materialized once (temporary table);
 2. each segment, in `model.ordered` order, inserts its members into a temporary table, minus the
@@ -17,14 +19,16 @@ from datetime import datetime
 import pandas as pd
 
 from ..marts.inputs import InputTables, Sql
-from .compiler import compile_rule
-from .model import Segment
-from ..audiences.suppression import suppressed_sql
+from .model import Audience, ComputedCond, DefinitionError, EventCond, conditions, load_builtin
+from .sql import Relations, predicate_sql
+from .suppression import suppressed_sql
+from .warehouse import create_views
 
 PROFILES = "marts.customer_profiles"
 MEMBERSHIP = "marts.segment_membership"
 CHANGES = "marts.segment_changes"
 TS = "timestamp with time zone"  # spelled the same on DuckDB and Snowflake
+EVENTS = "marts.audience_events"  # the staged events keyed by customer (`warehouse.create_views`)
 
 
 @dataclass
@@ -34,9 +38,18 @@ class SegmentRun:
     exited: dict[str, int]
 
 
-def member_sql(segment: Segment, as_of: datetime) -> tuple[str, list]:
-    """The insert for one segment: the same text on every warehouse, values bound."""
-    predicate, rule_params = compile_rule(segment, as_of)
+def load_segments() -> list[Audience]:
+    """The packaged audiences that are segments (not triggers), in evaluation order."""
+    return [a for a in load_builtin() if not a.is_trigger]
+
+
+def uses_events(audience: Audience) -> bool:
+    return any(isinstance(c, (EventCond, ComputedCond)) for c in conditions(audience.rule))
+
+
+def member_sql(segment: Audience, as_of: datetime) -> tuple[str, list]:
+    """The insert for one segment: the same text on every warehouse for profile traits, values bound."""
+    predicate, rule_params = predicate_sql(segment, as_of, Relations(events=EVENTS), key="p")
     sql = f"""insert into seg_next (segment, customer_key, since)
 select ?, p.customer_key, coalesce(prev.since, ?)
 from {PROFILES} p
@@ -61,9 +74,17 @@ def prepare(conn: Sql) -> None:
                  "customer_key varchar, change varchar)")
 
 
-def run_segments(conn: Sql, segments: list[Segment], as_of: datetime,
+def run_segments(conn: Sql, segments: list[Audience], as_of: datetime,
                  tables: InputTables = InputTables()) -> SegmentRun:
+    names = [s.name for s in segments]
+    for s in segments:  # an exclusion outside this run would silently exclude nobody
+        missing = [x for x in s.exclusions if x not in names[:names.index(s.name)]]
+        if missing:
+            raise DefinitionError(f"segment {s.name!r}: excludes {missing}, which this run does not "
+                                  "evaluate before it; pass the segments in model.ordered order")
     prepare(conn)
+    if any(uses_events(s) for s in segments):  # event conditions read the keyed events view
+        create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
     conn.execute("create or replace temporary table seg_suppressed as " + suppressed_sql(conn, tables))
     conn.execute(f"create or replace temporary table seg_next (segment varchar, customer_key varchar, since {TS})")
     for segment in segments:
@@ -82,7 +103,6 @@ where not exists (select 1 from seg_next n where n.segment = m.segment and n.cus
         conn.execute(f"delete from {MEMBERSHIP}")
         conn.execute(f"insert into {MEMBERSHIP} (segment, customer_key, since) "
                      "select segment, customer_key, since from seg_next")
-    names = [s.name for s in segments]
     sizes = _counts(conn, "select segment, count(*) as n from seg_next group by segment")
     entered = _counts(conn, "select segment, count(*) as n from seg_diff where change = 'entered' group by segment")
     exited = _counts(conn, "select segment, count(*) as n from seg_diff where change = 'exited' group by segment")

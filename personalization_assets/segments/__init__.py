@@ -1,1 +1,0 @@
-"""Segments as code: declarative definitions compiled to warehouse SQL, membership and suppression."""

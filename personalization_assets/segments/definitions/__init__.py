@@ -1,1 +1,0 @@
-"""Built-in segment definitions (YAML, package data)."""
