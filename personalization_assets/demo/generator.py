@@ -76,14 +76,33 @@ class DemoData:
     bad_customers: set[int] = field(default_factory=set)
     bad_orders: set[str] = field(default_factory=set)
     bad_events: set[str] = field(default_factory=set)
+    # with `generate(effect=...)`: the trigger fires of the abandoned carts, each with its arm
+    # (treated = sent) and whether the person then ordered (see `_inject_effect`)
+    fires: list[dict] = field(default_factory=list)
 
     @property
     def persons(self) -> int:
         return len(set(self.person_of_customer.values()))
 
 
-def generate(seed: int = 7, scale: float = 1.0, anchor: datetime | None = None) -> DemoData:
-    """Build the demo data set. `scale=1` is about 2,000 customers; the anchor is "now"."""
+@dataclass(frozen=True)
+class InjectedEffect:
+    """A known treatment effect in a randomized trigger holdout: of the customers whose abandoned
+    cart fires `trigger`, those the declared holdouts let through (treated: sent) order afterwards
+    with probability `base + lift`, those held out (control) with probability `base`."""
+
+    trigger: str = "cart_abandonment"
+    base: float = 0.10
+    lift: float = 0.30
+    delay: timedelta = timedelta(hours=1, minutes=2)  # the trigger's delay + allowed lateness
+
+
+def generate(seed: int = 7, scale: float = 1.0, anchor: datetime | None = None,
+             effect: InjectedEffect | None = None) -> DemoData:
+    """Build the demo data set. `scale=1` is about 2,000 customers; the anchor is "now".
+
+    `effect` (opt-in, off for the demo) adds the orders of a known treatment effect after the
+    abandoned carts' fires (`_inject_effect`); every other record stays the same."""
     rng = random.Random(seed)
     anchor = (anchor or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
     data = DemoData(anchor=anchor, customers=[], orders=[], events=[])
@@ -94,8 +113,43 @@ def generate(seed: int = 7, scale: float = 1.0, anchor: datetime | None = None) 
     for person in persons:
         _add_shopping(rng, data, person)
     _add_bad_records(rng, data)
+    if effect is not None:
+        _inject_effect(random.Random(f"{seed}:effect:{effect.trigger}"), data, persons, effect)
     data.customers.sort(key=lambda c: c["customer_id"])
     return data
+
+
+def _inject_effect(rng: random.Random, data: DemoData, persons: list[dict], effect: InjectedEffect) -> None:
+    """Each abandoned cart fires `effect.trigger` `effect.delay` after its last event; the arm is
+    the one the sender's holdout gate will give (a hash of the golden customer_key, which identity
+    derives from the person's smallest CRM record id); the person then orders, or not, between
+    the fire and now. Its own random stream: the rest of the data set is unchanged."""
+    from ..experiments.assign import CONTROL, assign_arm
+    from ..experiments.holdouts import covering, declared_experiments
+    from ..identity.keys import key_for
+
+    experiments = covering(declared_experiments(), "trigger", effect.trigger)
+    by_pid = {p["pid"]: p for p in persons}
+    last_event: dict[str, str] = {}
+    for e in data.events:
+        cart = (e.get("properties") or {}).get("cart_id")
+        if cart in data.abandoned_carts:
+            last_event[cart] = max(last_event.get(cart, ""), e["timestamp"])
+    for cart, pid in sorted(data.abandoned_carts.items()):
+        person = by_pid[pid]
+        user_id = str(person["customer_ids"][0])
+        key = key_for(min(f"crm:{c}" for c in person["customer_ids"]))
+        fired = datetime.fromisoformat(last_event[cart].replace("Z", "+00:00")) + effect.delay
+        treated = all(assign_arm(e, key) != CONTROL for e in experiments)
+        converted = rng.random() < effect.base + effect.lift * treated
+        if converted:
+            latest = data.anchor - timedelta(minutes=30)  # the order session, with its events, ends before now
+            start = fired + timedelta(seconds=rng.uniform(300, max(301.0, (latest - fired).total_seconds())))
+            _order_session(rng, data, person, user_id, start)
+            data.orders[-1].update(customer_id=user_id, status="paid")  # a purchase, by the person, no guest
+        data.fires.append({"fire_key": f"{effect.trigger}|cart_id:{cart}|{fired.isoformat()}", "trigger": effect.trigger,
+                           "customer_id": user_id, "customer_key": key, "cart": cart, "decided_at": fired,
+                           "treated": treated, "converted": converted})
 
 
 def _person(rng: random.Random, pid: int, anchor: datetime) -> dict:
