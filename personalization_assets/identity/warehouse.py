@@ -1,0 +1,340 @@
+"""Identity resolution where the records live: the warehouse path of ``resolve``.
+
+Two paths give one answer (pairwise F1 within 0.002, measured by test_warehouse.py and
+``python -m bench.identity.warehouse``):
+- **in memory** (``identity.resolve``): the records are read into the worker as a DataFrame;
+  every feature (full, incremental, decisions, unmerges, golden records) is there.
+- **in the warehouse** (``resolve_in_warehouse``): features, blocking, comparison levels
+  (Jaro-Winkler, Levenshtein, exact, term frequencies) and Fellegi-Sunter scoring run as SQL
+  (warehouse_sql.py) where the table is. Python trains the model on samples of pairs
+  (random pairs for u, block samples for m, a candidate sample for the prior) and clusters
+  over the links only, with the engine's own guards (cluster.py); a guard's question about
+  a pair of records is answered by the same SQL. The worker never holds the records, only
+  the links and the records they touch. Full runs only: no incremental run, no decisions or
+  unmerges, no golden records yet (the crosswalk is the output).
+
+Which path runs: ``choose_path(n_records)``. The setting ``PERSONALIZATION_IDENTITY_PATH``
+(read when called) is ``memory``, ``warehouse`` or ``auto`` (default): auto picks the
+warehouse from ``WAREHOUSE_FROM_RECORDS`` records on.
+
+The SQL is DuckDB's; ``warehouse_sql.to_snowflake`` translates it (JAROWINKLER_SIMILARITY,
+EDITDISTANCE). Only DuckDB runs it end to end here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from personalization_assets.identity.cluster import Edges, Rules, cluster
+from personalization_assets.identity.config import MatchConfig
+from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
+from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
+from personalization_assets.identity.resolve import PRIOR_SAMPLE_PAIRS
+from personalization_assets.identity.training import MAX_TRAINING_PAIRS, TRAINING_MAX_BLOCK, _fallback
+from personalization_assets.identity.warehouse_sql import (
+    FIELD_COLUMNS,
+    TF_COLUMNS,
+    candidates_sql,
+    features_sql,
+    levels_sql,
+    outvoted_sql,
+    scores_sql,
+)
+
+PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
+WAREHOUSE_FROM_RECORDS = 2_000_000
+SOURCE_ID_PROB = 2.0  # links.SOURCE_ID_PROB: sorts first when clusters are built
+# training.train's EM sessions as key columns: (key, fields left out of that session)
+SESSIONS = (
+    (("birth",), ("birth_date",)),
+    (("postcode", "ln_sdx"), ("postcode_city", "street", "last_name")),
+    (("fn_canon", "ln"), ("first_name", "last_name")),
+    (("email",), ("email",)),
+)
+
+
+def choose_path(n_records: int, setting: str | None = None) -> str:
+    """'memory' or 'warehouse': the setting if it names one, else by size."""
+    setting = (setting or os.environ.get(PATH_SETTING) or "auto").strip().lower()
+    if setting in ("memory", "warehouse"):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"{PATH_SETTING}={setting!r}: use memory, warehouse or auto")
+    return "warehouse" if n_records >= WAREHOUSE_FROM_RECORDS else "memory"
+
+
+@dataclass
+class WarehouseResolution:
+    crosswalk_table: str       # record_id, customer_key, cluster_size
+    links_table: str           # a, b (record positions), left/right record ids, prob, rule
+    model: FSModel
+    review: pd.DataFrame       # left_record_id, right_record_id (None for a whole record), reason, score
+    stats: dict = field(default_factory=dict)
+
+
+class SqlComparator:
+    """compare.Comparator's ``fields`` and ``levels(a, b)``, answered by the warehouse."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, fields: list[str]):
+        self.con, self.fields = con, fields
+
+    def levels(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.size == 0:
+            return np.empty((0, len(self.fields)), np.uint8)
+        t = _pairs_query(self.con, a, b, levels_sql("select * from _identity_pairs_in", self.fields)
+                         + " order by i")
+        return np.column_stack([t.column(f"lv_{f}").to_numpy() for f in self.fields]).astype(np.uint8)
+
+
+def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_table: str,
+                         config: MatchConfig | None = None) -> WarehouseResolution:
+    """Resolve the records of table/view ``source`` (staging.customers columns, one row per
+    record_id; the latest ``updated_at`` wins) into ``crosswalk_table`` (replaced), with the
+    links behind it in ``<crosswalk_table>_links``. ``source`` and the outputs are trusted
+    identifiers (never user input)."""
+    cfg, laps, t0 = config or MatchConfig(), {}, time.perf_counter()
+    lap = _lap(laps)
+    _do(con, "set enable_progress_bar = false")
+    columns = set(con.sql(f"select * from {source} limit 0").columns)
+    _helper_tables(con, max(cfg.block_window, cfg.max_key_group - 1, TRAINING_MAX_BLOCK - 1))
+    _do(con, f"create or replace temp table _identity_features as {features_sql(source, columns, cfg.max_key_group)}")
+    n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
+    fields = _present_fields(con)
+    _do(con, f"""create or replace temp table _identity_features as
+        select f.* replace (coalesce(o.ov_fn, false) as ov_fn, coalesce(o.ov_birth, false) as ov_birth)
+        from _identity_features f left join ({outvoted_sql(fields)}) o on o.pos = f.pos""")
+    lap("features")
+    _do(con, "create or replace temp table _identity_candidates as "
+                + candidates_sql(cfg.max_block_size, cfg.block_window, cfg.max_key_group))
+    n_candidates = con.sql("select count(*) from _identity_candidates where blocked").fetchall()[0][0]
+    lap("blocking")
+    comp = SqlComparator(con, fields)
+    model = _train(con, comp, n, n_candidates, cfg)
+    lap("train")
+    tf = {}
+    for f, c in TF_COLUMNS.items():
+        if f in fields:
+            present = con.sql(f"select count({c}) from _identity_features").fetchall()[0][0]
+            if present:
+                tf[f] = (max(float(model.u[fields.index(f)][-1]), 2.0 / present), present)
+    score = lambda pairs: scores_sql(pairs, fields, model.weight_tables(), _prior(model), tf,  # noqa: E731
+                                     cfg.household_extra)
+    thr = float(cfg.threshold)
+    rule = ("case when src then 'exact:source_id' " +
+            ("when lv_email = 2 then 'exact:email_key' " if "email" in fields else "") +
+            ("when lv_phone = 3 then 'exact:phone' " if "phone" in fields else "") + "else 'fuzzy' end")
+    _do(con, f"""create or replace temp table _identity_scored as
+        select a, b, src, blocked, prob, conflict, n_conflicts, {rule} as rule
+        from ({score('select * from _identity_candidates')})
+        where (blocked and prob >= {thr!r}) or src""")
+    links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob
+        from _identity_scored where not conflict and (src or prob >= {thr!r}) order by src, a, b""").to_arrow_table()
+    refused = con.sql(f"""select a, b, prob from _identity_scored
+        where blocked and prob >= {thr!r} and conflict and n_conflicts <= 1 order by a, b""").to_arrow_table()
+    lap("score")
+    left, right = (links.column(c).to_numpy().astype(np.int64) for c in ("a", "b"))
+    prob = links.column("prob").to_numpy().astype(float)
+    nodes = np.unique(np.concatenate([left, right]))
+    attrs = _node_attributes(con, nodes, cfg)
+    rules = Rules(assess=lambda x, y: _verdict(con, score, thr, nodes[x], nodes[y]),
+                  identities=attrs["identities"], undecidable=attrs["undecidable"])
+    labels, review, _ = cluster(nodes.size, Edges(np.searchsorted(nodes, left), np.searchsorted(nodes, right), prob),
+                                cfg.strong_threshold, cfg.max_cluster_size, set(), rules)
+    lap("cluster")
+    _write(con, nodes, labels, crosswalk_table, thr)
+    review_out = _review(con, review, refused, nodes)
+    stats = {"path": "warehouse", "records": int(n), "candidate_pairs": int(n_candidates),
+             "links": int(left.size), "customers": con.execute(
+                 f"select count(distinct customer_key) from {crosswalk_table}").fetchall()[0][0],
+             "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3)}
+    lap("outputs")
+    stats["stage_seconds"] = laps
+    stats["duplicates_merged"] = stats["records"] - stats["customers"]
+    _drop_helpers(con)
+    return WarehouseResolution(crosswalk_table, crosswalk_table + "_links", model, review_out, stats)
+
+
+def _do(con, sql: str) -> None:
+    """Run a statement to completion (DuckDB 2 refuses new work while a result is unread)."""
+    con.execute(sql).fetchall()
+
+
+def _lap(laps: dict):
+    t = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        laps[name] = round(now - t[0], 3)
+        t[0] = now
+    return lap
+
+
+def _prior(model: FSModel) -> float:
+    return float(np.log2(model.match_rate / (1 - model.match_rate)))
+
+
+def _helper_tables(con, max_offset: int) -> None:
+    canon = canonical_names()
+    con.register("_nick_canon_in", pa.table({"name": list(canon), "canon": list(canon.values())}))
+    _do(con, "create or replace temp table _identity_nick_canon as select * from _nick_canon_in")
+    pairs = sorted(nickname_pairs())
+    con.register("_nick_pairs_in", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
+    _do(con, "create or replace temp table _identity_nick_pairs as select * from _nick_pairs_in")
+    con.unregister("_nick_canon_in")
+    con.unregister("_nick_pairs_in")
+    _do(con, f"create or replace temp table _identity_offsets as select range as d from range(1, {max_offset + 1})")
+
+
+def _drop_helpers(con) -> None:
+    for t in ("features", "candidates", "scored", "nick_canon", "nick_pairs", "offsets", "blocks"):
+        _do(con, f"drop table if exists _identity_{t}")
+
+
+def _present_fields(con) -> list[str]:
+    counts = con.sql("select " + ", ".join(f"count({c}) as {c}" for c in
+                                               ("fn", "ln", "birth", "street", "postcode", "city", "email", "phone",
+                                                "national_id")) + " from _identity_features").fetchall()[0]
+    have = dict(zip(("fn", "ln", "birth", "street", "postcode", "city", "email", "phone", "national_id"), counts))
+    return [f for f, cols in FIELD_COLUMNS.items() if any(have[c] for c in cols)]
+
+
+def _pairs_query(con, a: np.ndarray, b: np.ndarray, sql: str) -> pa.Table:
+    con.register("_identity_pairs_in", pa.table({"i": np.arange(a.size, dtype=np.int64),
+                                                 "a": a.astype(np.int64), "b": b.astype(np.int64)}))
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister("_identity_pairs_in")
+
+
+def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig) -> FSModel:
+    """training.train on samples of pairs drawn in the warehouse (same samples when they hold
+    every pair; u from the same random record positions)."""
+    rng = np.random.default_rng(cfg.seed)
+    u = estimate_u(comp, n, cfg.u_sample_pairs, cfg.seed)
+    sums, seen = [np.zeros_like(x) for x in u], np.zeros(len(u))
+    for cols, excluded in SESSIONS:
+        a, b = _session_pairs(con, cols, rng)
+        if a.size < 50:
+            continue
+        keep = [k for k, f in enumerate(comp.fields) if f not in excluded]
+        m = estimate_m(comp.levels(a, b)[:, keep], [comp.fields[k] for k in keep], [u[k] for k in keep],
+                       cfg.em_max_iterations, cfg.em_tolerance)
+        for j, k in enumerate(keep):
+            sums[k] += m.m[j]
+            seen[k] += 1
+    model = FSModel(list(comp.fields), [s / c if c else _fallback(len(s)) for s, c in zip(sums, seen)], u, 0.5)
+    sample = "" if n_candidates <= PRIOR_SAMPLE_PAIRS else \
+        f"using sample reservoir({PRIOR_SAMPLE_PAIRS} rows) repeatable ({int(cfg.seed)})"
+    cand = con.sql(f"select a, b from (select a, b from _identity_candidates where blocked) {sample}").to_arrow_table()
+    levels = comp.levels(cand.column("a").to_numpy(), cand.column("b").to_numpy())
+    model.match_rate = min(estimate_prior(model, levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
+    return model
+
+
+def _session_pairs(con, cols: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """blocking.sample_pairs_within_groups in the warehouse: every pair of blocks of 2 to
+    TRAINING_MAX_BLOCK records when they are few, else a uniform sample with replacement (the
+    block by its pairs, two different members in it), drawn from block sizes only."""
+    key, part = " and ".join(f"{c} is not null" for c in cols), ", ".join(cols)
+    on = " and ".join(f"m.{c} = k.{c}" for c in cols)
+    _do(con, f"""create or replace temp table _identity_blocks as
+        select {part}, count(*) as size, row_number() over (order by {part}) - 1 as block
+        from _identity_features where {key} group by {part} having count(*) between 2 and {TRAINING_MAX_BLOCK}""")
+    sizes = con.sql("select size from _identity_blocks order by block").to_arrow_table().column(0).to_numpy()
+    block_pairs = sizes * (sizes - 1) / 2
+    members = f"""select k.block, m.pos, row_number() over (partition by k.block order by m.pos) - 1 as rn
+                  from _identity_features m join _identity_blocks k on {on}"""
+    if block_pairs.sum() <= MAX_TRAINING_PAIRS:
+        t = con.sql(f"""with mem as ({members})
+            select l.pos as a, r.pos as b from mem l join mem r on l.block = r.block and l.rn < r.rn
+            """).to_arrow_table()
+    else:
+        block = rng.choice(sizes.size, MAX_TRAINING_PAIRS, p=block_pairs / block_pairs.sum())
+        i = rng.integers(0, sizes[block])
+        j = rng.integers(0, sizes[block] - 1)
+        j += j >= i
+        con.register("_identity_draws", pa.table({"block": block, "i": i, "j": j}))
+        try:
+            t = con.sql(f"""with mem as ({members})
+                select l.pos as a, r.pos as b from _identity_draws d
+                join mem l on l.block = d.block and l.rn = d.i join mem r on r.block = d.block and r.rn = d.j
+                """).to_arrow_table()
+        finally:
+            con.unregister("_identity_draws")
+    a, b = t.column("a").to_numpy().astype(np.int64), t.column("b").to_numpy().astype(np.int64)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def _node_attributes(con, nodes: np.ndarray, cfg: MatchConfig) -> dict:
+    """What the guards need of the linked records only: identifier codes for the identity
+    limits and whether a birth date is missing (resolve._identities, Rules.undecidable)."""
+    con.register("_identity_nodes", pa.table({"i": np.arange(nodes.size, dtype=np.int64), "pos": nodes}))
+    try:
+        t = con.sql("""select f.email, f.phone, f.birth is null as no_birth, f.source_key,
+                                  split_part(f.source_key, '|', 1) as source
+                           from _identity_nodes x join _identity_features f on f.pos = x.pos order by x.i""").df()
+    finally:
+        con.unregister("_identity_nodes")
+    ids = {}
+    for name, limit in cfg.identity_limits:
+        if name in ("email", "phone"):
+            ids[name] = (pd.factorize(t[name], use_na_sentinel=True)[0].astype(np.int64), limit)
+    for src in cfg.unique_id_sources:
+        key = pd.factorize(t["source_key"], use_na_sentinel=True)[0].astype(np.int64)
+        ids[f"source_id:{src}"] = (np.where(t["source"].to_numpy(object) == src, key, -1), 1)
+    return {"identities": ids, "undecidable": t["no_birth"].to_numpy(bool)}
+
+
+def _verdict(con, score, threshold: float, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(conflict, linked) of record pairs, as resolve._verdict, scored by the warehouse."""
+    t = _pairs_query(con, a, b, f"select conflict, prob from ({score('select * from _identity_pairs_in')}) order by i")
+    conflict = t.column("conflict").to_numpy(zero_copy_only=False).astype(bool)
+    return conflict, (t.column("prob").to_numpy() >= threshold) & ~conflict
+
+
+def _write(con, nodes: np.ndarray, labels: np.ndarray, out: str, threshold: float) -> None:
+    """The crosswalk: a cluster's key comes from its smallest record id (keys.key_for), as a
+    full in-memory run gives it; the links behind it next to it."""
+    con.register("_identity_labels", pa.table({"pos": nodes, "label": labels.astype(np.int64)}))
+    try:
+        _do(con, f"""create or replace table {out} as
+            with c as (
+              select f.record_id, coalesce(l.label, -1 - f.pos) as label
+              from _identity_features f left join _identity_labels l on l.pos = f.pos),
+            k as (select record_id, label, min(record_id) over (partition by label) as anchor,
+                         count(*) over (partition by label) as cluster_size from c)
+            select record_id, 'cus_' || left(sha1(anchor), 16) as customer_key, cluster_size from k""")
+    finally:
+        con.unregister("_identity_labels")
+    _do(con, f"""create or replace table {out}_links as
+        select s.a, s.b, l.record_id as left_record_id, r.record_id as right_record_id,
+               case when s.src then {SOURCE_ID_PROB} else s.prob end as match_probability, s.rule
+        from _identity_scored s join _identity_features l on l.pos = s.a join _identity_features r on r.pos = s.b
+        where not s.conflict and (s.src or s.prob >= {threshold!r})""")
+
+
+def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray) -> pd.DataFrame:
+    """Review cases with record ids: the guards' refusals and the pairs refused on one conflict."""
+    left = nodes[review["left"].to_numpy(np.int64)] if len(review) else np.empty(0, np.int64)
+    right = np.where(review["right"].to_numpy(np.int64) >= 0, nodes[np.maximum(review["right"].to_numpy(np.int64), 0)],
+                     -1) if len(review) else np.empty(0, np.int64)
+    cases = pd.DataFrame({"a": np.concatenate([left, refused.column("a").to_numpy()]),
+                          "b": np.concatenate([right, refused.column("b").to_numpy()]),
+                          "reason": list(review["reason"]) + ["conflict"] * refused.num_rows,
+                          "score": np.concatenate([review["score"].to_numpy(float),
+                                                   refused.column("prob").to_numpy()])})
+    con.register("_identity_cases", pa.Table.from_pandas(cases, preserve_index=False))
+    try:
+        return con.sql("""select l.record_id as left_record_id, r.record_id as right_record_id, c.reason, c.score
+            from _identity_cases c join _identity_features l on l.pos = c.a
+            left join _identity_features r on r.pos = c.b""").df()
+    finally:
+        con.unregister("_identity_cases")

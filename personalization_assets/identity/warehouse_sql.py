@@ -1,0 +1,325 @@
+"""The SQL of the warehouse identity path: features, blocking, comparison levels, scoring.
+
+Written in DuckDB's dialect and translated for Snowflake by ``to_snowflake`` (sqlglot plus a
+map of the functions that differ). Every expression mirrors the in-memory engine:
+- levels: ``compare.Comparator`` (names compared crossed when swapped, nicknames, birth-date
+  swaps, OSA distances up to 1 as ``damerau_levenshtein``, which equals OSA there);
+- blocking: ``blocking.blocking_keys`` with the same sorted neighbourhood in big blocks;
+- weights: ``evidence.PairScorer`` (term frequencies, households, conflicts).
+One known difference on both warehouses: the street's ``fuzz.ratio`` (an Indel ratio, which
+neither warehouse has) is computed from the Damerau-Levenshtein distance as
+``2 * dl - |len a - len b|``, an upper bound of the Indel distance that equals it unless the
+best alignment mixes insertions and deletions (a moved word, a letter moved far): 99.3 % of
+FEBRL 1's street levels agree. ``test_warehouse.py`` measures every level against the engine.
+
+Snowflake (``to_snowflake``): JAROWINKLER_SIMILARITY is an integer 0-100, so a similarity is
+rounded to two digits before the level cuts; EDITDISTANCE has no transpositions, so a swapped
+pair of characters is two edits (a postcode or phone typo loses one level). On FEBRL 1's pairs
+the translated levels agree with DuckDB's for 98.5 % (postcode/city) to 99.97 % (names) of
+pairs, run on fakesnow. Not translated: the cleaning of features_sql.py (``\p{L}`` classes,
+``strip_accents``, ``list_sort``), which Snowflake spells differently or lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from personalization_assets.identity.features_sql import _sql as clean_sql
+
+# field -> highest level (exact), as compare.LEVELS
+TOP = {"first_name": 4, "last_name": 4, "birth_date": 4, "street": 4, "postcode_city": 4, "email": 2,
+       "phone": 3, "national_id": 4}
+# field -> (feature column, [columns whose presence makes the field present])
+FIELD_COLUMNS = {"first_name": ["fn"], "last_name": ["ln"], "birth_date": ["birth"], "street": ["street"],
+                 "postcode_city": ["postcode", "city"], "email": ["email"], "phone": ["phone"],
+                 "national_id": ["national_id"]}
+TF_COLUMNS = {"first_name": "fn", "last_name": "ln", "email": "email", "phone": "phone", "street": "street"}
+# blocking.blocking_keys as column tuples (names_any_order: the unordered pair of the two)
+BLOCKING_KEYS = {
+    "surname_sound_birth_month": ("ln_sdx", "birth_ym"),
+    "postcode_surname_sound": ("postcode", "ln_sdx"),
+    "email_local": ("email_block",),
+    "names_any_order": ("case when ln is not null then least(fn, ln) end",
+                        "case when fn is not null then greatest(fn, ln) end"),
+    "nickname_surname": ("fn_canon", "ln_sdx"),
+    "birth_date_first_initial": ("birth", "fn_init"),
+    "birth_date_surname_initial": ("birth", "ln_init"),
+    "national_id": ("national_id",),
+    "phone_tail": ("phone_tail",),
+    "name_sounds_any_order": ("case when ln_sdx is not null then least(fn_sdx, ln_sdx) end",
+                              "case when fn_sdx is not null then greatest(fn_sdx, ln_sdx) end"),
+    "street_postcode": ("street", "postcode"),
+    "postcode_street_number": ("postcode", "street_number"),
+    "birth_date_postcode": ("birth", "postcode"),
+    "first_name_postcode": ("fn_canon", "postcode"),
+    "national_id_digits": ("nid_sorted",),
+}
+EXACT_KEYS = ("email", "phone", "source_key")
+PLACEHOLDER_COLUMNS = ("fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id")
+
+
+def soundex(col: str) -> str:
+    """American Soundex as jellyfish computes it, in portable SQL (translate + regexp_replace):
+    h and w are dropped (they keep the last code), other uncoded letters separate codes, runs
+    of one code collapse, the first letter's code is dropped, three digits, zero-padded."""
+    def coded(x: str) -> str:
+        return f"regexp_replace(translate({x}, 'bfpvcgjkqsxzdtlmnr', '111122222222334556'), '[^0-9]', '.', 'g')"
+
+    s = coded(f"left({col}, 1)") + " || " + coded(f"regexp_replace(substr({col}, 2), '[hw]', '', 'g')")
+    for d in "123456":
+        s = f"regexp_replace({s}, '{d}+', '{d}', 'g')"
+    digits = f"left(regexp_replace(substr({s}, 2), '[^0-9]', '', 'g'), 3)"
+    return f"case when {col} is not null then upper(left({col}, 1)) || rpad({digits}, 3, '0') end"
+
+
+def features_sql(source: str, columns: set[str], max_group: int) -> str:
+    """One row per record of ``source`` (positions ``pos`` by record id): the cleaned matching
+    columns of features_sql.py plus canonical first name, soundex codes, birth-date parts,
+    term-frequency counts and the placeholder flag of resolve._placeholder_profiles."""
+    from personalization_assets.identity.features_sql import HASHED, TEXT_SOURCES
+
+    def text(c):
+        return f"cast({c} as varchar) as {c}" if c in columns else f"cast(null as varchar) as {c}"
+
+    cols = list(dict.fromkeys(TEXT_SOURCES + HASHED))
+    dedupe = ("qualify row_number() over (partition by record_id order by updated_at desc nulls last) = 1"
+              if "updated_at" in columns else "")
+    src = (f"select row_number() over (order by record_id) - 1 as _row, {', '.join(text(c) for c in cols)} "
+           f"from (select * from {source} {dedupe})")
+    hashed = [c for c in HASHED if c in columns]
+    tf = ", ".join(f"case when {c} is not null then count(*) over (partition by {c}) end as cnt_{c}"
+                   for c in TF_COLUMNS.values())
+    return f"""
+    with src as ({src}),
+    cleaned as ({clean_sql(hashed)}),
+    named as (
+      select c.*, c._row as pos, s.record_id, coalesce(k.canon, c.fn) as fn_canon,
+             {soundex('c.ln')} as ln_sdx, {soundex('c.fn')} as fn_sdx
+      from cleaned c join src s on s._row = c._row left join _identity_nick_canon k on k.name = c.fn)
+    select * exclude (_row, record_hash), left(birth, 4) as b_year, substr(birth, 5, 4) as b_md,
+           substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm, {tf},
+           array_to_string(list_sort(string_split(national_id, '')), '') as nid_sorted,
+           false as ov_fn, false as ov_birth,
+           count(*) over (partition by {', '.join(PLACEHOLDER_COLUMNS)}) > {int(max_group)} as placeholder
+    from named"""
+
+
+def _not_null(cols: Sequence[str]) -> str:
+    return " and ".join(f"{c} is not null" for c in cols)
+
+
+def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str = "true") -> str:
+    """Pairs (a < b) of records sharing the key ``cols``: each with the next ``window`` records
+    of its block in (surname, first name, birth date, position) order, blocks of at most
+    ``max_block`` records (blocking.pairs_within_groups)."""
+    keys = ", ".join(f"{c} as k{i}" for i, c in enumerate(cols))
+    part = ", ".join(f"k{i}" for i in range(len(cols)))
+    on = " and ".join(f"r.k{i} = l.k{i}" for i in range(len(cols)))
+    return f"""
+    select least(l.pos, r.pos) as a, greatest(l.pos, r.pos) as b from (
+      select * from (
+        select pos, {part}, row_number() over (partition by {part} order by ln nulls first, fn nulls first,
+                                                 birth nulls first, pos) as rn,
+               count(*) over (partition by {part}) as size
+        from (select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)}))
+      where size between 2 and {int(max_block)}) l
+    join _identity_offsets o on o.d <= {int(window)}
+    join (select pos, {part}, row_number() over (partition by {part} order by ln nulls first, fn nulls first,
+                                                   birth nulls first, pos) as rn
+          from (select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)})) r
+      on {on} and r.rn = l.rn + o.d"""
+
+
+def candidates_sql(max_block: int, window: int, max_group: int) -> str:
+    """Candidate pairs of resolve(): blocking keys and shared identifiers (groups of at most
+    max_group), without placeholder profiles, plus same-source-id pairs among the others
+    (``src``: links.accepted_links links them unless they conflict)."""
+    parts = [block_pairs_sql(cols, max_block, window) for cols in BLOCKING_KEYS.values()]
+    parts += [block_pairs_sql((c,), max_group, max_group - 1) for c in EXACT_KEYS]
+    union = "\nunion all\n".join(parts)
+    src = block_pairs_sql(("source_key",), max_group, max_group - 1, where="not placeholder")
+    return f"""
+    with blocked as (select distinct a, b from ({union})),
+    kept as (select p.a, p.b from blocked p join _identity_features l on l.pos = p.a
+             join _identity_features r on r.pos = p.b where not l.placeholder and not r.placeholder)
+    select a, b, bool_or(src) as src, bool_or(not src) as blocked
+    from (select a, b, false as src from kept union all select a, b, true as src from ({src}))
+    group by a, b"""
+
+
+def _osa(a: str, b: str) -> str:
+    """OSA distance where only 0 and 1 matter (Damerau-Levenshtein equals OSA up to 1)."""
+    return (f"case when {a} is null or {b} is null then null when {a} = {b} then 0 "
+            f"else damerau_levenshtein({a}, {b}) end")
+
+
+def _jw(a: str, b: str) -> str:
+    return (f"case when {a} is null or {b} is null then null when {a} = {b} then 1.0 "
+            f"else cast(jaro_winkler_similarity({a}, {b}) as float) end")
+
+
+def _f(x: float) -> str:
+    return f"cast({x!r} as float)"
+
+
+KEPT = ("fn", "ln", "street", "email", "phone", "generation", "cnt_fn", "cnt_ln", "cnt_street", "cnt_email",
+        "cnt_phone", "ov_fn", "ov_birth")
+
+
+def levels_sql(pairs: str, fields: Sequence[str]) -> str:
+    """Agreement levels (columns lv_<field>) of the pairs (a, b, ...) of relation ``pairs``; the
+    pairs' own columns and both sides' l_/r_ columns of KEPT are kept."""
+    ratio = ("case when l.street_sorted is null or r.street_sorted is null then null "
+             "when l.street_sorted = r.street_sorted then 1.0 else 1.0 - cast("
+             "2 * damerau_levenshtein(l.street_sorted, r.street_sorted) - abs(length(l.street_sorted) - "
+             "length(r.street_sorted)) as double) / (length(l.street_sorted) + length(r.street_sorted)) end")
+    lv = {
+        "first_name": f"case when fs is null then 0 when fs >= {_f(1.0)} then 4 "
+                      f"when fs >= {_f(0.92)} or nick then 3 when fs >= {_f(0.8)} then 2 else 1 end",
+        "last_name": f"case when ls is null then 0 when ls >= {_f(1.0)} then 4 when ls >= {_f(0.92)} then 3 "
+                     f"when ls >= {_f(0.8)} then 2 else 1 end",
+        "birth_date": "case when bd is null then 0 when bd = 0 then 4 "
+                      "when bd <= 1 or (byear and l_md = r_dm) then 3 when byear or bd <= 1 then 2 else 1 end",
+        "street": "case when st is null then 0 when l_street = r_street then 4 when st >= 0.9 then 3 "
+                  "when st >= 0.7 then 2 else 1 end",
+        "postcode_city": "case when pd is null and cj is null then 0 when pd = 0 then 4 when pd <= 1 then 3 "
+                         f"when cj >= {_f(0.88)} then 2 else 1 end",
+        "email": "case when l_email is null or r_email is null then 0 when l_email = r_email then 2 else 1 end",
+        "phone": "case when ph is null then 0 when ph = 0 then 3 when ph <= 1 then 2 else 1 end",
+        "national_id": "case when ni is null then 0 when ni = 0 then 4 when ni <= 1 then 3 when ni <= 2 then 2 "
+                       "else 1 end",
+    }
+    sides = ", ".join(f"l.{c} as l_{c}, r.{c} as r_{c}" for c in KEPT)
+    swapped = (f"coalesce(fl >= {_f(0.9)} and lf >= {_f(0.9)} and "
+               f"fl + lf > coalesce(ff, {_f(0.0)}) + coalesce(ll, {_f(0.0)}) + {_f(0.2)}, false)")
+    return f"""
+    select * exclude (ff, ll, fl, lf, fs, ls, nick, nick0, swapped, bd, byear, l_md, r_dm, st, pd, cj, ph, ni),
+           {', '.join(f'{lv[f]} as lv_{f}' for f in fields)}
+    from (
+      select *, case when swapped then fl else ff end as fs, case when swapped then lf else ll end as ls,
+             nick0 and not swapped as nick
+      from (
+        select *, {swapped} as swapped
+        from (
+          select *, case when fl >= {_f(0.9)} then {_jw('l_ln', 'r_fn')} end as lf
+          from (
+            select *, case when not coalesce(ff >= {_f(0.9)} and ll >= {_f(0.9)}, false)
+                           then {_jw('l_fn', 'r_ln')} end as fl
+            from (
+              select p.*, {sides},
+                     {_jw('l.fn', 'r.fn')} as ff, {_jw('l.ln', 'r.ln')} as ll, n.a is not null as nick0,
+                     {_osa('l.birth', 'r.birth')} as bd, l.b_year = r.b_year as byear, l.b_md as l_md,
+                     r.b_dm as r_dm, {ratio} as st,
+                     {_osa('l.postcode', 'r.postcode')} as pd, {_jw('l.city', 'r.city')} as cj,
+                     {_osa('l.phone', 'r.phone')} as ph,
+                     case when l.national_id is null or r.national_id is null then null
+                          when l.national_id = r.national_id then 0
+                          else damerau_levenshtein(l.national_id, r.national_id) end as ni
+              from ({pairs}) p join _identity_features l on l.pos = p.a join _identity_features r on r.pos = p.b
+              left join _identity_nick_pairs n on n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn))))))"""
+
+
+OV = {"first_name": "ov_fn", "birth_date": "ov_birth"}
+
+
+def differ_sql(field: str) -> str:
+    """evidence.PairScorer._differ: two different values of a conflict field. First names are
+    not two names when one typo apart, two typos apart at level 2 (similar), or one record's
+    first name is the other's surname up to a typo. OSA up to 2 is Damerau-Levenshtein here
+    (they differ only for a transposition with an insertion between)."""
+    if field == "birth_date":
+        return "lv_birth_date = 1"
+    same = (f"coalesce({_osa('l_fn', 'r_fn')} <= case when lv_first_name >= 2 then 2 else 1 end, false) "
+            f"or coalesce({_osa('l_fn', 'r_ln')} <= 1, false) or coalesce({_osa('l_ln', 'r_fn')} <= 1, false)")
+    return f"(lv_first_name between 1 and 2 and not ({same}))"
+
+
+def outvoted_sql(fields: Sequence[str]) -> str:
+    """evidence.PairScorer._outvoted: per record, whether the other records of its national id
+    contradict its first name (ov_fn) or birth date (ov_birth): a value held by a strict majority
+    (two or more) of the id's records is the person's; a record holding another value that
+    differs from the majority's first holder is outvoted on that field, unless it is
+    contradicted on both fields."""
+    parts = []
+    for field, column in (("first_name", "fn"), ("birth_date", "birth")):
+        if field not in fields or "national_id" not in fields or not {"first_name", "birth_date"} <= set(fields):
+            continue
+        parts.append(f"""
+        select '{field}' as field, f.pos as a, m.rep as b from _identity_features f join (
+          select national_id, {column}, min(pos) as rep from (
+            select national_id, {column}, pos, count(*) over (partition by national_id, {column}) as size,
+                   count(*) over (partition by national_id) as held
+            from _identity_features where national_id is not null and {column} is not null)
+          where 2 * size > held and size >= 2 group by national_id, {column}) m
+          on f.national_id = m.national_id and f.{column} <> m.{column}""")
+    if not parts:
+        return "select cast(null as bigint) as pos, false as ov_fn, false as ov_birth where false"
+    hits = {f: f"bool_or(field = '{f}' and {differ_sql(f)})" for f in ("first_name", "birth_date")}
+    return f"""
+    select a as pos, {hits['first_name']} and not {hits['birth_date']} as ov_fn,
+           {hits['birth_date']} and not {hits['first_name']} as ov_birth
+    from ({levels_sql(' union all '.join(parts), fields)}) group by a"""
+
+
+def _table(f: str, table: np.ndarray) -> str:
+    return f"case lv_{f} " + " ".join(f"when {lv} then {float(x)!r}" for lv, x in enumerate(table)) + " end"
+
+
+def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray], prior: float,
+               tf: dict[str, tuple[float, int]], household_extra: float) -> str:
+    """Levels, final match weight and probability, and conflicts of the pairs, as
+    evidence.PairScorer.assess: ``weights`` are the model's log2(m/u) tables, ``tf`` maps a TF
+    field to (u_ref, records holding a value)."""
+    col = {f: k for k, f in enumerate(fields)}
+    plain = [f"{_table(f, weights[k])} as p_{f}" for f, k in col.items()]
+    tfs = [f for f in tf if f in col]
+    adj = [f"case when lv_{f} = {TOP[f]} and l_{TF_COLUMNS[f]} = r_{TF_COLUMNS[f]} then least(0.0, "
+           f"log2({tf[f][0]!r} / (cast(l_cnt_{TF_COLUMNS[f]} as double) / {tf[f][1]}))) else 0.0 end as t_{f}"
+           for f in tfs]
+    w = [f"p_{f} + t_{f} as w_{f}" if f in tfs else f"p_{f} as w_{f}" for f in col]
+    hh = [f for f in ("last_name", "street", "postcode_city") if f in col]
+    hh_sql = "0.0"
+    if len(hh) > 1:
+        pos = [f"greatest(w_{f}, 0.0)" for f in hh]
+        hh_sql = f"(greatest({', '.join(pos)}) - ({' + '.join(pos)})) * {1 - household_extra!r}"
+    differ = {f: differ_sql(f) for f in ("first_name", "birth_date") if f in col}
+    excused = " or ".join(f"({differ[f]} and (l_{OV[f]} or r_{OV[f]}))" for f in differ) or "false"
+    n_fields = " + ".join(f"case when {x} then 1 else 0 end" for x in differ.values()) or "0"
+    same_birth = f"lv_birth_date = {TOP['birth_date']}" if "birth_date" in col else "false"
+    # an outvoted value excuses a pair's only conflicting field, never two of them
+    conflicts = [f"({n_fields}) - case when ({n_fields}) = 1 and ({excused}) then 1 else 0 end",
+                 "case when l_generation <> r_generation or ((l_generation is null) <> (r_generation is null) "
+                 f"and not {same_birth}) then 1 else 0 end"]
+    same_id = "lv_national_id >= 3" if "national_id" in col else "false"
+    return f"""
+    select *, 1.0 / (1.0 + pow(2.0, -weight)) as prob,
+           n_conflicts >= 2 or (n_conflicts = 1 and not {same_id}) as conflict
+    from (
+      select *, {prior!r} + {' + '.join(f'w_{f}' for f in col) or '0.0'} + household_adjustment as weight
+      from (
+        select *, {hh_sql} as household_adjustment, {' + '.join(f't_{f}' for f in tfs) or '0.0'} as tf_adjustment,
+               {' + '.join(conflicts)} as n_conflicts
+        from (select *, {', '.join(w)}
+              from (select *, {', '.join(plain + adj)} from ({levels_sql(pairs, fields)})))))"""
+
+
+def to_snowflake(sql: str) -> str:
+    """The same query in Snowflake's dialect. sqlglot translates the syntax; the map fixes the
+    functions whose meaning differs: JAROWINKLER_SIMILARITY returns an integer 0-100 (DuckDB a
+    float 0-1), and Snowflake has no Damerau-Levenshtein, so OSA up to 1 becomes EDITDISTANCE
+    (an adjacent transposition then costs 2, one level lower for that field)."""
+    import sqlglot
+    from sqlglot import exp
+
+    def fix(node):
+        if isinstance(node, exp.JarowinklerSimilarity):
+            return exp.Div(this=exp.Anonymous(this="JAROWINKLER_SIMILARITY", expressions=[node.this, node.expression]),
+                           expression=exp.Literal.number("100.0"))
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "damerau_levenshtein":
+            return exp.Levenshtein(this=node.expressions[0], expression=node.expressions[1])
+        return node
+
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(fix)
+    return tree.sql(dialect="snowflake")
