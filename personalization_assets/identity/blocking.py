@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from personalization_assets.identity.prepare import Features
+from personalization_assets.identity.prepare import Features, on_values
 
 
 def codes(f: Features, col: str) -> np.ndarray:
@@ -59,7 +59,16 @@ def blocking_keys(f: Features) -> dict[str, np.ndarray]:
         "street_postcode": combine(c["street"], c["postcode"]),
         "postcode_street_number": combine(c["postcode"], c["street_number"]),
         "birth_date_postcode": combine(c["birth"], c["postcode"]),
+        # a surname typo can change its sound (george/geogre; its initial stays) and a second typo
+        # sits elsewhere
+        "first_name_postcode": combine(c["fn_canon"], c["postcode"], c["ln_init"]),
+        "national_id_digits": _sorted_digits(f),
     }
+
+
+def _sorted_digits(f: Features) -> np.ndarray:
+    """The national id's characters in sorted order: a transposition typo keeps the key."""
+    return on_values(f.codes["national_id"], f.values["national_id"], lambda v: "".join(sorted(v)))[0].astype(np.int64)
 
 
 def pairs_within_groups(codes: np.ndarray, max_block: int, window: int | None = None,

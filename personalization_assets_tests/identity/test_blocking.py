@@ -40,6 +40,24 @@ def test_candidate_pairs_finds_typo_and_swapped_duplicates():
     assert "names_any_order" in stats
 
 
+
+def test_candidate_pairs_find_a_transposed_national_id_and_a_surname_typo_that_changes_its_sound():
+    """george/geogre sound different (G620/G260) and the birth dates differ by a typo: the first
+    name and postcode still meet; a transposed national id with nothing else in common too."""
+    import pandas as pd
+
+    from personalization_assets_tests.identity.identity_factory import person
+
+    rows = [person("a:1", "Vanessa", "George", birth="1942-02-10", postcode="4122"),
+            person("a:2", "Vanessa", "Geogre", birth="1942-02-20", postcode="4122"),
+            person("b:1", "Jacobie", "Tilleq", postcode="4869", national_id="4137877"),
+            person("b:2", "Blake", "Moody", postcode="4870", national_id="4137787")]
+    f = features(pd.concat([population(40), pd.DataFrame(rows)], ignore_index=True))
+    a, b, stats = candidate_pairs(f, max_block=400)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    assert (40, 41) in pairs and (42, 43) in pairs
+    assert stats["first_name_postcode"]["pairs"] >= 1 and stats["national_id_digits"]["pairs"] == 1
+
 def test_incremental_candidates_touch_only_new_rows():
     f = features(population(60))
     a, b, _ = candidate_pairs(f, 400, only_rows=np.array([3]))
