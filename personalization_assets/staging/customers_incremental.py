@@ -11,8 +11,10 @@ rows already staged. Staged rows whose raw row is gone are deleted.
 
 Each chunk is read, staged by `stage_customers` (the same function as a whole-table restage, so
 the rows are the same; its normalizers run once per distinct value of the chunk), and written in
-its own transaction together with its fingerprints: a run that fails half-way keeps the chunks it
-committed and the next run goes on from there. The Python process holds one chunk, never the table.
+its own transaction together with the fingerprints of its valid rows: a run that fails half-way
+keeps the chunks it committed and the next run goes on from there. The rejections are merged into
+the quarantine once, at the end. The Python process holds one chunk and the run's rejections,
+never the table.
 """
 
 from __future__ import annotations
@@ -115,12 +117,16 @@ order by record_key""", [first, last, version, first, last])
 
 
 def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_staging,
-                            full: bool = False, chunk_rows: int = CHUNK_ROWS) -> IncrementalRun:
+                            full: bool = False, chunk_rows: int = CHUNK_ROWS,
+                            quarantine: str = "quarantine.crm_customers") -> IncrementalRun:
     """Stage the changed CRM rows into `staging.customers`, `chunk_rows` at a time.
 
     `full` stages every raw row again (the quarantine replay: today's rules and `now` for all).
-    `write_quarantine(rejections, checked_ids)` merges a chunk's rejections inside its transaction;
     `prepare_staging(frame)` creates or widens `staging.customers` from a staged frame (DDL).
+    `write_quarantine(rejections, checked_ids)` merges the run's rejections once, at the end, with
+    the open `quarantine` records among the rows staged as `checked_ids` (so the quarantine table
+    is read once per run, not once per chunk). The state of a rejected row is written in that same
+    transaction: a run that stops before it stages those rows again next time.
     """
     run = IncrementalRun(full=full)
     prepare_staging(stage_customers(pd.DataFrame(columns=CUSTOMER_COLUMNS), now=now).valid)  # typed when empty
@@ -135,25 +141,34 @@ def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_st
         run.deleted = int(conn.scalar(f"select count(*) from staging.customers t where {gone.format('t.record_id')}"))
         conn.execute(f"delete from staging.customers t where {gone.format('t.record_id')}")
         conn.execute(f"delete from {STATE} s where {gone.format('s.record_key')}")
+    rejected_state = []
     for first in range(0, todo, chunk_rows):
         last = first + chunk_rows
         raw, keys = _chunk(conn, version, first, last)
         result: Staged = stage_customers(raw, now=now)
         prepare_staging(result.valid)  # a chunk may bring a text column the table lacks
-        passed = set(result.valid["record_id"])
+        passed = keys["record_key"].isin(set(result.valid["record_id"]))
         state = pd.DataFrame({"record_key": keys["record_key"], "fingerprint": keys["fingerprint"],
-                              "valid": keys["record_key"].isin(passed)}).astype(STATE_COLUMNS)
+                              "valid": passed}).astype(STATE_COLUMNS)
         with conn.transaction():
             chunk_keys = f"(select record_key from {TODO} where n > ? and n <= ?)"
             conn.execute(f"delete from staging.customers where record_id in {chunk_keys}", [first, last])
             conn.insert_frame("staging", "customers", result.valid)
             conn.execute(f"delete from {STATE} where record_key in {chunk_keys}", [first, last])
-            conn.insert_frame(STATE_SCHEMA, STATE_TABLE, state)
-            write_quarantine(result.quarantined, keys["record_key"])
+            conn.insert_frame(STATE_SCHEMA, STATE_TABLE, state[passed.to_numpy()])
+        rejected_state.append(state[~passed.to_numpy()])
         run.rows_in += len(raw)
         run.valid += len(result.valid)
         run.chunks += 1
         if len(result.quarantined):
             run.quarantined.append(result.quarantined)
+    schema, _, table = quarantine.partition(".")
+    checked = (conn.query(f"select distinct record_id from {quarantine} where status = 'open' and record_id in "
+                          f"(select record_key from {TODO} where n is not null)")["record_id"]
+               if todo and conn.table_exists(schema, table) else pd.Series([], dtype=object))
+    with conn.transaction():
+        if rejected_state:
+            conn.insert_frame(STATE_SCHEMA, STATE_TABLE, pd.concat(rejected_state, ignore_index=True))
+        write_quarantine(run.rejections, checked)
     conn.execute(f"drop table if exists {TODO}")
     return run
