@@ -8,7 +8,8 @@ import dagster as dg
 
 from .. import settings
 from ..experiments.holdouts import declared_experiments
-from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_warehouse,
+from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_pandas,
+                                    attributed_in_warehouse,
                                     build_assignments, build_exposures, build_results, exposure_log_path,
                                     read_outcomes, results_from_attributed)
 from ..resources.warehouse import Warehouse
@@ -125,5 +126,30 @@ def experiment_results(warehouse: Warehouse) -> dg.MaterializeResult:
         frame, srm={k: {"p_value": v.p_value, "mismatch": v.mismatch} for k, v in srm.items()}, **series))
 
 
-defs = dg.Definitions(assets=[experiment_assignments, experiment_exposures, experiment_results],
+UPLIFT_KEY = dg.AssetKey(["marts", "uplift_scores"])
+
+
+@dg.asset(key=UPLIFT_KEY, deps=[EXPOSURES_KEY, ["marts", "customer_profiles"], *OUTCOME_INPUTS],
+          group_name="experiments", pool=WAREHOUSE_POOL, kinds={"python"}, automation_condition=EAGER,
+          tags={"pii": "true"})
+def uplift_scores(warehouse: Warehouse) -> dg.MaterializeResult:
+    """Every customer's expected incremental conversion from an email (`uplift_score`) and rank
+    (`uplift_rank`, 1 = the most persuadable), from a two-model uplift trained on past randomized
+    sends (trigger and segment holdouts, outcomes attributed as in the results). An audience
+    targets the top k with `{trait: uplift_rank, op: "<=", value: k}`. Empty, with the reason in
+    the metadata, until both arms have enough members. Updated eagerly after the exposures."""
+    from ..experiments.uplift_scores import UPLIFT_SCORES, build_uplift_scores
+
+    with warehouse.connect() as conn:
+        attributed = attributed_in_warehouse(conn) if conn.dialect == "duckdb" else attributed_in_pandas(conn)
+        profiles = conn.query("select * from marts.customer_profiles")
+        frame, fit = build_uplift_scores(profiles, attributed, utc_now())
+        _write(conn, UPLIFT_SCORES, frame)
+    qini = {name: dg.MetadataValue.float(float(value)) for name, value in
+            (("qini_heldout", fit.qini_heldout), ("qini_random", fit.qini_random)) if value is not None}
+    return dg.MaterializeResult(metadata=frame_metadata(
+        frame, trained_on=fit.trained_on, not_scored_because=fit.reason or "scored", **qini))
+
+
+defs = dg.Definitions(assets=[experiment_assignments, experiment_exposures, experiment_results, uplift_scores],
                       asset_checks=[exposures_match_declared_split])

@@ -6,7 +6,9 @@ the only identifiers interpolated are whitelisted columns (`model.EVENT_COLUMNS`
 and transpiled by sqlglot for Snowflake, so both run the same plan of conditions.
 
 Relations: `customers` (customer_key), `events` (customer_key, event, ts = epoch seconds,
-and the event columns), `traits` (the profile, one row per customer_key).
+and the event columns), `traits` (the profile, one row per customer_key), `uplift` (issue 21:
+`marts.uplift_scores`, whose `uplift_score` and `uplift_rank` a trait condition may use, so an
+audience can target the top-k persuadables: `{trait: uplift_rank, op: "<=", value: 1000}`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class Relations:
     customers: str = "aud_customers"
     events: str = "aud_events"
     traits: str = "marts.customer_profiles"
+    uplift: str = "marts.uplift_scores"
+
+
+UPLIFT_TRAITS = {"uplift_score": "number", "uplift_rank": "number"}  # batch-only, as every profile trait
 
 
 class _Builder:
@@ -88,16 +94,17 @@ class _Builder:
                 f" group by e.{t.of} order by count(*) desc, e.{t.of} asc limit 1)")
 
     def trait(self, cond: TraitCond) -> str:
-        if cond.trait not in TRAITS or (cond.ref is not None and cond.ref not in TRAITS):
-            raise DefinitionError(f"condition {cond.text}: unknown trait; known: {sorted(TRAITS)}")
+        if cond.trait not in {**TRAITS, **UPLIFT_TRAITS} or (cond.ref is not None and cond.ref not in TRAITS):
+            raise DefinitionError(f"condition {cond.text}: unknown trait; known: {sorted({**TRAITS, **UPLIFT_TRAITS})}")
         self.uses_traits = True
-        col = f"p.{cond.trait}"
+        col = (f"p.{cond.trait}" if cond.trait in TRAITS else  # no score yet: null, so the condition is not met
+               f"(select u.{cond.trait} from {self.rel.uplift} u where u.customer_key = c.customer_key)")
         if cond.op == "is_null":
             return f"{col} is null"
         if cond.op == "not_null":
             return f"{col} is not null"
         if cond.op in ("within", "older_than"):
-            if TRAITS[cond.trait] != "timestamp":
+            if TRAITS.get(cond.trait) != "timestamp":
                 raise DefinitionError(f"condition {cond.text}: {cond.op} needs a timestamp trait")
             bound = self.bind(self.as_of - timedelta(seconds=cond.window))
             return f"{col} {'>=' if cond.op == 'within' else '<='} {bound}"

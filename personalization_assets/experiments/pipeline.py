@@ -166,6 +166,14 @@ exposures as (select e.experiment, e.customer_key, e.arm, e.exposed_at from {EXP
     return attribute_in_duckdb(conn.raw, sources, window, PRE_PERIOD)
 
 
+def attributed_in_pandas(conn, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
+    """`attributed_in_warehouse` for a warehouse that is not DuckDB: the same rule, in pandas."""
+    exposures = conn.query(f"select * from {EXPOSURES}")
+    contaminated = conn.query(f"select experiment, customer_key from {ASSIGNMENTS} where contaminated_by is not null")
+    exposed = exposures.merge(contaminated.assign(_c=1), how="left", on=["experiment", "customer_key"])
+    return attribute_outcomes(exposed[exposed._c.isna()].drop(columns="_c"), read_outcomes(conn), window, PRE_PERIOD)
+
+
 def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcomes: pd.DataFrame,
                   assignments: pd.DataFrame, as_of: datetime, window: timedelta = DEFAULT_WINDOW) -> tuple[pd.DataFrame, dict]:
     """Per experiment, outcome and arm: n, mean, lift vs control (Welch), relative lift, p-value,

@@ -1,0 +1,82 @@
+"""`marts.uplift_scores`: every customer ranked by the expected incremental conversion of an email.
+
+Trained on past randomized sends (the trigger and segment holdouts of
+`marts.experiment_exposures`: treatment = sent, control = held out, with the attributed
+`converted` outcome), with the two-model uplift of `uplift.py` on profile features. Members are
+split 70/30 by a hash of their customer_key; the held-out Qini coefficient says whether the
+ranking beats random targeting. An audience targets the top-k "persuadables" with
+`{trait: uplift_rank, op: "<=", value: k}` (or `uplift_score > 0`), see `audiences/sql.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from .assign import CONTROL, GLOBAL_CONTROL, TREATMENT, unit_hash
+from .holdouts import SEND_TIME_KIND
+from .uplift import TwoModelUplift, qini
+
+UPLIFT_SCORES = "marts.uplift_scores"
+FEATURES = ["recency_days", "orders_count", "historical_value_minor", "email_opens", "email_clicks", "p_alive"]
+COLUMNS = ["customer_key", "uplift_score", "uplift_rank", "computed_at"]
+MIN_PER_ARM = 30  # fewer randomized members in an arm: no model, no scores (a rank from noise would mislead)
+
+
+@dataclass(frozen=True)
+class UpliftFit:
+    trained_on: dict[str, int]  # members per arm (train and held-out together)
+    qini_heldout: float | None
+    qini_random: float | None
+    reason: str | None = None  # why no scores were computed
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"customer_key": pd.Series(dtype=object), "uplift_score": pd.Series(dtype="float64"),
+                         "uplift_rank": pd.Series(dtype="int64"),
+                         "computed_at": pd.Series(dtype="datetime64[ns, UTC]")})
+
+
+def randomized_sends(attributed: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, member) of the holdouts where the control got no email: trigger
+    and segment experiments (the global control's arms mix every campaign; the send-time
+    experiment sends both arms)."""
+    kind = attributed["experiment"].str.partition(":")[0]
+    keep = (attributed["experiment"] != GLOBAL_CONTROL) & (kind != SEND_TIME_KIND) & attributed["arm"].isin([CONTROL, TREATMENT])
+    return attributed.loc[keep, ["experiment", "customer_key", "arm", "converted"]]
+
+
+def _features(profiles: pd.DataFrame) -> np.ndarray:
+    cols = [c for c in FEATURES if c in profiles.columns]
+    return profiles[cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
+
+
+def build_uplift_scores(profiles: pd.DataFrame, attributed: pd.DataFrame, as_of: datetime
+                        ) -> tuple[pd.DataFrame, UpliftFit]:
+    """Scores (rank 1 = the highest expected uplift; ties by customer_key) for every profile."""
+    sends = randomized_sends(attributed).merge(profiles, on="customer_key", how="inner")
+    counts = {arm: int((sends["arm"] == arm).sum()) for arm in (TREATMENT, CONTROL)}
+    if min(counts.values()) < MIN_PER_ARM or sends["converted"].nunique() < 2:
+        return _empty(), UpliftFit(counts, None, None, (
+            f"too few randomized sends to learn uplift: {counts} members per arm, "
+            f"{int(sends['converted'].sum())} converted (need {MIN_PER_ARM} per arm and both outcomes)"))
+    heldout = sends["customer_key"].map(lambda k: unit_hash("uplift-split", str(k)) < 0.3).to_numpy()
+    x, treated, y = _features(sends), (sends["arm"] == TREATMENT).to_numpy(), sends["converted"].to_numpy(float)
+    train = ~heldout
+    if treated[train].all() or not treated[train].any():
+        return _empty(), UpliftFit(counts, None, None, "the training split holds one arm only")
+    model = TwoModelUplift.fit(x[train], treated[train], y[train])
+    q_model = q_random = None
+    if heldout.sum() and treated[heldout].any() and not treated[heldout].all():
+        q_model = qini(model.predict(x[heldout]), treated[heldout], y[heldout]).coefficient
+        rng = np.random.default_rng(0)
+        q_random = qini(rng.random(int(heldout.sum())), treated[heldout], y[heldout]).coefficient
+    scores = pd.DataFrame({"customer_key": profiles["customer_key"].astype(str).to_numpy(),
+                           "uplift_score": model.predict(_features(profiles))})
+    scores = scores.sort_values(["uplift_score", "customer_key"], ascending=[False, True], kind="stable")
+    scores["uplift_rank"] = np.arange(1, len(scores) + 1, dtype="int64")
+    scores["computed_at"] = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
+    return scores.reset_index(drop=True)[COLUMNS], UpliftFit(counts, q_model, q_random)

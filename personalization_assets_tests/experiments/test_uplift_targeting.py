@@ -1,0 +1,98 @@
+"""Uplift targeting: `marts.uplift_scores` ranks customers by the expected incremental conversion
+learned from randomized sends, and an audience condition on `uplift_rank` takes the top k."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+
+from personalization_assets.assets import experiments as assets
+from personalization_assets.audiences.model import parse
+from personalization_assets.audiences.sql import membership_sql
+from personalization_assets.experiments.uplift import top_k_persuadables
+from personalization_assets.experiments.uplift_scores import build_uplift_scores
+
+from .test_assets import ALL, NOW, world  # noqa: F401  (the fixture: a warehouse with a holdout's fires)
+
+AT = datetime(2026, 3, 10, tzinfo=timezone.utc)
+
+
+def _population(n: int, seed: int = 4):
+    """Profiles and one randomized send: frequent openers lapsed 120+ days are persuadable (the
+    email adds 25 pp); recent buyers buy anyway (no uplift)."""
+    rng = np.random.default_rng(seed)
+    keys = [f"cus_{i:05d}" for i in range(n)]
+    recency, opens = rng.uniform(0, 365, n), rng.poisson(3, n)
+    persuadable = (opens >= 3) & (recency > 120)
+    treated = rng.random(n) < 0.5
+    converted = rng.random(n) < 0.03 + 0.15 * (recency < 60) + 0.25 * (treated & persuadable)
+    profiles = pd.DataFrame({"customer_key": keys, "recency_days": recency, "email_opens": opens,
+                             "orders_count": rng.poisson(1, n), "historical_value_minor": 0, "email_clicks": 0,
+                             "p_alive": None})
+    attributed = pd.DataFrame({"experiment": "trigger:cart_abandonment", "customer_key": keys,
+                               "arm": np.where(treated, "treatment", "control"), "converted": converted.astype(int)})
+    return profiles, attributed, dict(zip(keys, persuadable))
+
+
+def test_scores_rank_persuadables_first_and_beat_random_on_held_out_members():
+    profiles, attributed, persuadable = _population(8000)
+    noise = attributed.assign(experiment="global_control")  # the global control's arms are not used
+    scores, fit = build_uplift_scores(profiles, pd.concat([attributed, noise]), AT)
+    assert fit.reason is None and fit.trained_on == {"treatment": int((attributed.arm == "treatment").sum()),
+                                                     "control": int((attributed.arm == "control").sum())}
+    assert fit.qini_heldout > fit.qini_random and fit.qini_heldout > 0
+    assert list(scores.uplift_rank) == list(range(1, len(profiles) + 1))
+    assert scores.uplift_score.is_monotonic_decreasing
+    top = scores.head(1000).customer_key
+    base = np.mean(list(persuadable.values()))
+    assert np.mean([persuadable[k] for k in top]) > 2 * base  # the top is mostly persuadables
+
+
+def test_too_few_randomized_sends_give_no_scores_and_say_why():
+    profiles, attributed, _ = _population(40)
+    scores, fit = build_uplift_scores(profiles, attributed, AT)
+    assert scores.empty and "too few randomized sends" in fit.reason
+    assert str(scores.uplift_rank.dtype) == "int64"  # typed even when empty: conditions compare numbers
+
+
+def test_an_audience_takes_the_top_k_persuadables_by_uplift_rank():
+    profiles, attributed, _ = _population(3000)
+    scores, _ = build_uplift_scores(profiles, attributed, AT)
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.register("p", profiles.drop(columns="p_alive"))
+    conn.register("s", scores.iloc[:-50])  # the last 50 have no score (e.g. new since the model ran)
+    conn.execute("create table marts.customer_profiles as select * from p")
+    conn.execute("create table marts.uplift_scores as select * from s")
+    conn.execute("create table aud_customers as select customer_key from p")
+    conn.execute("create table aud_events (customer_key varchar, event varchar, ts double)")
+    k = 250
+    top = parse({"name": "persuadables", "description": "top-k by uplift",
+                 "rule": {"all": [{"trait": "uplift_rank", "op": "<=", "value": k}]}})
+    sql, params = membership_sql(top, AT)
+    members = {r[0] for r in conn.execute(sql, params).fetchall()}
+    assert members == set(top_k_persuadables(list(scores.customer_key), scores.uplift_score.to_numpy(), k))
+    positive = parse({"name": "lapsed_persuadables", "description": "d", "rule": {"all": [
+        {"trait": "uplift_score", "op": ">", "value": 0}, {"trait": "recency_days", "op": ">", "value": 120}]}})
+    sql, params = membership_sql(positive, AT)
+    got = {r[0] for r in conn.execute(sql, params).fetchall()}
+    scored = scores.iloc[:-50].merge(profiles, on="customer_key")
+    assert got == set(scored.customer_key[(scored.uplift_score > 0) & (scored.recency_days > 120)])
+
+
+def test_the_asset_scores_every_profile_from_the_exposures(world):  # noqa: F811
+    warehouse, sent = world
+    with warehouse.connect() as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table marts.customer_profiles as select customer_key, "
+                     "cast(hash(customer_key) % 365 as double) as recency_days, 0 as orders_count from core.customers")
+    result = dg.materialize([*ALL, assets.uplift_scores], resources={"warehouse": warehouse})
+    assert result.success
+    with warehouse.connect() as conn:
+        scores = conn.query("select * from marts.uplift_scores")
+    meta = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}[assets.UPLIFT_KEY]
+    assert meta["dagster/row_count"].value == len(scores) == len(sent)
+    assert meta["not_scored_because"].value == "scored" and "qini_heldout" in meta
+    assert sorted(scores.uplift_rank) == list(range(1, len(sent) + 1))
