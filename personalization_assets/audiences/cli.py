@@ -22,9 +22,7 @@ def run_preview(args: argparse.Namespace) -> int:
     from .. import settings
     from ..resources.warehouse import DuckDBWarehouse
     from .model import DefinitionError, load_builtin, parse
-    from .preview import preview
-    from .sql import Relations
-    from .warehouse import CUSTOMERS_VIEW, create_views, split_streamable
+    from .preview import PreviewError, on_warehouse
 
     try:
         with open(args.file, encoding="utf-8") as fh:
@@ -39,18 +37,11 @@ def run_preview(args: argparse.Namespace) -> int:
         return 1
     others = [a for a in load_builtin() if a.name != audience.name]
     with DuckDBWarehouse(database=str(path)).connect() as conn:
-        has_profiles = conn.table_exists("marts", "customer_profiles")
-        if conn.table_exists("staging", "events"):
-            create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
-        customers = "marts.customer_profiles" if has_profiles else CUSTOMERS_VIEW
-        if not has_profiles:  # without profiles only event-based audiences can be evaluated
-            others, refused = split_streamable(others)
-            if split_streamable([audience])[1]:
-                print(f"error: {args.file}: uses profile traits and the warehouse has no "
-                      "marts.customer_profiles yet: materialize the profiles first", file=sys.stderr)
-                return 1
-        result = preview(conn, audience, others, datetime.now(timezone.utc),
-                         Relations(customers=customers, events="marts.audience_events"))
+        try:
+            result = on_warehouse(conn, audience, others, datetime.now(timezone.utc))
+        except PreviewError as exc:
+            print(f"error: {args.file}: {exc}", file=sys.stderr)
+            return 1
     print(f"{result.name}: {result.size} members now")
     for name, n in sorted(result.overlap.items(), key=lambda kv: -kv[1]):
         print(f"  overlap with {name}: {n}")
