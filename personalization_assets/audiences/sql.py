@@ -98,7 +98,7 @@ class _Builder:
             raise DefinitionError(f"condition {cond.text}: unknown trait; known: {sorted({**TRAITS, **UPLIFT_TRAITS})}")
         self.uses_traits = True
         col = (f"p.{cond.trait}" if cond.trait in TRAITS else  # no score yet: null, so the condition is not met
-               f"(select u.{cond.trait} from {self.rel.uplift} u where u.customer_key = c.customer_key)")
+               f"(select u.{cond.trait} from {self.rel.uplift} u where u.customer_key = {self.key}.customer_key)")
         if cond.op == "is_null":
             return f"{col} is null"
         if cond.op == "not_null":

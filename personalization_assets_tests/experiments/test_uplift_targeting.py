@@ -10,7 +10,7 @@ import pandas as pd
 
 from personalization_assets.assets import experiments as assets
 from personalization_assets.audiences.model import parse
-from personalization_assets.audiences.sql import membership_sql
+from personalization_assets.audiences.sql import membership_sql, predicate_sql
 from personalization_assets.experiments.uplift import top_k_persuadables
 from personalization_assets.experiments.uplift_scores import build_uplift_scores
 
@@ -74,6 +74,9 @@ def test_an_audience_takes_the_top_k_persuadables_by_uplift_rank():
     sql, params = membership_sql(top, AT)
     members = {r[0] for r in conn.execute(sql, params).fetchall()}
     assert members == set(top_k_persuadables(list(scores.customer_key), scores.uplift_score.to_numpy(), k))
+    pred, params = predicate_sql(top, AT, key="p")  # as the segment membership compiles it
+    assert {r[0] for r in conn.execute(f"select p.customer_key from marts.customer_profiles p where {pred}",
+                                       params).fetchall()} == members
     positive = parse({"name": "lapsed_persuadables", "description": "d", "rule": {"all": [
         {"trait": "uplift_score", "op": ">", "value": 0}, {"trait": "recency_days", "op": ">", "value": 120}]}})
     sql, params = membership_sql(positive, AT)
