@@ -4,7 +4,6 @@ All four tables are computed inside the warehouse through the `warehouse` resour
 locally, Snowflake in prod), so the same segment SQL runs on both.
 """
 
-import json
 from datetime import timedelta
 
 import dagster as dg
@@ -12,6 +11,7 @@ import dagster as dg
 from ..audiences import suppression
 from ..audiences.membership import CHANGES, MEMBERSHIP, load_segments, membership_sample, run_segments
 from ..marts.payloads import build_payloads
+from ..marts.payloads_sql import write_payloads
 from ..marts.profiles import build_profiles, write_profiles
 from ..marts.render import preview_markdown
 from ..privacy import mask_frame
@@ -26,6 +26,8 @@ PROFILES_KEY = dg.AssetKey(["marts", "customer_profiles"])
 MEMBERSHIP_KEY = dg.AssetKey(["marts", "segment_membership"])
 CHANGES_KEY = dg.AssetKey(["marts", "segment_changes"])
 PAYLOADS_KEY = dg.AssetKey(["marts", "personalization_payloads"])
+PAYLOADS_TABLE = "marts.personalization_payloads"
+WITH_CART = '{"cart": [{%'  # payload keys are sorted: a non-empty cart opens the document
 SUPPRESSION_KEY = dg.AssetKey(["activation", "suppression"])
 INPUTS = [["core", "customers"], ["core", "customer_crosswalk"], ["core", "identity_map"],
           ["staging", "orders"], ["staging", "order_lines"], ["staging", "events"],
@@ -128,18 +130,30 @@ def suppressed_never_in_sendable_segments(warehouse: Warehouse) -> dg.AssetCheck
 def personalization_payloads(warehouse: Warehouse) -> dg.MaterializeResult:
     """Per sendable customer, the merge fields an e-mail template needs: greeting (first name or a
     fallback), cart contents priced in the customer's currency, last viewed items,
-    recommendations, loyalty tier, discount eligibility and locale (JSON in `payload`)."""
+    recommendations, loyalty tier, discount eligibility and locale (JSON in `payload`).
+
+    On DuckDB one SQL statement writes the table (`marts/payloads_sql.py`: no row passes through
+    Python); elsewhere `marts/payloads.py` shapes the selected rows in Python (the same bytes)."""
     with warehouse.connect() as conn:
-        frame = build_payloads(conn)
-        conn.prepare_table("marts", "personalization_payloads", frame)
-        with conn.transaction():
-            conn.replace_frame("marts", "personalization_payloads", frame)
-    tiers = {k: int(v) for k, v in frame["loyalty_tier"].value_counts().items()}
-    with_cart = int(frame["payload"].map(lambda p: bool(json.loads(p)["cart"])).sum()) if len(frame) else 0
-    return dg.MaterializeResult(metadata=frame_metadata(
-        frame, loyalty_tiers=tiers, with_cart=with_cart,
-        discount_eligible=int(frame["discount_eligible"].sum()) if len(frame) else 0,
-        template_preview=dg.MetadataValue.md(preview_markdown(frame))))
+        if conn.dialect == "duckdb":
+            rows = write_payloads(conn)
+        else:
+            frame = build_payloads(conn)
+            conn.prepare_table("marts", "personalization_payloads", frame)
+            with conn.transaction():
+                conn.replace_frame("marts", "personalization_payloads", frame)
+            rows = len(frame)
+        summary = conn.query(f"select loyalty_tier, count(*) as n, sum(case when payload like ? then 1 else 0 end) "
+                             f"as with_cart, sum(case when discount_eligible then 1 else 0 end) as discount "
+                             f"from {PAYLOADS_TABLE} group by loyalty_tier", [WITH_CART])
+        sample = conn.query(f"select * from {PAYLOADS_TABLE} order by case when payload like ? then 0 else 1 end, "
+                            "customer_key limit 10", [WITH_CART])
+    metadata = frame_metadata(
+        sample, loyalty_tiers={str(t): int(n) for t, n in zip(summary["loyalty_tier"], summary["n"])},
+        with_cart=int(summary["with_cart"].sum()), discount_eligible=int(summary["discount"].sum()),
+        template_preview=dg.MetadataValue.md(preview_markdown(sample)))
+    metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 defs = dg.Definitions(assets=[customer_profiles, segments, personalization_payloads],
