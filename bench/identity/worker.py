@@ -1,7 +1,12 @@
 """One engine on one dataset in its own process, so peak RSS belongs to that run alone.
 
-Usage: python -m bench.identity.worker {ours|splink} <input.parquet> <kind> <out.parquet>
+Usage: python -m bench.identity.worker {ours|ours-inc|ours-state|splink} <input.parquet> <kind> <out.parquet>
 Prints one JSON line: seconds (matching only, after loading) and peak_rss_mb (whole process).
+
+``ours-state`` resolves the input and saves the run's state (crosswalk, evidence with the model,
+golden records) beside ``out``; ``ours-inc`` loads that state (``<out>`` of the state run is
+passed as ``kind``) and times one incremental run on the input. Its peak RSS includes loading
+the state, as a real run has to.
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ def main() -> None:
     engine, path, kind, out = sys.argv[1:5]
     df = pd.read_parquet(path)
     extra = {}
-    if engine == "ours":
+    if engine in ("ours", "ours-inc", "ours-state"):
         from personalization_assets.identity import resolve
 
+        previous = load_state(kind) if engine == "ours-inc" else None
         t0 = time.perf_counter()
-        res = resolve(df)
+        res = resolve(df, previous=previous)
         seconds = time.perf_counter() - t0
+        if engine == "ours-state":
+            save_state(res, out)
         res.crosswalk[["record_id", "customer_key"]].rename(
             columns={"record_id": "rec_id", "customer_key": "cluster"}).to_parquet(out)
-        extra = {"candidate_pairs": res.stats["candidate_pairs"], "em_iterations": res.model.iterations,
+        extra = {"mode": res.stats["mode"], "candidate_pairs": res.stats["candidate_pairs"],
+                 "clustered_records": res.stats["clustered_records"], "em_iterations": res.model.iterations,
                  "stage_seconds": res.stats["stage_seconds"]}
     else:
         from bench.identity.splink_runner import run_splink
@@ -36,6 +45,25 @@ def main() -> None:
         clusters.to_parquet(out)
         pairs.to_parquet(out.replace(".parquet", "-pairs.parquet"))
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), **extra}))
+
+
+def _state_paths(out: str) -> dict[str, str]:
+    return {t: out.replace(".parquet", f"-{t}.parquet") for t in ("crosswalk", "evidence", "golden")}
+
+
+def save_state(res, out: str) -> None:
+    paths = _state_paths(out)
+    res.crosswalk.to_parquet(paths["crosswalk"])
+    res.evidence.to_parquet(paths["evidence"])
+    res.golden.to_parquet(paths["golden"])
+
+
+def load_state(out: str):
+    from personalization_assets.identity.state import ResolvedState
+
+    paths = _state_paths(out)
+    return ResolvedState.from_tables(pd.read_parquet(paths["crosswalk"]), pd.read_parquet(paths["evidence"]),
+                                     pd.read_parquet(paths["golden"]))
 
 
 def peak_rss_mb() -> float:

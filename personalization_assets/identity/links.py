@@ -36,7 +36,8 @@ class Links:
         return self.left.size
 
 
-def _rules(scorer: PairScorer, s: Assessment) -> np.ndarray:
+def link_rules(scorer: PairScorer, s: Assessment) -> np.ndarray:
+    """The label of each scored pair: exact:email_key or exact:phone when that identifier agrees, else fuzzy."""
     rule = np.full(s.prob.size, "fuzzy", object)
     for field, name in (("phone", "exact:phone"), ("email", "exact:email_key")):  # email wins
         k = scorer.col.get(field)
@@ -56,7 +57,7 @@ def accepted_links(scorer: PairScorer, a: np.ndarray, b: np.ndarray, levels: np.
     refused = (s.prob >= threshold) & s.conflict & (s.n_conflicts <= 1)
     review = pd.DataFrame({"left": a[refused], "right": b[refused], "reason": "conflict",
                            "score": s.prob[refused]})
-    rule = _rules(scorer, s)
+    rule = link_rules(scorer, s)
     sa, sb, _ = pairs_within_groups(source_key.astype(np.int64), max_group)
     if only is not None and sa.size:
         keep = only[sa] | only[sb]

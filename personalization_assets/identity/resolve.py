@@ -2,8 +2,9 @@
 
 Full run: exact stage, blocking, vectorized comparison, EM-trained Fellegi–Sunter scores,
 guarded clustering, stable keys, survivorship. Incremental run (a previous state with a
-model is given and few records changed): only pairs touching new/changed records and the
-clusters they were in are scored; every other cluster is carried over as it was.
+model is given and few records changed): only the blocks of new or changed records are
+compared, and only the clusters they touch are clustered again (incremental.py); every other
+cluster keeps its key, crosswalk, evidence and golden record as saved.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from personalization_assets.identity import incremental
 from personalization_assets.identity.blocking import candidate_pairs
 from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.exact import exact_edges
-from personalization_assets.identity.links import Links, accepted_links, union_pairs
+from personalization_assets.identity.fellegi_sunter import FSModel
 from personalization_assets.identity.keys import assign_keys
+from personalization_assets.identity.links import SOURCE_ID_PROB, Links, accepted_links, union_pairs
 from personalization_assets.identity.output import (
     crosswalk_frame,
     evidence_frame,
@@ -36,7 +39,7 @@ from personalization_assets.identity.state import Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.training import train
 
-MANUAL_PROB, CARRIED_PROB = 3.0, 1.5  # sort above any probability when clusters are built
+MANUAL_PROB = 3.0  # sorts above any probability when clusters are built
 INCREMENTAL_MAX_FRACTION = 0.2
 # candidate pairs whose full comparison feeds the prior estimate (all of them below this)
 PRIOR_SAMPLE_PAIRS = 1_000_000
@@ -44,22 +47,27 @@ PRIOR_SAMPLE_PAIRS = 1_000_000
 
 def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
             unmerges: Iterable[Iterable[str]] = (), config: MatchConfig | None = None,
-            decisions: pd.DataFrame | None = None) -> Resolution:
+            decisions: pd.DataFrame | None = None, model: FSModel | None = None) -> Resolution:
     """Resolve ``records`` (staging.customers rows). Each unmerge is a set of record ids to
     split off from the cluster they are in; the split is stored as cannot-link evidence, so
     later runs given this run's state keep it. ``decisions`` are a person's verdicts on pairs
     (left_record_id, right_record_id, decision 'link' | 'unlink'): they override the matcher
-    on every run they are given to."""
+    on every run they are given to. ``model`` skips training on a full run (the incremental
+    path always reuses the previous run's model)."""
     cfg, t0 = config or MatchConfig(), time.perf_counter()
     lap = _Laps()
+    unmerges = [list(g) for g in unmerges]
     records = _dedupe(records)
     n, rid = len(records), records["record_id"].astype(str).to_numpy()
     f = features(records)
     hashes = f.record_hash
-    prev_keys = previous.crosswalk.set_index("record_id")["customer_key"] if previous is not None else None
-    dirty = _dirty_rows(rid, hashes, previous) if previous is not None and previous.model is not None else None
-    if dirty is not None and dirty.size > INCREMENTAL_MAX_FRACTION * n:
-        dirty = None
+    al = dirty = None
+    if previous is not None and previous.model is not None and n:
+        al = incremental.align(previous, rid)
+        named = incremental.unreflected(decisions, al) | {r for g in unmerges for r in g}
+        dirty = incremental.dirty_rows(al, previous, hashes, named)
+        if dirty.size > INCREMENTAL_MAX_FRACTION * n:
+            al = dirty = None
     mode = "incremental" if dirty is not None else "full"
 
     lap("features")
@@ -80,7 +88,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     comp = Comparator(f)
     if mode == "incremental":
         model = previous.model
-    else:
+    elif model is None:
         sample = _sample(a.size, PRIOR_SAMPLE_PAIRS, cfg.seed)
         model = train(f, comp, comp.levels(a[sample], b[sample]), a.size, cfg)
     lap("train")
@@ -93,49 +101,77 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     del a, b
     lap("compare")
 
-    pos = pd.Series(np.arange(n), index=rid)
+    # the records clustered this run: all, or the scope of the change
+    if mode == "incremental":
+        inside, scope_keys = incremental.scope(al, previous, dirty, links.left, links.right)
+        kept, kept_conflicts = incremental.old_links(previous, al, scope_keys, only, scorer, cfg.threshold)
+        links = _concat_links(links, kept)
+        conflicts = pd.concat([x for x in (conflicts, kept_conflicts) if len(x)] or [conflicts], ignore_index=True)
+        prev_key = al.key
+    else:
+        inside, scope_keys = np.arange(n), set()
+        prev_key = pd.Series(rid).map(previous.crosswalk.set_index("record_id")["customer_key"]).to_numpy(object) \
+            if previous is not None else np.full(n, None, object)
+    local = np.full(n, -1, np.int64)
+    local[inside] = np.arange(inside.size)
+    pos = pd.Series(np.arange(inside.size), index=rid[inside])
     forced_pairs, decided_cannot = _decisions(decisions, pos)
-    edges, rules = _edges(links, rid, dirty, prev_keys, forced_pairs)
+    edges, rules = _edges(links, local, forced_pairs)
     lap("score")
     cannot_ids = (previous.cannot_link() if previous is not None else set()) | decided_cannot
-    cluster_rules = Rules(assess=lambda x, y: _verdict(scorer, x, y, cfg.threshold),
-                          identities=_identities(f, records, cfg),
-                          forced=rules == "manual_link", trusted=rules == "carried",
-                          undecidable=f.codes["birth"] < 0)
-    labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
+    sub = inside if mode == "incremental" else slice(None)
+    cluster_rules = Rules(assess=lambda x, y: _verdict(scorer, inside[x], inside[y], cfg.threshold),
+                          identities={k: (c[sub], lim) for k, (c, lim) in _identities(f, records, cfg).items()},
+                          forced=rules == "manual_link", undecidable=f.codes["birth"][sub] < 0)
+    labels, review, used = cluster(inside.size, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                    _positions(cannot_ids, pos), cluster_rules)
-    new_cannot = _unmerge_pairs(unmerges, labels, pos, rid)
+    new_cannot = _unmerge_pairs(unmerges, labels, pos, rid[inside])
     if new_cannot:
         cannot_ids |= new_cannot
-        labels, review, used = cluster(n, edges, cfg.strong_threshold, cfg.max_cluster_size,
+        labels, review, used = cluster(inside.size, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                        _positions(cannot_ids, pos), cluster_rules)
+    review = _to_global(review, inside)
     review = pd.concat([x for x in (review, conflicts) if len(x)], ignore_index=True) if len(conflicts) else review
     review_evidence = pair_evidence(scorer, review["left"].to_numpy(np.int64), review["right"].to_numpy(np.int64))
     del f, comp, scorer
     lap("cluster")
-    keys = assign_keys(rid, labels, prev_keys)
+    prev_series = pd.Series(prev_key[inside], index=rid[inside]).dropna()
+    keys = prev_key.copy()
+    keys[inside] = assign_keys(rid[inside], labels, prev_series if len(prev_series) else None)
+    if mode == "incremental" and _key_clash(keys, local):
+        # rare: a new key of the scope is still held outside it; assign all keys as a full run would
+        lab = np.where(local >= 0, labels[np.maximum(local, 0)], pd.factorize(prev_key)[0] + inside.size)
+        keys = assign_keys(rid, lab, pd.Series(prev_key, index=rid).dropna())
+    lap("keys")
 
-    crosswalk = crosswalk_frame(records, rid, keys, hashes, edges, rules, used,
-                                previous.crosswalk if previous is not None else None)
-    evidence = evidence_frame(rid, keys, edges, rules, used, links, model, cannot_ids)
-    if mode == "incremental":
-        evidence = _carry_evidence(previous.evidence, evidence, set(rid[dirty]), set(rid))
+    global_edges = Edges(inside[edges.left], inside[edges.right], edges.prob)
+    crosswalk = crosswalk_frame(records.iloc[inside] if mode == "incremental" else records, rid[inside],
+                                keys[inside], hashes[inside], edges, rules, used,
+                                _previous_rows(previous, al, inside))
+    evidence = evidence_frame(rid, keys, global_edges, rules, used, links, model, cannot_ids)
     review_out = review_frame(review, rid, refused, rid[placeholder], review_evidence)
     evidence = pd.concat([evidence, review_rows(review_out, keys, rid)], ignore_index=True)
     evidence = evidence.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
+    if mode == "incremental":  # the clusters outside the scope, as saved
+        is_in = np.zeros(n, bool)
+        is_in[inside] = True
+        crosswalk = pd.concat([incremental.carried_crosswalk(previous, al, is_in), crosswalk], ignore_index=True)
+        evidence = pd.concat([incremental.carried_evidence(previous, al, scope_keys), evidence], ignore_index=True)
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
-    golden = golden_records(records, pd.Series(keys), cfg.source_priority)
-    golden["cluster_size"] = golden["source_records"]
+    if mode == "incremental" and previous.golden is not None:
+        golden = _golden(records.iloc[inside], keys[inside], cfg)
+        golden = pd.concat([incremental.carried_golden(previous.golden, scope_keys), golden], ignore_index=True)
+    else:
+        golden = _golden(records, keys, cfg)
     lap("golden")
     stats = {"mode": mode, "records": n, "candidate_pairs": int(n_candidates),
              "fuzzy_links": int((links.rule == "fuzzy").sum()), "exact_links": int((links.rule != "fuzzy").sum()),
              "refused_conflicts": len(conflicts), "customers": len(golden), "duplicates_merged": n - len(golden),
-             "scored_records": int(dirty.size) if dirty is not None else n, "blocking": block_stats,
-             "em_match_rate": model.match_rate, "seconds": round(time.perf_counter() - t0, 3),
-             "stage_seconds": lap.laps}
-    return Resolution(golden, crosswalk, evidence,
-                      review_out, model, stats)
+             "scored_records": int(dirty.size) if dirty is not None else n, "clustered_records": int(inside.size),
+             "blocking": block_stats, "em_match_rate": model.match_rate,
+             "seconds": round(time.perf_counter() - t0, 3), "stage_seconds": lap.laps}
+    return Resolution(golden, crosswalk, evidence, review_out, model, stats)
 
 
 class _Laps:
@@ -163,35 +199,63 @@ def _dedupe(records: pd.DataFrame) -> pd.DataFrame:
     return r.drop_duplicates("record_id", keep="last").reset_index(drop=True)
 
 
+def _golden(records: pd.DataFrame, keys: np.ndarray, cfg: MatchConfig) -> pd.DataFrame:
+    golden = golden_records(records, pd.Series(keys), cfg.source_priority)
+    golden["cluster_size"] = golden["source_records"]
+    return golden
+
+
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
     if n <= size:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
-def _dirty_rows(rid: np.ndarray, hashes: np.ndarray, previous: ResolvedState) -> np.ndarray:
-    """New or changed records, plus every record of a cluster that lost or changed a member."""
-    prev = previous.crosswalk.set_index("record_id")
-    old_hash = pd.Series(rid).map(prev["record_hash"]).to_numpy(object)
-    changed = old_hash != pd.Series(hashes).map("{:016x}".format).to_numpy(object)
-    gone = prev.index.difference(pd.Index(rid))
-    touched = set(prev["customer_key"].reindex(rid[changed]).dropna()) | set(prev.loc[gone, "customer_key"])
-    in_touched = pd.Series(rid).map(prev["customer_key"]).isin(touched).to_numpy()
-    return np.flatnonzero(changed | in_touched)
+def _edges(links: Links, local: np.ndarray, forced: tuple[np.ndarray, np.ndarray]) -> tuple[Edges, np.ndarray]:
+    """The links of the run (scored or carried over from the saved state) and a person's link
+    decisions, in positions among the clustered records, and their rule."""
+    left, right = local[links.left], local[links.right]
+    if (left < 0).any() or (right < 0).any():
+        raise AssertionError("a link reaches outside the records clustered in this run")
+    edges = Edges(np.concatenate([left, forced[0]]).astype(np.int64),
+                  np.concatenate([right, forced[1]]).astype(np.int64),
+                  np.concatenate([links.prob, np.full(forced[0].size, MANUAL_PROB)]).astype(float))
+    return edges, np.concatenate([links.rule, np.full(forced[0].size, "manual_link", object)])
 
 
-def _edges(links: Links, rid, dirty, prev_keys, forced: tuple[np.ndarray, np.ndarray]) -> tuple[Edges, np.ndarray]:
-    """All links of the run (scored, carried over, decided by a person) and their rule."""
-    parts = [(links.left, links.right, links.prob)]
-    rules = [links.rule]
-    if dirty is not None:
-        carried = _carried_edges(rid, dirty, prev_keys)
-        parts.append(carried)
-        rules.append(np.full(carried[0].size, "carried", object))
-    parts.append((forced[0], forced[1], np.full(forced[0].size, MANUAL_PROB)))
-    rules.append(np.full(forced[0].size, "manual_link", object))
-    left, right, prob = (np.concatenate(x) for x in zip(*parts))
-    return Edges(left.astype(np.int64), right.astype(np.int64), prob.astype(float)), np.concatenate(rules)
+def _concat_links(x: Links, y: Links) -> Links:
+    """Both sets of links, ordered by pair as a full run orders them (ties in Kruskal follow it)."""
+    cols = [np.concatenate([p, q]) for p, q in zip(_columns(x), _columns(y))]
+    order = np.lexsort((cols[1], cols[0], cols[2] == SOURCE_ID_PROB))  # source-id links last, as in a full run
+    return Links(*(c[order] for c in cols))
+
+
+def _columns(x: Links) -> tuple:
+    return (x.left, x.right, x.prob, x.rule, x.levels, x.weight, x.tf_adjustment, x.household_adjustment)
+
+
+def _to_global(review: pd.DataFrame, inside: np.ndarray) -> pd.DataFrame:
+    out = review.copy()
+    out["left"] = inside[review["left"].to_numpy(np.int64)]
+    right = review["right"].to_numpy(np.int64)
+    out["right"] = np.where(right >= 0, inside[np.maximum(right, 0)], -1)
+    return out
+
+
+def _previous_rows(previous: ResolvedState | None, al, inside: np.ndarray) -> pd.DataFrame | None:
+    """The previous crosswalk rows of the records clustered in this run."""
+    if previous is None or al is None:
+        return previous.crosswalk if previous is not None else None
+    ok = al.prev_pos >= 0
+    is_in = np.zeros(al.key.size, bool)
+    is_in[inside] = True
+    ok[ok] &= is_in[al.prev_pos[ok]]
+    return previous.crosswalk.loc[ok]
+
+
+def _key_clash(keys: np.ndarray, local: np.ndarray) -> bool:
+    inner = set(keys[local >= 0])
+    return bool(pd.Series(keys[local < 0]).isin(inner).any())
 
 
 def _verdict(scorer: PairScorer, a: np.ndarray, b: np.ndarray, threshold: float):
@@ -222,28 +286,6 @@ def _decisions(decisions: pd.DataFrame | None, pos: pd.Series):
     unlink = d[d["decision"] == "unlink"]
     forced = (pos[link["left_record_id"]].to_numpy(np.int64), pos[link["right_record_id"]].to_numpy(np.int64))
     return forced, set(zip(unlink["left_record_id"], unlink["right_record_id"]))
-
-
-def _carried_edges(rid, dirty, prev_keys):
-    """Star edges that keep every untouched previous cluster together as it was."""
-    clean = np.setdiff1d(np.arange(rid.size), dirty)
-    key = pd.Series(rid[clean]).map(prev_keys).to_numpy(object)
-    first = pd.Series(clean).groupby(key).transform("first").to_numpy()
-    m = first != clean
-    return first[m], clean[m], np.full(int(m.sum()), CARRIED_PROB)
-
-
-def _carry_evidence(old: pd.DataFrame, new: pd.DataFrame, dirty_ids: set, live_ids: set) -> pd.DataFrame:
-    # evidence and review cases of untouched records stay as they were (a case about one
-    # record has no right side)
-    right_ok = old["right_record_id"].isin(live_ids) | (old["right_record_id"].isna()
-                                                        & old["rule"].astype(str).str.startswith("review:"))
-    keep = old.loc[~old["rule"].isin(["cannot_link", "model"]) & ~old["left_record_id"].isin(dirty_ids)
-                   & ~old["right_record_id"].isin(dirty_ids) & old["left_record_id"].isin(live_ids) & right_ok]
-    new = new.loc[new["rule"] != "carried"]
-    both = pd.concat([keep.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
-    # The exact stage re-derives its links every run: a link found again replaces the kept copy.
-    return both.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
 
 
 def _placeholder_profiles(f: Features, max_group: int) -> np.ndarray:

@@ -18,11 +18,15 @@ class ResolvedState:
     crosswalk: pd.DataFrame
     evidence: pd.DataFrame
     model: FSModel | None = None
+    # resolve()'s golden records of that run: an incremental run then rebuilds only the clusters
+    # it touched (without it, every golden record is built again)
+    golden: pd.DataFrame | None = None
 
     @classmethod
-    def from_tables(cls, crosswalk: pd.DataFrame | None, evidence: pd.DataFrame | None) -> "ResolvedState | None":
+    def from_tables(cls, crosswalk: pd.DataFrame | None, evidence: pd.DataFrame | None,
+                    golden: pd.DataFrame | None = None) -> "ResolvedState | None":
         """Rebuild the state from the persisted crosswalk and evidence tables (the model
-        travels as the evidence row with rule 'model')."""
+        travels as the evidence row with rule 'model'), and optionally resolve()'s golden records."""
         evidence = evidence if evidence is not None else pd.DataFrame(columns=["rule"])
         if crosswalk is None or crosswalk.empty:
             unmerges = int((evidence["rule"] == "cannot_link").sum()) if "rule" in evidence else 0
@@ -38,7 +42,7 @@ class ResolvedState:
             rows = evidence.loc[evidence["rule"] == "model", "detail"].dropna()
             if len(rows):
                 model = FSModel.from_dict(json.loads(rows.iloc[0]))
-        return cls(crosswalk, evidence, model)
+        return cls(crosswalk, evidence, model, golden)
 
     def cannot_link(self) -> set[tuple[str, str]]:
         ev = self.evidence
@@ -58,4 +62,4 @@ class Resolution:
     stats: dict = field(default_factory=dict)
 
     def state(self) -> ResolvedState:
-        return ResolvedState(self.crosswalk, self.evidence, self.model)
+        return ResolvedState(self.crosswalk, self.evidence, self.model, self.golden)
