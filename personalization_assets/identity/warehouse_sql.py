@@ -53,7 +53,7 @@ BLOCKING_KEYS = {
     "street_postcode": ("street", "postcode"),
     "postcode_street_number": ("postcode", "street_number"),
     "birth_date_postcode": ("birth", "postcode"),
-    "first_name_postcode": ("fn_canon", "postcode"),
+    "first_name_postcode": ("fn_canon", "postcode", "ln_init"),
     "national_id_digits": ("nid_sorted",),
 }
 EXACT_KEYS = ("email", "phone", "source_key")
@@ -89,21 +89,29 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
     src = (f"select row_number() over (order by record_id) - 1 as _row, {', '.join(text(c) for c in cols)} "
            f"from (select * from {source} {dedupe})")
     hashed = [c for c in HASHED if c in columns]
-    tf = ", ".join(f"case when {c} is not null then count(*) over (partition by {c}) end as cnt_{c}"
-                   for c in TF_COLUMNS.values())
+    # counts by aggregate and join, not count() over (partition by ...): a window sorts, a hash
+    # aggregate does not (6 windows were most of this query)
+    counts = [(c, f"select {c}, count(*) as cnt_{c} from named where {c} is not null group by {c}")
+              for c in TF_COLUMNS.values()]
+    joins = " ".join(f"left join ({q}) using ({c})" for c, q in counts)
     return f"""
-    with src as ({src}),
-    cleaned as ({clean_sql(hashed)}),
-    named as (
-      select c.*, c._row as pos, s.record_id, coalesce(k.canon, c.fn) as fn_canon,
-             {soundex('c.ln')} as ln_sdx, {soundex('c.fn')} as fn_sdx
-      from cleaned c join src s on s._row = c._row left join _identity_nick_canon k on k.name = c.fn)
-    select * exclude (_row, record_hash), left(birth, 4) as b_year, substr(birth, 5, 4) as b_md,
-           substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm, {tf},
-           array_to_string(list_sort(string_split(national_id, '')), '') as nid_sorted,
-           false as ov_fn, false as ov_birth,
-           count(*) over (partition by {', '.join(PLACEHOLDER_COLUMNS)}) > {int(max_group)} as placeholder
-    from named"""
+    with src as materialized ({src}),
+    cleaned as materialized ({clean_sql(hashed)}),
+    -- soundex once per distinct name: its regular expressions cost more than anything else here
+    sounds as (select v, {soundex('v')} as sdx from (select fn as v from cleaned union select ln from cleaned)
+               where v is not null),
+    named as materialized (
+      select c.*, c._row as pos, s.record_id, coalesce(k.canon, c.fn) as fn_canon, ls.sdx as ln_sdx,
+             fs.sdx as fn_sdx, hash({', '.join('c.' + x for x in PLACEHOLDER_COLUMNS)}) as profile
+      from cleaned c join src s on s._row = c._row left join _identity_nick_canon k on k.name = c.fn
+      left join sounds ls on ls.v = c.ln left join sounds fs on fs.v = c.fn),
+    profiles as (select profile, count(*) > {int(max_group)} as placeholder from named group by profile)
+    select * exclude (_row, record_hash, profile), left(birth, 4) as b_year, substr(birth, 5, 4) as b_md,
+           substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm,
+           left(national_id, 3) || array_to_string(list_sort(string_split(substr(national_id, 4), '')), '')
+             as nid_sorted,
+           false as ov_fn, false as ov_birth
+    from named {joins} join profiles using (profile)"""
 
 
 def _not_null(cols: Sequence[str]) -> str:
@@ -117,19 +125,18 @@ def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str
     keys = ", ".join(f"{c} as k{i}" for i, c in enumerate(cols))
     part = ", ".join(f"k{i}" for i in range(len(cols)))
     on = " and ".join(f"r.k{i} = l.k{i}" for i in range(len(cols)))
+    # block sizes by a hash aggregate, ranks by one window, both sides of the join from one copy
     return f"""
-    select least(l.pos, r.pos) as a, greatest(l.pos, r.pos) as b from (
-      select * from (
+    select * from (
+      with keyed as materialized (
+        select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)}),
+      ok as (select {part} from keyed group by {part} having count(*) between 2 and {int(max_block)}),
+      ranked as materialized (
         select pos, {part}, row_number() over (partition by {part} order by ln nulls first, fn nulls first,
-                                                 birth nulls first, pos) as rn,
-               count(*) over (partition by {part}) as size
-        from (select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)}))
-      where size between 2 and {int(max_block)}) l
-    join _identity_offsets o on o.d <= {int(window)}
-    join (select pos, {part}, row_number() over (partition by {part} order by ln nulls first, fn nulls first,
-                                                   birth nulls first, pos) as rn
-          from (select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)})) r
-      on {on} and r.rn = l.rn + o.d"""
+                                                 birth nulls first, pos) as rn
+        from keyed join ok using ({part}))
+      select least(l.pos, r.pos) as a, greatest(l.pos, r.pos) as b
+      from ranked l join _identity_offsets o on o.d <= {int(window)} join ranked r on {on} and r.rn = l.rn + o.d)"""
 
 
 def candidates_sql(max_block: int, window: int, max_group: int) -> str:
@@ -149,10 +156,15 @@ def candidates_sql(max_block: int, window: int, max_group: int) -> str:
     group by a, b"""
 
 
-def _osa(a: str, b: str) -> str:
-    """OSA distance where only 0 and 1 matter (Damerau-Levenshtein equals OSA up to 1)."""
+def _osa(a: str, b: str, upto: int = 1, lev: str | None = None) -> str:
+    """An edit distance with transpositions, exact up to ``upto`` (larger values only say "more"):
+    Damerau-Levenshtein, which equals OSA up to 1. DuckDB's damerau_levenshtein is several
+    times slower than levenshtein, so it only runs where a transposition can still matter.
+    ``lev``: a column already holding levenshtein(a, b)."""
+    lev = lev or f"levenshtein({a}, {b})"
+    near = f"{lev} = 2 and length({a}) = length({b})" if upto == 1 else f"{lev} <= {2 * upto}"
     return (f"case when {a} is null or {b} is null then null when {a} = {b} then 0 "
-            f"else damerau_levenshtein({a}, {b}) end")
+            f"when {near} then damerau_levenshtein({a}, {b}) else {lev} end")
 
 
 def _jw(a: str, b: str) -> str:
@@ -171,10 +183,17 @@ KEPT = ("fn", "ln", "street", "email", "phone", "generation", "cnt_fn", "cnt_ln"
 def levels_sql(pairs: str, fields: Sequence[str]) -> str:
     """Agreement levels (columns lv_<field>) of the pairs (a, b, ...) of relation ``pairs``; the
     pairs' own columns and both sides' l_/r_ columns of KEPT are kept."""
-    ratio = ("case when l.street_sorted is null or r.street_sorted is null then null "
-             "when l.street_sorted = r.street_sorted then 1.0 else 1.0 - cast("
-             "2 * damerau_levenshtein(l.street_sorted, r.street_sorted) - abs(length(l.street_sorted) - "
-             "length(r.street_sorted)) as double) / (length(l.street_sorted) + length(r.street_sorted)) end")
+    x, y = "l_ss", "r_ss"
+    # Indel >= Levenshtein, so past 0.3 of the lengths the ratio is under 0.7 whatever the estimate
+    edits = f"case when e_st >= 2 and e_st <= 0.3 * n_st then damerau_levenshtein({x}, {y}) else e_st end"
+    ratio = (f"case when {x} is null or {y} is null then null when {x} = {y} then 1.0 else 1.0 - cast("
+             f"2 * ({edits}) - abs(length({x}) - length({y})) as double) / n_st end")
+    raw = {"birth": "bd", "postcode": "pd", "phone": "ph", "national_id": "ni"}
+    edit_cols = ", ".join(f"l.{c} as l_{c}_, r.{c} as r_{c}_, levenshtein(l.{c}, r.{c}) as e_{v}"
+                          for c, v in raw.items())
+    distances = ", ".join(_osa(f"l_{c}_", f"r_{c}_", 2 if c == "national_id" else 1, f"e_{v}") + f" as {v}"
+                          for c, v in raw.items())
+    raw_cols = ", ".join([f"l_{c}_, r_{c}_, e_{v}" for c, v in raw.items()] + ["l_ss", "r_ss", "e_st", "n_st"])
     lv = {
         "first_name": f"case when fs is null then 0 when fs >= {_f(1.0)} then 4 "
                       f"when fs >= {_f(0.92)} or nick then 3 when fs >= {_f(0.8)} then 2 else 1 end",
@@ -208,17 +227,16 @@ def levels_sql(pairs: str, fields: Sequence[str]) -> str:
             select *, case when not coalesce(ff >= {_f(0.9)} and ll >= {_f(0.9)}, false)
                            then {_jw('l_fn', 'r_ln')} end as fl
             from (
-              select p.*, {sides},
-                     {_jw('l.fn', 'r.fn')} as ff, {_jw('l.ln', 'r.ln')} as ll, n.a is not null as nick0,
-                     {_osa('l.birth', 'r.birth')} as bd, l.b_year = r.b_year as byear, l.b_md as l_md,
-                     r.b_dm as r_dm, {ratio} as st,
-                     {_osa('l.postcode', 'r.postcode')} as pd, {_jw('l.city', 'r.city')} as cj,
-                     {_osa('l.phone', 'r.phone')} as ph,
-                     case when l.national_id is null or r.national_id is null then null
-                          when l.national_id = r.national_id then 0
-                          else damerau_levenshtein(l.national_id, r.national_id) end as ni
-              from ({pairs}) p join _identity_features l on l.pos = p.a join _identity_features r on r.pos = p.b
-              left join _identity_nick_pairs n on n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn))))))"""
+              select * exclude ({raw_cols}), {distances}, {ratio} as st
+              from (
+                select p.*, {sides},
+                       {_jw('l.fn', 'r.fn')} as ff, {_jw('l.ln', 'r.ln')} as ll, n.a is not null as nick0,
+                       l.b_year = r.b_year as byear, l.b_md as l_md, r.b_dm as r_dm, {_jw('l.city', 'r.city')} as cj,
+                       {edit_cols}, l.street_sorted as l_ss, r.street_sorted as r_ss,
+                       levenshtein(l.street_sorted, r.street_sorted) as e_st,
+                       length(l.street_sorted) + length(r.street_sorted) as n_st
+                from ({pairs}) p join _identity_features l on l.pos = p.a join _identity_features r on r.pos = p.b
+                left join _identity_nick_pairs n on n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn)))))))"""
 
 
 OV = {"first_name": "ov_fn", "birth_date": "ov_birth"}
@@ -231,7 +249,7 @@ def differ_sql(field: str) -> str:
     (they differ only for a transposition with an insertion between)."""
     if field == "birth_date":
         return "lv_birth_date = 1"
-    same = (f"coalesce({_osa('l_fn', 'r_fn')} <= case when lv_first_name >= 2 then 2 else 1 end, false) "
+    same = (f"coalesce({_osa('l_fn', 'r_fn', 2)} <= case when lv_first_name >= 2 then 2 else 1 end, false) "
             f"or coalesce({_osa('l_fn', 'r_ln')} <= 1, false) or coalesce({_osa('l_ln', 'r_fn')} <= 1, false)")
     return f"(lv_first_name between 1 and 2 and not ({same}))"
 
