@@ -121,3 +121,23 @@ def test_the_effect_of_the_send_hour_is_measured_in_experiment_results(world):  
     control = table[(table.outcome == "orders") & (table.arm == CONTROL)].iloc[0]
     assert row.n + control.n == sum(sent.values())  # every fire that was sent, in one arm or the other
     assert row.ci_low <= uplift <= row.ci_high and row.ci_low > 0
+
+
+def test_send_hours_are_copied_from_the_warehouse_and_erased_with_the_person(tmp_path):
+    import duckdb
+
+    from personalization_assets.experiments.send_time import refresh_send_hours
+
+    db, log = tmp_path / "warehouse.duckdb", ExposureLog(tmp_path / "exposures.sqlite")
+    assert refresh_send_hours(db, log) is None  # no warehouse yet: nothing copied, nothing lost
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("create schema marts")
+        conn.execute("create table marts.customer_profiles as select * from (values ('cus_a', 9, 'Europe/Berlin'),"
+                     " ('cus_b', 20, null)) t(customer_key, preferred_send_hour, timezone)")
+    assert refresh_send_hours(db, log) == 2
+    assert log.send_hour("cus_a") == (9, "Europe/Berlin") and log.send_hour("cus_b") == (20, None)
+    with duckdb.connect(str(db)) as conn:  # cus_b left the marts (erased, merged away): the copy follows
+        conn.execute("delete from marts.customer_profiles where customer_key = 'cus_b'")
+    assert refresh_send_hours(db, log) == 1 and log.send_hour("cus_b") is None
+    log.erase({"cus_a"})
+    assert log.send_hour("cus_a") is None
