@@ -67,8 +67,11 @@ def blocking_keys(f: Features) -> dict[str, np.ndarray]:
 
 
 def _sorted_digits(f: Features) -> np.ndarray:
-    """The national id's characters in sorted order: a transposition typo keeps the key."""
-    return on_values(f.codes["national_id"], f.values["national_id"], lambda v: "".join(sorted(v)))[0].astype(np.int64)
+    """The national id's first three characters, then the rest in sorted order: a transposition
+    typo past the prefix keeps the key, and the prefix keeps blocks small (sorted digits alone
+    take ~11k values for 7 digits, blocks of ~90 records at a million)."""
+    return on_values(f.codes["national_id"], f.values["national_id"],
+                     lambda v: v[:3] + "".join(sorted(v[3:])))[0].astype(np.int64)
 
 
 def pairs_within_groups(codes: np.ndarray, max_block: int, window: int | None = None,
