@@ -1,6 +1,6 @@
 """Run every segment inside the warehouse: new membership, and who entered or exited.
 
-A segment is an audience that is not a trigger (`audiences/definitions/*.yaml`, no `on_enter`);
+A segment is an audience (`audiences/definitions/*.yaml`) that is not a trigger (no `on_enter`);
 its rule is compiled by `sql.py`, the compiler the preview and the equivalence check use.
 Nothing is filtered in pandas. Per run:
 1. the suppressed customers are materialized once (temporary table);
@@ -39,8 +39,10 @@ class SegmentRun:
 
 
 def load_segments() -> list[Audience]:
-    """The packaged audiences that are segments (not triggers), in evaluation order."""
-    return [a for a in load_builtin() if not a.is_trigger]
+    """The packaged audiences that are segments, in evaluation order: not triggers, and over profile
+    traits only, as the segments they replaced were. An audience with event conditions or computed
+    traits is kept by its own asset instead; `run_segments` runs one too when it is passed."""
+    return [a for a in load_builtin() if not a.is_trigger and not uses_events(a)]
 
 
 def uses_events(audience: Audience) -> bool:

