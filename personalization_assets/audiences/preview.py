@@ -157,7 +157,7 @@ def recent_events(conn: Sql, audiences: list[Audience], as_of: datetime, has_ide
 
 
 def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: datetime,
-                 samples: int = 5, use_stored: bool = True) -> Preview:
+                 samples: int = 5, use_stored: bool = True, members: str | None = None) -> Preview:
     """The preview on the warehouse: profiles for trait conditions, staged events (resolved to
     customers) for event conditions, the other audiences' asset tables for the overlap where they
     exist (`use_stored`), everything else evaluated at `as_of`."""
@@ -174,13 +174,13 @@ def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: d
     events = EVENTS_VIEW
     if has_events:
         create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
-        live = [audience, *(o for o in others if o.name not in stored)]
+        live = [audience, *(o for o in others if o.name not in stored)]  # its evidence, at least
         known = {a.name: a for a in [*others, audience]}
         closure = {x for a in live for x in _excluded(a, known)}
         events = recent_events(conn, [*live, *(known[x] for x in closure)], as_of,
                                conn.table_exists("core", "identity_map"))
     relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=events)
-    return preview(conn, audience, others, as_of, relations, samples, stored)
+    return preview(conn, audience, others, as_of, relations, samples, stored, members)
 
 
 def _excluded(audience: Audience, known: dict[str, Audience]) -> set[str]:
