@@ -152,7 +152,12 @@ class DeliveryStore:
             marks = ",".join("?" * len(keys))
             where = f"customer_id in ({marks})" + (f" or customer_key in ({marks})" if self.table == "exposures" else "")
             args = keys * (2 if self.table == "exposures" else 1)
-            return conn.execute(f"select count(*) from {self.table} where {where}", args).fetchone()[0]
+            left = conn.execute(f"select count(*) from {self.table} where {where}", args).fetchone()[0]
+            if self.table == "exposures" and conn.execute(
+                    "select 1 from sqlite_master where type = 'table' and name = 'send_hours'").fetchone():
+                # the sender's copy of preferred send hours lives in the same file
+                left += conn.execute(f"select count(*) from send_hours where customer_key in ({marks})", keys).fetchone()[0]
+            return left
 
 
 @dataclass

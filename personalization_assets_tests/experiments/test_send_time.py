@@ -141,3 +141,19 @@ def test_send_hours_are_copied_from_the_warehouse_and_erased_with_the_person(tmp
     assert refresh_send_hours(db, log) == 1 and log.send_hour("cus_b") is None
     log.erase({"cus_a"})
     assert log.send_hour("cus_a") is None
+
+
+def test_the_erasure_check_sees_a_copied_send_hour_until_it_is_erased(tmp_path):
+    """The send-hour copy lives in exposures.sqlite: erasure's residual count must include it."""
+    from personalization_assets.activation.erasure_match import Identifiers
+    from personalization_assets.activation.erasure_stores import DeliveryStore
+
+    log = ExposureLog(tmp_path / "exposures.sqlite")
+    log.sync_send_hours([("cus_a", 9, "Europe/Berlin"), ("cus_b", 20, None)])
+    log.close()
+    store = DeliveryStore(tmp_path / "exposures.sqlite", "exposures")
+    person = Identifiers(customer_keys={"cus_a"})
+    assert store.remaining(person) == 1  # no exposure yet, but the send hour is personal data
+    store.erase(person)
+    assert store.remaining(person) == 0
+    assert store.remaining(Identifiers(customer_keys={"cus_b"})) == 1  # the other person's copy stays
