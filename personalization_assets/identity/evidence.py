@@ -140,8 +140,11 @@ class PairScorer:
             df = pd.DataFrame({"pid": pid, "code": code, "row": np.arange(n)})
             df = df[(df["pid"] >= 0) & (df["code"] >= 0)]
             counts = df.groupby(["pid", "code"])["row"].agg(["size", "first"]).reset_index()
-            held = counts.groupby("pid")["size"].transform("sum")
-            major = counts[(2 * counts["size"] > held) & (counts["size"] >= 2)].set_index("pid")
+            counts = counts.sort_values(["pid", "size"], ascending=[True, False], kind="stable")
+            runner_up = counts.groupby("pid")["size"].shift(-1).groupby(counts["pid"]).transform("first").fillna(0)
+            top = ~counts["pid"].duplicated()
+            # the value most records of the id hold, by at least two and more than any other
+            major = counts[top & (counts["size"] >= 2) & (counts["size"] > runner_up)].set_index("pid")
             df = df[df["pid"].isin(major.index)]
             df = df[df["code"].to_numpy() != major.loc[df["pid"], "code"].to_numpy()]
             rows, reps = df["row"].to_numpy(), major.loc[df["pid"], "first"].to_numpy()
