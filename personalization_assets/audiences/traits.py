@@ -137,7 +137,7 @@ def _trait_select(trait: ComputedTrait, at: float, params: list) -> str:
         params.append(at - trait.window.start)
     cond = " and ".join(where)
     if trait.kind == "count":
-        return f"select customer_key, sum(s.n) as v from resolved s where {cond} group by 1"
+        return f"select customer_key, cast(sum(s.n) as bigint) as v from resolved s where {cond} group by 1"
     if trait.kind == "sum":
         return f"select customer_key, sum(s.total) as v from resolved s where {cond} group by 1"
     if trait.kind == "last":  # the latest event's value; ties at one instant: the greatest value
