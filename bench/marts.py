@@ -1,18 +1,24 @@
-"""Benchmark: build customer profiles and every segment for 1M customers and 10M events.
+"""Benchmark: customer profiles, every segment and the personalization payloads for 1M customers
+and 10M events, against a plain DuckDB script doing the same SQL work, in the same run.
 
-    python bench/marts.py [--customers 1000000] [--events 10000000] [--db PATH] [--keep]
+    python -m bench.marts [--customers 1000000] [--events 10000000] [--db PATH] [--keep]
 
 Synthetic data are generated straight into a DuckDB file with SQL (seeded hashes, so every run
-sees the same data). The measured part runs in a fresh child process so its peak RSS is not
-inflated by the generator; the parent prints wall time per stage and the child's peak memory,
-and compares the total with the fastest segment refresh cadence (cart abandoners, 15 min).
+sees the same data). Each measured build runs in a fresh child process, so each peak RSS is its
+own (the generator's is not counted):
+- `python payloads`: profiles (SQL, then RFM and CLV in Python), segments (SQL), payloads shaped
+  in Python from SQL-selected rows (`marts.payloads.build_payloads`: the way before issue 23);
+- `sql payloads`: the same, payloads written by one SQL statement (`marts.payloads_sql`);
+- `plain DuckDB script`: the SQL statements the `sql payloads` build sent, replayed by a process
+  that imports only duckdb (queries become `create table ... as`): the same SQL work without
+  pandas, RFM or CLV. The target of issue 23: peak RSS < 2 GB and time <= 2x this script.
+The total is also compared with the fastest segment refresh cadence (cart abandoners, 15 min).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +68,10 @@ select 'm' || e as message_id, 'track' as type,
        case when h(e, 7) % 10 < 7 then 'product viewed' else 'product added' end as event,
        'c' || (h(e, 8) % $customers) as user_id, null::varchar as anonymous_id,
        $as_of - to_seconds(cast(h(e, 9) % (30 * 86400) as bigint)) as timestamp,
+       $as_of - to_seconds(cast(h(e, 9) % (30 * 86400) as bigint)) + to_seconds(2) as received_at,
        'cart' || (h(e, 8) % $customers) || '-' || (h(e, 10) % 3) as cart_id,
        'SKU' || (h(e, 11) % 5000) as sku, null::varchar as category, 'GBP' as currency,
+       null::varchar as checkout_id, null::varchar as order_id,
        cast(500 + h(e, 12) % 9000 as bigint) as value_minor
 from range($events) t(e);
 create table staging.email_events as
@@ -92,15 +100,30 @@ def generate(db: Path, customers: int, events: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(db: str, memory_limit: str | None) -> None:
-    """Child process: the part we time. Prints one JSON line."""
+def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | None) -> None:
+    """Child process: the part we time. Prints one JSON line; `record`: pickle the statements sent."""
+    import pickle
+
     import duckdb
 
+    from personalization_assets.audiences.membership import load_segments, run_segments
+    from personalization_assets.marts.payloads import build_payloads
+    from personalization_assets.marts.payloads_sql import write_payloads
     from personalization_assets.marts.profiles import build_profiles, write_profiles
     from personalization_assets.resources.warehouse import WarehouseConnection
-    from personalization_assets.audiences.membership import load_segments, run_segments
 
-    conn = WarehouseConnection(duckdb.connect(db), "duckdb")
+    statements: list[tuple[str, str, list]] = []
+
+    class Recording(WarehouseConnection):
+        def query(self, sql, params=()):
+            statements.append(("query", sql, list(params)))
+            return super().query(sql, params)
+
+        def execute(self, sql, params=()):
+            statements.append(("execute", sql, list(params)))
+            return super().execute(sql, params)
+
+    conn = Recording(duckdb.connect(db), "duckdb")
     if memory_limit:  # DuckDB otherwise may use 80% of RAM as buffer pool before spilling
         conn.execute(f"set memory_limit = '{memory_limit}'")
     t0 = time.perf_counter()
@@ -110,8 +133,54 @@ def measure(db: str, memory_limit: str | None) -> None:
     t2 = time.perf_counter()
     run = run_segments(conn, load_segments(), AS_OF)
     t3 = time.perf_counter()
-    print(json.dumps({"profiles_s": t1 - t0, "write_s": t2 - t1, "segments_s": t3 - t2,
-                      "profiles": len(built.frame), "sizes": run.sizes, "clv": built.clv_fit}))
+    if payload_mode == "sql":
+        payloads = write_payloads(conn)
+    else:
+        frame = build_payloads(conn)
+        conn.prepare_table("marts", "personalization_payloads", frame)
+        with conn.transaction():
+            conn.replace_frame("marts", "personalization_payloads", frame)
+        payloads = len(frame)
+    t4 = time.perf_counter()
+    if record:
+        with open(record, "wb") as f:
+            pickle.dump(statements, f)
+    print(json.dumps({"profiles_s": t1 - t0, "write_s": t2 - t1, "segments_s": t3 - t2, "payloads_s": t4 - t3,
+                      "profiles": len(built.frame), "payloads": payloads, "sizes": run.sizes, "clv": built.clv_fit}))
+
+
+def plain(db: str, memory_limit: str | None, record: str) -> None:
+    """Child process: replay the recorded statements with nothing but duckdb (no pandas)."""
+    import pickle
+
+    import duckdb
+
+    with open(record, "rb") as f:
+        statements = pickle.load(f)
+    con = duckdb.connect(db)
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
+    start = time.perf_counter()
+    for i, (kind, sql, params) in enumerate(statements):
+        con.execute(f"create or replace temporary table _plain_{i} as {sql}" if kind == "query" else sql, params)
+    print(json.dumps({"total_s": time.perf_counter() - start, "statements": len(statements)}))
+
+
+WRAPPER = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);sys.exit(r.returncode)")
+
+
+def _child(*args: str) -> dict:
+    """Run this module in a child with `args`; its JSON line plus its own peak RSS and wall time."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "bench.marts", *args],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"measurement failed ({' '.join(args)}):\n{proc.stderr[-4000:]}")
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures["peak_mb"] = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    figures["wall_s"] = time.perf_counter() - start
+    return figures
 
 
 def main() -> None:
@@ -120,11 +189,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--db", type=Path, default=None, help="DuckDB file (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
-    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the build, e.g. 2GB")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the builds, e.g. 2GB")
+    parser.add_argument("--skip-python-payloads", action="store_true",
+                        help="leave out the build with the Python payload builder (the slow one)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--payloads", default="sql", help=argparse.SUPPRESS)
+    parser.add_argument("--record", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        return measure(args.measure, args.memory_limit)
+        return measure(args.measure, args.memory_limit, args.payloads, args.record)
+    if args.plain:
+        return plain(args.plain, args.memory_limit, args.record)
     workdir = tempfile.TemporaryDirectory(prefix="bench-marts-")
     db = args.db or Path(workdir.name) / "bench_warehouse.duckdb"  # not "marts": catalog would shadow the schema
     if db.exists():
@@ -132,28 +208,35 @@ def main() -> None:
         gen_s = 0.0
     else:
         gen_s = generate(db, args.customers, args.events)
-    start = time.perf_counter()
-    child = subprocess.run([sys.executable, __file__, "--measure", str(db)]
-                           + (["--memory-limit", args.memory_limit] if args.memory_limit else []), capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if child.returncode:
-        sys.exit(f"measurement failed:\n{child.stderr}")
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    build = figures["profiles_s"] + figures["write_s"] + figures["segments_s"]
+    limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+    record = str(Path(workdir.name) / "statements.pickle")
+    builds = {}
+    if not args.skip_python_payloads:
+        builds["python payloads"] = _child("--measure", str(db), "--payloads", "python", *limit)
+    builds["sql payloads"] = _child("--measure", str(db), "--payloads", "sql", "--record", record, *limit)
+    peer = _child("--plain", str(db), "--record", record, *limit)
     print(f"data: {args.customers:,} customers, {args.customers * 2:,} orders, {args.events:,} events, "
-          f"{args.events // 5:,} e-mail events (generated in {gen_s:.1f} s)")
-    print(f"profiles (warehouse SQL + RFM + CLV): {figures['profiles_s']:8.1f} s  ({figures['profiles']:,} rows)")
-    print(f"write marts.customer_profiles:        {figures['write_s']:8.1f} s")
-    print(f"all {len(figures['sizes'])} segments + changes:           {figures['segments_s']:8.1f} s")
-    print(f"total build:                          {build:8.1f} s  (child process wall {wall:.1f} s)")
-    print(f"peak RSS of the build process:        {peak_mb:8.0f} MB"
-          f"  (DuckDB memory_limit: {args.memory_limit or 'default, 80% of RAM'})")
-    print("segment sizes: " + ", ".join(f"{k}={v:,}" for k, v in figures["sizes"].items()))
-    print(f"CLV fit: {json.dumps(figures['clv'])}")
-    verdict = "within" if build < CADENCE_SECONDS else "OVER"
+          f"{args.events // 5:,} e-mail events (generated in {gen_s:.1f} s); "
+          f"DuckDB memory_limit: {args.memory_limit or 'default, 80% of RAM'}")
+    print(f"{'build':<22} {'profiles':>9} {'write':>7} {'segments':>9} {'payloads':>9} {'total s':>8} "
+          f"{'peak RSS MB':>12} {'x plain time':>13}")
+    for name, f in builds.items():
+        total = f["profiles_s"] + f["write_s"] + f["segments_s"] + f["payloads_s"]
+        print(f"{name:<22} {f['profiles_s']:9.1f} {f['write_s']:7.1f} {f['segments_s']:9.1f} {f['payloads_s']:9.1f} "
+              f"{total:8.1f} {f['peak_mb']:12.0f} {total / peer['total_s']:13.2f}")
+    print(f"{'plain DuckDB script':<22} {'':>9} {'':>7} {'':>9} {'':>9} {peer['total_s']:8.1f} {peer['peak_mb']:12.0f} "
+          f"{1:13.2f}  ({peer['statements']} statements replayed)")
+    last = builds["sql payloads"]
+    total = last["profiles_s"] + last["write_s"] + last["segments_s"] + last["payloads_s"]
+    print(f"profiles {last['profiles']:,}, payloads {last['payloads']:,}; segment sizes: "
+          + ", ".join(f"{k}={v:,}" for k, v in last["sizes"].items()))
+    print(f"CLV fit: {json.dumps(last['clv'])}")
+    print(f"issue 23 targets (sql payloads): peak RSS {last['peak_mb']:.0f} MB "
+          f"{'<' if last['peak_mb'] < 2048 else '>='} 2 GB; time x{total / peer['total_s']:.2f} of the plain script "
+          f"({'<=' if total <= 2 * peer['total_s'] else '>'} 2x)")
+    verdict = "within" if total < CADENCE_SECONDS else "OVER"
     print(f"vs fastest refresh cadence (cart_abandoners, {CADENCE_SECONDS // 60} min): {verdict} "
-          f"({build / CADENCE_SECONDS:.1%} of it)")
+          f"({total / CADENCE_SECONDS:.1%} of it)")
     if args.keep and not args.db:
         kept = Path(tempfile.gettempdir()) / "bench_warehouse.duckdb"
         db.replace(kept)
