@@ -41,6 +41,9 @@ def check_result(result: dg.ExecuteInProcessResult) -> None:
     assert by_key[marts.CHANGES_KEY]["dagster/row_count"].value == 1
     preview = by_key[marts.PAYLOADS_KEY]["template_preview"].value
     assert "Hi Anna" in preview and "You left these in your cart" in preview and "noel" not in preview
+    payloads = by_key[marts.PAYLOADS_KEY]  # counted in the warehouse, over the table written
+    assert payloads["dagster/row_count"].value == 1 and payloads["with_cart"].value == 1
+    assert payloads["loyalty_tiers"].value == {"bronze": 1}
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.metadata["violations"].value == 0
     assert check.metadata["suppressed_customers"].value == 1
