@@ -58,7 +58,7 @@ def declared_experiments(triggers_path: str | Path | None = None, global_control
     for t in triggers.get("triggers") or []:
         if t.get("holdout") is not None:
             add(holdout_experiment("trigger", t["name"], t["holdout"]), "triggers.yaml")
-    for s in _package_docs("personalization_assets.segments") if segment_docs is None else segment_docs:
+    for s in segment_docs or []:  # explicit segment docs (tests); the packaged segments are audiences now
         if s.get("holdout") is not None:
             add(holdout_experiment("segment", s["name"], s["holdout"], stratify_by=s.get("holdout_stratify_by")),
                 f"segment {s['name']}")

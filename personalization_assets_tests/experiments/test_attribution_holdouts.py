@@ -96,3 +96,10 @@ def test_packaged_yaml_declares_holdouts_that_the_trigger_and_segment_loaders_ac
     assert {"global_control", "trigger:cart_abandonment", "segment:win_back"} <= set(names)
     assert names["segment:win_back"].stratify_by == "rfm_segment"
     assert load_trigger_set().get("cart_abandonment") and any(s.name == "win_back" for s in load_builtin())
+
+
+def test_the_packaged_definitions_declare_the_win_back_and_cart_abandonment_holdouts():
+    """The segments became audiences (issue 22): their holdouts must still be read from there."""
+    declared = {e.name: e for e in declared_experiments(send_time_holdout=False)}
+    assert declared["segment:win_back"].stratify_by == "rfm_segment"
+    assert "trigger:cart_abandonment" in declared
