@@ -66,3 +66,35 @@ def blocking_recall(df: pd.DataFrame) -> tuple[float, int]:
     del order
     found = np.isin(ta * n + tb, a * n + b) | (exact_lab[ta] == exact_lab[tb])
     return (float(found.mean()) if found.size else 1.0), int(a.size)
+
+
+def rule_ceiling(df: pd.DataFrame) -> dict[str, float]:
+    """The best pairwise recall (and F1, at precision 1) that any engine can reach while it keeps
+    the issue's rule: two records that disagree on first name (not a typo, nickname or swap with
+    the surname, Jaro-Winkler < 0.8) AND on birth date (another year, more than one typo) are
+    never in one cluster. True pairs that disagree so are lost whatever the engine does, so this
+    is an upper bound (the clusters must also be split somewhere). ``df`` needs entity,
+    first_name, last_name, birth_date."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import OSA, JaroWinkler
+
+    from personalization_assets.identity.blocking import pairs_within_groups
+    from personalization_assets.identity.nicknames import nickname_pairs
+
+    ent = pd.factorize(df["entity"])[0].astype(np.int64)
+    a, b, _ = pairs_within_groups(ent, max_block=10**9)
+    if a.size == 0:
+        return {"ceiling_recall": 1.0, "ceiling_f1": 1.0}
+    low = lambda c: df[c].fillna("").astype(str).str.lower().str.strip().to_numpy(object)  # noqa: E731
+    fn, ln = low("first_name"), low("last_name")
+    bd = pd.Series(low("birth_date")).str.replace(r"[^0-9]", "", regex=True).to_numpy(object)
+    sim = lambda x, y, scorer: process.cpdist(list(x), list(y), scorer=scorer, workers=-1)  # noqa: E731
+    names = (fn[a] != "") & (fn[b] != "") & (sim(fn[a], fn[b], JaroWinkler.normalized_similarity) < 0.8) \
+        & (sim(fn[a], fn[b], OSA.distance) > 1) & (sim(fn[a], ln[b], OSA.distance) > 1) \
+        & (sim(ln[a], fn[b], OSA.distance) > 1)
+    nick = nickname_pairs()
+    names &= ~np.array([(min(x, y), max(x, y)) in nick for x, y in zip(fn[a], fn[b])], dtype=bool)
+    year = lambda d: np.array([s[:4] for s in d], dtype=object)  # noqa: E731
+    births = (bd[a] != "") & (bd[b] != "") & (year(bd[a]) != year(bd[b])) & (sim(bd[a], bd[b], OSA.distance) > 1)
+    r = 1.0 - float((names & births).sum()) / a.size
+    return {"ceiling_recall": r, "ceiling_f1": 2 * r / (1 + r)}
