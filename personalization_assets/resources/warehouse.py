@@ -2,228 +2,23 @@
 
 Assets that rebuild a whole table return a DataFrame and let the IO manager store it. Assets that
 need more than that (incremental upserts with their cursor in one transaction, segment SQL that
-must run inside the warehouse) use this resource. Both implementations speak the same small
-interface, and SQL is written once with `?` placeholders.
+must run inside the warehouse) use this resource. Both implementations yield the same plain
+connection, `personalization_assets.warehouse.WarehouseConnection` (re-exported here for the other
+resources); code outside the Dagster shells imports it from there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import re
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
+from ..warehouse import WarehouseConnection, connect_duckdb, identifier
 from .snowflake_session import StepSession, current_step_session
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def identifier(name: str) -> str:
-    """Guard for the names we interpolate into SQL (schemas, tables, columns)."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a safe SQL identifier: {name!r}")
-    return name
-
-
-class WarehouseConnection:
-    """One open connection with the few operations the assets need."""
-
-    def __init__(self, raw: Any, dialect: str):
-        self.raw = raw
-        self.dialect = dialect
-
-    # -- reading -------------------------------------------------------------------------------
-    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        if self.dialect == "duckdb":
-            return self.raw.execute(sql, list(params)).df()
-        cur = self.raw.cursor()
-        cur.execute(sql, list(params))
-        frame = cur.fetch_pandas_all()
-        frame.columns = [c.lower() for c in frame.columns]
-        return frame
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        frame = self.query(sql, params)
-        return None if frame.empty else frame.iat[0, 0]
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        sql = (
-            "select count(*) from information_schema.tables "
-            "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)"
-        )
-        return bool(self.scalar(sql, [schema, table]))
-
-    # -- writing -------------------------------------------------------------------------------
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self.dialect == "duckdb":
-            self.raw.execute(sql, list(params))
-        else:
-            self.raw.cursor().execute(sql, list(params))
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[WarehouseConnection]:
-        """All or nothing: a failure inside leaves the warehouse as it was."""
-        self.execute("begin transaction")
-        try:
-            yield self
-        except BaseException:
-            self.execute("rollback")
-            raise
-        self.execute("commit")
-
-    def ensure_schema(self, schema: str) -> None:
-        exists = self.scalar(
-            "select count(*) from information_schema.schemata where lower(schema_name) = lower(?)", [schema])
-        if not exists:
-            self.execute(f"create schema if not exists {identifier(schema)}")
-
-    def prepare_table(self, schema: str, table: str, frame: pd.DataFrame) -> None:
-        """Create schema and table (typed like `frame`) if missing.
-
-        Call before `transaction()`: Snowflake commits implicitly on DDL, so tables must exist
-        before the all-or-nothing part begins.
-        """
-        self.ensure_schema(schema)
-        if self.table_exists(schema, table):
-            return
-        columns = ", ".join(f"{identifier(c)} {_sql_type(t, self.dialect)}" for c, t in frame.dtypes.items())
-        self.execute(f"create table if not exists {identifier(schema)}.{identifier(table)} ({columns})")
-
-    def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
-        """Append rows; the table is created from the frame's columns if it does not exist."""
-        self.prepare_table(schema, table, frame)
-        if frame.empty:
-            return
-        target = f"{identifier(schema)}.{identifier(table)}"
-        cols = ", ".join(identifier(c) for c in frame.columns)
-        if self.dialect == "duckdb":
-            self.raw.register("_incoming", frame)
-            try:
-                self.raw.execute(f"insert into {target} ({cols}) select {cols} from _incoming")
-            finally:
-                self.raw.unregister("_incoming")
-            return
-        from snowflake.connector.pandas_tools import write_pandas  # lazy: 4 s import
-
-        write_pandas(self.raw, frame.rename(columns=str.upper), table_name=table.upper(),
-                     schema=schema.upper(), quote_identifiers=False, use_logical_type=True)
-
-    def replace_frame(self, schema: str, table: str, frame: pd.DataFrame) -> None:
-        """Make the table hold exactly `frame` (call inside `transaction()`)."""
-        if self.table_exists(schema, table):
-            self.execute(f"delete from {identifier(schema)}.{identifier(table)}")
-        self.insert_frame(schema, table, frame)
-
-    def upsert_frame(
-        self, schema: str, table: str, frame: pd.DataFrame, keys: Sequence[str]
-    ) -> int:
-        """Replace rows whose key is in `frame`, insert the rest. Returns rows written.
-
-        DuckDB: delete-then-insert. Snowflake: `MERGE` (one statement per chunk, no DDL, so it
-        stays inside the caller's transaction). Callers wrap it in `transaction()` so a reader
-        never sees a half-applied batch.
-        """
-        if frame.empty:
-            return 0
-        frame = frame[~frame[list(keys)].astype(str).duplicated(keep="last")]  # keys compare as text
-        if self.dialect == "snowflake":
-            self.prepare_table(schema, table, frame)
-            self._merge(f"{identifier(schema)}.{identifier(table)}", frame, keys)
-            return len(frame)
-        self.delete_keys(schema, table, frame[list(keys)])
-        self.insert_frame(schema, table, frame)
-        return len(frame)
-
-    def _merge(self, target: str, frame: pd.DataFrame, keys: Sequence[str]) -> None:
-        """Snowflake MERGE from bound VALUES. Each value is bound as text or number and cast to
-        the column's type, so timestamps keep their offset whatever the session time zone."""
-        columns = [identifier(c) for c in frame.columns]
-        source = ", ".join(f"cast(column{i} as {_sql_type(frame.dtypes.iloc[i - 1], 'snowflake')}) as {c}"
-                           for i, c in enumerate(columns, start=1))
-        on = " and ".join(f"t.{identifier(k)} = s.{identifier(k)}" for k in keys)
-        updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
-        matched = f"when matched then update set {updates} " if updates else ""
-        row_marks = "(" + ", ".join("?" for _ in columns) + ")"
-        for chunk in _chunks(_bindable_rows(frame), len(columns)):
-            self.execute(
-                f"merge into {target} t using (select {source} from values "
-                f"{', '.join(row_marks for _ in chunk)}) s on {on} {matched}"
-                f"when not matched then insert ({', '.join(columns)}) values ({', '.join(f's.{c}' for c in columns)})",
-                [value for row in chunk for value in row])
-
-    def delete_keys(self, schema: str, table: str, keys: pd.DataFrame) -> None:
-        """Delete the rows whose key columns equal a row of `keys` (compared as text)."""
-        if not keys.empty and self.table_exists(schema, table):
-            self._delete_keys(f"{identifier(schema)}.{identifier(table)}", keys.astype(str))
-
-    def _delete_keys(self, target: str, keys: pd.DataFrame) -> None:
-        match = " and ".join(f"cast(t.{identifier(k)} as varchar) = k.{identifier(k)}" for k in keys.columns)
-        if self.dialect == "duckdb":
-            self.raw.register("_keys", keys)
-            try:
-                self.raw.execute(f"delete from {target} t where exists (select 1 from _keys k where {match})")
-            finally:
-                self.raw.unregister("_keys")
-            return
-        # Snowflake: no DDL here (it would commit the open transaction), so delete in chunks.
-        condition = " and ".join(f"cast({identifier(k)} as varchar) = ?" for k in keys.columns)
-        rows = list(keys.itertuples(index=False, name=None))
-        for start in range(0, len(rows), 500):
-            chunk = rows[start:start + 500]
-            where = " or ".join(f"({condition})" for _ in chunk)
-            self.execute(f"delete from {target} where {where}", [v for row in chunk for v in row])
-
-
-# Per MERGE statement: bound values, and bound text. Snowflake caps a VALUES list at 16,384 rows
-# and advises statements (bound values included) under 1 MB, or it cannot retry them.
-MERGE_BINDS = 8_000
-MERGE_BYTES = 512 * 1024
-
-
-def _chunks(rows: list[tuple], width: int) -> Iterator[list[tuple]]:
-    chunk: list[tuple] = []
-    size = 0
-    for row in rows:
-        row_size = sum(len(str(v)) for v in row if v is not None) + width
-        if chunk and ((len(chunk) + 1) * width > MERGE_BINDS or size + row_size > MERGE_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += row_size
-    if chunk:
-        yield chunk
-
-
-def _bindable_rows(frame: pd.DataFrame) -> list[tuple]:
-    """Plain Python values for the connector: None for missing, ISO text for timestamps."""
-    def plain(value):
-        if value is None or (not isinstance(value, (list, dict, str)) and pd.isna(value)):
-            return None
-        if isinstance(value, (datetime.date, datetime.time)):  # pd.Timestamp is a datetime too
-            return value.isoformat()
-        return value.item() if hasattr(value, "item") else value
-
-    return [tuple(plain(v) for v in row) for row in frame.astype(object).itertuples(index=False, name=None)]
-
-
-def _sql_type(dtype, dialect: str) -> str:
-    kind = getattr(dtype, "kind", "O")
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return "timestamptz" if dialect == "duckdb" else "timestamp_tz"
-    if kind == "M":
-        return "timestamp"
-    if kind == "b" or str(dtype) == "boolean":
-        return "boolean"
-    if kind in "iu" or str(dtype).startswith("Int"):
-        return "bigint"
-    if kind == "f":
-        return "double"
-    return "varchar"
+__all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse", "WarehouseConnection", "identifier"]
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -238,36 +33,8 @@ class DuckDBWarehouse(Warehouse):
 
     database: str  # path of the DuckDB file
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[WarehouseConnection]:
-        import duckdb
-        from pathlib import Path
-
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        raw = _connect_duckdb(duckdb, self.database)
-        try:
-            yield WarehouseConnection(raw, "duckdb")
-        finally:
-            raw.close()
-
-
-def _connect_duckdb(duckdb, database: str, wait_s: float = 15.0):
-    """DuckDB lets one process open the file at a time; a step in the `warehouse_writer` pool only
-    meets another process there briefly (a CLI command, a run ending), so retry for a while."""
-    delay, waited = 0.05, 0.0
-    while True:
-        try:
-            return duckdb.connect(database)
-        except duckdb.IOException as exc:
-            if "Could not set lock" not in str(exc):
-                raise
-            if waited >= wait_s:
-                raise RuntimeError(f"the warehouse {database} stayed locked by another process for {wait_s:.0f} s "
-                                   f"({exc}). Steps that open it must be in the pool `warehouse_writer`; stop the "
-                                   "other process or wait for it.") from exc
-        time.sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 1.0)
+    def connect(self) -> contextlib.AbstractContextManager[WarehouseConnection]:
+        return connect_duckdb(self.database)
 
 
 class SnowflakeWarehouse(Warehouse):

@@ -204,7 +204,7 @@ def test_a_briefly_locked_warehouse_is_waited_for_and_a_stuck_lock_is_named(tmp_
                                "print('locked', flush=True); time.sleep(60)", database], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        from personalization_assets.resources import warehouse
+        from personalization_assets import warehouse
 
         with pytest.raises(RuntimeError, match=f"stayed locked by another process.*PID {holder.pid}.*warehouse_writer"):
             warehouse._connect_duckdb(__import__("duckdb"), database, wait_s=0.5)

@@ -135,7 +135,7 @@ def test_oauth_sign_in_reads_the_token_file(snowflake_env, monkeypatch, tmp_path
 
 
 def test_upsert_is_merge_on_snowflake_and_all_or_nothing(snowflake_env, monkeypatch):
-    from personalization_assets.resources import warehouse as warehouse_module
+    from personalization_assets import warehouse as warehouse_module
 
     monkeypatch.setattr(warehouse_module, "MERGE_BINDS", 10)  # 2 rows of 5 values per MERGE
     at = pd.Timestamp("2026-03-10 12:00:00.123456", tz="UTC")
@@ -170,7 +170,7 @@ def test_upsert_is_merge_on_snowflake_and_all_or_nothing(snowflake_env, monkeypa
 
 
 def test_merge_statements_stay_within_snowflakes_limits():
-    from personalization_assets.resources.warehouse import MERGE_BINDS, MERGE_BYTES, _chunks
+    from personalization_assets.warehouse import MERGE_BINDS, MERGE_BYTES, _chunks
 
     wide = [(i, "x" * 100_000) for i in range(20)]  # 2 MB of text: more than one statement may carry
     chunks = list(_chunks(wide, 2))
