@@ -1,0 +1,253 @@
+"""The Dagster process of `bench.scale`: everything the `everything` job builds downstream of raw, in one run.
+
+    python -m bench.scale_run --now 2026-12-05T12:00:00Z   (PERSONALIZATION_DATA_DIR and DAGSTER_HOME set)
+
+Runs in this process (in-process executor, as `personalization demo` does) a job with the `everything`
+job's selection minus the `raw` assets (the raw tables are already loaded), over the arrival days
+from `now` - 1 day to today. A sampling thread reads, every `--every` seconds, this process's RSS
+(/proc/self/status) and DuckDB's own memory (`sum(memory_usage_bytes)` of `duckdb_memory()`, asked
+through a cursor of each open DuckDB connection: the sampler never opens the database itself)
+and charges both to the step running. Prints a line per step as it ends, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+import weakref
+from datetime import datetime, timedelta
+
+KIB = 1024
+
+
+def _rss_kib(field: str = "VmRSS") -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Tracked:
+    """A DuckDB connection as the code that opened it sees it (every attribute passes through),
+    whose close waits while the sampler reads DuckDB's memory through a cursor of it: closing a
+    connection whose cursor is busy would fail the step."""
+
+    def __init__(self, connection, sampler: "Sampler"):
+        object.__setattr__(self, "_connection", connection)
+        object.__setattr__(self, "_sampler", sampler)
+        object.__setattr__(self, "_closed", False)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._connection, name, value)
+
+    def close(self) -> None:
+        with self._sampler.lock:
+            object.__setattr__(self, "_closed", True)
+            self._connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Sampler:
+    """RSS and DuckDB memory, sampled in a thread, peaks kept overall and per step."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.open: list = []  # weak references to the Tracked connections
+        self.lock = threading.Lock()
+        self.step: str | None = None
+        self.steps: dict[str, dict] = {}
+        self.peak = {"rss_mb": 0.0, "duckdb_mb": 0.0, "rss_minus_duckdb_mb": 0.0, "duckdb_temp_mb": 0.0}
+        self.samples = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="scale-sampler", daemon=True)
+
+    def track(self, connection) -> Tracked:
+        tracked = Tracked(connection, self)
+        with self.lock:
+            self.open.append(weakref.ref(tracked))
+        return tracked
+
+    def _duckdb(self) -> tuple[float, float]:
+        """DuckDB's memory now: asked through a short-lived cursor of each open connection (the
+        sampler never opens a database itself); connections of one file share one instance, so
+        the largest reading counts, not the sum."""
+        used = temp = 0.0
+        with self.lock:
+            alive = []
+            for ref in self.open:
+                tracked = ref()
+                if tracked is None or tracked._closed:
+                    continue
+                alive.append(ref)
+                try:
+                    cursor = tracked._connection.cursor()
+                    try:
+                        u, t = cursor.execute("select sum(memory_usage_bytes), sum(temporary_storage_bytes) "
+                                              "from duckdb_memory()").fetchone()
+                    finally:
+                        cursor.close()
+                except Exception:  # noqa: BLE001 - closed without close() (garbage): not sampled
+                    continue
+                used, temp = max(used, (u or 0) / KIB / KIB), max(temp, (t or 0) / KIB / KIB)
+            self.open = alive
+        return used, temp
+
+    def sample(self) -> None:
+        rss = _rss_kib() / KIB
+        duck, temp = self._duckdb()
+        self.samples += 1
+        values = {"rss_mb": rss, "duckdb_mb": duck, "rss_minus_duckdb_mb": rss - duck, "duckdb_temp_mb": temp}
+        for k, v in values.items():
+            self.peak[k] = max(self.peak[k], v)
+        step = self.step
+        if step is not None and step in self.steps:
+            entry = self.steps[step]
+            for k, v in values.items():
+                entry[k] = max(entry.get(k, 0.0), v)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+
+def patch_duckdb(sampler: Sampler) -> None:
+    """Every duckdb.connect in this process returns a Tracked connection (bench only)."""
+    import duckdb
+
+    original = duckdb.connect
+
+    def connect(*args, **kwargs):
+        return sampler.track(original(*args, **kwargs))
+
+    duckdb.connect = connect
+
+
+def build_job():
+    import dagster as dg
+
+    from personalization_assets.definitions import defs
+    from personalization_assets.schedules import everything_job
+
+    selection = everything_job.selection - dg.AssetSelection.key_prefixes("raw")
+    merged = dg.Definitions.merge(defs(), dg.Definitions(jobs=[dg.define_asset_job("scale_bench", selection=selection)]))
+    return merged.resolve_job_def("scale_bench")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--now", required=True, help="the data set's now, ISO 8601")
+    parser.add_argument("--every", type=float, default=0.25, help="sampling period in seconds")
+    args = parser.parse_args()
+    sampler = Sampler(args.every)
+    patch_duckdb(sampler)
+    started = time.perf_counter()
+
+    import dagster as dg
+
+    from personalization_assets import clock
+    from personalization_assets.demo.progress import layer_of, step_layers
+    from personalization_assets.partitions import day_of, range_tags
+
+    now = clock.parse_instant(args.now)
+    job = build_job()
+    layers = step_layers(job)
+    loaded_s = time.perf_counter() - started
+    rows: dict[str, int] = {}
+    asset_layer: dict[str, str] = {}
+    failures: list[str] = []
+    failed_checks: list[str] = []
+    begun: dict[str, float] = {}
+
+    def handle(event: dg.DagsterEvent) -> None:
+        step, kind = event.step_key, event.event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            sampler.sample()
+            sampler.steps[step] = {"layer": layers.get(step, "other"), "rss_start_mb": _rss_kib() / KIB}
+            sampler.step = step
+            begun[step] = time.perf_counter()
+        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            value = m.metadata.get("dagster/row_count")
+            key = m.asset_key.to_user_string()
+            rows[key] = int(value.value) if value is not None and value.value else 0
+            asset_layer[key] = layer_of(m.asset_key)
+            if step in sampler.steps:
+                sampler.steps[step].setdefault("assets", []).append(key)
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            check = event.event_specific_data
+            if not check.passed:
+                failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name} ({check.severity.value})")
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+                      dg.DagsterEventType.STEP_SKIPPED) and step in begun:
+            sampler.sample()
+            entry = sampler.steps[step]
+            entry["seconds"] = time.perf_counter() - begun.pop(step)
+            entry["rss_end_mb"] = _rss_kib() / KIB
+            entry["status"] = kind.value
+            if kind == dg.DagsterEventType.STEP_FAILURE:
+                error = event.step_failure_data.error
+                while error is not None and error.cause is not None:  # the root cause, not Dagster's wrapper
+                    error = error.cause
+                failures.append(f"{step}: {(error.message.strip() if error else 'failed')[:600]}")
+            sampler.step = None
+            print(f"  step {step:<48} {entry['layer']:<11} {entry['seconds']:8.1f} s  "
+                  f"peak RSS {entry.get('rss_mb', 0):7.0f} MB  DuckDB {entry.get('duckdb_mb', 0):7.0f} MB  "
+                  f"{kind.value.lower().replace('step_', '')}", flush=True)
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = getattr(record, "dagster_event", None)
+            if event is not None:
+                handle(event)
+
+    @dg.logger(description="bench.scale: per-step timings and memory")
+    def bench_logger(_init_context) -> logging.Logger:
+        log = logging.getLogger("bench_scale")
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        log.handlers = [Handler()]
+        return log
+
+    tags = range_tags(day_of(now - timedelta(days=1)), day_of(max(now, datetime.now(now.tzinfo))))
+    sampler.start()
+    run_started = time.perf_counter()
+    with clock.pinned(now):
+        result = job.with_logger_defs({"bench_scale": bench_logger}).execute_in_process(
+            instance=dg.DagsterInstance.get(), raise_on_error=False, tags=tags,
+            run_config={"loggers": {"bench_scale": {}}})
+    run_s = time.perf_counter() - run_started
+    sampler.sample()
+    sampler.stop()
+    built = {k.to_user_string() for k in (e.asset_key for e in result.get_asset_materialization_events())}
+    not_built = sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys
+                       if k.to_user_string() not in built)
+    print(json.dumps({
+        "success": result.success, "run_s": run_s, "load_definitions_s": loaded_s, "steps": sampler.steps,
+        "rows": rows, "asset_layer": asset_layer, "failures": failures, "failed_checks": failed_checks,
+        "not_built": not_built, "peak": sampler.peak, "vm_hwm_mb": _rss_kib("VmHWM") / KIB,
+        "samples": sampler.samples, "tags": tags}), flush=True)
+    sys.exit(0 if result.success else 1)
+
+
+if __name__ == "__main__":
+    main()
