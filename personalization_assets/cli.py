@@ -18,12 +18,9 @@ from pathlib import Path
 # stays fast, and each command imports its heavy parts when it runs.
 from .audiences.cli import add_audience_command
 from .delivery.cli import add_deliver_command
+from .errors import UserError  # the commands raise it; identity/cli.py and live.py too
 from .experiments.cli import add_lift_command
 from .live import add_up_command
-
-
-class UserError(Exception):
-    """An expected failure: printed as one line, exit code 1."""
 
 
 def _demo(args: argparse.Namespace) -> int:

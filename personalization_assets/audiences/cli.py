@@ -20,7 +20,7 @@ def run_preview(args: argparse.Namespace) -> int:
     import yaml
 
     from .. import settings
-    from ..resources.warehouse import DuckDBWarehouse
+    from ..warehouse import connect_duckdb
     from .model import DefinitionError, load_builtin, parse
     from .preview import PreviewError, on_warehouse
 
@@ -36,7 +36,7 @@ def run_preview(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     others = [a for a in load_builtin() if a.name != audience.name]
-    with DuckDBWarehouse(database=str(path)).connect() as conn:
+    with connect_duckdb(path) as conn:
         try:
             result = on_warehouse(conn, audience, others, datetime.now(timezone.utc))
         except PreviewError as exc:

@@ -16,9 +16,9 @@ import getpass
 
 def decide(args: argparse.Namespace) -> int:
     from personalization_assets import settings
-    from personalization_assets.cli import UserError
+    from personalization_assets.errors import UserError
     from personalization_assets.identity.decisions import decision_row, record_decision
-    from personalization_assets.resources.warehouse import DuckDBWarehouse
+    from personalization_assets.warehouse import connect_duckdb
 
     if settings.deployment() != "local":
         raise UserError("`identity` writes to the embedded DuckDB warehouse; on Snowflake call "
@@ -30,7 +30,7 @@ def decide(args: argparse.Namespace) -> int:
         row = decision_row(args.left, args.right, args.action, args.reason, args.by or getpass.getuser())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    with DuckDBWarehouse(database=str(path)).connect() as conn:
+    with connect_duckdb(path) as conn:
         if not conn.table_exists("core", "customer_crosswalk"):
             raise UserError("no core.customer_crosswalk yet: materialize core/customers first")
         known = set(conn.query("select record_id from core.customer_crosswalk where record_id in (?, ?)",
