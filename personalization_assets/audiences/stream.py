@@ -2,8 +2,9 @@
 
 Membership only changes at an event's time plus a declared offset (window edges, `between`
 bounds), so each arriving event schedules timers at those instants and the key is re-evaluated
-there. The watermark is `frontier - lateness`: every instant before it is final, because an event
-may arrive at most `lateness` after its timestamp. An event later than that still updates the
+there, for the audiences that event can change (`stream_plan` works out which, once). The
+watermark is `frontier - lateness`: every instant before it is final, because an event may
+arrive at most `lateness` after its timestamp. An event later than that still updates the
 state, but the instants already decided stay as they were: that is a "late event" disagreement.
 
 Conditions on profile traits are batch-only: compiling them raises StreamUnsupported, one line
@@ -12,17 +13,13 @@ naming the condition.
 
 from __future__ import annotations
 
-import heapq
-from bisect import insort
-from collections import Counter
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from heapq import heappop, heappush
+from typing import Any, Iterable, NamedTuple
 
-from .model import (Audience, ComputedCond, ComputedTrait, EventCond, EventFilter, Group, Rule,
-                    TraitCond, Window, conditions, ordered)
-
-_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+from .model import Audience, ComputedTrait, TraitCond, conditions, ordered
+from .stream_plan import _MISSING, compile_plan, plan_trait
 
 
 class StreamUnsupported(ValueError):
@@ -38,13 +35,15 @@ class StreamEvent:
     props: dict[str, Any] = field(compare=False, default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):  # a tuple: cheap to make, as a replay makes several per event
     audience: str
     customer_key: str
     change: str  # entered | exited
     at: float  # the instant (event time) membership changed
     late: bool = False  # decided at the watermark because an event came later than the lateness
+
+
+_change = tuple.__new__  # Change(...) at C speed, all fields given
 
 
 def check_streamable(audience: Audience) -> None:
@@ -54,70 +53,15 @@ def check_streamable(audience: Audience) -> None:
                                     f"trait {cond.trait!r}, which is batch-only; use an event condition")
 
 
-def _matches(f: EventFilter, e: StreamEvent) -> bool:
-    return e.event in f.events and all(e.props.get(col) in vals for col, vals in f.where)
+class _Key:
+    """One customer's state: per slot, sorted event times and values; the earliest time seen;
+    the earliest instant at which one of its events can be forgotten."""
+    __slots__ = ("first", "slots", "expires")
 
-
-def _in(w: Window, ts: float, t: float) -> bool:
-    return ts <= t - w.end and (w.start is None or ts > t - w.start)
-
-
-class _Eval:
-    """Evaluate a rule for one key at instant t over its sorted events."""
-
-    def __init__(self, events: list[StreamEvent], t: float):
-        self.events, self.t = events, t
-
-    def selected(self, f: EventFilter, w: Window) -> list[StreamEvent]:
-        return [e for e in self.events if e.ts <= self.t and _matches(f, e) and _in(w, e.ts, self.t)]
-
-    def event(self, c: EventCond) -> bool:
-        chosen = self.selected(c.match, c.window)
-        if c.not_followed_by is not None:
-            follows = [f.ts for f in self.events if f.ts <= self.t and _matches(c.not_followed_by, f)]
-            chosen = [e for e in chosen if not any(
-                e.ts < ft and (c.follow_within is None or ft < e.ts + c.follow_within) for ft in follows)]
-        if c.measure == "sum":
-            total = sum(e.props.get(c.of) for e in chosen if e.props.get(c.of) is not None)
-        else:
-            total = len(chosen)
-        return _OPS[c.op](total, c.value)
-
-    def computed(self, t: ComputedTrait) -> Any:
-        chosen = self.selected(t.match, t.window)
-        if t.kind == "count":
-            return len(chosen)
-        values = [e.props.get(t.of) for e in chosen]
-        if t.kind == "sum":
-            return sum(v for v in values if v is not None)
-        if t.kind == "last":
-            pairs = [(e.ts, e.props[t.of]) for e in chosen if e.props.get(t.of) is not None]
-            return max(pairs)[1] if pairs else None
-        counts = Counter(v for v in values if v is not None)
-        return min(counts, key=lambda v: (-counts[v], v)) if counts else None
-
-    def rule(self, rule: Rule) -> bool:
-        if isinstance(rule, Group):
-            results = (self.rule(p) for p in rule.parts)
-            return all(results) if rule.joiner == "all" else any(results)
-        if isinstance(rule, EventCond):
-            return self.event(rule)
-        value = self.computed(rule.trait)
-        return value is not None and _OPS[rule.op](value, rule.value)
-
-
-def _offsets(audience: Audience, name: str | None = None) -> set[float]:
-    """When, after the time of an event (named `name`, or any), it can change membership: the
-    edges of the windows it can fall in. A follow-up event acts at its own time only."""
-    out = {0.0}
-    pairs = [(c.match, c.window) for c in conditions(audience.rule) if isinstance(c, EventCond)]
-    pairs += [(c.trait.match, c.trait.window) for c in conditions(audience.rule) if isinstance(c, ComputedCond)]
-    for match, w in pairs:
-        if name is None or name in match.events:
-            out.add(w.end)
-            if w.start is not None:
-                out.add(w.start)
-    return out
+    def __init__(self, first: float):
+        self.first = first
+        self.slots: dict[int, list] = {}
+        self.expires = float("inf")
 
 
 class AudienceStream:
@@ -128,86 +72,196 @@ class AudienceStream:
         for a in self.audiences:
             check_streamable(a)
         self.lateness = max((a.lateness for a in self.audiences), default=0.0) if lateness is None else lateness
-        self.offsets = sorted(set().union(*(_offsets(a) for a in self.audiences))) if self.audiences else [0.0]
-        unbounded = any(w.start is None for a in self.audiences for w in _all_windows(a))
-        self.horizon = None if unbounded else max([0.0, *(_horizon(a) for a in self.audiences)])
-        self.state: dict[str, list[StreamEvent]] = {}
-        self.members: dict[str, set[str]] = {a.name: set() for a in self.audiences}
-        self.timers: list[tuple[float, str]] = []
-        self._scheduled: set[tuple[float, str]] = set()
+        self.plan = compile_plan(self.audiences)
+        self.offsets = self.plan.offsets
+        self.state: dict[str, _Key] = {}
+        self._in: dict[str, int] = {}  # key -> the audiences it is in, one bit each (plan order)
+        self._excluded = [sum(1 << x for x in xs) for xs in self.plan.exclusions]
+        self.timers: list[tuple[float, str, int]] = []  # (instant, key, audiences to re-evaluate)
         self.watermark: float | None = None
-        self._by_name: dict[str, list[float]] = {}
+        self._timer_plans: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+        self._steps: dict[int, list] = {}
+        self._names = [a.name for a in self.audiences]
+
+    @property
+    def members(self) -> dict[str, set[str]]:
+        """The members of every audience now (as of the last decided instant)."""
+        out: dict[str, set[str]] = {name: set() for name in self._names}
+        for key, mask in self._in.items():
+            for i, name in enumerate(self._names):
+                if mask >> i & 1:
+                    out[name].add(key)
+        return out
 
     def process(self, ev: StreamEvent) -> list[Change]:
-        insort(self.state.setdefault(ev.customer_key, []), ev)
-        offsets = self._by_name.get(ev.event)
-        if offsets is None:
-            offsets = self._by_name[ev.event] = sorted(set().union({0.0}, *(_offsets(a, ev.event) for a in self.audiences)))
-        for off in offsets:
-            self._timer(ev.ts + off, ev.customer_key)
-        if self.watermark is not None and ev.ts < self.watermark:  # too late: decide it now
-            return self._evaluate(ev.customer_key, self.watermark, late=True)
+        key, ts = ev.customer_key, ev.ts
+        ks = self.state.get(key)
+        first = 0
+        if ks is None:  # a new key: audiences true without events start at its first event
+            ks = self.state[key] = _Key(ts)
+            first = self.plan.vacuous
+        elif ts < ks.first:
+            ks.first, first = ts, self.plan.vacuous
+        touched = _ingest(ks.slots, self.plan.routes.get(ev.event, ()), ev)
+        for sid in touched:
+            h = self.plan.slot_horizon[sid]
+            if h is not None and ts + h < ks.expires:
+                ks.expires = ts + h
+        plan = self._timer_plans.get(touched)
+        if plan is None:
+            plan = self._timer_plans[touched] = self._plan_timers(touched)
+        wm = self.watermark
+        for off, mask in plan:
+            at = ts + off
+            if off == 0.0:
+                mask |= first
+                first = 0
+            if wm is None or at >= wm:
+                heappush(self.timers, (at, key, mask))
+        if first and (wm is None or ts >= wm):
+            heappush(self.timers, (ts, key, first))
+        if wm is not None and ts < wm:  # too late: decide it now
+            out: list[Change] = []
+            self._evaluate(key, wm, self.plan.everyone, out, late=True)
+            return out
         return []
+
+    def _plan_timers(self, slots: tuple[int, ...]) -> list[tuple[float, int]]:
+        """(offset, audiences) for an event that landed in these slots, offsets merged."""
+        merged: dict[float, int] = {}
+        for sid in slots:
+            for off, mask in self.plan.slot_offsets[sid].items():
+                merged[off] = merged.get(off, 0) | mask
+        return sorted(merged.items())
 
     def advance(self, frontier: float) -> list[Change]:
         """Everything received up to `frontier` is in: decide every instant before the watermark."""
         mark = frontier - self.lateness
         out: list[Change] = []
-        while self.timers and self.timers[0][0] < mark:
-            at, key = heapq.heappop(self.timers)
-            self._scheduled.discard((at, key))
-            out += self._evaluate(key, at)
+        timers = self.timers
+        while timers and timers[0][0] < mark:
+            at, key, mask = heappop(timers)
+            while timers and timers[0][0] == at and timers[0][1] == key:  # one evaluation per instant
+                mask |= heappop(timers)[2]
+            self._evaluate(key, at, mask, out)
         if self.watermark is None or mark > self.watermark:
             self.watermark = mark
         return out
 
-    def _timer(self, at: float, key: str) -> None:
-        if (at, key) not in self._scheduled and (self.watermark is None or at >= self.watermark):
-            self._scheduled.add((at, key))
-            heapq.heappush(self.timers, (at, key))
+    def _evaluate(self, key: str, t: float, mask: int, out: list[Change], late: bool = False) -> None:
+        ks = self.state.get(key)
+        if ks is None:
+            slots = {}
+        elif ks.expires < min(t, self.watermark if self.watermark is not None else t) - self.lateness:
+            slots = self._prune(key, ks, t)
+        else:
+            slots = ks.slots
+        steps = self._steps.get(mask)
+        if steps is None:
+            steps = self._steps[mask] = self.plan.steps(mask)
+        predicates, excluded = self.plan.predicates, self._excluded
+        values: dict[int, Any] = {}  # measures shared by the audiences of this evaluation
+        was = now = self._in.get(key, 0)
+        for step in steps:
+            if step.__class__ is int:  # exclusions read `now`: excluded audiences come first
+                bit = 1 << step
+                if predicates[step](values, slots, t) and not now & excluded[step]:
+                    now |= bit
+                else:
+                    now &= ~bit
+                continue
+            v = values.get(step.mid, _MISSING)
+            if v is _MISSING:
+                v = values[step.mid] = step.measure(slots, t)
+            now = (now & ~step.mask) | step.members(v)
+        if now == was:
+            return
+        if now:
+            self._in[key] = now
+        else:
+            del self._in[key]
+        changed = now ^ was
+        while changed:  # lowest bit first: the audiences' order
+            bit = changed & -changed
+            changed ^= bit
+            out.append(_change(Change, (self._names[bit.bit_length() - 1], key,
+                                        "entered" if now & bit else "exited", t, late)))
 
-    def _evaluate(self, key: str, t: float, late: bool = False) -> list[Change]:
-        self._prune(key, t)
-        ev = _Eval(self.state.get(key, []), t)
-        now: dict[str, bool] = {}
-        out = []
-        for a in self.audiences:
-            now[a.name] = ev.rule(a.rule) and not any(now[x] for x in a.exclusions)
-            was = key in self.members[a.name]
-            if now[a.name] != was:
-                (self.members[a.name].add if now[a.name] else self.members[a.name].discard)(key)
-                out.append(Change(a.name, key, "entered" if now[a.name] else "exited", t, late))
-        return out
-
-    def _prune(self, key: str, t: float) -> None:
+    def _prune(self, key: str, ks: _Key, t: float) -> dict[int, list]:
         """Forget the key's events that no window can reach any more (bounded state per key);
         done when the key is touched, so a watermark step costs nothing per idle key."""
-        events = self.state.get(key)
-        if self.horizon is None or not events:
-            return
-        floor = min(t, self.watermark if self.watermark is not None else t) - self.horizon - self.lateness
-        if events[0].ts < floor:
-            kept = [e for e in events if e.ts >= floor]
-            if kept:
-                self.state[key] = kept
+        base = min(t, self.watermark if self.watermark is not None else t) - self.lateness
+        horizon = self.plan.slot_horizon
+        slots = ks.slots
+        ks.expires = float("inf")
+        for sid in list(slots):
+            h = horizon[sid]
+            if h is None:
+                continue
+            times, values = slots[sid]
+            cut = bisect_left(times, base - h)
+            if cut == len(times):
+                del slots[sid]
+                continue
+            if cut:
+                del times[:cut]
+                if values is not None:
+                    del values[:cut]
+            ks.expires = min(ks.expires, times[0] + h)
+        if not slots:
+            del self.state[key]
+        return slots
+
+
+def _ingest(slots: dict[int, list], routes, ev: StreamEvent) -> tuple[int, ...]:
+    """Put the event into the key's slots it matches; the slots it went into."""
+    touched = []
+    ts = ev.ts
+    for sid, test, of in routes:
+        if test is not None and not test(ev.props):
+            continue
+        value = None
+        if of is not None:
+            value = ev.props.get(of)
+            if value is None:
+                continue
+        slot = slots.get(sid)
+        if slot is None:
+            slots[sid] = [[ts], None if of is None else [value]]
+        else:
+            times = slot[0]
+            if ts >= times[-1]:  # the common case: in time order
+                times.append(ts)
+                if of is not None:
+                    slot[1].append(value)
             else:
-                del self.state[key]
+                i = bisect_right(times, ts)
+                times.insert(i, ts)
+                if of is not None:
+                    slot[1].insert(i, value)
+        touched.append(sid)
+    return tuple(touched)
 
 
-def _all_windows(a: Audience) -> list[Window]:
-    out = []
-    for c in conditions(a.rule):
-        if isinstance(c, EventCond):
-            out.append(c.window)
-        elif isinstance(c, ComputedCond):
-            out.append(c.trait.window)
-    return out
+def trait_at(trait: ComputedTrait, events: Iterable[StreamEvent], t: float) -> Any:
+    """A computed trait's value over one customer's events at instant t, as the stream computes it."""
+    plan = compile_plan([])
+    measure = plan_trait(plan, trait)
+    slots: dict[int, list] = {}
+    for ev in events:
+        _ingest(slots, plan.routes.get(ev.event, ()), ev)
+    return measure(slots, t)
 
 
-def _horizon(a: Audience) -> float:
-    """How far back an event can still matter: the widest window plus a follow-up's reach."""
-    follow = max([c.follow_within or 0.0 for c in conditions(a.rule) if isinstance(c, EventCond)], default=0.0)
-    return max([w.start or 0.0 for w in _all_windows(a)], default=0.0) + follow
+class _Eval:
+    """The former per-instant evaluator's interface, for callers that use it as an oracle of
+    computed traits (tests): prefer `trait_at`."""
+
+    def __init__(self, events: list[StreamEvent], t: float):
+        self.events, self.t = events, t
+
+    def computed(self, trait: ComputedTrait) -> Any:
+        return trait_at(trait, self.events, self.t)
 
 
 def members_at(changes: list[Change], t: float) -> dict[str, set[str]]:

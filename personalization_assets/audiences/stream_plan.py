@@ -1,0 +1,379 @@
+"""The stream compilation's plan: what an arriving event touches, and how a rule is evaluated.
+
+Compiled once per set of audiences, so that the per-event work is lookups:
+
+- **Slots.** Every distinct (event filter, column) a condition reads is a slot. An event is routed
+  by its name to the few slots that mention it, its property filters checked once, and its time
+  (and the column's value) inserted into the key's sorted list for that slot. Nothing else of the
+  event is kept.
+- **Measures.** Every distinct aggregate (count / sum / exists of a slot in a window, with or
+  without `not_followed_by`; a computed trait) is one function of (key state, instant). A window
+  is two bisections of a sorted list, not a rescan; audiences that share a measure (fifty
+  audiences on the same `most_frequent` trait) compute it once per evaluation.
+- **Timers.** Each slot knows at which offsets after an event's time it can change which
+  audiences (the window edges of the conditions reading it), as a bit mask of audiences closed
+  under exclusion (an audience excluding a changed one is re-evaluated too). A timer re-evaluates
+  only those audiences.
+"""
+
+from __future__ import annotations
+
+import operator
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .model import Audience, ComputedCond, ComputedTrait, EventCond, EventFilter, Group, Rule, Window
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_MISSING = object()  # not computed yet in this evaluation
+# A key's state: slot id -> [sorted event times, their column values (None for a count slot)].
+KeyState = dict
+Measure = Callable[[KeyState, float], Any]
+Predicate = Callable[[dict, KeyState, float], bool]
+
+
+@dataclass
+class Plan:
+    """Everything AudienceStream needs, derived from the audiences (in evaluation order)."""
+    audiences: list[Audience]
+    routes: dict[str, list[tuple[int, Callable[[dict], bool] | None, str | None]]] = field(default_factory=dict)
+    slot_offsets: list[dict[float, int]] = field(default_factory=list)  # slot -> {offset: audience mask}
+    slot_horizon: list[float | None] = field(default_factory=list)  # how far back a slot's events matter
+    predicates: list[Predicate] = field(default_factory=list)
+    exclusions: list[tuple[int, ...]] = field(default_factory=list)
+    comparisons: list[tuple | None] = field(default_factory=list)  # (measure id, measure, op, value)
+    closure: list[int] = field(default_factory=list)  # audience -> mask of itself and its excluders
+    vacuous: int = 0  # audiences true for a key with no events (decided at the key's first event)
+    offsets: list[float] = field(default_factory=list)  # every offset, for the equivalence instants
+
+    @property
+    def everyone(self) -> int:
+        return (1 << len(self.audiences)) - 1
+
+    def steps(self, mask: int) -> list:
+        """The evaluation of the audiences in `mask`, in order: an audience index, or a Shared
+        (the audiences that are one comparison on the same measure) at the place of the first."""
+        out: list = []
+        shared: dict[int, list] = {}
+        for i in range(len(self.audiences)):
+            if not mask >> i & 1:
+                continue
+            cmp = self.comparisons[i]
+            if cmp is None:
+                out.append(i)
+                continue
+            if cmp[0] not in shared:
+                shared[cmp[0]] = []
+                out.append((cmp[0], cmp[1], shared[cmp[0]]))
+            shared[cmp[0]].append((1 << i, cmp[2], cmp[3]))
+        return [s if s.__class__ is int else Shared(*s) for s in out]
+
+    def close(self, mask: int) -> int:
+        out, i = 0, 0
+        while mask:
+            if mask & 1:
+                out |= self.closure[i]
+            mask >>= 1
+            i += 1
+        return out
+
+
+_LADDERS = {  # op -> (bisect, prefix): which thresholds a numeric value passes
+    operator.ge: (bisect_right, True), operator.gt: (bisect_left, True),
+    operator.le: (bisect_left, False), operator.lt: (bisect_right, False)}
+
+
+class Shared:
+    """Audiences that are each one comparison of the same measure: which hold for a value, found
+    by a dict lookup (`=`) or a bisection of sorted thresholds (`<`, `>=` ...), not one by one."""
+
+    def __init__(self, mid: int, measure: Measure, audiences: list[tuple[int, Callable, Any]]):
+        self.mid, self.measure = mid, measure
+        self.mask = 0
+        self.equal: dict[Any, int] = {}
+        self.ladders: list[tuple[Callable, bool, list, list[int]]] = []
+        self.others: list[tuple[int, Callable, Any]] = []  # compared one by one
+        self.numeric: list[tuple[int, Callable, Any]] = []  # the ladders' audiences, for non-numbers
+        steps: dict[Callable, list] = {}
+        for bit, op, value in audiences:
+            self.mask |= bit
+            if op is operator.eq and _hashable(value):
+                self.equal[value] = self.equal.get(value, 0) | bit
+            elif op in _LADDERS and value.__class__ in (int, float) and value == value:
+                steps.setdefault(op, []).append((value, bit))
+                self.numeric.append((bit, op, value))
+            else:
+                self.others.append((bit, op, value))
+        for op, pairs in steps.items():
+            pairs.sort(key=lambda p: p[0])
+            find, prefix = _LADDERS[op]
+            bits = [b for _, b in pairs]
+            # masks[j]: the audiences a value at bisection point j passes
+            masks = [_or(bits[:j]) if prefix else _or(bits[j:]) for j in range(len(bits) + 1)]
+            self.ladders.append((find, prefix, [v for v, _ in pairs], masks))
+
+    def members(self, v: Any) -> int:
+        """The mask of these audiences that hold when the measure is `v`."""
+        if v is None:
+            return 0
+        out = self.equal.get(v, 0) if self.equal else 0
+        if v.__class__ in (int, float) and v == v:
+            for find, _, thresholds, masks in self.ladders:
+                out |= masks[find(thresholds, v)]
+        else:
+            for bit, op, value in self.numeric:
+                if op(v, value):
+                    out |= bit
+        for bit, op, value in self.others:
+            if op(v, value):
+                out |= bit
+        return out
+
+
+def _or(bits: list[int]) -> int:
+    out = 0
+    for b in bits:
+        out |= b
+    return out
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return value == value  # NaN never equals, not even itself: compare it one by one
+
+
+def _where_test(f: EventFilter) -> Callable[[dict], bool] | None:
+    """The property filter, compiled once: None when the event name alone decides."""
+    if not f.where:
+        return None
+    tests = []
+    for col, vals in f.where:
+        try:
+            allowed: Any = frozenset(vals)
+        except TypeError:  # an unhashable value in a definition: compare one by one
+            allowed = vals
+        tests.append((col, allowed))
+    if len(tests) == 1:
+        (col, allowed), = tests
+        return lambda props: props.get(col) in allowed
+    return lambda props: all(props.get(col) in allowed for col, allowed in tests)
+
+
+class _Builder:
+    def __init__(self, audiences: list[Audience]):
+        self.plan = Plan(audiences)
+        self.slots: dict[tuple, int] = {}
+        self.measures: dict[tuple, Measure] = {}
+        self.current = 0  # the bit of the audience being compiled
+
+    def slot(self, f: EventFilter, of: str | None) -> int:
+        key = (f, of)
+        if key not in self.slots:
+            sid = self.slots[key] = len(self.slots)
+            self.plan.slot_offsets.append({})
+            self.plan.slot_horizon.append(0.0)
+            test = _where_test(f)
+            for name in f.events:
+                self.plan.routes.setdefault(name, []).append((sid, test, of))
+        return self.slots[key]
+
+    def touches(self, sid: int, offsets: list[float], reach: float | None) -> None:
+        """The current audience changes when an event of `sid` is `offset` old; its events matter
+        for `reach` seconds (None: for ever)."""
+        for off in offsets:
+            table = self.plan.slot_offsets[sid]
+            table[off] = table.get(off, 0) | self.current
+        old = self.plan.slot_horizon[sid]
+        self.plan.slot_horizon[sid] = None if old is None or reach is None else max(old, reach)
+
+    def window(self, sid: int, w: Window, extra: float = 0.0) -> None:
+        self.touches(sid, [w.end] + ([w.start] if w.start is not None else []),
+                     None if w.start is None else w.start + extra)
+
+    def measure(self, key: tuple, build: Callable[[], Measure]) -> Measure:
+        if key not in self.measures:
+            self.measures[key] = build()
+        return self.measures[key]
+
+    def event(self, c: EventCond) -> Measure:
+        of = c.of if c.measure == "sum" else None
+        sid = self.slot(c.match, of)
+        self.window(sid, c.window, c.follow_within or 0.0)
+        if c.not_followed_by is None:
+            key = ("plain", sid, c.window)
+            return self.measure(key, lambda: _sum(sid, c.window) if of else _count(sid, c.window))
+        fid = self.slot(c.not_followed_by, None)
+        # a follow-up acts at its own time, and matters as long as the events it can cancel
+        self.touches(fid, [0.0], None if c.window.start is None else c.window.start + (c.follow_within or 0.0))
+        key = ("unfollowed", sid, c.window, fid, c.follow_within, bool(of))
+        return self.measure(key, lambda: _unfollowed(sid, c.window, fid, c.follow_within, bool(of)))
+
+    def computed(self, t: ComputedTrait) -> Measure:
+        sid = self.slot(t.match, None if t.kind == "count" else t.of)
+        self.window(sid, t.window)
+        build = {"count": _count, "sum": _sum, "last": _last, "most_frequent": _most_frequent}[t.kind]
+        return self.measure((t.kind, sid, t.window), lambda: build(sid, t.window))
+
+    def comparison(self, rule: Rule) -> tuple[int, Measure, Callable[[Any, Any], bool], Any]:
+        """(measure id, measure, operator, value) of a leaf condition."""
+        if isinstance(rule, EventCond):
+            measure, op, value = self.event(rule), OPS[rule.op], rule.value
+        elif isinstance(rule, ComputedCond):
+            measure, op, value = self.computed(rule.trait), OPS[rule.op], rule.value
+        else:
+            raise TypeError(f"not a stream condition: {rule!r}")  # check_streamable runs first
+        return id(measure), measure, op, value
+
+    def rule(self, rule: Rule) -> Predicate:
+        if isinstance(rule, Group):
+            parts = tuple(self.rule(p) for p in rule.parts)
+            if rule.joiner == "all":
+                def all_of(vals, ks, t):
+                    for p in parts:
+                        if not p(vals, ks, t):
+                            return False
+                    return True
+                return all_of
+
+            def any_of(vals, ks, t):
+                for p in parts:
+                    if p(vals, ks, t):
+                        return True
+                return False
+            return any_of
+        mid, measure, op, value = self.comparison(rule)
+
+        def leaf(vals, ks, t):
+            v = vals.get(mid, _MISSING)
+            if v is _MISSING:
+                v = vals[mid] = measure(ks, t)
+            return v is not None and op(v, value)
+        return leaf
+
+
+def plan_trait(plan: Plan, trait: ComputedTrait) -> Measure:
+    """Add one computed trait to an (audience-less) plan: its measure, its slots routed."""
+    b = _Builder(plan.audiences)
+    b.plan = plan
+    return b.computed(trait)
+
+
+def compile_plan(audiences: list[Audience]) -> Plan:
+    """The plan of audiences already in evaluation order (model.ordered) and streamable."""
+    b = _Builder(audiences)
+    plan = b.plan
+    index = {a.name: i for i, a in enumerate(audiences)}
+    for i, a in enumerate(audiences):
+        b.current = 1 << i
+        plan.predicates.append(b.rule(a.rule))
+        plan.exclusions.append(tuple(index[x] for x in a.exclusions))
+        # one comparison, nothing excluded: evaluated inline, with the others on the same measure
+        plan.comparisons.append(b.comparison(a.rule) if not isinstance(a.rule, Group) and not a.exclusions
+                                else None)
+    plan.closure = [1 << i for i in range(len(audiences))]
+    for i in reversed(range(len(audiences))):  # excluders come after what they exclude
+        for j in range(i + 1, len(audiences)):
+            if i in plan.exclusions[j]:
+                plan.closure[i] |= plan.closure[j]
+    for sid, table in enumerate(plan.slot_offsets):
+        plan.slot_offsets[sid] = {off: plan.close(mask) for off, mask in table.items()}
+    for i, pred in enumerate(plan.predicates):
+        if pred({}, {}, 0.0):  # no events: the same at every instant
+            plan.vacuous |= plan.closure[i]
+    plan.offsets = sorted({0.0}.union(*(t.keys() for t in plan.slot_offsets)))
+    return plan
+
+
+def _bounds(ts: list[float], w: Window, t: float) -> tuple[int, int]:
+    """The index range of the events with t - start < ts <= t - end."""
+    hi = bisect_right(ts, t - w.end)
+    return (0 if w.start is None else bisect_right(ts, t - w.start, 0, hi)), hi
+
+
+def _count(sid: int, w: Window) -> Measure:
+    def count(ks, t):
+        s = ks.get(sid)
+        if s is None:
+            return 0
+        lo, hi = _bounds(s[0], w, t)
+        return hi - lo
+    return count
+
+
+def _sum(sid: int, w: Window) -> Measure:
+    def total(ks, t):
+        s = ks.get(sid)
+        if s is None:
+            return 0
+        lo, hi = _bounds(s[0], w, t)
+        return sum(s[1][lo:hi])
+    return total
+
+
+def _unfollowed(sid: int, w: Window, fid: int, within: float | None, summed: bool) -> Measure:
+    """Count (or sum) of the window's events with no follow-up after them, up to t (and before
+    their time plus `within`). The first follow-up after an event decides: later ones only fail
+    the bounds more."""
+    def measure(ks, t):
+        s = ks.get(sid)
+        if s is None:
+            return 0
+        ts = s[0]
+        lo, hi = _bounds(ts, w, t)
+        f = ks.get(fid)
+        if f is None:
+            return sum(s[1][lo:hi]) if summed else hi - lo
+        fts, n, out = f[0], len(f[0]), 0
+        for i in range(lo, hi):
+            e = ts[i]
+            j = bisect_right(fts, e)
+            if j < n and fts[j] <= t and (within is None or fts[j] < e + within):
+                continue
+            out += s[1][i] if summed else 1
+        return out
+    return measure
+
+
+def _last(sid: int, w: Window) -> Measure:
+    def last(ks, t):
+        s = ks.get(sid)
+        if s is None:
+            return None
+        ts, vals = s
+        lo, hi = _bounds(ts, w, t)
+        if lo == hi:
+            return None
+        best, i = vals[hi - 1], hi - 2  # ties at one instant: the greatest value, as in SQL
+        while i >= lo and ts[i] == ts[hi - 1]:
+            best = max(best, vals[i])
+            i -= 1
+        return best
+    return last
+
+
+def _most_frequent(sid: int, w: Window) -> Measure:
+    def most_frequent(ks, t):
+        s = ks.get(sid)
+        if s is None:
+            return None
+        lo, hi = _bounds(s[0], w, t)
+        if hi - lo < 2:
+            return s[1][lo] if hi > lo else None
+        # sorted, equal values are neighbours: the first longest run is the most frequent, ties
+        # going to the smallest value, as in SQL (order by count desc, value asc)
+        run = sorted(s[1][lo:hi])
+        best, best_n, cur, n = None, 0, run[0], 0
+        for v in run:
+            if v == cur:
+                n += 1
+            else:
+                if n > best_n:
+                    best, best_n = cur, n
+                cur, n = v, 1
+        return cur if n > best_n else best
+    return most_frequent
