@@ -48,14 +48,15 @@ def _add_text_columns(conn: WarehouseConnection, table: str, frame: pd.DataFrame
 
 
 # -- re-staging: what the staging assets and the quarantine replay both run ----------------------
-def restage_customers(conn: WarehouseConnection, *, full: bool = False,
+def restage_customers(conn: WarehouseConnection, *, full: bool = False, replay_open: bool = False,
                       chunk_rows: int = customers_incremental.CHUNK_ROWS):
-    """Stage the CRM customers that changed since they were last staged (`full`: all of them) into
+    """Stage the CRM customers that changed since they were last staged (`full`: all of them;
+    `replay_open`: and the open quarantined ones) into
     `staging.customers`, a chunk at a time (`staging/customers_incremental.py`). Returns the run
     and the rejections by rule."""
     prepare_quarantine(conn, "crm_customers")
     run = customers_incremental.stage_changed_customers(
-        conn, now=utc_now(), full=full, chunk_rows=chunk_rows,
+        conn, now=utc_now(), full=full, replay_open=replay_open, chunk_rows=chunk_rows,
         write_quarantine=lambda rejected, checked: merge_quarantine(conn, "crm_customers", rejected, checked),
         prepare_staging=lambda frame: _prepare(conn, "customers", frame))
     rejected = run.rejections
@@ -286,8 +287,8 @@ def _open_ids(conn: WarehouseConnection, source: str) -> set[str]:
                                 ["seeds", "country_synonyms"], *SEEDS_OF_ORDERS, ["seeds", "event_names"]])
 def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     """Re-validates every open quarantined CRM customer, order and staged event with today's rules,
-    schemas and lookups (run it after a fix). Records that pass now move into staging (customers:
-    the table is re-staged; orders and events: only the open records, never their days) and their
+    schemas and lookups (run it after a fix). Records that pass now move into staging (only the
+    open records, never the whole customers table or the days of orders and events) and their
     quarantine rows are released; replaying again moves nothing twice. It runs even when a blocking
     check on staging failed.
 
@@ -297,7 +298,7 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         crm = _open_ids(conn, "crm_customers")
         if crm:
-            restage_customers(conn, full=True)  # today's rules and clock for every row
+            restage_customers(conn, replay_open=True)  # the open ones (and any changed): never the table
         moved["crm_customers"], checked["crm_customers"] = len(crm - _open_ids(conn, "crm_customers")), len(crm)
         for source, replay in REPLAY.items():  # only the open records, never the days they arrived on
             waiting = _open_ids(conn, source)

@@ -1,9 +1,10 @@
 """`staging.customers` in bounded memory: only the CRM rows that changed since they were last
 staged are staged again, a fixed number of rows at a time, and upserted into the table.
 
-The warehouse decides what changed. Each raw row has a fingerprint (a hash of its values and
-`logic_version()`), and `ops.staged_customer_rows` keeps the fingerprint of
-every row as it was last staged, with whether it passed. A row is staged again when its
+The warehouse decides what changed. Each raw row has a fingerprint (a hash of its values and of
+`logic_version()`, which changes with the staging code, rules, normalizers and seeds), and
+`ops.staged_customer_rows` keeps the fingerprint of every row as it was last staged, with whether
+it passed. A row is staged again when its
 fingerprint is new or different, or when it passed but is no longer in `staging.customers` (an
 erasure deleted it). This is exact where a high-water mark on `updated_at` is not: the raw load
 re-reads an hour before its watermark, so a late commit can arrive with an `updated_at` older than
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,18 +35,24 @@ STATE_SCHEMA, STATE_TABLE = "ops", "staged_customer_rows"
 STATE = f"{STATE_SCHEMA}.{STATE_TABLE}"
 TODO = "_crm_customer_keys"  # temporary: every raw row's key and fingerprint, the changed ones numbered
 CHUNK_ROWS = 50_000
-# Bump when `stage_customers` makes something else of the same raw row: every row re-stages once.
+# Bump when something outside `logic_version()`'s files changes what a row stages to.
 LOGIC_VERSION = "customers-2"
 STATE_COLUMNS = {"record_key": "object", "fingerprint": "object", "valid": "bool"}
 
 
 def logic_version() -> str:
-    """LOGIC_VERSION plus a hash of the packaged seeds (country synonyms, e-mail providers, role
-    addresses): a changed lookup changes what a row stages to, so it re-stages every row."""
+    """LOGIC_VERSION plus a hash of what decides how a row stages: the source of the staging
+    function, the business rules and the normalizers, and the packaged seeds (country synonyms,
+    e-mail providers, role addresses). Any change there re-stages every row once."""
+    from .. import normalize
+    from ..quality import rules
+    from . import common, customers
+
     digest = hashlib.sha256(LOGIC_VERSION.encode())
-    seeds = resources.files("personalization_assets.normalize").joinpath("seeds")
-    for name in sorted(p.name for p in seeds.iterdir() if p.name.endswith(".csv")):
-        digest.update(name.encode() + seeds.joinpath(name).read_bytes())
+    package = Path(normalize.__file__).parent
+    for path in [Path(customers.__file__), Path(common.__file__), Path(rules.__file__), *sorted(package.glob("*.py")),
+                 *sorted((package / "seeds").glob("*.csv"))]:
+        digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -83,7 +90,7 @@ def prepare_state(conn) -> None:
                                                                 for c, t in STATE_COLUMNS.items()}))
 
 
-def _select_changed(conn, version: str, full: bool) -> int:
+def _select_changed(conn, version: str, full: bool, reopen: str | None) -> int:
     """Key every raw row into the temporary table TODO, numbering the changed ones (`n`, else
     null) for chunking; returns how many changed."""
     staged = conn.table_exists("staging", "customers")
@@ -92,6 +99,8 @@ def _select_changed(conn, version: str, full: bool) -> int:
                  + (" or exists (select 1 from staging.customers t where t.record_id = c.record_key)))"
                     if staged else "))"))
     changed = "true" if full else f"not {unchanged}"
+    if reopen and not full:  # the open quarantined records too: re-validated with today's rules and clock
+        changed += f" or c.record_key in (select record_id from {reopen} where status = 'open')"
     conn.execute(f"""create or replace temporary table {TODO} as
 select customer_id, record_key, fingerprint,
        case when changed then row_number() over (partition by changed order by record_key) end as n
@@ -116,11 +125,12 @@ order by record_key""", [first, last, version, first, last])
 
 
 def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_staging,
-                            full: bool = False, chunk_rows: int = CHUNK_ROWS,
+                            full: bool = False, replay_open: bool = False, chunk_rows: int = CHUNK_ROWS,
                             quarantine: str = "quarantine.crm_customers") -> IncrementalRun:
     """Stage the changed CRM rows into `staging.customers`, `chunk_rows` at a time.
 
-    `full` stages every raw row again (the quarantine replay: today's rules and `now` for all).
+    `full` stages every raw row again; `replay_open` also stages the rows of the records open in
+    `quarantine` (the quarantine replay: today's rules and `now` for them, unchanged or not).
     `prepare_staging(frame)` creates or widens `staging.customers` from a staged frame (DDL).
     `write_quarantine(rejections, checked_ids)` merges the run's rejections once, at the end, with
     the open `quarantine` records among the rows staged as `checked_ids` (so the quarantine table
@@ -134,7 +144,9 @@ def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_st
     version = logic_version()
     prepare_state(conn)
     run.raw_total = int(conn.scalar("select count(*) from raw.crm_customers") or 0)
-    todo = _select_changed(conn, version, full)
+    schema, _, table = quarantine.partition(".")
+    has_quarantine = conn.table_exists(schema, table)
+    todo = _select_changed(conn, version, full, quarantine if replay_open and has_quarantine else None)
     gone = f"not exists (select 1 from {TODO} k where k.record_key = {{}})"
     with conn.transaction():  # what no longer has a raw row: its staged row and its state go
         run.deleted = int(conn.scalar(f"select count(*) from staging.customers t where {gone.format('t.record_id')}"))
@@ -161,10 +173,9 @@ def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_st
         run.chunks += 1
         if len(result.quarantined):
             run.quarantined.append(result.quarantined)
-    schema, _, table = quarantine.partition(".")
     checked = (conn.query(f"select distinct record_id from {quarantine} where status = 'open' and record_id in "
                           f"(select record_key from {TODO} where n is not null)")["record_id"]
-               if todo and conn.table_exists(schema, table) else pd.Series([], dtype=object))
+               if todo and has_quarantine else pd.Series([], dtype=object))
     with conn.transaction():
         if rejected_state:
             conn.insert_frame(STATE_SCHEMA, STATE_TABLE, pd.concat(rejected_state, ignore_index=True))

@@ -143,3 +143,14 @@ def test_full_restage_and_chunk_size_change_nothing(conn):
     assert run.rows_in == len(first) + conn.scalar("select count(distinct record_id) from quarantine.crm_customers")
     pd.testing.assert_frame_equal(first, conn.query("select * from staging.customers order by record_id"))
     _assert_equals_full_restage(conn)
+
+
+def test_replay_stages_the_open_records_again_and_nothing_else(conn):
+    _write_raw(conn, _raw(_fixture_rows()))
+    restage_customers(conn)
+    open_ids = conn.scalar("select count(distinct record_id) from quarantine.crm_customers where status = 'open'")
+    assert open_ids > 10
+    assert restage_customers(conn)[0].rows_in == 0
+    replay, _ = restage_customers(conn, replay_open=True, chunk_rows=50)
+    assert replay.rows_in == open_ids  # only the open ones, unchanged as they are
+    _assert_equals_full_restage(conn)
