@@ -99,9 +99,17 @@ def audience_key(audience: Audience) -> dg.AssetKey:
     return dg.AssetKey([SCHEMA, audience.name])
 
 
-def audience_spec(audience: Audience) -> dg.AssetSpec:
+def audience_spec(audience: Audience, known: dict[str, Audience] | None = None) -> dg.AssetSpec:
+    """The asset of one audience; `known` (every audience by name) adds the inputs of the audiences
+    it excludes, whose rules its SQL reads too."""
     condition, policy, says = automation_for(refresh_of(audience))
-    leaves = list(conditions(audience.rule))
+    reached, todo = {audience.name: audience}, list(audience.exclusions)
+    while todo:
+        name = todo.pop()
+        if known and name in known and name not in reached:
+            reached[name] = known[name]
+            todo += list(known[name].exclusions)
+    leaves = [c for a in reached.values() for c in conditions(a.rule)]
     deps = [["marts", "customer_profiles"]] if any(isinstance(c, TraitCond) for c in leaves) else []
     if any(isinstance(c, (EventCond, ComputedCond)) for c in leaves):
         deps += [["staging", "events"], ["core", "identity_map"]]
@@ -117,7 +125,8 @@ def audience_spec(audience: Audience) -> dg.AssetSpec:
 AUDIENCES = load_builtin()  # the packaged definitions: one asset each
 
 
-@dg.multi_asset(specs=[audience_spec(a) for a in AUDIENCES], can_subset=True, pool=WAREHOUSE_POOL,
+@dg.multi_asset(specs=[audience_spec(a, {b.name: b for b in AUDIENCES}) for a in AUDIENCES], can_subset=True,
+                pool=WAREHOUSE_POOL,
                 name="audience_memberships")
 def audience_memberships(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Evaluates each selected audience at now into `audiences.<name>`, with its preview."""

@@ -140,3 +140,12 @@ def test_each_audience_asset_holds_its_members_and_shows_the_preview(tmp_path, m
     shown = browsers["audience_preview"].value
     assert f"**category_browsers**: {len(members)} members" in shown and "views_7d" in shown
     assert members["customer_key"].iloc[0] not in shown  # member keys are masked in the UI
+
+
+def test_an_audience_depends_on_the_inputs_of_the_audiences_it_excludes():
+    batch = parse({"name": "batch", "rule": {"trait": "orders_count", "op": ">", "value": 0}})
+    stream = parse({"name": "stream", "exclusions": ["batch"], "rule": RULE})
+    assert [d.asset_key for d in assets.audience_spec(stream).deps] == [
+        dg.AssetKey(["staging", "events"]), dg.AssetKey(["core", "identity_map"])]
+    deps = {d.asset_key for d in assets.audience_spec(stream, {"batch": batch, "stream": stream}).deps}
+    assert dg.AssetKey(["marts", "customer_profiles"]) in deps
