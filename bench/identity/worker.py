@@ -62,8 +62,10 @@ def load_state(out: str):
     from personalization_assets.identity.state import ResolvedState
 
     paths = _state_paths(out)
-    return ResolvedState.from_tables(pd.read_parquet(paths["crosswalk"]), pd.read_parquet(paths["evidence"]),
-                                     pd.read_parquet(paths["golden"]))
+    # Arrow-backed columns, as a warehouse client can hand them over: a million short strings as
+    # Python objects would cost more memory than the whole full run
+    return ResolvedState.from_tables(*(pd.read_parquet(paths[t], dtype_backend="pyarrow")
+                                       for t in ("crosswalk", "evidence", "golden")))
 
 
 def peak_rss_mb() -> float:

@@ -48,9 +48,10 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
     return cw
 
 
-def evidence_frame(rid, keys, edges, rules, used, links, model, cannot) -> pd.DataFrame:
+def evidence_frame(rid, keys, edges, rules, used, links, model, cannot, key_of=None) -> pd.DataFrame:
     """One row per link used in a cluster: its rule, its per-field levels and weights, and the
-    adjustments (term frequency, household) that made its final weight."""
+    adjustments (term frequency, household) that made its final weight. ``key_of(record ids)``
+    gives their customer keys (by default looked up in rid/keys)."""
     idx = np.flatnonzero(used & (rules != "carried"))
     ev = pd.DataFrame({
         "left_record_id": rid[edges.left[idx]],
@@ -81,8 +82,7 @@ def evidence_frame(rid, keys, edges, rules, used, links, model, cannot) -> pd.Da
     if cannot:
         cl = pd.DataFrame(sorted(cannot), columns=["left_record_id", "right_record_id"])
         cl["rule"], cl["match_probability"] = "cannot_link", 0.0
-        pos = pd.Series(keys, index=rid)
-        cl["customer_key"] = cl["left_record_id"].map(pos)
+        cl["customer_key"] = (key_of or key_lookup(rid, keys))(cl["left_record_id"].to_numpy(object))
         ev = pd.concat([ev, cl], ignore_index=True)
     return ev
 
@@ -132,10 +132,20 @@ def review_frame(review: pd.DataFrame, rid, refused: pd.DataFrame, placeholders,
     return out[PAIR_REVIEW_COLUMNS]
 
 
-def review_rows(review: pd.DataFrame, keys, rid) -> pd.DataFrame:
+def key_lookup(rid, keys, index: pd.Index | None = None):
+    """record ids -> their customer keys (None for an unknown id); ``index`` is pd.Index(rid) if built."""
+    index = index if index is not None else pd.Index(rid)
+
+    def key_of(ids) -> np.ndarray:
+        pos = index.get_indexer(ids)
+        return np.where(pos >= 0, keys[np.maximum(pos, 0)], None) if keys.size else np.full(len(pos), None)
+    return key_of
+
+
+def review_rows(review: pd.DataFrame, key_of) -> pd.DataFrame:
     """The review queue as evidence rows (rule ``review:<reason>``), so it is written with the
     resolution it belongs to and ``core.identity_review`` can be read from it."""
-    pos = pd.Series(keys, index=rid)
     return pd.DataFrame({"left_record_id": review["left_record_id"], "right_record_id": review["right_record_id"],
-                         "customer_key": review["left_record_id"].map(pos), "rule": "review:" + review["reason"],
+                         "customer_key": key_of(review["left_record_id"].to_numpy(object)),
+                         "rule": "review:" + review["reason"],
                          "match_probability": review["score"], "detail": review["evidence"]})

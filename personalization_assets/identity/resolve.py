@@ -28,6 +28,7 @@ from personalization_assets.identity.links import SOURCE_ID_PROB, Links, accepte
 from personalization_assets.identity.output import (
     crosswalk_frame,
     evidence_frame,
+    key_lookup,
     model_row,
     pair_evidence,
     review_frame,
@@ -148,20 +149,23 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     crosswalk = crosswalk_frame(records.iloc[inside] if mode == "incremental" else records, rid[inside],
                                 keys[inside], hashes[inside], edges, rules, used,
                                 _previous_rows(previous, al, inside))
-    evidence = evidence_frame(rid, keys, global_edges, rules, used, links, model, cannot_ids)
+    key_of = key_lookup(rid, keys, al.index if al is not None else None)
+    evidence = evidence_frame(rid, keys, global_edges, rules, used, links, model, cannot_ids, key_of)
     review_out = review_frame(review, rid, refused, rid[placeholder], review_evidence)
-    evidence = pd.concat([evidence, review_rows(review_out, keys, rid)], ignore_index=True)
+    evidence = pd.concat([evidence, review_rows(review_out, key_of), _held_links(links, used, rid, keys)],
+                         ignore_index=True)
     evidence = evidence.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
     if mode == "incremental":  # the clusters outside the scope, as saved
         is_in = np.zeros(n, bool)
         is_in[inside] = True
-        crosswalk = pd.concat([incremental.carried_crosswalk(previous, al, is_in), crosswalk], ignore_index=True)
-        evidence = pd.concat([incremental.carried_evidence(previous, al, scope_keys), evidence], ignore_index=True)
+        crosswalk = incremental.stack(incremental.carried_crosswalk(previous, al, is_in), crosswalk)
+        carried = incremental.carried_evidence(previous, al, scope_keys, set(rid[dirty]))
+        evidence = incremental.stack(carried, evidence)
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
     if mode == "incremental" and previous.golden is not None:
         golden = _golden(records.iloc[inside], keys[inside], cfg)
-        golden = pd.concat([incremental.carried_golden(previous.golden, scope_keys), golden], ignore_index=True)
+        golden = incremental.stack(incremental.carried_golden(previous.golden, scope_keys), golden)
     else:
         golden = _golden(records, keys, cfg)
     lap("golden")
@@ -251,6 +255,15 @@ def _previous_rows(previous: ResolvedState | None, al, inside: np.ndarray) -> pd
     is_in[inside] = True
     ok[ok] &= is_in[al.prev_pos[ok]]
     return previous.crosswalk.loc[ok]
+
+
+def _held_links(links: Links, used: np.ndarray, rid: np.ndarray, keys: np.ndarray) -> pd.DataFrame:
+    """Links the clustering left out (refused, or dropped around an ambiguous record), kept as
+    evidence so that the next incremental run knows every link between the clusters it touches."""
+    held = np.flatnonzero(~used[:len(links)])
+    left, right = links.left[held], links.right[held]
+    return pd.DataFrame({"left_record_id": rid[left], "right_record_id": rid[right], "customer_key": keys[left],
+                         "rule": incremental.HELD, "match_probability": np.minimum(links.prob[held], 1.0)})
 
 
 def _key_clash(keys: np.ndarray, local: np.ndarray) -> bool:
