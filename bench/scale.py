@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from . import scale_data
@@ -41,12 +42,12 @@ WRAPPER = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);sys.exit(r.returncode)")
 
 
-def _run_graph(work: Path, now_iso: str, every: float) -> tuple[dict, float]:
+def _run_graph(work: Path, now_iso: str, every: float, cap_mb: float, days: list[str]) -> tuple[dict, float]:
     """The child Dagster process; streams its step lines, returns its JSON and its peak RSS (MB)."""
     env = {**os.environ, "PERSONALIZATION_DATA_DIR": str(work / "data"), "DAGSTER_HOME": str(work / "home")}
     (work / "home").mkdir(exist_ok=True)
     cmd = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "bench.scale_run", "--now", now_iso,
-           "--every", str(every)]
+           "--every", str(every), "--rss-cap-mb", str(cap_mb), *days]
     proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=Path(__file__).resolve().parents[1])
     figures = None
@@ -112,7 +113,7 @@ def _report(figures: dict, peak_mb: float, args, sizes: dict, gen_s: float, load
     print(f"{'graph':<12} {len(steps):>5} {steps_s:>8.1f} {total_rows:>13,} {total_rows / max(steps_s, 1e-9):>10,.0f} "
           f"{figures['peak']['rss_mb']:>12.0f} {figures['peak']['duckdb_mb']:>10.0f} "
           f"{figures['peak']['rss_minus_duckdb_mb']:>14.0f}")
-    print(f"run wall {figures['run_s']:.1f} s (+ {figures['load_definitions_s']:.1f} s loading the definitions); "
+    print(f"{figures.get('runs', 1)} run(s), wall {figures['run_s']:.1f} s (+ {figures['load_definitions_s']:.1f} s loading the definitions); "
           f"generate {gen_s:.1f} s, load raw {load_s:.1f} s (not counted)")
     print("\nsteps with the highest peak RSS (where memory grows):")
     print(f"{'step':<50} {'layer':<11} {'s':>7} {'RSS start':>10} {'peak RSS':>9} {'DuckDB':>7} {'RSS-DuckDB':>11}")
@@ -122,6 +123,8 @@ def _report(figures: dict, peak_mb: float, args, sizes: dict, gen_s: float, load
     print("slowest steps:")
     for step, s in sorted(steps.items(), key=lambda kv: -kv[1].get("seconds", 0))[:8]:
         print(f"  {step:<50} {s['layer']:<11} {s.get('seconds', 0):>7.1f} s")
+    if figures.get("aborted"):
+        print(f"STOPPED in step {figures['aborted']}: RSS passed --rss-cap-mb {args.rss_cap_mb:.0f} MB")
     if figures["failures"] or figures["not_built"]:
         print(f"FAILED steps: {figures['failures']}\nnot built: {figures['not_built']}")
     if figures["failed_checks"]:
@@ -191,6 +194,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep data, warehouse and instance here "
                         "(default: a temporary directory, removed at the end)")
     parser.add_argument("--every", type=float, default=0.25, help="memory sampling period, seconds")
+    parser.add_argument("--arrival-days", type=int, default=0, help="spread the rows' arrival (received_at, "
+                        "loaded_at) over this many days before now (default: the last 20 hours, as the demo's)")
+    parser.add_argument("--days-per-run", type=int, default=0, help="stage events and orders this many arrival "
+                        "days per run, as a prod backfill fans out (default 0: one run for everything)")
+    parser.add_argument("--rss-cap-mb", type=float, default=6_000, help="stop the Dagster process when its RSS "
+                        "passes this (a shared machine); the report then names the step it was in. 0: no cap")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain DuckDB peer")
     parser.add_argument("--peer-memory-limit", default=None, help="DuckDB memory_limit for the peer's two processes")
     parser.add_argument("--demo", action="store_true", help="the old mode: seed the demo's sources, run the demo")
@@ -211,7 +220,8 @@ def main() -> None:
     started = time.perf_counter()
     sizes = scale_data.generate(work / "parquet", args.customers, now, events_per_customer=args.events_per_customer,
                                 orders_per_customer=args.orders_per_customer,
-                                email_per_customer=args.email_events_per_customer, chunk_rows=args.chunk_rows)
+                                email_per_customer=args.email_events_per_customer, chunk_rows=args.chunk_rows,
+                                arrival_days=args.arrival_days)
     gen_s = time.perf_counter() - started
     import resource
 
@@ -223,7 +233,13 @@ def main() -> None:
     load_s = time.perf_counter() - started
     shutil.rmtree(work / "parquet")  # loaded: free the disk before the run
     print("Dagster run (everything minus raw), one line per step:", flush=True)
-    figures, peak_mb = _run_graph(work, now_iso, args.every)
+    days = []
+    if args.days_per_run:
+        first = (now - timedelta(days=args.arrival_days or 1)).strftime("%Y-%m-%d")
+        days = ["--first-day", first, "--days-per-run", str(args.days_per_run)]
+        print(f"staging of events and orders fans out: {args.days_per_run} arrival day(s) per run from {first}, "
+              "after a run for the CRM customers; then one run for the rest (all in this one process)")
+    figures, peak_mb = _run_graph(work, now_iso, args.every, args.rss_cap_mb, days)
     _report(figures, peak_mb, args, sizes, gen_s, load_s)
     if not args.no_plain and figures["success"]:
         _report_peer(figures, _plain_peer(db, now_iso, args.peer_memory_limit))

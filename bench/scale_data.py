@@ -12,7 +12,8 @@ e-mail file transports are bypassed (the raw assets are not run).
 The data are shaped like the demo's (same names of events, products, statuses, currencies, phone
 formats) with a small share of duplicate CRM records (the same person registered twice) for
 identity resolution, and a few anonymous events. All sources are dated before `now`; the rows
-"arrived" in the last 20 hours (`received_at`, `loaded_at`), so two arrival days cover them.
+"arrived" in the last 20 hours (`received_at`, `loaded_at`), so two arrival days cover them, or,
+with `arrival_days`, evenly over that many days before `now` (a history to stage day by day).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def orders_chunk(start: int, stop: int, customers: int, now_s: int, rng: np.rand
     return pa.table({"order_id": order_id, "customer_id": customer_id, "email": email, "status": status,
                      "currency": currency, "total": total_text, "created_at": created_text,
                      "updated_at": updated_text, "cart_id": cart, "checkout_id": checkout, "lines": lines,
-                     "payload": payload, "loaded_at": _ts(np.full(n, now_s))})
+                     "payload": payload, "loaded_at": _ts(_arrival(o, "orders", now_s))})
 
 
 def events_chunk(start: int, stop: int, customers: int, now_s: int, rng: np.random.Generator) -> pa.Table:
@@ -239,12 +240,18 @@ def events_chunk(start: int, stop: int, customers: int, now_s: int, rng: np.rand
     user_part = pc.if_else(pa.array(anonymous), "", _cat('"userId":"', user, '",'))
     payload = _cat('{"type":"', type_, '","messageId":"', message_id, '","anonymousId":"', anon_id,
                    '","timestamp":"', ts, '","sentAt":"', sent, '","context":', ctx, ",", user_part, body, "}")
-    received = now_s - 20 * 3_600 + (e * (20 * 3_600) // max(1, _EVENTS_TOTAL[0]))
+    received = _arrival(e, "events", now_s)
     return pa.table({"message_id": message_id, "bus_offset": pa.array(e + 1, pa.int64()),
                      "received_at": _ts(received), "payload": payload})
 
 
-_EVENTS_TOTAL = [1]  # events in the whole set: arrival times spread evenly over the last 20 hours
+_ARRIVAL = {"seconds": 20 * 3_600, "events": 1, "orders": 1}  # the window rows arrive in; rows per table
+
+
+def _arrival(index: np.ndarray, table: str, now_s: int) -> np.ndarray:
+    """Arrival times spread evenly over the window before now, in row order (the bus's order)."""
+    window = _ARRIVAL["seconds"]
+    return now_s - window + (index * window) // max(1, _ARRIVAL[table])
 
 
 def email_events_chunk(start: int, stop: int, customers: int, now_s: int, rng: np.random.Generator) -> pa.Table:
@@ -279,12 +286,13 @@ def counts(customers: int, events_per_customer: float, orders_per_customer: floa
 
 def generate(out: Path, customers: int, now: datetime, *, events_per_customer: float = 10,
              orders_per_customer: float = 1.5, email_per_customer: float = 1.0, chunk_rows: int = CHUNK_ROWS,
-             seed: int = 23, say=print) -> dict[str, int]:
+             arrival_days: int = 0, seed: int = 23, say=print) -> dict[str, int]:
     """Write the four tables to `out/<table>/part-NNNNN.parquet`, chunk by chunk; rows per table."""
     out.mkdir(parents=True, exist_ok=True)
     now_s = int(now.timestamp())
     sizes = counts(customers, events_per_customer, orders_per_customer, email_per_customer)
-    _EVENTS_TOTAL[0] = sizes["events"]
+    _ARRIVAL.update(seconds=arrival_days * 86_400 if arrival_days else 20 * 3_600,
+                    events=sizes["events"], orders=sizes["orders"])
     makers = {"customers": lambda a, b, rng: customers_chunk(a, b, now_s),
               "orders": lambda a, b, rng: orders_chunk(a, b, customers, now_s, rng),
               "events": lambda a, b, rng: events_chunk(a, b, customers, now_s, rng),

@@ -63,8 +63,10 @@ class Tracked:
 class Sampler:
     """RSS and DuckDB memory, sampled in a thread, peaks kept overall and per step."""
 
-    def __init__(self, every: float):
+    def __init__(self, every: float, cap_mb: float = 0.0):
         self.every = every
+        self.cap_mb = cap_mb  # above this RSS the process reports and exits (a shared machine)
+        self.on_cap = None
         self.open: list = []  # weak references to the Tracked connections
         self.lock = threading.Lock()
         self.step: str | None = None
@@ -117,6 +119,8 @@ class Sampler:
             entry = self.steps[step]
             for k, v in values.items():
                 entry[k] = max(entry.get(k, 0.0), v)
+        if self.cap_mb and rss > self.cap_mb and self.on_cap is not None:
+            self.on_cap(step, rss)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -142,23 +146,49 @@ def patch_duckdb(sampler: Sampler) -> None:
     duckdb.connect = connect
 
 
-def build_job():
+def build_jobs(first_day: str | None, last_day: str, days_per_run: int):
+    """The runs to make, in order: (job, run tags). One run of the `everything` selection minus raw
+    over the arrival days `last_day` - 1 .. `last_day`; or, with `days_per_run`, the CRM customers
+    first, then the partitioned staging assets (events, orders) `days_per_run` days per run from
+    `first_day`, as prod fans a backfill out, then everything else in one run."""
+    from datetime import date
+
     import dagster as dg
 
     from personalization_assets.definitions import defs
+    from personalization_assets.partitions import STREAM_PARTITIONED, range_tags
     from personalization_assets.schedules import everything_job
 
     selection = everything_job.selection - dg.AssetSelection.key_prefixes("raw")
-    merged = dg.Definitions.merge(defs(), dg.Definitions(jobs=[dg.define_asset_job("scale_bench", selection=selection)]))
-    return merged.resolve_job_def("scale_bench")
+    last = date.fromisoformat(last_day)
+    recent = range_tags(str(last - timedelta(days=1)), last_day)  # as the daily schedule's run (computed traits read it)
+    if not days_per_run:
+        plan = [("scale_bench", selection, [recent])]
+    else:
+        first = date.fromisoformat(first_day or last_day)
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        customers = dg.AssetSelection.assets(["staging", "customers"]).upstream() - dg.AssetSelection.key_prefixes("raw")
+        streams = STREAM_PARTITIONED & selection
+        plan = [("scale_customers", customers, [{}]),
+                ("scale_streams", streams, [range_tags(str(days[i]), str(days[min(i + days_per_run, len(days)) - 1]))
+                                            for i in range(0, len(days), days_per_run)]),
+                ("scale_rest", selection - customers - streams, [recent])]
+    merged = dg.Definitions.merge(defs(), dg.Definitions(
+        jobs=[dg.define_asset_job(name, selection=sel) for name, sel, _ in plan]))
+    return [(merged.resolve_job_def(name), tags) for name, _, tags in plan]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--now", required=True, help="the data set's now, ISO 8601")
     parser.add_argument("--every", type=float, default=0.25, help="sampling period in seconds")
+    parser.add_argument("--first-day", default=None, help="first arrival day (with --days-per-run)")
+    parser.add_argument("--days-per-run", type=int, default=0,
+                        help="stage events and orders this many arrival days per run (0: one run for everything)")
+    parser.add_argument("--rss-cap-mb", type=float, default=6_000,
+                        help="stop the run (report, exit 3) when this process's RSS passes it; 0: no cap")
     args = parser.parse_args()
-    sampler = Sampler(args.every)
+    sampler = Sampler(args.every, args.rss_cap_mb)
     patch_duckdb(sampler)
     started = time.perf_counter()
 
@@ -169,10 +199,11 @@ def main() -> None:
     from personalization_assets.partitions import day_of, range_tags
 
     now = clock.parse_instant(args.now)
-    job = build_job()
-    layers = step_layers(job)
+    runs = build_jobs(args.first_day, day_of(max(now, datetime.now(now.tzinfo))), args.days_per_run)
+    layers = {step: layer for job, _ in runs for step, layer in step_layers(job).items()}
     loaded_s = time.perf_counter() - started
-    rows: dict[str, int] = {}
+    rows: dict[str, int] = {}  # asset -> rows written, summed over runs (a range run repeats its one count per day)
+    run_rows: dict[str, int] = {}  # this run's
     asset_layer: dict[str, str] = {}
     failures: list[str] = []
     failed_checks: list[str] = []
@@ -182,17 +213,19 @@ def main() -> None:
         step, kind = event.step_key, event.event_type
         if kind == dg.DagsterEventType.STEP_START:
             sampler.sample()
-            sampler.steps[step] = {"layer": layers.get(step, "other"), "rss_start_mb": _rss_kib() / KIB}
+            entry = sampler.steps.setdefault(step, {"layer": layers.get(step, "other"), "rss_start_mb": _rss_kib() / KIB,
+                                                    "seconds": 0.0, "runs": 0})
+            entry["runs"] += 1
             sampler.step = step
             begun[step] = time.perf_counter()
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             m = event.event_specific_data.materialization
             value = m.metadata.get("dagster/row_count")
             key = m.asset_key.to_user_string()
-            rows[key] = int(value.value) if value is not None and value.value else 0
+            run_rows[key] = int(value.value) if value is not None and value.value else 0
             asset_layer[key] = layer_of(m.asset_key)
-            if step in sampler.steps:
-                sampler.steps[step].setdefault("assets", []).append(key)
+            if step in sampler.steps and key not in sampler.steps[step].setdefault("assets", []):
+                sampler.steps[step]["assets"].append(key)
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.event_specific_data
             if not check.passed:
@@ -201,7 +234,7 @@ def main() -> None:
                       dg.DagsterEventType.STEP_SKIPPED) and step in begun:
             sampler.sample()
             entry = sampler.steps[step]
-            entry["seconds"] = time.perf_counter() - begun.pop(step)
+            entry["seconds"] += time.perf_counter() - begun.pop(step)
             entry["rss_end_mb"] = _rss_kib() / KIB
             entry["status"] = kind.value
             if kind == dg.DagsterEventType.STEP_FAILURE:
@@ -228,25 +261,54 @@ def main() -> None:
         log.handlers = [Handler()]
         return log
 
-    tags = range_tags(day_of(now - timedelta(days=1)), day_of(max(now, datetime.now(now.tzinfo))))
-    sampler.start()
+    tags = [t for _, run_tags in runs for t in run_tags]
+
+    def over_cap(step: str | None, rss: float) -> None:
+        """Called by the sampler thread: report what ran so far and stop the process at once."""
+        import os
+
+        if step in sampler.steps:
+            entry = sampler.steps[step]
+            entry.update(seconds=entry["seconds"] + time.perf_counter() - begun.get(step, time.perf_counter()),
+                         status="ABORTED", rss_end_mb=rss)
+        failures.append(f"{step}: stopped by bench.scale at RSS {rss:.0f} MB > cap {sampler.cap_mb:.0f} MB "
+                        f"(--rss-cap-mb), {time.perf_counter() - begun.get(step, 0):.0f} s into the step")
+        print(f"  step {step:<48} ABORTED at RSS {rss:.0f} MB (cap {sampler.cap_mb:.0f} MB)", flush=True)
+        print(json.dumps({
+            "success": False, "run_s": time.perf_counter() - run_started, "load_definitions_s": loaded_s,
+            "steps": sampler.steps, "rows": {k: rows.get(k, 0) + run_rows.get(k, 0) for k in {*rows, *run_rows}},
+            "asset_layer": asset_layer, "failures": failures,
+            "failed_checks": failed_checks, "not_built": ["(run stopped)"], "peak": sampler.peak,
+            "vm_hwm_mb": _rss_kib("VmHWM") / KIB, "samples": sampler.samples, "tags": tags, "aborted": step}),
+            flush=True)
+        os._exit(3)
+
+    sampler.on_cap = over_cap
     run_started = time.perf_counter()
+    sampler.start()
+    success, built, expected = True, set(), set()
     with clock.pinned(now):
-        result = job.with_logger_defs({"bench_scale": bench_logger}).execute_in_process(
-            instance=dg.DagsterInstance.get(), raise_on_error=False, tags=tags,
-            run_config={"loggers": {"bench_scale": {}}})
+        for job, run_tags in runs:
+            expected |= {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+            for tags_of_run in run_tags:
+                result = job.with_logger_defs({"bench_scale": bench_logger}).execute_in_process(
+                    instance=dg.DagsterInstance.get(), raise_on_error=False, tags=tags_of_run,
+                    run_config={"loggers": {"bench_scale": {}}})
+                success = success and result.success
+                for key, n in run_rows.items():
+                    rows[key] = rows.get(key, 0) + n
+                run_rows.clear()
+                built |= {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     run_s = time.perf_counter() - run_started
     sampler.sample()
     sampler.stop()
-    built = {k.to_user_string() for k in (e.asset_key for e in result.get_asset_materialization_events())}
-    not_built = sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys
-                       if k.to_user_string() not in built)
+    not_built = sorted(expected - built)
     print(json.dumps({
-        "success": result.success, "run_s": run_s, "load_definitions_s": loaded_s, "steps": sampler.steps,
+        "success": success, "run_s": run_s, "runs": len(tags), "load_definitions_s": loaded_s, "steps": sampler.steps,
         "rows": rows, "asset_layer": asset_layer, "failures": failures, "failed_checks": failed_checks,
         "not_built": not_built, "peak": sampler.peak, "vm_hwm_mb": _rss_kib("VmHWM") / KIB,
         "samples": sampler.samples, "tags": tags}), flush=True)
-    sys.exit(0 if result.success else 1)
+    sys.exit(0 if success else 1)
 
 
 if __name__ == "__main__":
