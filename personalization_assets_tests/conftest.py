@@ -87,7 +87,7 @@ def duck():
     """An in-memory DuckDB warehouse connection."""
     import duckdb
 
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     raw = duckdb.connect(":memory:")
     yield WarehouseConnection(raw, "duckdb")

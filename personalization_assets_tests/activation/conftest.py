@@ -8,7 +8,7 @@ import pytest
 
 from personalization_assets.activation.http import HttpTransport
 from personalization_assets.activation.ratelimit import TokenBucket
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 from .servers import FakeClock
 

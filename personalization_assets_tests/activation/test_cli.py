@@ -6,7 +6,7 @@ from personalization_assets import cli
 from personalization_assets.activation.erasure import scan
 from personalization_assets.assets.activation import pii_tables
 from personalization_assets.assets import all_definitions
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 from .test_erasure import resolve, warehouse
 

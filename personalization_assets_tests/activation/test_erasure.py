@@ -11,8 +11,8 @@ from personalization_assets.activation.engine import SyncSpec, run_sync
 from personalization_assets.activation.erasure import PiiTable, forget, process_erasure_queue, resolve, scan
 from personalization_assets.activation.model import UPSERT
 from personalization_assets.activation.sources import segment_members_sql
-from personalization_assets.resources.warehouse import WarehouseConnection
 from personalization_assets.audiences.suppression import suppressed_customers
+from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 
 from .servers import WebhookReceiver

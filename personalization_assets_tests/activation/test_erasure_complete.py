@@ -28,8 +28,8 @@ from personalization_assets.email_events.bus import email_events_bus_url
 from personalization_assets.email_events.files import landing_dir
 from personalization_assets.realtime.engine import Decision
 from personalization_assets.realtime.ledger import Ledger
-from personalization_assets.resources.warehouse import WarehouseConnection
 from personalization_assets import settings
+from personalization_assets.warehouse import WarehouseConnection
 
 from .servers import MailchimpServer
 

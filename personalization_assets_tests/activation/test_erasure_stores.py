@@ -20,7 +20,7 @@ from personalization_assets.bus import open_bus
 from personalization_assets.realtime.engine import Decision
 from personalization_assets.realtime.guards import SqliteGuardProvider
 from personalization_assets.realtime.ledger import Ledger
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 ANNA = Identifiers(customer_keys={"cus_anna0001"}, record_ids={"crm:1001"}, source_ids={"1001"},
                    emails={"anna.k@example.org"}, phones={"+447700900123"}, user_ids={"1001"},

@@ -12,7 +12,7 @@ from personalization_assets.activation.destinations import SignedWebhook
 from personalization_assets.activation.engine import SyncSpec, run_sync
 from personalization_assets.activation.model import MIRROR
 from personalization_assets.activation.sources import segment_members_sql
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 from .conftest import Marts
 from .servers import WebhookReceiver
@@ -26,7 +26,7 @@ from personalization_assets.activation.http import HttpTransport
 from personalization_assets.activation.model import MIRROR
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.activation.sources import segment_members_sql
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 conn = WarehouseConnection(duckdb.connect(sys.argv[1]), "duckdb")
 hook = SignedWebhook(sys.argv[2], "k", HttpTransport(TokenBucket(rate=1000)), batch_size=10)

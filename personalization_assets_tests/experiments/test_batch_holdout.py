@@ -4,7 +4,7 @@ global control (they are ghost exposures), and changes nothing before any assign
 import duckdb
 
 from personalization_assets.activation.sources import segment_members_sql
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 
 def test_segment_members_leave_out_control_arms():

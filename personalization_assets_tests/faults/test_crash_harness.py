@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from personalization_assets.resources.io_manager import COMMITS, TableStateError, commit_tables, verify_tables
-from personalization_assets.resources.warehouse import DuckDBWarehouse, WarehouseConnection
+from personalization_assets.resources.warehouse import DuckDBWarehouse
+from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.identity.identity_factory import population
 
 from . import child as runs

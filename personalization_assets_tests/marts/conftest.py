@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.conftest import require_module
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import pytest
 
 from personalization_assets.marts import retail, rfm
 from personalization_assets.marts.profiles import build_profiles
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.conftest import FIXTURES
 
 AS_OF = datetime(2011, 12, 10, tzinfo=timezone.utc)  # the day after the last invoice

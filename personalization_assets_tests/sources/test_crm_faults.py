@@ -216,9 +216,9 @@ def test_a_warehouse_from_before_is_migrated(local_env, tmp_path):
     """Raw consent columns were booleans and staging had no `birth_date_issue`: both are migrated."""
     import pandas as pd
 
-    from personalization_assets.resources.warehouse import WarehouseConnection
     from personalization_assets.sources.crm import write_customers
     from personalization_assets.staging import stage_customers
+    from personalization_assets.warehouse import WarehouseConnection
 
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     write_customers(url, [{"customer_id": 1, "email": "u1@example.org", "email_opt_in": True,
@@ -251,7 +251,7 @@ def test_a_warehouse_from_before_is_migrated(local_env, tmp_path):
 def _freeze_cursor(db, name: str, cursor: dict) -> None:
     """Leave a cursor as the older code did after reading a row dated 2030."""
     from personalization_assets.assets.common import prepare_cursors, write_cursor
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     db.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db)) as raw_conn:

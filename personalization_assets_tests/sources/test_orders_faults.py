@@ -133,7 +133,7 @@ def test_the_client_reads_the_reported_total(tmp_path):
 
 def test_a_cursor_frozen_in_the_future_by_older_code_heals(local_env, tmp_path):
     from personalization_assets.assets.common import prepare_cursors, write_cursor
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     db = local_env / "warehouse.duckdb"
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ import pytest
 from personalization_assets.assets.common import read_table
 from personalization_assets.assets.staging import restage_customers
 from personalization_assets.demo.generator import generate
-from personalization_assets.resources.warehouse import WarehouseConnection
 from personalization_assets.sources.crm import CUSTOMER_COLUMNS, screen_customers
 from personalization_assets.staging import stage_customers
 from personalization_assets.staging.customers_incremental import STATE
+from personalization_assets.warehouse import WarehouseConnection
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ANCHOR = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -15,7 +15,8 @@ from personalization_assets.audiences import suppression
 from personalization_assets.audiences.membership import load_segments, run_segments
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.marts.profiles import build_profiles, write_profiles
-from personalization_assets.resources.warehouse import DuckDBWarehouse, WarehouseConnection
+from personalization_assets.resources.warehouse import DuckDBWarehouse
+from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 from personalization_assets_tests.webhooks.signing import SendGridKeys
 from personalization_assets_tests.webhooks.test_webhook_receivers import serve
