@@ -129,7 +129,7 @@ def asset_scale(customers: int) -> dict:
     from personalization_assets.experiments.pipeline import (_OUTCOMES, attributed_in_warehouse, build_assignments,
                                                              build_exposures, results_from_attributed)
     from personalization_assets.marts.inputs import input_ctes
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-experiments-") as tmp:

@@ -19,7 +19,7 @@ import duckdb
 
 from personalization_assets.activation import tables
 from personalization_assets.activation.identity_changes import apply_changes, pending_changes
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 
 class Acknowledging:

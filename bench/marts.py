@@ -110,7 +110,7 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
     from personalization_assets.marts.payloads import build_payloads
     from personalization_assets.marts.payloads_sql import write_payloads
     from personalization_assets.marts.profiles import build_profiles, write_profiles
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     statements: list[tuple[str, str, list]] = []
 

@@ -30,7 +30,7 @@ def measure(db: str, mode: str, repeat: int) -> None:
     import duckdb
 
     from personalization_assets.marts import payloads, payloads_sql
-    from personalization_assets.resources.warehouse import WarehouseConnection
+    from personalization_assets.warehouse import WarehouseConnection
 
     conn = WarehouseConnection(duckdb.connect(db), "duckdb")
     times, rows, sql_s = [], 0, []

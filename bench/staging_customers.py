@@ -52,8 +52,8 @@ def measure(db: str, step: str, changed: float) -> None:
 
     from personalization_assets.assets.staging import restage_customers
     from personalization_assets.clock import utc_now
-    from personalization_assets.resources.warehouse import WarehouseConnection
     from personalization_assets.staging import stage_customers
+    from personalization_assets.warehouse import WarehouseConnection
 
     conn = WarehouseConnection(duckdb.connect(db), "duckdb")
     start = time.perf_counter()

@@ -29,7 +29,7 @@ from personalization_assets.activation.http import HttpTransport
 from personalization_assets.activation.model import MIRROR
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.activation.sources import segment_members_sql
-from personalization_assets.resources.warehouse import WarehouseConnection
+from personalization_assets.warehouse import WarehouseConnection
 
 SECRET = "bench-secret"
 GENERATE = """
