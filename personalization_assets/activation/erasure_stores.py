@@ -78,19 +78,26 @@ class GuardStore:
 
         return SqliteGuardProvider(self.path)
 
+    def _traits(self):
+        from ..audiences.traits_store import TraitStore
+
+        return TraitStore(self.path)  # the computed traits copied beside the guard state
+
     def erase(self, ids: Identifiers) -> int:
         guard = self._provider()
         try:
-            return guard.erase(_guard_ids(ids))
+            removed = guard.erase(_guard_ids(ids))
         finally:
             guard.close()
+        return removed + self._traits().erase(_guard_ids(ids))
 
     def remaining(self, ids: Identifiers) -> int:
         guard = self._provider()
         try:
-            return guard.holds(_guard_ids(ids))
+            held = guard.holds(_guard_ids(ids))
         finally:
             guard.close()
+        return held + self._traits().holds(_guard_ids(ids))
 
 
 @dataclass

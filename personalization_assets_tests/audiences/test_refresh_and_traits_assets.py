@@ -149,3 +149,20 @@ def test_an_audience_depends_on_the_inputs_of_the_audiences_it_excludes():
         dg.AssetKey(["staging", "events"]), dg.AssetKey(["core", "identity_map"])]
     deps = {d.asset_key for d in assets.audience_spec(stream, {"batch": batch, "stream": stream}).deps}
     assert dg.AssetKey(["marts", "customer_profiles"]) in deps
+
+
+def test_forget_erases_the_computed_traits_copied_beside_the_guard_state(tmp_path):
+    """`customer_traits` lives in trigger_guard.sqlite: erasure and its residual check must cover it."""
+    from datetime import datetime, timezone
+
+    from personalization_assets.activation.erasure_match import Identifiers
+    from personalization_assets.activation.erasure_stores import GuardStore
+    from personalization_assets.audiences.traits_store import TraitStore
+
+    path = tmp_path / "trigger_guard.sqlite"
+    TraitStore(path).sync([("u1", {"views_7d": 3}), ("u2", {"views_7d": 1})], datetime.now(timezone.utc))
+    store, person = GuardStore(path), Identifiers(user_ids={"u1"})
+    assert store.remaining(person) == 1
+    assert store.erase(person) >= 1
+    assert store.remaining(person) == 0 and TraitStore(path).traits("u1") == ({}, None)
+    assert TraitStore(path).traits("u2")[0] == {"views_7d": 1}  # nobody else's row goes
