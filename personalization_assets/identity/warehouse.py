@@ -99,9 +99,20 @@ def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_
     record_id; the latest ``updated_at`` wins) into ``crosswalk_table`` (replaced), with the
     links behind it in ``<crosswalk_table>_links``. ``source`` and the outputs are trusted
     identifiers (never user input)."""
-    cfg, laps, t0 = config or MatchConfig(), {}, time.perf_counter()
-    lap = _lap(laps)
+    cfg = config or MatchConfig()
     _do(con, "set enable_progress_bar = false")
+    # every order that matters is an ORDER BY; without this DuckDB buffers big results in order
+    keep_order = con.sql("select current_setting('preserve_insertion_order')").fetchall()[0][0]
+    _do(con, "set preserve_insertion_order = false")
+    try:
+        return _resolve(con, source, crosswalk_table, cfg)
+    finally:
+        _do(con, f"set preserve_insertion_order = {'true' if keep_order else 'false'}")
+
+
+def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> WarehouseResolution:
+    laps, t0 = {}, time.perf_counter()
+    lap = _lap(laps)
     columns = set(con.sql(f"select * from {source} limit 0").columns)
     _helper_tables(con, max(cfg.block_window, cfg.max_key_group - 1, TRAINING_MAX_BLOCK - 1))
     _do(con, f"create or replace temp table _identity_features as {features_sql(source, columns, cfg.max_key_group)}")
@@ -115,6 +126,10 @@ def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_
                 + candidates_sql(cfg.max_block_size, cfg.block_window, cfg.max_key_group))
     n_candidates = con.sql("select count(*) from _identity_candidates where blocked").fetchall()[0][0]
     lap("blocking")
+    # every candidate pair compared once: training samples these levels, scoring weighs them
+    _do(con, "create or replace temp table _identity_levels as "
+        + levels_sql("select * from _identity_candidates", fields, sides=False))
+    lap("compare")
     comp = SqlComparator(con, fields)
     model = _train(con, comp, n, n_candidates, cfg)
     lap("train")
@@ -124,15 +139,15 @@ def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_
             present = con.sql(f"select count({c}) from _identity_features").fetchall()[0][0]
             if present:
                 tf[f] = (max(float(model.u[fields.index(f)][-1]), 2.0 / present), present)
-    score = lambda pairs: scores_sql(pairs, fields, model.weight_tables(), _prior(model), tf,  # noqa: E731
-                                     cfg.household_extra)
+    def score(pairs: str, leveled: bool = False) -> str:
+        return scores_sql(pairs, fields, model.weight_tables(), _prior(model), tf, cfg.household_extra, leveled)
     thr = float(cfg.threshold)
     rule = ("case when src then 'exact:source_id' " +
             ("when lv_email = 2 then 'exact:email_key' " if "email" in fields else "") +
             ("when lv_phone = 3 then 'exact:phone' " if "phone" in fields else "") + "else 'fuzzy' end")
     _do(con, f"""create or replace temp table _identity_scored as
         select a, b, src, blocked, prob, conflict, n_conflicts, {rule} as rule
-        from ({score('select * from _identity_candidates')})
+        from ({score('select * from _identity_levels', leveled=True)})
         where (blocked and prob >= {thr!r}) or src""")
     links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob
         from _identity_scored where not conflict and (src or prob >= {thr!r}) order by src, a, b""").to_arrow_table()
@@ -193,7 +208,7 @@ def _helper_tables(con, max_offset: int) -> None:
 
 
 def _drop_helpers(con) -> None:
-    for t in ("features", "candidates", "scored", "nick_canon", "nick_pairs", "offsets", "blocks"):
+    for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "offsets", "blocks"):
         _do(con, f"drop table if exists _identity_{t}")
 
 
@@ -233,8 +248,10 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
     model = FSModel(list(comp.fields), [s / c if c else _fallback(len(s)) for s, c in zip(sums, seen)], u, 0.5)
     sample = "" if n_candidates <= PRIOR_SAMPLE_PAIRS else \
         f"using sample reservoir({PRIOR_SAMPLE_PAIRS} rows) repeatable ({int(cfg.seed)})"
-    cand = con.sql(f"select a, b from (select a, b from _identity_candidates where blocked) {sample}").to_arrow_table()
-    levels = comp.levels(cand.column("a").to_numpy(), cand.column("b").to_numpy())
+    cand = con.sql(f"select {', '.join('lv_' + f for f in comp.fields)} from "
+                   f"(select * from _identity_levels where blocked) {sample}").to_arrow_table()
+    levels = np.column_stack([cand.column(f"lv_{f}").to_numpy() for f in comp.fields]).astype(np.uint8) \
+        if comp.fields else np.empty((cand.num_rows, 0), np.uint8)
     model.match_rate = min(estimate_prior(model, levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
     return model
 

@@ -180,9 +180,10 @@ KEPT = ("fn", "ln", "street", "email", "phone", "generation", "cnt_fn", "cnt_ln"
         "cnt_phone", "ov_fn", "ov_birth")
 
 
-def levels_sql(pairs: str, fields: Sequence[str]) -> str:
+def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True) -> str:
     """Agreement levels (columns lv_<field>) of the pairs (a, b, ...) of relation ``pairs``; the
-    pairs' own columns and both sides' l_/r_ columns of KEPT are kept."""
+    pairs' own columns are kept, and with ``sides`` both sides' l_/r_ columns of KEPT."""
+    dropped = "" if sides else ", " + ", ".join(f"l_{c}, r_{c}" for c in KEPT)
     x, y = "l_ss", "r_ss"
     # Indel >= Levenshtein, so past 0.3 of the lengths the ratio is under 0.7 whatever the estimate
     edits = f"case when e_st >= 2 and e_st <= 0.3 * n_st then damerau_levenshtein({x}, {y}) else e_st end"
@@ -214,7 +215,7 @@ def levels_sql(pairs: str, fields: Sequence[str]) -> str:
     swapped = (f"coalesce(fl >= {_f(0.9)} and lf >= {_f(0.9)} and "
                f"fl + lf > coalesce(ff, {_f(0.0)}) + coalesce(ll, {_f(0.0)}) + {_f(0.2)}, false)")
     return f"""
-    select * exclude (ff, ll, fl, lf, fs, ls, nick, nick0, swapped, bd, byear, l_md, r_dm, st, pd, cj, ph, ni),
+    select * exclude (ff, ll, fl, lf, fs, ls, nick, nick0, swapped, bd, byear, l_md, r_dm, st, pd, cj, ph, ni{dropped}),
            {', '.join(f'{lv[f]} as lv_{f}' for f in fields)}
     from (
       select *, case when swapped then fl else ff end as fs, case when swapped then lf else ll end as ls,
@@ -286,10 +287,11 @@ def _table(f: str, table: np.ndarray) -> str:
 
 
 def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray], prior: float,
-               tf: dict[str, tuple[float, int]], household_extra: float) -> str:
+               tf: dict[str, tuple[float, int]], household_extra: float, leveled: bool = False) -> str:
     """Levels, final match weight and probability, and conflicts of the pairs, as
     evidence.PairScorer.assess: ``weights`` are the model's log2(m/u) tables, ``tf`` maps a TF
-    field to (u_ref, records holding a value)."""
+    field to (u_ref, records holding a value). ``leveled``: ``pairs`` already holds the levels
+    (levels_sql without sides), the sides are joined again (cheaper than keeping them)."""
     col = {f: k for k, f in enumerate(fields)}
     plain = [f"{_table(f, weights[k])} as p_{f}" for f, k in col.items()]
     tfs = [f for f in tf if f in col]
@@ -311,6 +313,7 @@ def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray],
                  "case when l_generation <> r_generation or ((l_generation is null) <> (r_generation is null) "
                  f"and not {same_birth}) then 1 else 0 end"]
     same_id = "lv_national_id >= 3" if "national_id" in col else "false"
+    source = _with_sides(pairs) if leveled else levels_sql(pairs, fields)
     return f"""
     select *, 1.0 / (1.0 + pow(2.0, -weight)) as prob,
            n_conflicts >= 2 or (n_conflicts = 1 and not {same_id}) as conflict
@@ -320,7 +323,13 @@ def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray],
         select *, {hh_sql} as household_adjustment, {' + '.join(f't_{f}' for f in tfs) or '0.0'} as tf_adjustment,
                {' + '.join(conflicts)} as n_conflicts
         from (select *, {', '.join(w)}
-              from (select *, {', '.join(plain + adj)} from ({levels_sql(pairs, fields)})))))"""
+              from (select *, {', '.join(plain + adj)} from ({source})))))"""
+
+
+def _with_sides(levels: str) -> str:
+    sides = ", ".join(f"l.{c} as l_{c}, r.{c} as r_{c}" for c in KEPT)
+    return (f"select p.*, {sides} from ({levels}) p join _identity_features l on l.pos = p.a "
+            f"join _identity_features r on r.pos = p.b")
 
 
 def to_snowflake(sql: str) -> str:
