@@ -146,7 +146,9 @@ def carried_crosswalk(previous: ResolvedState, al: Aligned, inside: np.ndarray) 
     keep = al.prev_pos >= 0
     keep[keep] &= ~inside[al.prev_pos[keep]]
     out = cw.loc[keep].copy()
-    out["previous_customer_key"] = out["customer_key"].astype("string")
+    # same dtype as the key column: a state read as Arrow stays Arrow (no million Python strings)
+    out["previous_customer_key"] = out["customer_key"] if isinstance(out["customer_key"].dtype, pd.ArrowDtype) \
+        else out["customer_key"].astype("string")
     return out
 
 
