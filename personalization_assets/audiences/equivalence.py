@@ -5,12 +5,17 @@ Reasons: `late_event` (one of the person's events reached us later than the decl
 so the stream had already decided that instant), otherwise `unexplained` (a real defect in one
 of the compilers). Both sides read the same keyed events, so identity merges and profile-trait
 freshness cannot differ here; the stream refuses batch-only traits outright.
+
+Arrival: events are replayed in the order they were received (`received`), which is what the
+stream saw live. A history loaded in bulk (a backfill, the demo's seeded bus) carries the load's
+time as every event's arrival, which makes all but its last minutes late; `event_time` replays it
+as if each event had arrived at its own time, so every instant is decided on time and compared.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
@@ -33,6 +38,18 @@ class Report:
     @property
     def unexplained(self) -> int:
         return int((self.disagreements["reason"] == "unexplained").sum())
+
+
+ARRIVALS = ("received", "event_time")
+
+
+def arrived(events: Iterable[StreamEvent], arrival: str = "received") -> list[StreamEvent]:
+    """The events as the replay feeds them: as received, or each at its own time (a backfill)."""
+    if arrival not in ARRIVALS:
+        raise ValueError(f"arrival {arrival!r}: use one of {ARRIVALS}")
+    if arrival == "received":
+        return list(events)
+    return [replace(e, received=e.ts) for e in events]
 
 
 def replay(audiences: Iterable[Audience], events: Iterable[StreamEvent], end: float,
@@ -60,8 +77,9 @@ def events_from_frame(frame: pd.DataFrame) -> list[StreamEvent]:
 
 
 def compare(query: Query, audiences: list[Audience], events: list[StreamEvent], instants: list[float],
-            relations: Relations = Relations(), lateness: float | None = None) -> Report:
+            relations: Relations = Relations(), lateness: float | None = None, arrival: str = "received") -> Report:
     """Disagreements between SQL (over `relations`, holding the same events) and the stream."""
+    events = arrived(events, arrival)
     changes = replay(audiences, events, max(instants), lateness)
     limit = AudienceStream(audiences, lateness).lateness
     late_at: dict[str, float] = {}  # earliest timestamp of a person's too-late event
@@ -74,8 +92,9 @@ def compare(query: Query, audiences: list[Audience], events: list[StreamEvent], 
     others = {a.name: a for a in audiences}
     rows = []
     for t in instants:
+        at = sql_instant(t)
+        t = at.timestamp()  # both sides at the very same instant
         in_stream = members_at(changes, t)
-        at = datetime.fromtimestamp(t, timezone.utc)
         known = {k for k, first in first_seen.items() if first <= t}
         for a in audiences:
             sql, params = membership_sql(a, at, others, relations)
@@ -85,6 +104,14 @@ def compare(query: Query, audiences: list[Audience], events: list[StreamEvent], 
                 rows.append((t, a.name, key, key in in_sql, key not in in_sql,
                              "late_event" if late else "unexplained"))
     return Report(len(instants), len(instants) * len(audiences), pd.DataFrame(rows, columns=COLUMNS))
+
+
+def sql_instant(t: float) -> datetime:
+    """The instant t as the SQL compilation takes it (a datetime: whole microseconds), at or just
+    after t. Event times carry more digits than that, and a change at t must not be compared at
+    a microsecond before it."""
+    at = datetime.fromtimestamp(t, timezone.utc)
+    return at + timedelta(microseconds=1) if at.timestamp() < t else at
 
 
 def interesting_instants(events: list[StreamEvent], audiences: list[Audience], start: float, end: float,

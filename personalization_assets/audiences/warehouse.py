@@ -57,8 +57,9 @@ def split_streamable(audiences: list[Audience]) -> tuple[list[Audience], dict[st
 
 
 def run(conn: Sql, dialect: str, has_identity: bool, audiences: list[Audience], days: float,
-        max_instants: int) -> tuple[Report, dict[str, str], tuple[float, float]]:
-    """Replay the last `days` of staged history through both compilations and compare."""
+        max_instants: int, arrival: str = "received") -> tuple[Report, dict[str, str], tuple[float, float]]:
+    """Replay the last `days` of staged history through both compilations and compare (`arrival`:
+    see equivalence.py)."""
     create_views(conn, dialect, has_identity)
     runnable, refused = split_streamable(audiences)
     last = conn.query(f"select max(received) as t from {EVENTS_VIEW}")["t"].iloc[0]  # as of the last arrival
@@ -75,7 +76,7 @@ def run(conn: Sql, dialect: str, has_identity: bool, audiences: list[Audience], 
     events = events_from_frame(conn.query("select * from audience_window order by received, ts"))
     instants = interesting_instants(events, runnable, start, end, max_instants)
     windowed = Relations(customers="audience_window_customers", events="audience_window")
-    return compare(conn.query, runnable, events, instants, windowed), refused, (start, end)
+    return compare(conn.query, runnable, events, instants, windowed, arrival=arrival), refused, (start, end)
 
 
 def utc(ts: float) -> datetime:

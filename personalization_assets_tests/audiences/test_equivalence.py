@@ -21,7 +21,8 @@ CATEGORIES = ["shoes", "it's", "Straße", "select"]
 def events(draw):
     out = []
     for _ in range(draw(st.integers(0, 12))):
-        ts = BASE + 60 * draw(st.integers(0, 120))
+        # whole minutes, or with the sub-microsecond digits of epoch(timestamptz) as a double
+        ts = BASE + 60 * draw(st.integers(0, 120)) + draw(st.sampled_from([0.0, 0.0, 0.3840492, 59.9999997]))
         props = {"category": draw(st.sampled_from(CATEGORIES + [None])),
                  "value_minor": draw(st.one_of(st.none(), st.integers(0, 500)))}
         out.append(StreamEvent(ts, draw(st.sampled_from(["k1", "k2", "k3"])), draw(st.sampled_from(NAMES)),
