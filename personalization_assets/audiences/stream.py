@@ -19,7 +19,8 @@ from heapq import heappop, heappush
 from typing import Any, Iterable, NamedTuple
 
 from .model import Audience, ComputedTrait, TraitCond, conditions, ordered
-from .stream_plan import _MISSING, compile_plan, plan_trait
+from .stream_measures import _MISSING
+from .stream_plan import compile_plan, plan_trait
 
 
 class StreamUnsupported(ValueError):
