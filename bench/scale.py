@@ -54,6 +54,7 @@ def _run_graph(work: Path, now_iso: str, every: float, cap_mb: float, days: list
     for line in proc.stdout:
         if line.startswith("{"):
             figures = json.loads(line)
+            (work / "figures.json").write_text(line)  # every step's figures, for a closer look
         elif line.startswith("  step"):
             print(line.rstrip(), flush=True)
     err = proc.stderr.read()
@@ -116,10 +117,12 @@ def _report(figures: dict, peak_mb: float, args, sizes: dict, gen_s: float, load
     print(f"{figures.get('runs', 1)} run(s), wall {figures['run_s']:.1f} s (+ {figures['load_definitions_s']:.1f} s loading the definitions); "
           f"generate {gen_s:.1f} s, load raw {load_s:.1f} s (not counted)")
     print("\nsteps with the highest peak RSS (where memory grows):")
-    print(f"{'step':<50} {'layer':<11} {'s':>7} {'RSS start':>10} {'peak RSS':>9} {'DuckDB':>7} {'RSS-DuckDB':>11}")
+    print(f"{'step':<50} {'layer':<11} {'s':>7} {'RSS start':>10} {'peak RSS':>9} {'growth':>7} {'DuckDB':>7} "
+          f"{'RSS-DuckDB':>11}  (MB; growth = peak - RSS at the step's start)")
     for step, s in sorted(steps.items(), key=lambda kv: -kv[1].get("rss_mb", 0))[:8]:
         print(f"{step:<50} {s['layer']:<11} {s.get('seconds', 0):>7.1f} {s['rss_start_mb']:>10.0f} "
-              f"{s.get('rss_mb', 0):>9.0f} {s.get('duckdb_mb', 0):>7.0f} {s.get('rss_minus_duckdb_mb', 0):>11.0f}")
+              f"{s.get('rss_mb', 0):>9.0f} {s.get('rss_mb', 0) - s['rss_start_mb']:>7.0f} {s.get('duckdb_mb', 0):>7.0f} "
+              f"{s.get('rss_minus_duckdb_mb', 0):>11.0f}")
     print("slowest steps:")
     for step, s in sorted(steps.items(), key=lambda kv: -kv[1].get("seconds", 0))[:8]:
         print(f"  {step:<50} {s['layer']:<11} {s.get('seconds', 0):>7.1f} s")
