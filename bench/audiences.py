@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Iterator
@@ -91,7 +92,7 @@ def stream_events(part: dict[str, np.ndarray], keys: list[str]) -> list[StreamEv
     return out
 
 
-def replay(defs, customers: int, events: int, size: int) -> dict[str, float]:
+def replay(defs, customers: int, events: int, size: int, progress: bool = False) -> dict[str, float]:
     """Every event through one stream of `defs`: (events, decisions, stream seconds, keys held)."""
     stream = AudienceStream(defs)
     keys = [f"c{i}" for i in range(customers)]  # one string per customer, as a consumer would intern
@@ -108,6 +109,9 @@ def replay(defs, customers: int, events: int, size: int) -> dict[str, float]:
         seen += len(batch)
         last = max(last, float(part["ts"].max())) if len(batch) else last
         del batch
+        if progress:
+            print(f"  stream: {seen:,} events, {seen / max(spent, 1e-9):,.0f} events/s, {len(stream.state):,} keys held",
+                  file=sys.stderr, flush=True)
     t0 = time.process_time()
     decisions += len(stream.advance(last + stream.lateness + 1e-3))
     spent += time.process_time() - t0
@@ -160,7 +164,7 @@ def main() -> None:
         figures.update({"sql_all_audiences_s": round(sql_s, 2), "sql_target_s": SQL_TARGET_S,
                         "sql_target_met": sql_s < SQL_TARGET_S, "sql_mean_audience_size": int(np.mean(sizes))})
     t0 = time.perf_counter()
-    run = replay(defs, args.customers, args.events, args.chunk)
+    run = replay(defs, args.customers, args.events, args.chunk, progress=True)
     rate = run["events"] / run["seconds"]
     figures.update({"stream_events": run["events"], "stream_decisions": run["decisions"],
                     "stream_keys_held_at_end": run["keys_held"],
