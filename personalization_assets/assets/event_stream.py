@@ -58,12 +58,14 @@ def collector_quarantine(event_bus: EventBusResource, warehouse: Warehouse) -> d
         bus.close()
     rows = quarantine_rows(records)
     new_offset = records[-1].offset if records else after
-    with warehouse.connect() as conn:
-        prepare_cursors(conn)
-        prepare_quarantine(conn, QUARANTINE_SOURCE)
-    with warehouse.connect() as conn, conn.transaction():
-        added = merge_quarantine(conn, QUARANTINE_SOURCE, rows)
-        write_cursor(conn, "collector_quarantine", {"offset": int(new_offset)})
+    added = 0
+    if records:  # else nothing to write (most micro-batches): the warehouse is not opened again
+        with warehouse.connect() as conn:
+            prepare_cursors(conn)
+            prepare_quarantine(conn, QUARANTINE_SOURCE)
+            with conn.transaction():
+                added = merge_quarantine(conn, QUARANTINE_SOURCE, rows)
+                write_cursor(conn, "collector_quarantine", {"offset": int(new_offset)})
     return dg.MaterializeResult(metadata=frame_metadata(
         rows, rows_in=len(records), quarantined=added,
         quarantined_by_rule=rows["rule"].value_counts().to_dict(),

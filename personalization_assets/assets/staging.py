@@ -3,6 +3,7 @@
 by arrival day (`partitions.py`)."""
 
 from datetime import datetime
+from typing import Callable
 
 import dagster as dg
 import pandas as pd
@@ -82,11 +83,13 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
     """Stage the events received in [start, end) again, replacing that window of staging."""
     raw = read_window(conn, "raw", "events", "received_at", start, end, EVENT_COLUMNS)
     result = logic.stage_events(raw, now=utc_now())
+    prepare_cursors(conn)
     prepare_quarantine(conn, "events")
     _prepare(conn, "events", result.valid)
     with conn.transaction():
         by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
         write_window(conn, "staging", "events", result.valid, "received_at", start, end)
+        _advance_staged_offset(conn, raw)  # the next micro-batch starts after these, not at the day's start
     return raw, result, by_rule
 
 
@@ -134,7 +137,18 @@ def replay_orders(conn: WarehouseConnection, record_ids: list[str]):
     return raw, result, by_rule
 
 
-STAGED_EVENTS_CURSOR = "staging_events"  # highest raw.events bus_offset staged by a micro-batch
+STAGED_EVENTS_CURSOR = "staging_events"  # highest raw.events bus_offset staged (micro-batch or whole day)
+
+
+def _advance_staged_offset(conn: WarehouseConnection, raw: pd.DataFrame) -> None:
+    """Move the micro-batch watermark up to the newest bus offset just staged (inside the write
+    transaction). Bus offsets grow with arrival time, so every raw event of an arrival day at or
+    below it has been staged, by a micro-batch or a whole-day restage."""
+    if len(raw):
+        after = int((read_cursor(conn, STAGED_EVENTS_CURSOR) or {}).get("offset", 0))
+        newest = int(raw["bus_offset"].max())
+        if newest > after:
+            write_cursor(conn, STAGED_EVENTS_CURSOR, {"offset": newest})
 
 
 def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
@@ -151,13 +165,34 @@ def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
     prepare_quarantine(conn, "events")
     _prepare(conn, "events", result.valid)
     with conn.transaction():
-        by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
+        # Only the batch's own open quarantine rows can be released: the day's are not read again.
+        reopened = _open_among(conn, "events", raw["message_id"].astype(str).tolist())
+        by_rule = _quarantine(conn, "events", result.quarantined, reopened)
         if len(result.valid) and conn.table_exists("staging", "events"):
-            conn.delete_keys("staging", "events", result.valid[["message_id"]])
+            _delete_in_window(conn, result.valid["message_id"].astype(str).tolist(), start, end)
             conn.insert_frame("staging", "events", result.valid)
-        if len(raw):
-            write_cursor(conn, STAGED_EVENTS_CURSOR, {"offset": max(after, int(raw["bus_offset"].max()))})
+        _advance_staged_offset(conn, raw)
     return raw, result, by_rule
+
+
+def _open_among(conn: WarehouseConnection, source: str, ids: list[str], chunk: int = 1_000) -> list[str]:
+    """Those of `ids` with an open row in `quarantine.<source>` (bound values, in chunks)."""
+    if not ids or not conn.table_exists("quarantine", source):
+        return []
+    found: list[str] = []
+    for part in (ids[i:i + chunk] for i in range(0, len(ids), chunk)):
+        found += conn.query(f"select distinct record_id from quarantine.{identifier(source)} where status = 'open' "
+                            f"and record_id in ({', '.join('?' for _ in part)})", part)["record_id"].tolist()
+    return found
+
+
+def _delete_in_window(conn: WarehouseConnection, ids: list[str], start: datetime, end: datetime) -> None:
+    """Delete these messageIds from staging.events within [start, end) only: a messageId lives in
+    the day it arrived (raw keeps its first arrival), and the window lets the warehouse skip the
+    other days' blocks instead of scanning the table."""
+    for part in (ids[i:i + 1_000] for i in range(0, len(ids), 1_000)):
+        conn.execute("delete from staging.events where received_at >= ? and received_at < ? "
+                     f"and message_id in ({', '.join('?' for _ in part)})", [start, end, *part])
 
 
 @dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"], ["seeds", "country_synonyms"]],
@@ -250,19 +285,22 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
         **schema_metadata("events", result.valid)))
 
 
-def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: str, lookup: str):
-    """WARN when a staged table holds values its lookup seed does not map (listed with counts)."""
+def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: str, lookup: str,
+                          written: Callable[[dg.AssetCheckExecutionContext], tuple[str, list]] | None = None):
+    """WARN when a staged table holds values its lookup seed does not map (listed with counts).
+    With `written` (the condition selecting the rows the run wrote), only those rows are looked at."""
     table = ".".join(asset_key)
 
     @dg.asset_check(asset=asset_key, name=f"{code_column}_mapped", blocking=False, pool=WAREHOUSE_POOL,
                     description=f"Every {raw_column} maps through the `{lookup}` seed; unmapped values are listed.")
-    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        where, params = written(context) if written else ("1 = 1", [])
         with warehouse.connect() as conn:
             if not conn.table_exists(*asset_key):
                 return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
             found = conn.query(f"select cast({raw_column} as varchar) as value, count(*) as n from {table} "
-                               f"where {code_column} is null and {raw_column} is not null "
-                               "group by 1 order by 2 desc, 1 limit 50")
+                               f"where {code_column} is null and {raw_column} is not null and {where} "
+                               "group by 1 order by 2 desc, 1 limit 50", params)
         unmapped = {str(v): int(n) for v, n in zip(found["value"], found["n"])}
         return dg.AssetCheckResult(passed=not unmapped, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"unmapped_values": dg.MetadataValue.json(unmapped),
@@ -310,29 +348,36 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, checked=checked))
 
 
-def events_written(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:
-    """The rows of staging.events the run wrote: its days, and in a micro-batch only the events of
-    the bus offsets it staged (from its materialization), so the check's cost follows the batch."""
-    sql, params = "select * from staging.events where 1 = 1", []
+def events_written_filter(context: dg.AssetCheckExecutionContext) -> tuple[str, list]:
+    """The condition on staging.events that selects the rows the run wrote: its days, and in a
+    micro-batch only the events of the bus offsets it staged (from its materialization), so a
+    check's cost follows the batch."""
+    where, params = "1 = 1", []
     if context.has_partition_key or context.has_partition_key_range:  # else (a check-only run): all of it
         window = context.partition_time_window
-        sql, params = sql + " and received_at >= ? and received_at < ?", [window.start, window.end]
+        where, params = where + " and received_at >= ? and received_at < ?", [window.start, window.end]
     if OFFSET_FROM_TAG in context.run.tags:
         latest = context.instance.get_latest_materialization_event(dg.AssetKey(["staging", "events"]))
         entry = latest.asset_materialization.metadata.get("staged_bus_offsets") if latest else None
         if latest is not None and latest.run_id == context.run.run_id and entry is not None:
             offsets = entry.value  # None: the batch staged nothing
-            sql += " and message_id in (select message_id from raw.events where bus_offset between ? and ?)"
+            where += " and message_id in (select message_id from raw.events where bus_offset between ? and ?)"
             params += offsets if offsets else [0, -1]
+    return where, params
+
+
+def events_written(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:
+    """The rows of staging.events the run wrote (`events_written_filter`)."""
+    where, params = events_written_filter(context)
     with warehouse.connect() as conn:
-        return conn.query(sql, params)
+        return conn.query(f"select * from staging.events where {where}", params)
 
 
 STAGING_CHECKS = [
     *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL,
                           rows_written=events_written if name == "events" else None)
       for name, model in STAGING_MODELS.items()),
-    unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names"),
+    unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names", events_written_filter),
     unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),
 ]
 
