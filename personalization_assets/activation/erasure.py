@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import Protocol, Sequence
 
 from ..marts.inputs import Sql
-from ..resources.warehouse import identifier as safe
+from ..warehouse import identifier as safe
 from . import erasure_queue, suppression, tables
 from .erasure_match import OWNER_COLUMNS, Identifiers, Matcher
 from .erasure_resolve import column_values, columns_of, marks, resolve

@@ -14,6 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from ..warehouse import identifier
+
 COLUMNS = [
     "source", "record_id", "raw_payload", "rule", "message", "first_seen", "last_seen",
     "attempts", "status", "released_at",
@@ -95,11 +97,9 @@ def merge(existing: pd.DataFrame, rejected: pd.DataFrame, *, checked_ids: Iterab
 def prepare_table(conn, source: str) -> None:
     """Create `quarantine.<source>` if missing, and add `released_at` to a table made before it.
 
-    `conn` is a `resources.warehouse.WarehouseConnection`. DDL: call before a transaction
+    `conn` is a `personalization_assets.warehouse.WarehouseConnection`. DDL: call before a transaction
     (Snowflake commits on DDL).
     """
-    from ..resources.warehouse import identifier  # not at import: the merge above stays free of Dagster
-
     conn.prepare_table("quarantine", source, empty())
     if "released_at" not in conn.query(f"select * from quarantine.{identifier(source)} limit 0").columns:
         kind = "timestamptz" if conn.dialect == "duckdb" else "timestamp_tz"

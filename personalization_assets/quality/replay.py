@@ -29,7 +29,7 @@ from ..collector.wire import MAX_EVENT_BYTES
 from . import quarantine
 
 if TYPE_CHECKING:
-    from ..resources.warehouse import WarehouseConnection
+    from ..warehouse import WarehouseConnection
 
 SOURCE = "collector"
 Validator = Callable[[object], Sequence]  # event -> violations (objects with .rule and .message); empty = pass
