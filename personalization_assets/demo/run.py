@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Callable
 from .. import clock, settings
 from .generator import DemoData
 from .seed import inject_bad_rows, seed_demo
-from .state import read_manifest, reason_to_start_over, reset_cursors, start_over
+from .manifest import read_manifest, reason_to_start_over
+from .state import reset_cursors, start_over
 
 if TYPE_CHECKING:  # Dagster is imported once the sources are seeded: the first line prints sooner
     import dagster as dg

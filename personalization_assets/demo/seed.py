@@ -12,14 +12,14 @@ from typing import Callable
 
 from ..clock import utc_now
 from .generator import DemoData, generate, orders_as_jsonl
-from .state import Manifest, read_manifest, write_manifest
+from .manifest import Manifest, read_manifest, write_manifest
 
 
 def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scale: float = 1.0,
               now: datetime | None = None, say: Callable[[str], None] = lambda line: None) -> DemoData:
     """Generate the demo data as of `now` and load it into the sources, saying each as it is done.
     The same seed, scale and now rewrite the same records (the bus keeps each messageId once), so a
-    rerun changes nothing; `state.py` decides when a data dir must be started over instead."""
+    rerun changes nothing; `manifest.py` decides when a data dir must be started over instead."""
     from ..bus import open_bus
 
     now = now or utc_now()

@@ -8,7 +8,8 @@ import pytest
 from personalization_assets import clock
 from personalization_assets.cli import main
 from personalization_assets.demo.generator import generate
-from personalization_assets.demo.state import Manifest, reason_to_start_over, start_over, write_manifest
+from personalization_assets.demo.manifest import Manifest, reason_to_start_over, write_manifest
+from personalization_assets.demo.state import start_over
 
 NOW = datetime(2026, 3, 1, 12, 34, 56, tzinfo=timezone.utc)
 
