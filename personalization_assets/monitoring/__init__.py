@@ -2,10 +2,11 @@
 
 Runs are short-lived processes, so rather than pushing from each run to a Pushgateway (which keeps
 the last value forever and hides dead jobs), a long-lived exporter reads what the runs already
-record: materialization metadata in the Dagster instance and a few warehouse tables.
+record: materialization metadata in the Dagster instance and a few warehouse tables. The exporter
+(`exporter.py`, `run_exporter`) is the one module here that reads Dagster; import it by name, so
+the metric definitions and warehouse statistics load without Dagster.
 """
 
-from .exporter import PipelineCollector, run_exporter
 from .metrics import PIPELINE_METRICS
 
-__all__ = ["PIPELINE_METRICS", "PipelineCollector", "run_exporter"]
+__all__ = ["PIPELINE_METRICS"]

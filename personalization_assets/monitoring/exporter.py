@@ -47,7 +47,7 @@ def duckdb_read_only(path: str) -> WarehouseConnect:
     def connect() -> Iterator[Sql]:
         import duckdb
 
-        from ..resources.warehouse import WarehouseConnection
+        from ..warehouse import WarehouseConnection
 
         raw = duckdb.connect(path, read_only=True)
         try:
