@@ -188,6 +188,20 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
         read_from=read_from.isoformat() if read_from else None, cursor=cursor, **_reset(stored, watermark)))
 
 
+def _read_bus(event_bus: EventBusResource, after: int) -> list:
+    """Every record on the bus after offset `after`, read in pages."""
+    bus = event_bus.open()
+    records = []
+    try:
+        while batch := bus.read(after_offset=records[-1].offset if records else after, limit=5000):
+            records.extend(batch)
+    finally:
+        close = getattr(bus, "close", None)
+        if close:
+            close()
+    return records
+
+
 def _index_message_ids(conn: WarehouseConnection) -> None:
     """DuckDB: an ART index on raw.events.message_id, so the first-arrival check of a batch looks
     up its messageIds instead of scanning every event ever loaded (built once on an older table)."""
@@ -214,31 +228,21 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
     manual: loaded by `event_stream_sensor`, one micro-batch run per offset range of the bus (and by
     the schedules); the bus is outside the graph, so no automation condition can see it grow.
     """
+    # One connection for the whole step (each open of the DuckDB file costs more as it grows); the
+    # step holds the warehouse pool anyway.
     with warehouse.connect() as conn:
         after = int((read_cursor(conn, "events") or {}).get("offset", 0))
-    bus = event_bus.open()
-    records = []
-    try:
-        while True:
-            batch = bus.read(after_offset=after if not records else records[-1].offset, limit=5000)
-            if not batch:
-                break
-            records.extend(batch)
-    finally:
-        close = getattr(bus, "close", None)
-        if close:
-            close()
-    frame = pd.DataFrame(
-        [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
-          "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
-        columns=EVENT_COLUMNS,
-    )
-    frame = frame.drop_duplicates(subset=["message_id"], keep="first")
-    if not frame.empty:
-        frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
-    new_offset = records[-1].offset if records else after
-    if records:  # else nothing to write: the warehouse is not opened again
-        with warehouse.connect() as conn:
+        records = _read_bus(event_bus, after)
+        frame = pd.DataFrame(
+            [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
+              "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
+            columns=EVENT_COLUMNS,
+        )
+        frame = frame.drop_duplicates(subset=["message_id"], keep="first")
+        if not frame.empty:
+            frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+        new_offset = records[-1].offset if records else after
+        if records:  # else nothing to write
             prepare_cursors(conn)
             if not frame.empty:
                 conn.prepare_table("raw", "events", frame)
