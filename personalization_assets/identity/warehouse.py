@@ -37,6 +37,7 @@ from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
 from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
 from personalization_assets.identity.resolve import PRIOR_SAMPLE_PAIRS
+from personalization_assets.identity.scoring import SLACK
 from personalization_assets.identity.training import MAX_TRAINING_PAIRS, TRAINING_MAX_BLOCK, _fallback
 from personalization_assets.identity.warehouse_sql import (
     FIELD_COLUMNS,
@@ -46,6 +47,7 @@ from personalization_assets.identity.warehouse_sql import (
     levels_sql,
     outvoted_sql,
     scores_sql,
+    weight_case,
 )
 
 PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
@@ -145,9 +147,14 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
     rule = ("case when src then 'exact:source_id' " +
             ("when lv_email = 2 then 'exact:email_key' " if "email" in fields else "") +
             ("when lv_phone = 3 then 'exact:phone' " if "phone" in fields else "") + "else 'fuzzy' end")
+    # term frequencies and households only lower a weight: a pair whose plain Fellegi-Sunter
+    # weight misses the threshold cannot link (scoring.matching_pairs), so only the others are
+    # joined to their records and fully scored
+    need = float(np.log2(thr / (1 - thr)))
+    plain = " + ".join([repr(_prior(model))] + [weight_case(f, t) for f, t in zip(fields, model.weight_tables())])
     _do(con, f"""create or replace temp table _identity_scored as
         select a, b, src, blocked, prob, conflict, n_conflicts, {rule} as rule
-        from ({score('select * from _identity_levels', leveled=True)})
+        from ({score(f'select * from _identity_levels where src or {plain} >= {need - SLACK!r}', leveled=True)})
         where (blocked and prob >= {thr!r}) or src""")
     links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob
         from _identity_scored where not conflict and (src or prob >= {thr!r}) order by src, a, b""").to_arrow_table()

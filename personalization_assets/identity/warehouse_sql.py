@@ -282,7 +282,8 @@ def outvoted_sql(fields: Sequence[str]) -> str:
     from ({levels_sql(' union all '.join(parts), fields)}) group by a"""
 
 
-def _table(f: str, table: np.ndarray) -> str:
+def weight_case(f: str, table: np.ndarray) -> str:
+    """The field's weight of its level (lv_<field>), from the model's weight table."""
     return f"case lv_{f} " + " ".join(f"when {lv} then {float(x)!r}" for lv, x in enumerate(table)) + " end"
 
 
@@ -293,7 +294,7 @@ def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray],
     field to (u_ref, records holding a value). ``leveled``: ``pairs`` already holds the levels
     (levels_sql without sides), the sides are joined again (cheaper than keeping them)."""
     col = {f: k for k, f in enumerate(fields)}
-    plain = [f"{_table(f, weights[k])} as p_{f}" for f, k in col.items()]
+    plain = [f"{weight_case(f, weights[k])} as p_{f}" for f, k in col.items()]
     tfs = [f for f in tf if f in col]
     adj = [f"case when lv_{f} = {TOP[f]} and l_{TF_COLUMNS[f]} = r_{TF_COLUMNS[f]} then least(0.0, "
            f"log2({tf[f][0]!r} / (cast(l_cnt_{TF_COLUMNS[f]} as double) / {tf[f][1]}))) else 0.0 end as t_{f}"
