@@ -1,6 +1,7 @@
 """Benchmark: the whole graph on DuckDB for N customers and 10 N events, per layer, with memory.
 
     python -m bench.scale --customers 1000000 [--events-per-customer 10] [--workdir DIR] [--no-plain]
+                          [--arrival-days 30 --days-per-run 1] [--rss-cap-mb 6000]
     python -m bench.scale --demo --customers 20000          (the old mode: the demo's sources)
 
 1. Generate the raw data to Parquet in chunks (`bench/scale_data.py`: numpy/pyarrow, one chunk of
@@ -10,7 +11,11 @@
    are bypassed: the raw assets are not run or timed.
 3. Run everything the `everything` job builds downstream of raw (seeds, staging, core, marts,
    audiences, activation, ...) through Dagster in ONE child process (`bench/scale_run.py`), which
-   samples its own RSS and DuckDB's memory (`duckdb_memory()`) per step.
+   samples its own RSS and DuckDB's memory (`duckdb_memory()`) per step. By default one run over
+   the two arrival days the rows came in on (as `personalization demo`); with `--arrival-days D
+   --days-per-run K` the rows arrive over D days and events and orders are staged K days per run
+   (a prod backfill's fan-out), still in that one process. Past `--rss-cap-mb` (default 6 GB: the
+   machine is shared) the process stops and the report names the step it was in.
 4. Print per layer: wall time, rows written, rows/s, peak RSS of the process, peak DuckDB memory,
    peak RSS minus DuckDB (Python heap and the rest); the steps with the highest peaks; the issue 23
    targets (1M/10M: peak RSS < 2 GB; 10M/100M: completes with the Dagster process < 2 GB).
@@ -248,6 +253,8 @@ def main() -> None:
         _report_peer(figures, _plain_peer(db, now_iso, args.peer_memory_limit))
     if tmp:
         tmp.cleanup()
+    if not figures["success"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
