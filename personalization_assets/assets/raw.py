@@ -246,12 +246,12 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
             prepare_cursors(conn)
             if not frame.empty:
                 conn.prepare_table("raw", "events", frame)
-                _index_message_ids(conn)
             with conn.transaction():
                 if not frame.empty:
                     frame = frame[~frame["message_id"].isin(_stored_ids(conn, frame["message_id"].tolist(), after))]
                 if not frame.empty:
                     conn.insert_frame("raw", "events", frame)
+                    _index_message_ids(conn)  # after the first load's rows: one bulk build, not row by row
                 write_cursor(conn, "events", {"offset": int(new_offset)})
     return dg.MaterializeResult(metadata=frame_metadata(
         frame, rows_loaded=len(frame), read_from_bus=len(records),

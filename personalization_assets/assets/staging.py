@@ -270,8 +270,9 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
     """Tracking events validated against the tracking plan, one row per messageId, event names
     mapped to tracking-plan codes, partitioned by the day the collector received them.
 
-    A micro-batch run (launched by `event_stream_sensor`) stages only the events new since the last
-    micro-batch; any other run re-stages its days whole."""
+    A micro-batch run (launched by `event_stream_sensor`) stages only the events that arrived after
+    the last ones staged, by a micro-batch or a whole-day run; any other run re-stages its days
+    whole."""
     window = context.partition_time_window
     incremental = OFFSET_FROM_TAG in context.run.tags
     with warehouse.connect() as conn:
