@@ -155,7 +155,8 @@ def main() -> None:
     results = [run_day(int(n), args.batches, args.batch_events, profile=args.profile)
                for n in args.day_events.split(",")]
     print(f"\n[micro_batch] event_micro_batch in process (dg.materialize, the sensor's tags), target < {TARGET_S:.0f} s"
-          f" (wall; CPU of this process beside it: the machine may be shared)")
+          f" (wall; CPU of this process beside it: the machine may be shared; load average now "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"  {'day events':>12}  {'first after the full run':>26}  {'later (median)':>20}  verdict")
     for r in results:
         first, later = r["runs"][0], r["runs"][1:]
