@@ -167,7 +167,8 @@ def plain(db: str, memory_limit: str | None, record: str) -> None:
 
 
 WRAPPER = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);sys.exit(r.returncode)")
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);"
+           "sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)")
 
 
 def _child(*args: str) -> dict:
@@ -176,7 +177,11 @@ def _child(*args: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "bench.marts", *args],
                           capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"measurement failed ({' '.join(args)}):\n{proc.stderr[-4000:]}")
+        killed = f" (killed by signal {proc.returncode - 128}: out of memory?)" if proc.returncode > 128 else ""
+        peak = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"
+        print(f"measurement failed{killed}, exit {proc.returncode}, peak RSS {peak} KB "
+              f"({' '.join(args)}):\n{proc.stderr[-4000:]}", flush=True)
+        return {}
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["peak_mb"] = int(proc.stderr.strip().splitlines()[-1]) / 1024
     figures["wall_s"] = time.perf_counter() - start
@@ -214,7 +219,12 @@ def main() -> None:
     if not args.skip_python_payloads:
         builds["python payloads"] = _child("--measure", str(db), "--payloads", "python", *limit)
     builds["sql payloads"] = _child("--measure", str(db), "--payloads", "sql", "--record", record, *limit)
+    builds = {name: f for name, f in builds.items() if f}  # a failed build has said why
+    if "sql payloads" not in builds:
+        sys.exit("the sql payloads build failed: no statements to replay as the plain script")
     peer = _child("--plain", str(db), "--record", record, *limit)
+    if not peer:
+        sys.exit("the plain DuckDB script failed")
     print(f"data: {args.customers:,} customers, {args.customers * 2:,} orders, {args.events:,} events, "
           f"{args.events // 5:,} e-mail events (generated in {gen_s:.1f} s); "
           f"DuckDB memory_limit: {args.memory_limit or 'default, 80% of RAM'}")

@@ -52,8 +52,10 @@ def _display(minor: str, exponent: str) -> str:
 
 
 def payload_sql(conn: Sql, tables: InputTables = InputTables(), profiles: str = "marts.customer_profiles",
-                membership: str | None = "marts.segment_membership", reporting_currency: str = "EUR") -> str:
-    """One row per sendable customer (COLUMNS), ordered by customer_key. No bind parameters."""
+                membership: str | None = "marts.segment_membership", reporting_currency: str = "EUR",
+                recommendations: str | None = None) -> str:
+    """One row per sendable customer (COLUMNS), ordered by customer_key. No bind parameters.
+    `recommendations`: a table already holding `recommendation_sql`'s rows (else computed here)."""
     reporting = _literal(reporting_currency)
     segments = (f"select distinct customer_key, segment from {membership}" if membership
                 else "select cast(null as varchar) as customer_key, cast(null as varchar) as segment where 1 = 0")
@@ -140,7 +142,7 @@ p_viewed_json as (
                       || ', "sku": ' || {_json('v.sku')} || '}}', ', ' order by v.ts desc, v.sku) as items
     from p_viewed v left join p_catalog cat on cat.sku = v.sku group by v.customer_key
 ),
-p_recs as ({recommendation_sql(conn, tables, profiles)}),
+p_recs as ({f"select * from {recommendations}" if recommendations else recommendation_sql(conn, tables, profiles)}),
 p_recs_json as (
     select r.customer_key,
            string_agg('{{"name": ' || case when cat.hit then {_json('cat.name')} else {_json('r.sku')} end
@@ -195,5 +197,13 @@ def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", **
         raise ValueError(f"payloads in SQL are written for DuckDB (got {conn.dialect}): use build_payloads")
     schema = target.split(".")[0]
     conn.execute(f"create schema if not exists {schema}")
-    conn.execute(f"create or replace table {target} as {payload_sql(conn, **kwargs)}")
+    # The recommendations first, on their own: in one plan with the rest, DuckDB holds their
+    # candidate window (about 100 rows per customer) next to every other hash table at once.
+    tables, profiles = kwargs.get("tables", InputTables()), kwargs.get("profiles", "marts.customer_profiles")
+    conn.execute(f"create or replace temporary table _payload_recs as {recommendation_sql(conn, tables, profiles)}")
+    try:
+        conn.execute(f"create or replace table {target} as "
+                     f"{payload_sql(conn, **kwargs, recommendations='_payload_recs')}")
+    finally:
+        conn.execute("drop table if exists _payload_recs")
     return int(conn.query(f"select count(*) as n from {target}")["n"].iat[0])
