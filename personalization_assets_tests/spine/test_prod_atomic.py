@@ -45,7 +45,7 @@ def _snapshot(resources) -> dict[str, pd.DataFrame]:
             out["commits"] = conn.query("select table_name, run_id, row_count from ops.table_commits "
                                         "order by table_name")
         out["stages"] = conn.query("select table_name from information_schema.tables "
-                                   "where lower(table_name) like '%stage%'")
+                                   "where left(lower(table_name), 8) = '__stage_'")  # snowflake_io.STAGE_PREFIX
     return out
 
 
