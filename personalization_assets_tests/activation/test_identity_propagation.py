@@ -308,8 +308,9 @@ def test_linked_unlinked_and_linked_again_merges_again(duck, world, transport):
 
 
 def test_the_identity_engines_link_and_unlink_reach_the_webhook(duck, marts, transport):
-    """Real crosswalks from `identity.resolve`: a steward links Tom to Ann's shop record (Tom's key
-    merges away), then unlinks Ann's shop record; the receiver holds exactly the golden keys."""
+    """Real crosswalks from `identity.resolve`: a steward links Tom to Ann's CRM record (Tom's key
+    merges away; Ann's shop record, whose first name conflicts with Tom's, splits off), then unlinks
+    them again; the receiver holds exactly the golden keys."""
     from personalization_assets.identity import resolve
     from personalization_assets_tests.identity.test_stewardship import family
 
@@ -328,9 +329,8 @@ def test_the_identity_engines_link_and_unlink_reach_the_webhook(duck, marts, tra
         return pd.DataFrame([{"left_record_id": a, "right_record_id": b, "decision": d} for a, b, d in pairs])
 
     first = resolve(df)
-    link = [("crm:tom", "shop:ann", "link")]
-    linked = resolve(df, previous=first.state(), decisions=decided(*link))
-    unlinked = resolve(df, previous=linked.state(), decisions=decided(("crm:ann", "shop:ann", "unlink")))
+    linked = resolve(df, previous=first.state(), decisions=decided(("crm:tom", "crm:ann", "link")))
+    unlinked = resolve(df, previous=linked.state(), decisions=decided(("crm:tom", "crm:ann", "unlink")))
     key = {name: res.crosswalk.set_index("record_id")["customer_key"] for name, res in
            [("first", first), ("linked", linked), ("unlinked", unlinked)]}
     assert key["linked"]["crm:tom"] == key["linked"]["crm:ann"] and key["first"]["crm:tom"] != key["first"]["crm:ann"]
