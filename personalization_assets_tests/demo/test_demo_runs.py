@@ -25,7 +25,7 @@ STALE_CURSOR = '{"events": 999999, "quarantine": 0}'  # a bus offset from a data
 WALL_CLOCK_COLUMNS = {
     "raw.events": {"received_at"}, "staging.events": {"received_at"}, "quarantine.events": {"raw_payload"},
     "activation.trigger_backtest": {"send_at"}, "activation.sync_results": {"sync_id", "started_at", "finished_at"},
-    "activation.sync_state": {"synced_at"},
+    "activation.sync_state": {"synced_at"}, "marts.audience_events": {"received"},
 }
 
 
