@@ -107,7 +107,7 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
     import duckdb
 
     from personalization_assets.audiences.membership import load_segments, run_segments
-    from personalization_assets.marts.payloads import build_payloads
+    from personalization_assets.marts.payloads import replace_payloads
     from personalization_assets.marts.payloads_sql import write_payloads
     from personalization_assets.marts.profiles import build_profiles, write_profiles
     from personalization_assets.warehouse import WarehouseConnection
@@ -136,11 +136,7 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
     if payload_mode == "sql":
         payloads = write_payloads(conn)
     else:
-        frame = build_payloads(conn)
-        conn.prepare_table("marts", "personalization_payloads", frame)
-        with conn.transaction():
-            conn.replace_frame("marts", "personalization_payloads", frame)
-        payloads = len(frame)
+        payloads = replace_payloads(conn)
     t4 = time.perf_counter()
     if record:
         with open(record, "wb") as f:

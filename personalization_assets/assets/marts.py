@@ -10,7 +10,7 @@ import dagster as dg
 
 from ..audiences import suppression
 from ..audiences.membership import CHANGES, MEMBERSHIP, load_segments, membership_sample, run_segments
-from ..marts.payloads import build_payloads
+from ..marts.payloads import replace_payloads
 from ..marts.payloads_sql import write_payloads
 from ..marts.profiles import build_profiles, write_profiles
 from ..marts.render import preview_markdown
@@ -138,11 +138,7 @@ def personalization_payloads(warehouse: Warehouse) -> dg.MaterializeResult:
         if conn.dialect == "duckdb":
             rows = write_payloads(conn)
         else:
-            frame = build_payloads(conn)
-            conn.prepare_table("marts", "personalization_payloads", frame)
-            with conn.transaction():
-                conn.replace_frame("marts", "personalization_payloads", frame)
-            rows = len(frame)
+            rows = replace_payloads(conn)
         summary = conn.query(f"select loyalty_tier, count(*) as n, sum(case when payload like ? then 1 else 0 end) "
                              f"as with_cart, sum(case when discount_eligible then 1 else 0 end) as discount "
                              f"from {PAYLOADS_TABLE} group by loyalty_tier", [WITH_CART])

@@ -180,3 +180,13 @@ def build_payloads(conn: Sql, tables: InputTables = InputTables(), profiles: str
                         "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True)})
     return pd.DataFrame.from_records(records, columns=["customer_key", "email", "locale", "currency",
                                                        "loyalty_tier", "discount_eligible", "payload"])
+
+
+def replace_payloads(conn) -> int:
+    """Build the payloads in Python and replace `marts.personalization_payloads` with them (the
+    path for warehouses without `payloads_sql`). Returns the rows written."""
+    frame = build_payloads(conn)
+    conn.prepare_table("marts", "personalization_payloads", frame)
+    with conn.transaction():
+        conn.replace_frame("marts", "personalization_payloads", frame)
+    return len(frame)
