@@ -64,14 +64,20 @@ def restage_customers(conn: WarehouseConnection, *, full: bool = False, replay_o
     return run, rejected["rule"].value_counts().to_dict() if len(rejected) else {}
 
 
-def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime):
-    """Stage the orders that arrived in [start, end) again, replacing that window of staging."""
-    raw = read_window(conn, "raw", "shop_orders", "loaded_at", start, end, ORDER_COLUMNS)
+def _stage_order_rows(conn: WarehouseConnection, raw):
+    """Stage raw order rows against the staged customers; the tables they go to are ready."""
     known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
     result = logic.stage_orders(raw, known_customers=known, now=utc_now())
     prepare_quarantine(conn, "shop_orders")
     _prepare(conn, "orders", result.orders)
     _prepare(conn, "order_lines", result.lines)
+    return result
+
+
+def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime):
+    """Stage the orders that arrived in [start, end) again, replacing that window of staging."""
+    raw = read_window(conn, "raw", "shop_orders", "loaded_at", start, end, ORDER_COLUMNS)
+    result = _stage_order_rows(conn, raw)
     with conn.transaction():
         by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
         write_window(conn, "staging", "orders", result.orders, "loaded_at", start, end, key="order_id")
@@ -123,11 +129,7 @@ def replay_orders(conn: WarehouseConnection, record_ids: list[str]):
     """Stage again only these (open, quarantined) orders, from their one raw row each (raw keeps
     the latest version), and move those that pass, with their lines, into staging."""
     raw = _raw_rows(conn, "shop_orders", "order_id", record_ids, ORDER_COLUMNS)
-    known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
-    result = logic.stage_orders(raw, known_customers=known, now=utc_now())
-    prepare_quarantine(conn, "shop_orders")
-    _prepare(conn, "orders", result.orders)
-    _prepare(conn, "order_lines", result.lines)
+    result = _stage_order_rows(conn, raw)
     with conn.transaction():
         by_rule = _quarantine(conn, "shop_orders", result.quarantined, raw["order_id"].astype(str))
         if len(result.orders):
