@@ -35,11 +35,14 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
     """Stores and loads pandas DataFrames in the DuckDB file `database`, one table per asset key."""
 
     database: str
+    memory_limit: str | None = None  # as DuckDBWarehouse's (env var, else derived from physical memory)
+    temp_directory: str | None = None
     _held: dict = PrivateAttr(default_factory=dict)  # (run, step) -> {table: frame} of an open group
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[WarehouseConnection]:
-        with DuckDBWarehouse(database=self.database).connect() as conn:
+        with DuckDBWarehouse(database=self.database, memory_limit=self.memory_limit,
+                                   temp_directory=self.temp_directory).connect() as conn:
             yield conn
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:

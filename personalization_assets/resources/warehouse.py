@@ -10,6 +10,8 @@ resources); code outside the Dagster shells imports it from there.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +20,47 @@ import dagster as dg
 from ..warehouse import WarehouseConnection, connect_duckdb, identifier
 from .snowflake_session import StepSession, current_step_session
 
-__all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse", "WarehouseConnection", "identifier"]
+__all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse", "WarehouseConnection", "identifier",
+           "duckdb_memory_limit"]
+
+# DuckDB's own default buffer pool is 80% of RAM, and it lives in the Dagster step's process: a
+# big mart would make the worker as large as the machine. Both settings read at connect time.
+MEMORY_LIMIT_ENV = "WAREHOUSE_DUCKDB_MEMORY_LIMIT"  # e.g. "1.5GB", "800MB"
+TEMP_DIRECTORY_ENV = "WAREHOUSE_DUCKDB_TEMP_DIRECTORY"  # where DuckDB spills (default: <database>.tmp)
+DEFAULT_MEMORY_SHARE = 0.25  # of physical memory ...
+DEFAULT_MEMORY_CAP_MB = 1536  # ... at most, so that a step stays within its 2 GB budget
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB)?\s*$", re.IGNORECASE)
+
+
+def _physical_memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume a small machine
+        return 4096
+
+
+def duckdb_memory_limit(configured: str | None = None) -> str:
+    """The DuckDB `memory_limit`: `configured`, else $WAREHOUSE_DUCKDB_MEMORY_LIMIT, else a quarter
+    of physical memory capped at 1.5 GB (DuckDB spills sorts, joins and aggregates beyond it)."""
+    value = configured or os.environ.get(MEMORY_LIMIT_ENV)
+    if value:
+        if not _SIZE.match(value):
+            raise ValueError(f"DuckDB memory limit {value!r} (from {'config' if configured else MEMORY_LIMIT_ENV}) "
+                             "is not a size: write it like '1.5GB' or '800MB'")
+        return value.strip()
+    return f"{max(256, min(DEFAULT_MEMORY_CAP_MB, int(_physical_memory_mb() * DEFAULT_MEMORY_SHARE)))}MB"
+
+
+@contextlib.contextmanager
+def connect_limited(database: str, memory_limit: str | None = None,
+                    temp_directory: str | None = None) -> Iterator[WarehouseConnection]:
+    """`connect_duckdb` with the memory limit and spill directory set on the connection."""
+    with connect_duckdb(database) as conn:
+        conn.execute(f"set memory_limit = '{duckdb_memory_limit(memory_limit)}'")  # validated above
+        spill = temp_directory or os.environ.get(TEMP_DIRECTORY_ENV)
+        if spill:
+            conn.execute("set temp_directory = ?", [spill])
+        yield conn
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -29,12 +71,18 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class DuckDBWarehouse(Warehouse):
-    """Embedded DuckDB file: the default for `dagster dev` and the demo."""
+    """Embedded DuckDB file: the default for `dagster dev` and the demo.
+
+    `memory_limit` / `temp_directory` bound DuckDB's memory in the step's process; unset, they
+    come from $WAREHOUSE_DUCKDB_MEMORY_LIMIT / $WAREHOUSE_DUCKDB_TEMP_DIRECTORY, else a quarter
+    of physical memory capped at 1.5 GB, and DuckDB's default spill directory (`<database>.tmp`)."""
 
     database: str  # path of the DuckDB file
+    memory_limit: str | None = None
+    temp_directory: str | None = None
 
     def connect(self) -> contextlib.AbstractContextManager[WarehouseConnection]:
-        return connect_duckdb(self.database)
+        return connect_limited(self.database, self.memory_limit, self.temp_directory)
 
 
 class SnowflakeWarehouse(Warehouse):
