@@ -4,12 +4,18 @@ The warehouse computes the traits (`traits.py`); each refresh copies them, per t
 `customer_traits` of the guard store file (`trigger_guard.sqlite`), the same way the consent and
 purchase guards get there (`realtime/warehouse_guard.py`). A real-time decision that looks up a
 trait reads the number the warehouse audiences use, with the instant it describes.
+
+The engine reads through `TraitReader`: one connection held open and one indexed lookup per
+decision, like the guard store (`SqliteGuardProvider`). A sync replaces the table in one
+transaction; in WAL mode the next lookup sees the new snapshot, so a running engine picks up
+every refresh without a restart or a cache to invalidate.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -114,3 +120,38 @@ class TraitStore:
                                 f"({','.join('?' * len(ids))})", ids).fetchone()[0]
         finally:
             conn.close()
+
+
+class TraitReader:
+    """The engine's read side of `customer_traits`: a `realtime.guards.TraitSource`.
+
+    One connection (opened on first use, shared by threads under a lock), one lookup per
+    decision, so each decision sees the latest sync. A file or table that does not exist yet
+    means every customer is unknown, never an error."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def traits(self, customer_id: str, now: datetime | None = None) -> tuple[dict[str, Any], datetime | None]:
+        """({trait: value}, the instant they describe) for a userId; ({}, None) when unknown."""
+        with self._lock:
+            if self._conn is None:
+                if not self.path.exists():
+                    return {}, None  # the warehouse has not synced yet
+                self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                             check_same_thread=False)
+                self._conn.execute("pragma journal_mode=wal")
+                self._conn.execute(_SCHEMA)
+            row = self._conn.execute("select traits, as_of from customer_traits where customer_id = ?",
+                                     (customer_id,)).fetchone()
+        if row is None:
+            return {}, None
+        return json.loads(row[0]), datetime.fromtimestamp(row[1], timezone.utc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -4,6 +4,10 @@ The frontier follows the events' receive times (or their timestamps when history
 the same lateness, cancellation, cooldown, cap and quiet-hours rules decide, in the same order, as
 they would have live. Events after `end` are not seen: a cart whose order came after the range
 ends may "fire" in the backtest, which is why the flush stops at `end`.
+
+A trigger's `when:` conditions on computed traits are checked with the values the trait store
+would have held at each decision (`replayed_traits.py`: computed from the same history, as of the
+bucket edge before the decision), unless a `traits` source is given.
 """
 
 from __future__ import annotations
@@ -18,10 +22,36 @@ import pandas as pd
 from .definitions import TriggerDefinition, TriggerSet, load_trigger_set
 from .engine import TriggerEngine
 from .events import BadEvent, Event, from_segment
-from .guards import DictGuardProvider, GuardProvider
+from .guards import DictGuardProvider, GuardProvider, TraitSource
+from .replayed_traits import ReplayedTraits, TraitEvent
 
 COLUMNS = ["trigger", "customer_id", "cart", "window_start", "due_at", "send_at", "outcome", "reason"]
 _STAGING_FIELDS = ("user_id", "anonymous_id", "cart_id", "checkout_id", "order_id")
+_PROPS = ("category", "sku", "currency", "cart_id", "checkout_id", "order_id", "value_minor")  # model.EVENT_COLUMNS
+
+
+def _present(value) -> bool:
+    return value is not None and value != "" and not (isinstance(value, float) and pd.isna(value))
+
+
+def _trait_event(row: dict) -> TraitEvent | None:
+    """One history row (raw payload, staging columns or a Segment dict) as the traits read it."""
+    payload = row.get("payload", row if "properties" in row or "userId" in row else None)
+    if payload is not None:
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        received = _utc(row.get("received_at") or payload.get("receivedAt")) or _utc(payload.get("timestamp"))
+        at = _utc(payload.get("timestamp")) or received
+        props = payload.get("properties") or {}
+        name, user, anon = payload.get("event"), payload.get("userId"), payload.get("anonymousId")
+    else:
+        at = _utc(row.get("timestamp"))
+        received = _utc(row.get("received_at")) or at
+        props, name, user, anon = row, row.get("event"), row.get("user_id"), row.get("anonymous_id")
+    if not name or at is None or received is None or not (_present(user) or _present(anon)):
+        return None
+    return TraitEvent(str(name).lower(), min(at, received), received, str(user) if _present(user) else None,
+                      str(anon) if _present(anon) else None,
+                      {c: props[c] for c in _PROPS if c in props and _present(props[c])})
 
 
 def _utc(value) -> datetime | None:
@@ -57,12 +87,14 @@ def _events_from_frame(frame: pd.DataFrame, names: dict[str, str]) -> Iterable[E
 
 def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | TriggerDefinition | str | None = None,
              start: datetime | None = None, end: datetime | None = None,
-             guard: GuardProvider | None = None) -> pd.DataFrame:
+             guard: GuardProvider | None = None, traits: TraitSource | None = None) -> pd.DataFrame:
     """Who would have been messaged, and when, by `triggers` over events in [start, end).
 
     `events`: a frame of raw or staging events, or Segment dicts (with `receivedAt` or
     `timestamp`). `triggers`: a set, one definition, or the name of a packaged trigger.
     `guard` defaults to "everyone may be messaged" (pass real consent state to be exact).
+    `traits`: where `when:` conditions read computed traits; by default they are computed from
+    these same events (all of them before `end`, also those before `start`: windows look back).
     """
     if triggers is None or isinstance(triggers, str):
         base = load_trigger_set()
@@ -70,6 +102,17 @@ def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | Trigg
     elif isinstance(triggers, TriggerDefinition):
         triggers = TriggerSet((triggers,), load_trigger_set().limits)
     names = {n.lower(): n for t in triggers.triggers for n in t.start_on | t.cancel_on}
+    if not isinstance(events, pd.DataFrame):
+        events = list(events)  # read twice when traits are replayed
+    if traits is None and any(t.when is not None for t in triggers.triggers):
+        from .definitions import declared_trait_index
+
+        used = {c.trait.name: c.trait for t in triggers.triggers for c in t.trait_conditions}
+        replayed = traits = ReplayedTraits(used, declared_trait_index())
+        rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else events
+        for te in map(_trait_event, rows):  # each decision counts only what had arrived by then
+            if te is not None and (end is None or te.at < end):
+                replayed.add(te)
     if isinstance(events, pd.DataFrame):
         stream = list(_events_from_frame(events, names))
     else:
@@ -84,7 +127,7 @@ def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | Trigg
                 stream.append(ev)
     stream = [e for e in stream if (start is None or e.at >= start) and (end is None or e.at < end)]
     stream.sort(key=lambda e: e.received_at)
-    engine = TriggerEngine(triggers, guard or DictGuardProvider(allow_unknown=True))
+    engine = TriggerEngine(triggers, guard or DictGuardProvider(allow_unknown=True), traits)
     decisions = []
     tick = timedelta(microseconds=1)
     for ev in stream:  # decide what was due strictly before this arrival, then take it in

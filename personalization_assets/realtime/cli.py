@@ -24,6 +24,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-quiet-hours", action="store_true", help="disable quiet hours")
     p.add_argument("--guard", default=None, help="consent/unsubscribe SQLite file"
                    " (default: <data dir>/trigger_guard.sqlite)")
+    p.add_argument("--traits", default=None, help="computed-trait store (customer_traits) that triggers"
+                   " with `when:` read (default: the --guard file, where marts/computed_traits syncs them)")
     p.add_argument("--allow-unknown", action="store_true",
                    help="let customers missing from the guard store through (demo only)")
     p.add_argument("--port", type=int, default=9108, help="/metrics port on 127.0.0.1 (0 = any)")
@@ -66,7 +68,7 @@ def run_from_args(args) -> int:
     stop = stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run_engine(bus, state, trigger_set_from_args(args), args.port, guard=guard,
-               allow_unknown=args.allow_unknown, stop=stop,
+               allow_unknown=args.allow_unknown, stop=stop, traits=args.traits or guard,
                ready=lambda port: print(f"triggers: consuming {redact_url(bus)}; metrics on 127.0.0.1:{port}",
                                         flush=True))
     return 0

@@ -2,6 +2,14 @@
 
 The engine interprets these records; a new trigger needs no new Python, only a block in the file
 (or a `TriggerDefinition(...)`), which is what lets a marketer backtest a rule before turning it on.
+
+`when:` (optional) holds conditions on computed traits in the audience language's shape,
+`{computed: NAME, op: ">=", value: 1}` (a list is all of them; `all:`/`any:` nest), parsed by
+`audiences/model.py`. NAME must be declared under `traits:` of an audience definition (the
+trigger's own audience file, e.g. `cart_abandonment.yaml`): only those become columns of
+`marts.computed_traits` and reach the engine's trait store. They are checked at decision time;
+`trait_unknown: suppress` (default) or `send` says what to do for a customer the store has no
+value for yet.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from functools import cached_property
 from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -22,6 +31,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # The packaged triggers live beside the audiences they also are (issue 22): (package, file).
 PACKAGED = ("personalization_assets.audiences.definitions", "triggers.yaml")
+TRAIT_UNKNOWN = ("suppress", "send")
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
@@ -49,15 +59,29 @@ class TriggerDefinition:
     cooldown: timedelta = timedelta(hours=24)
     check_purchase: bool = True
     description: str = ""
+    when: Any = None  # an audiences.model Rule of computed-trait conditions, checked at decision time
+    trait_unknown: str = "suppress"  # a customer without a stored value: suppress | send
 
     def __post_init__(self) -> None:
         bad = [f for f in (*self.group_by, *self.cancel_match) if f not in MATCH_FIELDS]
         if bad or not self.group_by:
             raise ValueError(f"trigger {self.name!r}: group_by/cancel_match must be non-empty and"
                              f" use only {MATCH_FIELDS}, got {bad or 'nothing'}")
+        if self.trait_unknown not in TRAIT_UNKNOWN:
+            raise ValueError(f"trigger {self.name!r}: trait_unknown must be one of {TRAIT_UNKNOWN},"
+                             f" got {self.trait_unknown!r}")
         if self.start_on & self.cancel_on:
             raise ValueError(f"trigger {self.name!r}: an event cannot both start and cancel it:"
                              f" {sorted(self.start_on & self.cancel_on)}")
+
+    @cached_property
+    def trait_conditions(self) -> tuple:
+        """The leaf `computed:` conditions of `when` (ComputedCond), in order."""
+        if self.when is None:
+            return ()
+        from ..audiences.model import conditions
+
+        return tuple(conditions(self.when))
 
     @cached_property
     def memory(self) -> timedelta:
@@ -120,12 +144,46 @@ def _coerce(key: str, value):
     return value
 
 
-def _trigger(raw: dict) -> TriggerDefinition:
+def parse_when(raw: Any, where: str, traits: dict | None = None):
+    """`when:` -> a Rule of computed-trait conditions (audiences/model.py parses it), or
+    DefinitionError in one line naming the trigger and the condition. `traits`: the computed
+    traits that may be named, by name (default: those the packaged audience definitions declare,
+    i.e. the columns of `marts.computed_traits`)."""
+    from ..audiences.model import ComputedCond, DefinitionError, _rule, conditions
+
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise DefinitionError(f"{where}: when is a non-empty list of conditions, e.g."
+                              f" [{{computed: views_7d, op: \">=\", value: 3}}]")
+    if traits is None:
+        traits = declared_trait_index()
+    rule = _rule({"all": raw}, f"{where}: when", traits)
+    for leaf in conditions(rule):
+        if not isinstance(leaf, ComputedCond):
+            raise DefinitionError(f"{where}: when: {leaf.text}: only computed: conditions are checked at"
+                                  " decision time (events belong in start_on/cancel_on, profile traits in"
+                                  " the trigger's audience)")
+    return rule
+
+
+def declared_trait_index() -> dict:
+    """Every computed trait the packaged audience definitions declare, by name."""
+    from ..audiences.model import load_builtin
+    from ..audiences.traits import declared_traits
+
+    return declared_traits(load_builtin())
+
+
+def _trigger(raw: dict, traits: dict | None = None) -> TriggerDefinition:
     raw = dict(raw)
     try:
         name = raw.pop("name")
         raw.pop("holdout", None)  # an experiment's holdout: read by experiments/holdouts.py
-        return TriggerDefinition(name=name, **{k: _coerce(k, v) for k, v in raw.items()})
+        when = parse_when(raw.pop("when", None), f"trigger {name!r}", traits)
+        return TriggerDefinition(name=name, when=when, **{k: _coerce(k, v) for k, v in raw.items()})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"bad trigger definition {raw!r}: {exc}") from exc
 
@@ -134,7 +192,8 @@ def _hhmm(value: str) -> time:
     return time.fromisoformat(str(value))
 
 
-def parse_trigger_set(doc: dict) -> TriggerSet:
+def parse_trigger_set(doc: dict, traits: dict | None = None) -> TriggerSet:
+    """`traits`: the computed traits `when:` may name (default: the packaged audiences' own)."""
     limits_raw = doc.get("limits") or {}
     cap = limits_raw.get("frequency_cap") or {}
     quiet = limits_raw.get("quiet_hours")
@@ -145,13 +204,13 @@ def parse_trigger_set(doc: dict) -> TriggerSet:
             _hhmm(quiet.get("start", "21:00")), _hhmm(quiet.get("end", "08:00")),
             quiet.get("default_timezone", "UTC")),
     )
-    return TriggerSet(tuple(_trigger(t) for t in doc.get("triggers") or []), limits)
+    return TriggerSet(tuple(_trigger(t, traits) for t in doc.get("triggers") or []), limits)
 
 
-def load_trigger_set(path: str | Path | None = None) -> TriggerSet:
+def load_trigger_set(path: str | Path | None = None, traits: dict | None = None) -> TriggerSet:
     """The triggers in `path`, or the packaged defaults (`audiences/definitions/triggers.yaml`)."""
     if path is None:
         text = resources.files(PACKAGED[0]).joinpath(PACKAGED[1]).read_text()
     else:
         text = Path(path).read_text()
-    return parse_trigger_set(yaml.safe_load(text) or {})
+    return parse_trigger_set(yaml.safe_load(text) or {}, traits)

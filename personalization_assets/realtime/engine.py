@@ -7,7 +7,8 @@ so tests drive time explicitly and a replay of the bus reproduces the same decis
 A timer is ready at `due + allowed_lateness` (receive time), where `due = last start event + delay`
 in event time (see `events.py`). Before firing it passes, in order: the cancel memory (orders seen
 for its cart, checkout or customer, however they were ordered on the bus), the guards (consent,
-unsubscribe, latest purchase), cooldown, frequency cap, and quiet hours (which defer it).
+unsubscribe, latest purchase, then the trigger's `when:` conditions on the customer's computed
+traits as the trait store holds them), cooldown, frequency cap, and quiet hours (which defer it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from .definitions import ID_FIELDS, TriggerDefinition, TriggerSet
 from .events import Event
-from .guards import GuardProvider, suppression_reason
+from .guards import GuardProvider, NoTraits, TraitSource, suppression_reason, trait_reason
 from .limits import cap_blocks, cooldown_blocks, quiet_until
 
 
@@ -60,10 +61,12 @@ def fire_key(trigger: str, customer: str | None, group: str, window_start: datet
 
 
 class TriggerEngine:
-    def __init__(self, trigger_set: TriggerSet, guard: GuardProvider):
+    def __init__(self, trigger_set: TriggerSet, guard: GuardProvider, traits: TraitSource | None = None):
         self.defs = {t.name: t for t in trigger_set.triggers}
         self.limits = trigger_set.limits
         self.guard = guard
+        # Without a store every customer's traits are unknown: triggers with `when:` follow their policy.
+        self.traits = traits if traits is not None else NoTraits()
         self.timers: dict[tuple[str, str], Timer] = {}
         self.by_id: dict[tuple[str, str], tuple[str, str]] = {}  # (trigger, group id) -> timer
         self.by_identity: dict[str, set[tuple[str, str]]] = {}  # identity -> timers
@@ -291,6 +294,9 @@ class TriggerEngine:
         if reason is None and t.check_purchase and state.last_purchase_at is not None \
                 and state.last_purchase_at >= timer.window_start - t.customer_window:
             reason = "purchased"
+        if reason is None and t.when is not None:
+            values, as_of = self.traits.traits(user, now)
+            reason = trait_reason(t.when, values, as_of, t.trait_unknown)
         history = self.history.get(user, [])
         if reason is None and cooldown_blocks(history, t.name, t.cooldown, now):
             reason = "cooldown"

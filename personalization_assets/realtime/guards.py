@@ -4,6 +4,12 @@ A timer can sit for hours; in that time the customer may unsubscribe, withdraw c
 through a channel that never reaches the bus (phone, store). The engine therefore asks a
 `GuardProvider` at decision time. Unknown customers are suppressed unless the provider is told
 otherwise: without a recorded opt-in we may not send marketing email.
+
+A trigger's `when:` conditions on computed traits are checked here too, on the values a
+`TraitSource` holds for the customer (the warehouse's `marts.computed_traits`, copied to the
+guard store file by the traits asset): the same numbers the warehouse audiences use, as of the
+instant they describe. A customer the store has no value for follows the trigger's
+`trait_unknown` policy (default: suppress, reason `trait unknown: ...`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,74 @@ UNKNOWN = CustomerState(known=False, email_opt_in=False, consent_processing=Fals
 
 class GuardProvider(Protocol):
     def state(self, customer_id: str) -> CustomerState: ...
+
+
+class TraitSource(Protocol):
+    def traits(self, customer_id: str, now: datetime | None = None) -> tuple[dict[str, Any], datetime | None]:
+        """({trait: value}, the instant they describe) for a userId; ({}, None) when unknown.
+        `now` is the decision time (a replay of history computes the values as of then)."""
+        ...
+
+
+class NoTraits:
+    """No trait store: every customer's traits are unknown (their trigger's policy decides)."""
+
+    def traits(self, customer_id: str, now: datetime | None = None) -> tuple[dict[str, Any], datetime | None]:
+        return {}, None
+
+
+def trait_reason(rule, values: dict[str, Any], as_of: datetime | None, unknown: str = "suppress") -> str | None:
+    """Why the computed-trait conditions `rule` (an audiences.model Rule) stop a fire, or None.
+
+    Evaluated as the audience compilations do: a null value (no `last` event in the window) meets
+    no comparison. A trait absent from `values` (customer not in the store yet, or a trait declared
+    after the last sync) is unknown: `unknown="send"` lets the fire through, otherwise the reason
+    is `trait unknown: NAME`."""
+    from ..audiences.model import ComputedCond, Group
+
+    if rule is None:
+        return None
+    stamp = as_of.isoformat() if as_of is not None else "never"
+    missing: list[str] = []
+
+    def holds(r) -> bool | None:  # None: depends on an unknown value
+        if isinstance(r, Group):
+            parts = [holds(p) for p in r.parts]
+            if r.joiner == "all":
+                return False if False in parts else (None if None in parts else True)
+            return True if True in parts else (None if None in parts else False)
+        assert isinstance(r, ComputedCond), r  # parse_when admits nothing else
+        name = r.trait.name
+        if name not in values:
+            missing.append(name)
+            return None
+        return _compare(values[name], r.op, r.value)
+
+    result = holds(rule)
+    if result is True:
+        return None
+    if result is None:
+        return None if unknown == "send" else f"trait unknown: {', '.join(dict.fromkeys(missing))} (as of {stamp})"
+    failed = [c for c in _leaves(rule) if c.trait.name in values and not _compare(values[c.trait.name], c.op, c.value)]
+    shown = "; ".join(f"{c.text} with {c.trait.name} = {values[c.trait.name]!r}" for c in failed)
+    return f"trait: {shown} (as of {stamp})"
+
+
+def _leaves(rule):
+    from ..audiences.model import conditions
+
+    return list(conditions(rule))
+
+
+def _compare(value: Any, op: str, expected: Any) -> bool:
+    from ..audiences.stream_plan import OPS  # the stream compilation's own operators
+
+    if value is None:
+        return False
+    try:
+        return bool(OPS[op](value, expected))
+    except TypeError:  # e.g. a text value compared with a number: not met, and the reason shows both
+        return False
 
 
 def suppression_reason(state: CustomerState) -> str | None:

@@ -32,4 +32,5 @@ def observe(decisions, recorded_at: float) -> None:
         elif d.kind == "defer":
             DEFERRED.labels(d.trigger).inc()
         elif d.kind == "suppress":
-            SUPPRESSED.labels(d.trigger, d.reason or "unknown").inc()
+            # a trait reason carries the condition, value and as_of: the label keeps its kind only
+            SUPPRESSED.labels(d.trigger, (d.reason or "unknown").split(":", 1)[0]).inc()

@@ -24,7 +24,7 @@ from . import metrics
 from .definitions import TriggerSet, load_trigger_set
 from .engine import TriggerEngine
 from .events import BadEvent, from_segment
-from .guards import DictGuardProvider, GuardProvider, SqliteGuardProvider
+from .guards import DictGuardProvider, GuardProvider, SqliteGuardProvider, TraitSource
 from .ledger import Ledger, load_history
 from .state import restore, snapshot
 
@@ -42,6 +42,18 @@ def open_guard(spec: GuardProvider | str | None, allow_unknown: bool = False) ->
     return spec
 
 
+def open_traits(spec: TraitSource | str | None) -> TraitSource | None:
+    """A trait source, or the SQLite path/URL of the store the traits asset syncs
+    (`customer_traits`, in the guard store file by default); None: no store (all unknown)."""
+    if spec is None or isinstance(spec, str) and spec == "":
+        return None
+    if isinstance(spec, str):
+        from ..audiences.traits_store import TraitReader
+
+        return TraitReader(spec.removeprefix("sqlite://"))
+    return spec
+
+
 class EngineProcess:
     """One engine bound to a bus and a ledger; `step()` is one poll (tests call it directly)."""
 
@@ -49,16 +61,16 @@ class EngineProcess:
     # checkpoint_every_s of the bus, and the ledger keeps that replay from firing twice.
     def __init__(self, bus, ledger: Ledger, trigger_set: TriggerSet, guard: GuardProvider,
                  group: str = "triggers", batch: int = 500, checkpoint_every_s: float = 30.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, traits: TraitSource | None = None):
         self.bus, self.ledger, self.group, self.batch = bus, ledger, group, batch
         self.clock = clock
         self.checkpoint_every_s = checkpoint_every_s
         cp = ledger.checkpoint()
         if cp is not None:
-            self.engine = restore(cp.state, trigger_set, guard)
+            self.engine = restore(cp.state, trigger_set, guard, traits)
             self.offset = cp.bus_offset
         else:  # no checkpoint: rebuild from the whole bus, the ledger prevents re-fires
-            self.engine = TriggerEngine(trigger_set, guard)
+            self.engine = TriggerEngine(trigger_set, guard, traits)
             self.offset = 0
         now = datetime.fromtimestamp(clock(), timezone.utc)
         load_history(self.engine, ledger, now, self.engine._history_span)
@@ -131,12 +143,16 @@ class EngineProcess:
 def run_engine(bus_url: str, state_path: str | Path, definitions: TriggerSet | str | Path | None = None,
                port: int | None = 9108, *, guard: GuardProvider | str | None = None,
                allow_unknown: bool = False, group: str = "triggers", poll_interval_s: float = 0.02,
-               stop: threading.Event | None = None, ready: Callable[[int], None] | None = None) -> None:
+               stop: threading.Event | None = None, ready: Callable[[int], None] | None = None,
+               traits: TraitSource | str | None = None) -> None:
     """Consume `bus_url` until `stop` is set; fires go to the ledger in `state_path` (SQLite).
 
     `definitions`: a TriggerSet, a YAML path, or None for the packaged triggers. `port`: where
     `/metrics` listens on 127.0.0.1 (0 = any free port, None = no endpoint). `ready(port)` is called
-    once the process is consuming.
+    once the process is consuming. `traits`: the computed-trait store that triggers with `when:`
+    read at decision time (a SQLite path or a source); by default the guard store file when
+    `guard` is a path (the traits asset syncs `customer_traits` there). Each decision reads it
+    anew, so every warehouse sync reaches the running engine.
     """
     from ..bus import open_bus
 
@@ -148,10 +164,14 @@ def run_engine(bus_url: str, state_path: str | Path, definitions: TriggerSet | s
 
         server, _ = start_http_server(port, addr="127.0.0.1")
         port = server.server_port
+    if traits is None and isinstance(guard, str):
+        traits = guard
+    trait_source = open_traits(traits) if any(t.when is not None for t in trigger_set.triggers) else None
     bus = open_bus(bus_url)
     ledger = Ledger(state_path)
     try:
-        proc = EngineProcess(bus, ledger, trigger_set, open_guard(guard, allow_unknown), group=group)
+        proc = EngineProcess(bus, ledger, trigger_set, open_guard(guard, allow_unknown), group=group,
+                             traits=trait_source)
         log.info("trigger engine consuming %s from offset %s, ledger %s", redact_url(bus_url), proc.offset, state_path)
         if ready:
             ready(port or 0)
@@ -162,6 +182,8 @@ def run_engine(bus_url: str, state_path: str | Path, definitions: TriggerSet | s
     finally:
         ledger.close()
         bus.close()
+        if trait_source is not None and hasattr(trait_source, "close"):
+            trait_source.close()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -183,4 +205,4 @@ def inspect_state(state_path: str | Path) -> dict:
         ledger.close()
 
 
-__all__ = ["EngineProcess", "inspect_state", "open_guard", "run_engine"]
+__all__ = ["EngineProcess", "inspect_state", "open_guard", "open_traits", "run_engine"]

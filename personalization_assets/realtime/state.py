@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from .definitions import TriggerSet
 from .engine import Timer, TriggerEngine
-from .guards import GuardProvider
+from .guards import GuardProvider, TraitSource
 
 FORMAT = 1
 TIMER_FIELDS = ["trigger", "key", "window_start", "last_activity", "ids", "identities", "user_id",
@@ -45,11 +45,12 @@ def snapshot(engine: TriggerEngine) -> dict:
     }
 
 
-def restore(data: dict, trigger_set: TriggerSet, guard: GuardProvider) -> TriggerEngine:
+def restore(data: dict, trigger_set: TriggerSet, guard: GuardProvider,
+            traits: TraitSource | None = None) -> TriggerEngine:
     if data.get("format") != FORMAT:
         raise ValueError(f"checkpoint format {data.get('format')!r} is not {FORMAT}; delete the"
                          " checkpoint to rebuild the state from the bus and the fire ledger")
-    engine = TriggerEngine(trigger_set, guard)
+    engine = TriggerEngine(trigger_set, guard, traits)
     engine.frontier = _dt(data.get("frontier"))
     engine.aliases = dict(data.get("aliases") or {})
     for row in data.get("timers", []):
