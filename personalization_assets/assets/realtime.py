@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from .. import settings
-from ..realtime.backtest import backtest
+from ..realtime.backtest import backtest, history_start
 from ..realtime.definitions import load_trigger_set, parse_duration
 from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvider
 from ..realtime.warehouse_guard import guard_frame, guard_rows
@@ -132,8 +132,9 @@ def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.
     start, end = _when(config.start), _when(config.end)
     with warehouse.connect() as conn:
         sql, params = "select * from staging.events where 1 = 1", []
-        if start is not None:
-            sql, params = sql + " and timestamp >= ?", params + [start - trigger.customer_window]
+        since = history_start(trigger, start) if start is not None else None  # trait windows look back
+        if since is not None:
+            sql, params = sql + " and timestamp >= ?", params + [since]
         if end is not None:
             sql, params = sql + " and timestamp < ?", params + [end]
         events = conn.query(sql + " order by received_at, message_id", params)

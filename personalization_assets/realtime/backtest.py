@@ -85,6 +85,17 @@ def _events_from_frame(frame: pd.DataFrame, names: dict[str, str]) -> Iterable[E
             yield ev if name == ev.name else replace(ev, name=name)
 
 
+def history_start(trigger: TriggerDefinition, start: datetime) -> datetime | None:
+    """The earliest event time a backtest from `start` reads: the customer window before it, and
+    the longest window of the trigger's computed-trait conditions (None: a trait over all history)."""
+    reach = trigger.customer_window
+    for c in trigger.trait_conditions:
+        if c.trait.window.start is None:
+            return None
+        reach = max(reach, timedelta(seconds=c.trait.window.start))
+    return start - reach
+
+
 def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | TriggerDefinition | str | None = None,
              start: datetime | None = None, end: datetime | None = None,
              guard: GuardProvider | None = None, traits: TraitSource | None = None) -> pd.DataFrame:

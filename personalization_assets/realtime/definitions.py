@@ -144,11 +144,12 @@ def _coerce(key: str, value):
     return value
 
 
-def parse_when(raw: Any, where: str, traits: dict | None = None):
+def parse_when(raw: Any, where: str, traits: dict | None = None, name: str | None = None):
     """`when:` -> a Rule of computed-trait conditions (audiences/model.py parses it), or
     DefinitionError in one line naming the trigger and the condition. `traits`: the computed
     traits that may be named, by name (default: those the packaged audience definitions declare,
-    i.e. the columns of `marts.computed_traits`)."""
+    i.e. the columns of `marts.computed_traits`; then a trigger `name` that is also a packaged
+    audience must hold the same conditions in its rule)."""
     from ..audiences.model import ComputedCond, DefinitionError, _rule, conditions
 
     if raw is None:
@@ -158,7 +159,8 @@ def parse_when(raw: Any, where: str, traits: dict | None = None):
     if not isinstance(raw, list) or not raw:
         raise DefinitionError(f"{where}: when is a non-empty list of conditions, e.g."
                               f" [{{computed: views_7d, op: \">=\", value: 3}}]")
-    if traits is None:
+    packaged = traits is None
+    if packaged:
         traits = declared_trait_index()
     rule = _rule({"all": raw}, f"{where}: when", traits)
     for leaf in conditions(rule):
@@ -166,7 +168,25 @@ def parse_when(raw: Any, where: str, traits: dict | None = None):
             raise DefinitionError(f"{where}: when: {leaf.text}: only computed: conditions are checked at"
                                   " decision time (events belong in start_on/cancel_on, profile traits in"
                                   " the trigger's audience)")
+    if packaged and name is not None:
+        _in_audience(rule, name, where)
     return rule
+
+
+def _in_audience(rule, name: str, where: str) -> None:
+    """A trigger that is also a packaged audience (on_enter) must carry its `when:` conditions in
+    that audience's rule too, so the warehouse audience, its stream compilation and the
+    equivalence check evaluate the condition the engine checks."""
+    from ..audiences.model import ComputedCond, DefinitionError, conditions, load_builtin
+
+    audience = next((a for a in load_builtin() if a.name == name), None)
+    if audience is None:
+        return
+    held = [(c.trait, c.op, c.value) for c in conditions(audience.rule) if isinstance(c, ComputedCond)]
+    for leaf in conditions(rule):
+        if (leaf.trait, leaf.op, leaf.value) not in held:
+            raise DefinitionError(f"{where}: when: {leaf.text} is not in the rule of audience {name!r}"
+                                  f" ({name}.yaml); add it there so both compilations check it too")
 
 
 def declared_trait_index() -> dict:
@@ -182,7 +202,7 @@ def _trigger(raw: dict, traits: dict | None = None) -> TriggerDefinition:
     try:
         name = raw.pop("name")
         raw.pop("holdout", None)  # an experiment's holdout: read by experiments/holdouts.py
-        when = parse_when(raw.pop("when", None), f"trigger {name!r}", traits)
+        when = parse_when(raw.pop("when", None), f"trigger {name!r}", traits, name)
         return TriggerDefinition(name=name, when=when, **{k: _coerce(k, v) for k, v in raw.items()})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"bad trigger definition {raw!r}: {exc}") from exc

@@ -17,7 +17,7 @@ from personalization_assets.audiences.stream import StreamEvent, trait_at
 from personalization_assets.audiences.traits import aligned, declared_traits
 from personalization_assets.audiences.traits_store import TraitReader, TraitStore
 from personalization_assets.bus import open_bus
-from personalization_assets.realtime.backtest import backtest
+from personalization_assets.realtime.backtest import backtest, history_start
 from personalization_assets.realtime.definitions import Limits, TriggerSet, load_trigger_set, parse_trigger_set
 from personalization_assets.realtime.engine import TriggerEngine
 from personalization_assets.realtime.guards import DictGuardProvider
@@ -27,7 +27,7 @@ from personalization_assets.realtime.runner import EngineProcess
 from personalization_assets_tests.realtime.helpers import LATE, T0, H, M, ev, run
 
 AS_OF = datetime(2026, 6, 1, 11, 0, tzinfo=timezone.utc)
-CART = {"name": "cart_abandonment", "start_on": ["Product Added"], "cancel_on": ["Order Completed"],
+CART = {"name": "vip_cart", "start_on": ["Product Added"], "cancel_on": ["Order Completed"],
         "group_by": ["cart_id"], "cancel_match": ["cart_id", "customer"], "delay": "1h",
         "allowed_lateness": "2m", "cooldown": "0s", "customer_window": "1h"}
 
@@ -120,12 +120,27 @@ def test_a_bad_when_is_one_clear_line_naming_the_trigger(when, expected):
     with pytest.raises(DefinitionError) as exc:
         parse_trigger_set(yaml.safe_load(yaml.safe_dump({"triggers": [{**CART, "when": when}]})))
     message = str(exc.value)
-    assert "\n" not in message and "trigger 'cart_abandonment'" in message and expected in message, message
+    assert "\n" not in message and "trigger 'vip_cart'" in message and expected in message, message
 
 
 def test_a_bad_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="trait_unknown must be one of"):
         parse_trigger_set({"triggers": [{**CART, "when": VIEWS_3, "trait_unknown": "maybe"}]})
+
+
+def test_a_trigger_that_is_a_packaged_audience_must_hold_its_when_in_the_audience_rule():
+    """cart_abandonment.yaml's rule has no views_7d condition: the engine would check a condition
+    that the warehouse audience and the equivalence check never see."""
+    doc = {"triggers": [{**CART, "name": "cart_abandonment", "when": VIEWS_3}]}
+    with pytest.raises(DefinitionError) as exc:
+        parse_trigger_set(doc)
+    assert str(exc.value) == ("trigger 'cart_abandonment': when: {computed: views_7d, op: >=, value: 3} is not in"
+                              " the rule of audience 'cart_abandonment' (cart_abandonment.yaml); add it there so"
+                              " both compilations check it too")
+    # category_browsers.yaml holds {computed: views_7d, op: ">=", value: 3} (keys in any order)
+    ts = parse_trigger_set({"triggers": [{**CART, "name": "category_browsers",
+                                          "when": [{"value": 3, "op": ">=", "computed": "views_7d"}]}]})
+    assert [c.trait.name for c in ts.get("category_browsers").trait_conditions] == ["views_7d"]
 
 
 def test_the_packaged_triggers_parse_and_declare_no_condition_on_undeclared_traits():
@@ -178,5 +193,7 @@ def test_the_backtest_computes_the_values_the_store_would_have_held_at_each_deci
         def traits(self, customer_id, now=None):
             return store.get(customer_id, ({}, None))
 
+    # the asset reads history back as far as the longest trait window (views_7d: 7 days)
+    assert history_start(trigger_set(VIEWS_3).get("vip_cart"), T0) == T0 - timedelta(days=7)
     result = backtest(frame, trigger_set(VIEWS_3), traits=Fixed())
     assert dict(zip(result["customer_id"], result["outcome"])) == {"u1": "suppress", "u2": "fire", "u3": "suppress"}
