@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from .. import settings
-from ..realtime.backtest import backtest, history_start
+from ..realtime.backtest import backtest, history_start, identity_index
 from ..realtime.definitions import load_trigger_set, parse_duration
 from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvider
 from ..realtime.warehouse_guard import guard_frame, guard_rows
@@ -139,7 +139,9 @@ def trigger_backtest(config: TriggerBacktestConfig, warehouse: Warehouse) -> dg.
             sql, params = sql + " and timestamp < ?", params + [end]
         events = conn.query(sql + " order by received_at, message_id", params)
         guard = _guard(conn, config.respect_consent)
-        result = backtest(events, ts, start, end, guard)
+        identity = identity_index(conn.query("select identity_type, identity, customer_key from core.identity_map")) \
+            if trigger.when is not None and conn.table_exists("core", "identity_map") else None
+        result = backtest(events, ts, start, end, guard, identity=identity)  # traits keyed as the warehouse keys them
         result.insert(0, "backtest", f"{config.trigger}|{config.start}|{config.end}|{config.delay}")
         conn.prepare_table("activation", "trigger_backtest", result)
         with conn.transaction():

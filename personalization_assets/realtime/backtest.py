@@ -85,6 +85,11 @@ def _events_from_frame(frame: pd.DataFrame, names: dict[str, str]) -> Iterable[E
             yield ev if name == ev.name else replace(ev, name=name)
 
 
+def identity_index(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Rows of `core.identity_map` (identity_type, identity, customer_key) as `backtest` takes them."""
+    return {(str(r.identity_type), str(r.identity)): str(r.customer_key) for r in frame.itertuples(index=False)}
+
+
 def history_start(trigger: TriggerDefinition, start: datetime) -> datetime | None:
     """The earliest event time a backtest from `start` reads: the customer window before it, and
     the longest window of the trigger's computed-trait conditions (None: a trait over all history)."""
@@ -98,14 +103,17 @@ def history_start(trigger: TriggerDefinition, start: datetime) -> datetime | Non
 
 def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | TriggerDefinition | str | None = None,
              start: datetime | None = None, end: datetime | None = None,
-             guard: GuardProvider | None = None, traits: TraitSource | None = None) -> pd.DataFrame:
+             guard: GuardProvider | None = None, traits: TraitSource | None = None,
+             identity: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Who would have been messaged, and when, by `triggers` over events in [start, end).
 
     `events`: a frame of raw or staging events, or Segment dicts (with `receivedAt` or
     `timestamp`). `triggers`: a set, one definition, or the name of a packaged trigger.
     `guard` defaults to "everyone may be messaged" (pass real consent state to be exact).
     `traits`: where `when:` conditions read computed traits; by default they are computed from
-    these same events (all of them before `end`, also those before `start`: windows look back).
+    these same events (all of them before `end`, also those before `start`: windows look back),
+    keyed to customers through `identity` ({(identity_type, identity): customer_key}, see
+    `identity_index`) as the warehouse keys them.
     """
     if triggers is None or isinstance(triggers, str):
         base = load_trigger_set()
@@ -119,7 +127,7 @@ def backtest(events: pd.DataFrame | Iterable[dict], triggers: TriggerSet | Trigg
         from .definitions import declared_trait_index
 
         used = {c.trait.name: c.trait for t in triggers.triggers for c in t.trait_conditions}
-        replayed = traits = ReplayedTraits(used, declared_trait_index())
+        replayed = traits = ReplayedTraits(used, declared_trait_index(), identity)
         rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else events
         for te in map(_trait_event, rows):  # each decision counts only what had arrived by then
             if te is not None and (end is None or te.at < end):

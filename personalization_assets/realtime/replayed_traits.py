@@ -5,10 +5,11 @@ Live, a decision reads `marts.computed_traits` as of the last bucket edge the wa
 (`audiences/traits.py`). A backtest has no store for past instants, so at decision time `now`
 this source evaluates each trait over the customer's events received by `now`, at the bucket
 edge at or before `now` (`aligned`), with the audience stream's own evaluator (`trait_at`), which
-the equivalence check holds equal to the SQL compilation. The customer is a userId; anonymous
-events count once an event has linked them to it (the warehouse resolves identities more
-widely, through `core.identity_map`). A customer is unknown, as in the store, until one of
-their events matches a declared trait.
+the equivalence check holds equal to the SQL compilation. Events are keyed to customers as the
+warehouse keys them (`traits.snapshot_sql`): through `core.identity_map` when one is given, else
+by userId, else `anon:<anonymousId>`; a decision about a userId reads its customer's values (with
+an identity map, only userIds the map knows have a row, as `traits_store.trait_rows` copies).
+A customer is unknown, as in the store, until one of their events matches a declared trait.
 """
 
 from __future__ import annotations
@@ -40,33 +41,38 @@ def _counted(t: ComputedTrait, ev: TraitEvent) -> bool:
 
 
 class ReplayedTraits:
-    """A `realtime.guards.TraitSource` over replayed events (`add` them in receive order)."""
+    """A `realtime.guards.TraitSource` over replayed events (`add` them in any order).
 
-    def __init__(self, used: dict[str, ComputedTrait], declared: dict[str, ComputedTrait] | None = None):
+    `identity`: {(identity_type, identity): customer_key} of `core.identity_map`
+    (identity_type `user_id` or `anonymous_id`), or None to key by the event's own ids."""
+
+    def __init__(self, used: dict[str, ComputedTrait], declared: dict[str, ComputedTrait] | None = None,
+                 identity: dict[tuple[str, str], str] | None = None):
         self.used = dict(used)
         self.declared = {**(declared or {}), **self.used}  # who is a row of the store: any declared trait
         self.bucket = bucket_seconds(self.declared)
-        self.by_user: dict[str, list[TraitEvent]] = {}
-        self.by_anon: dict[str, list[TraitEvent]] = {}
-        self.aliases: dict[str, set[str]] = {}  # userId -> anonymous ids linked to it
+        self.identity = identity
+        self.by_key: dict[str, list[TraitEvent]] = {}
+
+    def _key(self, ev: TraitEvent) -> str:
+        if self.identity is not None:
+            key = self.identity.get(("user_id", ev.user_id or "")) \
+                or self.identity.get(("anonymous_id", ev.anonymous_id or ""))
+            if key is not None:
+                return key
+        return ev.user_id or f"anon:{ev.anonymous_id}"
 
     def add(self, ev: TraitEvent) -> None:
-        if ev.user_id:
-            self.by_user.setdefault(ev.user_id, []).append(ev)
-            if ev.anonymous_id:
-                self.aliases.setdefault(ev.user_id, set()).add(ev.anonymous_id)
-        elif ev.anonymous_id:
-            self.by_anon.setdefault(ev.anonymous_id, []).append(ev)
+        self.by_key.setdefault(self._key(ev), []).append(ev)
 
     def traits(self, customer_id: str, now: datetime | None = None) -> tuple[dict[str, Any], datetime | None]:
         if now is None:
             raise ValueError("ReplayedTraits needs the decision time (`now`) to compute values as of then")
-        events = [e for e in self.by_user.get(customer_id, ()) if e.received_at <= now]
-        for anon in self.aliases.get(customer_id, ()):
-            events += [e for e in self.by_anon.get(anon, ()) if e.received_at <= now]
+        key = customer_id if self.identity is None else self.identity.get(("user_id", customer_id))
+        events = [e for e in self.by_key.get(key, ()) if e.received_at <= now] if key is not None else []
         if not any(_counted(t, e) for e in events for t in self.declared.values()):
             return {}, None  # no row in the store yet
         as_of = aligned(now, self.bucket)
-        stream = sorted(StreamEvent(e.at.timestamp(), customer_id, e.name, e.received_at.timestamp(), e.props)
+        stream = sorted(StreamEvent(e.at.timestamp(), key, e.name, e.received_at.timestamp(), e.props)
                         for e in events)
         return {name: trait_at(t, stream, as_of.timestamp()) for name, t in self.used.items()}, as_of
