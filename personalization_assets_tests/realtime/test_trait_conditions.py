@@ -245,3 +245,55 @@ def test_replayed_values_equal_what_the_warehouse_syncs_to_the_store(tmp_path, i
         compared += sum(v not in (None, 0) for v in live[0].values())
     assert compared > 60 and len(users) == 25  # not vacuous
     reader.close()
+
+
+def test_the_trigger_process_reads_traits_from_its_guard_file_and_each_new_sync(tmp_path):
+    """`python -m personalization_assets.realtime` as a subprocess on a SQLite bus: with no
+    --traits it reads customer_traits from the --guard file, where marts/computed_traits syncs
+    them, and a sync made while it runs decides the next fire."""
+    import time
+
+    from personalization_assets.realtime.guards import SqliteGuardProvider
+    from personalization_assets_tests.realtime.test_processes import _spawn, _stop, _wait_until
+
+    guard_path = tmp_path / "guard.sqlite"
+    guard = SqliteGuardProvider(guard_path)
+    for user in ("u1", "u2"):
+        guard.upsert(user)
+    guard.close()
+    TraitStore(guard_path).sync([("u1", {"views_7d": 5}), ("u2", {"views_7d": 1})], AS_OF)
+    definitions = tmp_path / "triggers.yaml"
+    definitions.write_text(yaml.safe_dump({"triggers": [{**CART, "delay": "1s", "allowed_lateness": "0.5s",
+                                                         "when": VIEWS_3}]}))
+    bus_url = f"sqlite:///{tmp_path}/events.db"
+    bus = open_bus(bus_url)
+    engine = _spawn(["personalization_assets.realtime", "--bus", bus_url, "--state", str(tmp_path / "t.sqlite"),
+                     "--guard", str(guard_path), "--definitions", str(definitions), "--port", "0",
+                     "--no-quiet-hours"], tmp_path, "engine")
+
+    def add(user: str, cart: str) -> None:
+        bus.append([{"type": "track", "event": "Product Added", "userId": user, "messageId": cart,
+                     "timestamp": datetime.now(timezone.utc).isoformat(), "properties": {"cart_id": cart}}])
+
+    ledger = None
+    try:
+        add("u1", "c1")
+        add("u2", "c2")
+        ledger = Ledger(tmp_path / "t.sqlite")
+        rows = _wait_until(lambda: (lambda r: r if len(r) == 2 else None)(
+            ledger.conn.execute("select customer_id, outcome, reason from trigger_fires order by customer_id")
+            .fetchall()), 30, "two decisions")
+        assert rows[0] == ("u1", "fire", None)
+        assert rows[1][:2] == ("u2", "suppress") and "views_7d = 1" in rows[1][2]
+        TraitStore(guard_path).sync([("u1", {"views_7d": 5}), ("u2", {"views_7d": 4})], AS_OF + H)
+        time.sleep(0.1)
+        add("u2", "c3")
+        third = _wait_until(lambda: ledger.conn.execute(
+            "select outcome, reason from trigger_fires where cart = 'cart_id:c3'").fetchone(), 30, "the c3 decision")
+        assert third == ("fire", None)
+    finally:
+        _stop(engine)
+        if ledger is not None:
+            ledger.close()
+        bus.close()
+    assert engine.returncode == 0, (tmp_path / "engine.log").read_text()
