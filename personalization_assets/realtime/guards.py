@@ -64,7 +64,6 @@ def trait_reason(rule, values: dict[str, Any], as_of: datetime | None, unknown: 
 
     if rule is None:
         return None
-    stamp = as_of.isoformat() if as_of is not None else "never"
     missing: list[str] = []
 
     def holds(r) -> bool | None:  # None: depends on an unknown value
@@ -83,6 +82,7 @@ def trait_reason(rule, values: dict[str, Any], as_of: datetime | None, unknown: 
     result = holds(rule)
     if result is True:
         return None
+    stamp = as_of.isoformat() if as_of is not None else "never"
     if result is None:
         return None if unknown == "send" else f"trait unknown: {', '.join(dict.fromkeys(missing))} (as of {stamp})"
     failed = [c for c in _leaves(rule) if c.trait.name in values and not _compare(values[c.trait.name], c.op, c.value)]
