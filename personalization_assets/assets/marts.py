@@ -12,7 +12,7 @@ from ..audiences import suppression
 from ..audiences.membership import CHANGES, MEMBERSHIP, load_segments, membership_sample, run_segments
 from ..marts.payloads import replace_payloads
 from ..marts.payloads_sql import write_payloads
-from ..marts.profiles import build_profiles, write_profiles
+from ..marts.profiles import TARGET as PROFILES_TABLE, materialize_profiles
 from ..marts.render import preview_markdown
 from ..privacy import mask_frame
 from ..resources.warehouse import Warehouse
@@ -58,17 +58,22 @@ def customer_profiles(context: dg.AssetExecutionContext, warehouse: Warehouse) -
     """One row per customer: recency, frequency, monetary value with RFM scores and segment,
     historical and predicted value (BG/NBD + Gamma-Gamma), first and last order, average order
     value, top categories, last viewed and carted products, e-mail engagement, preferred send hour
-    in the customer's time zone, locale, and subscription and consent state."""
+    in the customer's time zone, locale, and subscription and consent state.
+
+    Built inside the warehouse end to end (`marts/profiles.py`): the CLV models are fitted on a
+    sample of buyers in Python and everyone is scored in SQL."""
     with warehouse.connect() as conn:
-        built = build_profiles(conn, utc_now())
-        write_profiles(conn, built.frame)
-    frame = built.frame
+        built = materialize_profiles(conn, utc_now())
+        sample = conn.query(f"select * from {PROFILES_TABLE} order by customer_key limit 10")
+        summary = conn.query(f"select rfm_segment, count(*) as n, sum(case when sendable then 1 else 0 end) as sendable "
+                             f"from {PROFILES_TABLE} group by rfm_segment order by rfm_segment")
     if not built.clv_fit.get("fitted"):
         context.log.warning(f"CLV not fitted: {built.clv_fit.get('reason')}")
-    rfm_counts = frame["rfm_segment"].value_counts().to_dict()
-    return dg.MaterializeResult(metadata=frame_metadata(
-        frame, clv_fit=built.clv_fit, rfm_segments={k: int(v) for k, v in rfm_counts.items()},
-        sendable=int(frame["sendable"].sum()), **{"dagster/column_lineage": PROFILE_LINEAGE}))
+    metadata = frame_metadata(
+        sample, clv_fit=built.clv_fit, rfm_segments={str(k): int(v) for k, v in zip(summary["rfm_segment"], summary["n"])},
+        sendable=int(summary["sendable"].sum()), **{"dagster/column_lineage": PROFILE_LINEAGE})
+    metadata["dagster/row_count"] = dg.MetadataValue.int(built.rows)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.multi_asset(

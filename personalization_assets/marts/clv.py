@@ -106,14 +106,22 @@ def probability_alive(params: BetaGeoParams, x, t_x, T) -> np.ndarray:
     return 1.0 / (1.0 + _alive_odds(params, x, t_x, T))
 
 
-def expected_purchases(params: BetaGeoParams, t: float, x, t_x, T) -> np.ndarray:
-    """Expected purchases in the next `t` periods given each customer's history (eq. 10)."""
+def purchases_if_alive(params: BetaGeoParams, t: float, x, T) -> np.ndarray:
+    """The numerator of eq. 10: expected purchases in the next `t` periods of a customer known to
+    be alive. It needs Gauss's hypergeometric 2F1 but depends only on (x, T), which take few
+    distinct values; SQL scoring looks it up and divides by 1 + the drop-out odds."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    x, t_x, T = _arrays(x, t_x, T)
+    x, T = _arrays(x, T)
     z = t / (alpha + T + t)
     head = (a + b + x - 1) / (a - 1)
     body = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
-    return head * body / (1 + _alive_odds(params, x, t_x, T))
+    return head * body
+
+
+def expected_purchases(params: BetaGeoParams, t: float, x, t_x, T) -> np.ndarray:
+    """Expected purchases in the next `t` periods given each customer's history (eq. 10)."""
+    x, t_x, T = _arrays(x, t_x, T)
+    return purchases_if_alive(params, t, x, T) / (1 + _alive_odds(params, x, t_x, T))
 
 
 def gamma_gamma_log_likelihood(params: GammaGammaParams, x, m) -> np.ndarray:

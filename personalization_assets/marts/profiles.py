@@ -1,100 +1,126 @@
 """One profile per customer: what personalization needs to know, in one row.
 
-The warehouse does the heavy aggregation (`profiles_sql`); Python adds what SQL does badly:
-RFM quintiles, the CLV models and time-zone arithmetic on one row per customer.
+Everything runs inside the warehouse (`profiles_sql`): the per-customer aggregation, RFM
+quintiles, the CLV scores and the send hour in the customer's time zone. Python only fits the
+CLV models on a sample of buyers, evaluates the hypergeometric part of the BG/NBD expectation for
+the few distinct (x, T) pairs, and computes today's UTC offset of each distinct time zone; no
+per-customer row comes back (`build_profiles` returns them as a frame for small warehouses).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
 import pandas as pd
 
 from . import clv, rfm
 from .inputs import InputTables, Sql
-from .profiles_sql import prepare_session, profile_sql
+from .profiles_sql import buyers_sql, enrich_sql, prepare_session, profile_sql
 
 DEFAULT_SEND_HOUR = 10  # local time, when a customer has neither opened e-mail nor ordered
 CLV_HORIZON_DAYS = 365
 # The models have 4 and 3 population parameters: a fixed sample fits them as well as millions
 # of rows would, in a fraction of the time. Everyone is scored with the fitted parameters.
 MAX_FIT_CUSTOMERS = 50_000
+TARGET = "marts.customer_profiles"
+# Scratch tables, dropped at the end: temporary on DuckDB; transient in `marts` on Snowflake (a
+# session may have no current schema for a temporary one, and fakesnow has no temporary schemas).
+SCRATCH_SCHEMA = "marts"
+BASE, IF_ALIVE, ROWS = "profile_base_scratch", "profile_if_alive_scratch", "profile_rows_scratch"
+
+
+def scratch(conn: Sql, name: str) -> str:
+    return name if conn.dialect == "duckdb" else f"{SCRATCH_SCHEMA}.{name}"
+
+
+def _create(conn: Sql, kind: str = "scratch") -> str:
+    if kind == "table":
+        return "create or replace table"
+    return "create or replace temporary table" if conn.dialect == "duckdb" else "create or replace transient table"
+SEGMENT_CODES = {r * 10 + f: rfm.segment_name(r, f) for r in range(1, 6) for f in range(1, 6)}
 
 
 @dataclass
 class ProfileBuild:
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None = None  # the rows, from `build_profiles` only
     clv_fit: dict = field(default_factory=dict)  # parameters, or the reason there are none
+    rows: int = 0
 
 
 def build_profiles(conn: Sql, as_of: datetime, tables: InputTables = InputTables()) -> ProfileBuild:
+    """The profiles as a frame, ordered by customer_key (tests, small warehouses); the asset uses
+    `materialize_profiles`, which leaves them in the warehouse."""
+    built = materialize_profiles(conn, as_of, tables, target=None)
+    try:
+        built.frame = conn.query(f"select * from {scratch(conn, ROWS)} order by customer_key")
+    finally:
+        conn.execute(f"drop table if exists {scratch(conn, ROWS)}")
+    return built
+
+
+def materialize_profiles(conn: Sql, as_of: datetime, tables: InputTables = InputTables(),
+                         target: str | None = TARGET) -> ProfileBuild:
+    """Replace `target` with the profiles in one `create or replace table ... as` (atomic), or
+    with `target=None` write the scratch table ROWS."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware (UTC)")
     prepare_session(conn)
-    frame = conn.query(profile_sql(conn, tables), [as_of] * 5)
-    return enrich(frame, as_of)
-
-
-def _utc(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, utc=True)
-
-
-def enrich(frame: pd.DataFrame, as_of: datetime) -> ProfileBuild:
-    """RFM, CLV and send hour from the aggregated rows (pure; tested without a warehouse)."""
-    # Warehouse row order is arbitrary; sorting makes tie-breaks in the quintiles and the CLV
-    # sample reproducible from run to run.
-    out = frame.sort_values("customer_key", kind="stable").reset_index(drop=True)
-    for column in ("first_order_at", "last_order_at", "last_viewed_at", "last_carted_at",
-                   "last_engaged_at", "customer_created_at"):
-        out[column] = _utc(out[column])
-    now = pd.Timestamp(as_of).tz_convert("UTC")
-    out["recency_days"] = (now - out["last_order_at"]).dt.total_seconds() / 86400
-    for column in ("orders_count", "historical_value_minor", "email_opens", "email_clicks"):
-        out[column] = out[column].fillna(0).astype("int64")
-    out["frequency"] = out["orders_count"]
-    out["monetary"] = out["historical_value_minor"].astype("float64") / 100
-    out["aov_minor"] = (out["historical_value_minor"] / out["orders_count"].where(out["orders_count"] > 0)).round()
-    out = rfm.score(out)
-    fit = add_clv(out, now)
-    out["preferred_send_hour"] = local_send_hour(out, now)
-    out = out.drop(columns=["order_days", "first_order_day", "last_order_day", "repeat_value_minor",
-                            "engaged_hour_utc", "order_hour_utc"])
-    return ProfileBuild(frame=out.reset_index(drop=True), clv_fit=fit)
-
-
-def add_clv(out: pd.DataFrame, now: pd.Timestamp) -> dict:
-    """Fit BG/NBD + Gamma-Gamma on this population (days) and add p_alive / predicted value."""
-    buyers = out["order_days"].notna() & (out["order_days"] > 0)
-    first = pd.to_datetime(out["first_order_day"])
-    x = (out["order_days"] - 1).astype("float64")
-    t_x = (pd.to_datetime(out["last_order_day"]) - first).dt.days.astype("float64")
-    T = (now.tz_localize(None).normalize() - first).dt.days.astype("float64")
-    m = (out["repeat_value_minor"] / x.where(x > 0)).astype("float64")
-    out["p_alive"] = np.nan
-    out["expected_orders_next_year"] = np.nan
-    out["predicted_value_minor"] = np.nan
-    fit_rows = buyers[buyers].index
-    if len(fit_rows) > MAX_FIT_CUSTOMERS:
-        fit_rows = pd.Index(np.random.default_rng(0).choice(fit_rows, MAX_FIT_CUSTOMERS, replace=False))
+    day = as_of.astimezone(timezone.utc).date()
+    for schema in {SCRATCH_SCHEMA, (target or SCRATCH_SCHEMA).split(".")[0]}:
+        conn.execute(f"create schema if not exists {schema}")
+    base, if_alive = scratch(conn, BASE), scratch(conn, IF_ALIVE)
+    conn.execute(f"{_create(conn)} {base} as {profile_sql(conn, tables)}", [as_of] * 5)
     try:
-        bg = clv.fit_bgnbd(x[fit_rows], t_x[fit_rows], T[fit_rows])
-        gg = clv.fit_gamma_gamma(x[fit_rows], m[fit_rows].fillna(0))
+        fit, params = fit_clv(conn, base, day)
+        if params:
+            bg = clv.BetaGeoParams(**{k: params[k] for k in ("r", "alpha", "a", "b")})
+            write_if_alive(conn, base, if_alive, bg, day)
+        zones = zone_offsets(conn, base, as_of)
+        sql = enrich_sql(conn, base, SEGMENT_CODES, params, if_alive, len(zones), DEFAULT_SEND_HOUR)
+        binds = [as_of, *[v for pair in zones for v in pair], *([day] if params else [])]
+        rows_in = target or scratch(conn, ROWS)
+        conn.execute(f"{_create(conn, 'scratch' if target is None else 'table')} {rows_in} as {sql}", binds)
+    finally:
+        conn.execute(f"drop table if exists {base}")
+        conn.execute(f"drop table if exists {if_alive}")
+    return ProfileBuild(clv_fit=fit, rows=int(conn.query(f"select count(*) as n from {rows_in}")["n"].iat[0]))
+
+
+def fit_clv(conn: Sql, base: str, day) -> tuple[dict, dict | None]:
+    """Fit BG/NBD + Gamma-Gamma (days) on every k-th buyer in key order, at most MAX_FIT_CUSTOMERS.
+    (the fit's report, the parameters or None)"""
+    buyers = int(conn.query(f"select count(*) as n from {base} where order_days > 0")["n"].iat[0])
+    every = max(1, math.ceil(buyers / MAX_FIT_CUSTOMERS))
+    sample = conn.query(f"select x, t_x, t_age, m from (select b.*, row_number() over (order by customer_key) as rn "
+                        f"from ({buyers_sql(base)}) b) s where (rn - 1) % {every} = 0 order by customer_key", [day])
+    x, t_x, T, m = (sample[c].astype("float64") for c in ("x", "t_x", "t_age", "m"))
+    try:
+        bg = clv.fit_bgnbd(x, t_x, T)
+        gg = clv.fit_gamma_gamma(x, m.fillna(0))
     except clv.FitError as err:
-        return {"fitted": False, "reason": str(err)}
-    idx = buyers[buyers].index
-    args = (x[idx], t_x[idx], T[idx])
-    purchases = clv.expected_purchases(bg, CLV_HORIZON_DAYS, *args)
-    value = clv.expected_average_value(gg, x[idx], m[idx].fillna(0))
-    out.loc[idx, "p_alive"] = clv.probability_alive(bg, *args)
-    out.loc[idx, "expected_orders_next_year"] = purchases
-    out.loc[idx, "predicted_value_minor"] = np.round(purchases * value)
-    return {"fitted": True, "bgnbd": {k: round(float(v), 6) for k, v in vars(bg).items() if k != "at_bound"},
-            "gamma_gamma": {k: round(float(v), 6) for k, v in vars(gg).items() if k != "at_bound"},
-            "horizon_days": CLV_HORIZON_DAYS, "customers": int(buyers.sum()), "fitted_on": len(fit_rows),
-            "at_bound": bg.at_bound or gg.at_bound}
+        return {"fitted": False, "reason": str(err)}, None
+    params = {**{k: v for k, v in vars(bg).items() if k != "at_bound"},
+              **{k: v for k, v in vars(gg).items() if k != "at_bound"}}
+    return ({"fitted": True, "bgnbd": {k: round(float(v), 6) for k, v in vars(bg).items() if k != "at_bound"},
+             "gamma_gamma": {k: round(float(v), 6) for k, v in vars(gg).items() if k != "at_bound"},
+             "horizon_days": CLV_HORIZON_DAYS, "customers": buyers, "fitted_on": len(sample),
+             "at_bound": bg.at_bound or gg.at_bound}, params)
+
+
+def write_if_alive(conn: Sql, base: str, table: str, bg: clv.BetaGeoParams, day, chunk: int = 1000) -> None:
+    """`clv.purchases_if_alive` for every distinct (x, t_age) of the buyers, as a scratch table."""
+    pairs = conn.query(f"select distinct x, t_age from ({buyers_sql(base)}) b", [day])
+    values = clv.purchases_if_alive(bg, CLV_HORIZON_DAYS, pairs["x"], pairs["t_age"])
+    conn.execute(f"{_create(conn)} {table} (x bigint, t_age bigint, if_alive double)")
+    rows = list(zip(pairs["x"].astype("int64"), pairs["t_age"].astype("int64"), values))
+    for start in range(0, len(rows), chunk):  # numbers we computed: written as literals
+        # 2F1 can be infinite or NaN for extreme fits: those customers get no prediction (NULL).
+        body = ", ".join(f"({int(x)}, {int(t)}, {repr(float(v)) if math.isfinite(v) else 'null'})"
+                         for x, t, v in rows[start:start + chunk])
+        conn.execute(f"insert into {table} values {body}")
 
 
 def _offset_hours(tz_name: str | None, now: datetime) -> float:
@@ -105,17 +131,15 @@ def _offset_hours(tz_name: str | None, now: datetime) -> float:
     return now.astimezone(zone).utcoffset().total_seconds() / 3600
 
 
-def local_send_hour(out: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
-    """Most frequent engagement hour (else order hour) shifted into the customer's time zone.
+def zone_offsets(conn: Sql, base: str, as_of: datetime) -> list[tuple[str, float]]:
+    """Today's UTC offset (hours) of each distinct time zone that is not UTC.
 
-    The shift uses today's UTC offset of the zone: a send is scheduled for today, so today's
-    daylight-saving state is the one that matters. Unknown zones count as UTC.
-    """
-    hour_utc = out["engaged_hour_utc"].fillna(out["order_hour_utc"])
-    offsets = out["timezone"].map({tz: _offset_hours(tz, now.to_pydatetime())
-                                   for tz in out["timezone"].dropna().unique()}).fillna(0.0)
-    local = np.floor(hour_utc.astype("float64") + offsets) % 24
-    return local.fillna(DEFAULT_SEND_HOUR).astype("int64")
+    The send hour is the most frequent engagement hour (else order hour) shifted by it: a send is
+    scheduled for today, so today's daylight-saving state is the one that matters. Unknown zones
+    count as UTC."""
+    names = conn.query(f"select distinct timezone from {base} where timezone is not null")["timezone"]
+    offsets = [(str(name), _offset_hours(name, as_of)) for name in names]
+    return [(name, hours) for name, hours in offsets if hours != 0.0]
 
 
 def write_profiles(conn, frame: pd.DataFrame, schema: str = "marts", table: str = "customer_profiles") -> None:
