@@ -6,6 +6,8 @@ re-reading the look-back window, `sources/incremental.py`) never duplicates. A r
 loaded goes to `quarantine.<source>` with its reason; the good rows load without it.
 """
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -27,6 +29,7 @@ from .common import (
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=2))
 
 EVENT_COLUMNS = ["message_id", "bus_offset", "received_at", "payload"]
+EVENTS_CHUNK = 50_000  # bus records decoded, checked and written at a time by raw.events
 __all__ = ["EVENT_COLUMNS", "ORDER_COLUMNS", "crm_customers", "events", "shop_orders", "split_orders"]
 
 
@@ -188,18 +191,35 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
         read_from=read_from.isoformat() if read_from else None, cursor=cursor, **_reset(stored, watermark)))
 
 
-def _read_bus(event_bus: EventBusResource, after: int) -> list:
-    """Every record on the bus after offset `after`, read in pages."""
+def _bus_chunks(event_bus: EventBusResource, after: int, chunk: int) -> Iterator[list]:
+    """The records on the bus after offset `after`, read in pages and handed on `chunk` at a time:
+    a load holds one chunk of decoded events, not the backlog."""
     bus = event_bus.open()
-    records = []
     try:
-        while batch := bus.read(after_offset=records[-1].offset if records else after, limit=5000):
+        records: list = []
+        while batch := bus.read(after_offset=after, limit=min(5000, chunk)):
             records.extend(batch)
+            after = batch[-1].offset
+            if len(records) >= chunk:
+                yield records
+                records = []
+        if records:
+            yield records
     finally:
         close = getattr(bus, "close", None)
         if close:
             close()
-    return records
+
+
+def _events_frame(records: list) -> pd.DataFrame:
+    """Raw rows of bus records: the first of each messageId within them."""
+    frame = pd.DataFrame(
+        [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
+          "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
+        columns=EVENT_COLUMNS,
+    ).drop_duplicates(subset=["message_id"], keep="first")
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+    return frame
 
 
 def _index_message_ids(conn: WarehouseConnection) -> None:
@@ -229,32 +249,33 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
     the schedules); the bus is outside the graph, so no automation condition can see it grow.
     """
     # One connection for the whole step (each open of the DuckDB file costs more as it grows); the
-    # step holds the warehouse pool anyway.
+    # step holds the warehouse pool anyway. The backlog is read and written a chunk at a time in
+    # one transaction: an earlier chunk's rows are stored already when the next is checked, so the
+    # first arrival of a messageId still wins, and memory follows the chunk, not the backlog.
     with warehouse.connect() as conn:
         after = int((read_cursor(conn, "events") or {}).get("offset", 0))
-        records = _read_bus(event_bus, after)
-        frame = pd.DataFrame(
-            [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
-              "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
-            columns=EVENT_COLUMNS,
-        )
-        frame = frame.drop_duplicates(subset=["message_id"], keep="first")
-        if not frame.empty:
-            frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
-        new_offset = records[-1].offset if records else after
-        if records:  # else nothing to write
-            prepare_cursors(conn)
-            if not frame.empty:
-                conn.prepare_table("raw", "events", frame)
-            with conn.transaction():
-                if not frame.empty:
-                    frame = frame[~frame["message_id"].isin(_stored_ids(conn, frame["message_id"].tolist(), after))]
-                if not frame.empty:
-                    conn.insert_frame("raw", "events", frame)
-                    _index_message_ids(conn)  # after the first load's rows: one bulk build, not row by row
-                write_cursor(conn, "events", {"offset": int(new_offset)})
+        read, loaded, new_offset, shown = 0, 0, after, pd.DataFrame(columns=EVENT_COLUMNS)
+        with contextlib.closing(_bus_chunks(event_bus, after, EVENTS_CHUNK)) as chunks:
+            records = next(chunks, None)
+            if records is not None:  # else nothing to write
+                prepare_cursors(conn)
+                conn.prepare_table("raw", "events", _events_frame(records[:1]))
+                with conn.transaction():
+                    while records is not None:
+                        read, new_offset = read + len(records), records[-1].offset
+                        frame = _events_frame(records)
+                        records = None  # only this chunk's frame stays
+                        frame = frame[~frame["message_id"].isin(_stored_ids(conn, frame["message_id"].tolist(), after))]
+                        if not frame.empty:
+                            conn.insert_frame("raw", "events", frame)
+                            loaded += len(frame)
+                            shown = shown if len(shown) else frame.head(10)
+                        records = next(chunks, None)
+                    if loaded:
+                        _index_message_ids(conn)  # after the first load's rows: one bulk build, not row by row
+                    write_cursor(conn, "events", {"offset": int(new_offset)})
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, rows_loaded=len(frame), read_from_bus=len(records),
+        shown, **{"dagster/row_count": dg.MetadataValue.int(loaded)}, rows_loaded=loaded, read_from_bus=read,
         offsets={"from": after, "to": int(new_offset)}))
 
 

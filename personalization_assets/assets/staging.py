@@ -85,18 +85,54 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime):
     return raw, result, by_rule
 
 
-def restage_events(conn: WarehouseConnection, start: datetime, end: datetime):
-    """Stage the events received in [start, end) again, replacing that window of staging."""
-    raw = read_window(conn, "raw", "events", "received_at", start, end, EVENT_COLUMNS)
-    result = logic.stage_events(raw, now=utc_now())
+EVENTS_CHUNK_ROWS = 50_000  # raw events staged at a time by a whole-day restage (its memory follows this)
+
+
+def _offset_ranges(conn: WarehouseConnection, start: datetime, end: datetime, rows: int) -> list[tuple[int, int]]:
+    """Bus-offset ranges of at most `rows` offsets covering the raw events received in [start, end).
+    Offsets grow with arrival time, so a day's events lie in one run of offsets, and a range reads
+    only its own blocks of raw.events."""
+    if not conn.table_exists("raw", "events"):
+        return []
+    low, high = conn.query("select min(bus_offset) as low, max(bus_offset) as high from raw.events "
+                           "where received_at >= ? and received_at < ?", [start, end]).iloc[0]
+    if pd.isna(low):
+        return []
+    return [(first, min(first + rows - 1, int(high))) for first in range(int(low), int(high) + 1, rows)]
+
+
+def restage_events(conn: WarehouseConnection, start: datetime, end: datetime,
+                   chunk_rows: int = EVENTS_CHUNK_ROWS) -> logic.StagedEvents:
+    """Stage the events received in [start, end) again, replacing that window of staging, a chunk
+    of bus offsets at a time in one transaction: a day of 858k events never sits in memory whole
+    (every event rule looks at one event alone, and raw keeps one row per messageId)."""
+    now = utc_now()
+    ranges = _offset_ranges(conn, start, end, chunk_rows)
+
+    def chunk(bounds: tuple[int, int] | None) -> tuple[pd.DataFrame, logic.Staged]:
+        raw = pd.DataFrame(columns=EVENT_COLUMNS) if bounds is None else conn.query(
+            "select * from raw.events where received_at >= ? and received_at < ? and bus_offset between ? and ?",
+            [start, end, *bounds])
+        return raw, logic.stage_events(raw, now=now)
+
+    raw, result = chunk(ranges[0] if ranges else None)
     prepare_cursors(conn)
     prepare_quarantine(conn, "events")
     _prepare(conn, "events", result.valid)
+    staged, checked = logic.StagedEvents(), []
     with conn.transaction():
-        by_rule = _quarantine(conn, "events", result.quarantined, raw["message_id"].astype(str))
-        write_window(conn, "staging", "events", result.valid, "received_at", start, end)
-        _advance_staged_offset(conn, raw)  # the next micro-batch starts after these, not at the day's start
-    return raw, result, by_rule
+        conn.execute("delete from staging.events where received_at >= ? and received_at < ?", [start, end])
+        for i in range(max(len(ranges), 1)):
+            if i:
+                raw, result = chunk(ranges[i])
+            conn.insert_frame("staging", "events", result.valid)
+            staged.add(raw, result)
+            checked.append(raw["message_id"].astype(str))
+            raw = result = None  # free the chunk before reading the next
+        _quarantine(conn, "events", staged.quarantined, pd.concat(checked, ignore_index=True))
+        if staged.offsets:  # the next micro-batch starts after these, not at the day's start
+            _advance_staged_offset(conn, staged.offsets[1])
+    return staged
 
 
 def _raw_rows(conn: WarehouseConnection, table: str, id_column: str, ids: list[str], columns: list[str],
@@ -142,18 +178,16 @@ def replay_orders(conn: WarehouseConnection, record_ids: list[str]):
 STAGED_EVENTS_CURSOR = "staging_events"  # highest raw.events bus_offset staged (micro-batch or whole day)
 
 
-def _advance_staged_offset(conn: WarehouseConnection, raw: pd.DataFrame) -> None:
+def _advance_staged_offset(conn: WarehouseConnection, newest: int) -> None:
     """Move the micro-batch watermark up to the newest bus offset just staged (inside the write
     transaction). Bus offsets grow with arrival time, so every raw event of an arrival day at or
     below it has been staged, by a micro-batch or a whole-day restage."""
-    if len(raw):
-        after = int((read_cursor(conn, STAGED_EVENTS_CURSOR) or {}).get("offset", 0))
-        newest = int(raw["bus_offset"].max())
-        if newest > after:
-            write_cursor(conn, STAGED_EVENTS_CURSOR, {"offset": newest})
+    after = int((read_cursor(conn, STAGED_EVENTS_CURSOR) or {}).get("offset", 0))
+    if newest > after:
+        write_cursor(conn, STAGED_EVENTS_CURSOR, {"offset": newest})
 
 
-def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
+def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime) -> logic.StagedEvents:
     """Stage only the raw events of [start, end) above the stored bus-offset watermark and add them
     to staging (replacing rows with the same messageId, so a repeated batch changes nothing).
 
@@ -169,12 +203,15 @@ def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime):
     with conn.transaction():
         # Only the batch's own open quarantine rows can be released: the day's are not read again.
         reopened = _open_among(conn, "events", raw["message_id"].astype(str).tolist())
-        by_rule = _quarantine(conn, "events", result.quarantined, reopened)
+        _quarantine(conn, "events", result.quarantined, reopened)
         if len(result.valid) and conn.table_exists("staging", "events"):
             _delete_in_window(conn, result.valid["message_id"].astype(str).tolist(), start, end)
             conn.insert_frame("staging", "events", result.valid)
-        _advance_staged_offset(conn, raw)
-    return raw, result, by_rule
+        if len(raw):
+            _advance_staged_offset(conn, int(raw["bus_offset"].max()))
+    staged = logic.StagedEvents()
+    staged.add(raw, result)
+    return staged
 
 
 def _open_among(conn: WarehouseConnection, source: str, ids: list[str], chunk: int = 1_000) -> list[str]:
@@ -279,13 +316,15 @@ def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materi
     incremental = OFFSET_FROM_TAG in context.run.tags
     with warehouse.connect() as conn:
         stage = stage_new_events if incremental else restage_events
-        raw, result, by_rule = stage(conn, window.start, window.end)
-    staged = [int(raw["bus_offset"].min()), int(raw["bus_offset"].max())] if incremental and len(raw) else None
+        staged = stage(conn, window.start, window.end)
+    quarantined = staged.quarantined
     return dg.MaterializeResult(metadata=frame_metadata(
-        result.valid, mode="new events only (micro-batch)" if incremental else "whole days re-staged",
-        staged_bus_offsets=staged, rows_in=len(raw), quarantined=len(result.quarantined), quarantined_by_rule=by_rule,
-        unmapped=result.unmapped, partitions=len(context.partition_keys),
-        **schema_metadata("events", result.valid)))
+        staged.sample, **{"dagster/row_count": dg.MetadataValue.int(staged.valid_rows)},
+        mode="new events only (micro-batch)" if incremental else "whole days re-staged",
+        staged_bus_offsets=list(staged.offsets) if incremental and staged.offsets else None, rows_in=staged.rows_in,
+        quarantined=len(quarantined), quarantined_by_rule=quarantined["rule"].value_counts().to_dict()
+        if len(quarantined) else {}, unmapped=staged.unmapped, partitions=len(context.partition_keys),
+        **schema_metadata("events", staged.sample)))
 
 
 def unmapped_values_check(asset_key: list[str], raw_column: str, code_column: str, lookup: str,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .common import REPORTING_CURRENCY, SOURCE_FORMATS, SourceFormat, Staged, StagedOrders
 from .customers import stage_customers
-from .events import stage_events
+from .events import StagedEvents, stage_events
 from .orders import stage_orders
 
-__all__ = ["REPORTING_CURRENCY", "SOURCE_FORMATS", "SourceFormat", "Staged", "StagedOrders",
+__all__ = ["REPORTING_CURRENCY", "SOURCE_FORMATS", "SourceFormat", "Staged", "StagedEvents", "StagedOrders",
            "stage_customers", "stage_events", "stage_orders"]

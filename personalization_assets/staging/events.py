@@ -4,6 +4,7 @@ name mapped to its tracking-plan code, exact minor units."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
@@ -76,3 +77,35 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
     out = typed(out, {"timestamp": UTC, "received_at": UTC, "value_minor": "Int64"})
     return Staged(out, concat_rejections(parts),
                   {"event_names": unmapped_counts(name, codes["unmapped"])})
+
+
+@dataclass
+class StagedEvents:
+    """What staging a window of events chunk by chunk produced: counts, a sample of the valid rows
+    (typed as the table), the rejections (few) and the unmapped event names, over every chunk."""
+
+    rows_in: int = 0
+    valid_rows: int = 0
+    sample: pd.DataFrame | None = None
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    unmapped: dict[str, dict[str, int]] = field(default_factory=dict)
+    offsets: tuple[int, int] | None = None  # lowest and highest bus offset read
+
+    def add(self, raw: pd.DataFrame, staged: Staged, sample_rows: int = 10) -> None:
+        self.rows_in += len(raw)
+        self.valid_rows += len(staged.valid)
+        if self.sample is None or (self.sample.empty and len(staged.valid)):
+            self.sample = staged.valid.head(sample_rows)  # typed as the table even when empty
+        if len(staged.quarantined):
+            self.rejected.append(staged.quarantined)
+        for lookup, counts in (staged.unmapped or {}).items():
+            total = self.unmapped.setdefault(lookup, {})
+            for value, n in counts.items():
+                total[value] = total.get(value, 0) + n
+        if len(raw):
+            low, high = int(raw["bus_offset"].min()), int(raw["bus_offset"].max())
+            self.offsets = (low, high) if self.offsets is None else (min(low, self.offsets[0]), max(high, self.offsets[1]))
+
+    @property
+    def quarantined(self) -> pd.DataFrame:
+        return concat_rejections(self.rejected)

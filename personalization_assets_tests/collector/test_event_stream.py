@@ -114,3 +114,24 @@ def test_micro_batch_stages_only_new_events_and_a_full_restage_agrees(local_env)
     assert dg.materialize([staging.events], resources=resources, partition_key=day).success  # whole day
     with resources["warehouse"].connect() as conn:
         assert sorted(conn.query("select message_id from staging.events")["message_id"]) == incremental
+
+
+def test_raw_events_loads_a_backlog_a_chunk_at_a_time(local_env, monkeypatch):
+    """A backlog larger than a chunk loads whole, once, in bus order, with one cursor at its end."""
+    monkeypatch.setattr(raw, "EVENTS_CHUNK", 3)  # 3 records a page and a chunk: the 8 below take 3 chunks
+    url = f"sqlite:///{local_env}/events.db"
+    bus = open_bus(url)
+    bus.append([_track(i) for i in range(8)])
+    resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
+    result = dg.materialize([raw.events], resources=resources)
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_loaded"].value == 8 and metadata["read_from_bus"].value == 8
+    assert metadata["dagster/row_count"].value == 8
+    bus.append([_track(i) for i in range(6, 11)])  # m-6, m-7 again (the bus keeps each once), m-8..m-10 new
+    assert dg.materialize([raw.events], resources=resources).success
+    with resources["warehouse"].connect() as conn:
+        rows = conn.query("select message_id, bus_offset from raw.events order by bus_offset")
+        cursor = conn.scalar("select cursor_json from ops.cursors where name = 'events'")
+    assert rows["message_id"].tolist() == [f"m-{i}" for i in range(11)]
+    assert rows["bus_offset"].is_unique and f'"offset": {int(rows["bus_offset"].max())}' in cursor
