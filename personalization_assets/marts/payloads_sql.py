@@ -14,8 +14,9 @@ import iso4217
 
 from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, column, input_ctes, sql_list
 from .payloads import DISCOUNT_SEGMENTS, GREETINGS, HELLO, LAST_VIEWED
-from .recommendations import recommendation_sql
+from .recommendations import recommendation_ctes, recommendation_sql, with_ctes
 
+CHUNK_CUSTOMERS = 100_000  # sendable customers per statement of the chunked build
 COLUMNS = ["customer_key", "email", "locale", "currency", "loyalty_tier", "discount_eligible", "payload"]
 # What Python's str.strip() removes (str.isspace), as an RE2 class.
 PY_SPACE = (r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
@@ -51,20 +52,9 @@ def _display(minor: str, exponent: str) -> str:
     return f"case {exponent} {cases} end"
 
 
-def payload_sql(conn: Sql, tables: InputTables = InputTables(), profiles: str = "marts.customer_profiles",
-                membership: str | None = "marts.segment_membership", reporting_currency: str = "EUR",
-                recommendations: str | None = None) -> str:
-    """One row per sendable customer (COLUMNS), ordered by customer_key. No bind parameters.
-    `recommendations`: a table already holding `recommendation_sql`'s rows (else computed here)."""
-    reporting = _literal(reporting_currency)
-    segments = (f"select distinct customer_key, segment from {membership}" if membership
-                else "select cast(null as varchar) as customer_key, cast(null as varchar) as segment where 1 = 0")
-    fx = column(conn, tables, "orders", "fx_rate", "o")
-    return input_ctes(conn, tables) + f""",
-p_exponents as {_exponents()},
-p_hello as {_values(sorted(HELLO.items()), "lang, word")},
-p_greetings as {_values(sorted(GREETINGS.items()), "lang, word")},
-p_customer as (
+def customer_sql(profiles: str, reporting: str) -> str:
+    """Sendable customers and their currency (of their latest order, else the reporting one)."""
+    return f"""
     select p.customer_key, p.email, p.first_name, p.locale, p.orders_count, p.m_score, p.f_score,
            p.last_carted_cart_id, coalesce(cur.currency, {reporting}) as currency
     from {profiles} p left join (
@@ -72,25 +62,57 @@ p_customer as (
         qualify row_number() over (partition by customer_key order by created_at desc) = 1
     ) cur on cur.customer_key = p.customer_key
     where p.sendable
-),
+"""
+
+
+def payload_sql(conn: Sql, tables: InputTables = InputTables(), profiles: str = "marts.customer_profiles",
+                membership: str | None = "marts.segment_membership", reporting_currency: str = "EUR",
+                recommendations: str | None = None, shared: dict[str, str] | None = None,
+                events: str = "c_events", final: str | None = None) -> str:
+    """One row per sendable customer (COLUMNS), ordered by customer_key. No bind parameters.
+    `recommendations`: a table already holding `recommendation_sql`'s rows (else computed here);
+    `shared`: relations standing in for the CTEs p_customer, p_rates, p_catalog and p_segments
+    (a chunked build passes one chunk's customers); `events`: the relation of c_events' rows;
+    `final`: a select over the CTEs instead of the payload rows."""
+    reporting = _literal(reporting_currency)
+    segments = (f"select distinct customer_key, segment from {membership}" if membership
+                else "select cast(null as varchar) as customer_key, cast(null as varchar) as segment where 1 = 0")
+    fx = column(conn, tables, "orders", "fx_rate", "o")
+    shared = {name: f"select * from {relation}" for name, relation in (shared or {}).items()}
+    customers = shared.get("p_customer") or customer_sql(profiles, reporting)
+    segments = shared.get("p_segments") or segments
+    rates = shared.get("p_rates") or f"""
+    select currency, cast(fx_rate as double) as fx_rate from p_fx
+    union all select {reporting}, 1.0 where {reporting} not in (select currency from p_fx)"""
+    catalog = shared.get("p_catalog") or """
+    select sku, product_name as name, unit_price_minor, currency, true as hit from c_lines
+    qualify row_number() over (partition by sku order by created_at desc, order_id) = 1"""
+    final = final or f"""select customer_key, email, locale, currency, loyalty_tier, discount_eligible,
+       '{{"cart": [' || coalesce(cart, '') || '], "currency": ' || {_json('currency')}
+       || ', "discount_eligible": ' || case when discount_eligible then 'true' else 'false' end
+       || ', "first_name": ' || {_json('name')} || ', "greeting": ' || {_json('greeting')}
+       || ', "last_viewed": [' || coalesce(viewed, '') || '], "locale": ' || {_json('locale')}
+       || ', "loyalty_tier": ' || {_json('loyalty_tier')} || ', "recommendations": [' || coalesce(recs, '')
+       || '], "segments": [' || coalesce(segments, '') || ']}}' as payload
+from p_final
+order by customer_key"""
+    return input_ctes(conn, tables) + f""",
+p_exponents as {_exponents()},
+p_hello as {_values(sorted(HELLO.items()), "lang, word")},
+p_greetings as {_values(sorted(GREETINGS.items()), "lang, word")},
+p_customer as ({customers}),
 p_fx as (
     select currency, fx_rate from (
         select o.currency, o.created_at, {fx} as fx_rate from {tables.orders} o) r
     where fx_rate is not null and currency is not null
     qualify row_number() over (partition by currency order by created_at desc) = 1
 ),
-p_rates as (
-    select currency, cast(fx_rate as double) as fx_rate from p_fx
-    union all select {reporting}, 1.0 where {reporting} not in (select currency from p_fx)
-),
-p_catalog as (
-    select sku, product_name as name, unit_price_minor, currency, true as hit from c_lines
-    qualify row_number() over (partition by sku order by created_at desc, order_id) = 1
-),
+p_rates as ({rates}),
+p_catalog as ({catalog}),
 p_cart as (
     select e.customer_key, e.sku, max(e.value_minor) as value_minor, max(e.currency) as currency,
            count(*) as quantity
-    from c_events e join p_customer p on p.customer_key = e.customer_key and p.last_carted_cart_id = e.cart_id
+    from {events} e join p_customer p on p.customer_key = e.customer_key and p.last_carted_cart_id = e.cart_id
     where e.event in ({sql_list(CART_EVENTS)}) group by e.customer_key, e.sku
 ),
 p_cart_source as (
@@ -131,7 +153,7 @@ p_cart_json as (
 ),
 p_viewed as (
     select customer_key, sku, ts from (
-        select e.customer_key, e.sku, max(e.ts) as ts from c_events e join p_customer p
+        select e.customer_key, e.sku, max(e.ts) as ts from {events} e join p_customer p
           on p.customer_key = e.customer_key
         where e.event in ({sql_list(VIEW_EVENTS)}) and e.sku is not null group by e.customer_key, e.sku
     ) v qualify row_number() over (partition by customer_key order by ts desc, sku) <= {LAST_VIEWED}
@@ -178,32 +200,69 @@ p_final as (
                 else coalesce(g.word, 'Hi there') end as greeting
     from p_rows r left join p_hello h on h.lang = r.lang left join p_greetings g on g.lang = r.lang
 )
-select customer_key, email, locale, currency, loyalty_tier, discount_eligible,
-       '{{"cart": [' || coalesce(cart, '') || '], "currency": ' || {_json('currency')}
-       || ', "discount_eligible": ' || case when discount_eligible then 'true' else 'false' end
-       || ', "first_name": ' || {_json('name')} || ', "greeting": ' || {_json('greeting')}
-       || ', "last_viewed": [' || coalesce(viewed, '') || '], "locale": ' || {_json('locale')}
-       || ', "loyalty_tier": ' || {_json('loyalty_tier')} || ', "recommendations": [' || coalesce(recs, '')
-       || '], "segments": [' || coalesce(segments, '') || ']}}' as payload
-from p_final
-order by customer_key
+{final}
 """
 
 
-def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", **kwargs) -> int:
-    """Replace `target` with the payloads, inside the warehouse (DuckDB: one `create or replace
-    table ... as`, atomic). Returns the rows written."""
+def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", tables: InputTables = InputTables(),
+                   profiles: str = "marts.customer_profiles", membership: str | None = "marts.segment_membership",
+                   reporting_currency: str = "EUR", chunk_customers: int = CHUNK_CUSTOMERS) -> int:
+    """Replace `target` with the payloads, inside the warehouse. Returns the rows written.
+
+    Built in chunks of `chunk_customers` sendable customers in key order, so that the per-customer
+    aggregations (views, cart, about 100 recommendation candidates per customer, JSON text) hold
+    one chunk at a time: at 1M customers in one statement they spilled gigabytes under a memory
+    limit (and without one were killed at 14 GB). What does not depend on the customer (rates,
+    catalog, co-purchase pairs, bestsellers) is computed once; the customers' events and order
+    lines are read once, tagged with their chunk. The chunks go to `<target>__next`, which then
+    replaces `target` in one transaction (readers see the old table or the new one)."""
     if conn.dialect != "duckdb":
         raise ValueError(f"payloads in SQL are written for DuckDB (got {conn.dialect}): use build_payloads")
-    schema = target.split(".")[0]
+    schema, bare = target.split(".")
     conn.execute(f"create schema if not exists {schema}")
-    # The recommendations first, on their own: in one plan with the rest, DuckDB holds their
-    # candidate window (about 100 rows per customer) next to every other hash table at once.
-    tables, profiles = kwargs.get("tables", InputTables()), kwargs.get("profiles", "marts.customer_profiles")
-    conn.execute(f"create or replace temporary table _payload_recs as {recommendation_sql(conn, tables, profiles)}")
+    kwargs = dict(tables=tables, profiles=profiles, membership=membership, reporting_currency=reporting_currency)
+    ctes = input_ctes(conn, tables)
+    recs = recommendation_ctes(profiles)
+    size = max(1, int(chunk_customers))
+    scratch = ["_pay_customers", "_pay_rates", "_pay_catalog", "_pay_events", "_pay_lines", "_pay_segments",
+               "_pay_pairs", "_pay_cat_best", "_pay_shop_best", "_pay_recs"]
+    temp = "create or replace temporary table"
     try:
-        conn.execute(f"create or replace table {target} as "
-                     f"{payload_sql(conn, **kwargs, recommendations='_payload_recs')}")
+        conn.execute(f"{temp} _pay_customers as {ctes} select *, (row_number() over (order by customer_key) - 1) "
+                     f"// {size} as chunk from ({customer_sql(profiles, _literal(reporting_currency))}) c")
+        conn.execute(f"{temp} _pay_rates as {payload_sql(conn, **kwargs, final='select * from p_rates')}")
+        conn.execute(f"{temp} _pay_catalog as {payload_sql(conn, **kwargs, final='select * from p_catalog')}")
+        conn.execute(f"{temp} _pay_events as {ctes} select e.customer_key, e.event, e.ts, e.cart_id, e.sku, "
+                     "e.currency, e.value_minor, p.chunk from c_events e join _pay_customers p "
+                     "on p.customer_key = e.customer_key")
+        conn.execute(f"{temp} _pay_lines as {ctes} select distinct l.customer_key, l.sku, p.chunk from c_lines l "
+                     "join _pay_customers p on p.customer_key = l.customer_key")
+        conn.execute(f"{temp} _pay_segments as {payload_sql(conn, **kwargs, final='select s.*, p.chunk from p_segments s join _pay_customers p on p.customer_key = s.customer_key')}")
+        for name in ("pairs", "cat_best", "shop_best"):
+            conn.execute(f"{temp} _pay_{name} as {ctes}, {with_ctes(recs)} select * from {name}")
+        chunks = int(conn.query("select coalesce(max(chunk), 0) + 1 as n from _pay_customers")["n"].iat[0])
+        for chunk in range(chunks):
+            members = f"(select customer_key from _pay_customers where chunk = {chunk})"
+            lines = f"(select customer_key, sku from _pay_lines where chunk = {chunk})"
+            events = f"(select * exclude (chunk) from _pay_events where chunk = {chunk})"
+            chunk_profiles = f"(select * from {profiles} where customer_key in {members})"
+            overrides = {"pairs": "select * from _pay_pairs", "cat_best": "select * from _pay_cat_best",
+                         "shop_best": "select * from _pay_shop_best"}
+            conn.execute(f"{temp} _pay_recs as "
+                         f"{recommendation_sql(conn, tables, chunk_profiles, overrides, events=events, lines=lines)}")
+            shared = {"p_customer": f"(select * exclude (chunk) from _pay_customers where chunk = {chunk})",
+                      "p_rates": "_pay_rates", "p_catalog": "_pay_catalog",
+                      "p_segments": f"(select customer_key, segment from _pay_segments where chunk = {chunk})"}
+            rows = payload_sql(conn, **kwargs, recommendations="_pay_recs", shared=shared, events=events)
+            if chunk == 0:
+                conn.execute(f"create or replace table {target}__next as {rows}")
+            else:
+                conn.execute(f"insert into {target}__next {rows}")
+        with conn.transaction():
+            conn.execute(f"drop table if exists {target}")
+            conn.execute(f"alter table {target}__next rename to {bare}")
     finally:
-        conn.execute("drop table if exists _payload_recs")
+        for name in scratch:
+            conn.execute(f"drop table if exists {name}")
+        conn.execute(f"drop table if exists {target}__next")
     return int(conn.query(f"select count(*) as n from {target}")["n"].iat[0])

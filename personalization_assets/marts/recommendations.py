@@ -16,31 +16,35 @@ PER_SEED = 10
 PER_CUSTOMER = 4
 
 
-def recommendation_sql(conn: Sql, tables: InputTables, profiles: str) -> str:
-    return input_ctes(conn, tables) + f""",
-pairs as (
+def with_ctes(ctes: dict[str, str], overrides: dict[str, str] | None = None) -> str:
+    """`name as (body), ...` in order; `overrides` replaces a body (e.g. by `select * from <table>`)."""
+    overrides = overrides or {}
+    return ",\n".join(f"{name} as ({overrides.get(name, body)})" for name, body in ctes.items())
+
+
+def recommendation_ctes(profiles: str, events: str = "c_events", lines: str = "c_lines") -> dict[str, str]:
+    """The CTEs after `input_ctes`, by name. `pairs`, `cat_best` and `shop_best` do not depend on
+    the customer (a chunked build computes them once); `seeds`, `bought` and `candidates` do."""
+    return {
+        "pairs": f"""
     select a.sku as seed, b.sku as sku, count(distinct a.order_id) as n
     from c_lines a join c_lines b on a.order_id = b.order_id and a.sku <> b.sku
     group by a.sku, b.sku
-    qualify row_number() over (partition by a.sku order by count(distinct a.order_id) desc, b.sku) <= {PER_SEED}
-),
-seeds as (
-    select distinct customer_key, sku from c_lines where customer_key is not null
+    qualify row_number() over (partition by a.sku order by count(distinct a.order_id) desc, b.sku) <= {PER_SEED}""",
+        "seeds": f"""
+    select distinct customer_key, sku from {lines} where customer_key is not null
     union
-    select distinct customer_key, sku from c_events
-    where customer_key is not null and sku is not null and event in ({sql_list(CART_EVENTS)})
-),
-bought as (select distinct customer_key, sku from c_lines where customer_key is not null),
-sellers as (select category, sku, count(distinct order_id) as n from c_lines group by category, sku),
-cat_best as (
+    select distinct customer_key, sku from {events}
+    where customer_key is not null and sku is not null and event in ({sql_list(CART_EVENTS)})""",
+        "bought": f"select distinct customer_key, sku from {lines} where customer_key is not null",
+        "sellers": "select category, sku, count(distinct order_id) as n from c_lines group by category, sku",
+        "cat_best": f"""
     select category, sku, n from sellers where category is not null
-    qualify row_number() over (partition by category order by n desc, sku) <= {PER_SEED}
-),
-shop_best as (
+    qualify row_number() over (partition by category order by n desc, sku) <= {PER_SEED}""",
+        "shop_best": f"""
     select sku, sum(n) as n from sellers group by sku
-    qualify row_number() over (order by sum(n) desc, sku) <= {PER_SEED}
-),
-candidates as (
+    qualify row_number() over (order by sum(n) desc, sku) <= {PER_SEED}""",
+        "candidates": f"""
     select s.customer_key, p.sku, 1 as tier, sum(p.n) as score, 'bought together' as reason
     from seeds s join pairs p on p.seed = s.sku group by s.customer_key, p.sku
     union all
@@ -49,8 +53,12 @@ candidates as (
     where c.sendable group by c.customer_key, b.sku
     union all
     select c.customer_key, b.sku, 3, max(b.n), 'bestseller'
-    from {profiles} c cross join shop_best b where c.sendable group by c.customer_key, b.sku
-)
+    from {profiles} c cross join shop_best b where c.sendable group by c.customer_key, b.sku""",
+    }
+
+
+def ranked_sql(profiles: str) -> str:
+    return f"""
 select customer_key, sku, reason, rank from (
     select c.customer_key, c.sku, c.reason,
            row_number() over (partition by c.customer_key order by c.tier, c.score desc, c.sku) as rank
@@ -62,6 +70,14 @@ select customer_key, sku, reason, rank from (
 where rank <= {PER_CUSTOMER}
 order by customer_key, rank
 """
+
+
+def recommendation_sql(conn: Sql, tables: InputTables, profiles: str, overrides: dict[str, str] | None = None,
+                       events: str = "c_events", lines: str = "c_lines") -> str:
+    """(customer_key, sku, reason, rank) of every sendable customer of `profiles` (a table or a
+    parenthesized query). `overrides`: CTE bodies by name (see `recommendation_ctes`)."""
+    return (input_ctes(conn, tables) + ",\n" + with_ctes(recommendation_ctes(profiles, events, lines), overrides)
+            + ranked_sql(profiles))
 
 
 def recommendations(conn: Sql, tables: InputTables = InputTables(),

@@ -41,20 +41,23 @@ def _history(seed: int) -> History:
     return h
 
 
-def _both(duck, reporting: str):
+def _both(duck, reporting: str, chunk: int = 100_000):
     python = build_payloads(duck, reporting_currency=reporting)
-    written = write_payloads(duck, reporting_currency=reporting)
+    written = write_payloads(duck, reporting_currency=reporting, chunk_customers=chunk)
     sql = duck.query("select * from marts.personalization_payloads order by customer_key")
     assert written == len(sql) == len(python)
     return python, sql
 
 
-@pytest.mark.parametrize("seed, reporting", [(23, "GBP"), (5, "EUR")])
-def test_sql_payloads_are_the_python_bytes(duck, seed, reporting):
+# One chunk, and chunks of 7 customers (the build in bounded memory: a customer's rows are
+# computed with those of their chunk only; shared tables once).
+@pytest.mark.parametrize("seed, reporting, chunk", [(23, "GBP", 100_000), (5, "EUR", 100_000), (23, "GBP", 7),
+                                                    (5, "EUR", 11)])
+def test_sql_payloads_are_the_python_bytes(duck, seed, reporting, chunk):
     _history(seed).write(duck)
     write_profiles(duck, build_profiles(duck, NOW).frame)
     run_segments(duck, load_segments(), NOW)
-    python, sql = _both(duck, reporting)
+    python, sql = _both(duck, reporting, chunk)
     assert len(python) > 40
     assert list(sql.columns) == list(python.columns)
     for want, got in zip(python.to_dict("records"), sql.to_dict("records")):
@@ -65,6 +68,8 @@ def test_sql_payloads_are_the_python_bytes(duck, seed, reporting):
     assert any(item["price"] is None for d in docs for item in d["cart"])  # an unpriced item
     assert {"JPY", "KWD"} <= {item["currency"] for d in docs for item in d["cart"]}
     assert any(d["discount_eligible"] for d in docs)
+    tables = set(duck.query("select table_name from duckdb_tables()")["table_name"])
+    assert "personalization_payloads__next" not in tables and not any(t.startswith("_pay_") for t in tables)
 
 
 def test_sql_payloads_without_membership_or_orders(duck):
