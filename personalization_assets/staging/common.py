@@ -79,7 +79,9 @@ def raw_payload_of(rejections: pd.DataFrame, raw: pd.DataFrame, ids: pd.Series) 
     if rejections.empty:
         return rejections[REJECTION_COLUMNS] if set(REJECTION_COLUMNS) <= set(rejections.columns) \
             else pd.DataFrame(columns=REJECTION_COLUMNS)
-    by_id = dict(zip(ids.astype(str), payloads(raw)))
+    ids = ids.astype(str)
+    rejected = ids.isin(set(rejections["record_id"].astype(str))).to_numpy()  # only their rows: JSON is slow
+    by_id = dict(zip(ids[rejected], payloads(raw[rejected])))
     out = rejections.copy()
     out["raw_payload"] = [by_id.get(r, p) for r, p in zip(out["record_id"].astype(str), out["raw_payload"])]
     return out[REJECTION_COLUMNS]
