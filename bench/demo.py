@@ -1,12 +1,17 @@
 """Wall time, peak memory and time to the first lines of `personalization demo`, at the default
-size and at 10x.
+size and at 10x; with `--steps`, where the time and the memory go, step by step.
 
-    python bench/demo.py [--scales 1 10]
+    python bench/demo.py [--scales 1 10] [--steps]
 
 Each run is a fresh subprocess with a fresh data dir, so the figures include seeding the sources,
 materializing the whole graph and the summary, exactly as a user sees them. "first line" is the
 first line the demo prints, "first source" the first seeded source, "first layer" the first layer
-of the Dagster run that completes.
+of the Dagster run that completes. CPU is the demo process's own user + system time (the machine
+may be shared: wall time alone says little under load).
+
+`--steps` samples the demo process's RSS and CPU from /proc every 0.2 s and, from the run's step
+stats in its Dagster instance, prints each step's wall time, CPU time and peak RSS (the demo runs
+its steps one after another, in process), costliest first.
 """
 
 import argparse
@@ -15,48 +20,115 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
+TICK = os.sysconf("SC_CLK_TCK")
 
-def run(scale: float) -> tuple[float, float, dict[str, float]]:
+
+class Sampler(threading.Thread):
+    """(epoch seconds, RSS MB, CPU s) of one process, every `every` seconds, until it exits."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.samples = pid, every, []
+
+    def run(self) -> None:
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+                with open(f"/proc/{self.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / TICK
+            except (OSError, StopIteration):
+                return
+            self.samples.append((time.time(), rss, cpu))
+            time.sleep(self.every)
+
+    def within(self, start: float, end: float) -> tuple[float, float]:
+        """Peak RSS MB and CPU s between two epoch times."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        before = [s for s in self.samples if s[0] < start][-1:] or inside[:1]
+        after = [s for s in self.samples if s[0] > end][:1] or inside[-1:]
+        peak = max((s[1] for s in inside + after), default=0.0)
+        cpu = (after[0][2] - before[0][2]) if before and after else 0.0
+        return peak, cpu
+
+
+def run(scale: float, steps: bool = False) -> tuple[float, float, float, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DAGSTER_HOME": os.path.join(tmp, "home")}
+        home = os.path.join(tmp, "home")
+        env = {**os.environ, "DAGSTER_HOME": home}
         cmd = [sys.executable, "-m", "personalization_assets.cli", "demo", "--scale", str(scale),
-               "--data-dir", os.path.join(tmp, "data"), "--dagster-home", os.path.join(tmp, "home")]
+               "--data-dir", os.path.join(tmp, "data"), "--dagster-home", home]
         started = time.perf_counter()
-        # A wrapper process per run, so RUSAGE_CHILDREN's peak is this run's alone (told on stderr).
-        wrapper = ("import resource,subprocess,sys;"
-                   "r=subprocess.run(sys.argv[1:],stderr=subprocess.DEVNULL);"
-                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);sys.exit(r.returncode)")
-        proc = subprocess.Popen([sys.executable, "-c", wrapper, *cmd], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sampler = Sampler(proc.pid)
+        sampler.start()
         firsts: dict[str, float] = {}
-        in_run = False
+        in_run, run_id, lines = False, None, []
         for line in proc.stdout:
             at = time.perf_counter() - started
+            lines.append(line)
             firsts.setdefault("first line", at)
             if line.startswith("  ") and not in_run:
                 firsts.setdefault("first source", at)
+            if line.startswith("Run ") and not in_run:
+                run_id = line.split()[1]
+                firsts["run start"] = at
             in_run = in_run or line.startswith("Run ")
             if in_run and re.match(r"^  \w+ +\d+ of \d+ +assets", line):
                 firsts.setdefault("first layer", at)
         err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS and CPU
+        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
-        if proc.wait() != 0:
+        if proc.returncode != 0:
             sys.exit(f"demo failed at scale {scale}: {err[-2000:]}")
-        return wall, int(err.strip().splitlines()[-1]) / 1024, firsts
+        if steps:
+            print("".join(lines), flush=True)
+            _print_steps(home, run_id, sampler)
+        return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, firsts
+
+
+def _print_steps(home: str, run_id: str | None, sampler: Sampler) -> None:
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = home
+    with dg.DagsterInstance.get() as instance:
+        stats = [s for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time]
+    rows = []
+    for s in stats:
+        peak, cpu = sampler.within(s.start_time, s.end_time)
+        rows.append((s.end_time - s.start_time, cpu, peak, s.step_key))
+    print(f"{'step':<58} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12}")
+    for wall, cpu, peak, key in sorted(rows, reverse=True):
+        print(f"{key:<58} {wall:>7.1f} {cpu:>7.1f} {peak:>12.0f}")
+    if stats:
+        first, last = min(s.start_time for s in stats), max(s.end_time for s in stats)
+        print(f"{'(all steps, first start to last end)':<58} {last - first:>7.1f} "
+              f"{sampler.within(first, last)[1]:>7.1f} {sampler.within(first, last)[0]:>12.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 10])
+    parser.add_argument("--steps", action="store_true", help="print each step's wall time, CPU time and peak RSS")
     args = parser.parse_args()
-    print(f"{'scale':>6} {'wall s':>8} {'peak RSS MB':>12} {'first line s':>13} {'first source s':>15} "
-          f"{'first layer s':>14}   (load average {os.getloadavg()[0]:.1f})")
+    header = (f"{'scale':>6} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'first line s':>13} "
+              f"{'first source s':>15} {'run start s':>12} {'first layer s':>14}")
+    results = []
     for scale in args.scales:
-        wall, peak, firsts = run(scale)
-        print(f"{scale:>6g} {wall:>8.1f} {peak:>12.0f} {firsts.get('first line', 0):>13.1f} "
-              f"{firsts.get('first source', 0):>15.1f} {firsts.get('first layer', 0):>14.1f}")
+        load = os.getloadavg()
+        wall, peak, cpu, firsts = run(scale, args.steps)
+        results.append((scale, wall, cpu, peak, firsts, load, os.getloadavg()))
+    print(header)
+    for scale, wall, cpu, peak, firsts, before, after in results:
+        print(f"{scale:>6g} {wall:>8.1f} {cpu:>7.1f} {peak:>12.0f} {firsts.get('first line', 0):>13.1f} "
+              f"{firsts.get('first source', 0):>15.1f} {firsts.get('run start', 0):>12.1f} "
+              f"{firsts.get('first layer', 0):>14.1f}   (load average {before[0]:.1f} before, {after[0]:.1f} after,"
+              f" {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from ..clock import utc_now
 from .generator import DemoData, generate, orders_as_jsonl
 from .manifest import Manifest, read_manifest, write_manifest
 
+APPEND_CHUNK = 50_000  # events appended to the bus at a time
+
 
 def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scale: float = 1.0,
               now: datetime | None = None, say: Callable[[str], None] = lambda line: None) -> DemoData:
@@ -45,8 +47,8 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
     done("shop", "orders written (served by the demo orders API)")
     bus = open_bus(bus_url)
     try:
-        for start in range(0, len(data.events), 5000):
-            bus.append(data.events[start:start + 5000])
+        for start in range(0, len(data.events), APPEND_CHUNK):  # a transaction (and an fsync) per chunk
+            bus.append(data.events[start:start + APPEND_CHUNK])
     finally:
         bus.close()
     done("bus", "tracking events appended")
