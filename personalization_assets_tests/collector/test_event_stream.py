@@ -135,3 +135,31 @@ def test_raw_events_loads_a_backlog_a_chunk_at_a_time(local_env, monkeypatch):
         cursor = conn.scalar("select cursor_json from ops.cursors where name = 'events'")
     assert rows["message_id"].tolist() == [f"m-{i}" for i in range(11)]
     assert rows["bus_offset"].is_unique and f'"offset": {int(rows["bus_offset"].max())}' in cursor
+
+
+def test_raw_events_cut_short_keeps_whole_chunks_and_resumes_after_them(local_env, monkeypatch):
+    """Each chunk commits with the cursor at its end: a load failing in its second chunk keeps the
+    first, and the next load reads on from there (nothing twice, nothing skipped)."""
+    monkeypatch.setattr(raw, "EVENTS_CHUNK", 3)
+    url = f"sqlite:///{local_env}/events.db"
+    open_bus(url).append([_track(i) for i in range(7)])
+    resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
+    frames = raw._events_frame
+    calls = []
+
+    def failing_second(records):
+        calls.append(len(records))
+        if len(calls) == 3:  # the 1st call only types the table; the 3rd is the second chunk
+            raise RuntimeError("the load is cut short")
+        return frames(records)
+
+    monkeypatch.setattr(raw, "_events_frame", failing_second)
+    assert not dg.materialize([raw.events], resources=resources, raise_on_error=False).success
+    with resources["warehouse"].connect() as conn:
+        assert conn.query("select message_id from raw.events order by bus_offset")["message_id"].tolist() == \
+            ["m-0", "m-1", "m-2"]
+    monkeypatch.setattr(raw, "_events_frame", frames)
+    assert dg.materialize([raw.events], resources=resources).success
+    with resources["warehouse"].connect() as conn:
+        assert conn.query("select message_id from raw.events order by bus_offset")["message_id"].tolist() == \
+            [f"m-{i}" for i in range(7)]
