@@ -46,7 +46,7 @@ def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         ours["entity"] = native["entity"].to_numpy()
         return ours, native, "febrl4" if name == "febrl4" else "febrl"
     if name.startswith("hh"):
-        ours = generate_households(_size(name.removeprefix("hh")), seed=42).drop(columns="household")
+        ours = generate_households(_size(name.removeprefix("hh")), seed=42).drop(columns=["household", "role"])
         return ours, _native(ours), "households"
     if name.startswith("mb"):  # the case: generated people plus 200 sharing one mailbox
         ours = with_shared_mailbox(generate(_size(name.removeprefix("mb")), seed=42), 200)

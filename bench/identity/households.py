@@ -14,6 +14,8 @@ Truth is the ``entity`` column (one per person).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -35,9 +37,21 @@ TRANSLIT = [s.split() for s in (
 TRANSLIT_OF = {v: row for row in TRANSLIT for v in row}
 
 
+@functools.lru_cache(maxsize=16)
+def _zipf_cdf(size: int, a: float) -> np.ndarray:
+    w = 1.0 / np.arange(1, size + 1) ** a
+    cdf = (w / w.sum()).cumsum()
+    return cdf / cdf[-1]
+
+
+def _zipf_index(rng, size: int, n, a: float):
+    """rng.choice(size, n, p=zipf weights), draw for draw (the same uniform numbers, the same
+    search), without building the weights and their sum again for every draw."""
+    return _zipf_cdf(size, a).searchsorted(rng.random(n), side="right")
+
+
 def _zipf(rng, pool, n, a):
-    w = 1.0 / np.arange(1, len(pool) + 1) ** a
-    return np.asarray(pool, dtype=object)[rng.choice(len(pool), n, p=w / w.sum())]
+    return np.asarray(pool, dtype=object)[_zipf_index(rng, len(pool), n, a)]
 
 
 class _World:
@@ -63,7 +77,7 @@ class _World:
 
     def address(self):
         rng = self.rng
-        c = int(rng.choice(self.cities.size, p=(w := 1 / np.arange(1, self.cities.size + 1) ** 0.8) / w.sum()))
+        c = int(_zipf_index(rng, self.cities.size, None, 0.8))
         street = f"{int(rng.integers(1, 300))} {rng.choice(self.streets)} {rng.choice(STREET_TYPES)}"
         return street, self.cities[c], self.postcodes[c]
 
@@ -96,8 +110,8 @@ def _household(w: _World, hid: int) -> list[dict]:
     base_year = int(rng.integers(1940, 1990))
     people = []
 
-    def add(first, surname, birth, **kw):
-        people.append({"first": first, "last": surname, "birth": birth, "household": hid, **kw})
+    def add(first, surname, birth, role, **kw):
+        people.append({"first": first, "last": surname, "birth": birth, "household": hid, "role": role, **kw})
 
     def new_name():  # parents give their children different names (a Jr aside)
         taken = {p["first"] for p in people}
@@ -109,20 +123,20 @@ def _household(w: _World, hid: int) -> list[dict]:
         return pd.Timestamp(year=year, month=int(rng.integers(1, 13)), day=int(rng.integers(1, 29)))
 
     father = w.first_name()
-    add(father, last, date(base_year))
+    add(father, last, date(base_year), "parent")
     if size >= 2:
         spouse_last = last if rng.random() < 0.7 else w.surname()
-        add(new_name(), spouse_last, date(base_year + int(rng.integers(-5, 6))))
+        add(new_name(), spouse_last, date(base_year + int(rng.integers(-5, 6))), "spouse")
     kids = size - 2
     twins = kids >= 2 and rng.random() < 0.25
     kid_year = base_year + int(rng.integers(22, 36))
     for k in range(max(kids, 0)):
         if k == 0 and rng.random() < 0.3:
-            add(father, last, date(kid_year), suffix="jr")  # Jr: father's first name, a generation later
+            add(father, last, date(kid_year), "jr", suffix="jr")  # Jr: father's first name, a generation later
         elif k == 1 and twins:
-            add(new_name(), last, people[-1]["birth"])  # twin of the previous child
+            add(new_name(), last, people[-1]["birth"], "twin")  # twin of the previous child
         else:
-            add(new_name(), last, date(kid_year + int(rng.integers(0, 12))))
+            add(new_name(), last, date(kid_year + int(rng.integers(0, 12))), "child")
     for p in people:
         p.update(street=addr[0], city=addr[1], postcode=addr[2], landline=landline, mailbox=mailbox,
                  mobile=w.mobile() if rng.random() < 0.7 else None,
@@ -171,7 +185,8 @@ def _record(w: _World, p: dict, first_record: bool) -> dict:
 
 
 def generate_households(n_records: int, seed: int = 42) -> pd.DataFrame:
-    """About ``n_records`` rows of people in households; ``entity`` is the person."""
+    """About ``n_records`` rows of people in households; ``entity`` is the person, ``household``
+    and ``role`` (parent, spouse, child, twin, jr) are truth labels for analysis only."""
     rng = np.random.default_rng(seed)
     w = _World(rng, n_records)
     rows, pid, hid = [], 0, 0
@@ -179,7 +194,7 @@ def generate_households(n_records: int, seed: int = 42) -> pd.DataFrame:
         for p in _household(w, hid):
             copies = int(rng.choice([1, 1, 1, 1, 1, 2, 2, 3, 4]))
             for c in range(copies):
-                rows.append({**_record(w, p, c == 0), "entity": pid, "household": hid})
+                rows.append({**_record(w, p, c == 0), "entity": pid, "household": hid, "role": p["role"]})
             pid += 1
         hid += 1
     out = pd.DataFrame(rows[:n_records]).sample(frac=1, random_state=seed).reset_index(drop=True)

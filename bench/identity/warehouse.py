@@ -62,7 +62,7 @@ def _chunk(kind: str, i: int, n: int, out: str) -> None:
     if kind == "hh":
         from bench.identity.households import generate_households
 
-        df = generate_households(n, seed=42 + i).drop(columns="household")
+        df = generate_households(n, seed=42 + i).drop(columns=["household", "role"])
     else:
         from bench.identity.generator import generate
 

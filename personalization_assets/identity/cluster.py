@@ -68,7 +68,8 @@ class _Groups:
         self.parent = dict(zip(ids, ids))
         self.members = {x: [x] for x in ids}
         self.weak = dict.fromkeys(ids, False)
-        self.ids = {name: {x: ({c} if c >= 0 else set()) for x, c in zip(ids, codes[nodes].tolist())}
+        # a record's identifiers as a tuple (a set per record costs 4x the memory at a million)
+        self.ids = {name: {x: ((c,) if c >= 0 else ()) for x, c in zip(ids, codes[nodes].tolist())}
                     for name, (codes, _) in rules.identities.items()}
 
     def find(self, x: int) -> int:
@@ -82,7 +83,7 @@ class _Groups:
         self.members[ra] += self.members.pop(rb)
         self.weak[ra] = self.weak[ra] or self.weak.pop(rb) or weak
         for ids in self.ids.values():
-            ids[ra] |= ids.pop(rb)
+            ids[ra] = set(ids[ra]) | set(ids.pop(rb))
 
 
 class _Pairs:
@@ -205,7 +206,7 @@ def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, 
         return "cluster_too_large"
     for name, (_, limit) in rules.identities.items():
         ids = groups.ids[name]
-        if len(ids[ra] | ids[rb]) > limit:
+        if len(set(ids[ra]) | set(ids[rb])) > limit:
             return f"limit:{name}"
     if trusted:
         return None

@@ -19,7 +19,8 @@ from rapidfuzz.distance import OSA, DamerauLevenshtein, JaroWinkler
 from personalization_assets.identity.nicknames import nickname_pairs
 from personalization_assets.identity.prepare import Features
 
-CHUNK = 2_000_000
+# pairs compared at once: each holds its distinct value pairs as Python strings for rapidfuzz
+CHUNK = 500_000
 
 # comparison -> labels of its levels (index = level); used for evidence and reports
 LEVELS: dict[str, tuple[str, ...]] = {

@@ -8,7 +8,7 @@ tens of millions of pairs iterates over a few thousand rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,9 @@ class FSModel:
     u: list[np.ndarray]
     match_rate: float
     iterations: int = 0
+    # u of a field's agreement among pairs that already agree on something correlated with it
+    # (namesakes.CONDITIONS): how often two known-different namesakes share an e-mail
+    conditional_u: dict[str, float] = field(default_factory=dict)
 
     def weight_tables(self) -> list[np.ndarray]:
         """log2(m/u) per level; level 0 (missing value) carries no evidence."""
@@ -36,9 +39,18 @@ class FSModel:
         return out
 
     def field_weights(self, levels: np.ndarray) -> np.ndarray:
+        """log2(m/u) per pair and field; an agreement that the pair's other agreements make
+        common (``conditional_u``) weighs log2(m / conditional u) where that is lower."""
+        from personalization_assets.identity.namesakes import CONDITIONS, capped_weight
+
         tables = self.weight_tables()
-        return np.column_stack([tables[k][levels[:, k]] for k in range(len(tables))]) \
+        w = np.column_stack([tables[k][levels[:, k]] for k in range(len(tables))]) \
             if len(tables) else np.zeros((levels.shape[0], 0), np.float32)
+        col = {f: k for k, f in enumerate(self.fields)}
+        for name in self.conditional_u:
+            k = col[CONDITIONS[name][1]]
+            w[:, k] = capped_weight(name, self, w[:, k], levels, col)
+        return w
 
     def match_weight(self, levels: np.ndarray) -> np.ndarray:
         prior = np.log2(self.match_rate / (1 - self.match_rate))
@@ -58,12 +70,13 @@ class FSModel:
     def to_dict(self) -> dict:
         return {"fields": self.fields, "m": [x.tolist() for x in self.m],
                 "u": [x.tolist() for x in self.u], "match_rate": self.match_rate,
-                "iterations": self.iterations}
+                "iterations": self.iterations, "conditional_u": dict(self.conditional_u)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FSModel":
         return cls(list(d["fields"]), [np.asarray(x) for x in d["m"]], [np.asarray(x) for x in d["u"]],
-                   float(d["match_rate"]), int(d.get("iterations", 0)))
+                   float(d["match_rate"]), int(d.get("iterations", 0)),
+                   {k: float(v) for k, v in d.get("conditional_u", {}).items()})
 
 
 def _level_freq(levels: np.ndarray, n_levels: int, weights: np.ndarray | None = None) -> np.ndarray:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from personalization_assets.identity.blocking import pairs_within_groups
 from personalization_assets.identity.evidence import Assessment, PairScorer
+from personalization_assets.identity.namesakes import ambiguous_records, scorer_differ
 
 SOURCE_ID_PROB = 2.0  # above any probability: sorts first when clusters are built
 
@@ -52,11 +53,20 @@ def accepted_links(scorer: PairScorer, a: np.ndarray, b: np.ndarray, levels: np.
     ``levels``), plus same-source-id pairs; and review rows for the pairs refused on a conflict."""
     s = scorer.assess(a, b, levels)
     ok = (s.prob >= threshold) & ~s.conflict
+    # a record that fits two namesakes (father and son) links to neither (namesakes.py)
+    codes = {c: scorer.comp.c[c].codes for c in ("fn", "ln", "birth", "street")}
+    amb = ambiguous_records(codes, scorer_differ(scorer), scorer.comp.fields, max_group)
+    held = ok & (amb[a] | amb[b])
+    ok &= ~held
     # a pair that disagrees on one field only (twins, father and son, or a bad typo) is worth a
     # look; one that disagrees on several is plainly two people of one household
     refused = (s.prob >= threshold) & s.conflict & (s.n_conflicts <= 1)
-    review = pd.DataFrame({"left": a[refused], "right": b[refused], "reason": "conflict",
-                           "score": s.prob[refused]})
+    ends = np.unique(np.concatenate([a[held], b[held]]))
+    ends = ends[amb[ends]]
+    review = pd.DataFrame({"left": np.concatenate([a[refused], ends]),
+                           "right": np.concatenate([b[refused], np.full(ends.size, -1, a.dtype)]),
+                           "reason": ["conflict"] * int(refused.sum()) + ["ambiguous"] * ends.size,
+                           "score": np.concatenate([s.prob[refused], np.full(ends.size, np.nan)])})
     rule = link_rules(scorer, s)
     sa, sb, _ = pairs_within_groups(source_key.astype(np.int64), max_group)
     if only is not None and sa.size:

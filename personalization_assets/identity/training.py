@@ -15,6 +15,7 @@ from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.prepare import Features
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
+from personalization_assets.identity.namesakes import conditional_u
 
 MAX_TRAINING_PAIRS = 150_000
 # EM needs a sample, not every pair of a big block: blocks above this size are left out
@@ -51,6 +52,7 @@ def train(f: Features, comp: Comparator, cand_levels: np.ndarray, n_candidates: 
             seen[k] += 1
     m = [s / n if n else _fallback(len(s)) for s, n in zip(sums, seen)]
     model = FSModel(list(comp.fields), m, u, 0.5)
+    model.conditional_u = conditional_u(f.codes, comp.levels, list(comp.fields), cfg.seed)
     n = len(f)
     model.match_rate = min(estimate_prior(model, cand_levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
     return model

@@ -35,6 +35,7 @@ import pyarrow as pa
 from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
+from personalization_assets.identity.namesakes import cap_table, conditional_u
 from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
 from personalization_assets.identity.resolve import PRIOR_SAMPLE_PAIRS
 from personalization_assets.identity.scoring import SLACK
@@ -45,6 +46,7 @@ from personalization_assets.identity.warehouse_sql import (
     candidates_sql,
     features_sql,
     levels_sql,
+    namesakes_sql,
     outvoted_sql,
     scores_sql,
     weight_case,
@@ -141,8 +143,11 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
             present = con.sql(f"select count({c}) from _identity_features").fetchall()[0][0]
             if present:
                 tf[f] = (max(float(model.u[fields.index(f)][-1]), 2.0 / present), present)
+    caps = {name: cap_table(model, name) for name in model.conditional_u}
+
     def score(pairs: str, leveled: bool = False) -> str:
-        return scores_sql(pairs, fields, model.weight_tables(), _prior(model), tf, cfg.household_extra, leveled)
+        return scores_sql(pairs, fields, model.weight_tables(), _prior(model), tf, cfg.household_extra, leveled,
+                          caps)
     thr = float(cfg.threshold)
     rule = ("case when src then 'exact:source_id' " +
             ("when lv_email = 2 then 'exact:email_key' " if "email" in fields else "") +
@@ -163,6 +168,13 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
     lap("score")
     left, right = (links.column(c).to_numpy().astype(np.int64) for c in ("a", "b"))
     prob = links.column("prob").to_numpy().astype(float)
+    # a record that fits two namesakes links to neither (links.accepted_links); source-id links stay
+    _do(con, f"create or replace temp table _identity_ambiguous as {namesakes_sql(fields, cfg.max_key_group)}")
+    amb = con.sql("select pos from _identity_ambiguous").to_arrow_table().column("pos").to_numpy().astype(np.int64)
+    held = (np.isin(left, amb) | np.isin(right, amb)) & (prob != SOURCE_ID_PROB)
+    ambiguous = np.unique(np.concatenate([left[held], right[held]]))
+    ambiguous = ambiguous[np.isin(ambiguous, amb)]
+    left, right, prob = left[~held], right[~held], prob[~held]
     nodes = np.unique(np.concatenate([left, right]))
     attrs = _node_attributes(con, nodes, cfg)
     rules = Rules(assess=lambda x, y: _verdict(con, score, thr, nodes[x], nodes[y]),
@@ -171,7 +183,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
                                 cfg.strong_threshold, cfg.max_cluster_size, set(), rules)
     lap("cluster")
     _write(con, nodes, labels, crosswalk_table, thr)
-    review_out = _review(con, review, refused, nodes)
+    review_out = _review(con, review, refused, nodes, ambiguous)
     stats = {"path": "warehouse", "records": int(n), "candidate_pairs": int(n_candidates),
              "links": int(left.size), "customers": con.execute(
                  f"select count(distinct customer_key) from {crosswalk_table}").fetchall()[0][0],
@@ -215,7 +227,8 @@ def _helper_tables(con, max_offset: int) -> None:
 
 
 def _drop_helpers(con) -> None:
-    for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "offsets", "blocks"):
+    for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "offsets", "blocks",
+              "ambiguous"):
         _do(con, f"drop table if exists _identity_{t}")
 
 
@@ -253,6 +266,8 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
             sums[k] += m.m[j]
             seen[k] += 1
     model = FSModel(list(comp.fields), [s / c if c else _fallback(len(s)) for s, c in zip(sums, seen)], u, 0.5)
+    model.conditional_u = conditional_u(_codes(con, ("fn", "ln", "street", "birth")), comp.levels,
+                                        list(comp.fields), cfg.seed)
     sample = "" if n_candidates <= PRIOR_SAMPLE_PAIRS else \
         f"using sample reservoir({PRIOR_SAMPLE_PAIRS} rows) repeatable ({int(cfg.seed)})"
     cand = con.sql(f"select {', '.join('lv_' + f for f in comp.fields)} from "
@@ -261,6 +276,13 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
         if comp.fields else np.empty((cand.num_rows, 0), np.uint8)
     model.match_rate = min(estimate_prior(model, levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
     return model
+
+
+def _codes(con, cols: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-record codes (-1 = missing) of feature columns, by position: equal values, equal codes."""
+    t = con.sql(f"select {', '.join(cols)} from _identity_features order by pos").to_arrow_table()
+    return {c: pd.factorize(t.column(c).to_numpy(zero_copy_only=False), use_na_sentinel=True)[0].astype(np.int64)
+            for c in cols}
 
 
 def _session_pairs(con, cols: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -342,19 +364,21 @@ def _write(con, nodes: np.ndarray, labels: np.ndarray, out: str, threshold: floa
         select s.a, s.b, l.record_id as left_record_id, r.record_id as right_record_id,
                case when s.src then {SOURCE_ID_PROB} else s.prob end as match_probability, s.rule
         from _identity_scored s join _identity_features l on l.pos = s.a join _identity_features r on r.pos = s.b
-        where not s.conflict and (s.src or s.prob >= {threshold!r})""")
+        where not s.conflict and (s.src or (s.prob >= {threshold!r}
+          and s.a not in (select pos from _identity_ambiguous) and s.b not in (select pos from _identity_ambiguous)))""")
 
 
-def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray) -> pd.DataFrame:
+def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray, ambiguous: np.ndarray) -> pd.DataFrame:
     """Review cases with record ids: the guards' refusals and the pairs refused on one conflict."""
     left = nodes[review["left"].to_numpy(np.int64)] if len(review) else np.empty(0, np.int64)
     right = np.where(review["right"].to_numpy(np.int64) >= 0, nodes[np.maximum(review["right"].to_numpy(np.int64), 0)],
                      -1) if len(review) else np.empty(0, np.int64)
-    cases = pd.DataFrame({"a": np.concatenate([left, refused.column("a").to_numpy()]),
-                          "b": np.concatenate([right, refused.column("b").to_numpy()]),
-                          "reason": list(review["reason"]) + ["conflict"] * refused.num_rows,
-                          "score": np.concatenate([review["score"].to_numpy(float),
-                                                   refused.column("prob").to_numpy()])})
+    cases = pd.DataFrame({"a": np.concatenate([left, refused.column("a").to_numpy(), ambiguous]),
+                          "b": np.concatenate([right, refused.column("b").to_numpy(), np.full(ambiguous.size, -1)]),
+                          "reason": list(review["reason"]) + ["conflict"] * refused.num_rows
+                          + ["ambiguous"] * ambiguous.size,
+                          "score": np.concatenate([review["score"].to_numpy(float), refused.column("prob").to_numpy(),
+                                                   np.full(ambiguous.size, np.nan)])})
     con.register("_identity_cases", pa.Table.from_pandas(cases, preserve_index=False))
     try:
         return con.sql("""select l.record_id as left_record_id, r.record_id as right_record_id, c.reason, c.score

@@ -282,19 +282,51 @@ def outvoted_sql(fields: Sequence[str]) -> str:
     from ({levels_sql(' union all '.join(parts), fields)}) group by a"""
 
 
+def namesakes_sql(fields: Sequence[str], max_group: int) -> str:
+    """namesakes.ambiguous_records: positions (``pos``) of the records that lack the field telling
+    apart two namesakes of their group whose records holding it differ on it; groups of more
+    than ``max_group`` such records are left alone."""
+    from personalization_assets.identity.namesakes import FIELD_COLUMN, GROUPS
+
+    parts = []
+    for cols, field in GROUPS:
+        if field not in fields:
+            continue
+        column, key = FIELD_COLUMN[field], ", ".join(cols)
+        known = f"""select pos, {key}, count(*) over (partition by {key}) as size from _identity_features
+                    where {' and '.join(f'{c} is not null' for c in cols)} and {column} is not null"""
+        on = " and ".join(f"l.{c} = r.{c}" for c in cols)
+        pairs = (f"select l.pos as a, r.pos as b, {', '.join(f'l.{c} as k_{c}' for c in cols)} "
+                 f"from ({known}) l join ({known}) r on {on} and l.pos < r.pos where l.size <= {int(max_group)}")
+        two = f"select distinct {', '.join(f'k_{c}' for c in cols)} from ({levels_sql(pairs, fields)}) " \
+              f"where {differ_sql(field)}"
+        parts.append(f"""select f.pos from _identity_features f join ({two}) t
+            on {' and '.join(f'f.{c} = t.k_{c}' for c in cols)} where f.{column} is null""")
+    return " union ".join(parts) or "select cast(null as bigint) as pos where false"
+
+
 def weight_case(f: str, table: np.ndarray) -> str:
     """The field's weight of its level (lv_<field>), from the model's weight table."""
     return f"case lv_{f} " + " ".join(f"when {lv} then {float(x)!r}" for lv, x in enumerate(table)) + " end"
 
 
 def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray], prior: float,
-               tf: dict[str, tuple[float, int]], household_extra: float, leveled: bool = False) -> str:
+               tf: dict[str, tuple[float, int]], household_extra: float, leveled: bool = False,
+               caps: dict[str, np.ndarray] | None = None) -> str:
     """Levels, final match weight and probability, and conflicts of the pairs, as
     evidence.PairScorer.assess: ``weights`` are the model's log2(m/u) tables, ``tf`` maps a TF
     field to (u_ref, records holding a value). ``leveled``: ``pairs`` already holds the levels
     (levels_sql without sides), the sides are joined again (cheaper than keeping them)."""
+    from personalization_assets.identity.namesakes import CONDITIONS
+
     col = {f: k for k, f in enumerate(fields)}
-    plain = [f"{weight_case(f, weights[k])} as p_{f}" for f, k in col.items()]
+    plain = {f: weight_case(f, weights[k]) for f, k in col.items()}
+    for name, cap in (caps or {}).items():  # FSModel.field_weights: namesakes.capped_weight
+        _, field, agree, needs = CONDITIONS[name]
+        inside = " and ".join([f"lv_{field} >= {agree}"] + [f"lv_{f} >= {lowest}" for f, lowest in needs])
+        table = "case lv_" + field + " " + " ".join(f"when {lv} then {float(x)!r}" for lv, x in enumerate(cap)) + " end"
+        plain[field] = f"case when {inside} then least({plain[field]}, {table}) else {plain[field]} end"
+    plain = [f"{x} as p_{f}" for f, x in plain.items()]
     tfs = [f for f in tf if f in col]
     adj = [f"case when lv_{f} = {TOP[f]} and l_{TF_COLUMNS[f]} = r_{TF_COLUMNS[f]} then least(0.0, "
            f"log2({tf[f][0]!r} / (cast(l_cnt_{TF_COLUMNS[f]} as double) / {tf[f][1]}))) else 0.0 end as t_{f}"

@@ -123,7 +123,7 @@ def test_incremental_run_equals_a_full_run_on_households(tmp_path):
     links and review cases of a full run with the same model."""
     from bench.identity.households import generate_households
 
-    df = generate_households(4000, seed=11).drop(columns=["household", "entity"])
+    df = generate_households(4000, seed=11).drop(columns=["household", "role", "entity"])
     rng = np.random.default_rng(1)
     new = rng.random(len(df)) < 0.02
     first = resolve(df[~new].reset_index(drop=True))

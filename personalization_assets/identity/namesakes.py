@@ -1,0 +1,119 @@
+"""Records that fit two people: a namesake's record without the field that tells them apart.
+
+A father and his son of one name at one address, or twins (one surname, birth date and
+address): their records that hold a birth date (a first name) show two people. A record of
+that name and address without a birth date (without a first name) may be either of them, and
+nothing in it says which, so it joins neither and goes to review (``ambiguous``). cluster.py
+catches such a record when its links reach both people; this catches it when they reach one,
+because the other's records differ in something the record lacks (a "Jr", a new mailbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.identity.blocking import pairs_within_groups
+
+# (columns a group of namesakes shares, the conflict field that tells them apart)
+GROUPS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("fn", "ln", "street"), "birth_date"),
+    (("ln", "birth", "street"), "first_name"),
+)
+FIELD_COLUMN = {"birth_date": "birth", "first_name": "fn"}
+
+
+def group_codes(codes: dict[str, np.ndarray], cols: tuple[str, ...]) -> np.ndarray:
+    """One code per distinct combination of ``cols`` (-1 where one of them is missing)."""
+    frame = pd.DataFrame({c: codes[c] for c in cols})
+    key = frame.groupby(list(cols), sort=False).ngroup().to_numpy(np.int64)
+    return np.where((frame.to_numpy() >= 0).all(axis=1), key, -1)
+
+
+def scorer_differ(scorer) -> Callable[[str, np.ndarray, np.ndarray], np.ndarray]:
+    """``differ(field, a, b)`` of a PairScorer: its conflict test on the field's levels."""
+    def differ(field: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        group = ("first_name", "last_name") if field == "first_name" else (field,)
+        level = scorer.comp.score(tuple(g for g in group if g in scorer.col), a, b)[0]
+        return scorer._differ(field, a, b, level)
+    return differ
+
+
+def ambiguous_records(codes: dict[str, np.ndarray], differ: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
+                      fields: list[str], max_group: int) -> np.ndarray:
+    """Per record: it lacks the field that tells apart two namesakes of its group, whose records
+    holding that field differ on it (``differ(field, a, b)``: two values that are two people).
+    Groups whose records holding the field are more than ``max_group`` are left alone."""
+    n = next(iter(codes.values())).size
+    out = np.zeros(n, bool)
+    for cols, field in GROUPS:
+        if field not in fields:
+            continue
+        key = group_codes(codes, cols)
+        missing = codes[FIELD_COLUMN[field]] < 0
+        a, b, _ = pairs_within_groups(np.where(missing, -1, key), max_group)
+        if a.size == 0:
+            continue
+        two = np.unique(key[a[differ(field, a, b)]])
+        out |= missing & (key >= 0) & np.isin(key, two)
+    return out
+
+
+# Agreement that two different people share more often than two random ones, because they
+# already share something else: an e-mail between namesakes (the name is the address:
+# john.smith@..., and a family mailbox is a father's and his son's). name -> (columns of the
+# group the pairs are drawn from, the field, its lowest agreeing level, fields the pair must
+# agree on for the conditional u to apply: (field, lowest level)). A first name inside one
+# household (father and son) was measured the same way (hh100k: precision +0.0007, recall
+# -0.008) and is left to the namesake rule above.
+CONDITIONS: dict[str, tuple[tuple[str, ...], str, int, tuple[tuple[str, int], ...]]] = {
+    "email|names": (("fn", "ln"), "email", 2, (("first_name", 3), ("last_name", 3))),
+}
+MIN_KNOWN_DIFFERENT = 100  # pairs of known-different people below which nothing is estimated
+CONDITION_MAX_GROUP = 50
+CONDITION_SAMPLE = 150_000
+
+
+def conditional_u(codes: dict[str, np.ndarray], levels: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  fields: list[str], seed: int) -> dict[str, float]:
+    """Per condition, how often two people known to be different (birth dates that are two
+    people's) who share the condition's group still agree on its field: the u of that agreement
+    among such pairs, which the random pairs of Fellegi-Sunter's u cannot see. ``levels(a, b)``
+    gives the pairs' levels of ``fields``."""
+    from personalization_assets.identity.blocking import sample_pairs_within_groups
+
+    out = {}
+    rng = np.random.default_rng(seed)
+    for name, (cols, field, agree, needs) in CONDITIONS.items():
+        if field not in fields or "birth_date" not in fields or any(f not in fields for f, _ in needs):
+            continue
+        key = group_codes(codes, cols)
+        a, b = sample_pairs_within_groups(np.where(codes["birth"] >= 0, key, -1), CONDITION_MAX_GROUP,
+                                          CONDITION_SAMPLE, rng)
+        if a.size == 0:
+            continue
+        lv = levels(a, b)
+        k = fields.index(field)
+        known = (lv[:, fields.index("birth_date")] == 1) & (lv[:, k] > 0)
+        if known.sum() >= MIN_KNOWN_DIFFERENT:
+            out[name] = float(((lv[known, k] >= agree).sum() + 0.5) / (known.sum() + 1))
+    return out
+
+
+def cap_table(model, name: str) -> np.ndarray:
+    """Per level of the condition's field, log2(m / conditional u)."""
+    m = np.asarray(model.m[model.fields.index(CONDITIONS[name][1])], float)
+    return np.log2(np.maximum(m, 1e-6) / model.conditional_u[name]).astype(np.float32)
+
+
+def capped_weight(name: str, model, weights: np.ndarray, levels: np.ndarray, col: dict[str, int]) -> np.ndarray:
+    """The field's weights (per pair) with the condition's agreement weighed by its conditional u,
+    log2(m / u), where it is lower: only for pairs that meet the condition."""
+    cols, field, agree, needs = CONDITIONS[name]
+    k, cap = col[field], cap_table(model, name)
+    inside = levels[:, k] >= agree
+    for f, lowest in needs:
+        inside &= levels[:, col[f]] >= lowest
+    return np.where(inside, np.minimum(weights, cap[levels[:, k]]), weights)
