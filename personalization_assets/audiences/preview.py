@@ -2,9 +2,11 @@
 (which of its conditions each one meets): what `personalization audience preview` prints and what
 each audience asset shows in the UI.
 
-It stays fast at a million customers: size and every overlap come from one query (each membership
-is computed once, joined on customer_key, and only counts come back); the samples are a LIMIT, and
-the evidence is evaluated for those few members only.
+It stays fast at a million customers: only the events the rules can read are resolved to customers
+(once, into a temporary table, with only the columns they read); the members are computed once
+(membership_sql: counts and sums in one grouped pass), and the size, the samples (a LIMIT) and every
+overlap (one pass over the other audiences' stored tables) read them; only counts and a few keys come
+back; the evidence is evaluated for those few members only, on copies of their rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from .warehouse import CUSTOMERS_VIEW, EVENTS_VIEW, create_views, split_streamab
 PROFILES = "marts.customer_profiles"
 SCHEMA = "audiences"  # each audience asset's membership: audiences.<name> (customer_key, as_of)
 RECENT_EVENTS = "audience_preview_events"  # temporary: the events the previewed rules can read
+MEMBERS = "audience_preview_members"  # temporary: the previewed audience's members
+SAMPLE = "audience_preview_sample"  # temporary: the sampled members' customer (profile) rows
+SAMPLE_EVENTS = "audience_preview_sample_events"  # temporary: their events
 
 
 class PreviewError(ValueError):
@@ -54,46 +59,62 @@ def preview(conn: Sql, audience: Audience, others: list[Audience], as_of: dateti
     stored = stored or {}
     sql, params = (f"select customer_key from {members}", []) if members else \
         membership_sql(audience, as_of, known, relations)
-    ctes, counts, joins = [f"m as ({sql})"], ["count(*) as size"], []
-    for i, other in enumerate(rivals):
-        if other.name in stored:
-            ctes.append(f"o{i} as (select distinct customer_key from {stored[other.name]})")
-        else:
-            osql, oparams = membership_sql(other, as_of, known, relations)
-            ctes.append(f"o{i} as ({osql})")
-            params = params + oparams
-        counts.append(f"count(o{i}.customer_key) as o{i}")
-        joins.append(f"left join o{i} on o{i}.customer_key = m.customer_key")
-    # one pass: the members are computed once and only counts and the first few keys come back
-    first = (f"(select string_agg(customer_key, chr(31) order by customer_key) from "
-             f"(select customer_key from m order by customer_key limit {int(samples)}) s) as sample")
-    row = conn.query(f"with {', '.join(ctes)} select {', '.join(counts)}, {first} from m {' '.join(joins)}",
-                     params).iloc[0]
-    overlap = {other.name: int(row[f"o{i}"]) for i, other in enumerate(rivals)}
-    members = str(row["sample"]).split(chr(31)) if isinstance(row["sample"], str) and row["sample"] else []
-    return Preview(audience.name, int(row["size"]), overlap, evidence(conn, audience, known, members, as_of, relations))
+    # The members are computed once, into a temporary table that the size, the samples and the
+    # overlaps all read (only counts and the first few keys come back).
+    conn.execute(to_dialect(f"create or replace temporary table {MEMBERS} as {sql}", conn.dialect), params)
+    head = conn.query(f"select (select count(*) from {MEMBERS}) as size, (select string_agg(customer_key, chr(31) "
+                      f"order by customer_key) from (select customer_key from {MEMBERS} order by customer_key "
+                      f"limit {int(samples)}) s) as sample")
+    overlap = dict.fromkeys((o.name for o in rivals), 0)
+    if rivals:
+        # One pass for every overlap: each other membership (its stored table, else evaluated now)
+        # tagged with its position, probed against the members; each key counts once per audience.
+        parts, oparams = [], []
+        for i, other in enumerate(rivals):
+            if other.name in stored:
+                parts.append(f"select {i} as i, customer_key from {stored[other.name]}")
+            else:
+                osql, op = membership_sql(other, as_of, known, relations)
+                parts.append(f"select {i} as i, customer_key from ({osql}) o{i}")
+                oparams += op
+        others_sql = " union all ".join(parts)
+        counts = conn.query(f"select o.i as i, count(distinct o.customer_key) as n from ({others_sql}) o "
+                            f"where o.customer_key in (select customer_key from {MEMBERS}) group by o.i", oparams)
+        for i, n in zip(counts["i"], counts["n"]):
+            overlap[rivals[int(i)].name] = int(n)
+    sample = head["sample"].iloc[0]
+    keys = str(sample).split(chr(31)) if isinstance(sample, str) and sample else []
+    return Preview(audience.name, int(head["size"].iloc[0]), overlap,
+                   evidence(conn, audience, known, keys, as_of, relations))
 
 
 def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members: list[str], as_of: datetime,
              relations: Relations) -> dict[str, list[str]]:
     """For each member, the leaf conditions of the rule it meets, as written (one query per condition,
-    on these members only)."""
+    on these members only: their rows of the customers relation (and of the traits when these are
+    the same relation) and their events are copied to small temporary tables first)."""
     out: dict[str, list[str]] = {m: [] for m in members}
     if not members:
         return out
     marks = ", ".join("?" for _ in members)
-    few = replace(relations, customers=f"(select * from {relations.customers} where customer_key in ({marks}))")
+    conn.execute(to_dialect(f"create or replace temporary table {SAMPLE} as select * from {relations.customers} "
+                            f"where customer_key in ({marks})", conn.dialect), members)
+    conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from {relations.events} "
+                            f"where customer_key in ({marks})", conn.dialect), members)
+    same = relations.traits == relations.customers
+    few = replace(relations, customers=SAMPLE, traits=SAMPLE if same else relations.traits, events=SAMPLE_EVENTS)
     for cond in conditions(audience.rule):
         single = replace(audience, rule=cond, exclusions=())
-        csql, cparams = membership_sql(single, as_of, known, few)
-        for m in conn.query(csql, members + cparams)["customer_key"]:
+        for m in conn.query(*membership_sql(single, as_of, known, few))["customer_key"]:
             out[str(m)].append(getattr(cond, "text", "") or repr(cond))
     return out
 
 
-def stored_tables(conn: Sql, names: list[str]) -> dict[str, str]:
-    """{audience: its asset's table} for the audiences whose asset has materialized."""
-    return {n: f"{SCHEMA}.{n}" for n in names if conn.table_exists(SCHEMA, n)}
+def _tables(conn: Sql) -> set[str]:
+    """Every `schema.table` (lower case) the preview may read, from one look at the catalog."""
+    frame = conn.query("select lower(table_schema) as s, lower(table_name) as t from information_schema.tables "
+                       "where lower(table_schema) in (?, ?, ?, ?)", ["marts", "staging", "core", SCHEMA])
+    return {f"{s}.{t}" for s, t in zip(frame["s"], frame["t"])}
 
 
 def _reads(audiences: list[Audience]) -> list[tuple[EventFilter, float | None]]:
@@ -111,12 +132,29 @@ def _reads(audiences: list[Audience]) -> list[tuple[EventFilter, float | None]]:
     return out
 
 
+def _columns(audiences: list[Audience]) -> list[str]:
+    """The event columns these rules read (filters, sums, computed traits), in EVENT_COLUMNS order."""
+    used: set[str] = set()
+    for a in audiences:
+        for cond in conditions(a.rule):
+            filters = []
+            if isinstance(cond, EventCond):
+                filters = [cond.match, cond.not_followed_by]
+                used.add(cond.of or "")
+            elif isinstance(cond, ComputedCond):
+                filters = [cond.trait.match]
+                used.add(cond.trait.of or "")
+            used |= {col for f in filters if f is not None for col, _ in f.where}
+    return [c for c in EVENT_COLUMNS if c in used]
+
+
 def recent_events(conn: Sql, audiences: list[Audience], as_of: datetime, has_identity: bool) -> str:
-    """A temporary table shaped like `warehouse.EVENTS_VIEW` holding only the events these rules can
-    read at `as_of` (matching one of their filters, within its reach), so every condition reads it
-    instead of resolving all of history again. The filters apply to `staging.events` itself (its
-    event time prunes whole row groups, as it is stored in arrival order), and only the identities
-    of those events are looked up; each condition still applies its own exact window."""
+    """A temporary table shaped like `warehouse.EVENTS_VIEW` (customer_key, event, ts and the event
+    columns these rules read) holding only the events these rules can read at `as_of` (matching one
+    of their filters, within its reach), so every condition reads it instead of resolving all of
+    history again. The filters apply to `staging.events` itself (its event time prunes whole row
+    groups, as it is stored in arrival order), and only the identities of those events are looked
+    up; each condition still applies its own exact window."""
     slack = timedelta(seconds=1)  # the table may hold a little more; never less
     parts, params = [], []
     for match, reach in _reads(audiences):
@@ -137,17 +175,17 @@ def recent_events(conn: Sql, audiences: list[Audience], as_of: datetime, has_ide
     if reaches and None not in reaches:
         outer.append("e.timestamp >= ?")
         outer_params.append(as_of - timedelta(seconds=max(reaches)) - slack)
-    cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-    picked = (f"select e.user_id, e.anonymous_id, e.event, epoch(e.timestamp) as ts, epoch(e.received_at) as received, "
-              f"{cols} from staging.events e where e.timestamp <= ? and {' and '.join(outer)} "
+    cols = "".join(f", e.{c}" for c in _columns(audiences))  # only these: each column read costs
+    picked = (f"select e.user_id, e.anonymous_id, e.event, epoch(e.timestamp) as ts{cols} "
+              f"from staging.events e where e.timestamp <= ? and {' and '.join(outer)} "
               f"and ({' or '.join(parts) or 'false'})")
-    if has_identity:  # the same resolution as the view, on these events' identities only
-        sql = (f"with ev as ({picked}), ids as (select identity_type, identity, customer_key from core.identity_map "
-               "where identity in (select user_id from ev union select anonymous_id from ev)) "
-               "select coalesce(mu.customer_key, ma.customer_key, ev.user_id, 'anon:' || ev.anonymous_id) "
-               "as customer_key, ev.* exclude (user_id, anonymous_id) from ev "
-               "left join ids mu on mu.identity_type = 'user_id' and mu.identity = ev.user_id "
-               "left join ids ma on ma.identity_type = 'anonymous_id' and ma.identity = ev.anonymous_id")
+    if has_identity:  # the same resolution as the view (its joins, on each identity type's rows)
+        sql = (f"select coalesce(mu.customer_key, ma.customer_key, ev.user_id, 'anon:' || ev.anonymous_id) "
+               f"as customer_key, ev.* exclude (user_id, anonymous_id) from ({picked}) ev "
+               "left join (select identity, customer_key from core.identity_map where identity_type = 'user_id') mu "
+               "on mu.identity = ev.user_id "
+               "left join (select identity, customer_key from core.identity_map where identity_type = 'anonymous_id') "
+               "ma on ma.identity = ev.anonymous_id")
     else:
         sql = (f"select coalesce(ev.user_id, 'anon:' || ev.anonymous_id) as customer_key, "
                f"ev.* exclude (user_id, anonymous_id) from ({picked}) ev")
@@ -161,8 +199,9 @@ def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: d
     """The preview on the warehouse: profiles for trait conditions, staged events (resolved to
     customers) for event conditions, the other audiences' asset tables for the overlap where they
     exist (`use_stored`), everything else evaluated at `as_of`."""
-    has_profiles = conn.table_exists("marts", "customer_profiles")
-    has_events = conn.table_exists("staging", "events")
+    have = _tables(conn)
+    has_profiles, has_events = PROFILES in have, "staging.events" in have
+    has_identity = "core.identity_map" in have
     others = [o for o in others if o.name != audience.name]
     if not has_profiles:  # without profiles only event-based audiences can be evaluated
         others = split_streamable(others)[0]
@@ -170,15 +209,15 @@ def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: d
         if refused:
             raise PreviewError(f"{next(iter(refused.values()))}; the warehouse has no marts.customer_profiles "
                                "yet: materialize the profiles first")
-    stored = stored_tables(conn, [o.name for o in others]) if use_stored else {}
+    stored = {o.name: f"{SCHEMA}.{o.name}" for o in others if f"{SCHEMA}.{o.name}" in have} if use_stored else {}
     events = EVENTS_VIEW
     if has_events:
-        create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
+        if not has_profiles:  # the customers are those of the events view (the profiles need no view)
+            create_views(conn, conn.dialect, has_identity)
         live = [audience, *(o for o in others if o.name not in stored)]  # its evidence, at least
         known = {a.name: a for a in [*others, audience]}
         closure = {x for a in live for x in _excluded(a, known)}
-        events = recent_events(conn, [*live, *(known[x] for x in closure)], as_of,
-                               conn.table_exists("core", "identity_map"))
+        events = recent_events(conn, [*live, *(known[x] for x in closure)], as_of, has_identity)
     relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=events)
     return preview(conn, audience, others, as_of, relations, samples, stored, members)
 

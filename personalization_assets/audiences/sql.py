@@ -20,7 +20,7 @@ from typing import Any
 import sqlglot
 
 from .model import (Audience, ComputedCond, ComputedTrait, DefinitionError, EventCond, EventFilter,
-                    Group, Rule, TraitCond, Window)
+                    Group, Rule, TraitCond, Window, conditions)
 
 # Profile traits (columns of marts.customer_profiles) a trait condition may use, by kind:
 # timestamps take windows (within, older_than); numbers and text take values.
@@ -50,6 +50,7 @@ class _Builder:
     def __init__(self, rel: Relations, at: float, as_of: datetime, key: str = "c"):
         self.rel, self.at, self.as_of, self.params, self.key = rel, at, as_of, [], key
         self.uses_traits = False
+        self.measures: dict[int, str] = {}  # id(condition) -> its per-customer measure (membership_sql)
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
@@ -72,6 +73,8 @@ class _Builder:
                 f"{self.filt(f, 'e')} and {self.window(w, 'e')}")
 
     def event(self, cond: EventCond) -> str:
+        if id(cond) in self.measures:
+            return f"{self.measures[id(cond)]} {cond.op} {self.bind(cond.value)}"
         agg = f"coalesce(sum(e.{cond.of}), 0)" if cond.measure == "sum" else "count(*)"
         sql = f"(select {agg} {self.matching(cond.match, cond.window)}"
         if cond.not_followed_by is not None:
@@ -82,7 +85,9 @@ class _Builder:
             sql += ")"
         return f"{sql}) {cond.op} {self.bind(cond.value)}"
 
-    def computed(self, t: ComputedTrait) -> str:
+    def computed(self, t: ComputedTrait, cond: ComputedCond | None = None) -> str:
+        if cond is not None and id(cond) in self.measures:
+            return self.measures[id(cond)]
         if t.kind == "count":
             return f"(select count(*) {self.matching(t.match, t.window)})"
         if t.kind == "sum":
@@ -121,7 +126,7 @@ class _Builder:
         if isinstance(rule, EventCond):
             return self.event(rule)
         if isinstance(rule, ComputedCond):
-            return f"{self.computed(rule.trait)} {rule.op} {self.bind(rule.value)}"
+            return f"{self.computed(rule.trait, rule)} {rule.op} {self.bind(rule.value)}"
         return self.trait(rule)
 
 
@@ -147,14 +152,104 @@ def predicate_sql(audience: Audience, as_of: datetime, relations: Relations = Re
     return b.rule(audience.rule), b.params
 
 
+_COMPARE = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _needs_events(rule: Rule) -> list[tuple[EventCond | ComputedCond, EventFilter, Window]] | None:
+    """(condition, filter, window) of event reads of which a customer must have at least one for
+    `rule` to be true, or None when the rule can hold without any event (a trait condition,
+    `exists: false`, `count: "< 3"`). A count or sum with no events is 0; a last or most frequent
+    value with none is null, which no comparison meets. `all` needs what any one part needs; `any`
+    needs one of what each part needs."""
+    if isinstance(rule, Group):
+        needs = [_needs_events(p) for p in rule.parts]
+        if rule.joiner == "all":
+            return next((n for n in needs if n is not None), None)
+        return None if any(n is None for n in needs) else [r for n in needs for r in n]
+    if isinstance(rule, EventCond):
+        return None if _COMPARE[rule.op](0, rule.value) else [(rule, rule.match, rule.window)]
+    if isinstance(rule, ComputedCond):
+        t = rule.trait
+        if t.kind in ("count", "sum"):
+            numeric = isinstance(rule.value, (int, float)) and not isinstance(rule.value, bool)
+            if not numeric or _COMPARE[rule.op](0, rule.value):
+                return None
+        return [(rule, t.match, t.window)]
+    return None
+
+
+def _measurable(audience: Audience, others: dict[str, Audience]) -> list[EventCond | ComputedCond]:
+    """The conditions of the rule and of its exclusions (as `_predicate` inlines them) that are a
+    count or a sum of matching events: one grouped pass over the events computes them all."""
+    out: dict[int, EventCond | ComputedCond] = {}
+
+    def visit(a: Audience) -> None:
+        for cond in conditions(a.rule):
+            if isinstance(cond, EventCond) and cond.not_followed_by is None:
+                out.setdefault(id(cond), cond)
+            elif (isinstance(cond, ComputedCond) and cond.trait.kind in ("count", "sum")
+                  and isinstance(cond.value, (int, float)) and not isinstance(cond.value, bool)):
+                out.setdefault(id(cond), cond)
+        for name in a.exclusions:
+            visit(others[name])
+
+    visit(audience)
+    return list(out.values())
+
+
+def _read(cond: EventCond | ComputedCond) -> tuple[EventFilter, Window, str, str | None]:
+    if isinstance(cond, EventCond):
+        return cond.match, cond.window, cond.measure, cond.of
+    return cond.trait.match, cond.trait.window, cond.trait.kind, cond.trait.of
+
+
 def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audience] | None = None,
                    relations: Relations = Relations(), dialect: str = "duckdb") -> tuple[str, list]:
-    """(SQL listing the customer_key of every member at `as_of`, its bind parameters)."""
+    """(SQL listing the customer_key of every member at `as_of`, its bind parameters).
+
+    Counts and sums of events (without `not_followed_by`) are computed together, per customer, in
+    one grouped pass over the events they read (`a`, joined on customer_key); the other event
+    conditions stay correlated subqueries. When the rule cannot hold without some event
+    (`_needs_events`), customers without one are dropped first: by an inner join on those measures
+    when they cover it, else (needs of counts, sums, `not_followed_by`) by a semi-join on the
+    events. When the customers are the traits relation itself (the profiles, one row per
+    customer_key), the traits are read from that row, without a self-join. The SQL's shape follows
+    the definition's shape and comparisons; values are always bound."""
     others = {audience.name: audience, **(others or {})}
-    b = _Builder(relations, _epoch(as_of), as_of)
+    same = relations.customers == relations.traits
+    b = _Builder(relations, _epoch(as_of), as_of, key="p" if same else "c")
+    needs = _needs_events(audience.rule) or []
+    measured = _measurable(audience, others)
+    inner = bool(needs) and all(id(c) in {id(m) for m in measured} for c, _, _ in needs)
+    join = ""
+    if measured:
+        cols = []
+        for i, cond in enumerate(measured):
+            f, w, kind, of = _read(cond)
+            test = f"{b.filt(f, 'e')} and {b.window(w, 'e')}"
+            cols.append(f"sum(case when {test} then e.{of} end) as m{i}" if kind == "sum" else
+                        f"sum(case when {test} then 1 else 0 end) as m{i}")
+            b.measures[id(cond)] = f"coalesce(a.m{i}, 0)"
+        reads = []
+        for f, w in dict.fromkeys((f, w) for f, w, _, _ in map(_read, measured)):
+            reads.append(f"({b.filt(f, 'e')} and {b.window(w, 'e')})")
+        join = (f" {'join' if inner else 'left join'} (select e.customer_key, {', '.join(cols)} from "
+                f"{relations.events} e where {' or '.join(reads)} group by e.customer_key) a "
+                f"on a.customer_key = {b.key}.customer_key")
+    first = ""
+    # Candidates first, unless a need is a last or most frequent value: its subquery groups the
+    # matching events per customer anyway, and a semi-join on them was measured to cost more.
+    if needs and not inner and all(isinstance(c, EventCond) or c.trait.kind in ("count", "sum") for c, _, _ in needs):
+        reads = " union all ".join(f"select e.customer_key from {relations.events} e where {b.filt(f, 'e')} and "
+                                   f"{b.window(w, 'e')}" for _, f, w in needs)
+        first = f"{b.key}.customer_key in ({reads}) and "
     pred = _predicate(b, audience, others)
-    join = (f" left join {relations.traits} p on p.customer_key = c.customer_key" if b.uses_traits else "")
-    sql = f"select c.customer_key from {relations.customers} c{join} where {pred}"
+    if same:
+        sql = f"select p.customer_key from {relations.traits} p{join} where {first}{pred}"
+    else:
+        traits = f" left join {relations.traits} p on p.customer_key = c.customer_key" if b.uses_traits else ""
+        sql = f"select c.customer_key from {relations.customers} c{join}{traits} where {first}{pred}"
     return to_dialect(sql, dialect), b.params
 
 
