@@ -137,8 +137,9 @@ def personalization_payloads(warehouse: Warehouse) -> dg.MaterializeResult:
     fallback), cart contents priced in the customer's currency, last viewed items,
     recommendations, loyalty tier, discount eligibility and locale (JSON in `payload`).
 
-    On DuckDB one SQL statement writes the table (`marts/payloads_sql.py`: no row passes through
-    Python); elsewhere `marts/payloads.py` shapes the selected rows in Python (the same bytes)."""
+    On DuckDB SQL writes the table, chunk by chunk of customers in bounded memory
+    (`marts/payloads_sql.py`: no row passes through Python); elsewhere `marts/payloads.py` shapes
+    the selected rows in Python (the same bytes)."""
     with warehouse.connect() as conn:
         if conn.dialect == "duckdb":
             rows = write_payloads(conn)

@@ -1,5 +1,6 @@
-"""The personalization payloads built set-wise in the warehouse (DuckDB): one SQL statement writes
-`marts.personalization_payloads`, and no row passes through Python.
+"""The personalization payloads built set-wise in the warehouse (DuckDB): SQL writes
+`marts.personalization_payloads` (one statement per chunk of customers, see `write_payloads`),
+and no row passes through Python.
 
 The statement spells out what `payloads.build_payloads` does per customer, and its JSON text is the
 same bytes (keys sorted, ", " and ": " separators, non-ASCII kept, escapes as `json.dumps`): money
@@ -224,45 +225,47 @@ def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", ta
     ctes = input_ctes(conn, tables)
     recs = recommendation_ctes(profiles)
     size = max(1, int(chunk_customers))
-    scratch = ["_pay_customers", "_pay_rates", "_pay_catalog", "_pay_events", "_pay_lines", "_pay_segments",
-               "_pay_pairs", "_pay_cat_best", "_pay_shop_best", "_pay_recs"]
-    temp = "create or replace temporary table"
+    # Scratch tables in the target's schema, not temporary ones: under a memory limit DuckDB must
+    # write an evicted temporary block to its spill file, while a table's blocks are in the file.
+    t = {name: f"{schema}.{bare}__{name}" for name in (
+        "customers", "rates", "catalog", "events", "lines", "segments", "pairs", "sellers", "cat_best",
+        "shop_best", "recs", "next")}
+    create = "create or replace table"
     try:
-        conn.execute(f"{temp} _pay_customers as {ctes} select *, (row_number() over (order by customer_key) - 1) "
+        conn.execute(f"{create} {t['customers']} as {ctes} select *, (row_number() over (order by customer_key) - 1) "
                      f"// {size} as chunk from ({customer_sql(profiles, _literal(reporting_currency))}) c")
-        conn.execute(f"{temp} _pay_rates as {payload_sql(conn, **kwargs, final='select * from p_rates')}")
-        conn.execute(f"{temp} _pay_catalog as {payload_sql(conn, **kwargs, final='select * from p_catalog')}")
-        conn.execute(f"{temp} _pay_events as {ctes} select e.customer_key, e.event, e.ts, e.cart_id, e.sku, "
-                     "e.currency, e.value_minor, p.chunk from c_events e join _pay_customers p "
+        conn.execute(f"{create} {t['rates']} as {payload_sql(conn, **kwargs, final='select * from p_rates')}")
+        conn.execute(f"{create} {t['catalog']} as {payload_sql(conn, **kwargs, final='select * from p_catalog')}")
+        conn.execute(f"{create} {t['events']} as {ctes} select e.customer_key, e.event, e.ts, e.cart_id, e.sku, "
+                     f"e.currency, e.value_minor, p.chunk from c_events e join {t['customers']} p "
                      "on p.customer_key = e.customer_key")
-        conn.execute(f"{temp} _pay_lines as {ctes} select distinct l.customer_key, l.sku, p.chunk from c_lines l "
-                     "join _pay_customers p on p.customer_key = l.customer_key")
-        conn.execute(f"{temp} _pay_segments as {payload_sql(conn, **kwargs, final='select s.*, p.chunk from p_segments s join _pay_customers p on p.customer_key = s.customer_key')}")
-        for name in ("pairs", "cat_best", "shop_best"):
-            conn.execute(f"{temp} _pay_{name} as {ctes}, {with_ctes(recs)} select * from {name}")
-        chunks = int(conn.query("select coalesce(max(chunk), 0) + 1 as n from _pay_customers")["n"].iat[0])
+        conn.execute(f"{create} {t['lines']} as {ctes} select distinct l.customer_key, l.sku, p.chunk from c_lines l "
+                     f"join {t['customers']} p on p.customer_key = l.customer_key")
+        segments = f"select s.*, p.chunk from p_segments s join {t['customers']} p on p.customer_key = s.customer_key"
+        conn.execute(f"{create} {t['segments']} as {payload_sql(conn, **kwargs, final=segments)}")
+        for name in ("pairs", "sellers"):
+            conn.execute(f"{create} {t[name]} as {ctes}, {with_ctes(recs)} select * from {name}")
+        for name in ("cat_best", "shop_best"):
+            conn.execute(f"{create} {t[name]} as {ctes}, "
+                         f"{with_ctes(recs, {'sellers': 'select * from ' + t['sellers']})} select * from {name}")
+        chunks = int(conn.query(f"select coalesce(max(chunk), 0) + 1 as n from {t['customers']}")["n"].iat[0])
+        overrides = {name: f"select * from {t[name]}" for name in ("pairs", "cat_best", "shop_best")}
         for chunk in range(chunks):
-            members = f"(select customer_key from _pay_customers where chunk = {chunk})"
-            lines = f"(select customer_key, sku from _pay_lines where chunk = {chunk})"
-            events = f"(select * exclude (chunk) from _pay_events where chunk = {chunk})"
+            members = f"(select customer_key from {t['customers']} where chunk = {chunk})"
+            lines = f"(select customer_key, sku from {t['lines']} where chunk = {chunk})"
+            events = f"(select * exclude (chunk) from {t['events']} where chunk = {chunk})"
             chunk_profiles = f"(select * from {profiles} where customer_key in {members})"
-            overrides = {"pairs": "select * from _pay_pairs", "cat_best": "select * from _pay_cat_best",
-                         "shop_best": "select * from _pay_shop_best"}
-            conn.execute(f"{temp} _pay_recs as "
-                         f"{recommendation_sql(conn, tables, chunk_profiles, overrides, events=events, lines=lines)}")
-            shared = {"p_customer": f"(select * exclude (chunk) from _pay_customers where chunk = {chunk})",
-                      "p_rates": "_pay_rates", "p_catalog": "_pay_catalog",
-                      "p_segments": f"(select customer_key, segment from _pay_segments where chunk = {chunk})"}
-            rows = payload_sql(conn, **kwargs, recommendations="_pay_recs", shared=shared, events=events)
-            if chunk == 0:
-                conn.execute(f"create or replace table {target}__next as {rows}")
-            else:
-                conn.execute(f"insert into {target}__next {rows}")
+            conn.execute(f"{create} {t['recs']} as "
+                         f"{recommendation_sql(conn, tables, chunk_profiles, overrides, events=events, lines=lines, top_n=True)}")
+            shared = {"p_customer": f"(select * exclude (chunk) from {t['customers']} where chunk = {chunk})",
+                      "p_rates": t["rates"], "p_catalog": t["catalog"],
+                      "p_segments": f"(select customer_key, segment from {t['segments']} where chunk = {chunk})"}
+            rows = payload_sql(conn, **kwargs, recommendations=t["recs"], shared=shared, events=events)
+            conn.execute(f"{create} {t['next']} as {rows}" if chunk == 0 else f"insert into {t['next']} {rows}")
         with conn.transaction():
             conn.execute(f"drop table if exists {target}")
-            conn.execute(f"alter table {target}__next rename to {bare}")
+            conn.execute(f"alter table {t['next']} rename to {bare}")
     finally:
-        for name in scratch:
+        for name in t.values():
             conn.execute(f"drop table if exists {name}")
-        conn.execute(f"drop table if exists {target}__next")
     return int(conn.query(f"select count(*) as n from {target}")["n"].iat[0])

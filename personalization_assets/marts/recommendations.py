@@ -72,12 +72,36 @@ order by customer_key, rank
 """
 
 
+def top_n_sql(profiles: str) -> str:
+    """`ranked_sql` with DuckDB's top-n aggregate instead of two windows over every candidate
+    (about 110 per customer: the windows sorted them all, 71 s per 100k customers at 1M)."""
+    return f"""
+, kept as (
+    select d.customer_key, d.sku, d.tier, d.score, d.reason from (
+        select customer_key, sku, min(tier) as tier, arg_min(score, tier) as score, arg_min(reason, tier) as reason
+        from candidates group by customer_key, sku) d
+    join {profiles} p on p.customer_key = d.customer_key and p.sendable
+    where not exists (select 1 from bought b where b.customer_key = d.customer_key and b.sku = d.sku)
+), picked as (
+    select customer_key,
+           arg_min(struct_pack(sku := sku, reason := reason),
+                   struct_pack(tier := tier, score := -score, sku := sku), {PER_CUSTOMER}) as picks
+    from kept group by customer_key
+)
+select customer_key, picks[i].sku as sku, picks[i].reason as reason, i as rank
+from picked cross join range(1, {PER_CUSTOMER + 1}) r(i)
+where i <= len(picks)
+order by customer_key, rank
+"""
+
+
 def recommendation_sql(conn: Sql, tables: InputTables, profiles: str, overrides: dict[str, str] | None = None,
-                       events: str = "c_events", lines: str = "c_lines") -> str:
+                       events: str = "c_events", lines: str = "c_lines", top_n: bool = False) -> str:
     """(customer_key, sku, reason, rank) of every sendable customer of `profiles` (a table or a
-    parenthesized query). `overrides`: CTE bodies by name (see `recommendation_ctes`)."""
+    parenthesized query). `overrides`: CTE bodies by name (see `recommendation_ctes`); `top_n`:
+    DuckDB only, the same rows ranked by a top-n aggregate (see `top_n_sql`)."""
     return (input_ctes(conn, tables) + ",\n" + with_ctes(recommendation_ctes(profiles, events, lines), overrides)
-            + ranked_sql(profiles))
+            + (top_n_sql(profiles) if top_n else ranked_sql(profiles)))
 
 
 def recommendations(conn: Sql, tables: InputTables = InputTables(),
