@@ -26,14 +26,16 @@ def main() -> None:
         from personalization_assets.identity import resolve
 
         previous = load_state(kind) if engine == "ours-inc" else None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = resolve(df, previous=previous)
         seconds = time.perf_counter() - t0
+        extra["cpu_seconds"] = round(time.process_time() - c0, 3)
         if engine == "ours-state":
             save_state(res, out)
         res.crosswalk[["record_id", "customer_key"]].rename(
             columns={"record_id": "rec_id", "customer_key": "cluster"}).to_parquet(out)
-        extra = {"mode": res.stats["mode"], "candidate_pairs": res.stats["candidate_pairs"],
+        extra = {**extra, "mode": res.stats["mode"], "mode_reason": res.stats["mode_reason"],
+                 "prepared_records": res.stats["prepared_records"], "candidate_pairs": res.stats["candidate_pairs"],
                  "clustered_records": res.stats["clustered_records"], "em_iterations": res.model.iterations,
                  "stage_seconds": res.stats["stage_seconds"]}
     else:
@@ -48,7 +50,8 @@ def main() -> None:
 
 
 def _state_paths(out: str) -> dict[str, str]:
-    return {t: out.replace(".parquet", f"-{t}.parquet") for t in ("crosswalk", "evidence", "golden")}
+    paths = {t: out.replace(".parquet", f"-{t}.parquet") for t in ("crosswalk", "evidence", "golden")}
+    return {**paths, "prepared": out.replace(".parquet", "-prepared.arrow")}
 
 
 def save_state(res, out: str) -> None:
@@ -56,16 +59,19 @@ def save_state(res, out: str) -> None:
     res.crosswalk.to_parquet(paths["crosswalk"])
     res.evidence.to_parquet(paths["evidence"])
     res.golden.to_parquet(paths["golden"])
+    res.prepared.write(paths["prepared"])
 
 
 def load_state(out: str):
-    from personalization_assets.identity.state import ResolvedState
+    from personalization_assets.identity.state import Prepared, ResolvedState
 
     paths = _state_paths(out)
     # Arrow-backed columns, as a warehouse client can hand them over: a million short strings as
-    # Python objects would cost more memory than the whole full run
+    # Python objects would cost more memory than the whole full run. The prepared records stay in
+    # their file (memory-mapped): the run reads the columns and rows it needs.
     return ResolvedState.from_tables(*(pd.read_parquet(paths[t], dtype_backend="pyarrow")
-                                       for t in ("crosswalk", "evidence", "golden")))
+                                       for t in ("crosswalk", "evidence", "golden")),
+                                     prepared=Prepared(path=paths["prepared"]))
 
 
 def peak_rss_mb() -> float:

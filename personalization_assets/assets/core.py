@@ -7,11 +7,14 @@ incrementally.
 """
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from ..identity import ResolvedState, resolve, stitch_identities
+from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
 from ..identity.households import households as household_table
 from ..identity.review import review_queue
@@ -36,12 +39,46 @@ class IdentityConfig(dg.Config):
     full_rebuild: bool = False
 
 
-def _previous(conn) -> ResolvedState | None:
+# the previous run's prepared records (identity/state.py Prepared) and the state version they were
+# written with: not part of the commit group, so a torn write only costs the next run its shortcut
+# (resolve() checks their record hashes against the crosswalk's and prepares everything again)
+PREPARED_TABLE, STATE_TABLE = ("core", "identity_prepared"), ("core", "identity_state")
+
+
+def _previous(conn) -> tuple[ResolvedState | None, str]:
+    """The saved state to resolve from, and why a run from it is incremental or full."""
     if not conn.table_exists("core", "customer_crosswalk") and not conn.table_exists("core", "merge_evidence"):
-        return None
+        return None, "full: no saved state"
     verify_tables(conn, ["core.customer_crosswalk", "core.merge_evidence"])  # never resolve from a torn state
-    return ResolvedState.from_tables(read_table(conn, "core", "customer_crosswalk", []),
-                                     read_table(conn, "core", "merge_evidence", []))
+    state = ResolvedState.from_tables(read_table(conn, "core", "customer_crosswalk", []),
+                                      read_table(conn, "core", "merge_evidence", []))
+    if state is None:
+        return None, "full: no saved state"
+    version = conn.scalar(f"select version from {'.'.join(STATE_TABLE)}") if conn.table_exists(*STATE_TABLE) else None
+    if version != STATE_VERSION or state.model is None:
+        # another matcher wrote it: keep its keys (a full run inherits them), not its model or clusters
+        return replace(state, model=None), f"full: saved state version {version}, this engine's {STATE_VERSION}"
+    golden = read_table(conn, "core", "customers", [])
+    if len(golden):  # back to resolve()'s golden records (see _golden)
+        state.golden = golden.drop(columns=["created_at"], errors="ignore").rename(
+            columns={"updated_at": "last_updated"})
+    if conn.table_exists(*PREPARED_TABLE):
+        frame = read_table(conn, *PREPARED_TABLE, [])
+        frame["record_hash"] = frame["record_hash"].to_numpy("int64").view("uint64")  # stored as bigint
+        state.prepared = Prepared(pa.Table.from_pandas(frame, preserve_index=False))
+    return state, "incremental when few records changed"
+
+
+def _save_prepared(conn, res) -> None:
+    """This run's prepared records and the state version, for the next run."""
+    frame = res.prepared.to_table().to_pandas(types_mapper=pd.ArrowDtype)
+    frame["record_hash"] = frame["record_hash"].to_numpy("uint64").view("int64")  # a warehouse has no uint64
+    version = pd.DataFrame({"version": [STATE_VERSION], "records": [len(frame)]})
+    conn.prepare_table(*PREPARED_TABLE, frame)  # DDL before the transaction (Snowflake commits on DDL)
+    conn.prepare_table(*STATE_TABLE, version)
+    with conn.transaction():
+        conn.replace_frame(*PREPARED_TABLE, frame)
+        conn.replace_frame(*STATE_TABLE, version)
 
 
 def merge_rate(records: int, customers: int) -> float:
@@ -94,14 +131,22 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
 )
 def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged: pd.DataFrame,
               warehouse: Warehouse):
-    """Resolve staged customer records into people: exact keys, then fuzzy matching."""
+    """Resolve staged customer records into people: exact keys, then fuzzy matching. Incremental
+    when a saved state of this engine's version exists (only new or changed records are prepared
+    and compared), full otherwise; the metadata's resolution says which and why."""
     with warehouse.connect() as conn:
-        previous = None if config.full_rebuild else _previous(conn)
+        previous, why = _previous(conn)
+        if config.full_rebuild:
+            previous, why = None, "full: full_rebuild requested"
         decisions = read_decisions(conn)  # a person's link/unlink decisions bind every run
     res = resolve(staged, previous=previous, unmerges=config.unmerge, decisions=decisions)
+    with warehouse.connect() as conn:
+        _save_prepared(conn, res)
     golden = _golden(res, staged)
     sizes = golden["source_records"].value_counts().sort_index()
     stats = {k: v for k, v in res.stats.items() if k not in ("blocking", "stage_seconds")}
+    if not why.startswith("incremental"):  # the asset's reason for a full run beats the engine's
+        stats["mode_reason"] = why
     before = None
     if previous is not None and len(previous.crosswalk):
         before = merge_rate(len(previous.crosswalk), previous.crosswalk["customer_key"].nunique())

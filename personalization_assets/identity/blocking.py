@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from personalization_assets.identity.prepare import Features, on_values
+from personalization_assets.identity.prepare import Features, mix, on_values, value_hashes
 
 
 def codes(f: Features, col: str) -> np.ndarray:
@@ -41,37 +41,73 @@ def _any_order(f: Features, x: str, y: str) -> np.ndarray:
     return combine(np.minimum(a, b), np.maximum(a, b))
 
 
+# blocking key -> the feature columns it combines; ("any_order", x, y) is an unordered pair of
+# values (catches swapped first and last names), ("digits",) the national id's sorted digits
+KEYS: dict[str, tuple] = {
+    "surname_sound_birth_month": ("ln_sdx", "birth_ym"),
+    "postcode_surname_sound": ("postcode", "ln_sdx"),
+    "email_local": ("email_block",),
+    "names_any_order": ("any_order", "fn", "ln"),
+    "nickname_surname": ("fn_canon", "ln_sdx"),
+    "birth_date_first_initial": ("birth", "fn_init"),
+    "birth_date_surname_initial": ("birth", "ln_init"),
+    "national_id": ("national_id",),
+    "phone_tail": ("phone_tail",),
+    "name_sounds_any_order": ("any_order", "fn_sdx", "ln_sdx"),
+    "street_postcode": ("street", "postcode"),
+    "postcode_street_number": ("postcode", "street_number"),
+    "birth_date_postcode": ("birth", "postcode"),
+    # a surname typo can change its sound (george/geogre; its initial stays) and a second typo
+    # sits elsewhere
+    "first_name_postcode": ("fn_canon", "postcode", "ln_init"),
+    "national_id_digits": ("digits",),
+}
+
+
 def blocking_keys(f: Features) -> dict[str, np.ndarray]:
-    """Named integer key columns; -1 puts the record in no block for that key."""
-    c = {k: codes(f, k) for k in ("ln_sdx", "postcode", "birth", "street", "national_id", "email_block",
-                                  "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail", "fn_canon")}
-    return {
-        "surname_sound_birth_month": combine(c["ln_sdx"], c["birth_ym"]),
-        "postcode_surname_sound": combine(c["postcode"], c["ln_sdx"]),
-        "email_local": c["email_block"],
-        "names_any_order": _any_order(f, "fn", "ln"),
-        "nickname_surname": combine(c["fn_canon"], c["ln_sdx"]),
-        "birth_date_first_initial": combine(c["birth"], c["fn_init"]),
-        "birth_date_surname_initial": combine(c["birth"], c["ln_init"]),
-        "national_id": c["national_id"],
-        "phone_tail": c["phone_tail"],
-        "name_sounds_any_order": _any_order(f, "fn_sdx", "ln_sdx"),
-        "street_postcode": combine(c["street"], c["postcode"]),
-        "postcode_street_number": combine(c["postcode"], c["street_number"]),
-        "birth_date_postcode": combine(c["birth"], c["postcode"]),
-        # a surname typo can change its sound (george/geogre; its initial stays) and a second typo
-        # sits elsewhere
-        "first_name_postcode": combine(c["fn_canon"], c["postcode"], c["ln_init"]),
-        "national_id_digits": _sorted_digits(f),
-    }
+    """Named integer key columns (run-local codes); -1 puts the record in no block for that key."""
+    out = {}
+    for name, spec in KEYS.items():
+        if spec[0] == "any_order":
+            out[name] = _any_order(f, spec[1], spec[2])
+        elif spec[0] == "digits":
+            out[name] = _sorted_digits(f)
+        else:
+            out[name] = combine(*(codes(f, c) for c in spec))
+    return out
+
+
+def key_hashes(f: Features, vh: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The blocking keys as stable int64 hashes (MISSING = -1 puts a record in no block): the same
+    blocks as blocking_keys(), comparable across runs, so a run can save them and the next one
+    find the saved records that share a block with a new record. ``vh`` caches value_hashes per column."""
+    vh = {} if vh is None else vh
+
+    def h(col):
+        if col not in vh:
+            vh[col] = value_hashes(f.codes[col], f.values[col])
+        return vh[col]
+    out = {}
+    for name, spec in KEYS.items():
+        if spec[0] == "any_order":
+            x, y = h(spec[1]), h(spec[2])
+            out[name] = mix(np.minimum(x, y), np.maximum(x, y))
+        elif spec[0] == "digits":
+            out[name] = value_hashes(*on_values(f.codes["national_id"], f.values["national_id"], _digits))
+        else:
+            out[name] = mix(*(h(c) for c in spec))
+    return out
 
 
 def _sorted_digits(f: Features) -> np.ndarray:
     """The national id's first three characters, then the rest in sorted order: a transposition
     typo past the prefix keeps the key, and the prefix keeps blocks small (sorted digits alone
     take ~11k values for 7 digits, blocks of ~90 records at a million)."""
-    return on_values(f.codes["national_id"], f.values["national_id"],
-                     lambda v: v[:3] + "".join(sorted(v[3:])))[0].astype(np.int64)
+    return on_values(f.codes["national_id"], f.values["national_id"], _digits)[0].astype(np.int64)
+
+
+def _digits(v: str) -> str:
+    return v[:3] + "".join(sorted(v[3:]))
 
 
 def pairs_within_groups(codes: np.ndarray, max_block: int, window: int | None = None,
@@ -163,11 +199,12 @@ def _sort_rank(f: Features) -> np.ndarray:
 
 
 def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = None,
-                    window: int | None = None):
+                    window: int | None = None, keys: dict[str, np.ndarray] | None = None):
     """Union of pairs over all blocking keys as (left, right) int32 arrays, sorted, plus
     per-key statistics.
 
     With ``only_rows`` (incremental runs) a pair is kept only if one side is in that set.
+    ``keys`` replaces blocking_keys(f) (an incremental run passes the blocks of the whole table).
     """
     n = len(f)
     mask = None
@@ -176,7 +213,7 @@ def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = 
         mask[only_rows] = True
     encoded, stats = [], {}
     order_key = _sort_rank(f)
-    for name, codes in blocking_keys(f).items():
+    for name, codes in (keys if keys is not None else blocking_keys(f)).items():
         if mask is not None:  # restrict blocks to those touched by new rows
             touched = np.unique(codes[mask & (codes >= 0)])
             codes = np.where(np.isin(codes, touched), codes, -1)

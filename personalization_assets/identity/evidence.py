@@ -50,7 +50,10 @@ class Assessment:
 class PairScorer:
     """Scores pairs of one set of features with one fitted model."""
 
-    def __init__(self, comp: Comparator, model: FSModel, household_extra: float, generation: np.ndarray):
+    def __init__(self, comp: Comparator, model: FSModel, household_extra: float, generation: np.ndarray,
+                 tf_counts: dict[str, tuple[np.ndarray, int]] | None = None):
+        """``tf_counts``: per TF column, records holding each value (by code) and records holding
+        any, counted over a larger table than ``comp``'s (an incremental run's whole table)."""
         self.comp, self.model, self.household_extra = comp, model, household_extra
         self.generation = generation  # code of Jr/Sr/III (-1 = none): a different one is another person
         self.col = {f: k for k, f in enumerate(comp.fields)}
@@ -61,11 +64,12 @@ class PairScorer:
                 continue
             codes = comp.c[column].codes
             present = codes[codes >= 0]
-            if present.size == 0:
+            counts, total = tf_counts[column] if tf_counts is not None else (np.bincount(present), present.size)
+            if total == 0:
                 continue
-            tf = np.bincount(present) / present.size
+            tf = counts / total
             # a value held by one person with one duplicate is what "exact" means on average
-            u_ref = max(float(model.u[self.col[field]][-1]), 2.0 / present.size)
+            u_ref = max(float(model.u[self.col[field]][-1]), 2.0 / total)
             self.tf_penalty[field] = np.minimum(0.0, np.log2(u_ref / np.maximum(tf, 1e-12))).astype(np.float32)
 
     def assess(self, a: np.ndarray, b: np.ndarray, levels: np.ndarray | None = None) -> Assessment:

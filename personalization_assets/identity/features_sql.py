@@ -129,8 +129,8 @@ def clean_frame(records: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str,
     codes, values = {}, {}
     for name in TEXT_OUT:
         codes[name], values[name] = _codes(table.column(name), row)
-    for name in CODE_OUT:
-        codes[name] = _codes(table.column(name), row)[0]
+    for name in CODE_OUT:  # their values are kept too: the saved state of a run holds them (prepare.py)
+        codes[name], values[name] = _codes(table.column(name), row)
     record_hash = np.empty(row.size, np.uint64)
     record_hash[row] = table.column("record_hash").to_numpy()
     return codes, values, record_hash

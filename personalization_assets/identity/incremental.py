@@ -16,10 +16,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from personalization_assets.identity.blocking import KEYS, key_hashes
 from personalization_assets.identity.cluster import components
 from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.links import SOURCE_ID_PROB, Links, link_rules
+from personalization_assets.identity.prepare import (
+    SAVED,
+    Features,
+    features,
+    from_saved,
+    mix,
+    record_hashes,
+    saved_columns,
+    value_hashes,
+)
 from personalization_assets.identity.state import ResolvedState
 
 LINK_RULES = ("fuzzy", "exact:email_key", "exact:phone", "exact:source_id")
@@ -59,19 +71,22 @@ def align(previous: ResolvedState, rid: np.ndarray) -> Aligned:
     return Aligned(index, prev_pos, key, set(gone["customer_key"]), set(gone["record_id"].astype(str)))
 
 
-def dirty_rows(al: Aligned, previous: ResolvedState, hashes: np.ndarray, named: set[str]) -> np.ndarray:
+def dirty_rows(al: Aligned, previous: ResolvedState, hashes: np.ndarray, named: set[str],
+               with_changed: bool = False, saved_hex: np.ndarray | None = None):
     """New or changed records, plus every record of a cluster that lost or changed a member or
-    holds a record ``named`` by a new decision or unmerge."""
+    holds a record ``named`` by a new decision or unmerge (and the mask of new or changed ones)."""
     cw = previous.crosswalk
     ok = al.prev_pos >= 0
     old = np.full(al.key.size, b"", "S16")
-    old[al.prev_pos[ok]] = cw["record_hash"].astype(str).to_numpy(object)[ok].astype("S16")
+    saved_hex = saved_hex if saved_hex is not None else cw["record_hash"].astype(str).to_numpy(object).astype("S16")
+    old[al.prev_pos[ok]] = saved_hex[ok]
     changed = old != hex_hashes(hashes)
     pos = al.index.get_indexer(list(named)) if named else np.empty(0, np.int64)
     touched = set(al.key[changed]) | al.gone_keys | set(al.key[pos[pos >= 0]])
     touched.discard(None)
     in_touched = pd.Series(al.key).isin(touched).to_numpy() if touched else np.zeros(al.key.size, bool)
-    return np.flatnonzero(changed | in_touched)
+    dirty = np.flatnonzero(changed | in_touched)
+    return (dirty, changed) if with_changed else dirty
 
 
 def unreflected(decisions: pd.DataFrame | None, al: Aligned) -> set[str]:
@@ -140,12 +155,16 @@ def old_links(previous: ResolvedState, al: Aligned, keys: set, is_dirty: np.ndar
                  s.tf_adjustment[keep], s.household_adjustment[keep]), review
 
 
-def carried_crosswalk(previous: ResolvedState, al: Aligned, inside: np.ndarray) -> pd.DataFrame:
-    """Crosswalk rows of the records outside the scope, as saved (their key did not change)."""
-    cw = previous.crosswalk
+def carried_rows(al: Aligned, inside: np.ndarray) -> np.ndarray:
+    """Previous crosswalk rows of the records still here and outside the scope (in order)."""
     keep = al.prev_pos >= 0
     keep[keep] &= ~inside[al.prev_pos[keep]]
-    out = cw.loc[keep].copy()
+    return np.flatnonzero(keep)
+
+
+def carried_crosswalk(previous: ResolvedState, al: Aligned, inside: np.ndarray) -> pd.DataFrame:
+    """Crosswalk rows of the records outside the scope, as saved (their key did not change)."""
+    out = previous.crosswalk.iloc[carried_rows(al, inside)].copy()
     # same dtype as the key column: a state read as Arrow stays Arrow (no million Python strings)
     out["previous_customer_key"] = out["customer_key"] if isinstance(out["customer_key"].dtype, pd.ArrowDtype) \
         else out["customer_key"].astype("string")
@@ -187,3 +206,260 @@ def stack(carried: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def carried_golden(previous_golden: pd.DataFrame, keys: set) -> pd.DataFrame:
     return previous_golden.loc[~previous_golden["customer_key"].isin(keys)]
+
+
+# ---- the prepared records of the previous run (state.Prepared): prepare only what changed ----
+
+EXACT = {"email_key": "email", "phone": "phone", "source_id": "source_key"}  # exact.py's rules -> columns
+TF = ("fn", "ln", "email", "phone", "street")  # evidence.TF_COLUMNS' columns
+PROFILE = ("fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id")
+
+
+def hash_columns(f: Features) -> dict[str, np.ndarray]:
+    """Stable hashes per record (prepare.value_hashes): every blocking key, the exact keys and
+    term-frequency columns, and the whole matching profile (placeholder profiles)."""
+    vh = {}
+    out = {f"block_{k}": v for k, v in key_hashes(f, vh).items()}
+    for c in dict.fromkeys(TF + PROFILE + ("source_key",)):
+        if c not in vh:
+            vh[c] = value_hashes(f.codes[c], f.values[c])
+    out.update({f"value_{c}": vh[c] for c in dict.fromkeys(TF + ("source_key",))})
+    # a profile of nothing but missing values is one profile, as _placeholder_profiles counts it
+    out["profile"] = mix(*(np.where(vh[c] < 0, 0, vh[c] + 1) for c in PROFILE))
+    return out
+
+
+def prepared_table(f: Features, rows: np.ndarray | None = None, hashes: dict | None = None) -> pa.Table:
+    """The rows (all by default) of ``f`` as a state.Prepared table (``hashes``: hash_columns(f) if known)."""
+    cols = saved_columns(f, rows)
+    cols["record_hash"] = pa.array(f.record_hash if rows is None else f.record_hash[rows], pa.uint64())
+    for name, h in (hashes if hashes is not None else hash_columns(f)).items():
+        cols[name] = pa.array(h if rows is None else h[rows], pa.int64())
+    return pa.table(cols)
+
+
+@dataclass
+class Plan:
+    """What an incremental run needs from the whole table, found from the saved prepared records:
+    the *local* records (positions in this run, ascending) are the dirty ones, every record sharing
+    a block or an exact key with one, the clusters they were in (closed over held links) and every
+    record sharing a national id with any of them. Their features are built from the saved values
+    (new and changed records alone are cleaned). Blocks, key groups, term frequencies and
+    placeholder profiles are counted over the whole table."""
+
+    local: np.ndarray
+    f: Features
+    dirty: np.ndarray           # local positions compared again
+    al: Aligned                 # previous crosswalk lined up with the local records
+    whole: Aligned              # ... with all records of this run
+    keys: dict[str, np.ndarray]  # blocking key hashes of the local records; -1 outside a dirty block
+    exact: Features             # exact key codes, -1 outside a dirty record's key group
+    placeholder: np.ndarray     # local
+    placeholder_ids: np.ndarray
+    refused: pd.DataFrame       # exact keys shared by too many records (over all records)
+    tf_counts: dict[str, tuple[np.ndarray, int]]
+    cleaned: int                # records cleaned this run (new or changed)
+    hashes: dict[str, np.ndarray]  # hash_columns(f)
+
+
+def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisions, max_fraction: float,
+         max_block: int, max_group: int) -> "Plan | str":
+    """The Plan of an incremental run, or why there is none ("full": too much changed;
+    "no prepared records": the state holds no usable prepared records)."""
+    prep = previous.prepared
+    cw = previous.crosswalk
+    if prep is None or prep.num_rows != len(cw):
+        return "no prepared records"
+    saved_hex = hex_hashes(prep.numpy("record_hash"))
+    if not np.array_equal(saved_hex, cw["record_hash"].astype(str).to_numpy(object).astype("S16")):
+        return "no prepared records"  # not the crosswalk's run
+    rid = records["record_id"].astype(str).to_numpy()
+    n = rid.size
+    hashes = record_hashes(records)
+    whole = align(previous, rid)
+    named = named | unreflected(decisions, whole)
+    dirty, changed = dirty_rows(whole, previous, hashes, named, with_changed=True, saved_hex=saved_hex)
+    if dirty.size > max_fraction * n:
+        return "full"
+    # previous row -> position now; rows of records still here and unchanged are valid
+    pos_of_row = whole.prev_pos
+    valid = pos_of_row >= 0
+    valid[valid] &= ~changed[pos_of_row[valid]]
+    row_of_pos = np.full(n, -1, np.int64)
+    row_of_pos[pos_of_row[valid]] = np.flatnonzero(valid)
+    fresh = np.flatnonzero(changed)
+    ff = features(records.iloc[fresh])
+    fresh_h = hash_columns(ff)
+    is_fresh = np.zeros(n, bool)
+    is_fresh[fresh] = True
+    fresh_at = np.full(n, -1, np.int64)
+    fresh_at[fresh] = np.arange(fresh.size)
+    d_fresh, d_rows = fresh_at[dirty], row_of_pos[dirty]
+
+    reused = {"value_email", "value_phone", "block_national_id"}
+    cache = {}
+
+    def current(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The saved column (all previous rows) and the fresh records' values."""
+        saved = cache[name] if name in cache else prep.numpy(name)
+        if name in reused:
+            cache[name] = saved
+        return saved, fresh_h[name]
+
+    def of_dirty(saved, fr):
+        out = saved[np.maximum(d_rows, 0)] if saved.size else np.full(dirty.size, -1, np.int64)
+        out[d_fresh >= 0] = fr[d_fresh[d_fresh >= 0]]
+        return out
+
+    def members(saved, fr, values) -> tuple[np.ndarray, np.ndarray]:
+        """Positions now of every record holding one of ``values``, and their values."""
+        hit = valid & pd.Series(saved).isin(values).to_numpy()
+        rows = np.flatnonzero(hit)
+        fh = np.flatnonzero(pd.Series(fr).isin(values).to_numpy())
+        return np.concatenate([pos_of_row[rows], fresh[fh]]), np.concatenate([saved[rows], fr[fh]])
+
+    wanted = [dirty]
+    allowed: dict[str, np.ndarray] = {}
+    refused, exact_allowed = [], {}
+    for name in [f"block_{k}" for k in KEYS] + [f"value_{c}" for c in EXACT.values()]:
+        saved, fr = current(name)
+        touched = pd.unique(of_dirty(saved, fr))
+        touched = touched[touched >= 0]
+        pos, val = members(saved, fr, touched)
+        size = pd.Series(val).value_counts()
+        ok = size.index[size <= max_block].to_numpy()
+        allowed[name] = ok
+        wanted.append(pos[pd.Series(val).isin(ok).to_numpy()])
+        if name.startswith("value_"):
+            rule = next(r for r, c in EXACT.items() if f"value_{c}" == name)
+            refused.append(_refused(rule, saved[valid], pos_of_row[valid], fr, fresh, max_group, rid))
+    # placeholder profiles, over all records
+    saved, fr = current("profile")
+    counts = pd.concat([pd.Series(saved[valid]), pd.Series(fr)]).value_counts()
+    ph_values = counts.index[counts > max_group].to_numpy()
+    ph_pos = np.sort(members(saved, fr, ph_values)[0]) if ph_values.size else np.empty(0, np.int64)
+    # the clusters of the records found, closed over held links, and the records on the other side
+    # of their saved links (an old link is scored again only when both records are prepared)
+    l1 = np.unique(np.concatenate(wanted))
+    keys = _closed_keys(previous, whole, set(whole.key[l1]) - {None})
+    in_keys = cw["customer_key"].isin(keys).to_numpy() if keys else np.zeros(len(cw), bool)
+    ev = previous.evidence
+    pick = ev["rule"].isin(LINK_RULES + (HELD, "review:conflict")) & ev["customer_key"].isin(keys) \
+        & ev["right_record_id"].notna()
+    other = whole.index.get_indexer(ev.loc[pick, "right_record_id"].astype(str))
+    l2 = np.unique(np.concatenate([l1, whole.prev_pos[in_keys], other[other >= 0]]))
+    l2 = l2[l2 >= 0]
+    # everyone sharing a national id with them (evidence.py's outvoted values)
+    saved, fr = current("block_national_id")
+    local_fresh = fresh_at[l2]
+    pid = saved[np.maximum(row_of_pos[l2], 0)] if saved.size else np.full(l2.size, -1, np.int64)
+    pid[local_fresh >= 0] = fr[local_fresh[local_fresh >= 0]]
+    pid = pd.unique(pid[pid >= 0])
+    local = np.unique(np.concatenate([l2, members(saved, fr, pid)[0]]))
+    # features of the local records: saved values, fresh ones cleaned
+    lf = _local_features(prep, ff, local, row_of_pos, fresh_at, rid, hashes)
+    h = hash_columns(lf)
+    bkeys = {k: np.where(pd.Series(h[f"block_{k}"]).isin(allowed[f"block_{k}"]).to_numpy(), h[f"block_{k}"], -1)
+             for k in KEYS}
+    ex = {c: np.where(pd.Series(h[f"value_{c}"]).isin(allowed[f"value_{c}"]).to_numpy(), lf.codes[c], -1)
+          .astype(np.int32) for c in EXACT.values()}
+    tf = {}
+    for c in TF:
+        saved, fr = current(f"value_{c}")
+        allv = np.sort(np.concatenate([saved[valid], fr]))
+        allv = allv[np.searchsorted(allv, 0):]  # missing (-1) first
+        vh = value_hashes(np.arange(len(lf.values[c]), dtype=np.int32), lf.values[c])
+        cnt = np.searchsorted(allv, vh, "right") - np.searchsorted(allv, vh, "left")
+        tf[c] = (cnt.astype(np.int64), int(allv.size))
+    cache.clear()
+    loc_of = np.full(n, -1, np.int64)
+    loc_of[local] = np.arange(local.size)
+    al = Aligned(pd.Index(rid[local]), np.where(whole.prev_pos >= 0, loc_of[np.maximum(whole.prev_pos, 0)], -1),
+                 whole.key[local], whole.gone_keys, whole.gone_ids)
+    is_ph = np.zeros(n, bool)
+    is_ph[ph_pos] = True
+    refused = pd.concat([r for r in refused if len(r)] or [pd.DataFrame(columns=["rule", "records", "example"])],
+                        ignore_index=True)
+    return Plan(local, lf, loc_of[dirty], al, whole, bkeys, Features(ex, {}, lf.record_id, lf.record_hash),
+                is_ph[local], rid[ph_pos], refused, tf, int(fresh.size), h)
+
+
+def key_clash(previous: ResolvedState, p: Plan, keys: np.ndarray, inside: np.ndarray) -> bool:
+    """A key the scope's clusters take now is still held by a record outside the scope."""
+    held = set(keys[inside]) - set(p.al.key[inside])
+    if not held:
+        return False
+    is_in = np.zeros(p.whole.key.size, bool)
+    is_in[p.local[inside]] = True
+    rows = carried_rows(p.whole, is_in)
+    return bool(previous.crosswalk["customer_key"].iloc[rows].isin(held).any())
+
+
+def whole_key_lookup(p: Plan, rid: np.ndarray, keys: np.ndarray):
+    """record ids -> customer keys: this run's for the local records, the saved ones for the rest
+    (their clusters were not touched)."""
+    local = pd.Index(rid)
+
+    def key_of(ids) -> np.ndarray:
+        ids = np.asarray(ids, object)
+        pos = local.get_indexer(ids)
+        out = np.where(pos >= 0, keys[np.maximum(pos, 0)] if keys.size else None, None)
+        rest = np.flatnonzero(pos < 0)
+        if rest.size:
+            g = p.whole.index.get_indexer(ids[rest])
+            out[rest] = np.where(g >= 0, p.whole.key[np.maximum(g, 0)], None)
+        return out
+    return key_of
+
+
+def _refused(rule, saved, saved_pos, fr, fresh, max_group, rid) -> pd.DataFrame:
+    """exact.exact_edges' refused keys over all records: key values held by more than max_group
+    records, with their count and the first of them (in this run's order)."""
+    vals = np.concatenate([saved, fr])
+    pos = np.concatenate([saved_pos, fresh])
+    ok = vals >= 0
+    vals, pos = vals[ok], pos[ok]
+    size = pd.Series(vals).value_counts()
+    big = size[size > max_group]
+    if big.empty:
+        return pd.DataFrame(columns=["rule", "records", "example"])
+    hit = pd.Series(vals).isin(big.index).to_numpy()
+    g = pd.DataFrame({"v": vals[hit], "pos": pos[hit]}).groupby("v")["pos"].agg(["size", "min"]).sort_values("min")
+    return pd.DataFrame({"rule": rule, "records": g["size"].astype(int).to_numpy(),
+                         "example": rid[g["min"].to_numpy(np.int64)]})
+
+
+def _closed_keys(previous: ResolvedState, al: Aligned, seed: set) -> set:
+    """``seed`` keys and every previous cluster joined to them by held links (transitively)."""
+    ev = previous.evidence
+    cross = ev[ev["rule"] == HELD]
+    if not len(cross) or not seed:
+        return set(seed)
+    lp = al.index.get_indexer(cross["left_record_id"].astype(str))
+    rp = al.index.get_indexer(cross["right_record_id"].astype(str))
+    ok = (lp >= 0) & (rp >= 0)
+    ka, kb = al.key[lp[ok]], al.key[rp[ok]]
+    codes, uniq = pd.factorize(np.concatenate([ka, kb]))
+    comp = components(len(uniq), codes[:ka.size], codes[ka.size:])
+    comp_of = pd.Series(comp, index=uniq)
+    hit = set(comp_of.reindex(list(seed)).dropna().astype(int))
+    return set(seed) | set(comp_of.index[comp_of.isin(hit)])
+
+
+def _local_features(prep, ff: Features, local: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,
+                    rid: np.ndarray, hashes: np.ndarray) -> Features:
+    """Features of the local records in their order: saved cleaned values, or ``ff``'s for fresh ones."""
+    fa = fresh_at[local]
+    saved_rows = row_of_pos[local][fa < 0]
+    fresh_rows = fa[fa >= 0]
+    # the saved rows first, then the fresh ones; ``order`` puts them back in local order
+    order = np.argsort(np.concatenate([np.flatnonzero(fa < 0), np.flatnonzero(fa >= 0)]), kind="stable")
+    take = pa.array(order, pa.int64())
+    fresh_cols = saved_columns(ff, fresh_rows)
+    cols = {}
+    for c in SAVED:
+        s = prep.column(c, saved_rows)
+        if s.type != pa.string():  # dictionary, or large/null from a warehouse table
+            s = s.cast(pa.string())
+        cols[c] = pa.chunked_array(s.chunks + [fresh_cols[c].cast(pa.string())], pa.string()).take(take)
+    return from_saved(cols, rid[local], hashes[local])

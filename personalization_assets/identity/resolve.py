@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ from personalization_assets.identity.output import (
 )
 from personalization_assets.identity.prepare import Features, features
 from personalization_assets.identity.scoring import matching_pairs
-from personalization_assets.identity.state import Resolution, ResolvedState
+from personalization_assets.identity.state import Prepared, Resolution, ResolvedState
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.training import train
 
@@ -60,21 +61,40 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     unmerges = [list(g) for g in unmerges]
     records = _dedupe(records)
     n, rid = len(records), records["record_id"].astype(str).to_numpy()
-    f = features(records)
-    hashes = f.record_hash
-    al = dirty = None
+    al = dirty = plan = None
+    why = "no previous state with a model"
     if previous is not None and previous.model is not None and n:
-        al = incremental.align(previous, rid)
-        named = incremental.unreflected(decisions, al) | {r for g in unmerges for r in g}
-        dirty = incremental.dirty_rows(al, previous, hashes, named)
-        if dirty.size > INCREMENTAL_MAX_FRACTION * n:
-            al = dirty = None
+        # prepare only new and changed records, from the previous run's prepared records
+        plan = incremental.plan(records, previous, {r for g in unmerges for r in g}, decisions,
+                                INCREMENTAL_MAX_FRACTION, cfg.max_block_size, cfg.max_key_group)
+        why, plan = (plan, None) if isinstance(plan, str) else ("", plan)
+    if plan is not None:  # from here on records, rid and f are the plan's local records
+        whole_records, n_all = records, n
+        records, rid, f, al, dirty = records.iloc[plan.local], rid[plan.local], plan.f, plan.al, plan.dirty
+        n = len(rid)
+    else:
+        f = features(records)
+        n_all = n
+        if why == "no prepared records":  # every record prepared again, only the change compared
+            al = incremental.align(previous, rid)
+            named = incremental.unreflected(decisions, al) | {r for g in unmerges for r in g}
+            dirty = incremental.dirty_rows(al, previous, f.record_hash, named)
+            why = "full: more than a fifth of the records changed" if dirty.size > INCREMENTAL_MAX_FRACTION * n \
+                else "incremental, every record prepared: the state holds no prepared records"
+            if dirty.size > INCREMENTAL_MAX_FRACTION * n:
+                al = dirty = None
+        elif why == "full":
+            why = "full: more than a fifth of the records changed"
+    hashes = f.record_hash
     mode = "incremental" if dirty is not None else "full"
+    why = why or "incremental: only new or changed records prepared"
 
     lap("features")
-    placeholder = _placeholder_profiles(f, cfg.max_key_group)
-    ex, refused = exact_edges(f, cfg.max_key_group)
-    a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window)
+    placeholder = plan.placeholder if plan else _placeholder_profiles(f, cfg.max_key_group)
+    ex, refused = exact_edges(plan.exact if plan else f, cfg.max_key_group)
+    refused = plan.refused if plan else refused
+    a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window,
+                                        keys=plan.keys if plan else None)
     only = None
     if dirty is not None:
         only = np.zeros(n, bool)
@@ -89,14 +109,15 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     comp = Comparator(f)
     if mode == "incremental":
         model = previous.model
+        comp.fields = list(model.fields)  # a field missing from the local records is still the model's
     elif model is None:
         sample = _sample(a.size, PRIOR_SAMPLE_PAIRS, cfg.seed)
         model = train(f, comp, comp.levels(a[sample], b[sample]), a.size, cfg)
     lap("train")
     hit, hit_levels, _ = matching_pairs(comp, a, b, model, cfg.threshold)
     n_candidates = a.size
-    scorer = PairScorer(comp, model, cfg.household_extra, f.codes["generation"])
-    source_key = np.where(placeholder, -1, f.codes["source_key"])
+    scorer = PairScorer(comp, model, cfg.household_extra, f.codes["generation"], plan.tf_counts if plan else None)
+    source_key = np.where(placeholder, -1, (plan.exact if plan else f).codes["source_key"])
     links, conflicts = accepted_links(scorer, a[hit].astype(np.int64), b[hit].astype(np.int64), hit_levels,
                                       cfg.threshold, source_key, cfg.max_key_group, only)
     del a, b
@@ -134,11 +155,14 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     review = _to_global(review, inside)
     review = pd.concat([x for x in (review, conflicts) if len(x)], ignore_index=True) if len(conflicts) else review
     review_evidence = pair_evidence(scorer, review["left"].to_numpy(np.int64), review["right"].to_numpy(np.int64))
-    del f, comp, scorer
+    del comp, scorer
     lap("cluster")
     prev_series = pd.Series(prev_key[inside], index=rid[inside]).dropna()
     keys = prev_key.copy()
     keys[inside] = assign_keys(rid[inside], labels, prev_series if len(prev_series) else None)
+    if plan is not None and incremental.key_clash(previous, plan, keys, inside):
+        # rare: a new key of the scope is still held outside it; the path that prepares every record does it
+        return resolve(whole_records, replace(previous, prepared=None), unmerges, config, decisions, model)
     if mode == "incremental" and _key_clash(keys, local):
         # rare: a new key of the scope is still held outside it; assign all keys as a full run would
         lab = np.where(local >= 0, labels[np.maximum(local, 0)], pd.factorize(prev_key)[0] + inside.size)
@@ -149,33 +173,47 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     crosswalk = crosswalk_frame(records.iloc[inside] if mode == "incremental" else records, rid[inside],
                                 keys[inside], hashes[inside], edges, rules, used,
                                 _previous_rows(previous, al, inside))
-    key_of = key_lookup(rid, keys, al.index if al is not None else None)
+    key_of = incremental.whole_key_lookup(plan, rid, keys) if plan \
+        else key_lookup(rid, keys, al.index if al is not None else None)
     evidence = evidence_frame(rid, keys, global_edges, rules, used, links, model, cannot_ids, key_of)
-    review_out = review_frame(review, rid, refused, rid[placeholder], review_evidence)
+    review_out = review_frame(review, rid, refused, plan.placeholder_ids if plan else rid[placeholder],
+                              review_evidence)
     evidence = pd.concat([evidence, review_rows(review_out, key_of), _held_links(links, used, rid, keys)],
                          ignore_index=True)
     evidence = evidence.drop_duplicates(["left_record_id", "right_record_id", "rule"], keep="last", ignore_index=True)
     if mode == "incremental":  # the clusters outside the scope, as saved
-        is_in = np.zeros(n, bool)
-        is_in[inside] = True
-        crosswalk = incremental.stack(incremental.carried_crosswalk(previous, al, is_in), crosswalk)
-        carried = incremental.carried_evidence(previous, al, scope_keys, set(rid[dirty]))
+        whole = plan.whole if plan else al
+        is_in = np.zeros(n_all, bool)
+        is_in[plan.local[inside] if plan else inside] = True
+        kept_rows = incremental.carried_rows(whole, is_in)
+        crosswalk = incremental.stack(incremental.carried_crosswalk(previous, whole, is_in), crosswalk)
+        carried = incremental.carried_evidence(previous, whole, scope_keys, set(rid[dirty]))
         evidence = incremental.stack(carried, evidence)
+        prepared = Prepared(incremental.prepared_table(f, inside, plan.hashes), base=previous.prepared,
+                            keep=kept_rows) if plan \
+            else Prepared(incremental.prepared_table(f, np.concatenate([whole.prev_pos[kept_rows], inside])))
+    else:
+        prepared = Prepared(incremental.prepared_table(f))
+    del f
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
     if mode == "incremental" and previous.golden is not None:
         golden = _golden(records.iloc[inside], keys[inside], cfg)
         golden = incremental.stack(incremental.carried_golden(previous.golden, scope_keys), golden)
+    elif plan is not None:  # no saved golden records: all of them from the crosswalk's keys
+        golden = _golden(whole_records, crosswalk.set_index("record_id")["customer_key"]
+                         .reindex(whole_records["record_id"].astype(str)).to_numpy(object), cfg)
     else:
         golden = _golden(records, keys, cfg)
     lap("golden")
-    stats = {"mode": mode, "records": n, "candidate_pairs": int(n_candidates),
+    stats = {"mode": mode, "mode_reason": why, "records": n_all, "prepared_records": plan.cleaned if plan else n_all,
+             "candidate_pairs": int(n_candidates),
              "fuzzy_links": int((links.rule == "fuzzy").sum()), "exact_links": int((links.rule != "fuzzy").sum()),
-             "refused_conflicts": len(conflicts), "customers": len(golden), "duplicates_merged": n - len(golden),
+             "refused_conflicts": len(conflicts), "customers": len(golden), "duplicates_merged": n_all - len(golden),
              "scored_records": int(dirty.size) if dirty is not None else n, "clustered_records": int(inside.size),
              "blocking": block_stats, "em_match_rate": model.match_rate,
              "seconds": round(time.perf_counter() - t0, 3), "stage_seconds": lap.laps}
-    return Resolution(golden, crosswalk, evidence, review_out, model, stats)
+    return Resolution(golden, crosswalk, evidence, review_out, model, stats, prepared)
 
 
 class _Laps:
