@@ -6,12 +6,14 @@ and 10M events, against a plain DuckDB script doing the same SQL work, in the sa
 Synthetic data are generated straight into a DuckDB file with SQL (seeded hashes, so every run
 sees the same data). Each measured build runs in a fresh child process, so each peak RSS is its
 own (the generator's is not counted):
-- `python payloads`: profiles (SQL, then RFM and CLV in Python), segments (SQL), payloads shaped
-  in Python from SQL-selected rows (`marts.payloads.build_payloads`: the way before issue 23);
-- `sql payloads`: the same, payloads written by one SQL statement (`marts.payloads_sql`);
+- `python payloads`: profiles (in SQL; the CLV models fitted in Python on a sample), segments
+  (SQL), payloads shaped in Python from SQL-selected rows (`marts.payloads.build_payloads`);
+- `sql payloads`: the same, payloads written in SQL (`marts.payloads_sql`);
 - `plain DuckDB script`: the SQL statements the `sql payloads` build sent, replayed by a process
   that imports only duckdb (queries become `create table ... as`): the same SQL work without
-  pandas, RFM or CLV. The target of issue 23: peak RSS < 2 GB and time <= 2x this script.
+  pandas or the CLV fit. The target of issue 23: peak RSS < 2 GB and time <= 2x this script.
+Every build and the script run with the same DuckDB memory_limit: `--memory-limit`, else the
+warehouse resource's default (`WAREHOUSE_DUCKDB_MEMORY_LIMIT`, else a quarter of RAM, at most 1.5 GB).
 The total is also compared with the fastest segment refresh cadence (cart abandoners, 15 min).
 """
 
@@ -109,7 +111,7 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
     from personalization_assets.audiences.membership import load_segments, run_segments
     from personalization_assets.marts.payloads import replace_payloads
     from personalization_assets.marts.payloads_sql import write_payloads
-    from personalization_assets.marts.profiles import build_profiles, write_profiles
+    from personalization_assets.marts.profiles import materialize_profiles
     from personalization_assets.warehouse import WarehouseConnection
 
     statements: list[tuple[str, str, list]] = []
@@ -127,10 +129,8 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
     if memory_limit:  # DuckDB otherwise may use 80% of RAM as buffer pool before spilling
         conn.execute(f"set memory_limit = '{memory_limit}'")
     t0 = time.perf_counter()
-    built = build_profiles(conn, AS_OF)
-    t1 = time.perf_counter()
-    write_profiles(conn, built.frame)
-    t2 = time.perf_counter()
+    built = materialize_profiles(conn, AS_OF)
+    t1 = t2 = time.perf_counter()  # written in place: no separate write
     run = run_segments(conn, load_segments(), AS_OF)
     t3 = time.perf_counter()
     if payload_mode == "sql":
@@ -142,7 +142,7 @@ def measure(db: str, memory_limit: str | None, payload_mode: str, record: str | 
         with open(record, "wb") as f:
             pickle.dump(statements, f)
     print(json.dumps({"profiles_s": t1 - t0, "write_s": t2 - t1, "segments_s": t3 - t2, "payloads_s": t4 - t3,
-                      "profiles": len(built.frame), "payloads": payloads, "sizes": run.sizes, "clv": built.clv_fit}))
+                      "profiles": built.rows, "payloads": payloads, "sizes": run.sizes, "clv": built.clv_fit}))
 
 
 def plain(db: str, memory_limit: str | None, record: str) -> None:
@@ -162,8 +162,8 @@ def plain(db: str, memory_limit: str | None, record: str) -> None:
     print(json.dumps({"total_s": time.perf_counter() - start, "statements": len(statements)}))
 
 
-WRAPPER = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr);"
+WRAPPER = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+           "print(u.ru_utime+u.ru_stime,file=sys.stderr);print(u.ru_maxrss,file=sys.stderr);"
            "sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)")
 
 
@@ -180,8 +180,16 @@ def _child(*args: str) -> dict:
         return {}
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["peak_mb"] = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    figures["cpu_s"] = float(proc.stderr.strip().splitlines()[-2])  # user + system, all threads
     figures["wall_s"] = time.perf_counter() - start
     return figures
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def main() -> None:
@@ -202,6 +210,7 @@ def main() -> None:
         return measure(args.measure, args.memory_limit, args.payloads, args.record)
     if args.plain:
         return plain(args.plain, args.memory_limit, args.record)
+    load_before = _load()
     workdir = tempfile.TemporaryDirectory(prefix="bench-marts-")
     db = args.db or Path(workdir.name) / "bench_warehouse.duckdb"  # not "marts": catalog would shadow the schema
     if db.exists():
@@ -209,7 +218,10 @@ def main() -> None:
         gen_s = 0.0
     else:
         gen_s = generate(db, args.customers, args.events)
-    limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+    from personalization_assets.resources.warehouse import duckdb_memory_limit
+
+    args.memory_limit = duckdb_memory_limit(args.memory_limit)
+    limit = ["--memory-limit", args.memory_limit]
     record = str(Path(workdir.name) / "statements.pickle")
     builds = {}
     if not args.skip_python_payloads:
@@ -223,15 +235,16 @@ def main() -> None:
         sys.exit("the plain DuckDB script failed")
     print(f"data: {args.customers:,} customers, {args.customers * 2:,} orders, {args.events:,} events, "
           f"{args.events // 5:,} e-mail events (generated in {gen_s:.1f} s); "
-          f"DuckDB memory_limit: {args.memory_limit or 'default, 80% of RAM'}")
+          f"DuckDB memory_limit: {args.memory_limit}; load average before: {load_before}, after: {_load()}")
     print(f"{'build':<22} {'profiles':>9} {'write':>7} {'segments':>9} {'payloads':>9} {'total s':>8} "
-          f"{'peak RSS MB':>12} {'x plain time':>13}")
+          f"{'peak RSS MB':>12} {'x plain time':>13} {'CPU s':>7} {'x plain CPU':>12}")
     for name, f in builds.items():
         total = f["profiles_s"] + f["write_s"] + f["segments_s"] + f["payloads_s"]
         print(f"{name:<22} {f['profiles_s']:9.1f} {f['write_s']:7.1f} {f['segments_s']:9.1f} {f['payloads_s']:9.1f} "
-              f"{total:8.1f} {f['peak_mb']:12.0f} {total / peer['total_s']:13.2f}")
+              f"{total:8.1f} {f['peak_mb']:12.0f} {total / peer['total_s']:13.2f} {f['cpu_s']:7.1f} "
+              f"{f['cpu_s'] / peer['cpu_s']:12.2f}")
     print(f"{'plain DuckDB script':<22} {'':>9} {'':>7} {'':>9} {'':>9} {peer['total_s']:8.1f} {peer['peak_mb']:12.0f} "
-          f"{1:13.2f}  ({peer['statements']} statements replayed)")
+          f"{1:13.2f} {peer['cpu_s']:7.1f} {1:12.2f}  ({peer['statements']} statements replayed)")
     last = builds["sql payloads"]
     total = last["profiles_s"] + last["write_s"] + last["segments_s"] + last["payloads_s"]
     print(f"profiles {last['profiles']:,}, payloads {last['payloads']:,}; segment sizes: "

@@ -17,7 +17,7 @@ from .inputs import CART_EVENTS, VIEW_EVENTS, InputTables, Sql, column, input_ct
 from .payloads import DISCOUNT_SEGMENTS, GREETINGS, HELLO, LAST_VIEWED
 from .recommendations import recommendation_ctes, recommendation_sql, with_ctes
 
-CHUNK_CUSTOMERS = 100_000  # sendable customers per statement of the chunked build
+CHUNK_CUSTOMERS = 25_000  # sendable customers per statement of the chunked build (at 100k a 1.5 GB limit ran out)
 COLUMNS = ["customer_key", "email", "locale", "currency", "loyalty_tier", "discount_eligible", "payload"]
 # What Python's str.strip() removes (str.isspace), as an RE2 class.
 PY_SPACE = (r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
