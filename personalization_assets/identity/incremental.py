@@ -22,6 +22,8 @@ from personalization_assets.identity.blocking import KEYS, key_hashes
 from personalization_assets.identity.cluster import components
 from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.links import SOURCE_ID_PROB, Links, link_rules
+from personalization_assets.identity.namesakes import GROUPS as NAMESAKES
+from personalization_assets.identity.namesakes import ambiguous_records, scorer_differ
 from personalization_assets.identity.prepare import (
     SAVED,
     Features,
@@ -128,7 +130,7 @@ def scope(al: Aligned, previous: ResolvedState, dirty: np.ndarray, left: np.ndar
 
 
 def old_links(previous: ResolvedState, al: Aligned, keys: set, is_dirty: np.ndarray, scorer: PairScorer,
-              threshold: float) -> tuple[Links, pd.DataFrame]:
+              threshold: float, max_group: int) -> tuple[Links, pd.DataFrame]:
     """The saved links (merge evidence, held links, pairs refused on a conflict) of the scope's
     clusters that this run did not compare again, scored with this run's scorer: those that still
     link, and review rows for those that conflict on one field (as accepted_links gives them)."""
@@ -147,8 +149,18 @@ def old_links(previous: ResolvedState, al: Aligned, keys: set, is_dirty: np.ndar
     lo, hi, source_id = lo[code], hi[code], source_id[code]
     s = scorer.assess(lo, hi)
     keep = ((s.prob >= threshold) | source_id) & ~s.conflict
+    # as links.accepted_links: a record that fits two namesakes links to neither (a source id still links)
+    codes = {c: scorer.comp.c[c].codes for c in ("fn", "ln", "birth", "street")}
+    amb = ambiguous_records(codes, scorer_differ(scorer), scorer.comp.fields, max_group)
+    held = keep & ~source_id & (amb[lo] | amb[hi])
+    keep &= ~held
+    ends = np.unique(np.concatenate([lo[held], hi[held]]))
+    ends = ends[amb[ends]]
     refused = (s.prob >= threshold) & s.conflict & (s.n_conflicts <= 1)
-    review = pd.DataFrame({"left": lo[refused], "right": hi[refused], "reason": "conflict", "score": s.prob[refused]})
+    review = pd.DataFrame({"left": np.concatenate([lo[refused], ends]),
+                           "right": np.concatenate([hi[refused], np.full(ends.size, -1, lo.dtype)]),
+                           "reason": ["conflict"] * int(refused.sum()) + ["ambiguous"] * ends.size,
+                           "score": np.concatenate([s.prob[refused], np.full(ends.size, np.nan)])})
     prob = np.where(source_id, SOURCE_ID_PROB, s.prob)
     rules = np.where(source_id, "exact:source_id", link_rules(scorer, s)).astype(object)
     return Links(lo[keep], hi[keep], prob[keep].astype(float), rules[keep], s.levels[keep], s.weight[keep],
@@ -226,6 +238,11 @@ def hash_columns(f: Features) -> dict[str, np.ndarray]:
     out.update({f"value_{c}": vh[c] for c in dict.fromkeys(TF + ("source_key",))})
     # a profile of nothing but missing values is one profile, as _placeholder_profiles counts it
     out["profile"] = mix(*(np.where(vh[c] < 0, 0, vh[c] + 1) for c in PROFILE))
+    for cols, _ in NAMESAKES:  # namesakes.py's groups (name and address)
+        for c in cols:
+            if c not in vh:
+                vh[c] = value_hashes(f.codes[c], f.values[c])
+        out["group_" + "_".join(cols)] = mix(*(vh[c] for c in cols))
     return out
 
 
@@ -268,7 +285,8 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
     "no prepared records": the state holds no usable prepared records)."""
     prep = previous.prepared
     cw = previous.crosswalk
-    if prep is None or prep.num_rows != len(cw):
+    groups = ["group_" + "_".join(cols) for cols, _ in NAMESAKES]
+    if prep is None or prep.num_rows != len(cw) or not set(groups) <= set(prep.columns):
         return "no prepared records"
     saved_hex = hex_hashes(prep.numpy("record_hash"))
     if not np.array_equal(saved_hex, cw["record_hash"].astype(str).to_numpy(object).astype("S16")):
@@ -349,6 +367,19 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
     other = whole.index.get_indexer(ev.loc[pick, "right_record_id"].astype(str))
     l2 = np.unique(np.concatenate([l1, whole.prev_pos[in_keys], other[other >= 0]]))
     l2 = l2[l2 >= 0]
+    # every namesake group of the records found and of their clusters, whole: whether a record fits two namesakes depends on
+    # all of its group (namesakes.ambiguous_records, applied to new and old links)
+    more = [l2]
+    for name in groups:
+        saved, fr = current(name)
+        lf_at = fresh_at[l2]
+        vals = saved[np.maximum(row_of_pos[l2], 0)] if saved.size else np.full(l2.size, -1, np.int64)
+        vals[lf_at >= 0] = fr[lf_at[lf_at >= 0]]
+        vals = pd.unique(vals[vals >= 0])
+        pos, val = members(saved, fr, vals)
+        size = pd.Series(val).value_counts()
+        more.append(pos[pd.Series(val).isin(size.index[size <= max_block]).to_numpy()])
+    l2 = np.unique(np.concatenate(more))
     # everyone sharing a national id with them (evidence.py's outvoted values)
     saved, fr = current("block_national_id")
     local_fresh = fresh_at[l2]

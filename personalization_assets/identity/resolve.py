@@ -126,7 +126,8 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     # the records clustered this run: all, or the scope of the change
     if mode == "incremental":
         inside, scope_keys = incremental.scope(al, previous, dirty, links.left, links.right)
-        kept, kept_conflicts = incremental.old_links(previous, al, scope_keys, only, scorer, cfg.threshold)
+        kept, kept_conflicts = incremental.old_links(previous, al, scope_keys, only, scorer, cfg.threshold,
+                                                     cfg.max_key_group)
         links = _concat_links(links, kept)
         conflicts = pd.concat([x for x in (conflicts, kept_conflicts) if len(x)] or [conflicts], ignore_index=True)
         prev_key = al.key

@@ -15,7 +15,7 @@ from personalization_assets.identity.fellegi_sunter import FSModel
 
 # Version of the saved state's meaning: the prepared columns, their hashes and the matcher that
 # read them. A saved state of another version is not carried on: the next run is a full one.
-STATE_VERSION = "identity-state-1"
+STATE_VERSION = "identity-state-2"
 
 
 class Prepared:
