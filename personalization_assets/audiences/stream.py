@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any, Iterable, NamedTuple
 
 from .model import Audience, ComputedTrait, TraitCond, conditions, ordered
 from .stream_measures import _MISSING
 from .stream_plan import compile_plan, plan_trait
+
+
+_INF = float("inf")
+TIMER_BUCKET = 60.0  # seconds of timers per unsorted list (see AudienceStream.__init__)
 
 
 class StreamUnsupported(ValueError):
@@ -68,7 +72,8 @@ class _Key:
 class AudienceStream:
     """Entry and exit decisions for a set of audiences, as events arrive in receive order."""
 
-    def __init__(self, audiences: Iterable[Audience], lateness: float | None = None):
+    def __init__(self, audiences: Iterable[Audience], lateness: float | None = None,
+                 timer_bucket: float = TIMER_BUCKET):
         self.audiences = ordered(list(audiences))
         for a in self.audiences:
             check_streamable(a)
@@ -78,11 +83,27 @@ class AudienceStream:
         self.state: dict[str, _Key] = {}
         self._in: dict[str, int] = {}  # key -> the audiences it is in, one bit each (plan order)
         self._excluded = [sum(1 << x for x in xs) for xs in self.plan.exclusions]
-        self.timers: list[tuple[float, str, int]] = []  # (instant, key, audiences to re-evaluate)
+        # Timers (instant, key, audiences to re-evaluate) before `_open_until` are in the heap
+        # `_near`; later ones wait unsorted in `_far`, one list per `timer_bucket` seconds, and
+        # go into the heap when the watermark reaches their bucket. Most timers are days ahead
+        # (window edges): one heap of all of them made every pop a walk down a tree of millions
+        # (cache misses, the replay's largest cost at 1M keys); the order of pops is the same.
+        self._near: list[tuple[float, str, int]] = []
+        self._far: dict[float, list[tuple[float, str, int]]] = {}
+        self._buckets: list[float] = []  # heap of the keys of `_far`
+        self._bucket = float(timer_bucket)
+        self._open_until = -_INF
         self.watermark: float | None = None
-        self._timer_plans: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+        self._timer_plans: dict[tuple[int, ...], tuple[list[tuple[float, int]], float | None]] = {}
         self._steps: dict[int, list] = {}
         self._names = [a.name for a in self.audiences]
+        self._routes = self.plan.routes
+        self._vacuous = self.plan.vacuous
+
+    @property
+    def timers(self) -> list[tuple[float, str, int]]:
+        """Every pending timer (instant, key, audiences), in firing order."""
+        return sorted(self._near + [t for b in self._far.values() for t in b])
 
     @property
     def members(self) -> dict[str, set[str]]:
@@ -100,46 +121,69 @@ class AudienceStream:
         first = 0
         if ks is None:  # a new key: audiences true without events start at its first event
             ks = self.state[key] = _Key(ts)
-            first = self.plan.vacuous
+            first = self._vacuous
         elif ts < ks.first:
-            ks.first, first = ts, self.plan.vacuous
-        touched = _ingest(ks.slots, self.plan.routes.get(ev.event, ()), ev)
-        for sid in touched:
-            h = self.plan.slot_horizon[sid]
-            if h is not None and ts + h < ks.expires:
-                ks.expires = ts + h
+            ks.first, first = ts, self._vacuous
+        touched = _ingest(ks.slots, self._routes.get(ev.event, ()), ev)
         plan = self._timer_plans.get(touched)
         if plan is None:
             plan = self._timer_plans[touched] = self._plan_timers(touched)
+        offsets, horizon = plan
+        if horizon is not None and ts + horizon < ks.expires:
+            ks.expires = ts + horizon
         wm = self.watermark
-        for off, mask in plan:
+        push = self._push
+        for off, mask in offsets:
             at = ts + off
             if off == 0.0:
                 mask |= first
                 first = 0
             if wm is None or at >= wm:
-                heappush(self.timers, (at, key, mask))
+                push((at, key, mask))
         if first and (wm is None or ts >= wm):
-            heappush(self.timers, (ts, key, first))
+            push((ts, key, first))
         if wm is not None and ts < wm:  # too late: decide it now
             out: list[Change] = []
             self._evaluate(key, wm, self.plan.everyone, out, late=True)
             return out
         return []
 
-    def _plan_timers(self, slots: tuple[int, ...]) -> list[tuple[float, int]]:
-        """(offset, audiences) for an event that landed in these slots, offsets merged."""
+    def _push(self, timer: tuple[float, str, int]) -> None:
+        at = timer[0]
+        if at < self._open_until or not -_INF < at < _INF:  # (infinite, nan: the heap, as always)
+            heappush(self._near, timer)
+            return
+        b = at // self._bucket
+        waiting = self._far.get(b)
+        if waiting is None:
+            self._far[b] = [timer]
+            heappush(self._buckets, b)
+        else:
+            waiting.append(timer)
+
+    def _plan_timers(self, slots: tuple[int, ...]) -> tuple[list[tuple[float, int]], float | None]:
+        """(offset, audiences) for an event that landed in these slots, offsets merged; and the
+        shortest time its events matter in those slots (None: no slot forgets)."""
         merged: dict[float, int] = {}
         for sid in slots:
             for off, mask in self.plan.slot_offsets[sid].items():
                 merged[off] = merged.get(off, 0) | mask
-        return sorted(merged.items())
+        horizons = [h for h in (self.plan.slot_horizon[sid] for sid in slots) if h is not None]
+        return sorted(merged.items()), min(horizons) if horizons else None
 
     def advance(self, frontier: float) -> list[Change]:
         """Everything received up to `frontier` is in: decide every instant before the watermark."""
         mark = frontier - self.lateness
         out: list[Change] = []
-        timers = self.timers
+        buckets = self._buckets
+        if buckets and buckets[0] * self._bucket < mark:  # open every bucket that starts before it
+            near = self._near
+            while buckets and buckets[0] * self._bucket < mark:
+                b = heappop(buckets)
+                near += self._far.pop(b)
+                self._open_until = max(self._open_until, (b + 1) * self._bucket)
+            heapify(near)
+        timers = self._near
         while timers and timers[0][0] < mark:
             at, key, mask = heappop(timers)
             while timers and timers[0][0] == at and timers[0][1] == key:  # one evaluation per instant
@@ -153,28 +197,37 @@ class AudienceStream:
         ks = self.state.get(key)
         if ks is None:
             slots = {}
-        elif ks.expires < min(t, self.watermark if self.watermark is not None else t) - self.lateness:
-            slots = self._prune(key, ks, t)
         else:
-            slots = ks.slots
+            wm = self.watermark
+            if ks.expires < (wm if wm is not None and wm < t else t) - self.lateness:
+                slots = self._prune(key, ks, t)
+            else:
+                slots = ks.slots
         steps = self._steps.get(mask)
         if steps is None:
-            steps = self._steps[mask] = self.plan.steps(mask)
-        predicates, excluded = self.plan.predicates, self._excluded
-        values: dict[int, Any] = {}  # measures shared by the audiences of this evaluation
+            steps = self.plan.steps(mask)
+            # only comparisons on distinct measures (the common case): no table of shared values
+            steps = self._steps[mask] = (steps, not any(s.__class__ is int for s in steps))
+        steps, simple = steps
         was = now = self._in.get(key, 0)
-        for step in steps:
-            if step.__class__ is int:  # exclusions read `now`: excluded audiences come first
-                bit = 1 << step
-                if predicates[step](values, slots, t) and not now & excluded[step]:
-                    now |= bit
-                else:
-                    now &= ~bit
-                continue
-            v = values.get(step.mid, _MISSING)
-            if v is _MISSING:
-                v = values[step.mid] = step.measure(slots, t)
-            now = (now & ~step.mask) | step.members(v)
+        if simple:
+            for step in steps:
+                now = (now & ~step.mask) | step.members(step.measure(slots, t))
+        else:
+            predicates, excluded = self.plan.predicates, self._excluded
+            values: dict[int, Any] = {}  # measures shared by the audiences of this evaluation
+            for step in steps:
+                if step.__class__ is int:  # exclusions read `now`: excluded audiences come first
+                    bit = 1 << step
+                    if predicates[step](values, slots, t) and not now & excluded[step]:
+                        now |= bit
+                    else:
+                        now &= ~bit
+                    continue
+                v = values.get(step.mid, _MISSING)
+                if v is _MISSING:
+                    v = values[step.mid] = step.measure(slots, t)
+                now = (now & ~step.mask) | step.members(v)
         if now == was:
             return
         if now:

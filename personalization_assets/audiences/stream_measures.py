@@ -52,6 +52,13 @@ class Shared:
             # masks[j]: the audiences a value at bisection point j passes
             masks = [_or(bits[:j]) if prefix else _or(bits[j:]) for j in range(len(bits) + 1)]
             self.ladders.append((find, prefix, [v for v, _ in pairs], masks))
+        if not (self.ladders or self.numeric or self.others):  # only `=`: one lookup
+            self.members = self._equal_only  # type: ignore[method-assign]
+
+    def _equal_only(self, v: Any) -> int:
+        if v is None:
+            return 0
+        return self.equal.get(v, 0) if self.equal else 0
 
     def members(self, v: Any) -> int:
         """The mask of these audiences that hold when the measure is `v`."""
