@@ -112,18 +112,7 @@ def scope(al: Aligned, previous: ResolvedState, dirty: np.ndarray, left: np.ndar
     n = al.key.size
     seed = set(al.key[dirty]) | set(al.key[left]) | set(al.key[right])
     seed.discard(None)
-    ev = previous.evidence
-    cross = ev[ev["rule"] == HELD]
-    if len(cross) and seed:
-        lp = al.index.get_indexer(cross["left_record_id"].astype(str))
-        rp = al.index.get_indexer(cross["right_record_id"].astype(str))
-        ok = (lp >= 0) & (rp >= 0)
-        ka, kb = al.key[lp[ok]], al.key[rp[ok]]
-        codes, uniq = pd.factorize(np.concatenate([ka, kb]))
-        comp = components(len(uniq), codes[:ka.size], codes[ka.size:])
-        comp_of = pd.Series(comp, index=uniq)
-        hit = set(comp_of.reindex(list(seed)).dropna().astype(int))
-        seed |= set(comp_of.index[comp_of.isin(hit)])
+    seed = _closed_keys(previous, al, seed)
     inside = pd.Series(al.key).isin(seed).to_numpy() if seed else np.zeros(n, bool)
     inside[dirty] = True
     return np.flatnonzero(inside), seed | al.gone_keys
