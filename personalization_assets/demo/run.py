@@ -38,11 +38,12 @@ class DemoOutcome:
 
 def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, fresh: bool = False,
              inject_bad: bool = False, instance: dg.DagsterInstance | None = None,
-             say: Callable[[str], None] = lambda line: None) -> DemoOutcome:
+             say: Callable[[str], None] = lambda line: None, keep_records: bool = False) -> DemoOutcome:
     """Seed and materialize everything as of `now` (default: the data set's own now on a rerun,
     else the clock); `say` gets a line per stage as it completes. With `inject_bad`, break the
     sources first (see `inject_bad_rows`): the run then stops at the failed blocking check, and
-    says so."""
+    says so. The outcome's `data` keeps the generated record lists only with `keep_records`
+    (tests check the warehouse against them; at scale they are too big to carry through the run)."""
     data_dir = settings.data_dir()
     manifest = read_manifest(data_dir)
     reason = reason_to_start_over(manifest, seed=seed, scale=scale, now=now, fresh=fresh, inject_bad=inject_bad)
@@ -58,7 +59,8 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
                                data=data, now=now) if inject_bad else {}
     if injected:
         say(f"  {'injected':<11}" + ", ".join(f"{n} bad {source}" for source, n in injected.items()))
-    data = _without_records(data)
+    if not keep_records:
+        data = _without_records(data)
 
     import dagster as dg
 

@@ -19,7 +19,7 @@ def demo(tmp_path_factory):
         for var in ("CRM_DATABASE_URL", "EVENT_BUS_URL", "ORDERS_API_URL", "PERSONALIZATION_DUCKDB_PATH"):
             mp.delenv(var, raising=False)
         instance = dg.DagsterInstance.ephemeral()
-        first = run_demo(seed=11, scale=0.1, instance=instance)
+        first = run_demo(seed=11, scale=0.1, instance=instance, keep_records=True)
         assert first.success, first.errors
         tables = {name: frame_of(name) for name in first.table_rows}
         quarantine = {name: frame_of(f"quarantine.{name}") for name in first.quarantined}
