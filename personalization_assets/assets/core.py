@@ -58,10 +58,9 @@ def _previous(conn) -> tuple[ResolvedState | None, str]:
     if version != STATE_VERSION or state.model is None:
         # another matcher wrote it: keep its keys (a full run inherits them), not its model or clusters
         return replace(state, model=None), f"full: saved state version {version}, this engine's {STATE_VERSION}"
-    golden = read_table(conn, "core", "customers", [])
-    if len(golden):  # back to resolve()'s golden records (see _golden)
-        state.golden = golden.drop(columns=["created_at"], errors="ignore").rename(
-            columns={"updated_at": "last_updated"})
+    # The saved golden records are not carried over: a record whose matching fields are unchanged
+    # keeps its cluster, but its other fields (consent, opt-outs) may have changed, and a stale
+    # golden record would keep an opted-out person sendable. resolve() rebuilds them all.
     if conn.table_exists(*PREPARED_TABLE):
         frame = read_table(conn, *PREPARED_TABLE, [])
         frame["record_hash"] = frame["record_hash"].to_numpy("int64").view("uint64")  # stored as bigint
