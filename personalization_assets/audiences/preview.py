@@ -2,21 +2,24 @@
 (which of its conditions each one meets): what `personalization audience preview` prints and what
 each audience asset shows in the UI.
 
-It stays fast at a million customers: only the events the rules can read are resolved to customers
-(once, into a temporary table, with only the columns they read); the members are computed once
-(membership_sql: counts and sums in one grouped pass), and the size, the samples (a LIMIT) and every
-overlap (one pass over the other audiences' stored tables) read them; only counts and a few keys come
-back; the evidence is evaluated for those few members only, on copies of their rows.
+It stays fast at a million customers: counts and sums read the staged events per identity pair and
+resolve each pair to its customer once (`sql.Relations.staged`); only the events the other
+conditions read row by row are resolved per event, once, into a temporary table (preview_events.py);
+the members are computed once (membership_sql: counts and sums in one grouped pass), and the size,
+the samples (a LIMIT) and every overlap (one pass over the other audiences' stored tables) read them;
+only counts and a few keys come back; the evidence is evaluated for those few members only, on
+copies of their rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ..marts.inputs import Sql
-from .model import EVENT_COLUMNS, Audience, ComputedCond, EventCond, EventFilter, conditions
-from .sql import Relations, membership_sql, to_dialect
+from .model import Audience, conditions
+from .preview_events import IDENTITIES, STAGED, event_conditions, event_table
+from .sql import Relations, membership_sql, row_conditions, to_dialect
 from .warehouse import CUSTOMERS_VIEW, EVENTS_VIEW, create_views, split_streamable
 
 PROFILES = "marts.customer_profiles"
@@ -92,17 +95,22 @@ def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members:
              relations: Relations) -> dict[str, list[str]]:
     """For each member, the leaf conditions of the rule it meets, as written (one query per condition,
     on these members only: their rows of the customers relation (and of the traits when these are
-    the same relation) and their events are copied to small temporary tables first)."""
+    the same relation) and their events are copied to small temporary tables first; with
+    `relations.staged`, their staged events, resolved)."""
     out: dict[str, list[str]] = {m: [] for m in members}
     if not members:
         return out
     marks = ", ".join("?" for _ in members)
     conn.execute(to_dialect(f"create or replace temporary table {SAMPLE} as select * from {relations.customers} "
                             f"where customer_key in ({marks})", conn.dialect), members)
-    conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from {relations.events} "
-                            f"where customer_key in ({marks})", conn.dialect), members)
+    if relations.staged:
+        event_table(conn, SAMPLE_EVENTS, event_conditions([audience]), as_of, relations.identities, members)
+    else:
+        conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from "
+                                f"{relations.events} where customer_key in ({marks})", conn.dialect), members)
     same = relations.traits == relations.customers
-    few = replace(relations, customers=SAMPLE, traits=SAMPLE if same else relations.traits, events=SAMPLE_EVENTS)
+    few = Relations(customers=SAMPLE, events=SAMPLE_EVENTS, traits=SAMPLE if same else relations.traits,
+                    uplift=relations.uplift)
     for cond in conditions(audience.rule):
         single = replace(audience, rule=cond, exclusions=())
         for m in conn.query(*membership_sql(single, as_of, known, few))["customer_key"]:
@@ -117,81 +125,21 @@ def _tables(conn: Sql) -> set[str]:
     return {f"{s}.{t}" for s, t in zip(frame["s"], frame["t"])}
 
 
-def _reads(audiences: list[Audience]) -> list[tuple[EventFilter, float | None]]:
-    """Each event filter these rules read, with how far back from the instant (None: all history).
-    A follow-up (`not_followed_by`) comes after its event, so it is within the same reach."""
-    out: list[tuple[EventFilter, float | None]] = []
-    for a in audiences:
-        for cond in conditions(a.rule):
-            if isinstance(cond, EventCond):
-                out.append((cond.match, cond.window.start))
-                if cond.not_followed_by is not None:
-                    out.append((cond.not_followed_by, cond.window.start))
-            elif isinstance(cond, ComputedCond):
-                out.append((cond.trait.match, cond.trait.window.start))
-    return out
-
-
-def _columns(audiences: list[Audience]) -> list[str]:
-    """The event columns these rules read (filters, sums, computed traits), in EVENT_COLUMNS order."""
-    used: set[str] = set()
-    for a in audiences:
-        for cond in conditions(a.rule):
-            filters = []
-            if isinstance(cond, EventCond):
-                filters = [cond.match, cond.not_followed_by]
-                used.add(cond.of or "")
-            elif isinstance(cond, ComputedCond):
-                filters = [cond.trait.match]
-                used.add(cond.trait.of or "")
-            used |= {col for f in filters if f is not None for col, _ in f.where}
-    return [c for c in EVENT_COLUMNS if c in used]
-
-
 def recent_events(conn: Sql, audiences: list[Audience], as_of: datetime, has_identity: bool) -> str:
-    """A temporary table shaped like `warehouse.EVENTS_VIEW` (customer_key, event, ts and the event
-    columns these rules read) holding only the events these rules can read at `as_of` (matching one
-    of their filters, within its reach), so every condition reads it instead of resolving all of
-    history again. The filters apply to `staging.events` itself (its event time prunes whole row
-    groups, as it is stored in arrival order), and only the identities of those events are looked
-    up; each condition still applies its own exact window."""
-    slack = timedelta(seconds=1)  # the table may hold a little more; never less
-    parts, params = [], []
-    for match, reach in _reads(audiences):
-        part = f"e.event in ({', '.join('?' for _ in match.events)})"
-        params += list(match.events)
-        for col, vals in match.where:  # a whitelisted column (model.EVENT_COLUMNS)
-            part += f" and e.{col} in ({', '.join('?' for _ in vals)})"
-            params += list(vals)
-        if reach is not None:
-            part += " and e.timestamp >= ?"
-            params.append(as_of - timedelta(seconds=reach) - slack)
-        parts.append(f"({part})")
-    # Plain conjuncts first: the scan applies them itself (the OR of the filters it cannot).
-    reads = _reads(audiences)
-    names = sorted({n for match, _ in reads for n in match.events}) or [""]
-    reaches = [r for _, r in reads]
-    outer, outer_params = [f"e.event in ({', '.join('?' for _ in names)})"], [*names]
-    if reaches and None not in reaches:
-        outer.append("e.timestamp >= ?")
-        outer_params.append(as_of - timedelta(seconds=max(reaches)) - slack)
-    cols = "".join(f", e.{c}" for c in _columns(audiences))  # only these: each column read costs
-    picked = (f"select e.user_id, e.anonymous_id, e.event, epoch(e.timestamp) as ts{cols} "
-              f"from staging.events e where e.timestamp <= ? and {' and '.join(outer)} "
-              f"and ({' or '.join(parts) or 'false'})")
-    if has_identity:  # the same resolution as the view (its joins, on each identity type's rows)
-        sql = (f"select coalesce(mu.customer_key, ma.customer_key, ev.user_id, 'anon:' || ev.anonymous_id) "
-               f"as customer_key, ev.* exclude (user_id, anonymous_id) from ({picked}) ev "
-               "left join (select identity, customer_key from core.identity_map where identity_type = 'user_id') mu "
-               "on mu.identity = ev.user_id "
-               "left join (select identity, customer_key from core.identity_map where identity_type = 'anonymous_id') "
-               "ma on ma.identity = ev.anonymous_id")
-    else:
-        sql = (f"select coalesce(ev.user_id, 'anon:' || ev.anonymous_id) as customer_key, "
-               f"ev.* exclude (user_id, anonymous_id) from ({picked}) ev")
-    conn.execute(to_dialect(f"create or replace temporary table {RECENT_EVENTS} as {sql}", conn.dialect),
-                 [as_of + slack, *outer_params, *params])
-    return RECENT_EVENTS
+    """A temporary table shaped like `warehouse.EVENTS_VIEW` holding only the events these rules
+    can read at `as_of` (every event condition's: `preview_events.event_table`)."""
+    return event_table(conn, RECENT_EVENTS, event_conditions(audiences), as_of, IDENTITIES if has_identity else None)
+
+
+def on_staged(conn: Sql, relations: Relations, audiences: list[Audience], known: dict[str, Audience],
+              as_of: datetime, has_identity: bool) -> Relations:
+    """`relations` reading the staged events: counts and sums per identity pair, and what the
+    membership of `audiences` still reads row by row (`sql.row_conditions`) from a temporary table."""
+    staged = replace(relations, staged=STAGED, identities=IDENTITIES if has_identity else None)
+    rows = {id(c): c for a in audiences for c in row_conditions(a, known, staged)}
+    if not rows:
+        return staged
+    return replace(staged, events=event_table(conn, RECENT_EVENTS, list(rows.values()), as_of, staged.identities))
 
 
 def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: datetime,
@@ -210,40 +158,25 @@ def on_warehouse(conn: Sql, audience: Audience, others: list[Audience], as_of: d
             raise PreviewError(f"{next(iter(refused.values()))}; the warehouse has no marts.customer_profiles "
                                "yet: materialize the profiles first")
     stored = {o.name: f"{SCHEMA}.{o.name}" for o in others if f"{SCHEMA}.{o.name}" in have} if use_stored else {}
-    events = EVENTS_VIEW
+    relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=EVENTS_VIEW)
     if has_events:
         if not has_profiles:  # the customers are those of the events view (the profiles need no view)
             create_views(conn, conn.dialect, has_identity)
-        live = [audience, *(o for o in others if o.name not in stored)]  # its evidence, at least
+        live = [audience, *(o for o in others if o.name not in stored)]  # evaluated now (and their exclusions)
         known = {a.name: a for a in [*others, audience]}
-        closure = {x for a in live for x in _excluded(a, known)}
-        events = recent_events(conn, [*live, *(known[x] for x in closure)], as_of, has_identity)
-    relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=events)
+        relations = on_staged(conn, relations, live, known, as_of, has_identity)
     return preview(conn, audience, others, as_of, relations, samples, stored, members)
-
-
-def _excluded(audience: Audience, known: dict[str, Audience]) -> set[str]:
-    """Every audience this one's exclusions reach (their rules are inlined in its SQL)."""
-    out: set[str] = set()
-    todo = list(audience.exclusions)
-    while todo:
-        name = todo.pop()
-        if name not in out and name in known:
-            out.add(name)
-            todo += list(known[name].exclusions)
-    return out
 
 
 def store_membership(conn: Sql, audience: Audience, known: dict[str, Audience], as_of: datetime) -> int:
     """Evaluate the audience at `as_of` into its asset's table `audiences.<name>` (customer_key,
     as_of), replacing what it held. Returns its size."""
     has_profiles = conn.table_exists("marts", "customer_profiles")
-    events = EVENTS_VIEW
+    relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=EVENTS_VIEW)
     if conn.table_exists("staging", "events"):
-        create_views(conn, conn.dialect, conn.table_exists("core", "identity_map"))
-        events = recent_events(conn, [audience, *(known[x] for x in _excluded(audience, known))], as_of,
-                               conn.table_exists("core", "identity_map"))
-    relations = Relations(customers=PROFILES if has_profiles else CUSTOMERS_VIEW, events=events)
+        has_identity = conn.table_exists("core", "identity_map")
+        create_views(conn, conn.dialect, has_identity)
+        relations = on_staged(conn, relations, [audience], known, as_of, has_identity)
     sql, params = membership_sql(audience, as_of, known, relations)
     conn.execute(f"create schema if not exists {SCHEMA}")
     table = f"{SCHEMA}.{audience.name}"  # a lower_snake name (model.parse): a safe identifier

@@ -9,6 +9,10 @@ Relations: `customers` (customer_key), `events` (customer_key, event, ts = epoch
 and the event columns), `traits` (the profile, one row per customer_key), `uplift` (issue 21:
 `marts.uplift_scores`, whose `uplift_score` and `uplift_rank` a trait condition may use, so an
 audience can target the top-k persuadables: `{trait: uplift_rank, op: "<=", value: 1000}`).
+Optionally `staged` (the staged events as they arrive: user_id, anonymous_id, event, timestamp and
+the event columns) with `identities` (core.identity_map): counts and sums then read them, per
+identity pair first, and resolve each pair to its customer once (`resolved_key`), as `events` would
+have resolved each event; `row_conditions` says what still reads `events`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .model import (Audience, ComputedCond, ComputedTrait, DefinitionError, EventCond, EventFilter,
-                    Group, Rule, TraitCond, Window, conditions)
+from .model import (EVENT_COLUMNS, Audience, ComputedCond, ComputedTrait, DefinitionError, EventCond,
+                    EventFilter, Group, Rule, TraitCond, Window, conditions)
 
 # Profile traits (columns of marts.customer_profiles) a trait condition may use, by kind:
 # timestamps take windows (within, older_than); numbers and text take values.
@@ -39,6 +43,21 @@ class Relations:
     events: str = "aud_events"
     traits: str = "marts.customer_profiles"
     uplift: str = "marts.uplift_scores"
+    staged: str | None = None  # e.g. staging.events: counts and sums per identity pair (module docstring)
+    identities: str | None = None  # core.identity_map (identity_type, identity, customer_key), if any
+
+
+def resolved_key(alias: str, identities: str | None) -> tuple[str, str]:
+    """(The customer_key of a row `alias` carrying user_id and anonymous_id, the left joins it
+    needs): the customer its user id maps to, else the one its anonymous id maps to, else the user
+    id, else 'anon:' and the anonymous id. The events view, the preview's tables and the per-identity
+    measures all resolve with it."""
+    if identities is None:
+        return f"coalesce({alias}.user_id, 'anon:' || {alias}.anonymous_id)", ""
+    joins = "".join(f" left join (select identity, customer_key from {identities} where identity_type = '{kind}') "
+                    f"{short} on {short}.identity = {alias}.{kind}"
+                    for kind, short in (("user_id", "mu"), ("anonymous_id", "ma")))
+    return f"coalesce(mu.customer_key, ma.customer_key, {alias}.user_id, 'anon:' || {alias}.anonymous_id)", joins
 
 
 UPLIFT_TRAITS = {"uplift_score": "number", "uplift_rank": "number"}  # batch-only, as every profile trait
@@ -177,17 +196,14 @@ def _needs_events(rule: Rule) -> list[tuple[EventCond | ComputedCond, EventFilte
     return None
 
 
-def _measurable(audience: Audience, others: dict[str, Audience]) -> list[EventCond | ComputedCond]:
-    """The conditions of the rule and of its exclusions (as `_predicate` inlines them) that are a
-    count or a sum of matching events: one grouped pass over the events computes them all."""
+def _event_conditions(audience: Audience, others: dict[str, Audience]) -> list[EventCond | ComputedCond]:
+    """The event and computed conditions of the rule and of its exclusions (as `_predicate` inlines
+    them), each once."""
     out: dict[int, EventCond | ComputedCond] = {}
 
     def visit(a: Audience) -> None:
         for cond in conditions(a.rule):
-            if isinstance(cond, EventCond) and cond.not_followed_by is None:
-                out.setdefault(id(cond), cond)
-            elif (isinstance(cond, ComputedCond) and cond.trait.kind in ("count", "sum")
-                  and isinstance(cond.value, (int, float)) and not isinstance(cond.value, bool)):
+            if isinstance(cond, (EventCond, ComputedCond)):
                 out.setdefault(id(cond), cond)
         for name in a.exclusions:
             visit(others[name])
@@ -196,10 +212,96 @@ def _measurable(audience: Audience, others: dict[str, Audience]) -> list[EventCo
     return list(out.values())
 
 
+def _is_measure(cond: EventCond | ComputedCond) -> bool:
+    """A count or a sum of matching events (compared with a number): one grouped pass computes them all."""
+    if isinstance(cond, EventCond):
+        return cond.not_followed_by is None
+    return (cond.trait.kind in ("count", "sum") and isinstance(cond.value, (int, float))
+            and not isinstance(cond.value, bool))
+
+
 def _read(cond: EventCond | ComputedCond) -> tuple[EventFilter, Window, str, str | None]:
     if isinstance(cond, EventCond):
         return cond.match, cond.window, cond.measure, cond.of
     return cond.trait.match, cond.trait.window, cond.trait.kind, cond.trait.of
+
+
+@dataclass
+class _Plan:
+    needs: list[tuple[EventCond | ComputedCond, EventFilter, Window]]  # `_needs_events`, or []
+    measured: list[EventCond | ComputedCond]  # computed in the grouped pass
+    inner: bool  # the measures cover the needs: an inner join on them drops customers without one
+    candidates: bool  # else a semi-join on the needed events does (`relations.events`)
+
+
+def _plan(audience: Audience, others: dict[str, Audience]) -> _Plan:
+    needs = _needs_events(audience.rule) or []
+    measured = [c for c in _event_conditions(audience, others) if _is_measure(c)]
+    inner = bool(needs) and all(id(c) in {id(m) for m in measured} for c, _, _ in needs)
+    # Candidates first, unless a need is a last or most frequent value: its subquery groups the
+    # matching events per customer anyway, and a semi-join on them was measured to cost more.
+    candidates = bool(needs) and not inner and all(
+        isinstance(c, EventCond) or c.trait.kind in ("count", "sum") for c, _, _ in needs)
+    return _Plan(needs, measured, inner, candidates)
+
+
+def row_conditions(audience: Audience, others: dict[str, Audience] | None = None,
+                   relations: Relations = Relations()) -> list[EventCond | ComputedCond]:
+    """The event and computed conditions (of the rule and of its exclusions) whose events
+    `membership_sql` reads from `relations.events`: all of them, unless `relations.staged` computes
+    the counts and sums; then the others, and the needed events of the candidates' semi-join."""
+    others = {audience.name: audience, **(others or {})}
+    everything = _event_conditions(audience, others)
+    if relations.staged is None:
+        return everything
+    plan = _plan(audience, others)
+    read = {id(c) for c in everything if not _is_measure(c)}
+    if plan.candidates:
+        read |= {id(c) for c, _, _ in plan.needs}
+    return [c for c in everything if id(c) in read]
+
+
+SLACK_S = 1.0  # the staged events' coarse bounds are this much wider than the windows
+
+
+def _staged(b: _Builder, reads: list[tuple[EventFilter, Window]]) -> str:
+    """The staged events these reads can match, shaped like `events` but keyed by identity pair:
+    coarse bounds on the stored event time (the scan skips whole row groups on them) and event names;
+    each measure applies its exact filter and window on ts."""
+    names = sorted({n for f, _ in reads for n in f.events})
+    sql = (f"e.event in ({', '.join(b.bind(n) for n in names)}) and e.timestamp <= "
+           f"{b.bind(b.as_of - timedelta(seconds=min(w.end for _, w in reads) - SLACK_S))}")
+    starts = [w.start for _, w in reads]
+    if None not in starts:
+        sql += f" and e.timestamp >= {b.bind(b.as_of - timedelta(seconds=max(starts) + SLACK_S))}"
+    cols = "".join(f", e.{c}" for c in EVENT_COLUMNS)
+    return (f"(select e.user_id, e.anonymous_id, e.event, epoch(e.timestamp) as ts{cols} "
+            f"from {b.rel.staged} e where {sql})")
+
+
+def _measures(b: _Builder, measured: list[EventCond | ComputedCond]) -> str:
+    """The grouped pass: (customer_key, m0, m1, ...), one row per customer with a matching event.
+    Over `staged`, grouped per identity pair first, each pair resolved once, then summed per
+    customer (a count or a sum over a customer's events is the sum over its identity pairs)."""
+    rel = b.rel
+    cols = []
+    for i, cond in enumerate(measured):
+        f, w, kind, of = _read(cond)
+        test = f"{b.filt(f, 'e')} and {b.window(w, 'e')}"
+        cols.append(f"sum(case when {test} then e.{of} end) as m{i}" if kind == "sum" else
+                    f"sum(case when {test} then 1 else 0 end) as m{i}")
+        b.measures[id(cond)] = f"coalesce(a.m{i}, 0)"
+    pairs = list(dict.fromkeys((f, w) for f, w, _, _ in map(_read, measured)))
+    source = _staged(b, pairs) if rel.staged else rel.events
+    reads = " or ".join(f"({b.filt(f, 'e')} and {b.window(w, 'e')})" for f, w in pairs)
+    if not rel.staged:
+        return f"select e.customer_key, {', '.join(cols)} from {source} e where {reads} group by e.customer_key"
+    names = [f"m{i}" for i in range(len(measured))]
+    key, joins = resolved_key("g", rel.identities)
+    return (f"select r.customer_key, {', '.join(f'sum(r.{m}) as {m}' for m in names)} from ("
+            f"select {key} as customer_key, {', '.join(f'g.{m}' for m in names)} from ("
+            f"select e.user_id, e.anonymous_id, {', '.join(cols)} from {source} e where {reads} "
+            f"group by e.user_id, e.anonymous_id) g{joins}) r group by r.customer_key")
 
 
 def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audience] | None = None,
@@ -207,40 +309,25 @@ def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audien
     """(SQL listing the customer_key of every member at `as_of`, its bind parameters).
 
     Counts and sums of events (without `not_followed_by`) are computed together, per customer, in
-    one grouped pass over the events they read (`a`, joined on customer_key); the other event
-    conditions stay correlated subqueries. When the rule cannot hold without some event
-    (`_needs_events`), customers without one are dropped first: by an inner join on those measures
-    when they cover it, else (needs of counts, sums, `not_followed_by`) by a semi-join on the
-    events. When the customers are the traits relation itself (the profiles, one row per
-    customer_key), the traits are read from that row, without a self-join. The SQL's shape follows
-    the definition's shape and comparisons; values are always bound."""
+    one grouped pass over the events they read (`a`, joined on customer_key; over `staged` when
+    given, per identity pair first); the other event conditions stay correlated subqueries. When
+    the rule cannot hold without some event (`_needs_events`), customers without one are dropped
+    first: by an inner join on those measures when they cover it, else (needs of counts, sums,
+    `not_followed_by`) by a semi-join on the events. When the customers are the traits relation
+    itself (the profiles, one row per customer_key), the traits are read from that row, without a
+    self-join. The SQL's shape follows the definition's shape and comparisons; values are always bound."""
     others = {audience.name: audience, **(others or {})}
     same = relations.customers == relations.traits
     b = _Builder(relations, _epoch(as_of), as_of, key="p" if same else "c")
-    needs = _needs_events(audience.rule) or []
-    measured = _measurable(audience, others)
-    inner = bool(needs) and all(id(c) in {id(m) for m in measured} for c, _, _ in needs)
+    plan = _plan(audience, others)
     join = ""
-    if measured:
-        cols = []
-        for i, cond in enumerate(measured):
-            f, w, kind, of = _read(cond)
-            test = f"{b.filt(f, 'e')} and {b.window(w, 'e')}"
-            cols.append(f"sum(case when {test} then e.{of} end) as m{i}" if kind == "sum" else
-                        f"sum(case when {test} then 1 else 0 end) as m{i}")
-            b.measures[id(cond)] = f"coalesce(a.m{i}, 0)"
-        reads = []
-        for f, w in dict.fromkeys((f, w) for f, w, _, _ in map(_read, measured)):
-            reads.append(f"({b.filt(f, 'e')} and {b.window(w, 'e')})")
-        join = (f" {'join' if inner else 'left join'} (select e.customer_key, {', '.join(cols)} from "
-                f"{relations.events} e where {' or '.join(reads)} group by e.customer_key) a "
+    if plan.measured:
+        join = (f" {'join' if plan.inner else 'left join'} ({_measures(b, plan.measured)}) a "
                 f"on a.customer_key = {b.key}.customer_key")
     first = ""
-    # Candidates first, unless a need is a last or most frequent value: its subquery groups the
-    # matching events per customer anyway, and a semi-join on them was measured to cost more.
-    if needs and not inner and all(isinstance(c, EventCond) or c.trait.kind in ("count", "sum") for c, _, _ in needs):
+    if plan.candidates:
         reads = " union all ".join(f"select e.customer_key from {relations.events} e where {b.filt(f, 'e')} and "
-                                   f"{b.window(w, 'e')}" for _, f, w in needs)
+                                   f"{b.window(w, 'e')}" for _, f, w in plan.needs)
         first = f"{b.key}.customer_key in ({reads}) and "
     pred = _predicate(b, audience, others)
     if same:

@@ -15,7 +15,7 @@ import pandas as pd
 from ..marts.inputs import Sql
 from .equivalence import Report, compare, events_from_frame, interesting_instants
 from .model import EVENT_COLUMNS, Audience
-from .sql import Relations, to_dialect
+from .sql import Relations, resolved_key, to_dialect
 from .stream import StreamUnsupported, check_streamable
 
 EVENTS_VIEW = "marts.audience_events"
@@ -24,16 +24,12 @@ RELATIONS = Relations(customers=CUSTOMERS_VIEW, events=EVENTS_VIEW)
 
 
 def create_views(conn: Sql, dialect: str, has_identity: bool) -> None:
-    key = "coalesce(mu.customer_key, ma.customer_key, e.user_id, 'anon:' || e.anonymous_id)" if has_identity \
-        else "coalesce(e.user_id, 'anon:' || e.anonymous_id)"
-    joins = ("left join core.identity_map mu on mu.identity_type = 'user_id' and mu.identity = e.user_id "
-             "left join core.identity_map ma on ma.identity_type = 'anonymous_id' and ma.identity = e.anonymous_id"
-             if has_identity else "")
+    key, joins = resolved_key("e", "core.identity_map" if has_identity else None)
     cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
     conn.execute("create schema if not exists marts")
     conn.execute(to_dialect(f"create or replace view {EVENTS_VIEW} as select {key} as customer_key, e.event, "
                             f"epoch(e.timestamp) as ts, epoch(e.received_at) as received, {cols} "
-                            f"from staging.events e {joins}", dialect))
+                            f"from staging.events e{joins}", dialect))
     conn.execute(f"create or replace view {CUSTOMERS_VIEW} as select distinct customer_key from {EVENTS_VIEW}")
 
 

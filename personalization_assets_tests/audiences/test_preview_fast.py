@@ -71,3 +71,39 @@ def test_the_overlap_reads_the_other_audiences_tables_when_their_assets_have_run
     con.close()
     with DuckDBWarehouse(database=str(path)).connect() as conn:
         assert pv.on_warehouse(conn, audiences[0], audiences, at).overlap["big_spenders"] == 0
+
+
+def test_the_preview_counts_what_a_plain_python_evaluation_of_the_events_counts(tmp_path):
+    """Views of a category at least twice in 2 days under any of a person's ids, a spend, no order in
+    the last day, evaluated by hand on the staged rows (each resolved through the identity map as
+    the events view does) against the preview's size, samples and evidence."""
+    path = tmp_path / "w.duckdb"
+    frame = history(11, people=40, n=2000)
+    warehouse(path, frame)
+    audience = parse({"name": "hand_checked", "description": "d", "rule": {"all": [
+        {"event": "product viewed", "where": {"category": ["shoes", "hats"]}, "count": ">= 2", "within": "2d"},
+        {"any": [{"event": "order completed", "exists": False, "within": "1d"},
+                 {"event": "order completed", "sum": "value_minor", "is": ">= 10000", "within": "3d"}]}]}})
+    users, devices = {f"u{i}": f"c{i}" for i in range(25)}, {f"a{i}": f"c{i}" for i in range(10)}
+    key = [users.get(u) or devices.get(a) or u or f"anon:{a}" for u, a in zip(frame["user_id"], frame["anonymous_id"])]
+    ev = frame.assign(customer_key=key)
+    at = START + timedelta(days=DAYS - 1, hours=3)
+
+    def within(days):
+        return ev[(ev["timestamp"] > at - timedelta(days=days)) & (ev["timestamp"] <= at)]
+
+    views = within(2)[(within(2)["event"] == "product viewed") & within(2)["category"].isin(["shoes", "hats"])]
+    viewed = set(views.groupby("customer_key").size().loc[lambda s: s >= 2].index)
+    ordered = set(within(1).loc[within(1)["event"] == "order completed", "customer_key"])
+    orders3 = within(3)[within(3)["event"] == "order completed"]
+    spent = set(orders3.groupby("customer_key")["value_minor"].sum().loc[lambda s: s >= 10000].index)
+    members = sorted(viewed & ((set(ev["customer_key"]) - ordered) | spent))
+    with DuckDBWarehouse(database=str(path)).connect() as conn:
+        result = pv.on_warehouse(conn, audience, [], at)
+    assert 5 < len(members) and ordered & set(members) and (viewed - set(members))  # not vacuous
+    assert result.size == len(members)
+    assert list(result.samples) == members[:5]
+    for m, met in result.samples.items():
+        assert met[0].startswith("{event: product viewed")
+        assert (m not in ordered) == any("exists: False" in c for c in met)
+        assert (m in spent) == any("sum: value_minor" in c for c in met)
