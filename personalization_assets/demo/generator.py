@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Callable
 
 BASE_CUSTOMERS = 2000
 
@@ -79,6 +80,8 @@ class DemoData:
     # with `generate(effect=...)`: the trigger fires of the abandoned carts, each with its arm
     # (treated = sent) and whether the person then ordered (see `_inject_effect`)
     fires: list[dict] = field(default_factory=list)
+    # with `generate(on_events=...)`: how many events were handed over (`events` is then empty)
+    events_handed: int = 0
 
     @property
     def persons(self) -> int:
@@ -98,11 +101,18 @@ class InjectedEffect:
 
 
 def generate(seed: int = 7, scale: float = 1.0, anchor: datetime | None = None,
-             effect: InjectedEffect | None = None) -> DemoData:
+             effect: InjectedEffect | None = None, on_events: Callable[[list[dict]], None] | None = None,
+             chunk: int = 50_000) -> DemoData:
     """Build the demo data set. `scale=1` is about 2,000 customers; the anchor is "now".
 
     `effect` (opt-in, off for the demo) adds the orders of a known treatment effect after the
-    abandoned carts' fires (`_inject_effect`); every other record stays the same."""
+    abandoned carts' fires (`_inject_effect`); every other record stays the same.
+
+    `on_events` takes the events as they are made, `chunk` or more at a time and in order, and
+    `events` stays empty (`events_handed` counts them): at scale 30 the 858k events held at once
+    were over 1 GB. The same events in the same order as without it."""
+    if effect is not None and on_events is not None:
+        raise ValueError("an injected effect reads every event: generate them all, without on_events")
     rng = random.Random(seed)
     anchor = (anchor or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
     data = DemoData(anchor=anchor, customers=[], orders=[], events=[])
@@ -112,11 +122,21 @@ def generate(seed: int = 7, scale: float = 1.0, anchor: datetime | None = None,
         _add_crm_records(rng, data, person)
     for person in persons:
         _add_shopping(rng, data, person)
+        if on_events is not None and len(data.events) >= chunk:
+            _hand_over(data, on_events)
     _add_bad_records(rng, data)
     if effect is not None:
         _inject_effect(random.Random(f"{seed}:effect:{effect.trigger}"), data, persons, effect)
+    if on_events is not None and data.events:
+        _hand_over(data, on_events)
     data.customers.sort(key=lambda c: c["customer_id"])
     return data
+
+
+def _hand_over(data: DemoData, on_events: Callable[[list[dict]], None]) -> None:
+    on_events(data.events)
+    data.events_handed += len(data.events)
+    data.events = []
 
 
 def _inject_effect(rng: random.Random, data: DemoData, persons: list[dict], effect: InjectedEffect) -> None:

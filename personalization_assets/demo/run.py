@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import clock, settings
 from .generator import DemoData
-from .seed import inject_bad_rows, seed_demo
+from .seed_process import seed_in_child
 from .manifest import read_manifest, reason_to_start_over
 from .state import reset_cursors, start_over
 
@@ -42,8 +42,9 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     """Seed and materialize everything as of `now` (default: the data set's own now on a rerun,
     else the clock); `say` gets a line per stage as it completes. With `inject_bad`, break the
     sources first (see `inject_bad_rows`): the run then stops at the failed blocking check, and
-    says so. The outcome's `data` keeps the generated record lists only with `keep_records`
-    (tests check the warehouse against them; at scale they are too big to carry through the run)."""
+    says so. The sources are seeded in a child process (`seed_process.py`: its memory goes back to
+    the system before the run). The outcome's `data` keeps the generated record lists only with
+    `keep_records` (tests check the warehouse against them; at scale they are too big to carry)."""
     data_dir = settings.data_dir()
     manifest = read_manifest(data_dir)
     reason = reason_to_start_over(manifest, seed=seed, scale=scale, now=now, fresh=fresh, inject_bad=inject_bad)
@@ -53,14 +54,11 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
         manifest = None
     now = now or (manifest.now if manifest else clock.utc_now().replace(microsecond=0))
 
-    data = seed_demo(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
-                     seed=seed, scale=scale, now=now, say=say)
-    injected = inject_bad_rows(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(),
-                               data=data, now=now) if inject_bad else {}
+    seeded = seed_in_child(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(), seed=seed,
+                           scale=scale, now=now, inject_bad=inject_bad, keep_records=keep_records, say=say)
+    data, injected = seeded.data, seeded.injected
     if injected:
         say(f"  {'injected':<11}" + ", ".join(f"{n} bad {source}" for source, n in injected.items()))
-    if not keep_records:
-        data = _without_records(data)
 
     import dagster as dg
 
@@ -101,14 +99,6 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
         return outcome
     _collect(outcome)
     return outcome
-
-
-def _without_records(data: DemoData) -> DemoData:
-    """The generated truth without its record lists: the sources hold the records now, and at
-    scale 30 the lists (858k events as dicts) are over 1 GB the Dagster run would carry along."""
-    from dataclasses import replace
-
-    return replace(data, customers=[], orders=[], events=[])
 
 
 def _arrival_days(now: datetime) -> dict[str, str]:

@@ -18,25 +18,41 @@ APPEND_CHUNK = 50_000  # events appended to the bus at a time
 
 
 def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scale: float = 1.0,
-              now: datetime | None = None, say: Callable[[str], None] = lambda line: None) -> DemoData:
+              now: datetime | None = None, say: Callable[[str], None] = lambda line: None,
+              keep_events: bool = False) -> DemoData:
     """Generate the demo data as of `now` and load it into the sources, saying each as it is done.
     The same seed, scale and now rewrite the same records (the bus keeps each messageId once), so a
-    rerun changes nothing; `manifest.py` decides when a data dir must be started over instead."""
-    from ..bus import open_bus
+    rerun changes nothing; `manifest.py` decides when a data dir must be started over instead.
 
+    Events go to the bus as they are made; the returned data holds them only with `keep_events`
+    (tests compare the warehouse with them), else `events_handed` counts them."""
     now = now or utc_now()
     before = read_manifest(data_dir)
     kept = before.injected if before and (before.seed, before.scale, before.now) == (seed, scale, now) else {}
     write_manifest(data_dir, Manifest(seed, scale, now, kept))  # first of all: marks the dir as the demo's
     clock = time.perf_counter()
-    data = generate(seed=seed, scale=scale, anchor=now)
+    from ..bus import open_bus
+
+    bus, events = open_bus(bus_url), []
+
+    def to_bus(chunk: list[dict]) -> None:  # a transaction (and an fsync) per chunk
+        bus.append(chunk)
+        if keep_events:
+            events.extend(chunk)
+
+    try:
+        data = generate(seed=seed, scale=scale, anchor=now, on_events=to_bus, chunk=APPEND_CHUNK)
+    finally:
+        bus.close()
+    data.events = events
 
     def done(source: str, what: str) -> None:
         nonlocal clock
         say(f"  {source:<11}{what}  {time.perf_counter() - clock:.1f} s")
         clock = time.perf_counter()
 
-    done("generated", f"{len(data.customers):,} customers, {len(data.orders):,} orders, {len(data.events):,} events")
+    done("generated", f"{len(data.customers):,} customers, {len(data.orders):,} orders, "
+                      f"{data.events_handed:,} events (appended to the bus as they were made)")
     from ..sources.crm import write_customers  # pandas and SQLAlchemy: after the first line
 
     write_customers(crm_url, data.customers)
@@ -45,13 +61,6 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
     shop.mkdir(exist_ok=True)
     (shop / "orders.jsonl").write_text(orders_as_jsonl(data.orders))
     done("shop", "orders written (served by the demo orders API)")
-    bus = open_bus(bus_url)
-    try:
-        for start in range(0, len(data.events), APPEND_CHUNK):  # a transaction (and an fsync) per chunk
-            bus.append(data.events[start:start + APPEND_CHUNK])
-    finally:
-        bus.close()
-    done("bus", "tracking events appended")
     sent = _email_engagement(data, seed)
     done("email", f"{sent:,} e-mail events (provider export in landing/)")
     return data
@@ -59,13 +68,20 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
 
 def _email_engagement(data: DemoData, seed: int) -> int:
     """Past campaign sends and what followed (opens, clicks, bounces), as a provider export."""
-    from ..email_events.demo import generate_email_events, write_demo_export
+    from ..email_events.demo import email_events, write_demo_export
     from ..email_events.files import landing_dir
 
-    people = [c for c in data.customers if c["customer_id"] not in data.bad_customers]
-    events = generate_email_events(people, seed, now=data.anchor)
-    write_demo_export(landing_dir(), events, seed)
-    return len(events)
+    people = (c for c in data.customers if c["customer_id"] not in data.bad_customers)
+    sent = 0
+
+    def counted(events):
+        nonlocal sent
+        for event in events:
+            sent += 1
+            yield event
+
+    write_demo_export(landing_dir(), counted(email_events(people, seed, now=data.anchor)), seed)
+    return sent
 
 
 def inject_bad_rows(data_dir: Path, *, crm_url: str, bus_url: str, data: DemoData, share: float = 0.08,

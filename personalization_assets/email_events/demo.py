@@ -7,7 +7,7 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 CAMPAIGNS = ("spring_sale", "new_arrivals", "win_back")
 
@@ -17,13 +17,20 @@ def generate_email_events(customers: Iterable[Mapping], seed: int = 7, *,
     """One campaign send per customer with an e-mail per campaign, and what followed: delivery or
     bounce (2 % hard, 2 % soft), opens (a third of them Apple MPP machine opens), clicks, and a few
     unsubscribes and spam reports. Deterministic for a seed."""
+    return list(email_events(customers, seed, now=now, days=days))
+
+
+def email_events(customers: Iterable[Mapping], seed: int = 7, *,
+                 now: datetime | None = None, days: int = 30) -> Iterator[dict]:
+    """`generate_email_events` one event at a time (the demo writes them to a file as they come)."""
     rng = random.Random(seed)
     now = now or datetime.now(timezone.utc).replace(microsecond=0)
-    events: list[dict] = []
+    events: list[dict] = []  # the current customer's
+    made = 0
 
     def add(kind: str, email: str, at: datetime, campaign: str, customer: str | None, **extra) -> None:
         events.append({"event": kind, "email": email, "timestamp": int(at.timestamp()),
-                       "sg_event_id": f"demo-{seed}-{len(events)}",
+                       "sg_event_id": f"demo-{seed}-{made + len(events)}",
                        "sg_message_id": f"demo.{campaign}.{email}",
                        "marketing_campaign_id": campaign, "customer_key": customer, **extra})
 
@@ -57,14 +64,18 @@ def generate_email_events(customers: Iterable[Mapping], seed: int = 7, *,
                 add("unsubscribe", email, delivered + timedelta(hours=rng.randint(1, 48)), campaign, key)
             elif rng.random() < 0.004:
                 add("spamreport", email, delivered + timedelta(hours=rng.randint(1, 48)), campaign, key)
-    return events
+        made += len(events)
+        yield from events
+        events.clear()
 
 
-def write_demo_export(folder: Path, events: list[dict], seed: int = 7) -> Path:
-    """Write the events as a SendGrid JSONL export into the landing folder (atomically)."""
+def write_demo_export(folder: Path, events: Iterable[dict], seed: int = 7) -> Path:
+    """Write the events as a SendGrid JSONL export into the landing folder (atomically), a line
+    at a time: an iterator of events is never held whole."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"sendgrid_demo_{seed}.jsonl"
     tmp = folder / f".{target.name}.part"
-    tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
+    with tmp.open("w") as f:
+        f.writelines(json.dumps(e, sort_keys=True) + "\n" for e in events)
     tmp.replace(target)
     return target
