@@ -50,13 +50,15 @@ class Relations:
 def resolved_key(alias: str, identities: str | None) -> tuple[str, str]:
     """(The customer_key of a row `alias` carrying user_id and anonymous_id, the left joins it
     needs): the customer its user id maps to, else the one its anonymous id maps to, else the user
-    id, else 'anon:' and the anonymous id. The events view, the preview's tables and the per-identity
-    measures all resolve with it."""
+    id, else 'anon:' and the anonymous id. The anonymous id is looked up only when the user id maps
+    to no one (a null key finds nothing, at no cost). The events view, the preview's tables and the
+    per-identity measures all resolve with it."""
     if identities is None:
         return f"coalesce({alias}.user_id, 'anon:' || {alias}.anonymous_id)", ""
-    joins = "".join(f" left join (select identity, customer_key from {identities} where identity_type = '{kind}') "
-                    f"{short} on {short}.identity = {alias}.{kind}"
-                    for kind, short in (("user_id", "mu"), ("anonymous_id", "ma")))
+    mapped = "(select identity, customer_key from {} where identity_type = '{}')"
+    joins = (f" left join {mapped.format(identities, 'user_id')} mu on mu.identity = {alias}.user_id"
+             f" left join {mapped.format(identities, 'anonymous_id')} ma"
+             f" on ma.identity = case when mu.customer_key is null then {alias}.anonymous_id end")
     return f"coalesce(mu.customer_key, ma.customer_key, {alias}.user_id, 'anon:' || {alias}.anonymous_id)", joins
 
 
