@@ -16,6 +16,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import orjson
 
 from .model import Normalized, Rejected
 from .normalize import PROVIDERS, normalize
@@ -70,36 +73,61 @@ def _cell(value: str | None):
     return {"true": True, "false": False}.get(lowered, value)
 
 
-def _rows(f: LandingFile) -> list[tuple[int, object]]:
-    text = f.path.read_bytes().decode("utf-8-sig", errors="replace")
+def _rows(f: LandingFile) -> Iterator[tuple[int, object]]:
+    """(line number, parsed row or the reason it is not one), read a line at a time."""
     if f.path.suffix.lower() == ".csv":
-        return [(i + 2, {k: _cell(v) for k, v in row.items() if k}) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+        with f.path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+            for i, row in enumerate(csv.DictReader(handle)):
+                yield i + 2, {k: _cell(v) for k, v in row.items() if k}
+        return
+    number = 0
+    with f.path.open(encoding="utf-8-sig", errors="replace") as handle:
+        for physical in handle:  # str.splitlines() of the line as read: the same lines as of the whole text
+            for line in physical.splitlines():
+                number += 1
+                if line.strip():
+                    yield number, _json_row(number, line)
+
+
+def _json_row(number: int, line: str) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
         try:
-            rows.append((i, json.loads(line)))
+            return json.loads(line)  # what orjson refuses and json accepts (NaN, huge integers)
         except ValueError as exc:
-            rows.append((i, ValueError(f"line {i} is not JSON: {exc}: {line[:200]}")))
-    return rows
+            return ValueError(f"line {number} is not JSON: {exc}: {line[:200]}")
 
 
 def load_file(f: LandingFile) -> tuple[list[Normalized], list[Rejected]]:
     """Normalize every row; a bad row is quarantined with its file and line, never dropped."""
+    good, bad = [], []
+    for g, b in iter_file(f):
+        good += g
+        bad += b
+    return good, bad
+
+
+def iter_file(f: LandingFile, chunk: int = 50_000) -> Iterator[tuple[list[Normalized], list[Rejected]]]:
+    """`load_file` `chunk` rows at a time (a file of 450k events is never held whole); at least
+    one (possibly empty) chunk."""
     if f.provider is None:
-        return [], [Rejected("unknown", f"file:{f.key}", "file.provider",
-                             f"cannot tell the provider of {f.name!r}: start its name with one of "
-                             f"{', '.join(PROVIDERS)}", json.dumps({"file": f.name, "checksum": f.checksum}))]
+        yield [], [Rejected("unknown", f"file:{f.key}", "file.provider",
+                            f"cannot tell the provider of {f.name!r}: start its name with one of "
+                            f"{', '.join(PROVIDERS)}", json.dumps({"file": f.name, "checksum": f.checksum}))]
+        return
     good, bad = [], []
     for line, row in _rows(f):
         if isinstance(row, ValueError):
             bad.append(Rejected(f.provider, f"file:{f.name}:{line}", "file.json", str(row),
                                 json.dumps({"file": f.name, "line": line})))
-            continue
-        result = normalize(f.provider, row)
-        (good if isinstance(result, Normalized) else bad).append(result)
-    return good, bad
+        else:
+            result = normalize(f.provider, row)
+            (good if isinstance(result, Normalized) else bad).append(result)
+        if len(good) + len(bad) >= chunk:
+            yield good, bad
+            good, bad = [], []
+    yield good, bad
 
 
 def erase(folder: Path, owns) -> dict[str, tuple[str, str, int]]:

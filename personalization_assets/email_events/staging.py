@@ -51,3 +51,43 @@ def suppressions(events: pd.DataFrame) -> pd.DataFrame:
     out = first.rename(columns={"timestamp": "occurred_at"})[SUPPRESSION_COLUMNS].reset_index(drop=True)
     out["occurred_at"] = pd.to_datetime(out["occurred_at"], utc=True)
     return out
+
+
+# The same rules as SQL, run where the data lives (DuckDB locally, Snowflake in production): the
+# whole history is re-staged on every load, so it must not pass through pandas row by row.
+_SCANNER_SECONDS = int(SCANNER_WINDOW.total_seconds())
+_COLUMNS = ", ".join(EMAIL_EVENT_COLUMNS)
+
+
+def staging_events_sql(raw: str = "raw.email_events") -> str:
+    """`raw` -> staged events: the first copy of each provider event (by received_at, event_key),
+    with `is_machine` set as `flag_scanner_clicks` sets it; ordered as they were received."""
+    machine = ("coalesce(e.is_machine, false) or coalesce(e.type in ('click', 'open')"
+               " and e.timestamp >= d.delivered_at"
+               f" and e.timestamp < d.delivered_at + interval '{_SCANNER_SECONDS} seconds', false)")
+    picked = ", ".join(f"{machine} as is_machine" if c == "is_machine" else f"e.{c}" for c in EMAIL_EVENT_COLUMNS)
+    return f"""
+        with events as (
+            select {_COLUMNS}, received_at, event_key from {raw}
+            qualify row_number() over (partition by provider, provider_event_id
+                                       order by received_at, event_key) = 1
+        ), delivered as (
+            select provider, message_id, min(timestamp) as delivered_at from events
+            where type = 'delivered' and message_id is not null
+            group by provider, message_id
+        )
+        select {picked}
+        from events e left join delivered d on d.provider = e.provider and d.message_id = e.message_id
+        order by e.received_at, e.event_key"""
+
+
+def suppressions_sql(events: str = "staging.email_events") -> str:
+    """Staged events -> one row per (email, reason) at its first time, as `suppressions` does."""
+    reasons = " ".join(f"when '{t}' then '{r}'" for t, r in SUPPRESSION_REASONS.items())
+    types = ", ".join(f"'{t}'" for t in SUPPRESSION_REASONS)
+    return f"""
+        select email, reason, timestamp as occurred_at, customer_key, provider, provider_event_id
+        from (select *, case type {reasons} end as reason from {events} where type in ({types})) hits
+        qualify row_number() over (partition by email, reason
+                                   order by timestamp, provider, provider_event_id) = 1
+        order by occurred_at, provider, provider_event_id"""
