@@ -18,6 +18,7 @@ import pandas as pd
 
 from personalization_assets.identity import incremental
 from personalization_assets.identity.blocking import candidate_pairs
+from personalization_assets.identity.changes import record_ids
 from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
@@ -60,7 +61,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     lap = _Laps()
     unmerges = [list(g) for g in unmerges]
     records = _dedupe(records)
-    n, rid = len(records), records["record_id"].astype(str).to_numpy()
+    n, rid = len(records), record_ids(records)
     al = dirty = plan = None
     why = "no previous state with a model"
     if previous is not None and previous.model is not None and n:

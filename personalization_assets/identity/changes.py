@@ -1,0 +1,90 @@
+"""Which records are new, changed or gone since the saved state, found in one DuckDB query.
+
+The content hash of every raw record is computed where the rows are scanned (DuckDB reads the
+pandas columns of plain text directly, no Arrow copy of a million strings), and the records are
+joined with the saved crosswalk's record ids there too, so no Python index over a million ids
+is built. The hash is the one features() gives (features_sql.py: ``hash`` of the HASHED columns
+as text), so a record whose matching fields did not change keeps its saved hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from personalization_assets.identity.features_sql import HASHED, _arrow_text
+
+
+@dataclass
+class Change:
+    """This run's records against the saved ones."""
+
+    record_id: np.ndarray   # per record: its id as text
+    record_hash: np.ndarray  # per record: content hash (uint64), as features() gives it
+    prev_pos: np.ndarray    # per saved row: the record's position in this run, -1 = gone
+    changed: np.ndarray     # per record: new, or its hash differs from the saved one
+    consistent: bool        # the saved hashes are the saved crosswalk's record_hash (same run)
+
+
+def record_ids(records: pd.DataFrame) -> np.ndarray:
+    """The record ids as text (no copy when they are text already)."""
+    col = records["record_id"]
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string":
+        return col.to_numpy()
+    return col.astype(str).to_numpy()
+
+
+def _scannable(records: pd.DataFrame) -> pd.DataFrame:
+    """The HASHED columns as DuckDB should read them: plain-text object columns as they are,
+    anything else (dates, numbers, mixed objects) as Arrow text, as features_sql converts them."""
+    cols = {}
+    for c in HASHED:
+        if c not in records:
+            continue
+        col = records[c]
+        plain = col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+        cols[c] = col if plain else pd.Series(pd.arrays.ArrowExtensionArray(_arrow_text(col)), index=col.index)
+    return pd.DataFrame(cols, copy=False)
+
+
+def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) -> Change:
+    """Hash every record and line it up with the saved rows: ``saved_ids`` and ``saved_hex`` (the
+    crosswalk's record_id and record_hash, Arrow text) and ``saved_hash`` (the prepared records')."""
+    n = len(records)
+    rid = record_ids(records)
+    src = _scannable(records)
+    hashed = ", ".join(f'"{c}"::varchar' for c in src.columns)
+    saved = pa.table({"record_id": saved_ids, "hex": saved_hex, "h": pa.array(saved_hash, pa.uint64()),
+                      "row": pa.array(np.arange(len(saved_hash), dtype=np.int64))})
+    pos = pa.table({"pos": pa.array(np.arange(n, dtype=np.int64))})
+    con = duckdb.connect()
+    try:
+        con.execute("set enable_progress_bar = false")
+        con.register("src", src)
+        con.register("pos_", pos)
+        con.register("saved", saved)
+        torn = con.sql("select count(*) from saved where hex is distinct from printf('%016x', h)").fetchall()[0][0]
+        out = con.sql(f"""
+            with now as (select p.pos, s."record_id"::varchar as record_id, hash({hashed}) as h
+                         from src s positional join pos_ p)
+            select now.pos, now.h, saved.row, saved.h is distinct from now.h as changed
+            from now full outer join saved using (record_id)""").to_arrow_table()
+    finally:
+        con.close()
+    p = out.column("pos").to_numpy(zero_copy_only=False)
+    row = out.column("row").to_numpy(zero_copy_only=False)
+    here = ~np.isnan(p) if p.dtype.kind == "f" else np.ones(p.size, bool)
+    was = ~np.isnan(row) if row.dtype.kind == "f" else np.ones(row.size, bool)
+    p_here = p[here].astype(np.int64)
+    record_hash = np.empty(n, np.uint64)
+    record_hash[p_here] = out.column("h").filter(pa.array(here)).to_numpy()
+    changed = np.zeros(n, bool)
+    changed[p_here] = out.column("changed").filter(pa.array(here)).to_numpy(zero_copy_only=False)
+    prev_pos = np.full(len(saved_hash), -1, np.int64)
+    both = here & was
+    prev_pos[row[both].astype(np.int64)] = p[both].astype(np.int64)
+    return Change(rid, record_hash, prev_pos, changed, torn == 0)
