@@ -216,7 +216,7 @@ def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = 
     for name, codes in (keys if keys is not None else blocking_keys(f)).items():
         if mask is not None:  # restrict blocks to those touched by new rows
             touched = np.unique(codes[mask & (codes >= 0)])
-            codes = np.where(np.isin(codes, touched), codes, -1)
+            codes = np.where(pd.Series(codes).isin(touched).to_numpy(), codes, -1)  # hashed: np.isin sorts
         a, b, skipped = pairs_within_groups(codes, max_block, window, order_key)
         if mask is not None:
             keep = mask[a] | mask[b]
