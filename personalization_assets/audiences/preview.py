@@ -7,7 +7,8 @@ resolve each pair to its customer once (`sql.Relations.staged`); only the events
 conditions read row by row are resolved per event, once, into a temporary table (preview_events.py);
 the members are computed once (membership_sql: counts and sums in one grouped pass), and the size,
 the samples (a LIMIT) and every overlap (one pass over the other audiences' stored tables) read them;
-only counts and a few keys come back; the evidence is evaluated for those few members only, on
+only counts and a few keys come back. The members table also shows which counts, sums and profile
+traits each member meets; the rest of the evidence is evaluated for the sampled members only, on
 copies of their rows.
 """
 
@@ -17,9 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..marts.inputs import Sql
-from .model import Audience, conditions
+from .model import Audience, ComputedCond, EventCond, conditions
 from .preview_events import IDENTITIES, STAGED, event_conditions, event_table
-from .sql import Relations, membership_sql, row_conditions, to_dialect
+from .sql import Relations, evidence_leaves, membership_sql, row_conditions, to_dialect
 from .warehouse import CUSTOMERS_VIEW, EVENTS_VIEW, create_views, split_streamable
 
 PROFILES = "marts.customer_profiles"
@@ -61,7 +62,7 @@ def preview(conn: Sql, audience: Audience, others: list[Audience], as_of: dateti
     rivals = [o for o in others if o.name != audience.name]
     stored = stored or {}
     sql, params = (f"select customer_key from {members}", []) if members else \
-        membership_sql(audience, as_of, known, relations)
+        membership_sql(audience, as_of, known, relations, evidence=True)
     # The members are computed once, into a temporary table that the size, the samples and the
     # overlaps all read (only counts and the first few keys come back).
     conn.execute(to_dialect(f"create or replace temporary table {MEMBERS} as {sql}", conn.dialect), params)
@@ -87,35 +88,44 @@ def preview(conn: Sql, audience: Audience, others: list[Audience], as_of: dateti
             overlap[rivals[int(i)].name] = int(n)
     sample = head["sample"].iloc[0]
     keys = str(sample).split(chr(31)) if isinstance(sample, str) and sample else []
+    decided: dict[int, set[str]] = {}
+    shown = [] if members else evidence_leaves(audience, known)
+    if keys and shown:  # what the members table shows of its sampled members
+        marks = ", ".join("?" for _ in keys)
+        frame = conn.query(f"select customer_key, {', '.join(f'ev{i}' for i in shown)} from {MEMBERS} "
+                           f"where customer_key in ({marks})", keys)
+        decided = {i: {str(k) for k, met in zip(frame["customer_key"], frame[f"ev{i}"]) if met} for i in shown}
     return Preview(audience.name, int(head["size"].iloc[0]), overlap,
-                   evidence(conn, audience, known, keys, as_of, relations))
+                   evidence(conn, audience, known, keys, as_of, relations, decided))
 
 
 def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members: list[str], as_of: datetime,
-             relations: Relations) -> dict[str, list[str]]:
-    """For each member, the leaf conditions of the rule it meets, as written (one query per condition,
-    on these members only: their rows of the customers relation (and of the traits when these are
-    the same relation) and their events are copied to small temporary tables first; with
-    `relations.staged`, their staged events, resolved)."""
-    out: dict[str, list[str]] = {m: [] for m in members}
-    if not members:
-        return out
-    marks = ", ".join("?" for _ in members)
-    conn.execute(to_dialect(f"create or replace temporary table {SAMPLE} as select * from {relations.customers} "
-                            f"where customer_key in ({marks})", conn.dialect), members)
-    if relations.staged:
-        event_table(conn, SAMPLE_EVENTS, event_conditions([audience]), as_of, relations.identities, members)
-    else:
-        conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from "
-                                f"{relations.events} where customer_key in ({marks})", conn.dialect), members)
-    same = relations.traits == relations.customers
-    few = Relations(customers=SAMPLE, events=SAMPLE_EVENTS, traits=SAMPLE if same else relations.traits,
-                    uplift=relations.uplift)
-    for cond in conditions(audience.rule):
-        single = replace(audience, rule=cond, exclusions=())
-        for m in conn.query(*membership_sql(single, as_of, known, few))["customer_key"]:
-            out[str(m)].append(getattr(cond, "text", "") or repr(cond))
-    return out
+             relations: Relations, decided: dict[int, set[str]] | None = None) -> dict[str, list[str]]:
+    """For each member, the leaf conditions of the rule it meets, as written. `decided` gives the
+    members meeting some leaves (by position in the rule), already known; each other leaf is one
+    query on these members only: their rows of the customers relation (and of the traits when these
+    are the same relation) and, if a leaf reads events, their events are copied to small temporary
+    tables first (with `relations.staged`, their staged events, resolved)."""
+    decided = dict(decided or {})
+    leaves = list(conditions(audience.rule))
+    rest = [i for i in range(len(leaves)) if i not in decided]
+    if members and rest:
+        marks = ", ".join("?" for _ in members)
+        conn.execute(to_dialect(f"create or replace temporary table {SAMPLE} as select * from {relations.customers} "
+                                f"where customer_key in ({marks})", conn.dialect), members)
+        reading = [leaves[i] for i in rest if isinstance(leaves[i], (EventCond, ComputedCond))]
+        if reading and relations.staged:
+            event_table(conn, SAMPLE_EVENTS, reading, as_of, relations.identities, members)
+        elif reading:
+            conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from "
+                                    f"{relations.events} where customer_key in ({marks})", conn.dialect), members)
+        same = relations.traits == relations.customers
+        few = Relations(customers=SAMPLE, events=SAMPLE_EVENTS, traits=SAMPLE if same else relations.traits,
+                        uplift=relations.uplift)
+        for i in rest:
+            single = replace(audience, rule=leaves[i], exclusions=())
+            decided[i] = {str(m) for m in conn.query(*membership_sql(single, as_of, known, few))["customer_key"]}
+    return {m: [getattr(c, "text", "") or repr(c) for i, c in enumerate(leaves) if m in decided[i]] for m in members}
 
 
 def _tables(conn: Sql) -> set[str]:

@@ -306,8 +306,18 @@ def _measures(b: _Builder, measured: list[EventCond | ComputedCond]) -> str:
             f"group by e.user_id, e.anonymous_id) g{joins}) r group by r.customer_key")
 
 
+def evidence_leaves(audience: Audience, others: dict[str, Audience] | None = None) -> list[int]:
+    """The leaves of the rule (positions in `conditions(rule)`) that `membership_sql(evidence=True)`
+    shows: counts and sums of the grouped pass, and profile traits (read from the member's row)."""
+    others = {audience.name: audience, **(others or {})}
+    measured = {id(c) for c in _plan(audience, others).measured}
+    return [i for i, c in enumerate(conditions(audience.rule)) if id(c) in measured or
+            (isinstance(c, TraitCond) and c.trait in TRAITS and (c.ref is None or c.ref in TRAITS))]
+
+
 def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audience] | None = None,
-                   relations: Relations = Relations(), dialect: str = "duckdb") -> tuple[str, list]:
+                   relations: Relations = Relations(), dialect: str = "duckdb",
+                   evidence: bool = False) -> tuple[str, list]:
     """(SQL listing the customer_key of every member at `as_of`, its bind parameters).
 
     Counts and sums of events (without `not_followed_by`) are computed together, per customer, in
@@ -317,7 +327,9 @@ def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audien
     first: by an inner join on those measures when they cover it, else (needs of counts, sums,
     `not_followed_by`) by a semi-join on the events. When the customers are the traits relation
     itself (the profiles, one row per customer_key), the traits are read from that row, without a
-    self-join. The SQL's shape follows the definition's shape and comparisons; values are always bound."""
+    self-join. The SQL's shape follows the definition's shape and comparisons; values are always bound.
+    With `evidence`, each member also shows whether it meets each of `evidence_leaves` (column ev<i>
+    for leaf i, null read as not met), from the values its membership was decided on."""
     others = {audience.name: audience, **(others or {})}
     same = relations.customers == relations.traits
     b = _Builder(relations, _epoch(as_of), as_of, key="p" if same else "c")
@@ -326,6 +338,12 @@ def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audien
     if plan.measured:
         join = (f" {'join' if plan.inner else 'left join'} ({_measures(b, plan.measured)}) a "
                 f"on a.customer_key = {b.key}.customer_key")
+    shown, shown_params = "", []
+    if evidence:  # the select list comes first in the text: its values are bound first
+        later, b.params = b.params, []
+        leaves = list(conditions(audience.rule))
+        shown = "".join(f", coalesce({b.rule(leaves[i])}, false) as ev{i}" for i in evidence_leaves(audience, others))
+        shown_params, b.params = b.params, later
     first = ""
     if plan.candidates:
         reads = " union all ".join(f"select e.customer_key from {relations.events} e where {b.filt(f, 'e')} and "
@@ -333,11 +351,11 @@ def membership_sql(audience: Audience, as_of: datetime, others: dict[str, Audien
         first = f"{b.key}.customer_key in ({reads}) and "
     pred = _predicate(b, audience, others)
     if same:
-        sql = f"select p.customer_key from {relations.traits} p{join} where {first}{pred}"
+        sql = f"select p.customer_key{shown} from {relations.traits} p{join} where {first}{pred}"
     else:
         traits = f" left join {relations.traits} p on p.customer_key = c.customer_key" if b.uses_traits else ""
-        sql = f"select c.customer_key from {relations.customers} c{join}{traits} where {first}{pred}"
-    return to_dialect(sql, dialect), b.params
+        sql = f"select c.customer_key{shown} from {relations.customers} c{join}{traits} where {first}{pred}"
+    return to_dialect(sql, dialect), shown_params + b.params
 
 
 def changes_sql(audience: Audience, start: datetime, end: datetime, others: dict[str, Audience] | None = None,

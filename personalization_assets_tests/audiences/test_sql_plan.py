@@ -5,14 +5,16 @@ customer), on random histories and definitions, with exclusions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import duckdb
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from personalization_assets.audiences.model import EVENT_COLUMNS, parse
+from personalization_assets.audiences.model import EVENT_COLUMNS, Group, conditions, parse
 from personalization_assets.audiences.preview_events import event_table
-from personalization_assets.audiences.sql import Relations, membership_sql, predicate_sql, row_conditions
+from personalization_assets.audiences.sql import (Relations, evidence_leaves, membership_sql, predicate_sql,
+                                                  row_conditions)
 from personalization_assets.audiences.stream import StreamEvent
 from personalization_assets.audiences.warehouse import CUSTOMERS_VIEW, EVENTS_VIEW, create_views
 from personalization_assets.warehouse import WarehouseConnection
@@ -50,6 +52,9 @@ USERS = [None, "u1", "u2", "u3"]
 DEVICES = [None, "d1", "d2", "d3", "d4"]
 IDENTITY_MAP = [("user_id", "u1", "c1"), ("user_id", "u2", "c1"), ("anonymous_id", "d1", "c2"),
                 ("anonymous_id", "d2", "c1"), ("anonymous_id", "d3", "c3")]
+
+
+EVERYONE = parse({"name": "e", "rule": {"event": "product viewed", "count": ">= 0", "within": "1m"}}).rule
 
 
 def staged_warehouse(history, ids, identity: bool) -> WarehouseConnection:
@@ -90,8 +95,18 @@ def test_counts_and_sums_per_identity_pair_select_the_same_members_as_per_event(
             assert sorted(conn.query(*membership_sql(a, at, known, staged))["customer_key"], key=repr) == want, (a, at)
             # and with only what row_conditions names copied row by row (what the preview does)
             table = event_table(conn, "rows", row_conditions(a, known, staged), at, staged.identities)
-            got = conn.query(*membership_sql(a, at, known, Relations(**{**staged.__dict__, "events": table})))
+            got = conn.query(*membership_sql(a, at, known, Relations(**{**staged.__dict__, "events": table}),
+                                             evidence=True))
             assert sorted(got["customer_key"], key=repr) == want, (a, at)
+            # every customer a member (its rule or a count >= 0), each leaf shown as the leaf alone decides it
+            wide = replace(a, rule=Group("any", (a.rule, EVERYONE)), exclusions=())
+            shown = conn.query(*membership_sql(wide, at, known, staged, evidence=True))
+            leaves = list(conditions(wide.rule))
+            assert evidence_leaves(wide, known)[-1] == len(leaves) - 1
+            for i in evidence_leaves(wide, known):
+                alone = replace(a, rule=leaves[i], exclusions=())
+                meets = set(conn.query(*membership_sql(alone, at, known, per_event))["customer_key"])
+                assert {k for k, met in zip(shown["customer_key"], shown[f"ev{i}"]) if met} == meets, (a, i, at)
 
 
 def test_a_customer_seen_under_several_identity_pairs_counts_and_sums_all_their_events():
