@@ -47,6 +47,16 @@ class Assessment:
     household_adjustment: np.ndarray
 
 
+def household_adjustment(w: np.ndarray, col: dict[str, int], extra: float) -> np.ndarray:
+    """Per pair (rows of field weights ``w``), what the household fields' positive weights lose
+    by counting as their largest one (plus ``extra`` of the rest)."""
+    ks = [col[f] for f in HOUSEHOLD_FIELDS if f in col]
+    if len(ks) < 2:
+        return np.zeros(w.shape[0], np.float32)
+    pos = np.clip(w[:, ks], 0, None)
+    return ((pos.max(axis=1) - pos.sum(axis=1)) * (1 - extra)).astype(np.float32)
+
+
 class PairScorer:
     """Scores pairs of one set of features with one fitted model."""
 
@@ -84,11 +94,7 @@ class PairScorer:
             adj = np.where(same, penalty[np.maximum(codes[a], 0)], 0.0).astype(np.float32)
             w[:, k] += adj
             tf += adj
-        hh = np.zeros(a.size, np.float32)
-        ks = [self.col[f] for f in HOUSEHOLD_FIELDS if f in self.col]
-        if len(ks) > 1:
-            pos = np.clip(w[:, ks], 0, None)
-            hh = (pos.max(axis=1) - pos.sum(axis=1)) * (1 - self.household_extra)
+        hh = household_adjustment(w, self.col, self.household_extra)
         prior = np.log2(self.model.match_rate / (1 - self.model.match_rate))
         weight = prior + w.sum(axis=1) + hh
         prob = 1.0 / (1.0 + np.exp2(-weight.astype(np.float64)))

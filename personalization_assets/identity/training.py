@@ -3,7 +3,9 @@
 Candidate pairs from blocking are biased: pairs blocked on postcode agree on postcode
 whether or not they match, so EM over them would credit postcode agreement as evidence.
 Each EM session therefore trains on pairs from ONE blocking key and leaves out the fields
-of that key; m of a field is the mean over the sessions that could see it.
+of that key; m of a field is the mean over the sessions that could see it. Pairs whose levels
+show two people (fellegi_sunter.possible_matches) are left out: the members of a household
+agree on surname, address and mailbox and would be learnt as the "match" class.
 """
 
 from __future__ import annotations
@@ -13,8 +15,15 @@ import numpy as np
 from personalization_assets.identity.blocking import codes, combine, sample_pairs_within_groups
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.config import MatchConfig
+from personalization_assets.identity.evidence import household_adjustment
 from personalization_assets.identity.prepare import Features
-from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
+from personalization_assets.identity.fellegi_sunter import (
+    FSModel,
+    estimate_m,
+    estimate_prior,
+    estimate_u,
+    possible_matches,
+)
 from personalization_assets.identity.namesakes import conditional_u
 
 MAX_TRAINING_PAIRS = 150_000
@@ -45,8 +54,7 @@ def train(f: Features, comp: Comparator, cand_levels: np.ndarray, n_candidates: 
         if a.size < 50:
             continue
         keep = [k for k, fld in enumerate(comp.fields) if fld not in excluded]
-        model = estimate_m(comp.levels(a, b)[:, keep], [comp.fields[k] for k in keep],
-                           [u[k] for k in keep], cfg.em_max_iterations, cfg.em_tolerance)
+        model = session_m(comp.levels(a, b)[:, keep], [comp.fields[k] for k in keep], [u[k] for k in keep], cfg)
         for j, k in enumerate(keep):
             sums[k] += model.m[j]
             seen[k] += 1
@@ -54,8 +62,29 @@ def train(f: Features, comp: Comparator, cand_levels: np.ndarray, n_candidates: 
     model = FSModel(list(comp.fields), m, u, 0.5)
     model.conditional_u = conditional_u(f.codes, comp.levels, list(comp.fields), cfg.seed)
     n = len(f)
-    model.match_rate = min(estimate_prior(model, cand_levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
+    model.match_rate = min(match_rate(model, cand_levels, n_candidates, n, cfg.household_extra), cfg.max_prior)
     return model
+
+
+def session_m(levels: np.ndarray, fields: list[str], u: list[np.ndarray], cfg: MatchConfig) -> FSModel:
+    """EM of one session on its pairs that may be one person (fellegi_sunter.possible_matches)."""
+    return estimate_m(levels[possible_matches(levels, fields)], fields, u, cfg.em_max_iterations, cfg.em_tolerance)
+
+
+def match_rate(model: FSModel, cand_levels: np.ndarray, n_candidates: int, n_records: int,
+               household_extra: float) -> float:
+    """The prior from the candidate pairs that may be one person (the others match nobody),
+    each weighed as pairs are scored: its household fields count as one fact (evidence.py), as
+    plain Fellegi-Sunter would count a surname, street and postcode three times."""
+    ok = possible_matches(cand_levels, model.fields)
+    share = float(ok.mean()) if ok.size else 1.0
+    col = {f: k for k, f in enumerate(model.fields)}
+
+    def weight(patterns: np.ndarray) -> np.ndarray:
+        w = model.field_weights(patterns)
+        return w.sum(axis=1) + household_adjustment(w, col, household_extra)
+    return estimate_prior(model, cand_levels[ok], int(round(n_candidates * share)), n_records * (n_records - 1) // 2,
+                          weight=weight)
 
 
 def _fallback(n_levels: int) -> np.ndarray:

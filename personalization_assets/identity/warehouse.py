@@ -34,12 +34,18 @@ import pyarrow as pa
 
 from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.config import MatchConfig
-from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, estimate_prior, estimate_u
+from personalization_assets.identity.fellegi_sunter import FSModel, estimate_u
 from personalization_assets.identity.namesakes import cap_table, conditional_u
 from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
 from personalization_assets.identity.resolve import PRIOR_SAMPLE_PAIRS
 from personalization_assets.identity.scoring import SLACK
-from personalization_assets.identity.training import MAX_TRAINING_PAIRS, TRAINING_MAX_BLOCK, _fallback
+from personalization_assets.identity.training import (
+    MAX_TRAINING_PAIRS,
+    TRAINING_MAX_BLOCK,
+    _fallback,
+    match_rate,
+    session_m,
+)
 from personalization_assets.identity.warehouse_sql import (
     FIELD_COLUMNS,
     TF_COLUMNS,
@@ -260,8 +266,7 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
         if a.size < 50:
             continue
         keep = [k for k, f in enumerate(comp.fields) if f not in excluded]
-        m = estimate_m(comp.levels(a, b)[:, keep], [comp.fields[k] for k in keep], [u[k] for k in keep],
-                       cfg.em_max_iterations, cfg.em_tolerance)
+        m = session_m(comp.levels(a, b)[:, keep], [comp.fields[k] for k in keep], [u[k] for k in keep], cfg)
         for j, k in enumerate(keep):
             sums[k] += m.m[j]
             seen[k] += 1
@@ -274,7 +279,7 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
                    f"(select * from _identity_levels where blocked) {sample}").to_arrow_table()
     levels = np.column_stack([cand.column(f"lv_{f}").to_numpy() for f in comp.fields]).astype(np.uint8) \
         if comp.fields else np.empty((cand.num_rows, 0), np.uint8)
-    model.match_rate = min(estimate_prior(model, levels, n_candidates, n * (n - 1) // 2), cfg.max_prior)
+    model.match_rate = min(match_rate(model, levels, n_candidates, n, cfg.household_extra), cfg.max_prior)
     return model
 
 

@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from personalization_assets.identity.fellegi_sunter import FSModel, estimate_m, unique_patterns
+from personalization_assets.identity.fellegi_sunter import (
+    FSModel,
+    estimate_m,
+    estimate_prior,
+    possible_matches,
+    unique_patterns,
+)
 
 
 def simulate(rng, n, probs):
@@ -38,3 +44,51 @@ def test_unique_patterns_counts():
     lv = np.array([[1, 2], [1, 2], [0, 1]], np.uint8)
     pats, counts = unique_patterns(lv)
     assert {tuple(p): c for p, c in zip(pats.tolist(), counts.tolist())} == {(1, 2): 2, (0, 1): 1}
+
+
+def test_prior_is_the_match_rate_among_all_pairs_not_among_candidates():
+    """Every candidate agrees on something, so against u of random pairs nearly all of them have a
+    likelihood ratio above one; the prior must still come out near the true rate of matches
+    among all pairs (a rate among the candidates alone called most of them matches)."""
+    rng = np.random.default_rng(3)
+    fields = ["first_name", "last_name", "birth_date"]
+    m = [np.array([0, .02, .03, .1, .85]), np.array([0, .02, .03, .1, .85]), np.array([0, .02, .03, .05, .9])]
+    u = [np.array([0, .97, .015, .005, .01]), np.array([0, .98, .01, .004, .006]),
+         np.array([0, .98, .019, .0009, .0001])]
+    model = FSModel(fields, m, u, 0.5)
+    n_match, total_pairs = 2_000, 50_000_000
+    matches = np.column_stack([simulate(rng, n_match, p) for p in m])
+    # blocked on surname: non-matching candidates agree on it and are random on the rest
+    others = np.column_stack([simulate(rng, 20_000, u[0]), np.full(20_000, 4), simulate(rng, 20_000, u[2])])
+    levels = np.vstack([matches, others]).astype(np.uint8)
+    rate = estimate_prior(model, levels, levels.shape[0], total_pairs)
+    assert 0.7 < rate * total_pairs / n_match < 1.3
+
+
+def test_pairs_that_show_two_people_are_not_possible_matches():
+    fields = ["first_name", "birth_date", "national_id"]
+    levels = np.array([[4, 4, 0],    # same name and birth date
+                       [1, 4, 0],    # another first name
+                       [4, 1, 0],    # another birth date
+                       [1, 4, 4],    # another first name, the same personal id: a typo in one record
+                       [1, 1, 4],    # both differ: two people whatever the id says
+                       [0, 0, 0]],   # nothing to tell
+                      np.uint8)
+    assert possible_matches(levels, fields).tolist() == [True, False, False, True, False, True]
+    assert possible_matches(levels[:, :1], fields[:1]).tolist() == [True, False, True, False, False, True]
+
+
+def test_em_learns_what_one_person_looks_like_not_one_household():
+    """Spouses, children and parents share a surname, an address and a mailbox: trained on their
+    pairs as well, EM took households for matches (m of another birth date 0.45 at 1M records),
+    and the prior counted every household pair as a match."""
+    from bench.identity.households import generate_households
+    from personalization_assets.identity import resolve
+
+    df = generate_households(6000, seed=5)
+    model = resolve(df.drop(columns=["entity", "household", "role"])).model
+    birth = model.fields.index("birth_date")
+    assert model.m[birth][1] < 0.02           # matches rarely hold two birth dates
+    ent = df["entity"].value_counts()
+    true_rate = (ent * (ent - 1) / 2).sum() / (len(df) * (len(df) - 1) / 2)
+    assert model.match_rate < 2 * true_rate
