@@ -95,7 +95,7 @@ def test_counts_and_sums_per_identity_pair_select_the_same_members_as_per_event(
             assert sorted(conn.query(*membership_sql(a, at, known, staged))["customer_key"], key=repr) == want, (a, at)
             # and with only what row_conditions names copied row by row (what the preview does)
             table = event_table(conn, "rows", row_conditions(a, known, staged), at, staged.identities)
-            got = conn.query(*membership_sql(a, at, known, Relations(**{**staged.__dict__, "events": table}),
+            got = conn.query(*membership_sql(a, at, known, replace(staged, events=table),
                                              evidence=True))
             assert sorted(got["customer_key"], key=repr) == want, (a, at)
             # every customer a member (its rule or a count >= 0), each leaf shown as the leaf alone decides it
