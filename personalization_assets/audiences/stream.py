@@ -132,16 +132,24 @@ class AudienceStream:
         if horizon is not None and ts + horizon < ks.expires:
             ks.expires = ts + horizon
         wm = self.watermark
-        push = self._push
         for off, mask in offsets:
             at = ts + off
             if off == 0.0:
                 mask |= first
                 first = 0
             if wm is None or at >= wm:
-                push((at, key, mask))
+                if self._open_until <= at < _INF and at > -_INF:  # `_push` inline: days ahead, the common case
+                    b = at // self._bucket
+                    waiting = self._far.get(b)
+                    if waiting is None:
+                        self._far[b] = [(at, key, mask)]
+                        heappush(self._buckets, b)
+                    else:
+                        waiting.append((at, key, mask))
+                else:
+                    self._push((at, key, mask))
         if first and (wm is None or ts >= wm):
-            push((ts, key, first))
+            self._push((ts, key, first))
         if wm is not None and ts < wm:  # too late: decide it now
             out: list[Change] = []
             self._evaluate(key, wm, self.plan.everyone, out, late=True)
@@ -174,7 +182,6 @@ class AudienceStream:
     def advance(self, frontier: float) -> list[Change]:
         """Everything received up to `frontier` is in: decide every instant before the watermark."""
         mark = frontier - self.lateness
-        out: list[Change] = []
         buckets = self._buckets
         if buckets and buckets[0] * self._bucket < mark:  # open every bucket that starts before it
             near = self._near
@@ -184,6 +191,11 @@ class AudienceStream:
                 self._open_until = max(self._open_until, (b + 1) * self._bucket)
             heapify(near)
         timers = self._near
+        if not timers or timers[0][0] >= mark:  # nothing due: most calls
+            if self.watermark is None or mark > self.watermark:
+                self.watermark = mark
+            return []
+        out: list[Change] = []
         while timers and timers[0][0] < mark:
             at, key, mask = heappop(timers)
             while timers and timers[0][0] == at and timers[0][1] == key:  # one evaluation per instant
@@ -206,13 +218,15 @@ class AudienceStream:
         steps = self._steps.get(mask)
         if steps is None:
             steps = self.plan.steps(mask)
-            # only comparisons on distinct measures (the common case): no table of shared values
-            steps = self._steps[mask] = (steps, not any(s.__class__ is int for s in steps))
+            if any(s.__class__ is int for s in steps):
+                steps = self._steps[mask] = (steps, False)
+            else:  # only comparisons on distinct measures (the common case): no table of shared values
+                steps = self._steps[mask] = (tuple((s.measure, s.members, ~s.mask) for s in steps), True)
         steps, simple = steps
         was = now = self._in.get(key, 0)
         if simple:
-            for step in steps:
-                now = (now & ~step.mask) | step.members(step.measure(slots, t))
+            for measure, members, keep in steps:
+                now = (now & keep) | members(measure(slots, t))
         else:
             predicates, excluded = self.plan.predicates, self._excluded
             values: dict[int, Any] = {}  # measures shared by the audiences of this evaluation
@@ -244,15 +258,15 @@ class AudienceStream:
     def _prune(self, key: str, ks: _Key, t: float) -> dict[int, list]:
         """Forget the key's events that no window can reach any more (bounded state per key);
         done when the key is touched, so a watermark step costs nothing per idle key."""
-        base = min(t, self.watermark if self.watermark is not None else t) - self.lateness
+        wm = self.watermark
+        base = (t if wm is None or t < wm else wm) - self.lateness
         horizon = self.plan.slot_horizon
         slots = ks.slots
-        ks.expires = float("inf")
-        for sid in list(slots):
+        expires = _INF
+        for sid, (times, values) in list(slots.items()):
             h = horizon[sid]
             if h is None:
                 continue
-            times, values = slots[sid]
             cut = bisect_left(times, base - h)
             if cut == len(times):
                 del slots[sid]
@@ -261,7 +275,9 @@ class AudienceStream:
                 del times[:cut]
                 if values is not None:
                     del values[:cut]
-            ks.expires = min(ks.expires, times[0] + h)
+            if times[0] + h < expires:
+                expires = times[0] + h
+        ks.expires = expires
         if not slots:
             del self.state[key]
         return slots
