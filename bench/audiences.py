@@ -11,9 +11,9 @@ evaluated at one instant over all the events in DuckDB; then all `--events` are 
 chunk, through one stream compilation of the 50 audiences (no more than a chunk of events exists
 at once; the decisions are counted, not kept), and the first million through the cart_abandonment
 audience alone. The stream figure is its own time (process + advance), on one core; making the
-event objects is not counted; the last chunk's own rate is printed beside the cumulative one
-(the replay slows as the window edges, 1 h to 30 d after each event, begin to fire). Targets (issue 22): 50 audiences at 1M customers / 10M events in
-SQL < 60 s; stream >= 20,000 events/s.
+event objects is not counted. Each chunk's own rate is printed beside the cumulative one: the
+replay slows as the window edges (1 h to 30 d after each event) begin to fire. Targets (issue 22):
+50 audiences at 1M customers / 10M events in SQL < 60 s; stream >= 20,000 events/s.
 """
 
 from __future__ import annotations
