@@ -77,3 +77,14 @@ def test_the_child_hands_back_the_records_when_asked_and_injects_bad_rows_there(
 def test_a_failure_in_the_child_is_raised_in_the_parent(sources):
     with pytest.raises(ValueError, match="unknown bus URL scheme"):
         seed_in_child(**{**sources, "bus_url": "nosuch://bus"}, seed=7, scale=0.1, now=NOW)
+
+
+def test_the_generators_uuids_are_the_uuid_modules_strings():
+    import random
+    import uuid
+
+    from personalization_assets.demo.generator import random_uuid
+
+    ours, theirs = random.Random(5), random.Random(5)
+    for _ in range(1_000):
+        assert random_uuid(ours) == str(uuid.UUID(int=theirs.getrandbits(128)))
