@@ -41,14 +41,16 @@ def record_ids(records: pd.DataFrame) -> np.ndarray:
 def _scannable(records: pd.DataFrame) -> pd.DataFrame:
     """The HASHED columns as DuckDB should read them: plain-text object columns as they are,
     anything else (dates, numbers, mixed objects) as Arrow text, as features_sql converts them."""
-    cols = {}
+    cols, converted = {}, False
     for c in HASHED:
         if c not in records:
             continue
         col = records[c]
         plain = col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+        converted |= not plain
         cols[c] = col if plain else pd.Series(pd.arrays.ArrowExtensionArray(_arrow_text(col)), index=col.index)
-    return pd.DataFrame(cols, copy=False)
+    # the records themselves when nothing was converted: a new frame of their columns copies them
+    return pd.DataFrame(cols, copy=False) if converted else records
 
 
 def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) -> Change:
@@ -57,8 +59,8 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
     n = len(records)
     rid = record_ids(records)
     src = _scannable(records)
-    hashed = ", ".join(f'"{c}"::varchar' for c in src.columns)
-    saved = pa.table({"record_id": saved_ids, "hex": saved_hex, "h": pa.array(saved_hash, pa.uint64()),
+    hashed = ", ".join(f'"{c}"::varchar' for c in HASHED if c in records)
+    saved = pa.table({"record_id": saved_ids, "h": pa.array(saved_hash, pa.uint64()),
                       "row": pa.array(np.arange(len(saved_hash), dtype=np.int64))})
     pos = pa.table({"pos": pa.array(np.arange(n, dtype=np.int64))})
     con = duckdb.connect()
@@ -67,7 +69,6 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
         con.register("src", src)
         con.register("pos_", pos)
         con.register("saved", saved)
-        torn = con.sql("select count(*) from saved where hex is distinct from printf('%016x', h)").fetchall()[0][0]
         out = con.sql(f"""
             with now as (select p.pos, s."record_id"::varchar as record_id, hash({hashed}) as h
                          from src s positional join pos_ p)
@@ -87,4 +88,28 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
     prev_pos = np.full(len(saved_hash), -1, np.int64)
     both = here & was
     prev_pos[row[both].astype(np.int64)] = p[both].astype(np.int64)
-    return Change(rid, record_hash, prev_pos, changed, torn == 0)
+    return Change(rid, record_hash, prev_pos, changed, _same_hashes(saved_hex, saved_hash))
+
+
+def _same_hashes(hexes, hashes: np.ndarray) -> bool:
+    """Whether the crosswalk's record_hash texts (16 hex digits each) spell ``hashes``, compared
+    as bytes (no Python string per row)."""
+    a = hexes.combine_chunks() if isinstance(hexes, pa.ChunkedArray) else hexes
+    if len(a) != hashes.size or a.null_count or not pa.types.is_string(a.type):
+        return False
+    off = np.frombuffer(a.buffers()[1], np.int32)[a.offset:a.offset + len(a) + 1]
+    if not (np.diff(off) == 16).all():
+        return False
+    text = np.frombuffer(a.buffers()[2], np.uint8)[off[0]:off[-1]].view("S16") if len(a) else np.empty(0, "S16")
+    return bool(np.array_equal(text, hex_hashes(hashes)))
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def hex_hashes(hashes: np.ndarray) -> np.ndarray:
+    """uint64 record hashes as 16-char lowercase hex bytes (the crosswalk's record_hash), vectorized."""
+    b = np.ascontiguousarray(hashes.astype(">u8")).view(np.uint8).reshape(-1, 8)
+    out = np.empty((b.shape[0], 16), np.uint8)
+    out[:, 0::2], out[:, 1::2] = _HEX[b >> 4], _HEX[b & 15]
+    return out.view("S16").ravel()

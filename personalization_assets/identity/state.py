@@ -25,36 +25,50 @@ class Prepared:
     rows it needs: hash columns to find the saved records that share a block, a key or a value
     with a new record, cleaned values of those records only.
 
-    Backed by an Arrow table; by an Arrow IPC file, memory-mapped, so that taking a few rows of a
-    text column reads only their pages (Parquet would decode the whole column: ~1 s per million
-    e-mail addresses); or by an earlier Prepared's rows ``keep`` followed by a table of new rows
-    (what an incremental run returns)."""
+    Backed by an Arrow table; by an Arrow IPC file, memory-mapped a column at a time when a column
+    is asked for, so that taking a few rows of a text column reads only their pages (Parquet would
+    decode the whole column: ~1 s per million e-mail addresses) and no page stays resident after
+    the run let go of the column (one map of the whole file kept ~0.4 GB resident at a million
+    records); or by an
+    earlier Prepared's rows ``keep`` followed by a table of new rows (what an incremental run
+    returns)."""
 
     def __init__(self, table: pa.Table | None = None, path: str | Path | None = None,
                  base: "Prepared | None" = None, keep: np.ndarray | None = None):
-        if path is not None:
-            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()  # zero-copy
         self.table, self.path, self.base, self.keep = table, path, base, keep
+        if path is not None:
+            self._schema = pa.ipc.open_file(pa.memory_map(str(path))).schema
+            self._rows = len(self._own("record_hash"))
 
     @property
     def num_rows(self) -> int:
-        return (self.keep.size if self.base is not None else 0) + self.table.num_rows
+        own = self._rows if self.path is not None else self.table.num_rows
+        return (self.keep.size if self.base is not None else 0) + own
 
     @property
     def columns(self) -> list[str]:
-        return self.table.column_names
+        return self._schema.names if self.path is not None else self.table.column_names
+
+    def _own(self, name: str) -> pa.ChunkedArray:
+        """One column of this Prepared's own rows (from its file: that column's bytes only)."""
+        if self.path is None:
+            return self.table.column(name)
+        # memory-mapped for this column only: no copy, and its pages leave the process with the
+        # last array that uses them
+        options = pa.ipc.IpcReadOptions(included_fields=[self._schema.get_field_index(name)])
+        return pa.ipc.open_file(pa.memory_map(str(self.path)), options=options).read_all().column(0)
 
     def column(self, name: str, rows: np.ndarray | None = None) -> pa.ChunkedArray:
         """One column, all rows or the given row positions."""
         if self.base is not None:
-            parts = [self.base.column(name, self.keep), self.table.column(name)]
+            parts = [self.base.column(name, self.keep), self._own(name)]
             if any(pa.types.is_dictionary(p.type) for p in parts):  # text: dictionaries differ per part
                 parts = [p.cast(pa.string()) if pa.types.is_dictionary(p.type) else p for p in parts]
             if parts[0].type != parts[1].type:  # a table read back from a warehouse: all-null text, large strings
                 parts[0] = parts[0].cast(parts[1].type)
             col = pa.chunked_array(parts[0].chunks + parts[1].chunks, parts[1].type)
         else:
-            col = self.table.column(name)
+            col = self._own(name)
         return col.take(pa.array(rows, pa.int64())) if rows is not None else col
 
     def numpy(self, name: str) -> np.ndarray:

@@ -15,20 +15,24 @@ import pandas as pd
 import pyarrow as pa
 
 
+BUCKETS = (1 << 20) - 1  # hash buckets (a mask) for counting crowded values
+
+
 class WholeTable:
     """``saved``: the saved hash columns (one row per previous record) with ``pos_of_row`` (its
     position in this run, -1 = gone) and ``valid`` (still here and unchanged); ``fresh``: the
     same columns of the new or changed records at positions ``fresh_pos``."""
 
-    def __init__(self, saved: dict[str, pa.ChunkedArray], pos_of_row: np.ndarray, valid: np.ndarray,
+    def __init__(self, saved: dict[str, np.ndarray], pos_of_row: np.ndarray, valid: np.ndarray,
                  fresh: dict[str, np.ndarray], fresh_pos: np.ndarray):
         self.con = duckdb.connect()
         self.con.execute("set enable_progress_bar = false")
         names = list(saved)
-        self.con.register("saved_", pa.table({**saved, "pos": pa.array(pos_of_row, pa.int64()),
+        self.con.register("saved_", pa.table({**{k: pa.array(v, pa.int64()) for k, v in saved.items()}, "pos": pa.array(pos_of_row, pa.int64()),
                                               "valid": pa.array(valid)}))
         self.con.register("fresh_", pa.table({**{k: pa.array(fresh[k], pa.int64()) for k in names},
                                               "pos": pa.array(fresh_pos, pa.int64())}))
+        self.saved, self.pos_of_row, self.valid, self.fresh, self.fresh_pos = saved, pos_of_row, valid, fresh, fresh_pos
         cols = ", ".join(f'"{k}"' for k in names)
         self.con.execute(f"create temp view allrows as select pos, {cols} from saved_ where valid "
                          f"union all select pos, {cols} from fresh_")
@@ -54,11 +58,21 @@ class WholeTable:
 
     def crowded(self, name: str, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Values of ``name`` (missing apart) held by more than ``limit`` records: the values, their
-        counts and their first position, in order of that position."""
-        out = self.con.sql(f"""select "{name}" as v, count(*) as c, min(pos) as first from allrows
-                               where "{name}" >= 0 group by 1 having count(*) > {int(limit)}
-                               order by first""").to_arrow_table()
-        return tuple(out.column(c).to_numpy() for c in ("v", "c", "first"))
+        counts and their first position, in order of that position. Values are first counted per
+        bucket of their hash (a bincount): only the records of buckets over the limit are grouped."""
+        parts = []
+        for col, pos, keep in ((self.saved[name], self.pos_of_row, self.valid),
+                               (self.fresh[name], self.fresh_pos, None)):
+            ok = col >= 0 if keep is None else keep & (col >= 0)
+            parts.append((col[ok], pos[ok]))
+        buckets = [(v & BUCKETS).astype(np.intp) for v, _ in parts]
+        per_bucket = sum(np.bincount(b, minlength=BUCKETS + 1) for b in buckets)
+        crowded = per_bucket > limit
+        vals = np.concatenate([v[crowded[b]] for (v, _), b in zip(parts, buckets)])
+        pos = np.concatenate([p[crowded[b]] for (_, p), b in zip(parts, buckets)])
+        g = pd.DataFrame({"v": vals, "pos": pos}).groupby("v")["pos"].agg(["size", "min"])
+        g = g[g["size"] > limit].sort_values("min")
+        return g.index.to_numpy(np.int64), g["size"].to_numpy(np.int64), g["min"].to_numpy(np.int64)
 
     def counts(self, name: str, values: np.ndarray) -> tuple[np.ndarray, int]:
         """How many records hold each of ``values`` (distinct), and how many hold any value."""
