@@ -4,6 +4,7 @@ next run reads from them only the blocks, key groups and clusters its change tou
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from bench.identity.households import generate_households
 
@@ -146,3 +147,68 @@ def test_asset_resolves_incrementally_from_its_saved_state_and_fully_on_another_
     with duckdb.connect(db, read_only=True) as con:
         after = con.sql("select record_id, customer_key from core.customer_crosswalk").df()
     assert before.merge(after, on="record_id").eval("customer_key_x == customer_key_y").all()  # keys kept
+
+
+def test_changes_are_found_in_one_query_with_the_hash_features_gives(households):
+    """changes.detect: new, changed and gone records against the saved rows, the content hash equal
+    to features()' for plain text, dates and non-text ids, and a torn state (hashes of another run)."""
+    from personalization_assets.identity.changes import detect, hex_hashes
+
+    records = households.assign(birth_date=pd.to_datetime(households["birth_date"], errors="coerce"))
+    saved = records.iloc[:300].reset_index(drop=True)
+    f = features(saved)
+    ids, hexes = pa.array(saved["record_id"].astype(str)), pa.array(hex_hashes(f.record_hash).astype(str))
+    cur = pd.concat([records.iloc[5:300], records.iloc[300:310]], ignore_index=True)
+    cur.loc[0, "first_name"] = "Zed"
+    ch = detect(cur, ids, f.record_hash, hexes)
+    assert ch.consistent and np.array_equal(ch.record_hash, features(cur).record_hash)
+    assert list(ch.record_id) == list(cur["record_id"].astype(str))
+    assert set(np.flatnonzero(ch.changed)) == {0} | set(range(295, 305))
+    assert (ch.prev_pos[:5] == -1).all() and np.array_equal(ch.prev_pos[5:], np.arange(295))
+    torn = hexes.to_pylist()
+    torn[7] = "0" * 16
+    assert not detect(cur, ids, f.record_hash, pa.array(torn)).consistent
+
+
+def test_whole_table_answers_equal_plain_counts():
+    """whole_table.WholeTable: members of values, crowded values and counts over the saved rows still
+    valid and the fresh rows, as pandas counts them."""
+    from personalization_assets.identity.whole_table import WholeTable
+
+    rng = np.random.default_rng(4)
+    saved = {"k": rng.integers(-1, 40, 500) * 7919}
+    valid, pos_of_row = rng.random(500) < 0.9, rng.permutation(520)[:500]
+    fresh_pos = np.setdiff1d(np.arange(520), pos_of_row)
+    fresh = {"k": rng.integers(-1, 40, fresh_pos.size) * 7919}
+    every = pd.DataFrame({"pos": np.concatenate([pos_of_row[valid], fresh_pos]),
+                          "k": np.concatenate([saved["k"][valid], fresh["k"]])})
+    every = every[every["k"] >= 0]
+    wt = WholeTable(saved, pos_of_row, valid, fresh, fresh_pos)
+    try:
+        size = every.groupby("k")["pos"].agg(["size", "min"])
+        big = size[size["size"] > 14].sort_values("min")
+        v, c, first = wt.crowded("k", 14)
+        assert list(v) == list(big.index) and list(c) == list(big["size"]) and list(first) == list(big["min"])
+        ask = np.array([0, 7919 * 3, 7919 * 5, 123])
+        pos, val = wt.members("k", ask, max_size=14)
+        small = size.index[size["size"] <= 14]
+        want = every[every["k"].isin(ask) & every["k"].isin(small)]
+        assert sorted(zip(pos, val)) == sorted(zip(want["pos"], want["k"]))
+        counts, total = wt.counts("k", ask)
+        assert list(counts) == [int((every["k"] == a).sum()) for a in ask] and total == len(every)
+    finally:
+        wt.close()
+
+
+def test_a_prepared_file_is_read_a_column_at_a_time(tmp_path, households):
+    f = features(households.iloc[:200])
+    from personalization_assets.identity.incremental import prepared_table
+    table = prepared_table(f)
+    Prepared(table).write(tmp_path / "p.arrow")
+    back = Prepared(path=tmp_path / "p.arrow")
+    assert back.num_rows == 200 and back.columns == Prepared(table).to_table().column_names
+    rows = np.array([5, 0, 199])
+    assert back.column("email", rows).to_pylist() == table.column("email").cast(pa.string()).take(rows).to_pylist()
+    assert np.array_equal(back.numpy("record_hash"), f.record_hash)
+    more = Prepared(prepared_table(f, np.array([1, 2])), base=back, keep=np.array([3, 4]))
+    assert more.num_rows == 4 and list(more.numpy("record_hash")) == list(f.record_hash[[3, 4, 1, 2]])
