@@ -124,7 +124,7 @@ class AudienceStream:
             first = self._vacuous
         elif ts < ks.first:
             ks.first, first = ts, self._vacuous
-        touched = _ingest(ks.slots, self._routes.get(ev.event, ()), ev)
+        touched = _ingest(ks.slots, self._routes.get(ev.event), ev)
         plan = self._timer_plans.get(touched)
         if plan is None:
             plan = self._timer_plans[touched] = self._plan_timers(touched)
@@ -283,16 +283,23 @@ class AudienceStream:
         return slots
 
 
-def _ingest(slots: dict[int, list], routes, ev: StreamEvent) -> tuple[int, ...]:
-    """Put the event into the key's slots it matches; the slots it went into."""
+def _ingest(slots: dict[int, list], route, ev: StreamEvent) -> tuple[int, ...]:
+    """Put the event into the key's slots it matches (`route`: its name's Route, or None); the
+    slots it went into."""
+    if route is None:
+        return ()
+    props = ev.props
+    matched = [(sid, of) for sid, test, of in route.tested if test is None or test(props)]
+    for col, table in route.keyed.items():
+        hits = table.get(props.get(col))
+        if hits is not None:
+            matched += hits
     touched = []
     ts = ev.ts
-    for sid, test, of in routes:
-        if test is not None and not test(ev.props):
-            continue
+    for sid, of in matched:
         value = None
         if of is not None:
-            value = ev.props.get(of)
+            value = props.get(of)
             if value is None:
                 continue
         slot = slots.get(sid)
@@ -319,7 +326,7 @@ def trait_at(trait: ComputedTrait, events: Iterable[StreamEvent], t: float) -> A
     measure = plan_trait(plan, trait)
     slots: dict[int, list] = {}
     for ev in events:
-        _ingest(slots, plan.routes.get(ev.event, ()), ev)
+        _ingest(slots, plan.routes.get(ev.event), ev)
     return measure(slots, t)
 
 

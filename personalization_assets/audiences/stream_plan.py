@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .model import Audience, ComputedCond, ComputedTrait, EventCond, EventFilter, Group, Rule, Window
 from .stream_measures import (_MISSING, Measure, KeyState, Shared, count, last, most_frequent, total,
@@ -35,7 +35,8 @@ Predicate = Callable[[dict, KeyState, float], bool]
 class Plan:
     """Everything AudienceStream needs, derived from the audiences (in evaluation order)."""
     audiences: list[Audience]
-    routes: dict[str, list[tuple[int, Callable[[dict], bool] | None, str | None]]] = field(default_factory=dict)
+    # event name -> Route: the slots it may go into
+    routes: dict[str, Route] = field(default_factory=dict)
     slot_offsets: list[dict[float, int]] = field(default_factory=list)  # slot -> {offset: audience mask}
     slot_horizon: list[float | None] = field(default_factory=list)  # how far back a slot's events matter
     predicates: list[Predicate] = field(default_factory=list)
@@ -77,6 +78,27 @@ class Plan:
         return out
 
 
+class Route(NamedTuple):
+    """The slots of one event name. A slot whose filter is one property's values is found by a
+    lookup of the event's value (`keyed`: property -> value -> [(slot, column)]), so an event costs
+    the same whatever the number of audiences filtering on that property (twenty category counts:
+    one lookup, not twenty tests); the other slots are tested one by one (`tested`)."""
+    tested: list[tuple[int, Callable[[dict], bool] | None, str | None]]
+    keyed: dict[str, dict[Any, list[tuple[int, str | None]]]]
+
+
+def _one_column(f: EventFilter) -> tuple[str, list] | None:
+    """(property, values) when the filter is one property's hashable values, else None."""
+    if len(f.where) != 1:
+        return None
+    (col, vals), = f.where
+    try:
+        frozenset(vals)
+    except TypeError:
+        return None
+    return col, list(vals)
+
+
 def _where_test(f: EventFilter) -> Callable[[dict], bool] | None:
     """The property filter, compiled once: None when the event name alone decides."""
     if not f.where:
@@ -107,9 +129,15 @@ class _Builder:
             sid = self.slots[key] = len(self.slots)
             self.plan.slot_offsets.append({})
             self.plan.slot_horizon.append(0.0)
-            test = _where_test(f)
+            keyed, test = _one_column(f), _where_test(f)
             for name in f.events:
-                self.plan.routes.setdefault(name, []).append((sid, test, of))
+                route = self.plan.routes.setdefault(name, Route([], {}))
+                if keyed is None:
+                    route.tested.append((sid, test, of))
+                    continue
+                table = route.keyed.setdefault(keyed[0], {})
+                for value in dict.fromkeys(keyed[1]):  # each value once, as in the set of the test
+                    table.setdefault(value, []).append((sid, of))
         return self.slots[key]
 
     def touches(self, sid: int, offsets: list[float], reach: float | None) -> None:
