@@ -105,7 +105,8 @@ def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members:
     members meeting some leaves (by position in the rule), already known; each other leaf is one
     query on these members only: their rows of the customers relation (and of the traits when these
     are the same relation) and, if a leaf reads events, their events are copied to small temporary
-    tables first (with `relations.staged`, their staged events, resolved)."""
+    tables first (from `relations.events`, or their staged events, resolved, for a leaf that
+    `relations.staged` computes)."""
     decided = dict(decided or {})
     leaves = list(conditions(audience.rule))
     rest = [i for i in range(len(leaves)) if i not in decided]
@@ -114,7 +115,10 @@ def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members:
         conn.execute(to_dialect(f"create or replace temporary table {SAMPLE} as select * from {relations.customers} "
                                 f"where customer_key in ({marks})", conn.dialect), members)
         reading = [leaves[i] for i in rest if isinstance(leaves[i], (EventCond, ComputedCond))]
-        if reading and relations.staged:
+        # their events are in `relations.events` unless the staged events are read for some of them
+        in_events = not relations.staged or {id(c) for c in reading} <= {
+            id(c) for c in row_conditions(audience, known, relations)}
+        if reading and not in_events:
             event_table(conn, SAMPLE_EVENTS, reading, as_of, relations.identities, members)
         elif reading:
             conn.execute(to_dialect(f"create or replace temporary table {SAMPLE_EVENTS} as select * from "
