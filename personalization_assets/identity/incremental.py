@@ -220,7 +220,7 @@ def carried_rows(al: Aligned, inside: np.ndarray) -> np.ndarray:
 
 def carried_crosswalk(previous: ResolvedState, al: Aligned, inside: np.ndarray) -> pd.DataFrame:
     """Crosswalk rows of the records outside the scope, as saved (their key did not change)."""
-    out = previous.crosswalk.iloc[carried_rows(al, inside)].copy()
+    out = previous.crosswalk.take(carried_rows(al, inside))  # one copy (iloc[...].copy() made two)
     # same dtype as the key column: a state read as Arrow stays Arrow (no million Python strings)
     out["previous_customer_key"] = out["customer_key"] if isinstance(out["customer_key"].dtype, pd.ArrowDtype) \
         else out["customer_key"].astype("string")
@@ -409,21 +409,30 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
         l2 = _union([l2] + [whole_table.members(name, held(name, l2), max_block)[0] for name in groups], n)
         # everyone sharing a national id with them (evidence.py's outvoted values)
         local = _union([l2, whole_table.members("block_national_id", held("block_national_id", l2))[0]], n)
-        # features of the local records: saved values, fresh ones cleaned
-        lf = _local_features(prep, ff, local, row_of_pos, fresh_at, rid, hashes)
         h = _local_hashes(current, local, row_of_pos, fresh_at)
-        bkeys = {k: np.where(pd.Series(h[f"block_{k}"]).isin(allowed[f"block_{k}"]).to_numpy(), h[f"block_{k}"], -1)
-                 for k in KEYS}
-        ex = {c: np.where(pd.Series(h[f"value_{c}"]).isin(allowed[f"value_{c}"]).to_numpy(), lf.codes[c], -1)
-              .astype(np.int32) for c in EXACT.values()}
-        tf = {}
+        # term frequencies of the local records' values, over all records
+        tf_by_hash = {}
         for c in TF:
-            vh = value_hashes(np.arange(len(lf.values[c]), dtype=np.int32), lf.values[c])
-            tf[c] = whole_table.counts(f"value_{c}", vh)
+            vh = pd.unique(h[f"value_{c}"])
+            vh = vh[vh >= 0]
+            counts, total = whole_table.counts(f"value_{c}", vh)
+            tf_by_hash[c] = (pd.Series(counts, index=vh), total)
     finally:
         whole_table.close()
     del saved_cols
-    release_memory()
+    release_memory()  # the whole table's columns, before the local records' text is read
+    # features of the local records: saved values, fresh ones cleaned
+    lf = _local_features(prep, ff, local, row_of_pos, fresh_at, rid, hashes)
+    bkeys = {k: np.where(pd.Series(h[f"block_{k}"]).isin(allowed[f"block_{k}"]).to_numpy(), h[f"block_{k}"], -1)
+             for k in KEYS}
+    ex = {c: np.where(pd.Series(h[f"value_{c}"]).isin(allowed[f"value_{c}"]).to_numpy(), lf.codes[c], -1)
+          .astype(np.int32) for c in EXACT.values()}
+    tf = {}
+    for c in TF:  # per value of lf, in its order
+        counts, total = tf_by_hash[c]
+        vh = value_hashes(np.arange(len(lf.values[c]), dtype=np.int32), lf.values[c])
+        tf[c] = (counts.reindex(vh, fill_value=0).to_numpy(np.int64), total)
+    release_memory()  # the text columns read for the local records
     loc_of = np.full(n, -1, np.int64)
     loc_of[local] = np.arange(local.size)
     al = Aligned(RecordIndex(rid[local]), np.where(whole.prev_pos >= 0, loc_of[np.maximum(whole.prev_pos, 0)], -1),
@@ -434,6 +443,13 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
                         ignore_index=True)
     return Plan(local, lf, loc_of[dirty], al, whole, bkeys, Features(ex, {}, lf.record_id, lf.record_hash),
                 is_ph[local], rid[ph_pos], refused, tf, int(fresh.size), h)
+
+
+def release(p: Plan) -> None:
+    """Drop the plan's features and hashes once the run's outputs are built (~0.15 GB at 1M)."""
+    p.f = p.exact = None
+    p.keys, p.hashes = {}, {}
+    release_memory()
 
 
 def key_clash(previous: ResolvedState, p: Plan, keys: np.ndarray, inside: np.ndarray) -> bool:

@@ -197,6 +197,8 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     else:
         prepared = Prepared(incremental.prepared_table(f))
     del f
+    if plan is not None:
+        incremental.release(plan)
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
     if mode == "incremental" and previous.golden is not None:
