@@ -289,14 +289,16 @@ def _ingest(slots: dict[int, list], route, ev: StreamEvent) -> tuple[int, ...]:
     if route is None:
         return ()
     props = ev.props
-    matched = [(sid, of) for sid, test, of in route.tested if test is None or test(props)]
+    candidates = route.tested
     for col, table in route.keyed.items():
         hits = table.get(props.get(col))
         if hits is not None:
-            matched += hits
+            candidates = candidates + hits
     touched = []
     ts = ev.ts
-    for sid, of in matched:
+    for sid, test, of in candidates:
+        if test is not None and not test(props):
+            continue
         value = None
         if of is not None:
             value = props.get(of)

@@ -80,11 +80,11 @@ class Plan:
 
 class Route(NamedTuple):
     """The slots of one event name. A slot whose filter is one property's values is found by a
-    lookup of the event's value (`keyed`: property -> value -> [(slot, column)]), so an event costs
+    lookup of the event's value (`keyed`: property -> value -> [(slot, None, column)]), so an event costs
     the same whatever the number of audiences filtering on that property (twenty category counts:
     one lookup, not twenty tests); the other slots are tested one by one (`tested`)."""
     tested: list[tuple[int, Callable[[dict], bool] | None, str | None]]
-    keyed: dict[str, dict[Any, list[tuple[int, str | None]]]]
+    keyed: dict[str, dict[Any, list[tuple[int, None, str | None]]]]  # no test left: the value matched
 
 
 def _one_column(f: EventFilter) -> tuple[str, list] | None:
@@ -137,7 +137,7 @@ class _Builder:
                     continue
                 table = route.keyed.setdefault(keyed[0], {})
                 for value in dict.fromkeys(keyed[1]):  # each value once, as in the set of the test
-                    table.setdefault(value, []).append((sid, of))
+                    table.setdefault(value, []).append((sid, None, of))
         return self.slots[key]
 
     def touches(self, sid: int, offsets: list[float], reach: float | None) -> None:

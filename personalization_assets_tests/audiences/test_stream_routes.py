@@ -37,8 +37,8 @@ def test_slots_filtered_on_one_property_are_found_by_its_value():
     hats = b.slot(EventFilter(("product viewed",), (("category", ("hats",)),)), "value_minor")
     route = b.plan.routes["product viewed"]
     assert route.tested == []
-    assert route.keyed["category"] == {"shoes": [(shoes, None)], "bags": [(shoes, None)],
-                                       "hats": [(hats, "value_minor")]}
+    assert route.keyed["category"] == {"shoes": [(shoes, None, None)], "bags": [(shoes, None, None)],
+                                       "hats": [(hats, None, "value_minor")]}
 
 
 def test_a_computed_trait_counts_only_the_events_of_its_value():
