@@ -3,7 +3,8 @@
 Compiled once per set of audiences, so that the per-event work is lookups:
 
 - **Slots.** Every distinct (event filter, column) a condition reads is a slot. An event is routed
-  by its name to the few slots that mention it, its property filters checked once, and its time
+  by its name to the few slots that mention it (those filtered on one property found by a lookup
+  of the event's value, the others by their test), and its time
   (and the column's value) inserted into the key's sorted list for that slot. Nothing else of the
   event is kept.
 - **Measures.** Every distinct aggregate (count / sum / exists of a slot in a window, with or
