@@ -27,6 +27,7 @@ from personalization_assets.identity.exact import exact_edges
 from personalization_assets.identity.fellegi_sunter import FSModel
 from personalization_assets.identity.keys import assign_keys
 from personalization_assets.identity.links import SOURCE_ID_PROB, Links, accepted_links, union_pairs
+from personalization_assets.identity.memory import map_large_blocks
 from personalization_assets.identity.output import (
     crosswalk_frame,
     evidence_frame,
@@ -58,6 +59,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     on every run they are given to. ``model`` skips training on a full run (the incremental
     path always reuses the previous run's model)."""
     cfg, t0 = config or MatchConfig(), time.perf_counter()
+    map_large_blocks()  # freed arrays leave the process (memory.py)
     lap = _Laps()
     unmerges = [list(g) for g in unmerges]
     records = _dedupe(records)
