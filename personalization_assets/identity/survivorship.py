@@ -37,14 +37,23 @@ def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, 
     for field in NAME_FIELDS:
         if field not in records:
             continue
-        values = records[field].astype("string").str.strip().replace("", pd.NA)
-        name_code = pd.factorize(values, use_na_sentinel=True)[0]
-        freq = pd.Series(1, index=records.index).groupby([codes, name_code]).transform("size").to_numpy()
+        name_code = _name_codes(records[field])
+        pair = pd.factorize(codes.astype(np.int64) * (int(name_code.max(initial=0)) + 2) + name_code + 1)[0]
+        freq = np.bincount(pair)[pair]
         order = np.lexsort((-ts_num, prio, -freq, codes))
         _take(out, records[field], rid, codes, order, valid=name_code >= 0)
     out["n_sources"] = (records["source"].groupby(codes).nunique().reindex(out.index).to_numpy()
                         if "source" in records else 1)
     return out
+
+
+def _name_codes(values: pd.Series) -> np.ndarray:
+    """One code per distinct name after trimming (-1: missing or blank). The distinct values are
+    trimmed, not every record's: a million temporary strings would leave the heap fragmented."""
+    raw, uniq = pd.factorize(values, use_na_sentinel=True)
+    stripped = pd.Series(uniq, dtype=object).astype("string").str.strip().replace("", pd.NA)
+    trimmed = np.append(pd.factorize(stripped, use_na_sentinel=True)[0], -1)  # raw -1 -> -1
+    return trimmed[raw]
 
 
 def _take(out, values: pd.Series, rid, codes, order, valid=None) -> None:
