@@ -332,6 +332,13 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
          max_block: int, max_group: int) -> "Plan | str":
     """The Plan of an incremental run, or why there is none ("full": too much changed;
     "no prepared records": the state holds no usable prepared records)."""
+    out = _plan(records, previous, named, decisions, max_fraction, max_block, max_group)
+    release_memory()  # the whole-table arrays the plan read (~0.4 GB at a million records)
+    return out
+
+
+def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisions, max_fraction: float,
+          max_block: int, max_group: int) -> "Plan | str":
     prep = previous.prepared
     cw = previous.crosswalk
     groups = ["group_" + "_".join(cols) for cols, _ in NAMESAKES]
@@ -432,7 +439,6 @@ def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisi
         counts, total = tf_by_hash[c]
         vh = value_hashes(np.arange(len(lf.values[c]), dtype=np.int32), lf.values[c])
         tf[c] = (counts.reindex(vh, fill_value=0).to_numpy(np.int64), total)
-    release_memory()  # the text columns read for the local records
     loc_of = np.full(n, -1, np.int64)
     loc_of[local] = np.arange(local.size)
     al = Aligned(RecordIndex(rid[local]), np.where(whole.prev_pos >= 0, loc_of[np.maximum(whole.prev_pos, 0)], -1),

@@ -38,7 +38,9 @@ class WholeTable:
                          f"union all select pos, {cols} from fresh_")
 
     def close(self) -> None:
+        """Close the database and let go of the columns (they are a run's largest arrays)."""
         self.con.close()
+        self.saved = self.pos_of_row = self.valid = self.fresh = self.fresh_pos = None
 
     def _values(self, values: np.ndarray) -> None:
         self.con.register("values_", pa.table({"v": pa.array(np.asarray(values, np.int64))}))
