@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
@@ -191,15 +192,25 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
         read_from=read_from.isoformat() if read_from else None, cursor=cursor, **_reset(stored, watermark)))
 
 
-def _bus_chunks(event_bus: EventBusResource, after: int, chunk: int) -> Iterator[list]:
-    """The records on the bus after offset `after`, read in pages and handed on `chunk` at a time:
-    a load holds one chunk of decoded events, not the backlog."""
+def _bus_chunks(event_bus: EventBusResource, after: int, chunk: int) -> Iterator[list[tuple]]:
+    """The records on the bus after offset `after`, read in pages and handed on `chunk` at a time as
+    (offset, messageId, received_at, payload JSON text): a load holds one chunk, not the backlog.
+    A bus that can hand its stored text (`read_encoded`: SQLite) is read without decoding any
+    event (decoding and re-encoding 858k payloads cost ~60 % of the step's CPU)."""
     bus = event_bus.open()
+    encoded = getattr(bus, "read_encoded", None)
+
+    def page(start: int) -> list[tuple]:
+        if encoded is not None:
+            return encoded(after_offset=start, limit=min(5000, chunk))
+        return [(r.offset, r.message_id, r.received_at, json_text(r.event))
+                for r in bus.read(after_offset=start, limit=min(5000, chunk))]
+
     try:
         records: list = []
-        while batch := bus.read(after_offset=after, limit=min(5000, chunk)):
+        while batch := page(after):
             records.extend(batch)
-            after = batch[-1].offset
+            after = batch[-1][0]
             if len(records) >= chunk:
                 yield records
                 records = []
@@ -211,15 +222,24 @@ def _bus_chunks(event_bus: EventBusResource, after: int, chunk: int) -> Iterator
             close()
 
 
-def _events_frame(records: list) -> pd.DataFrame:
-    """Raw rows of bus records: the first of each messageId within them."""
-    frame = pd.DataFrame(
-        [{"message_id": str(r.message_id), "bus_offset": int(r.offset),
-          "received_at": r.received_at, "payload": json_text(r.event)} for r in records],
-        columns=EVENT_COLUMNS,
-    ).drop_duplicates(subset=["message_id"], keep="first")
-    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
-    return frame
+def epoch_utc(seconds: np.ndarray) -> pd.DatetimeIndex:
+    """Epoch seconds (floats) as UTC times to the microsecond, rounded half to even exactly as
+    `datetime.fromtimestamp` rounds them (whole seconds and the fraction apart, as CPython does)."""
+    fraction, whole = np.modf(np.asarray(seconds, dtype="float64"))
+    micros = whole.astype("int64") * 1_000_000 + np.rint(fraction * 1e6).astype("int64")
+    return pd.to_datetime(micros, unit="us", utc=True)
+
+
+def _events_frame(records: list[tuple]) -> pd.DataFrame:
+    """Raw rows of bus records (`_bus_chunks`): the first of each messageId within them."""
+    offsets, ids, received, payloads = zip(*records) if records else ((), (), (), ())
+    numeric = bool(received) and isinstance(received[0], (int, float))
+    frame = pd.DataFrame({
+        "message_id": pd.Series(ids, dtype=object).astype(str), "bus_offset": np.asarray(offsets, dtype="int64"),
+        "received_at": epoch_utc(received) if numeric else pd.to_datetime(list(received), utc=True),
+        "payload": pd.Series(payloads, dtype=object),
+    }, columns=EVENT_COLUMNS)
+    return frame.drop_duplicates(subset=["message_id"], keep="first")
 
 
 def _index_message_ids(conn: WarehouseConnection) -> None:
@@ -263,7 +283,7 @@ def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeR
                 prepare_cursors(conn)
                 conn.prepare_table("raw", "events", _events_frame(records[:1]))
             while records is not None:
-                read, new_offset = read + len(records), records[-1].offset
+                read, new_offset = read + len(records), records[-1][0]
                 frame = _events_frame(records)
                 records = None  # only this chunk's frame stays
                 with conn.transaction():

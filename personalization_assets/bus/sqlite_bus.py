@@ -246,6 +246,18 @@ class SqliteBus:
             for o, m, r, p in rows
         ]
 
+    def read_encoded(self, after_offset: int, limit: int = 1000) -> list[tuple[int, str, float, str]]:
+        """Like `read`, as (offset, messageId, received_at in epoch seconds, payload JSON text): the
+        payload as stored (orjson's compact text, what `orjson.dumps` gives again for the decoded
+        event), for a consumer that only stores it (raw.events), without decoding it into a dict."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT bus_offset, message_id, received_at, CAST(payload AS TEXT) FROM {self.table}"
+                " WHERE bus_offset > ? ORDER BY bus_offset LIMIT ?",
+                (int(after_offset), int(limit)),
+            ).fetchall()
+        return rows
+
     def committed(self, group: str) -> int:
         with self._lock:
             row = self._conn.execute(
