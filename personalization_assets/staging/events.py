@@ -44,35 +44,59 @@ def _amount(props: dict):
     return None
 
 
+TEXT_PROPERTIES = ("cart_id", "checkout_id", "order_id", "sku", "category")
+_FIELDS = ("is_object", "has_identity", "timestamp", "type", "event_raw", "user_id", "anonymous_id",
+           *TEXT_PROPERTIES, "currency", "amount", "properties", "context")
+
+
+def _flat(text) -> tuple:
+    """One payload decoded and read at once (`_FIELDS`); the decoded event is dropped right after,
+    so a chunk holds its flat values, not tens of thousands of nested dicts."""
+    p = _payload(text)
+    props = _props(p)
+    name, currency = p.get("event"), props.get("currency")
+    return (bool(p), bool(p.get("userId") or p.get("anonymousId")), p.get("timestamp"), p.get("type"),
+            name if isinstance(name, str) else None, p.get("userId"), p.get("anonymousId"),
+            *(None if props.get(key) is None else str(props.get(key)) for key in TEXT_PROPERTIES),
+            currency.strip().upper() if isinstance(currency, str) else None, _amount(props),
+            json_text(props), json_text(p.get("context") or {}))
+
+
+def _flat_columns(payloads: pd.Series) -> dict[str, pd.Series]:
+    """`_flat` of every payload, as an object Series per field on the payloads' index."""
+    rows = [_flat(text) for text in payloads]
+    columns = zip(*rows) if rows else ((),) * len(_FIELDS)
+    return {name: pd.Series(values, index=payloads.index, dtype=object) for name, values in zip(_FIELDS, columns)}
+
+
+def _inferred(values: pd.Series) -> pd.Series:
+    """The values typed from what they hold (as `Series.map` types its results); text when empty."""
+    return pd.Series(values.tolist(), index=values.index, dtype=None if len(values) else object)
+
+
 def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
     """First arrival of each messageId; events without identity or with absurd times are quarantined."""
     frame = raw.drop_duplicates(subset=["message_id"], keep="first").reset_index(drop=True)
-    payloads = frame["payload"].map(_payload)
+    f = _flat_columns(frame["payload"])
     ids = frame["message_id"].astype(str)
-    ts = pd.to_datetime(payloads.map(lambda p: p.get("timestamp")), utc=True, errors="coerce", format="ISO8601")
-    no_identity = payloads.map(lambda p: not (p.get("userId") or p.get("anonymousId")))
+    ts = pd.to_datetime(_inferred(f["timestamp"]), utc=True, errors="coerce", format="ISO8601")
     keep, parts = first_failures(frame, ids, [
-        (payloads.map(lambda p: not p), "events.payload", "payload is not a JSON object"),
-        (no_identity, "events.identity", "neither userId nor anonymousId"),
+        (~f["is_object"].astype(bool), "events.payload", "payload is not a JSON object"),
+        (~f["has_identity"].astype(bool), "events.identity", "neither userId nor anonymousId"),
         (ts.isna(), "events.timestamp", "timestamp missing or unparseable"),
         (ts > pd.Timestamp(now) + CLOCK_SKEW, "events.timestamp_future", "timestamp in the future beyond clock skew"),
     ])
-    p, kept = payloads[keep], frame[keep.to_numpy()]
-    props = p.map(_props)
-    name = p.map(lambda e: e.get("event") if isinstance(e.get("event"), str) else None)
+    f = {key: _inferred(column[keep]) for key, column in f.items() if key not in ("is_object", "has_identity")}
+    name, currency = f["event_raw"], f["currency"]
     codes = map_lookup(name, "event_names")
-    currency = props.map(lambda q: q.get("currency").strip().upper() if isinstance(q.get("currency"), str) else None)
-    amounts = props.map(_amount)
-    value = to_minor(amounts.where(currency.notna()), currency)["amount_minor"]
-    text = lambda key: props.map(lambda q: None if q.get(key) is None else str(q.get(key)))  # noqa: E731
+    value = to_minor(f["amount"].where(currency.notna()), currency)["amount_minor"]
     out = pd.DataFrame({
-        "message_id": ids[keep], "type": p.map(lambda e: e.get("type")),
+        "message_id": ids[keep], "type": f["type"],
         "event": name.map(lambda n: n.lower() if n else None), "event_code": codes["value"], "event_raw": name,
-        "user_id": p.map(lambda e: e.get("userId")), "anonymous_id": p.map(lambda e: e.get("anonymousId")),
-        "timestamp": ts[keep], "received_at": utc(kept["received_at"]).to_numpy(),
-        "cart_id": text("cart_id"), "checkout_id": text("checkout_id"), "order_id": text("order_id"),
-        "sku": text("sku"), "category": text("category"), "currency": currency,
-        "value_minor": value, "properties": props.map(json_text), "context": p.map(lambda e: json_text(e.get("context") or {})),
+        "user_id": f["user_id"], "anonymous_id": f["anonymous_id"],
+        "timestamp": ts[keep], "received_at": utc(frame["received_at"][keep]),
+        **{key: f[key] for key in TEXT_PROPERTIES}, "currency": currency,
+        "value_minor": value, "properties": f["properties"], "context": f["context"],
     }, columns=EVENT_COLUMNS).reset_index(drop=True)
     out = typed(out, {"timestamp": UTC, "received_at": UTC, "value_minor": "Int64"})
     return Staged(out, concat_rejections(parts),
