@@ -66,9 +66,9 @@ def preview(conn: Sql, audience: Audience, others: list[Audience], as_of: dateti
     # The members are computed once, into a temporary table that the size, the samples and the
     # overlaps all read (only counts and the first few keys come back).
     conn.execute(to_dialect(f"create or replace temporary table {MEMBERS} as {sql}", conn.dialect), params)
-    head = conn.query(f"select (select count(*) from {MEMBERS}) as size, (select string_agg(customer_key, chr(31) "
-                      f"order by customer_key) from (select customer_key from {MEMBERS} order by customer_key "
-                      f"limit {int(samples)}) s) as sample")
+    size, sample = conn.rows(f"select (select count(*) from {MEMBERS}) as size, (select string_agg(customer_key, "
+                             f"chr(31) order by customer_key) from (select customer_key from {MEMBERS} order by "
+                             f"customer_key limit {int(samples)}) s) as sample")[0]
     overlap = dict.fromkeys((o.name for o in rivals), 0)
     if rivals:
         # One pass for every overlap: each other membership (its stored table, else evaluated now)
@@ -82,20 +82,19 @@ def preview(conn: Sql, audience: Audience, others: list[Audience], as_of: dateti
                 parts.append(f"select {i} as i, customer_key from ({osql}) o{i}")
                 oparams += op
         others_sql = " union all ".join(parts)
-        counts = conn.query(f"select o.i as i, count(distinct o.customer_key) as n from ({others_sql}) o "
-                            f"where o.customer_key in (select customer_key from {MEMBERS}) group by o.i", oparams)
-        for i, n in zip(counts["i"], counts["n"]):
+        counts = conn.rows(f"select o.i as i, count(distinct o.customer_key) as n from ({others_sql}) o "
+                           f"where o.customer_key in (select customer_key from {MEMBERS}) group by o.i", oparams)
+        for i, n in counts:
             overlap[rivals[int(i)].name] = int(n)
-    sample = head["sample"].iloc[0]
     keys = str(sample).split(chr(31)) if isinstance(sample, str) and sample else []
     decided: dict[int, set[str]] = {}
     shown = [] if members else evidence_leaves(audience, known)
     if keys and shown:  # what the members table shows of its sampled members
         marks = ", ".join("?" for _ in keys)
-        frame = conn.query(f"select customer_key, {', '.join(f'ev{i}' for i in shown)} from {MEMBERS} "
-                           f"where customer_key in ({marks})", keys)
-        decided = {i: {str(k) for k, met in zip(frame["customer_key"], frame[f"ev{i}"]) if met} for i in shown}
-    return Preview(audience.name, int(head["size"].iloc[0]), overlap,
+        rows = conn.rows(f"select customer_key, {', '.join(f'ev{i}' for i in shown)} from {MEMBERS} "
+                         f"where customer_key in ({marks})", keys)
+        decided = {i: {str(r[0]) for r in rows if r[1 + n]} for n, i in enumerate(shown)}
+    return Preview(audience.name, int(size), overlap,
                    evidence(conn, audience, known, keys, as_of, relations, decided))
 
 
@@ -128,15 +127,15 @@ def evidence(conn: Sql, audience: Audience, known: dict[str, Audience], members:
                         uplift=relations.uplift)
         for i in rest:
             single = replace(audience, rule=leaves[i], exclusions=())
-            decided[i] = {str(m) for m in conn.query(*membership_sql(single, as_of, known, few))["customer_key"]}
+            decided[i] = {str(r[0]) for r in conn.rows(*membership_sql(single, as_of, known, few))}
     return {m: [getattr(c, "text", "") or repr(c) for i, c in enumerate(leaves) if m in decided[i]] for m in members}
 
 
 def _tables(conn: Sql) -> set[str]:
     """Every `schema.table` (lower case) the preview may read, from one look at the catalog."""
-    frame = conn.query("select lower(table_schema) as s, lower(table_name) as t from information_schema.tables "
-                       "where lower(table_schema) in (?, ?, ?, ?)", ["marts", "staging", "core", SCHEMA])
-    return {f"{s}.{t}" for s, t in zip(frame["s"], frame["t"])}
+    rows = conn.rows("select lower(table_schema) as s, lower(table_name) as t from information_schema.tables "
+                     "where lower(table_schema) in (?, ?, ?, ?)", ["marts", "staging", "core", SCHEMA])
+    return {f"{s}.{t}" for s, t in rows}
 
 
 def recent_events(conn: Sql, audiences: list[Audience], as_of: datetime, has_identity: bool) -> str:

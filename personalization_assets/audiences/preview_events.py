@@ -109,8 +109,8 @@ def _identities_of(conn: Sql, members: list[str], identities: str | None) -> tup
     devices = [m[len("anon:"):] for m in members if m.startswith("anon:")]
     if identities is not None:
         marks = ", ".join("?" for _ in members)
-        mapped = conn.query(f"select identity_type, identity from {identities} where customer_key in ({marks})",
-                            members)
-        users += [i for t, i in zip(mapped["identity_type"], mapped["identity"]) if t == "user_id"]
-        devices += [i for t, i in zip(mapped["identity_type"], mapped["identity"]) if t == "anonymous_id"]
+        mapped = conn.rows(f"select identity_type, identity from {identities} where customer_key in ({marks})",
+                           members)
+        users += [i for t, i in mapped if t == "user_id"]
+        devices += [i for t, i in mapped if t == "anonymous_id"]
     return list(dict.fromkeys(users)), list(dict.fromkeys(devices))

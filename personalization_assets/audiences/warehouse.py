@@ -9,14 +9,15 @@ engine saw at the time; that is the live trigger's own backtest).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..marts.inputs import Sql
-from .equivalence import Report, compare, events_from_frame, interesting_instants
 from .model import EVENT_COLUMNS, Audience
 from .sql import Relations, resolved_key, to_dialect
 from .stream import StreamUnsupported, check_streamable
+
+if TYPE_CHECKING:
+    from .equivalence import Report
 
 EVENTS_VIEW = "marts.audience_events"
 CUSTOMERS_VIEW = "marts.audience_customers"
@@ -56,6 +57,10 @@ def run(conn: Sql, dialect: str, has_identity: bool, audiences: list[Audience], 
         max_instants: int, arrival: str = "received") -> tuple[Report, dict[str, str], tuple[float, float]]:
     """Replay the last `days` of staged history through both compilations and compare (`arrival`:
     see equivalence.py)."""
+    import pandas as pd  # here: the preview command uses this module's views without pandas (~0.6 s)
+
+    from .equivalence import Report, compare, events_from_frame, interesting_instants
+
     create_views(conn, dialect, has_identity)
     runnable, refused = split_streamable(audiences)
     last = conn.query(f"select max(received) as t from {EVENTS_VIEW}")["t"].iloc[0]  # as of the last arrival

@@ -12,9 +12,10 @@ parameters computed in Python).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Protocol, Sequence, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
-import pandas as pd
+if TYPE_CHECKING:  # only in annotations: importing pandas costs ~0.6 s
+    import pandas as pd
 
 # Order states that are not a purchase. Events: canonical names, lower case with spaces.
 NON_PURCHASE_STATUSES = ("cancelled", "canceled", "refunded", "failed", "pending")
@@ -35,6 +36,7 @@ class Sql(Protocol):
     dialect: str
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame: ...
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
     def table_exists(self, schema: str, table: str) -> bool: ...
 

@@ -40,3 +40,27 @@ def test_preview_of_a_bad_definition_is_one_line(tmp_path, capsys):
     assert main(["audience", "preview", str(definition)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "'lots' is not a comparison" in err and "\n" not in err
+
+
+def test_preview_command_never_imports_pandas(tmp_path):
+    """Importing pandas costs ~0.6 s of the command's 2 s budget at 1M customers: the preview reads
+    its small results as rows (`WarehouseConnection.rows`)."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    staged(data / "warehouse.duckdb")
+    definition = tmp_path / "viewed.yaml"
+    definition.write_text("name: viewed\nrule: {event: product viewed, exists: true, within: 3650d}\n")
+    script = ("import sys\nfrom personalization_assets.cli import main\n"
+              f"code = main(['audience', 'preview', {str(definition)!r}])\n"
+              "print('pandas' in sys.modules)\nsys.exit(code)\n")
+    env = {**os.environ, "PERSONALIZATION_DATA_DIR": str(data)}
+    env.pop("PERSONALIZATION_DUCKDB_PATH", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("viewed: ") and "members now" in lines[0]
+    assert lines[-1] == "False"
