@@ -33,7 +33,7 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
         "source": records["source"].to_numpy() if "source" in records else None,
         "rule": best["rule"].reindex(np.arange(rid.size)).fillna("singleton").to_numpy(object),
         "match_probability": match_p.reindex(np.arange(rid.size)).to_numpy(float),
-        "record_hash": pd.Series(hashes).map("{:016x}".format).to_numpy(object),
+        "record_hash": hex16(hashes),
     })
     if previous is not None and len(previous):
         prev = previous.set_index("record_id")
@@ -46,6 +46,16 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
     else:
         cw["previous_customer_key"] = pd.Series(pd.NA, index=cw.index, dtype="string")
     return cw
+
+
+def hex16(values: np.ndarray) -> np.ndarray:
+    """uint64 values as 16 lower-case hex digits ("{:016x}"), without a Python int per value
+    (a million temporary ints leave the heap fragmented)."""
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    octets = np.asarray(values, np.uint64).astype(">u8").view(np.uint8).reshape(-1, 8)
+    text = np.empty((octets.shape[0], 16), np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[octets >> 4], digits[octets & 15]
+    return text.view("S16").ravel().astype("U16").astype(object)
 
 
 def evidence_frame(rid, keys, edges, rules, used, links, model, cannot, key_of=None) -> pd.DataFrame:
