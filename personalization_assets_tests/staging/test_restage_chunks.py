@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+import pytest
 
 from personalization_assets.assets.staging import STAGED_EVENTS_CURSOR, restage_events
 from personalization_assets.assets.common import read_cursor
@@ -52,3 +53,25 @@ def test_restage_in_chunks_equals_one_chunk(duck):
     assert one[2] == chunked[2] == {"offset": 24}
     assert len(chunked[0]) == 19 and len(chunked[1]) == 5 and set(chunked[1]["status"]) == {"open"}
     assert chunked[0]["currency"].eq("EUR").all()
+
+
+def test_a_restage_cut_short_leaves_the_day_as_it_was(duck, monkeypatch):
+    """Chunks are committed to a side table, the day replaced in one transaction at the end: a
+    restage failing in its second chunk leaves the staged day whole, and no side table behind."""
+    from personalization_assets import staging as logic
+
+    before, _, _ = _restaged(duck, chunk_rows=5)
+    stage, calls = logic.stage_events, []
+
+    def failing_second(raw, *, now):
+        calls.append(len(raw))
+        if len(calls) == 2:
+            raise RuntimeError("the restage is cut short")
+        return stage(raw, now=now)
+
+    monkeypatch.setattr(logic, "stage_events", failing_second)
+    with pytest.raises(RuntimeError):
+        restage_events(duck, DAY, DAY + timedelta(days=1), chunk_rows=5)
+    after = duck.query("select * from staging.events order by cast(substr(message_id, 3) as integer)")
+    pd.testing.assert_frame_equal(after, before)
+    assert not duck.table_exists("staging", "events__restaged")
