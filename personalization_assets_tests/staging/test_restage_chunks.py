@@ -75,3 +75,18 @@ def test_a_restage_cut_short_leaves_the_day_as_it_was(duck, monkeypatch):
     after = duck.query("select * from staging.events order by cast(substr(message_id, 3) as integer)")
     pd.testing.assert_frame_equal(after, before)
     assert not duck.table_exists("staging", "events__restaged")
+
+
+def test_a_restage_releases_the_open_rows_of_its_window_that_pass_now(duck):
+    """An open quarantine row of an event that passes today's rules is released by the restage of
+    its day; an open row of another day's event stays open."""
+    _restaged(duck, chunk_rows=5)
+    duck.execute("insert into quarantine.events (source, record_id, raw_payload, rule, message, first_seen, last_seen, "
+                 "attempts, status) select source, r.id, raw_payload, 'events.old_rule', message, first_seen, "
+                 "last_seen, attempts, status from quarantine.events, (values ('m-1'), ('m-13')) r(id) "
+                 "where record_id = 'm-5'")
+    restage_events(duck, DAY, DAY + timedelta(days=1), chunk_rows=5)
+    status = dict(duck.query("select record_id, status from quarantine.events "
+                             "where rule = 'events.old_rule'").itertuples(index=False))
+    assert status == {"m-1": "released", "m-13": "open"}
+    assert duck.scalar("select status from quarantine.events where record_id = 'm-5'") == "open"  # fails again
