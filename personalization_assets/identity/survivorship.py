@@ -27,10 +27,9 @@ def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, 
     ts_num[ts.isna().to_numpy()] = -np.inf  # unknown time ranks last
     rid = records["record_id"].to_numpy(object)
     out = pd.DataFrame({"customer_key": uniq, "source_records": np.bincount(codes, minlength=len(uniq))})
-    grouped = ts.groupby(codes)
-    out["first_seen"], out["last_updated"] = grouped.min().reindex(out.index), grouped.max().reindex(out.index)
     # one ordering for "most recent non-null": customer, newest first, then source priority
     recent = np.lexsort((prio, -ts_num, codes))
+    out["first_seen"], out["last_updated"] = _time_span(ts, codes[recent], recent, len(uniq))
     for field in RECENT_FIELDS:
         if field in records:
             _take(out, records[field], rid, codes, recent)
@@ -45,6 +44,23 @@ def golden_records(records: pd.DataFrame, keys: pd.Series, priority: tuple[str, 
     out["n_sources"] = (records["source"].groupby(codes).nunique().reindex(out.index).to_numpy()
                         if "source" in records else 1)
     return out
+
+
+def _time_span(ts: pd.Series, sorted_codes: np.ndarray, order: np.ndarray, k: int) -> tuple[pd.Series, pd.Series]:
+    """Earliest and latest known time per customer (NaT if none), like groupby min/max but over
+    the runs of ``order`` (rows sorted by customer), without a groupby's copies."""
+    times = ts.dt.tz_localize(None).to_numpy()
+    raw = times.view(np.int64)[order]
+    nat, top = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    first, last = np.full(k, nat), np.full(k, nat)
+    if raw.size:
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        seg, ok = sorted_codes[starts], sorted_codes[starts] >= 0
+        low = np.minimum.reduceat(np.where(raw == nat, top, raw), starts)
+        first[seg[ok]] = np.where(low == top, nat, low)[ok]
+        last[seg[ok]] = np.maximum.reduceat(raw, starts)[ok]
+    as_time = lambda v: pd.Series(v.view(times.dtype)).dt.tz_localize(ts.dt.tz)  # noqa: E731
+    return as_time(first), as_time(last)
 
 
 def _name_codes(values: pd.Series) -> np.ndarray:
