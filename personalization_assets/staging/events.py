@@ -86,7 +86,8 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
         (ts.isna(), "events.timestamp", "timestamp missing or unparseable"),
         (ts > pd.Timestamp(now) + CLOCK_SKEW, "events.timestamp_future", "timestamp in the future beyond clock skew"),
     ])
-    f = {key: _inferred(column[keep]) for key, column in f.items() if key not in ("is_object", "has_identity")}
+    checked = ("is_object", "has_identity", "timestamp")
+    f = {key: _inferred(column[keep]) for key, column in f.items() if key not in checked}
     name, currency = f["event_raw"], f["currency"]
     codes = map_lookup(name, "event_names")
     value = to_minor(f["amount"].where(currency.notna()), currency)["amount_minor"]
