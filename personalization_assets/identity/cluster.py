@@ -86,33 +86,66 @@ class _Groups:
             ids[ra] = set(ids[ra]) | set(ids.pop(rb))
 
 
+def pair_key(x: int, y: int) -> int:
+    """One int per unordered record pair (an int costs a third of a tuple of two in a set)."""
+    return (min(x, y) << 32) | max(x, y)
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    return (np.minimum(a, b) << 32) | np.maximum(a, b)
+
+
 class _Pairs:
-    """Conflict and link verdicts of record pairs, assessed in batches and remembered."""
+    """Conflict and link verdicts of record pairs (pair_key), assessed in batches and remembered.
+    Pairs assessed in bulk are known from a sorted array (8 bytes a pair: the components of a
+    million household records hold millions of pairs), the few assessed per union from a set."""
+
+    BULK = 10_000
 
     def __init__(self, rules: Rules):
         self.rules = rules
-        self.conflict: set[tuple[int, int]] = set()
-        self.linked: set[tuple[int, int]] = set()
-        self.known: set[tuple[int, int]] = set()
+        self.conflict: set[int] = set()
+        self.linked: set[int] = set()
+        self._bulk = np.empty(0, np.int64)
+        self._known: set[int] = set()
+
+    def mark_known(self, keys: np.ndarray, bulk: bool | None = None) -> None:
+        if keys.size >= self.BULK if bulk is None else bulk:
+            self._bulk = np.unique(np.concatenate([self._bulk, keys]))
+        else:
+            self._known.update(keys.tolist())
+
+    def unknown(self, keys: np.ndarray) -> np.ndarray:
+        if self._bulk.size:
+            pos = np.minimum(np.searchsorted(self._bulk, keys), self._bulk.size - 1)
+            keys = keys[self._bulk[pos] != keys]
+        if self._known and keys.size:
+            keys = keys[np.fromiter((k not in self._known for k in keys.tolist()), bool, keys.size)]
+        return keys
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        keys = [(int(x), int(y)) for x, y in zip(lo, hi)]
-        todo = [k for k in keys if k not in self.known]
-        if not todo or self.rules.assess is None:
-            return
-        ta, tb = np.array([k[0] for k in todo]), np.array([k[1] for k in todo])
-        conflict, linked = self.rules.assess(ta, tb)
-        self.known.update(todo)
-        self.conflict.update(k for k, c in zip(todo, conflict) if c)
-        self.linked.update(k for k, ok in zip(todo, linked) if ok)
+        self.add_keys(_pair_keys(a, b))
 
-    def cross(self, xs: list[int], ys: list[int]) -> list[tuple[int, int]]:
-        pairs = [(min(x, y), max(x, y)) for x in xs for y in ys]
-        missing = [p for p in pairs if p not in self.known]
+    def add_keys(self, keys: np.ndarray) -> None:
+        todo = self.unknown(keys)
+        if not todo.size or self.rules.assess is None:
+            return
+        conflict, linked = self.rules.assess(todo >> 32, todo & 0xFFFFFFFF)
+        self.mark_known(todo)
+        self.conflict.update(todo[np.asarray(conflict, bool)].tolist())
+        self.linked.update(todo[np.asarray(linked, bool)].tolist())
+
+    def cross(self, xs: list[int], ys: list[int]) -> list[int]:
+        if len(xs) * len(ys) > 64:
+            keys = _pair_keys(np.repeat(xs, len(ys)), np.tile(ys, len(xs)))
+            self.add_keys(keys)
+            return keys.tolist()
+        keys = [pair_key(x, y) for x in xs for y in ys]  # most unions: small groups, no numpy call
+        missing = [k for k in keys if k not in self._known]
         if missing:
-            self.add(np.array([p[0] for p in missing]), np.array([p[1] for p in missing]))
-        return pairs
+            self.add_keys(np.array(missing, np.int64))
+        return keys
 
 
 def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tuple[int, int]] = frozenset(),
@@ -126,14 +159,15 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
     size = np.bincount(comp, minlength=n)
     nodes = np.flatnonzero(size[comp] >= 2)
     groups, pairs = _Groups(nodes, rules), _known or _Pairs(rules)
-    cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
+    cannot = {pair_key(a, b) for a, b in cannot_link}
     review: list[tuple[int, int, str, float]] = []
     ambiguous: set[int] = set()
     for lab in np.flatnonzero(size > max_size):
         review.extend((int(x), -1, "cluster_too_large", float(size[lab])) for x in np.flatnonzero(comp == lab))
-    pairs.linked.update(zip(np.minimum(e.left, e.right).tolist(), np.maximum(e.left, e.right).tolist()))
+    edge_keys = _pair_keys(e.left, e.right)
+    pairs.linked.update(edge_keys.tolist())
     if rules.assess is not None:  # the caller assessed every link: none of them conflicts
-        pairs.known.update(pairs.linked)
+        pairs.mark_known(edge_keys, bulk=False)  # looked up one union at a time
         _preassess(pairs, comp, size, e, trusted)
 
     for i in np.lexsort((-e.prob, comp[e.left])):
@@ -142,7 +176,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
         if ra == rb:
             continue
         a_mem, b_mem = groups.members[ra], groups.members[rb]
-        if cannot and any((min(u, v), max(u, v)) in cannot for u in a_mem for v in b_mem):
+        if cannot and any(pair_key(u, v) in cannot for u in a_mem for v in b_mem):
             continue
         if not forced[i]:
             reason = _refusal(groups, pairs, ra, rb, x, y, p, strong, max_size, trusted[i], rules)
@@ -218,7 +252,7 @@ def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, 
         return "weak_chain"
     group, single = (ra, b_mem[0]) if len(b_mem) == 1 else (rb, a_mem[0])
     if groups.weak[group]:
-        support = sum((min(single, m), max(single, m)) in pairs.linked for m in groups.members[group])
+        support = sum(pair_key(single, m) in pairs.linked for m in groups.members[group])
         if 2 * support <= len(groups.members[group]):
             return "weak_chain"
     return None
