@@ -7,7 +7,9 @@ loaded goes to `quarantine.<source>` with its reason; the good rows load without
 """
 
 import contextlib
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -18,7 +20,7 @@ from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
 from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..sources import SourceError
 from ..sources.crm import TEXT_COLUMNS as CRM_TEXT_COLUMNS, CrmCursor, screen_customers
-from ..sources.incremental import WINDOW, Screened
+from ..sources.incremental import DUPLICATE_KEY, WINDOW, Screened
 from ..sources.orders_api import ORDER_COLUMNS, screen_orders
 from ..staging.common import SOURCE_FORMATS, json_text
 from .common import (
@@ -31,6 +33,7 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), 
 
 EVENT_COLUMNS = ["message_id", "bus_offset", "received_at", "payload"]
 EVENTS_CHUNK = 50_000  # bus records decoded, checked and written at a time by raw.events
+ORDERS_CHUNK = 5_000  # API orders screened and written at a time by raw.shop_orders
 __all__ = ["EVENT_COLUMNS", "ORDER_COLUMNS", "crm_customers", "events", "shop_orders", "split_orders"]
 
 
@@ -130,17 +133,102 @@ def _unchanged(conn: WarehouseConnection, frame: pd.DataFrame) -> set[str]:
     if frame.empty or not conn.table_exists("raw", "shop_orders"):
         return set()
     incoming = dict(zip(frame["order_id"], frame["payload"]))
-    ids, same = list(incoming), set()
+    return {o for o, p in _stored_payloads(conn, list(incoming)) if incoming.get(o) == p}
+
+
+def _stored_payloads(conn: WarehouseConnection, ids: list[str]) -> Iterator[tuple[str, str]]:
+    """(order_id, payload) of the stored orders among `ids`, read 500 ids at a time."""
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        stored = conn.query(f"select order_id, payload from raw.shop_orders where order_id in "
-                            f"({', '.join('?' * len(chunk))})", chunk)
-        same |= {o for o, p in zip(stored["order_id"], stored["payload"]) if incoming.get(o) == p}
-    return same
+        yield from conn.rows(f"select order_id, payload from raw.shop_orders where order_id in "
+                             f"({', '.join('?' * len(chunk))})", chunk)
 
 
 def _watermark(value: str | None) -> datetime | None:
     return pd.Timestamp(value).tz_convert("UTC").to_pydatetime() if value else None
+
+
+@dataclass
+class _OrdersLoad:
+    """A load of raw.shop_orders so far: each chunk commits its rows, rejections and cursor."""
+    watermark: datetime | None  # the trusted stored watermark
+    now: datetime
+    loaded_ids: set[str] = field(default_factory=set)  # the orders committed (latest versions), by id
+    newest: datetime | None = None
+    in_order: bool = True  # every chunk's orders at or after the previous chunks' newest
+    cursor: dict | None = None
+    chunks: int = 0  # committed
+    written: int = 0  # of them changed, so written
+    unchanged: int = 0
+    received: int = 0
+    superseded: int = 0
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    preview: pd.DataFrame | None = None
+
+    def next_cursor(self, last: bool) -> dict | None:
+        """The cursor a chunk commits: the newest order so far while the listing comes in
+        `updated_at` order (a later page holds nothing older), else only with the last chunk."""
+        if not (last or self.in_order):
+            return None
+        watermark = WINDOW.advance(self.watermark, self.newest, self.now)
+        return {"updated_since": watermark.isoformat() if watermark else None}
+
+
+def _screen_chunk(conn: WarehouseConnection, chunk: list, load: _OrdersLoad) -> Screened:
+    """A chunk screened as if the whole load were (`screen_orders`): an order that an earlier
+    chunk committed is screened again with that version first, so the latest version wins,
+    contradicting versions are quarantined together and a repeated read is no change."""
+    keys = {str(o.get("order_id")) for o in chunk if isinstance(o, dict) and o.get("order_id") is not None}
+    earlier = [json.loads(p) for _, p in _stored_payloads(conn, sorted(keys & load.loaded_ids))]
+    screened = screen_orders(earlier + chunk, now=load.now)
+    if screened.newest is not None:
+        load.in_order &= load.newest is None or screened.oldest >= load.newest
+        load.newest = max(filter(None, [load.newest, screened.newest]))
+    return screened
+
+
+def _write_chunk(conn: WarehouseConnection, chunk: list, load: _OrdersLoad, last: bool) -> None:
+    """Screen one chunk and commit its rows, its rejections and the cursor in one transaction."""
+    screened = _screen_chunk(conn, chunk, load)
+    frame = screened.rows.reset_index(drop=True)
+    frame["loaded_at"] = pd.Series(pd.Timestamp(load.now), index=frame.index, dtype="datetime64[ns, UTC]")
+    if not frame.empty:
+        conn.prepare_table("raw", "shop_orders", frame)
+    cursor = load.next_cursor(last)
+    if not load.chunks:  # tables, before the first transaction (a listing that fails first creates none)
+        prepare_cursors(conn)
+        prepare_quarantine(conn, "shop_orders")
+    with conn.transaction():
+        unchanged = _unchanged(conn, frame)
+        rejected = screened.rejected
+        conflicts = set(rejected.loc[rejected["rule"] == DUPLICATE_KEY, "record_id"]) & load.loaded_ids
+        if conflicts:  # an earlier chunk loaded a version that a later one contradicts
+            conn.delete_keys("raw", "shop_orders", pd.DataFrame({"order_id": sorted(conflicts)}))
+        load.written += conn.upsert_frame("raw", "shop_orders", frame[~frame["order_id"].isin(unchanged)],
+                                          ["order_id"])
+        merge_quarantine(conn, "shop_orders", rejected, checked_ids=frame["order_id"], raw_layer=True)
+        if cursor is not None:
+            write_cursor(conn, "shop_orders", cursor)
+    load.loaded_ids.update(frame["order_id"])
+    load.loaded_ids -= conflicts
+    load.cursor = cursor or load.cursor
+    load.chunks += 1
+    load.unchanged += len(unchanged)
+    load.received += len(chunk)
+    load.superseded += screened.superseded
+    load.rejected.append(screened.rejected)
+    load.preview = frame.head(10) if load.preview is None or load.preview.empty else load.preview
+
+
+def _with_last(items: Iterator) -> Iterator[tuple[object, bool]]:
+    """Each item with whether it is the last one (known once the next has come)."""
+    pending, first = None, True
+    for item in items:
+        if not first:
+            yield pending, False
+        pending, first = item, False
+    if not first:
+        yield pending, True
 
 
 @dg.asset(key=["raw", "shop_orders"], group_name="ingestion", pool=WAREHOUSE_POOL,
@@ -156,40 +244,29 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     now = utc_now()
     with warehouse.connect() as conn:
         stored = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
-    watermark = WINDOW.trusted(stored, now)
-    read_from = WINDOW.read_from(watermark)
-    pages = 0
-    orders: list = []
-    try:
-        with orders_api.client() as client:
-            for page in client.iter_order_pages(read_from.isoformat() if read_from else None):
-                orders.extend(page)
-                pages += 1
-            retries, reported_total = client.retries_done, client.reported_total
+    load = _OrdersLoad(WINDOW.trusted(stored, now), now)
+    read_from = WINDOW.read_from(load.watermark)
+    try:  # a chunk at a time (ORDERS_CHUNK orders), each committed with its cursor
+        with orders_api.client() as client, warehouse.connect() as conn:
+            chunks = client.iter_order_chunks(read_from.isoformat() if read_from else None, ORDERS_CHUNK)
+            for chunk, last in _with_last(chunks):
+                _write_chunk(conn, chunk, load, last)
+            retries, reported_total, pages = client.retries_done, client.reported_total, client.pages
     except SourceError as exc:
-        raise _fail(exc) from exc
+        kept = f"{len(load.loaded_ids)} orders committed with their cursor, in {load.chunks} chunk(s)" if load.chunks else \
+            "nothing written"
+        raise dg.Failure(description=f"{exc} ({kept})", metadata={"source": exc.source, "cause": exc.cause}) from exc
     if reported_total is None:
         context.log.warning("the orders API reported no total (X-Total-Count or `total`): a listing that stopped "
-                            f"early cannot be told from a complete one ({len(orders)} orders received)")
-    screened = screen_orders(orders, now=now)
-    frame = screened.rows.reset_index(drop=True)
-    frame["loaded_at"] = pd.Series(pd.Timestamp(now), index=frame.index, dtype="datetime64[ns, UTC]")
-    new_watermark = WINDOW.advance(watermark, screened.newest, now)
-    cursor = {"updated_since": new_watermark.isoformat() if new_watermark else None}
-    with warehouse.connect() as conn:
-        prepare_cursors(conn)
-        prepare_quarantine(conn, "shop_orders")
-        if not frame.empty:
-            conn.prepare_table("raw", "shop_orders", frame)
-    with warehouse.connect() as conn, conn.transaction():
-        unchanged = _unchanged(conn, frame)
-        written = conn.upsert_frame("raw", "shop_orders", frame[~frame["order_id"].isin(unchanged)], ["order_id"])
-        merge_quarantine(conn, "shop_orders", screened.rejected, checked_ids=frame["order_id"], raw_layer=True)
-        write_cursor(conn, "shop_orders", cursor)
+                            f"early cannot be told from a complete one ({load.received} orders received)")
+    rejected = pd.concat(load.rejected, ignore_index=True)
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, rows_loaded=written, unchanged=len(unchanged), received=len(orders), reported_total=reported_total,
-        pages=pages, retries=retries, **_screen_metadata(screened),
-        read_from=read_from.isoformat() if read_from else None, cursor=cursor, **_reset(stored, watermark)))
+        load.preview, **{"dagster/row_count": dg.MetadataValue.int(len(load.loaded_ids))}, rows_loaded=load.written,
+        unchanged=load.unchanged, received=load.received, reported_total=reported_total, pages=pages,
+        retries=retries, chunks=load.chunks, quarantined=len(rejected),
+        quarantined_by_rule=rejected["rule"].value_counts().to_dict() if len(rejected) else {},
+        superseded_versions=load.superseded, read_from=read_from.isoformat() if read_from else None,
+        cursor=load.cursor, **_reset(stored, load.watermark)))
 
 
 def _bus_chunks(event_bus: EventBusResource, after: int, chunk: int) -> Iterator[list[tuple]]:

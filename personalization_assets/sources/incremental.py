@@ -58,6 +58,7 @@ class Screened:
     rejected: pd.DataFrame  # REJECTION_COLUMNS
     newest: datetime | None  # the latest updated_at among the loadable rows
     superseded: int  # older versions of a key read in the same load (the latest one is loaded)
+    oldest: datetime | None = None  # the earliest updated_at among the loadable rows
 
 
 def payload_text(row: dict) -> str:
@@ -130,8 +131,12 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
     rejected.append(conflicts)
     out = pd.concat([r for r in rejected if len(r)], ignore_index=True) if any(len(r) for r in rejected) \
         else pd.DataFrame(columns=REJECTION_COLUMNS)
-    return Screened(rows, out[REJECTION_COLUMNS],
-                    None if newest is None or pd.isna(newest) else newest.to_pydatetime(), superseded)
+    oldest = ts[rows.index].min() if len(rows) else None
+    return Screened(rows, out[REJECTION_COLUMNS], _python_time(newest), superseded, _python_time(oldest))
+
+
+def _python_time(stamp) -> datetime | None:
+    return None if stamp is None or pd.isna(stamp) else stamp.to_pydatetime()
 
 
 def _latest_versions(frame: pd.DataFrame, ok: pd.Series, key: str, ts: pd.Series,

@@ -45,6 +45,7 @@ class OrdersApiClient:
     retries_done: int = 0
     reported_total: int | None = None  # what the first page of the last listing said would come
     received: int = 0  # orders received in the last listing
+    pages: int = 0  # pages received in the last listing
     _token: str | None = None
     _token_expires: float = 0.0
 
@@ -126,7 +127,7 @@ class OrdersApiClient:
         if updated_since:
             params["updated_since"] = updated_since
         url: str | None = urljoin(self.base_url, "/v1/orders")
-        self.reported_total, self.received, first = None, 0, True
+        self.reported_total, self.received, self.pages, first = None, 0, 0, True
         while url:
             response = self._send("GET", url, params=params)
             body = _json(response)
@@ -136,6 +137,7 @@ class OrdersApiClient:
             if first:
                 self.reported_total, first = _total(response, body), False
             self.received += len(orders)
+            self.pages += 1
             yield orders
             next_link = response.links.get("next", {}).get("url")
             if next_link:
@@ -150,7 +152,20 @@ class OrdersApiClient:
             # first total means pages were lost, not that orders went away.
             raise SourceError(SOURCE, f"pagination ended after {self.received} of the {self.reported_total} orders "
                                       f"the API reported (updated_since={updated_since}): a page came without a next "
-                                      "link or cursor; nothing was loaded, run again or check the API")
+                                      "link or cursor; the orders after the last committed chunk were not loaded, "
+                                      "run again or check the API")
+
+    def iter_order_chunks(self, updated_since: str | None, size: int) -> Iterator[list]:
+        """The pages of `iter_order_pages` joined into lists of about `size` orders, so a load
+        holds one chunk, not the listing. The last chunk (possibly empty) comes only after the
+        listing was checked complete: a listing that stopped early raises before it."""
+        chunk: list = []
+        for page in self.iter_order_pages(updated_since):
+            chunk.extend(page)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        yield chunk
 
 
 def _total(response: requests.Response, body: dict) -> int | None:
