@@ -49,7 +49,8 @@ class OrdersApiServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._cache: list[dict] = []
+        self._cache: list[str] = []  # each order's JSON text, in listing order
+        self._keys: list[float] = []  # each order's updated_at as epoch seconds, for `updated_since`
         self._cache_version: tuple | None = None
         self._cache_lock = threading.Lock()
 
@@ -66,20 +67,24 @@ class OrdersApiServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def orders(self) -> list[dict]:
-        """The catalogue sorted by (updated_at, order_id); parsed again only when the file changes."""
+    def orders(self) -> tuple[list[str], list[float]]:
+        """The catalogue sorted by (updated_at, order_id), as each order's JSON text and its time;
+        read again only when the file changes. Text, not dicts: the served process holds ~1/4."""
         if not self.path.exists():
-            return []
+            return [], []
         stat = self.path.stat()
         version = (stat.st_mtime_ns, stat.st_size)
         with self._cache_lock:
             if self._cache_version != version:
-                rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-                for row in rows:
-                    row["_sort"] = (_utc_key(row.get("updated_at")), str(row.get("order_id", "")))
-                rows.sort(key=lambda o: o["_sort"])
-                self._cache, self._cache_version = rows, version
-            return self._cache
+                rows = []
+                for line in self.path.read_text().splitlines():
+                    if line.strip():
+                        order = json.loads(line)
+                        rows.append((_utc_key(order.get("updated_at")), str(order.get("order_id", "")), line.strip()))
+                rows.sort(key=lambda row: row[:2])
+                self._cache, self._keys = [row[2] for row in rows], [row[0] for row in rows]
+                self._cache_version = version
+            return self._cache, self._keys
 
 
 def _utc_key(value) -> float:
@@ -156,11 +161,10 @@ def _handler(api: OrdersApiServer):
             limit = min(int(query.get("limit", ["100"])[0]), 500)
             offset = int(query.get("cursor", ["0"])[0])
             since = query.get("updated_since", [None])[0]
-            rows = api.orders()
+            rows, keys = api.orders()
             if since:
-                start = bisect.bisect_left([o["_sort"][0] for o in rows], _utc_key(since))
-                rows = rows[start:]
-            page = [{k: v for k, v in o.items() if k != "_sort"} for o in rows[offset: offset + limit]]
+                rows = rows[bisect.bisect_left(keys, _utc_key(since)):]
+            page = rows[offset: offset + limit]
             headers = {"X-Total-Count": str(len(rows))}
             dropped = b.drop_next_after and offset // max(limit, 1) + 1 >= b.drop_next_after
             if offset + limit < len(rows) and not dropped:
@@ -168,6 +172,6 @@ def _handler(api: OrdersApiServer):
                 if since:
                     params["updated_since"] = since
                 headers["Link"] = f'</v1/orders?{urlencode(params)}>; rel="next"'
-            self._reply(200, {"orders": page, "total": len(rows)}, headers)
+            self._reply(200, f'{{"orders": [{", ".join(page)}], "total": {len(rows)}}}', headers)
 
     return Handler
