@@ -33,7 +33,7 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), 
 
 EVENT_COLUMNS = ["message_id", "bus_offset", "received_at", "payload"]
 EVENTS_CHUNK = 50_000  # bus records decoded, checked and written at a time by raw.events
-ORDERS_CHUNK = 5_000  # API orders screened and written at a time by raw.shop_orders
+ORDERS_CHUNK = 10_000  # API orders screened and written at a time by raw.shop_orders
 __all__ = ["EVENT_COLUMNS", "ORDER_COLUMNS", "crm_customers", "events", "shop_orders", "split_orders"]
 
 
@@ -144,6 +144,10 @@ def _stored_payloads(conn: WarehouseConnection, ids: list[str]) -> Iterator[tupl
                              f"({', '.join('?' * len(chunk))})", chunk)
 
 
+def _has_rows(conn: WarehouseConnection, schema: str, table: str, where: str = "true") -> bool:
+    return conn.table_exists(schema, table) and bool(conn.rows(f"select 1 from {schema}.{table} where {where} limit 1"))
+
+
 def _watermark(value: str | None) -> datetime | None:
     return pd.Timestamp(value).tz_convert("UTC").to_pydatetime() if value else None
 
@@ -153,6 +157,8 @@ class _OrdersLoad:
     """A load of raw.shop_orders so far: each chunk commits its rows, rejections and cursor."""
     watermark: datetime | None  # the trusted stored watermark
     now: datetime
+    stored_before: bool = True  # raw.shop_orders held orders when the load began
+    open_quarantine: bool = True  # quarantine.shop_orders has open rows (that a loaded order releases)
     loaded_ids: set[str] = field(default_factory=set)  # the orders committed (latest versions), by id
     newest: datetime | None = None
     in_order: bool = True  # every chunk's orders at or after the previous chunks' newest
@@ -199,14 +205,17 @@ def _write_chunk(conn: WarehouseConnection, chunk: list, load: _OrdersLoad, last
         prepare_cursors(conn)
         prepare_quarantine(conn, "shop_orders")
     with conn.transaction():
-        unchanged = _unchanged(conn, frame)
+        # Orders stored with this payload: on a first load, only those committed by earlier chunks.
+        unchanged = _unchanged(conn, frame if load.stored_before else frame[frame["order_id"].isin(load.loaded_ids)])
         rejected = screened.rejected
         conflicts = set(rejected.loc[rejected["rule"] == DUPLICATE_KEY, "record_id"]) & load.loaded_ids
         if conflicts:  # an earlier chunk loaded a version that a later one contradicts
             conn.delete_keys("raw", "shop_orders", pd.DataFrame({"order_id": sorted(conflicts)}))
         load.written += conn.upsert_frame("raw", "shop_orders", frame[~frame["order_id"].isin(unchanged)],
                                           ["order_id"])
-        merge_quarantine(conn, "shop_orders", rejected, checked_ids=frame["order_id"], raw_layer=True)
+        if len(rejected) or load.open_quarantine:
+            merge_quarantine(conn, "shop_orders", rejected, checked_ids=frame["order_id"], raw_layer=True)
+            load.open_quarantine = True
         if cursor is not None:
             write_cursor(conn, "shop_orders", cursor)
     load.loaded_ids.update(frame["order_id"])
@@ -244,7 +253,8 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     now = utc_now()
     with warehouse.connect() as conn:
         stored = _watermark((read_cursor(conn, "shop_orders") or {}).get("updated_since"))
-    load = _OrdersLoad(WINDOW.trusted(stored, now), now)
+        load = _OrdersLoad(WINDOW.trusted(stored, now), now, _has_rows(conn, "raw", "shop_orders"),
+                           _has_rows(conn, "quarantine", "shop_orders", "status = 'open'"))
     read_from = WINDOW.read_from(load.watermark)
     try:  # a chunk at a time (ORDERS_CHUNK orders), each committed with its cursor
         with orders_api.client() as client, warehouse.connect() as conn:

@@ -72,3 +72,16 @@ def test_a_chunk_moves_the_cursor_only_while_the_listing_is_in_order():
     load.in_order = False  # a later chunk held an older order: a page after it may too
     assert load.next_cursor(last=False) is None
     assert load.next_cursor(last=True) == {"updated_since": PAST.isoformat()}
+
+
+def test_an_order_corrected_at_the_source_releases_its_quarantine_row(local_env, small_chunks, tmp_path):
+    _write(tmp_path, _good(12) + [_order("fixed", "31/02/2026 25:00")])
+    assert _load(tmp_path).success
+    db = local_env / "warehouse.duckdb"
+    assert _query(db, "select record_id, status from quarantine.shop_orders") == [("fixed", "open")]
+
+    _write(tmp_path, _good(12) + [_order("fixed", PAST + timedelta(minutes=30))])  # a chunk with no rejection
+    result = _load(tmp_path)
+    assert result.success, _errors(result)
+    assert _query(db, "select record_id, status from quarantine.shop_orders") == [("fixed", "released")]
+    assert _query(db, "select count(*) from raw.shop_orders where order_id = 'fixed'")[0][0] == 1
