@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable
 
 from .. import clock, settings
-from .generator import DemoData
+from .generator import DemoData, InjectedEffect
 from .seed_process import seed_in_child
 from .manifest import read_manifest, reason_to_start_over
 from .state import reset_cursors, start_over
@@ -38,13 +38,15 @@ class DemoOutcome:
 
 def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, fresh: bool = False,
              inject_bad: bool = False, instance: dg.DagsterInstance | None = None,
-             say: Callable[[str], None] = lambda line: None, keep_records: bool = False) -> DemoOutcome:
+             say: Callable[[str], None] = lambda line: None, keep_records: bool = False,
+             effect: InjectedEffect | None = None) -> DemoOutcome:
     """Seed and materialize everything as of `now` (default: the data set's own now on a rerun,
     else the clock); `say` gets a line per stage as it completes. With `inject_bad`, break the
     sources first (see `inject_bad_rows`): the run then stops at the failed blocking check, and
     says so. The sources are seeded in a child process (`seed_process.py`: its memory goes back to
     the system before the run). The outcome's `data` keeps the generated record lists only with
-    `keep_records` (tests check the warehouse against them; at scale they are too big to carry)."""
+    `keep_records` (tests check the warehouse against them; at scale they are too big to carry).
+    `effect` injects a known treatment effect into the generated data (the experiment tests)."""
     data_dir = settings.data_dir()
     manifest = read_manifest(data_dir)
     reason = reason_to_start_over(manifest, seed=seed, scale=scale, now=now, fresh=fresh, inject_bad=inject_bad)
@@ -55,7 +57,8 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     now = now or (manifest.now if manifest else clock.utc_now().replace(microsecond=0))
 
     seeded = seed_in_child(data_dir, crm_url=settings.crm_url(), bus_url=settings.event_bus_url(), seed=seed,
-                           scale=scale, now=now, inject_bad=inject_bad, keep_records=keep_records, say=say)
+                           scale=scale, now=now, inject_bad=inject_bad, keep_records=keep_records, effect=effect,
+                           say=say)
     data, injected = seeded.data, seeded.injected
     if injected:
         say(f"  {'injected':<11}" + ", ".join(f"{n} bad {source}" for source, n in injected.items()))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..clock import utc_now
-from .generator import DemoData, generate, orders_as_jsonl
+from .generator import DemoData, InjectedEffect, generate, orders_as_jsonl
 from .manifest import Manifest, read_manifest, write_manifest
 
 APPEND_CHUNK = 50_000  # events appended to the bus at a time
@@ -19,13 +19,14 @@ APPEND_CHUNK = 50_000  # events appended to the bus at a time
 
 def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scale: float = 1.0,
               now: datetime | None = None, say: Callable[[str], None] = lambda line: None,
-              keep_events: bool = False) -> DemoData:
+              keep_events: bool = False, effect: InjectedEffect | None = None) -> DemoData:
     """Generate the demo data as of `now` and load it into the sources, saying each as it is done.
     The same seed, scale and now rewrite the same records (the bus keeps each messageId once), so a
     rerun changes nothing; `manifest.py` decides when a data dir must be started over instead.
 
     Events go to the bus as they are made; the returned data holds them only with `keep_events`
-    (tests compare the warehouse with them), else `events_handed` counts them."""
+    (tests compare the warehouse with them), else `events_handed` counts them. `effect` injects a
+    known treatment effect (`generator.InjectedEffect`, for the experiment tests)."""
     now = now or utc_now()
     before = read_manifest(data_dir)
     kept = before.injected if before and (before.seed, before.scale, before.now) == (seed, scale, now) else {}
@@ -41,7 +42,13 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
             events.extend(chunk)
 
     try:
-        data = generate(seed=seed, scale=scale, anchor=now, on_events=to_bus, chunk=APPEND_CHUNK)
+        if effect is None:
+            data = generate(seed=seed, scale=scale, anchor=now, on_events=to_bus, chunk=APPEND_CHUNK)
+        else:  # the injection reads every event: generate them all, then hand them over the same way
+            data = generate(seed=seed, scale=scale, anchor=now, effect=effect)
+            for start in range(0, len(data.events), APPEND_CHUNK):
+                to_bus(data.events[start:start + APPEND_CHUNK])
+            data.events_handed = len(data.events)
     finally:
         bus.close()
     data.events = events

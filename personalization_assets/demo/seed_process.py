@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from .generator import DemoData
+from .generator import DemoData, InjectedEffect
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,14 @@ class Seeded:
 
 
 def seed_in_child(data_dir: Path, *, crm_url: str, bus_url: str, seed: int, scale: float, now: datetime,
-                  inject_bad: bool = False, keep_records: bool = False,
+                  inject_bad: bool = False, keep_records: bool = False, effect: InjectedEffect | None = None,
                   say: Callable[[str], None] = lambda line: None) -> Seeded:
     """`seed_demo` (and, with `inject_bad`, `inject_bad_rows`) in a fresh ("spawn") process; its
     `say` lines are passed on as they come. A failure in the child is raised here."""
     context = multiprocessing.get_context("spawn")  # a fork would share the parent's heap pages
     receiver, sender = context.Pipe(duplex=False)
     kwargs = dict(data_dir=data_dir, crm_url=crm_url, bus_url=bus_url, seed=seed, scale=scale, now=now,
-                  inject_bad=inject_bad, keep_records=keep_records)
+                  inject_bad=inject_bad, keep_records=keep_records, effect=effect)
     child = context.Process(target=_seed, args=(sender, kwargs), name="demo-seed", daemon=True)
     child.start()
     sender.close()  # the child holds the only writing end: EOF when it exits

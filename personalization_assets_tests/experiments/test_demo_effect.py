@@ -7,13 +7,11 @@ The fires' decisions go through the sender's real holdout gate into the exposure
 experiment assets read, as `personalization deliver` would have logged them."""
 
 from datetime import datetime, timezone
-from functools import partial
 
 import dagster as dg
 import duckdb
 
 from personalization_assets import settings
-from personalization_assets.demo import seed as demo_seed
 from personalization_assets.demo.generator import InjectedEffect, generate
 from personalization_assets.demo.run import run_demo
 from personalization_assets.experiments.assign import CONTROL, GLOBAL_CONTROL, assign_arm
@@ -36,7 +34,7 @@ def test_injection_is_opt_in_and_leaves_the_rest_of_the_data_set_alone():
     assert all(o["status"] == "paid" and datetime.fromisoformat(o["created_at"]) <= NOW for o in added)
 
 
-def test_the_demo_pipeline_recovers_the_injected_effect_within_its_ci(local_env, monkeypatch):
+def test_the_demo_pipeline_recovers_the_injected_effect_within_its_ci(local_env):
     data = generate(SEED, SCALE, NOW, effect=EFFECT)
     experiments = declared_experiments()
     glob = next(e for e in experiments if e.name == GLOBAL_CONTROL)
@@ -56,8 +54,8 @@ def test_the_demo_pipeline_recovers_the_injected_effect_within_its_ci(local_env,
     # At this size the Welch interval is trustworthy: exact coverage of the true lift, not a hope.
     assert exact_binary_coverage(n_t, n_c, EFFECT.base, treatment_rate=EFFECT.base + EFFECT.lift) > 0.93
 
-    monkeypatch.setattr(demo_seed, "generate", partial(generate, effect=EFFECT))
-    outcome = run_demo(seed=SEED, scale=SCALE, now=NOW, instance=dg.DagsterInstance.ephemeral())
+    # the demo seeds in a child process: the effect is passed along, not patched into this one
+    outcome = run_demo(seed=SEED, scale=SCALE, now=NOW, instance=dg.DagsterInstance.ephemeral(), effect=EFFECT)
     assert outcome.success, outcome.errors
     assert outcome.data.fires == data.fires and not outcome.failed_checks, outcome.failed_checks
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
