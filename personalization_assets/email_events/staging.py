@@ -13,7 +13,7 @@ def events_frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
     """Normalized records (from the bus or files) -> typed frame, first copy of each provider event."""
     frame = pd.DataFrame(records, columns=[*EMAIL_EVENT_COLUMNS, *extra])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    frame["is_machine"] = frame["is_machine"].fillna(False).astype(bool)
+    frame["is_machine"] = frame["is_machine"].map(lambda v: bool(v) if pd.notna(v) else False).astype(bool)
     for column in EMAIL_EVENT_COLUMNS:
         if column not in ("timestamp", "is_machine"):
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
