@@ -145,7 +145,8 @@ def _stored_payloads(conn: WarehouseConnection, ids: list[str]) -> Iterator[tupl
 
 
 def _has_rows(conn: WarehouseConnection, schema: str, table: str, where: str = "true") -> bool:
-    return conn.table_exists(schema, table) and bool(conn.rows(f"select 1 from {schema}.{table} where {where} limit 1"))
+    return conn.table_exists(schema, table) and bool(
+        conn.rows(f"select 1 from {schema}.{table} where {where} limit 1"))
 
 
 def _watermark(value: str | None) -> datetime | None:
@@ -206,7 +207,8 @@ def _write_chunk(conn: WarehouseConnection, chunk: list, load: _OrdersLoad, last
         prepare_quarantine(conn, "shop_orders")
     with conn.transaction():
         # Orders stored with this payload: on a first load, only those committed by earlier chunks.
-        unchanged = _unchanged(conn, frame if load.stored_before else frame[frame["order_id"].isin(load.loaded_ids)])
+        unchanged = _unchanged(conn, frame if load.stored_before
+                               else frame[frame["order_id"].isin(load.loaded_ids)])
         rejected = screened.rejected
         conflicts = set(rejected.loc[rejected["rule"] == DUPLICATE_KEY, "record_id"]) & load.loaded_ids
         if conflicts:  # an earlier chunk loaded a version that a later one contradicts
@@ -263,15 +265,16 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
                 _write_chunk(conn, chunk, load, last)
             retries, reported_total, pages = client.retries_done, client.reported_total, client.pages
     except SourceError as exc:
-        kept = f"{len(load.loaded_ids)} orders committed with their cursor, in {load.chunks} chunk(s)" if load.chunks else \
-            "nothing written"
+        kept = (f"{len(load.loaded_ids)} orders committed{' with their cursor' if load.cursor else ''}, "
+                f"in {load.chunks} chunk(s)") if load.chunks else "nothing written"
         raise dg.Failure(description=f"{exc} ({kept})", metadata={"source": exc.source, "cause": exc.cause}) from exc
     if reported_total is None:
         context.log.warning("the orders API reported no total (X-Total-Count or `total`): a listing that stopped "
                             f"early cannot be told from a complete one ({load.received} orders received)")
     rejected = pd.concat(load.rejected, ignore_index=True)
     return dg.MaterializeResult(metadata=frame_metadata(
-        load.preview, **{"dagster/row_count": dg.MetadataValue.int(len(load.loaded_ids))}, rows_loaded=load.written,
+        load.preview, **{"dagster/row_count": dg.MetadataValue.int(len(load.loaded_ids))},
+        rows_loaded=load.written,
         unchanged=load.unchanged, received=load.received, reported_total=reported_total, pages=pages,
         retries=retries, chunks=load.chunks, quarantined=len(rejected),
         quarantined_by_rule=rejected["rule"].value_counts().to_dict() if len(rejected) else {},
