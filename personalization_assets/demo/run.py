@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -76,7 +78,7 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
     instance = instance or dg.DagsterInstance.get()
     if reason:
         reset_cursors(instance)
-    with clock.pinned(now):
+    with clock.pinned(now), demo_duckdb_memory_limit():
         result = execute_watched(  # frees dead runs' pool slots, says what it waits for, stops on Ctrl-C
             # A watchdog poll reads the pool's slots and its holders' events from the instance's
             # SQLite storage; every 5 s is soon enough for a line about a wait, and costs a fifth.
@@ -102,6 +104,27 @@ def run_demo(*, seed: int = 7, scale: float = 1.0, now: datetime | None = None, 
         return outcome
     _collect(outcome)
     return outcome
+
+
+# DuckDB's buffer pool for the demo's steps (the default: a quarter of RAM, up to 1.5 GB). The
+# demo's tables fit; at scale 30 staging.events peaks at ~1.18 GB instead of ~1.51, same CPU.
+DEMO_DUCKDB_MEMORY_LIMIT = "512MB"
+
+
+@contextlib.contextmanager
+def demo_duckdb_memory_limit():
+    """$WAREHOUSE_DUCKDB_MEMORY_LIMIT set to `DEMO_DUCKDB_MEMORY_LIMIT` for the run, unless the
+    user set it (their value wins); as it was afterwards."""
+    from ..resources.warehouse import MEMORY_LIMIT_ENV
+
+    if os.environ.get(MEMORY_LIMIT_ENV):
+        yield
+        return
+    os.environ[MEMORY_LIMIT_ENV] = DEMO_DUCKDB_MEMORY_LIMIT
+    try:
+        yield
+    finally:
+        os.environ.pop(MEMORY_LIMIT_ENV, None)
 
 
 def _arrival_days(now: datetime) -> dict[str, str]:
