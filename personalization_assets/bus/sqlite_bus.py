@@ -235,15 +235,9 @@ class SqliteBus:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, after_offset: int, limit: int = 1000) -> list[BusRecord]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT bus_offset, message_id, received_at, payload FROM {self.table}"
-                " WHERE bus_offset > ? ORDER BY bus_offset LIMIT ?",
-                (int(after_offset), int(limit)),
-            ).fetchall()
         return [
             BusRecord(o, m, datetime.fromtimestamp(r, tz=timezone.utc), orjson.loads(p))
-            for o, m, r, p in rows
+            for o, m, r, p in self.read_encoded(after_offset, limit)
         ]
 
     def read_encoded(self, after_offset: int, limit: int = 1000) -> list[tuple[int, str, float, str]]:
