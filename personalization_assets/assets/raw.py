@@ -37,16 +37,14 @@ ORDERS_CHUNK = 10_000  # API orders screened and written at a time by raw.shop_o
 __all__ = ["EVENT_COLUMNS", "ORDER_COLUMNS", "crm_customers", "events", "shop_orders", "split_orders"]
 
 
-def _fail(exc: SourceError) -> dg.Failure:
-    return dg.Failure(description=f"{exc} (cursor not moved, nothing written)",
-                      metadata={"source": exc.source, "cause": exc.cause})
+def _fail(exc: SourceError, kept: str = "cursor not moved, nothing written") -> dg.Failure:
+    return dg.Failure(description=f"{exc} ({kept})", metadata={"source": exc.source, "cause": exc.cause})
 
 
-def _screen_metadata(screened: Screened) -> dict:
-    rejected = screened.rejected
+def _screen_metadata(rejected: pd.DataFrame, superseded: int) -> dict:
     return {"quarantined": len(rejected),
             "quarantined_by_rule": rejected["rule"].value_counts().to_dict() if len(rejected) else {},
-            "superseded_versions": screened.superseded}
+            "superseded_versions": superseded}
 
 
 def _reset(stored: datetime | None, watermark: datetime | None) -> dict:
@@ -115,7 +113,7 @@ def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResul
         total = (conn.scalar("select count(*) from raw.crm_customers")
                  if conn.table_exists("raw", "crm_customers") else 0)
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, rows_read=len(extracted), rows_loaded=written, rows_total=int(total or 0), **_screen_metadata(screened),
+        frame, rows_read=len(extracted), rows_loaded=written, rows_total=int(total or 0), **_screen_metadata(screened.rejected, screened.superseded),
         read_from=read_from.isoformat() if read_from else None, cursor=new_cursor.to_json(),
         **_reset(stored, watermark)))
 
@@ -267,18 +265,16 @@ def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, wareho
     except SourceError as exc:
         kept = (f"{len(load.loaded_ids)} orders committed{' with their cursor' if load.cursor else ''}, "
                 f"in {load.chunks} chunk(s)") if load.chunks else "nothing written"
-        raise dg.Failure(description=f"{exc} ({kept})", metadata={"source": exc.source, "cause": exc.cause}) from exc
+        raise _fail(exc, kept) from exc
     if reported_total is None:
         context.log.warning("the orders API reported no total (X-Total-Count or `total`): a listing that stopped "
                             f"early cannot be told from a complete one ({load.received} orders received)")
-    rejected = pd.concat(load.rejected, ignore_index=True)
     return dg.MaterializeResult(metadata=frame_metadata(
         load.preview, **{"dagster/row_count": dg.MetadataValue.int(len(load.loaded_ids))},
         rows_loaded=load.written,
         unchanged=load.unchanged, received=load.received, reported_total=reported_total, pages=pages,
-        retries=retries, chunks=load.chunks, quarantined=len(rejected),
-        quarantined_by_rule=rejected["rule"].value_counts().to_dict() if len(rejected) else {},
-        superseded_versions=load.superseded, read_from=read_from.isoformat() if read_from else None,
+        retries=retries, chunks=load.chunks,
+        **_screen_metadata(pd.concat(load.rejected, ignore_index=True), load.superseded), read_from=read_from.isoformat() if read_from else None,
         cursor=load.cursor, **_reset(stored, load.watermark)))
 
 
