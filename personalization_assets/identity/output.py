@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from personalization_assets.identity.changes import hex_hashes
 from personalization_assets.identity.compare import LEVELS
 
 RULE_RANK = {"manual_link": 0, "exact:email_key": 1, "exact:phone": 2, "exact:source_id": 3, "fuzzy": 4,
@@ -49,13 +50,9 @@ def crosswalk_frame(records, rid, keys, hashes, edges, rules, used, previous) ->
 
 
 def hex16(values: np.ndarray) -> np.ndarray:
-    """uint64 values as 16 lower-case hex digits ("{:016x}"), without a Python int per value
-    (a million temporary ints leave the heap fragmented)."""
-    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
-    octets = np.asarray(values, np.uint64).astype(">u8").view(np.uint8).reshape(-1, 8)
-    text = np.empty((octets.shape[0], 16), np.uint8)
-    text[:, 0::2], text[:, 1::2] = digits[octets >> 4], digits[octets & 15]
-    return text.view("S16").ravel().astype("U16").astype(object)
+    """uint64 values as 16 lower-case hex digits ("{:016x}") in Python strings, from
+    `changes.hex_hashes` (no Python int per value: a million temporary ints fragment the heap)."""
+    return hex_hashes(np.asarray(values, np.uint64)).astype("U16").astype(object)
 
 
 def evidence_frame(rid, keys, edges, rules, used, links, model, cannot, key_of=None) -> pd.DataFrame:
