@@ -37,6 +37,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="send to customers missing from the guard store (demo only, as for `triggers`)")
     p.add_argument("--warehouse", default=None, help="DuckDB file the payloads are copied from when no run"
                    " holds it (default: the local warehouse; '' = never, payloads come from an asset)")
+    p.add_argument("--email-events-bus", default=None,
+                   help="the e-mail events bus the webhooks and the one-click endpoint append to, read right before"
+                   " each send so an unsubscribe, hard bounce or complaint stops it as it arrives (default:"
+                   " EMAIL_EVENTS_BUS_URL, else <data dir>/email_events.db; '' = only the guard store)")
     p.add_argument("--channel", choices=CHANNELS, default=env("DELIVERY_CHANNEL", "smtp"), help="where e-mails go (%(default)s; preview: nowhere, shown on the outbox page only)")
     p.add_argument("--smtp-host", default=env("SMTP_HOST", "127.0.0.1"), help="SMTP server (%(default)s)")
     p.add_argument("--smtp-port", type=int, default=int(env("SMTP_PORT", "1025")), help="SMTP port (%(default)s)")
@@ -112,10 +116,13 @@ def _serve_page(outbox: Path, port: int, ready):
 def run_from_args(args) -> int:
     from .. import settings
     from ..realtime.guards import SqliteGuardProvider
+    from ..redact import redact_url
     from ..shutdown import stop_on_signals
     from .outbox import Outbox, default_path
     from .payloads import PayloadStore
+    from ..email_events.bus import email_events_bus_url
     from .sender import AlreadyRunning, RetryPolicy, Sender, lock_outbox, run_sender
+    from .suppressions import BusSuppressions
 
     ledger = Path(args.ledger or settings.data_dir() / "triggers.sqlite").resolve()
     outbox_path = Path(args.outbox or (ledger.with_name("outbox.sqlite") if args.ledger else default_path())).resolve()
@@ -142,9 +149,11 @@ def run_from_args(args) -> int:
         holdouts = HoldoutGate.from_yaml(outbox_path.with_name("exposures.sqlite"), key_of=key_of)
         timing = next((e for e in holdouts.experiments if e.kind == SEND_TIME_KIND), None)
         send_time = SendTimeGate(timing, holdouts.exposures, key_of=key_of) if timing else None
+    bus_url = email_events_bus_url() if args.email_events_bus is None else args.email_events_bus
+    suppressions = BusSuppressions(outbox.conn, bus_url) if bus_url else None
     sender = Sender(outbox, ledger, payloads, SqliteGuardProvider(guard_path, allow_unknown=args.allow_unknown), channel, _unsubscribe(),
                     policy=RetryPolicy(max_attempts=args.max_attempts), warehouse_path=warehouse, holdouts=holdouts,
-                    send_time=send_time)
+                    send_time=send_time, suppressions=suppressions)
     server = None
     page = "no page"
     if args.page_port >= 0:
@@ -152,7 +161,8 @@ def run_from_args(args) -> int:
         page = f"outbox page on http://127.0.0.1:{port}/" if port else "the outbox page could not start"
     experiments = (", ".join(e.name for e in holdouts.experiments) or "none declared") if holdouts else "off"
     print(f"deliver: fires from {ledger} -> outbox {outbox_path} -> {args.channel} {target}; {page};"
-          f" experiments: {experiments}; Ctrl-C stops", flush=True)
+          f" experiments: {experiments}; unsubscribes and bounces also from"
+          f" {redact_url(bus_url) if bus_url else 'the guard store only'}; Ctrl-C stops", flush=True)
     try:
         run_sender(sender, stop)
     finally:

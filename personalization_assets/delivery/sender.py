@@ -25,6 +25,7 @@ from .channels import Channel, SendError
 from .outbox import Fire, Outbox, Row
 from .payloads import PayloadStore, refresh_from_duckdb
 from .render import Unsubscribe, render_fire
+from .suppressions import BusSuppressions
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class Sender:
     def __init__(self, outbox: Outbox, ledger_path: str | Path, payloads: PayloadStore, guard: GuardProvider,
                  channel: Channel, unsubscribe: Unsubscribe, *, policy: RetryPolicy = RetryPolicy(),
                  warehouse_path: str | Path | None = None, refresh_every_s: float = 60.0,
-                 rng: random.Random | None = None, clock=time.time, holdouts=None, send_time=None):
+                 rng: random.Random | None = None, clock=time.time, holdouts=None, send_time=None,
+                 suppressions: BusSuppressions | None = None):
         self.outbox, self.ledger, self.payloads = outbox, LedgerReader(ledger_path), payloads
         self.guard, self.channel, self.unsubscribe, self.policy = guard, channel, unsubscribe, policy
         self.warehouse_path, self.refresh_every_s = warehouse_path, refresh_every_s
@@ -110,6 +112,7 @@ class Sender:
         self._refreshed = self._reconciled = float("-inf")
         self.holdouts = holdouts  # experiments.holdouts.HoldoutGate: a control member's fire is a logged ghost
         self.send_time = send_time  # experiments.send_time.SendTimeGate: treated fires wait for the preferred hour
+        self.suppressions = suppressions  # unsubscribes, hard bounces, complaints read off the e-mail events bus
 
     # -- one poll ----------------------------------------------------------------------------
     def step(self, batch: int = 200) -> int:
@@ -172,7 +175,8 @@ class Sender:
     def decide(self, row: Row) -> str | None:
         """Why this fire must not be sent now, or None. Read right before each attempt, so an
         order the engine read, or an unsubscribe, bounce, complaint, withdrawn consent or purchase
-        recorded since the fire stops it; then an experiment's holdout (no send, a ghost exposure)."""
+        recorded since the fire stops it (the guard store, and the e-mail events bus as it arrives);
+        then an experiment's holdout (no send, a ghost exposure)."""
         if not row.customer_id:
             return "unidentified"
         if self.ledger.ordered(row.trigger, row.cart, row.customer_id, row.window_start):
@@ -182,6 +186,9 @@ class Sender:
         if reason is None and state.last_purchase_at is not None and row.window_start is not None \
                 and state.last_purchase_at.timestamp() >= row.window_start:
             reason = "purchased"
+        if reason is None and self.suppressions is not None:
+            self.suppressions.poll()
+            reason = self.suppressions.reason(row.recipient)
         if reason is None and self.holdouts is not None:  # after suppression: suppressed people are in neither arm
             reason = self.holdouts.decide(row.trigger, row.fire_key, row.customer_id)
         return reason
@@ -240,3 +247,5 @@ def run_sender(sender: Sender, stop, poll_interval_s: float = 0.02) -> None:
     finally:
         sender.channel.close()
         sender.ledger.close()
+        if sender.suppressions is not None:
+            sender.suppressions.close()
