@@ -13,6 +13,7 @@ from datetime import datetime
 
 import orjson
 
+from .deepjson import TooDeep
 from .enrich import BadTimestamp, enrich, iso, parse_ts
 from .validate import Violation, validate
 from .wire import MAX_EVENT_BYTES
@@ -40,13 +41,15 @@ def storable(value, depth: int = 0):
         return value
     if isinstance(value, int):
         return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, TooDeep):  # a part nested past the parser's limit (deepjson.py)
+        return _CUT
     return f"<{type(value).__name__}>"
 
 
 def unstorable_violation(exc: TypeError) -> Violation:
     """Why orjson could not write the event, as a rule from the fixed vocabulary."""
     text = str(exc)
-    if "Recursion limit" in text:
+    if "Recursion limit" in text or "TooDeep" in text:
         return Violation("too_deep", f"event is nested more than 255 levels; it cannot be stored as JSON")
     if "64-bit" in text:
         return Violation("integer_out_of_range", "event holds an integer beyond 64 bits, which would "

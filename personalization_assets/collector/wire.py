@@ -14,6 +14,8 @@ import zlib
 
 import orjson
 
+from .deepjson import DeepError, InvalidJSON, loads_tolerant
+
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -63,19 +65,33 @@ def _reject_constant(name: str):
 def parse_json_object(data: bytes) -> dict:
     """The body as a JSON object. Integers beyond 64 bits stay exact Python ints, and a string with a
     lone surrogate escape ("\\ud800", a JavaScript string cut mid-emoji) is read as such: the
-    collector then quarantines the one event that holds it, since the bus's JSON cannot store it."""
+    collector then quarantines the one event that holds it, since the bus's JSON cannot store it.
+    A part nested deeper than the parser reads (1024 levels) becomes a `TooDeep` (deepjson.py), so
+    that one such event is quarantined instead of the whole batch refused."""
     try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        if "surrogate" not in str(exc):
-            raise WireError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
-        body = _exact(data)
-    else:
-        if _LONG_DIGITS.search(data):  # rare: re-read exactly (orjson already vouched for the syntax)
-            body = _exact(data)
+        body = loads_tolerant(data, _load_part)
+    except InvalidJSON as exc:
+        raise WireError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise WireError(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _load_part(data: bytes):
+    """One part of the body: orjson, or the exact reader for the rare parts orjson cannot read
+    faithfully (integers beyond 64 bits, lone surrogates)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc)
+        if "depth" in text:
+            raise DeepError(text) from None
+        if "surrogate" not in text:
+            raise InvalidJSON(text) from None
+        return _exact(data)
+    if _LONG_DIGITS.search(data):  # rare: re-read exactly (orjson already vouched for the syntax)
+        return _exact(data)
+    return value
 
 
 def _finite(text: str) -> float:
@@ -86,12 +102,14 @@ def _finite(text: str) -> float:
 
 
 def _exact(data: bytes):
-    """The stdlib parser, for the rare bodies orjson cannot read faithfully; as strict as orjson
+    """The stdlib parser, for the rare parts orjson cannot read faithfully; as strict as orjson
     otherwise (no NaN/Infinity, no number that overflows a double)."""
     try:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite)
-    except (ValueError, RecursionError) as exc:
-        raise WireError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:  # its limit is Python's stack, lower than orjson's: split further
+        raise DeepError("nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidJSON(str(exc)[:200]) from None
 
 
 def write_key_from(authorization: str | None, body: dict) -> str | None:

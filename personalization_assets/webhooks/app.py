@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from ..collector import metrics
 from ..collector.app import read_body
+from ..collector.deepjson import InvalidJSON, holds_too_deep, loads_tolerant
 from ..collector.intake import storable
 from ..email_events import Normalized, normalize
 from ..email_events.bus import email_events_bus_url
@@ -58,8 +59,11 @@ async def _read_limited(request: Request, limit: int, timeout_s: float) -> bytes
 
 def _safe_normalize(provider: str, event) -> Normalized | Rejected:
     """normalize(), but an event that breaks it (nested 980 levels deep, a time that overflows)
-    is quarantined with the reason instead of failing the whole signed request."""
+    or holds a part too deep to parse (`TooDeep`) is quarantined with the reason instead of
+    failing the whole signed request."""
     try:
+        if holds_too_deep(event):
+            raise RecursionError("a part of the event is nested past the JSON parser's limit")
         return normalize(provider, event)
     except Exception as exc:
         text = orjson.dumps(storable(event), option=orjson.OPT_SORT_KEYS).decode()
@@ -78,10 +82,12 @@ def _safe_normalize(provider: str, event) -> Normalized | Rejected:
 
 
 def _parse(body: bytes):
+    """The JSON body; a part nested past orjson's limit becomes a `TooDeep`, so that one event
+    is quarantined rather than the whole signed request refused."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, "invalid_json", f"body is not JSON: {exc}") from None
+        return loads_tolerant(body)
+    except InvalidJSON as exc:
+        raise Refused(400, "invalid_json", f"body is not JSON: {str(exc)[:200]}") from None
 
 
 def _secrets(config: dict) -> dict[str, str]:

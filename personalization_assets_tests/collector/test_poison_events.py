@@ -173,3 +173,46 @@ def test_a_type_that_is_not_a_string_is_a_plain_violation(kind):
     """Found by bench.fuzz: a list as `type` raised TypeError (unhashable) inside validation."""
     accepted, (q,) = split([{"type": kind, "userId": "u", "event": "E"}], {}, datetime.now(UTC), "/v1/batch")
     assert accepted == [] and q["rule"] == "type"
+
+
+@pytest.mark.parametrize("depth", [1022, 1030, 5000])
+def test_an_event_nested_past_the_parsers_limit_costs_its_event_only(collector, depth):
+    """orjson reads at most 1024 levels: one event nested deeper made the whole batch a 400, so a
+    client dropped its good events too. Now that event alone is quarantined, with its messageId."""
+    poison = b'{"type":"track","event":"Product Viewed","userId":"u9","messageId":"deep","properties":' \
+             + _nested(depth) + b"}"
+    body = _batch_bytes([orjson.dumps(_track(i)) for i in range(5)] + [poison], sentAt="2026-01-01T00:00:00Z")
+    r = requests.post(collector.url + "/v1/batch", data=body, headers=AUTH, timeout=10)
+    assert r.status_code == 200 and (r.json()["accepted"], r.json()["quarantined"]) == (5, 1), r.text
+    (q,) = collector.quarantine().read(0)
+    assert (q.message_id, q.event["rule"]) == ("deep", "too_deep")
+    assert [rec.message_id for rec in collector.bus().read(0)] == [f"m-{i}" for i in range(5)]
+    single = b'{"event":"Product Viewed","userId":"u9","messageId":"deep-1","properties":' + _nested(depth) + b"}"
+    r = requests.post(collector.url + "/v1/track", data=single, headers=AUTH, timeout=10)
+    assert r.status_code == 200 and r.json()["quarantined"] == 1, r.text
+
+
+def test_a_deep_event_beside_a_64_bit_overflow_costs_only_its_event(collector):
+    """A >64-bit integer anywhere sends the body through the stdlib parser, whose depth limit is
+    Python's stack (about 1,000 levels, below orjson's 1,024): the deep event beside it must not cost the batch."""
+    poison = b'{"type":"track","event":"Product Viewed","userId":"u9","messageId":"deep","properties":' \
+             + _nested(1010) + b"}"
+    big = b'{"type":"track","event":"Product Viewed","userId":"u2","messageId":"big","properties":{"q":' \
+          + str(2**70).encode() + b"}}"
+    r = requests.post(collector.url + "/v1/batch", data=_batch_bytes([orjson.dumps(_track(1)), poison, big]),
+                      headers=AUTH, timeout=10)
+    assert r.status_code == 200 and (r.json()["accepted"], r.json()["quarantined"]) == (1, 2), r.text
+    assert sorted(q.event["rule"] for q in collector.quarantine().read(0)) == ["integer_out_of_range", "too_deep"]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"batch":[' + _nested(1100) + b' 1]}',  # a missing comma beside a deep part
+    b'{"batch":[' + _nested(1100) + b"]} trailing",
+    b'{"batch":[' + _nested(1100) + b",]}",
+    b'{"batch":[' + b"[" * 1100,
+    b'{1:' + _nested(1100) + b"}",
+])
+def test_a_deep_body_with_a_syntax_error_is_still_400(body):
+    with pytest.raises(WireError) as info:
+        parse_json_object(body)
+    assert info.value.status == 400 and info.value.code == "invalid_json"

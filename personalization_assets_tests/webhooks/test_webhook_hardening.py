@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from personalization_assets.bus import open_bus
+from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.webhooks import create_webhook_app
 from personalization_assets.webhooks.replay import SqliteTokenLedger
 from personalization_assets_tests.conftest import require_service
@@ -164,3 +164,30 @@ def _sign(body: bytes, stamp: str) -> str:
     from personalization_assets.webhooks.verify import sign_generic
 
     return sign_generic(GENERIC_SECRET, body, stamp)
+
+
+@pytest.mark.parametrize("depth", [1030, 4000])
+def test_a_signed_event_nested_past_the_parsers_limit_is_quarantined_and_the_rest_stored(hooks, depth):
+    """orjson reads at most 1024 levels: such an event made the whole signed batch a 400."""
+    url, bus_url, _, keys = hooks
+    now = int(time.time())
+    sg = ('[{"event":"delivered","email":"a@example.com","timestamp":%d,"sg_event_id":"ok-%d"},'
+          '{"event":"delivered","email":"b@example.com","timestamp":%d,"sg_event_id":"deep-1","x":%s}]'
+          % (now, depth, now, _deep(depth))).encode()
+    r = requests.post(url + "/sendgrid", data=sg, headers=keys.headers(sg, now), timeout=10)
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0, "quarantined": 1}, r.text
+    generic = ('{"events":[{"id":"g-%d","type":"open","email":"c@example.com","timestamp":%d},'
+               '{"id":"g2","type":"open","email":"c@example.com","timestamp":%d,"x":%s}]}'
+               % (depth, now, now, _deep(depth))).encode()
+    r = requests.post(url + "/generic", data=generic, headers=generic_headers(GENERIC_SECRET, generic, now), timeout=10)
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0, "quarantined": 1}, r.text
+    mg = ('{"signature":%s,"event-data":{"event":"delivered","id":"mg-deep","x":%s}}'
+          % (json.dumps(json.loads(mailgun_body(MAILGUN_KEY, {}, now))["signature"]), _deep(depth))).encode()
+    r = requests.post(url + "/mailgun", data=mg, headers=JSON, timeout=10)
+    assert r.status_code == 200 and r.json()["quarantined"] == 1, r.text
+    assert sorted(e["provider_event_id"] for e in _stored(bus_url)) == [f"g-{depth}", f"ok-{depth}"]
+    quarantined = open_quarantine_bus(bus_url)
+    try:
+        assert {q.event["rule"] for q in quarantined.read(0)} == {"payload.too_deep"}
+    finally:
+        quarantined.close()
