@@ -151,7 +151,15 @@ def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_ke
     b_rows, b_stores = scan(conn, ids_b, pii), _stores_holding(ids_b)
     raw.close()
     assert sum(b_rows.values()) > 10 and b_stores["bus:events"] and b_stores["trigger_guard"] and b_stores["trigger_ledger"]
-    assert byte_hits([data], needles, SOURCES), "the person is in the stores before"
+    before = byte_hits([data], needles, SOURCES)
+    holding = {name.split("/")[1] for name in before}  # the stores of the issue each hold her first
+    assert {"warehouse.duckdb", "events.db", "landing", "exports"} <= holding, sorted(before)
+    raw, conn = _open(data)
+    ids_a = resolve(conn, a[1])
+    raw.close()
+    a_stores = _stores_holding(ids_a)  # the guard store and the ledger key her by ids too short to search as bytes
+    assert a_stores["trigger_guard"] and a_stores["trigger_ledger"] and a_stores["bus:events"], a_stores
+    assert byte_hits([home], {"***@"}), "Dagster's storage holds the pii assets' previews, masked when written"
 
     assert cli.main(["forget", a[1].upper()]) == 0  # the first run succeeds, on the address in any case
     assert "verified" in capsys.readouterr().out
@@ -159,6 +167,7 @@ def test_forget_is_exact_and_leaves_no_identifier_byte_anywhere(demo, erasure_ke
     # complete: no byte of her identifiers in any store of the platform, nor in Dagster's storage
     assert byte_hits([data, home], needles, SOURCES) == {}
     assert byte_hits([home], everyone) == {}, "previews of pii assets are masked when written"
+    assert _stores_holding(ids_a) == dict.fromkeys(a_stores, 0)
     # exact: B keeps everything, including the phone and street B shares with her
     raw, conn = _open(data)
     assert scan(conn, ids_b, pii) == b_rows and _stores_holding(ids_b) == b_stores  # 0 collateral erasures
