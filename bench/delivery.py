@@ -5,7 +5,8 @@
 
 1. Live path. Collector, trigger engine and two senders run as subprocesses on a SQLite bus; a
    traffic process posts background events at --rate events/s to the collector, plus carts at
-   --carts-per-s (Product Added; 40 % ordered 0.2-1.2 s later, 10 % unsubscribed after 1 s). The
+   --carts-per-s (Product Added; 40 % ordered 0.2-1.2 s later, 10 % unsubscribed after 1 s, half of
+   them in the guard store, half one-click on the e-mail events bus that the senders read). The
    cart timer is 2 s + 0.5 s lateness. One sender sends over SMTP to a real local SMTP server
    (aiosmtpd), the other to a local ESP-like HTTP API that deduplicates on Idempotency-Key and
    rate-limits with 429 + Retry-After. Latency = accepted by the server - timer expiry (due +
@@ -15,9 +16,11 @@
 3. kill -9: the sender killed at random points during --kill-sends sends and restarted each time
    (as in the test): lost (must be 0), duplicates delivered by the ESP (must be 0), SMTP copies
    by Message-ID (at most one per kill).
-4. Adversarial carts (`realtime/simulation.py`) through the engine, then the sender, with
-   unsubscribes and purchases recorded between the fire and the send: sends after an order or an
-   unsubscribe (must be 0).
+4. Adversarial carts (`realtime/simulation.py`) through the engine (recording the orders it reads,
+   as the engine process does), then the sender, with unsubscribes (guard store and e-mail events
+   bus) and purchases recorded between the fire and the send. The sender starts after every event
+   was read, so a send for any cart with an order is a send after an order: sends after an order
+   or an unsubscribe (must be 0), and lost fires (must be 0).
 `segment_p50_s`/`segment_p95_s` (event -> updated row in marts.segment_membership through the
 automation path in `dagster dev`) come from `bench.automation`, run last (--segment-samples, about
 1.5 min per sample plus the demo build; 0 skips it and leaves them null).
@@ -69,10 +72,24 @@ def seed_payloads(path: Path, users: int) -> None:
     store.close()
 
 
+def email_bus_url(tmp: Path) -> str:
+    """The e-mail events bus the one-click endpoint and the webhooks append to (the senders read it)."""
+    return f"sqlite:///{tmp / 'email_events.db'}?table=email_events"
+
+
+def unsubscribe_on_bus(bus, email: str) -> None:
+    """What the one-click endpoint records when the person clicks the link of an e-mail."""
+    from personalization_assets.activation.unsubscribe import unsubscribe_event
+    from personalization_assets.email_events.bus import bus_event
+
+    bus.append([bus_event(unsubscribe_event(email, f"bench-{email}", datetime.now(timezone.utc)))])
+
+
 def sender_args(tmp: Path, name: str, channel: list[str], guard: Path, ledger: Path, rate: float = 2000) -> list[str]:
     (tmp / name).mkdir(exist_ok=True)
     return ["personalization_assets.delivery", "--ledger", str(ledger), "--outbox", str(tmp / name / "outbox.sqlite"),
             "--guard", str(guard), "--allow-unknown", "--warehouse", "", "--page-port", "-1", "--rate", str(rate),
+            "--email-events-bus", email_bus_url(tmp),
             "--no-holdouts", *channel]  # the figures count every fire as sent
 
 
@@ -124,11 +141,16 @@ def _background(url: str, rate: int, seconds: float, counts: dict, threads: int 
 
 def traffic(url: str, rate: int, seconds: float, carts_per_s: float, guard: str, out: str) -> None:
     """The client side, in its own process: background events (threads), and carts, orders and
-    unsubscribes on their own connection, on time."""
+    unsubscribes on their own connection, on time. Unsubscribes alternate between the guard store
+    (as `activation/trigger_guard` writes them) and the e-mail events bus (as the one-click
+    endpoint appends them, read by the sender as they arrive)."""
+    from personalization_assets.bus import open_bus
+
     rng = random.Random(5)
     session = requests.Session()
     session.auth = (KEY, "")
     store = SqliteGuardProvider(guard, allow_unknown=True)
+    email_bus = open_bus(email_bus_url(Path(guard).parent))
     counts = {"background": 0}
     bg = threading.Thread(target=_background, args=(url, rate, seconds, counts))
     bg.start()
@@ -159,8 +181,11 @@ def traffic(url: str, rate: int, seconds: float, carts_per_s: float, guard: str,
             if kind == "order":
                 orders_now.append(what | {"timestamp": now_iso()})
             else:
-                store.unsubscribe(what)
-                unsubs[what] = time.time()
+                if len(unsubs) % 2:
+                    unsubscribe_on_bus(email_bus, f"ann{what[1:]}@example.com")  # seed_payloads' address of u<i>
+                else:
+                    store.unsubscribe(what)
+                unsubs.setdefault(what, time.time())
         batch += orders_now
         if not batch:
             continue
@@ -171,6 +196,7 @@ def traffic(url: str, rate: int, seconds: float, carts_per_s: float, guard: str,
         for ev in orders_now:
             orders[ev["properties"]["cart_id"]] = acked
     bg.join()
+    email_bus.close()
     Path(out).write_text(json.dumps({"events": counts["background"], "seconds": seconds, "carts": carts,
                                      "orders": orders, "unsubs": unsubs}))
 
@@ -323,23 +349,37 @@ def adversarial(n: int) -> dict:
     ts = load_trigger_set().only("cart_abandonment")
     ts = replace(ts, triggers=(replace(ts.triggers[0], cooldown=timedelta(0), delay=delay, allowed_lateness=late),),
                  limits=replace(ts.limits, quiet_hours=None, cap_messages=10**9))
-    engine, decisions = TriggerEngine(ts, DictGuardProvider(allow_unknown=True)), []
+    engine, decisions, orders = TriggerEngine(ts, DictGuardProvider(allow_unknown=True)), [], []
+    order_names = frozenset(n for t in ts.triggers for n in t.cancel_on)
     for ev in events:
         decisions += engine.process(ev)
+        if ev.name in order_names:  # what the engine process records in orders_seen (runner.py)
+            orders += [(key, ev.at) for key in engine.cancel_keys(ev)]
         decisions += engine.advance(ev.received_at)
     decisions += engine.advance(events[-1].received_at + 3 * delay)
     check = check_no_fire_after_order(decisions, truth, delay)
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-adv-"))
     book = Ledger(tmp / "triggers.sqlite")
-    book.commit(decisions, 1)
+    book.commit(decisions, 1, orders=orders)
     book.close()
     fired = [d for d in decisions if d.kind == "fire"]
+    # The sender starts once every event has been read: each order in the data arrived before
+    # any send, so a send for a cart the shop saw ordered (any of its orders, whatever its time)
+    # is a send after an order.
+    ordered_carts = {c for c, t in truth.items() if t.order_received is not None}
     rng = random.Random(9)
     unsub = {d.customer for d in fired if rng.random() < 0.1}  # arrive between the fire and the send
     bought = {d.customer for d in fired if d.customer not in unsub and rng.random() < 0.1}
     guard = SqliteGuardProvider(tmp / "guard.sqlite", allow_unknown=True)
-    for user in unsub:
-        guard.unsubscribe(user)
+    from personalization_assets.bus import open_bus
+
+    email_bus = open_bus(email_bus_url(tmp))
+    for k, user in enumerate(sorted(unsub)):  # half in the guard store, half one-click on the e-mail events bus
+        if k % 2:
+            unsubscribe_on_bus(email_bus, f"{user}@example.com")
+        else:
+            guard.unsubscribe(user)
+    email_bus.close()
     guard.sync([(u, True, True, False, datetime.now(timezone.utc), None) for u in bought])
     guard.close()
     (tmp / "smtp").mkdir()
@@ -357,10 +397,16 @@ def adversarial(n: int) -> dict:
         proc.terminate()
         proc.wait(20)
         to = [str(m["To"]).split("@")[0] for m in smtp.messages]
+        carts = {k: cart.split(":", 1)[1] for k, cart, *_ in outbox_rows(tmp / "smtp" / "outbox.sqlite")}
+        sent_carts = [carts.get(str(m["Message-ID"]).strip("<>").split("@")[0]) for m in smtp.messages]
+    states = outbox_states(tmp / "smtp" / "outbox.sqlite")
     return {"carts": n, "fires": len(fired), "engine_after_order": len(check["after_order"]),
             "engine_twice": len(check["twice"]), "unsubscribed_meanwhile": len(unsub), "bought_meanwhile": len(bought),
-            "sent_after_unsub": sum(u in unsub for u in to), "sent_after_order": sum(u in bought for u in to),
-            "states": outbox_states(tmp / "smtp" / "outbox.sqlite")}
+            "ordered_carts_fired": len({d.group.split(":", 1)[1] for d in fired} & ordered_carts),
+            "sent_after_unsub": sum(u in unsub for u in to),
+            "sent_after_order": sum(u in bought for u in to) + sum(c in ordered_carts for c in sent_carts),
+            "unmatched_sends": sum(c is None for c in sent_carts),
+            "lost": len(fired) - sum(states.get(s, 0) for s in FINAL), "states": states}
 
 
 def main() -> None:
@@ -387,7 +433,7 @@ def main() -> None:
 
     seg = automation_bench(a.segment_samples, 0.3, quiet=a.json) if a.segment_samples else {}
     smtp, esp = r["smtp"]["latency"], r["esp"]["latency"]
-    lost = r["smtp"]["lost"] + r["esp"]["lost"] + k["esp"]["lost"] + k["smtp"]["lost"]
+    lost = r["smtp"]["lost"] + r["esp"]["lost"] + k["esp"]["lost"] + k["smtp"]["lost"] + adv["lost"]
     after = (r["smtp"]["after_order"] + r["smtp"]["after_unsub"] + r["esp"]["after_order"] + r["esp"]["after_unsub"]
              + adv["sent_after_unsub"] + adv["sent_after_order"] + adv["engine_after_order"])
     result = {"smtp_p50_s": pct(smtp, 50), "smtp_p95_s": pct(smtp, 95), "smtp_p99_s": pct(smtp, 99),
@@ -396,7 +442,9 @@ def main() -> None:
               "segment_p95_s": seg.get("segment_p95_s"), "lost": lost,
               "duplicates": r["esp"]["duplicates"] + k["esp"]["duplicates"],
               "smtp_duplicates": r["smtp"]["duplicates"] + k["smtp"]["duplicates"], "smtp_kills": k["smtp"]["kills"],
-              "sends_after_order_or_unsubscribe": after, "background_events_per_s": r["events_per_s"],
+              "sends_after_order_or_unsubscribe": after, "adversarial_carts": adv["carts"],
+              "adversarial_fires": adv["fires"], "adversarial_lost": adv["lost"],
+              "background_events_per_s": r["events_per_s"],
               "live_fires": r["fires"], "esp_429": r["esp_throttled"],
               "smtp_engine_p95_s": pct(r["smtp"]["engine"], 95), "smtp_delivery_p95_s": pct(r["smtp"]["delivery"], 95)}
     if a.json:
@@ -427,7 +475,8 @@ def main() -> None:
     print(f"\n4. adversarial: {adv['carts']:,} carts -> {adv['fires']:,} fires; engine fires after an order"
           f" {adv['engine_after_order']}, twice {adv['engine_twice']}; between fire and send {adv['unsubscribed_meanwhile']}"
           f" unsubscribed and {adv['bought_meanwhile']} bought: sent to them {adv['sent_after_unsub']} /"
-          f" {adv['sent_after_order']}; outbox {adv['states']}")
+          f" {adv['sent_after_order']} (of which for {adv['ordered_carts_fired']:,} fired carts ordered later: all"
+          f" stopped by the orders the engine recorded); lost {adv['lost']}; outbox {adv['states']}")
     print(f"\nlost {lost}, duplicates (keyed destinations) {result['duplicates']}, sends after an order or an"
           f" unsubscribe {after}")
     if seg:

@@ -115,12 +115,12 @@ def _serve_page(outbox: Path, port: int, ready):
 
 def run_from_args(args) -> int:
     from .. import settings
+    from ..email_events.bus import email_events_bus_url
     from ..realtime.guards import SqliteGuardProvider
     from ..redact import redact_url
     from ..shutdown import stop_on_signals
     from .outbox import Outbox, default_path
     from .payloads import PayloadStore
-    from ..email_events.bus import email_events_bus_url
     from .sender import AlreadyRunning, RetryPolicy, Sender, lock_outbox, run_sender
     from .suppressions import BusSuppressions
 
