@@ -72,8 +72,18 @@ def payload_text(row: dict) -> str:
 
 def content_id(payload: str) -> str:
     """An id for a record without a key: a hash of its content, stable across reruns (so a rerun
-    adds no quarantine row) and distinct for distinct records (so two never collapse into one)."""
+    adds no quarantine row) and distinct for distinct records (so two never collapse into one;
+    `screen` numbers records of the same content)."""
     return "sha256:" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def content_ids(payloads: pd.Series) -> pd.Series:
+    """`content_id` of each payload, made distinct within one load: the second record with the
+    same content is `<id>#2`, and so on (two identical keyless orders are two orders, never one
+    quarantine row; the same listing read again numbers them the same way)."""
+    ids = payloads.map(content_id)
+    seen = ids.groupby(ids).cumcount()
+    return ids.where(seen == 0, ids + "#" + (seen + 1).astype(str))
 
 
 Message = str | pd.Series | Callable[[pd.Series], pd.Series]  # a callable gets the mask of rows it names
@@ -102,7 +112,7 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
     keyless = keys.isna() | keys.map(lambda v: isinstance(v, str) and not v.strip())
     ids = record_ids.reset_index(drop=True).astype(object)
     if keyless.any():
-        ids[keyless] = payload(keyless).map(content_id)
+        ids[keyless] = content_ids(payload(keyless))
     ts, issue = stamps["ts"].reset_index(drop=True), stamps["ts_issue"].reset_index(drop=True)
     ordered = [
         (keyless, KEY_MISSING, f"no {key}: the record cannot be keyed, so it is not loaded"),

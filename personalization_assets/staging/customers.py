@@ -16,7 +16,7 @@ from ..normalize import (
     normalize_timezones, parse_timestamps,
 )
 from ..quality.rules import apply_customer_rules
-from ..sources.incremental import content_id
+from ..sources.incremental import content_ids
 from .common import (
     SOURCE_FORMATS, UTC, SourceFormat, Staged, concat_rejections, first_failures, payloads, raw_payload_of, typed,
 )
@@ -41,7 +41,7 @@ def stage_customers(raw: pd.DataFrame, *, now: datetime, fmt: SourceFormat = SOU
     keyless = source_ids.isna()
     ids = "crm:" + source_ids.astype(str)
     if keyless.any():  # identified by content: stable across reruns, distinct per record
-        ids[keyless] = [content_id(p) for p in payloads(raw[keyless.to_numpy()])]
+        ids[keyless] = content_ids(pd.Series(payloads(raw[keyless.to_numpy()]), index=ids.index[keyless])).to_numpy()
     emails = normalize_emails(raw["email"])
     created, updated = _times(raw["created_at"], fmt), _times(raw["updated_at"], fmt)
     birth = _birth_dates(raw["birth_date"], fmt, now)

@@ -35,6 +35,8 @@ def test_a_row_without_key_is_quarantined_never_a_customer():
     assert keyless["record_id"].str.startswith("sha256:").all()
     assert _stage(_customer(np.nan, email="a@example.org")).quarantined["record_id"].tolist() == [
         keyless["record_id"].iloc[0]]  # stable across runs: a rerun adds nothing
+    twins = _stage(_customer(np.nan, email="a@example.org"), _customer(np.nan, email="a@example.org")).quarantined
+    assert twins["record_id"].nunique() == 2  # the same content twice is still two records
 
 
 def test_consent_is_read_explicitly_and_unknown_is_never_consent():
