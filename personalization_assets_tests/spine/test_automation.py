@@ -144,3 +144,25 @@ def test_production_states_whether_automation_runs(monkeypatch):
     for running, status in ((True, dg.DefaultScheduleStatus.RUNNING), (False, dg.DefaultScheduleStatus.STOPPED)):
         assert {s.default_status for s in schedules.schedules(running)} == {status}
         assert sensors.automation_sensor(running).default_status.value == status.value
+
+
+def test_the_production_compose_file_states_whether_automation_runs(monkeypatch):
+    """Production sets it explicitly: the code server, where the definitions load, gets the
+    setting from the compose file, where its value is stated rather than left to the code's
+    fallback (stopped in prod); the deployment guide documents it."""
+    from pathlib import Path
+
+    import yaml
+
+    from personalization_assets.settings import automation_running
+
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "deploy" / "docker-compose.yml").read_text())
+    stated = compose["services"]["personalization_code"]["environment"]["PERSONALIZATION_AUTOMATION"]
+    assert stated == "${PERSONALIZATION_AUTOMATION:-running}"
+    assert "| `PERSONALIZATION_AUTOMATION` |" in (root / "docs" / "deployment.md").read_text()
+    monkeypatch.setenv("DAGSTER_DEPLOYMENT", "prod")
+    monkeypatch.setenv("PERSONALIZATION_AUTOMATION", "running")
+    assert automation_running()
+    monkeypatch.delenv("PERSONALIZATION_AUTOMATION")
+    assert not automation_running()  # unset in prod: stopped
