@@ -147,3 +147,67 @@ def test_a_cursor_frozen_in_the_future_by_older_code_heals(local_env, tmp_path):
     assert _query(db, "select count(*) from raw.shop_orders")[0][0] == 4
     cursor = json.loads(_query(db, "select cursor_json from ops.cursors where name = 'shop_orders'")[0][0])
     assert datetime.fromisoformat(cursor["updated_since"]) == PAST + timedelta(minutes=3)
+
+
+class _NoTotalApi:
+    """An orders API on 127.0.0.1 that reports no total and pages by `next_cursor`; from page
+    `drop_after` on, its pages come without a cursor (the listing ends there, silently)."""
+
+    def __init__(self, orders: list[dict], page_size: int, drop_after: int):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._reply({"access_token": "t", "expires_in": 300})
+
+            def do_GET(self):
+                start = int(parse_qs(urlparse(self.path).query).get("cursor", ["0"])[0])
+                end = start + page_size
+                body = {"orders": orders[start:end]}
+                if end < len(orders) and end // page_size < drop_after:
+                    body["next_cursor"] = str(end)
+                self._reply(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_listing_without_a_total_warns_that_it_cannot_be_checked(local_env):
+    """Finding 7 of issue 17: an API that reports no total cannot tell a listing cut short from a
+    complete one; the load says so, as a warning in its run and in its metadata."""
+    import logging
+
+    api = _NoTotalApi(_good(12), page_size=5, drop_after=1)  # 5 of 12 orders, then no cursor
+    try:
+        resource = OrdersApi(base_url=api.url, client_id="c", client_secret="s", page_size=5, max_attempts=2)
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([raw.shop_orders], instance=instance, raise_on_error=False,
+                                    resources={**resources_for("local"), "orders_api": resource})
+            assert result.success, _errors(result)
+            warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    finally:
+        api.close()
+    assert any("reported no total" in w and "5 orders received" in w for w in warnings), warnings
+    metadata = result.asset_materializations_for_node("raw__shop_orders")[0].metadata
+    assert metadata["received"].value == 5 and metadata["reported_total"].value is None
