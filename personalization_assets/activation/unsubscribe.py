@@ -10,7 +10,9 @@ forbids unsubscribing on GET. That page shows the address masked (`a***@example.
 and shared proxies fetch it too.
 
 The body is read up to `MAX_BODY_BYTES` and no further: a one-click body is 26 bytes, and a
-client that announces or streams more gets 413 before the server holds it in memory.
+client that announces or streams more gets 413 before the server holds it in memory. It must
+arrive within `body_timeout_s` (30 s), or 408 and the connection is closed. When the store fails,
+the answer is a stable 503 with Retry-After (the provider retries); the detail is only logged.
 
 Accepted unsubscribes are appended to the e-mail events bus as `unsubscribe` events of provider
 `one_click`, the same path as the platforms' webhooks: staging.email_suppressions, then the
@@ -19,8 +21,10 @@ sticky `activation.suppression` list.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
+import logging
 from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlencode
@@ -45,6 +49,9 @@ ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
 PROVIDER = "one_click"
 MAX_BODY_BYTES = 8 * 1024  # room for a multipart envelope and a few extra fields, nothing more
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+BODY_TIMEOUT_S = 30.0
+RETRY_AFTER_S = 60
+log = logging.getLogger(__name__)
 
 
 def unsubscribe_url(base_url: str, secret: str, email: str) -> str:
@@ -65,8 +72,10 @@ class BodyRefused(Exception):
         self.status = status
 
 
-async def read_capped_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, or BodyRefused(413) as soon as it is known to exceed `limit` bytes."""
+async def read_capped_body(request: Request, limit: int = MAX_BODY_BYTES,
+                           timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The request body, or BodyRefused(413) as soon as it is known to exceed `limit` bytes, or
+    BodyRefused(408) when it has not all arrived within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -74,11 +83,15 @@ async def read_capped_body(request: Request, limit: int = MAX_BODY_BYTES) -> byt
         if int(declared) > limit:
             raise BodyRefused(413, f"the body is {declared} bytes; at most {limit} are read here")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyRefused(413, f"the body is over {limit} bytes; at most {limit} are read here")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyRefused(413, f"the body is over {limit} bytes; at most {limit} are read here")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyRefused(408, f"the body did not arrive within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 
@@ -108,7 +121,8 @@ async def is_one_click(request: Request, body: bytes) -> bool:
 
 def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
                            clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                           accept_legacy_tokens: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+                           accept_legacy_tokens: bool = True, max_body_bytes: int = MAX_BODY_BYTES,
+                           body_timeout_s: float = BODY_TIMEOUT_S) -> Starlette:
     """`record` stores one unsubscribe event (e.g. `EmailEventStore.append([event], [])`).
     `accept_legacy_tokens`: see `unsubscribe_token` (the migration window of the old links)."""
 
@@ -123,7 +137,7 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
                     f"<p>Stop e-mails to {html.escape(mask_email(email))}?</p><button>Unsubscribe</button></form>")
             return HTMLResponse(page)
         try:
-            body = await read_capped_body(request, max_body_bytes)
+            body = await read_capped_body(request, max_body_bytes, body_timeout_s)
             one_click = await is_one_click(request, body)
         except ClientDisconnect:  # gone before the body arrived: nothing to answer, nothing stored
             return PlainTextResponse("client disconnected", status_code=400)
@@ -132,7 +146,12 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
             return PlainTextResponse(str(refused), status_code=refused.status, headers={"Connection": "close"})
         if not one_click:
             return PlainTextResponse(f"expected the form field {ONE_CLICK_BODY!r} (RFC 8058)", status_code=400)
-        record(unsubscribe_event(email, token, clock()))
+        try:
+            await asyncio.to_thread(record, unsubscribe_event(email, token, clock()))
+        except Exception:  # nothing stored: the provider retries the same link
+            log.exception("one-click unsubscribe could not be stored")
+            return PlainTextResponse("the unsubscribe could not be stored right now; retry later",
+                                     status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return PlainTextResponse("unsubscribed")
 
     return Starlette(routes=[Route("/unsubscribe", unsubscribe, methods=["GET", "POST"])])

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -226,3 +227,55 @@ def test_no_request_makes_the_endpoint_fail(token, body, content_type):
         "/unsubscribe", params={"t": token}, content=body, headers=headers)
     assert answer.status_code in (200, 400, 413), answer.text
     assert len(recorded) == (answer.status_code == 200)
+
+
+# -- slow bodies and a store that fails, over a real socket --------------------------------------
+
+def _serve_app(application) -> tuple[uvicorn.Server, threading.Thread, int, socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(application, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the endpoint did not start within 10 s"
+    return server, thread, sock.getsockname()[1], sock
+
+
+def test_a_body_that_never_arrives_gets_408_and_the_connection_closed():
+    """Without a deadline a client that announces 26 bytes and sends none holds its connection
+    (and the request) for ever."""
+    recorded: list = []
+    server, thread, port, sock = _serve_app(app(recorded, body_timeout_s=1.0))
+    try:
+        head = _post_head(make_token(SECRET, ADDRESS), "Content-Length: 26\r\n")
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=8) as conn:
+            conn.sendall(head + b"List-Unsub")  # part of the body, then nothing
+            answer = conn.recv(65536)
+            rest = conn.recv(65536)  # the server closes the connection after answering
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert rest == b"" and time.monotonic() - started < 5 and not recorded
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_a_store_that_fails_gets_a_stable_503_and_the_detail_only_in_the_log(caplog):
+    def store_down(event):
+        raise ConnectionError("Error 111 connecting to 10.20.30.40:6379. Connection refused.")
+
+    server, thread, port, sock = _serve_app(create_unsubscribe_app(SECRET, store_down, clock=lambda: NOW))
+    try:
+        answer = requests.post(f"http://127.0.0.1:{port}/unsubscribe", params={"t": make_token(SECRET, ADDRESS)},
+                               data={"List-Unsubscribe": "One-Click"}, timeout=10)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert answer.status_code == 503 and answer.headers.get("Retry-After"), answer.text
+    assert "10.20.30.40" not in answer.text and "ConnectionError" not in answer.text
+    assert "10.20.30.40" in caplog.text
