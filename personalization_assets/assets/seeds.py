@@ -31,8 +31,11 @@ def _version(name: str) -> str:
 
 
 def _seed_asset(name: str) -> dg.AssetsDefinition:
+    # Priority: a run that builds the seeds builds them first (tiny, and every staging step reads
+    # them), so `personalization demo` prints a finished layer early instead of after the raw loads.
     @dg.asset(key=["seeds", name], group_name="seeds", pool=WAREHOUSE_POOL, kinds={"csv", "duckdb"},
-              code_version=_version(name), description=DESCRIPTIONS[name], automation_condition=ON_SEED_CHANGE)
+              code_version=_version(name), description=DESCRIPTIONS[name], automation_condition=ON_SEED_CHANGE,
+              op_tags={"dagster/priority": "1"})
     def _seed(warehouse: Warehouse) -> dg.MaterializeResult:
         frame = read_seed(f"{name}.csv")
         with warehouse.connect() as conn:
