@@ -15,7 +15,7 @@ def add_lift_command(sub) -> None:
     p.add_argument("--arm-column", required=True, help="column naming each row's arm")
     p.add_argument("--control", required=True, help="the control arm's value in that column")
     p.add_argument("--outcome", action="append", required=True, help="a numeric outcome column (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (default: %(default)s, a table)")
     p.set_defaults(func=run_lift)
 
 

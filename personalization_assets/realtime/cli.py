@@ -20,16 +20,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    " (default: <data dir>/triggers.sqlite)")
     p.add_argument("--definitions", default=None, help="triggers YAML (default: the packaged one)")
     p.add_argument("--set", action="append", default=[], metavar="TRIGGER.FIELD=VALUE",
-                   help="override a field, e.g. cart_abandonment.delay=2m (repeatable)")
-    p.add_argument("--no-quiet-hours", action="store_true", help="disable quiet hours")
+                   help="override a field, e.g. cart_abandonment.delay=2m (repeatable; default: none)")
+    p.add_argument("--no-quiet-hours", action="store_true", help="disable quiet hours (default: %(default)s)")
     p.add_argument("--guard", default=None, help="consent/unsubscribe SQLite file"
                    " (default: <data dir>/trigger_guard.sqlite)")
     p.add_argument("--traits", default=None, help="computed-trait store (customer_traits) that triggers"
                    " with `when:` read (default: the --guard file, where marts/computed_traits syncs them)")
     p.add_argument("--allow-unknown", action="store_true",
-                   help="let customers missing from the guard store through (demo only)")
-    p.add_argument("--port", type=int, default=9108, help="/metrics port on 127.0.0.1 (0 = any)")
-    p.add_argument("--inspect", action="store_true", help="print the checkpointed state and exit")
+                   help="let customers missing from the guard store through (demo only; default: %(default)s)")
+    p.add_argument("--port", type=int, default=9108, help="/metrics port on 127.0.0.1, 0 = any (default: %(default)s)")
+    p.add_argument("--inspect", action="store_true", help="print the checkpointed state and exit (default: %(default)s)")
 
 
 def trigger_set_from_args(args):
