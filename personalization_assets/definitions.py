@@ -1,5 +1,7 @@
 """The one `dg.Definitions` of the platform. Resources are chosen here, per deployment, at load."""
 
+import warnings
+
 import dagster as dg
 
 from . import schedules, sensors, settings
@@ -7,9 +9,24 @@ from .assets import all_definitions
 from .resources import resources_for
 
 
+AUTOMATION_NOTE = "automation: "
+
+
+def with_automation_story(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The description ends with the asset's automation story, read off its condition (so the two
+    never disagree): eager, cron, or on a CSV change, requested by the automation sensor. An asset
+    without a condition says `manual: <reason>` itself (tested)."""
+    condition = spec.automation_condition
+    if condition is None:
+        return spec
+    line = f"{AUTOMATION_NOTE}{condition.get_label() or 'a custom condition'} (requested by the automation sensor)"
+    text = (spec.description or "").rstrip()
+    return spec if text.endswith(line) else spec.replace_attributes(description=f"{text}\n\n{line}")
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions.merge(
+    merged = dg.Definitions.merge(
         all_definitions(),
         schedules.definitions(settings.automation_running()),
         sensors.definitions(settings.automation_running()),
@@ -17,3 +34,6 @@ def defs() -> dg.Definitions:
         # running them in the run's process saves a process start and code load per step (2-4 s).
         dg.Definitions(resources=resources_for(settings.deployment()), executor=dg.in_process_executor),
     )
+    with warnings.catch_warnings():  # "preview" in Dagster 1.13 (pinned): a map over the specs, tested here
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return merged.map_asset_specs(func=with_automation_story)

@@ -51,6 +51,13 @@ def test_every_asset_is_eager_cron_or_manual_with_a_reason():
     silent = [s.key.to_user_string() for s in specs
               if s.automation_condition is None and not MANUAL_NOTE.search(s.description or "")]
     assert silent == [], f"no automation condition and no 'manual: <reason>' line in the description: {silent}"
+    # ...and the description says so, as the UI shows it: the condition's own label, last
+    unsaid = [s.key.to_user_string() for s in specs if s.automation_condition is not None and not
+              (s.description or "").splitlines()[-1].startswith(f"automation: {s.automation_condition.get_label()}")]
+    assert unsaid == [], f"automated, but the description does not end with its automation: {unsaid}"
+    stories = {(s.description or "").splitlines()[-1].split(" (")[0] for s in specs if s.automation_condition}
+    assert {"automation: eager, after blocking checks", "automation: every 5 minutes",
+            "automation: eager, and 5 * * * *, after blocking checks"} <= stories, stories
 
 
 def test_the_manual_note_is_what_the_check_looks_for():
