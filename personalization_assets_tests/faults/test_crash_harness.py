@@ -30,13 +30,18 @@ KILL_POINTS = {
 }
 
 
-def _stage(database: str, newcomer: bool) -> None:
-    """40 people, one of them also a shop record; with `newcomer`, one more person arrives."""
+def _stage(database: str, newcomer: bool, joiner: bool = False, pairs: int = 1) -> None:
+    """40 people, one of them also a shop record (`pairs` = 2: two of them); with `newcomer`, one
+    more person arrives; with `joiner`, a third record of the first (a web sign-up) joins them."""
     people = population(40)
     frames = [people, people.iloc[[1]].assign(record_id="shop:1", source="shop", email_key=None, email=None,
                                               phone=None)]
+    if pairs == 2:
+        frames.append(people.iloc[[2]].assign(record_id="shop:2", source="shop", phone=None))
     if newcomer:
         frames.append(population(1, seed=77).assign(record_id="crm:9999"))
+    if joiner:
+        frames.append(people.iloc[[1]].assign(record_id="web:1", source="web", phone=None))
     events = pd.DataFrame([
         {"message_id": "m1", "type": "page", "event": None, "user_id": None, "anonymous_id": "a1",
          "timestamp": pd.Timestamp("2026-01-01", tz="UTC")},
@@ -110,6 +115,29 @@ def test_a_run_killed_anywhere_loses_nothing_and_the_next_run_equals_a_clean_one
     after = _tables(database)
     _assert_same(after, clean_run)
     assert _split_by_hand(after), "the manual unmerge was lost: the record was merged again"
+
+
+def test_a_rerun_keeps_the_match_probability_of_every_carried_record(tmp_path):
+    """Finding 7 of issue 17: an incremental rerun through the warehouse blanked match_probability
+    of the records it carried over (400 rows on the demo)."""
+    database = str(tmp_path / "warehouse.duckdb")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _stage(database, newcomer=False, pairs=2)  # two customers of two records each
+        _run(database, instance)
+        first = _tables(database)["core.customer_crosswalk"].set_index("record_id")
+        _stage(database, newcomer=True, joiner=True, pairs=2)  # a new customer, one grown, the rest untouched
+        _run(database, instance)
+    again = _tables(database)["core.customer_crosswalk"].set_index("record_id")
+    carried = ~again["previous_customer_key"].isin(["<NA>", "None", "nan"])
+    assert sorted(carried[carried].index) == sorted(first.index)  # incremental: every earlier record carried
+    assert again.loc["web:1", "customer_key"] == again.loc["shop:1", "customer_key"] == first.loc["shop:1", "customer_key"]
+    scored = first["match_probability"] != "nan"
+    assert scored["shop:1"] and scored["shop:2"]
+    grown = again["customer_key"] == again.loc["web:1", "customer_key"]
+    untouched = first.index.difference(grown[grown].index)
+    assert "shop:2" in untouched
+    pd.testing.assert_series_equal(again.loc[untouched, "match_probability"], first.loc[untouched, "match_probability"])
+    assert (again.loc[grown, "match_probability"] != "nan").all()  # the grown cluster scored again, never blanked
 
 
 def test_identity_map_refuses_a_crosswalk_that_no_successful_write_left(env, instance):
