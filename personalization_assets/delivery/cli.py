@@ -34,7 +34,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard", default=None, help="consent/unsubscribe store re-checked before each send"
                    " (default: <data dir>/trigger_guard.sqlite)")
     p.add_argument("--allow-unknown", action="store_true",
-                   help="send to customers missing from the guard store (demo only, as for `triggers`)")
+                   help="send to customers missing from the guard store (demo only, as for `triggers`; default: %(default)s)")
     p.add_argument("--warehouse", default=None, help="DuckDB file the payloads are copied from when no run"
                    " holds it (default: the local warehouse; '' = never, payloads come from an asset)")
     p.add_argument("--email-events-bus", default=None,
@@ -46,9 +46,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smtp-port", type=int, default=int(env("SMTP_PORT", "1025")), help="SMTP port (%(default)s)")
     p.add_argument("--smtp-from", default=env("SMTP_FROM", "Shop <shop@localhost>"), help="From: (%(default)s)")
     p.add_argument("--webhook-url", default=env("DELIVERY_WEBHOOK_URL", ""),
-                   help="an ESP-style send API; the secret comes from DELIVERY_WEBHOOK_SECRET")
+                   help="an ESP-style send API; the secret comes from DELIVERY_WEBHOOK_SECRET"
+                   " (default: DELIVERY_WEBHOOK_URL, else none)")
     p.add_argument("--rate", type=float, default=float(env("DELIVERY_RATE", "200")),
-                   help="sends per second at most (token bucket; a 429 halves it, Retry-After pauses it)")
+                   help="sends per second at most (token bucket; a 429 halves it, Retry-After pauses it;"
+                   " default: %(default)s, or DELIVERY_RATE when set)")
     p.add_argument("--holdouts", action=argparse.BooleanOptionalAction,
                    default=env("DELIVERY_HOLDOUTS", "on").lower() not in ("off", "0", "false", "no"),
                    help="apply the experiments (on by default; --no-holdouts or DELIVERY_HOLDOUTS=off: none): the"
