@@ -8,6 +8,7 @@ loaded goes to `quarantine.<source>` with its reason; the good rows load without
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -159,6 +160,7 @@ class _OrdersLoad:
     stored_before: bool = True  # raw.shop_orders held orders when the load began
     open_quarantine: bool = True  # quarantine.shop_orders has open rows (that a loaded order releases)
     loaded_ids: set[str] = field(default_factory=set)  # the orders committed (latest versions), by id
+    keyless_seen: Counter = field(default_factory=Counter)  # keyless orders per content id so far
     newest: datetime | None = None
     in_order: bool = True  # every chunk's orders at or after the previous chunks' newest
     cursor: dict | None = None
@@ -185,7 +187,7 @@ def _screen_chunk(conn: WarehouseConnection, chunk: list, load: _OrdersLoad) -> 
     contradicting versions are quarantined together and a repeated read is no change."""
     keys = {str(o.get("order_id")) for o in chunk if isinstance(o, dict) and o.get("order_id") is not None}
     earlier = [json.loads(p) for _, p in _stored_payloads(conn, sorted(keys & load.loaded_ids))]
-    screened = screen_orders(earlier + chunk, now=load.now)
+    screened = screen_orders(earlier + chunk, now=load.now, keyless_seen=load.keyless_seen)
     if screened.newest is not None:
         load.in_order &= load.newest is None or screened.oldest >= load.newest
         load.newest = max(filter(None, [load.newest, screened.newest]))

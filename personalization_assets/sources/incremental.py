@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,13 +78,17 @@ def content_id(payload: str) -> str:
     return "sha256:" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def content_ids(payloads: pd.Series) -> pd.Series:
+def content_ids(payloads: pd.Series, seen: Counter | None = None) -> pd.Series:
     """`content_id` of each payload, made distinct within one load: the second record with the
     same content is `<id>#2`, and so on (two identical keyless orders are two orders, never one
-    quarantine row; the same listing read again numbers them the same way)."""
+    quarantine row; the same listing read again numbers them the same way). `seen` carries the
+    count per id across the chunks of one load, and is updated."""
     ids = payloads.map(content_id)
-    seen = ids.groupby(ids).cumcount()
-    return ids.where(seen == 0, ids + "#" + (seen + 1).astype(str))
+    before = ids.map(seen).fillna(0).astype(int) if seen else 0
+    number = ids.groupby(ids).cumcount() + before
+    if seen is not None:
+        seen.update(ids.tolist())
+    return ids.where(number == 0, ids + "#" + (number + 1).astype(str))
 
 
 Message = str | pd.Series | Callable[[pd.Series], pd.Series]  # a callable gets the mask of rows it names
@@ -91,13 +96,14 @@ Message = str | pd.Series | Callable[[pd.Series], pd.Series]  # a callable gets 
 
 def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: pd.Series, now: datetime,
            window: IncrementalWindow = WINDOW, checks: list[tuple[pd.Series, str, Message]] = (),
-           payloads: pd.Series | None = None) -> Screened:
+           payloads: pd.Series | None = None, keyless_seen: Counter | None = None) -> Screened:
     """Split a load into the rows to upsert and the rejections, each row with its first failure.
 
     `stamps` holds the parsed `updated_at` (`ts`, `ts_issue`, as from `normalize.parse_timestamps`);
     `record_ids` the quarantine id of each keyed row; `checks` are the source's own
     (mask, rule, message) checks, applied after the key and the timestamp; `payloads` the text a
-    rejection keeps (default: the row as JSON, made only for the rows that need one).
+    rejection keeps (default: the row as JSON, made only for the rows that need one);
+    `keyless_seen` numbers keyless records on from earlier chunks of the same load (`content_ids`).
     """
     frame = frame.reset_index(drop=True)
     given = None if payloads is None else payloads.reset_index(drop=True)
@@ -112,7 +118,7 @@ def screen(frame: pd.DataFrame, *, key: str, stamps: pd.DataFrame, record_ids: p
     keyless = keys.isna() | keys.map(lambda v: isinstance(v, str) and not v.strip())
     ids = record_ids.reset_index(drop=True).astype(object)
     if keyless.any():
-        ids[keyless] = content_ids(payload(keyless))
+        ids[keyless] = content_ids(payload(keyless), keyless_seen)
     ts, issue = stamps["ts"].reset_index(drop=True), stamps["ts_issue"].reset_index(drop=True)
     ordered = [
         (keyless, KEY_MISSING, f"no {key}: the record cannot be keyed, so it is not loaded"),

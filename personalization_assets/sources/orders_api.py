@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -195,16 +196,18 @@ def _order_row(order: dict) -> dict:
     }
 
 
-def screen_orders(orders: list, *, now, window: IncrementalWindow = WINDOW) -> Screened:
+def screen_orders(orders: list, *, now, window: IncrementalWindow = WINDOW,
+                  keyless_seen: Counter | None = None) -> Screened:
     """The orders of a load as raw rows (latest version per order_id), and the rejections: an
     item that is not an object, an order without order_id or a usable `updated_at`, an order
-    from the future, contradicting versions. A keyless order is identified by its content."""
+    from the future, contradicting versions. A keyless order is identified by its content
+    (numbered on from `keyless_seen`, the earlier chunks of the load)."""
     rows = [_order_row(o) if isinstance(o, dict) else dict.fromkeys(ORDER_COLUMNS) | {
         "payload": json.dumps(o, sort_keys=True, default=str)} for o in orders]
     frame = pd.DataFrame(rows, columns=ORDER_COLUMNS)
     stamps = parse_timestamps(frame["updated_at"], day_first=False)
     return screen(frame, key="order_id", stamps=stamps, record_ids=frame["order_id"], now=now, window=window,
-                  payloads=frame["payload"])
+                  payloads=frame["payload"], keyless_seen=keyless_seen)
 
 
 def _json(response: requests.Response):

@@ -85,3 +85,14 @@ def test_an_order_corrected_at_the_source_releases_its_quarantine_row(local_env,
     assert result.success, _errors(result)
     assert _query(db, "select record_id, status from quarantine.shop_orders") == [("fixed", "released")]
     assert _query(db, "select count(*) from raw.shop_orders where order_id = 'fixed'")[0][0] == 1
+
+
+def test_identical_keyless_orders_in_two_chunks_are_two_quarantine_rows(local_env, small_chunks, tmp_path):
+    keyless = {"customer_id": "x", "updated_at": PAST.isoformat(), "total": "1.00"}
+    earlier = [_order(f"e{i}", PAST - timedelta(minutes=10 - i)) for i in range(9)]
+    _write(tmp_path, earlier + [keyless, keyless] + _good(9, start=1))  # in updated_at order: 10th and 11th
+    for _ in range(2):  # a rerun of the same listing adds no row
+        result = _load(tmp_path)
+        assert result.success, _errors(result)
+        rows = _query(local_env / "warehouse.duckdb", "select record_id, rule from quarantine.shop_orders")
+        assert len(rows) == 2 and {rule for _, rule in rows} == {"raw.key_missing"}
