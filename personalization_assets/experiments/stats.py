@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 CONFIDENCE = 0.95
 METHOD = "welch_t"
@@ -71,6 +70,8 @@ def welch_lift(treatment: ArmStats, control: ArmStats, confidence: float = CONFI
     """
     if treatment.n < 2 or control.n < 2:
         return _NO_LIFT
+    from scipy import stats as sps  # here, not at import: scipy.stats costs ~0.8 s of every code load
+
     diff = treatment.mean - control.mean
     a, b = treatment.var / treatment.n, control.var / control.n
     se = math.sqrt(a + b)
@@ -111,6 +112,8 @@ def sample_ratio_mismatch(counts: dict[str, int], split: dict[str, float], alpha
     if observed.sum() == 0 or (weights <= 0).any():
         raise ValueError(f"no members, or a non-positive weight in the split {split}")
     expected = observed.sum() * weights / weights.sum()
+    from scipy import stats as sps
+
     chi2, p = sps.chisquare(observed, expected)
     return SampleRatio(float(chi2), float(p), bool(p < alpha), dict(zip(arms, observed.astype(int).tolist())),
                        dict(zip(arms, expected.tolist())))
