@@ -75,7 +75,8 @@ def main() -> None:
                 print(f"{endpoint:20} {sent:>8,} {by_class[2]:>6,} {by_class[4]:>6,} {by_class[5]:>4} | "
                       f"{t['sent']:>6,} {t['accepted']:>6,} {t['quarantined']:>5,} {t['duplicates']:>5,} "
                       f"{'=' if counted == t['sent'] else '!='}{counted:>5,} | {t['stored']:>6,} "
-                      f"{t['stored_quarantine']:>8,} | {len(res['problems']):>6} {sent / res['seconds']:>5.0f}  {codes}",
+                      f"{t['stored_quarantine']:>8,} | {len(res['problems']):>6} "
+                      f"{sent / res['seconds']:>5.0f}  {codes}",
                       flush=True)
                 for status, broken, body in res["problems"][:3]:
                     print(f"    {status}: {broken}  body {body!r}", flush=True)

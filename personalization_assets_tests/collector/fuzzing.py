@@ -86,7 +86,7 @@ def event_text(draw, mid: str) -> tuple[str, bool]:
     if kind in (5, 6):  # a plausible event (most are accepted), with odd but storable values
         event = {"type": draw(st.sampled_from(["identify", "page", "screen", "group", "alias"])), "messageId": mid,
                  draw(st.sampled_from(["userId", "anonymousId"])): draw(st.text(min_size=1, max_size=12)),
-                 "groupId": "g1", "previousId": "p1",
+                 "groupId": "g1", "previousId": "p1", "event": draw(st.sampled_from(["Signed Up", "Coupon Used"])),
                  draw(st.sampled_from(["properties", "traits"])): draw(st.dictionaries(
                      st.text(max_size=8), json_value.filter(lambda v: not isinstance(v, int) or abs(v) < 2**63),
                      max_size=4))}
@@ -353,7 +353,8 @@ class Target:
         self.unsub_url = f"http://127.0.0.1:{unsub_sock.getsockname()[1]}"
         self.session = requests.Session()
         self.buses = {"bus": open_bus(self.bus_url), "quarantine": open_quarantine_bus(self.bus_url),
-                      "email": open_bus(self.email_bus_url), "email_quarantine": open_quarantine_bus(self.email_bus_url)}
+                      "email": open_bus(self.email_bus_url),
+                      "email_quarantine": open_quarantine_bus(self.email_bus_url)}
         self.offsets = {name: 0 for name in self.buses}
         self.unsub_bus = None  # created by the endpoint's first append
         self.unsub_offset = 0
