@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,19 @@ if TYPE_CHECKING:  # pandas costs ~0.6 s to import; commands that only query Duc
     import pandas as pd
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+_COMMITS = [0]  # transactions this process reached the commit of (the crash tests stop at the n-th)
+
+
+def _fault_before_commit() -> None:
+    """Test-only: with PERSONALIZATION_FAULT=before_commit@<n>, stop at the n-th commit of this
+    process (`resources/faults.py`); unset, one dictionary lookup."""
+    _COMMITS[0] += 1
+    if os.environ.get("PERSONALIZATION_FAULT"):
+        from .resources.faults import fault_point
+
+        fault_point("before_commit", str(_COMMITS[0]))
 
 
 def identifier(name: str) -> str:
@@ -83,6 +97,7 @@ class WarehouseConnection:
         except BaseException:
             self.execute("rollback")
             raise
+        _fault_before_commit()
         self.execute("commit")
 
     def ensure_schema(self, schema: str) -> None:

@@ -1,26 +1,30 @@
 """One run in its own process, for the crash tests (the tests `kill -9` it):
 
-    python -m personalization_assets_tests.faults.child pool|identity|identity_map [run-config JSON]
+    python -m personalization_assets_tests.faults.child pool|identity|identity_map|crm [run-config JSON]
 
 `pool`: one small asset of the warehouse pool; `identity`: the core identity assets over the
-staged tables already in the warehouse (PERSONALIZATION_DUCKDB_PATH); `identity_map` alone. The instance is the one in
+staged tables already in the warehouse (PERSONALIZATION_DUCKDB_PATH); `identity_map` alone; `crm`:
+the CRM load and its staging (CRM_DATABASE_URL, consent included). The instance is the one in
 DAGSTER_HOME; the run goes through `execute_watched`, like the demo's. Prints `DONE <success>`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
 import dagster as dg
 
 from personalization_assets import settings
+from personalization_assets.assets import raw, staging
 from personalization_assets.assets.common import WAREHOUSE_POOL
 from personalization_assets.assets.core import customers, identity_map
 from personalization_assets.resources.faults import fault_point
 from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
 from personalization_assets.resources.pool import execute_watched
+from personalization_assets.resources.sources import CrmDatabase
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 
 IDENTITY_TABLES = ["customers", "customer_crosswalk", "merge_evidence"]
@@ -40,14 +44,16 @@ def heartbeat(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
 
 def job(which: str, database: str | None = None) -> dg.JobDefinition:
     database = database or str(settings.warehouse_path())
-    assets = ([heartbeat] if which == "pool" else
+    assets = ([heartbeat] if which == "pool" else [raw.crm_customers, staging.customers] if which == "crm" else
               [customers, identity_map, dg.AssetSpec(["staging", "customers"]), dg.AssetSpec(["staging", "events"])])
     selection = {"pool": [dg.AssetKey(["ops", "heartbeat"])], "identity_map": [dg.AssetKey(["core", "identity_map"])],
-                 "identity": [dg.AssetKey(["core", t]) for t in IDENTITY_TABLES + ["identity_map"]]}[which]
+                 "identity": [dg.AssetKey(["core", t]) for t in IDENTITY_TABLES + ["identity_map"]],
+                 "crm": [dg.AssetKey(["raw", "crm_customers"]), dg.AssetKey(["staging", "customers"])]}[which]
+    crm = {"crm": CrmDatabase(url=os.environ["CRM_DATABASE_URL"])} if which == "crm" else {}
     defs = dg.Definitions(
         assets=assets, jobs=[dg.define_asset_job(which, selection=selection)],
         resources={"io_manager": AtomicDuckDBIOManager(database=database),
-                   "warehouse": DuckDBWarehouse(database=database)})
+                   "warehouse": DuckDBWarehouse(database=database), **crm})
     return defs.resolve_job_def(which)
 
 
