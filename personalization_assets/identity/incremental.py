@@ -68,40 +68,39 @@ def align(previous: ResolvedState, rid: np.ndarray) -> Aligned:
 
 
 def _aligned(previous: ResolvedState, rid: np.ndarray, prev_pos: np.ndarray) -> Aligned:
-    """Aligned, its keys as codes of the saved keys (no Python string per record)."""
+    """Aligned, its keys read from the saved key column where asked (no Python string per record,
+    no hashing of a million keys)."""
     cw = previous.crosswalk
     ok = prev_pos >= 0
-    keys = _arrow_text(cw["customer_key"])
-    enc = (keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys).dictionary_encode()
-    code = np.full(rid.size, -1, np.int64)
-    code[prev_pos[ok]] = enc.indices.to_numpy(zero_copy_only=False)[ok]
+    row = np.full(rid.size, -1, np.int64)
+    row[prev_pos[ok]] = np.flatnonzero(ok)
     gone = cw.loc[~ok]
-    return Aligned(RecordIndex(rid), prev_pos, Keys(code, enc.dictionary), set(gone["customer_key"]),
+    return Aligned(RecordIndex(rid), prev_pos, Keys(row, _arrow_text(cw["customer_key"])), set(gone["customer_key"]),
                    set(gone["record_id"].astype(str)))
 
 
 class Keys:
-    """Customer keys per record as codes into the distinct keys (-1 = none). Indexing gives the
-    keys themselves (None for none), as an object array would."""
+    """Customer keys per record: the saved crosswalk row of each record (-1 = none) into the saved
+    key column. Indexing gives the keys themselves (None for none), as an object array would."""
 
-    def __init__(self, code: np.ndarray, dictionary: pa.Array):
-        self.code, self.dictionary = code, dictionary
+    def __init__(self, row: np.ndarray, column: pa.Array | pa.ChunkedArray):
+        self.row, self.column = row, column
 
     @property
     def size(self) -> int:
-        return self.code.size
+        return self.row.size
 
     def __getitem__(self, where) -> np.ndarray:
-        c = self.code[where]
-        out = self.dictionary.take(pa.array(np.maximum(c, 0))).to_numpy(zero_copy_only=False).astype(object) \
-            if len(self.dictionary) else np.full(c.size, None, object)
-        out[c < 0] = None
+        r = self.row[where]
+        out = self.column.take(pa.array(np.maximum(r, 0))).to_numpy(zero_copy_only=False).astype(object) \
+            if len(self.column) else np.full(r.size, None, object)
+        out[r < 0] = None
         return out
 
     def isin(self, keys) -> np.ndarray:
-        hit = pc.is_in(self.dictionary, value_set=pa.array([k for k in keys if k is not None], pa.string()))
-        hit = np.append(hit.to_numpy(zero_copy_only=False), False)  # code -1 picks the False
-        return hit[self.code]
+        hit = pc.is_in(self.column, value_set=pa.array([k for k in keys if k is not None], pa.string()))
+        hit = np.append(hit.to_numpy(zero_copy_only=False), False)  # row -1 picks the False
+        return hit[self.row]
 
 
 def _isin(keys, values) -> np.ndarray:
@@ -435,9 +434,11 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
     ex = {c: np.where(pd.Series(h[f"value_{c}"]).isin(allowed[f"value_{c}"]).to_numpy(), lf.codes[c], -1)
           .astype(np.int32) for c in EXACT.values()}
     tf = {}
-    for c in TF:  # per value of lf, in its order
+    for c in TF:  # per value of lf, in its order: every value is some local record's, whose saved hash it has
         counts, total = tf_by_hash[c]
-        vh = value_hashes(np.arange(len(lf.values[c]), dtype=np.int32), lf.values[c])
+        vh = np.full(len(lf.values[c]), MISSING, np.int64)
+        held_by = lf.codes[c] >= 0
+        vh[lf.codes[c][held_by]] = h[f"value_{c}"][held_by]
         tf[c] = (counts.reindex(vh, fill_value=0).to_numpy(np.int64), total)
     loc_of = np.full(n, -1, np.int64)
     loc_of[local] = np.arange(local.size)
@@ -522,15 +523,15 @@ def _closed_keys(previous: ResolvedState, al: Aligned, seed: set) -> set:
     cross = ev[ev["rule"] == HELD]
     if not len(cross) or not seed:
         return set(seed)
-    lp = al.index.get_indexer(cross["left_record_id"].astype(str))
-    rp = al.index.get_indexer(cross["right_record_id"].astype(str))
+    at = al.index.get_indexer(pd.concat([cross["left_record_id"], cross["right_record_id"]]).astype(str))
+    lp, rp = at[:len(cross)], at[len(cross):]  # one scan of the record ids for both ends
     ok = (lp >= 0) & (rp >= 0)
     ka, kb = al.key[lp[ok]], al.key[rp[ok]]
     codes, uniq = pd.factorize(np.concatenate([ka, kb]))
     comp = components(len(uniq), codes[:ka.size], codes[ka.size:])
-    comp_of = pd.Series(comp, index=uniq)
-    hit = set(comp_of.reindex(list(seed)).dropna().astype(int))
-    return set(seed) | set(comp_of.index[comp_of.isin(hit)])
+    # the few keys with held links are looked up in the seed, not the seed's keys among them
+    hit = {c for k, c in zip(uniq, comp) if k in seed}
+    return set(seed) | {k for k, c in zip(uniq, comp) if c in hit}
 
 
 def _local_features(prep, ff: Features, local: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,

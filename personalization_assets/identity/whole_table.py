@@ -1,21 +1,20 @@
-"""The stable hashes of every record of an incremental run, queried in DuckDB.
+"""The stable hashes of every record of an incremental run, asked a few questions.
 
 An incremental run asks the whole table a few questions: which records share a block, a key or
 a value with the changed ones, and how big those groups are; which key values are held by too
 many records. The saved hash columns (memory-mapped or Arrow, read in place) of the records that
-did not change and the hashes of the fresh records answer them together, in one DuckDB database:
-one scan per question, no million-row pandas temporaries.
+did not change and the hashes of the fresh records answer them together: one screening pass over
+a column per question (the values asked for are few), no join and no million-row temporaries.
 """
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 
-BUCKETS = (1 << 20) - 1  # hash buckets (a mask) for counting crowded values
+BUCKETS = (1 << 20) - 1  # hash buckets (a mask) for counting crowded values and screening lookups
+SCAN = 1 << 16  # records per slice of a screening pass (its temporaries stay in cache)
 
 
 class WholeTable:
@@ -25,38 +24,44 @@ class WholeTable:
 
     def __init__(self, saved: dict[str, np.ndarray], pos_of_row: np.ndarray, valid: np.ndarray,
                  fresh: dict[str, np.ndarray], fresh_pos: np.ndarray):
-        self.con = duckdb.connect()
-        self.con.execute("set enable_progress_bar = false")
-        names = list(saved)
-        self.con.register("saved_", pa.table({**{k: pa.array(v, pa.int64()) for k, v in saved.items()}, "pos": pa.array(pos_of_row, pa.int64()),
-                                              "valid": pa.array(valid)}))
-        self.con.register("fresh_", pa.table({**{k: pa.array(fresh[k], pa.int64()) for k in names},
-                                              "pos": pa.array(fresh_pos, pa.int64())}))
         self.saved, self.pos_of_row, self.valid, self.fresh, self.fresh_pos = saved, pos_of_row, valid, fresh, fresh_pos
-        cols = ", ".join(f'"{k}"' for k in names)
-        self.con.execute(f"create temp view allrows as select pos, {cols} from saved_ where valid "
-                         f"union all select pos, {cols} from fresh_")
 
     def close(self) -> None:
-        """Close the database and let go of the columns (they are a run's largest arrays)."""
-        self.con.close()
+        """Let go of the columns (they are a run's largest arrays)."""
         self.saved = self.pos_of_row = self.valid = self.fresh = self.fresh_pos = None
 
-    def _values(self, values: np.ndarray) -> None:
-        self.con.register("values_", pa.table({"v": pa.array(np.asarray(values, np.int64))}))
+    def _hits(self, name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of every record (saved and still valid, or fresh) whose ``name`` is one of
+        ``values`` (distinct, not missing), and which of them (its index in ``values``). A bitmap of
+        the values' hash buckets rules out most records in a cache-sized pass (~5x faster than a
+        hash probe per record); only the records left are looked up."""
+        values = np.asarray(values, np.int64)
+        table = pd.Index(values)  # a hash table of the values asked for
+        bucket = np.zeros(BUCKETS + 1, bool)
+        bucket[values & BUCKETS] = True
+        pos, which = [], []
+        for col, at, keep in ((self.saved[name], self.pos_of_row, self.valid), (self.fresh[name], self.fresh_pos, None)):
+            maybe = np.concatenate([np.flatnonzero(bucket[col[s:s + SCAN] & BUCKETS]) + s
+                                    for s in range(0, col.size, SCAN)] or [np.empty(0, np.int64)])
+            if keep is not None:
+                maybe = maybe[keep[maybe]]
+            code = table.get_indexer(col[maybe])
+            pos.append(at[maybe[code >= 0]])
+            which.append(code[code >= 0])
+        return np.concatenate(pos).astype(np.int64), np.concatenate(which).astype(np.int64)
 
     def members(self, name: str, values: np.ndarray, max_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Positions of every record whose ``name`` is one of ``values`` (only of the values held by
         at most ``max_size`` records), and their values."""
+        values = pd.unique(np.asarray(values, np.int64))
+        values = values[values >= 0]
         if not len(values):
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        self._values(values)
-        small = "" if max_size is None else \
-            f"where v in (select v from m group by v having count(*) <= {int(max_size)})"
-        out = self.con.sql(f"""with m as (select pos, "{name}" as v from allrows
-                                           where "{name}" in (select v from values_))
-                               select pos, v from m {small}""").to_arrow_table()
-        return out.column("pos").to_numpy(), out.column("v").to_numpy()
+        pos, which = self._hits(name, values)
+        if max_size is not None:
+            small = np.bincount(which, minlength=values.size)[which] <= max_size
+            pos, which = pos[small], which[small]
+        return pos, values[which]
 
     def crowded(self, name: str, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Values of ``name`` (missing apart) held by more than ``limit`` records: the values, their
@@ -78,11 +83,11 @@ class WholeTable:
 
     def counts(self, name: str, values: np.ndarray) -> tuple[np.ndarray, int]:
         """How many records hold each of ``values`` (distinct), and how many hold any value."""
-        total = self.con.sql(f'select count(*) from allrows where "{name}" >= 0').fetchall()[0][0]
-        if not len(values):
-            return np.zeros(0, np.int64), int(total)
-        self._values(values)
-        out = self.con.sql(f"""select v, count(a.pos) as c from values_ left join allrows a on a."{name}" = v
-                               group by v""").to_arrow_table()
-        got = pd.Series(out.column("c").to_numpy(), index=out.column("v").to_numpy())
-        return got.reindex(np.asarray(values, np.int64), fill_value=0).to_numpy(np.int64), int(total)
+        saved, fresh = self.saved[name], self.fresh[name]
+        total = int(np.count_nonzero(self.valid & (saved >= 0))) + int(np.count_nonzero(fresh >= 0))
+        values = np.asarray(values, np.int64)
+        out = np.zeros(values.size, np.int64)
+        asked = np.flatnonzero(values >= 0)
+        if asked.size:
+            out[asked] = np.bincount(self._hits(name, values[asked])[1], minlength=asked.size)
+        return out, total
