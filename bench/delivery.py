@@ -334,7 +334,7 @@ def kills(n: int, count: int) -> dict:
 
 
 # -- 4. adversarial carts through the engine and the sender ----------------------------------------
-def adversarial(n: int) -> dict:
+def adversarial(n: int, tmp: Path | None = None) -> dict:
     from dataclasses import replace
 
     from personalization_assets.realtime.definitions import load_trigger_set
@@ -358,7 +358,7 @@ def adversarial(n: int) -> dict:
         decisions += engine.advance(ev.received_at)
     decisions += engine.advance(events[-1].received_at + 3 * delay)
     check = check_no_fire_after_order(decisions, truth, delay)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-adv-"))
+    tmp = tmp or Path(tempfile.mkdtemp(prefix="bench-delivery-adv-"))
     book = Ledger(tmp / "triggers.sqlite")
     book.commit(decisions, 1, orders=orders)
     book.close()
@@ -406,7 +406,7 @@ def adversarial(n: int) -> dict:
             "sent_after_unsub": sum(u in unsub for u in to),
             "sent_after_order": sum(u in bought for u in to) + sum(c in ordered_carts for c in sent_carts),
             "unmatched_sends": sum(c is None for c in sent_carts),
-            "lost": len(fired) - sum(states.get(s, 0) for s in FINAL), "states": states}
+            "lost": len(fired) - sum(states.get(s, 0) for s in FINAL), "states": states, "tmp": str(tmp)}
 
 
 def main() -> None:
