@@ -1,7 +1,7 @@
 """Delivery benchmark: timer expiry -> e-mail accepted, under background load; saturation; kill -9.
 
     python -m bench.delivery [--rate 5000] [--seconds 20] [--carts-per-s 20] [--kill-sends 1000]
-                             [--adversarial-carts 5000] [--json]
+                             [--adversarial-carts 100000] [--segment-samples 3] [--json]
 
 1. Live path. Collector, trigger engine and two senders run as subprocesses on a SQLite bus; a
    traffic process posts background events at --rate events/s to the collector, plus carts at
@@ -420,7 +420,8 @@ def main() -> None:
     p.add_argument("--saturation-sends", type=int, default=2000)
     p.add_argument("--kill-sends", type=int, default=1000)
     p.add_argument("--kills", type=int, default=10)
-    p.add_argument("--adversarial-carts", type=int, default=5000)
+    p.add_argument("--adversarial-carts", type=int, default=100_000, help="carts through the engine and the"
+                   " sender with orders, unsubscribes and purchases between fire and send (%(default)s, as issue 20)")
     p.add_argument("--segment-samples", type=int, default=3,
                    help="events timed through Dagster automation into segment_membership (bench.automation); 0 = skip")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
