@@ -260,8 +260,31 @@ def stack(carried: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def carried_golden(previous_golden: pd.DataFrame, keys: set) -> pd.DataFrame:
-    release_memory()  # the outputs' freed buffers, before the largest copy
-    return previous_golden.loc[~previous_golden["customer_key"].isin(keys)]
+    return kept_rows(previous_golden, ~previous_golden["customer_key"].isin(keys).to_numpy(bool))
+
+
+MIN_RUN = 64  # mean rows per chunk below which carried Arrow columns are copied into one chunk again
+
+
+def kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows of ``frame`` where ``keep``. A frame of Arrow-backed columns (a state read as Arrow)
+    keeps them as views: slices of its chunks between the rows dropped, no copy of the million
+    carried values (~0.3 GB and ~1 s for the golden records at 1M). Once its chunks hold fewer than
+    MIN_RUN rows on average (after many runs), the kept rows are copied into one chunk per column."""
+    if not len(frame.columns) or not all(isinstance(t, pd.ArrowDtype) for t in frame.dtypes):
+        release_memory()  # the outputs' freed buffers, before the largest copy
+        return frame.loc[keep]
+    table = pa.Table.from_pandas(frame, preserve_index=False)  # the same Arrow columns, not copied
+    edge = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    starts, ends = edge[0::2], edge[1::2]
+    chunks = max(c.num_chunks for c in table.columns) + starts.size
+    if int(keep.sum()) < MIN_RUN * chunks:
+        release_memory()
+        out = table.filter(pa.array(keep)).combine_chunks()
+    else:
+        out = pa.concat_tables([table.slice(a, b - a) for a, b in zip(starts, ends)]) if starts.size \
+            else table.slice(0, 0)
+    return out.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 # ---- the prepared records of the previous run (state.Prepared): prepare only what changed ----

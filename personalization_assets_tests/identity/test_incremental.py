@@ -212,3 +212,29 @@ def test_a_prepared_file_is_read_a_column_at_a_time(tmp_path, households):
     assert np.array_equal(back.numpy("record_hash"), f.record_hash)
     more = Prepared(prepared_table(f, np.array([1, 2])), base=back, keep=np.array([3, 4]))
     assert more.num_rows == 4 and list(more.numpy("record_hash")) == list(f.record_hash[[3, 4, 1, 2]])
+
+
+def test_carried_arrow_rows_are_views_until_their_chunks_get_small():
+    """incremental.kept_rows: the rows kept of an Arrow-backed frame equal .loc's, as slices of its
+    chunks (no copy) while the runs between dropped rows are long, in one chunk once they are short;
+    a frame of Python objects is filtered as .loc does."""
+    from personalization_assets.identity.incremental import MIN_RUN, kept_rows
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    frame = pd.DataFrame({"k": [f"cus_{i}" for i in range(n)], "v": rng.integers(0, 9, n),
+                          "t": pd.Series(["x", None] * (n // 2))}).astype(
+        {"k": pd.ArrowDtype(pa.string()), "v": pd.ArrowDtype(pa.int64()), "t": pd.ArrowDtype(pa.string())})
+    for share, views in ((0.002, True), (0.2, False)):
+        keep = rng.random(n) >= share
+        keep[:3] = False  # a dropped first row and a kept last one
+        out = kept_rows(frame, keep)
+        pd.testing.assert_frame_equal(out, frame.loc[keep].reset_index(drop=True))
+        chunks = out["k"].array._pa_array.num_chunks
+        assert (chunks > 1 and keep.sum() >= MIN_RUN * chunks) if views else chunks == 1
+        buf = out["v"].array._pa_array.chunk(0).buffers()[1]
+        assert (frame["v"].array._pa_array.chunk(0).buffers()[1].address <= buf.address
+                < frame["v"].array._pa_array.chunk(0).buffers()[1].address + 8 * n) == views
+    plain = frame.astype(object)
+    keep = rng.random(n) >= 0.01
+    pd.testing.assert_frame_equal(kept_rows(plain, keep), plain.loc[keep])
