@@ -7,6 +7,7 @@ import dagster as dg
 from . import schedules, sensors, settings
 from .assets import all_definitions
 from .resources import resources_for
+from .resources.pool import watched_in_process_executor
 
 
 AUTOMATION_NOTE = "automation: "
@@ -32,7 +33,8 @@ def defs() -> dg.Definitions:
         sensors.definitions(settings.automation_running()),
         # Every warehouse step queues on one pool slot, so a run's steps go one at a time anyway:
         # running them in the run's process saves a process start and code load per step (2-4 s).
-        dg.Definitions(resources=resources_for(settings.deployment()), executor=dg.in_process_executor),
+        # The executor also frees the slots of dead runs while it runs or waits (resources/pool.py).
+        dg.Definitions(resources=resources_for(settings.deployment()), executor=watched_in_process_executor),
     )
     with warnings.catch_warnings():  # "preview" in Dagster 1.13 (pinned): a map over the specs, tested here
         warnings.simplefilter("ignore", dg.PreviewWarning)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .faults import fault_point
 
 if TYPE_CHECKING:  # pandas costs ~0.6 s to import; commands that only query DuckDB never need it
     import pandas as pd
@@ -29,12 +30,9 @@ _COMMITS = [0]  # transactions this process reached the commit of (the crash tes
 
 def _fault_before_commit() -> None:
     """Test-only: with PERSONALIZATION_FAULT=before_commit@<n>, stop at the n-th commit of this
-    process (`resources/faults.py`); unset, one dictionary lookup."""
+    process (`faults.py`); unset, one dictionary lookup."""
     _COMMITS[0] += 1
-    if os.environ.get("PERSONALIZATION_FAULT"):
-        from .resources.faults import fault_point
-
-        fault_point("before_commit", str(_COMMITS[0]))
+    fault_point("before_commit", str(_COMMITS[0]))
 
 
 def identifier(name: str) -> str:

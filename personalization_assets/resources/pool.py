@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.executor_definition import IN_PROC_CONFIG, _core_in_process_executor_creation
+from dagster._core.executor.in_process import InProcessExecutor  # Dagster 1.13 (pinned): subclassed below
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _PROCESS_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START}
@@ -229,6 +231,53 @@ def _watch(worker: threading.Thread, instance: dg.DagsterInstance, run_id: str, 
         if line and line != said:
             say(f"waiting: {line}. Ctrl-C stops this run.")
         said = line
+
+
+class _WatchedInProcessExecutor(InProcessExecutor):
+    """Dagster's in-process executor, for runs that no command of ours watches (`dagster asset
+    materialize`, runs the daemon launches): before the steps, and every `poll` seconds while they
+    run or wait for a slot, the slots of dead runs are freed (by process only in the local
+    deployment, where every run that writes the DuckDB file lives), and a waiting run's log says
+    which run holds the slot."""
+
+    poll = 2.0
+
+    def execute(self, plan_context, execution_plan):
+        from .. import settings
+
+        instance, run = plan_context.instance, plan_context.dagster_run
+        by_process = settings.deployment() == "local"
+        stop = threading.Event()
+
+        def keep() -> None:
+            said = None
+            while not stop.wait(self.poll):
+                try:
+                    holders = slot_holders(instance, by_process)
+                    for holder in free_dead_run_slots(instance, holders):
+                        instance.report_engine_event(f"freed the pool slots of {holder.describe()}", run)
+                    line = waits(instance, run.run_id, {k: h for k, h in holders.items() if h.alive}).get(run.run_id)
+                    if line and line != said:
+                        instance.report_engine_event(f"Waiting: {line}", run)
+                    said = line
+                except Exception as exc:  # the watchdog must never fail the run it watches
+                    instance.report_engine_event(f"pool watchdog: {exc.__class__.__name__}: {exc}", run)
+
+        for holder in free_dead_run_slots(instance, slot_holders(instance, by_process)):
+            instance.report_engine_event(f"freed the pool slots of {holder.describe()}", run)
+        watchdog = threading.Thread(target=keep, name=f"pool-watchdog-{run.run_id[:8]}", daemon=True)
+        watchdog.start()
+        try:
+            yield from super().execute(plan_context, execution_plan)
+        finally:
+            stop.set()
+
+
+@dg.executor(name="in_process", config_schema=IN_PROC_CONFIG)
+def watched_in_process_executor(init_context) -> InProcessExecutor:
+    """`dg.in_process_executor` with the pool watchdog (`_WatchedInProcessExecutor`)."""
+    plain = _core_in_process_executor_creation(init_context.executor_config)
+    return _WatchedInProcessExecutor(plain.retries, plain.step_dependency_config, plain.marker_to_close)
 
 
 @contextlib.contextmanager

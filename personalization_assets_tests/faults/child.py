@@ -57,6 +57,15 @@ def job(which: str, database: str | None = None) -> dg.JobDefinition:
     return defs.resolve_job_def(which)
 
 
+@dg.definitions
+def cli_definitions() -> dg.Definitions:
+    """The `pool` asset with the platform's executor, for `dagster asset materialize -m ...child`."""
+    from personalization_assets.definitions import defs as platform
+
+    return dg.Definitions(assets=[heartbeat], executor=platform().executor,
+                          resources={"warehouse": DuckDBWarehouse(database=str(settings.warehouse_path()))})
+
+
 def run(which: str, config: dict | None = None, instance: dg.DagsterInstance | None = None,
         say=lambda line: print(line, file=sys.stderr, flush=True), database: str | None = None,
         ) -> dg.ExecuteInProcessResult:

@@ -18,7 +18,7 @@ from personalization_assets.resources.pool import FINISHED, execute_watched, pro
 from personalization_assets.sensors import pool_slot_keeper
 
 from . import child as runs
-from .harness import DEADLINE_S, Child, slots_taken
+from .harness import DEADLINE_S, REPO, Child, slots_taken
 
 POOL = "warehouse_writer"
 
@@ -63,6 +63,27 @@ def test_a_run_killed_holding_the_slot_does_not_wedge_the_next_run(env, instance
     assert slots_taken(instance) == []
     assert any(line.startswith(f"freed the pool slots of run {dead[:8]}") and "gone" in line for line in said)
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE  # the UI says why
+
+
+def test_dagster_asset_materialize_with_no_daemon_is_not_wedged_by_a_dead_run(env, instance):
+    """The README's replay command: `dagster asset materialize` runs with the platform's executor in
+    its own process, with no daemon and no sensor to free the dead run's slot."""
+    dead = _killed_holder(env, instance)
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "--select", "ops/heartbeat", "-m",
+               "personalization_assets_tests.faults.child", "-a", "cli_definitions"]
+    proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE_S * 2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"dagster asset materialize is wedged behind the slot of the killed run {dead[:8]}")
+    assert proc.returncode == 0, out[-2000:]
+    assert slots_taken(instance) == []
+    freed = [e.message for r in instance.get_runs() for e in instance.all_logs(r.run_id)
+             if e.message and e.message.startswith(f"freed the pool slots of run {dead[:8]}")]
+    assert freed and "gone" in freed[0]  # the run says why it could go on
 
 
 def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the_holder_dies(env, instance):
