@@ -97,8 +97,16 @@ class Keys:
         out[r < 0] = None
         return out
 
+    def of(self, where) -> pa.Array:
+        """The distinct keys of the records at ``where`` (none apart), as Arrow text."""
+        r = self.row[where]
+        taken = self.column.take(pa.array(r[r >= 0]))
+        return pc.unique(taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken)
+
     def isin(self, keys) -> np.ndarray:
-        hit = pc.is_in(self.column, value_set=pa.array([k for k in keys if k is not None], pa.string()))
+        """Which records' keys are among ``keys`` (Arrow text, or any iterable of keys)."""
+        value_set = keys if isinstance(keys, pa.Array) else pa.array([k for k in keys if k is not None], pa.string())
+        hit = pc.is_in(self.column, value_set=value_set)
         hit = np.append(hit.to_numpy(zero_copy_only=False), False)  # row -1 picks the False
         return hit[self.row]
 
@@ -426,10 +434,12 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
         # the clusters of the records found, closed over held links, and the records on the other side
         # of their saved links (an old link is scored again only when both records are prepared)
         l1 = _union(wanted, n)
-        keys = _closed_keys(previous, whole, set(whole.key[l1]) - {None})
-        in_keys = np.flatnonzero(_isin(whole.key, keys))
+        # (as Arrow text: a few hundred thousand keys never become Python strings)
+        keys = _closed_key_array(previous, whole, whole.key.of(l1))
+        in_keys = np.flatnonzero(whole.key.isin(keys))
         ev = previous.evidence
-        pick = ev["rule"].isin(LINK_RULES + (HELD, "review:conflict")) & ev["customer_key"].isin(keys) \
+        pick = ev["rule"].isin(LINK_RULES + (HELD, "review:conflict")) \
+            & pc.is_in(_arrow_text(ev["customer_key"]), value_set=keys).to_numpy(zero_copy_only=False) \
             & ev["right_record_id"].notna()
         other = whole.index.get_indexer(ev.loc[pick, "right_record_id"].astype(str))
         l2 = _union([l1, in_keys, other[other >= 0]], n)
@@ -542,19 +552,39 @@ def _local_hashes(current, local: np.ndarray, row_of_pos: np.ndarray, fresh_at: 
 
 def _closed_keys(previous: ResolvedState, al: Aligned, seed: set) -> set:
     """``seed`` keys and every previous cluster joined to them by held links (transitively)."""
+    held = _held_components(previous, al) if seed else None
+    if held is None:
+        return set(seed)
+    uniq, comp = held
+    # the few keys with held links are looked up in the seed, not the seed's keys among them
+    hit = {c for k, c in zip(uniq, comp) if k in seed}
+    return set(seed) | {k for k, c in zip(uniq, comp) if c in hit}
+
+
+def _closed_key_array(previous: ResolvedState, al: Aligned, seed: pa.Array) -> pa.Array:
+    """_closed_keys() of keys given and returned as Arrow text."""
+    held = _held_components(previous, al) if len(seed) else None
+    if held is None:
+        return seed
+    uniq, comp = held
+    in_seed = pc.is_in(pa.array(uniq, pa.string()), value_set=seed).to_numpy(zero_copy_only=False)
+    hit = set(comp[in_seed])
+    more = [k for k, c in zip(uniq, comp) if c in hit]
+    return pc.unique(pa.concat_arrays([seed, pa.array(more, pa.string())]))
+
+
+def _held_components(previous: ResolvedState, al: Aligned) -> "tuple[np.ndarray, np.ndarray] | None":
+    """The previous keys joined by held links and their component (None without held links)."""
     ev = previous.evidence
     cross = ev[ev["rule"] == HELD]
-    if not len(cross) or not seed:
-        return set(seed)
+    if not len(cross):
+        return None
     at = al.index.get_indexer(pd.concat([cross["left_record_id"], cross["right_record_id"]]).astype(str))
     lp, rp = at[:len(cross)], at[len(cross):]  # one scan of the record ids for both ends
     ok = (lp >= 0) & (rp >= 0)
     ka, kb = al.key[lp[ok]], al.key[rp[ok]]
     codes, uniq = pd.factorize(np.concatenate([ka, kb]))
-    comp = components(len(uniq), codes[:ka.size], codes[ka.size:])
-    # the few keys with held links are looked up in the seed, not the seed's keys among them
-    hit = {c for k, c in zip(uniq, comp) if k in seed}
-    return set(seed) | {k for k, c in zip(uniq, comp) if c in hit}
+    return np.asarray(uniq, object), components(len(uniq), codes[:ka.size], codes[ka.size:])
 
 
 def _local_features(prep, ff: Features, local: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,
