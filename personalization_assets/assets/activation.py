@@ -119,6 +119,24 @@ def _skipped(context: dg.AssetExecutionContext, missing: list[str]) -> dg.Materi
     return dg.MaterializeResult(metadata={"skipped": f"not configured: {', '.join(missing)} unset", "dagster/row_count": 0})
 
 
+def sender_outbox() -> Path | None:
+    """The sender service's outbox when it holds any fire: that deployment delivers through
+    `personalization deliver`, which keys every send by fire; the batch path keys its own sends
+    differently and would e-mail each of those fires a second time."""
+    from ..activity import outbox_path
+
+    path = outbox_path()
+    if not path.exists():
+        return None
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+        found = conn.execute("select 1 from sqlite_master where name = 'outbox'").fetchone() and \
+            conn.execute("select 1 from outbox limit 1").fetchone()
+    return path if found else None
+
+
 def _missing(*names: str) -> list[str]:
     return [n for n in names if not os.environ.get(n)]
 
@@ -161,10 +179,16 @@ def triggered_emails(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
 
     manual: the sender service (`personalization deliver`, started by `personalization up`) sends
     each fire within seconds through its outbox, and `activation_stream_sensor` records its sends
-    here as observations; this batch path is for deployments without that service, run on demand."""
+    here as observations; this batch path is for deployments without that service, run on demand
+    (it sends nothing where the sender's outbox holds fires: they would go out twice)."""
     host = os.environ.get("SMTP_HOST", "")
     if not host:
         return _skipped(context, ["SMTP_HOST"])
+    service = sender_outbox()
+    if service is not None:  # one path per deployment: this one would send the sender's fires again
+        context.log.info(f"the sender service sends these fires (outbox {service}): nothing sent here")
+        return dg.MaterializeResult(metadata={"skipped": f"personalization deliver sends the fires (outbox {service});"
+                                              " this batch path would send them a second time", "dagster/row_count": 0})
     missing = [v for v in ("SMTP_FROM", "UNSUBSCRIBE_BASE_URL", "UNSUBSCRIBE_SECRET") if not os.environ.get(v)]
     if missing:
         raise ValueError(f"SMTP_HOST is set but {', '.join(missing)} is not: every message needs a sender "
