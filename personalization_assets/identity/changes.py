@@ -72,22 +72,22 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
         out = con.sql(f"""
             with now as (select p.pos, s."record_id"::varchar as record_id, hash({hashed}) as h
                          from src s positional join pos_ p)
-            select now.pos, now.h, saved.row, saved.h is distinct from now.h as changed
+            select coalesce(now.pos, -1) as pos, coalesce(now.h, 0) as h, coalesce(saved.row, -1) as row,
+                   saved.h is distinct from now.h as changed
             from now full outer join saved using (record_id)""").to_arrow_table()
     finally:
         con.close()
-    p = out.column("pos").to_numpy(zero_copy_only=False)
-    row = out.column("row").to_numpy(zero_copy_only=False)
-    here = ~np.isnan(p) if p.dtype.kind == "f" else np.ones(p.size, bool)
-    was = ~np.isnan(row) if row.dtype.kind == "f" else np.ones(row.size, bool)
-    p_here = p[here].astype(np.int64)
+    # no nulls left: every column converts to numpy without a float or object detour
+    p, row = out.column("pos").to_numpy(), out.column("row").to_numpy()
+    here, was = p >= 0, row >= 0
+    p_here = p[here]
     record_hash = np.empty(n, np.uint64)
-    record_hash[p_here] = out.column("h").filter(pa.array(here)).to_numpy()
+    record_hash[p_here] = out.column("h").to_numpy()[here]
     changed = np.zeros(n, bool)
-    changed[p_here] = out.column("changed").filter(pa.array(here)).to_numpy(zero_copy_only=False)
+    changed[p_here] = out.column("changed").to_numpy(zero_copy_only=False)[here]
     prev_pos = np.full(len(saved_hash), -1, np.int64)
     both = here & was
-    prev_pos[row[both].astype(np.int64)] = p[both].astype(np.int64)
+    prev_pos[row[both]] = p[both]
     return Change(rid, record_hash, prev_pos, changed, _same_hashes(saved_hex, saved_hash))
 
 
