@@ -38,11 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     os.environ["PERSONALIZATION_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_DEPLOYMENT"] = "local"
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(args.dagster_home).resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    repo_yaml = Path(__file__).resolve().parent.parent / "dagster.yaml"
-    if repo_yaml.exists() and not (home / "dagster.yaml").exists():
-        shutil.copy(repo_yaml, home / "dagster.yaml")
+    home = instance_home(os.environ.setdefault("DAGSTER_HOME", str(Path(args.dagster_home).resolve())))
 
     started = time.perf_counter()
     print(f"Seeding demo sources in {data_dir} (seed {args.seed}, scale {args.scale:g}) ...", flush=True)
@@ -207,6 +203,16 @@ def _ui(args: argparse.Namespace) -> int:
     layout; this project keeps the classic layout (`[tool.dagster]` in pyproject.toml), where
     `dagster dev` runs the same webserver and daemon. The FutureWarning saying so is hidden here.
     """
+    command, env = ui_command(args)
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {env['DAGSTER_HOME']}, "
+          f"data {env['PERSONALIZATION_DATA_DIR']}); Ctrl-C stops it", flush=True)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+def ui_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The `dagster dev` command line and environment of `personalization ui` (the instance is
+    created on first use); its SupersessionWarning ("use 'dg dev'") is a FutureWarning."""
     home = instance_home(os.environ.get("DAGSTER_HOME") or args.dagster_home)
     env = dict(os.environ, DAGSTER_HOME=str(home),
                PERSONALIZATION_DATA_DIR=os.environ.get("PERSONALIZATION_DATA_DIR") or str(Path(args.data_dir).resolve()),
@@ -214,10 +220,7 @@ def _ui(args: argparse.Namespace) -> int:
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "personalization_assets.definitions",
                "--host", args.host, "--port", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}, data {env['PERSONALIZATION_DATA_DIR']}); "
-          "Ctrl-C stops it", flush=True)
-    os.execvpe(command[0], command, env)
-    return 0  # not reached
+    return command, env
 
 
 def _add_ui(sub) -> None:
