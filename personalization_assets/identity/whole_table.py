@@ -30,25 +30,34 @@ class WholeTable:
         """Let go of the columns (they are a run's largest arrays)."""
         self.saved = self.pos_of_row = self.valid = self.fresh = self.fresh_pos = None
 
-    def _hits(self, name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _hits(self, name: str, values: np.ndarray, positions: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Positions of every record (saved and still valid, or fresh) whose ``name`` is one of
-        ``values`` (distinct, not missing), and which of them (its index in ``values``). A bitmap of
-        the values' hash buckets rules out most records in a cache-sized pass (~5x faster than a
-        hash probe per record); only the records left are looked up."""
+        ``values`` (distinct, not missing), and which of them (its index in ``values``); without
+        ``positions``, only how many records hold each value. A bitmap of the values' hash buckets
+        rules out most records (~5x faster than a hash probe per record); only the records left are
+        looked up. Each slice of SCAN records is done whole, so no temporary spans the table."""
         values = np.asarray(values, np.int64)
         table = pd.Index(values)  # a hash table of the values asked for
         bucket = np.zeros(BUCKETS + 1, bool)
         bucket[values & BUCKETS] = True
-        pos, which = [], []
+        pos, which, counts = [], [], np.zeros(values.size, np.int64)
         for col, at, keep in ((self.saved[name], self.pos_of_row, self.valid), (self.fresh[name], self.fresh_pos, None)):
-            maybe = np.concatenate([np.flatnonzero(bucket[col[s:s + SCAN] & BUCKETS]) + s
-                                    for s in range(0, col.size, SCAN)] or [np.empty(0, np.int64)])
-            if keep is not None:
-                maybe = maybe[keep[maybe]]
-            code = table.get_indexer(col[maybe])
-            pos.append(at[maybe[code >= 0]])
-            which.append(code[code >= 0])
-        return np.concatenate(pos).astype(np.int64), np.concatenate(which).astype(np.int64)
+            for s in range(0, col.size, SCAN):
+                part = col[s:s + SCAN]
+                maybe = np.flatnonzero(bucket[part & BUCKETS])
+                if keep is not None:
+                    maybe = maybe[keep[s:s + SCAN][maybe]]
+                code = table.get_indexer(part[maybe])
+                hit = code >= 0
+                if positions:
+                    pos.append(at[s + maybe[hit]])
+                    which.append(code[hit])
+                else:
+                    counts += np.bincount(code[hit], minlength=values.size)
+        if not positions:
+            return np.empty(0, np.int64), counts
+        return (np.concatenate(pos).astype(np.int64) if pos else np.empty(0, np.int64),
+                np.concatenate(which).astype(np.int64) if which else np.empty(0, np.int64))
 
     def members(self, name: str, values: np.ndarray, max_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Positions of every record whose ``name`` is one of ``values`` (only of the values held by
@@ -89,5 +98,5 @@ class WholeTable:
         out = np.zeros(values.size, np.int64)
         asked = np.flatnonzero(values >= 0)
         if asked.size:
-            out[asked] = np.bincount(self._hits(name, values[asked])[1], minlength=asked.size)
+            out[asked] = self._hits(name, values[asked], positions=False)[1]
         return out, total
