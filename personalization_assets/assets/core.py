@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from ..heap import releasing
 from ..identity import ResolvedState, resolve, stitch_identities
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
@@ -128,6 +129,7 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
     group_name="identity",
     pool=WAREHOUSE_POOL,
 )
+@releasing
 def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged: pd.DataFrame,
               warehouse: Warehouse):
     """Resolve staged customer records into people: exact keys, then fuzzy matching. Incremental
@@ -164,9 +166,16 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
     yield merge_rate_check(before, now)
 
 
-@dg.asset(key=["core", "identity_map"], ins={"events": dg.AssetIn(key=["staging", "events"]),
-          "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
+# identity_map reads only the columns stitching looks at (the IO manager's input metadata `columns`)
+STITCH_EVENT_COLUMNS = ["type", "event", "user_id", "anonymous_id", "timestamp"]
+
+
+@dg.asset(key=["core", "identity_map"],
+          ins={"events": dg.AssetIn(key=["staging", "events"], metadata={"columns": STITCH_EVENT_COLUMNS}),
+               "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"],
+                                       metadata={"columns": ["record_id", "customer_key"]})},
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
+@releasing
 def identity_map(events: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Which customer each tracking identity (userId, or an anonymousId stitched to a userId by an
     identify call or a login) belongs to, so pre-login events join the right customer."""
@@ -206,6 +215,7 @@ def identity_review(evidence: pd.DataFrame, crosswalk: pd.DataFrame, warehouse: 
 @dg.asset(key=["core", "households"], ins={"staged": dg.AssetIn(key=["staging", "customers"]),
           "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
+@releasing
 def households(staged: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Households: customers who share a postal address or a mailbox (never merged into one person),
     for household frequency caps. One row per customer with its household_id and size."""

@@ -17,6 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ..heap import releasing
 from ..resources.sources import CrmDatabase, EventBusResource, OrdersApi
 from ..resources.warehouse import Warehouse, WarehouseConnection
 from ..sources import SourceError
@@ -81,6 +82,7 @@ def _text_columns(conn: WarehouseConnection, schema: str, table: str, columns: l
 
 @dg.asset(key=["raw", "crm_customers"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"sql", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
+@releasing
 def crm_customers(crm: CrmDatabase, warehouse: Warehouse) -> dg.MaterializeResult:
     """Customer records as the CRM holds them: times in UTC, every other value as stored, as text
     (consent flags too: staging reads them). Loaded incrementally on `updated_at`.
@@ -244,6 +246,7 @@ def _with_last(items: Iterator) -> Iterator[tuple[object, bool]]:
 
 @dg.asset(key=["raw", "shop_orders"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"api", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
+@releasing
 def shop_orders(context: dg.AssetExecutionContext, orders_api: OrdersApi, warehouse: Warehouse) -> dg.MaterializeResult:
     """Orders from the shop's REST API (OAuth 2.0), loaded incrementally on `updated_since`.
 
@@ -348,6 +351,7 @@ def _stored_ids(conn: WarehouseConnection, ids: list[str], after: int) -> set[st
 
 @dg.asset(key=["raw", "events"], group_name="ingestion", pool=WAREHOUSE_POOL,
           kinds={"sqlite", "duckdb"}, tags={"pii": "true"}, freshness_policy=RAW_FRESHNESS)
+@releasing
 def events(event_bus: EventBusResource, warehouse: Warehouse) -> dg.MaterializeResult:
     """Behavioural events (Segment wire format) read from the event bus after the stored offset.
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import staging as logic
 from ..bus.micro_batch import OFFSET_FROM_TAG
+from ..heap import releasing
 from ..partitions import ARRIVAL_DAYS, backfill_policy
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
@@ -17,7 +18,7 @@ from ..staging import customers_incremental
 from .checks import pandera_asset_check, schema_metadata
 from .common import (
     EAGER, ON_DEMAND, WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
-    read_cursor, read_table, read_window, utc_now, write_cursor, write_window,
+    read_cursor, read_window, utc_now, write_cursor, write_window,
 )
 from .raw import EVENT_COLUMNS, ORDER_COLUMNS
 
@@ -66,7 +67,9 @@ def restage_customers(conn: WarehouseConnection, *, full: bool = False, replay_o
 
 def _stage_order_rows(conn: WarehouseConnection, raw):
     """Stage raw order rows against the staged customers; the tables they go to are ready."""
-    known = read_table(conn, "staging", "customers", ["source_id"])["source_id"]
+    # only the ids: the whole staged customers table is ~30 columns the orders never look at
+    known = (conn.query("select source_id from staging.customers")["source_id"]
+             if conn.table_exists("staging", "customers") else pd.Series([], dtype=object))
     result = logic.stage_orders(raw, known_customers=known, now=utc_now())
     prepare_quarantine(conn, "shop_orders")
     _prepare(conn, "orders", result.orders)
@@ -257,6 +260,7 @@ def _delete_in_window(conn: WarehouseConnection, ids: list[str], start: datetime
 @dg.asset(key=["staging", "customers"], deps=[["raw", "crm_customers"], ["seeds", "country_synonyms"]],
           group_name="staging", pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           metadata={PII_TABLES: ["quarantine.crm_customers"]}, automation_condition=EAGER)
+@releasing
 def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     """CRM customers in canonical form: display names, email (+ matching key, disposable and role
     flags), E.164 phone, ISO country, IANA time zone, UTC times; each raw original alongside.
@@ -306,6 +310,7 @@ def _customers_summary(conn: WarehouseConnection) -> dict:
     partitions_def=ARRIVAL_DAYS,
     backfill_policy=backfill_policy(),
 )
+@releasing
 def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Shop orders and their lines in canonical form (exact minor units, EUR reporting amounts at the
     day's FX rate, looked-up statuses and categories, UTC times), partitioned by the day their latest
@@ -325,6 +330,7 @@ def orders(context: dg.AssetExecutionContext, warehouse: Warehouse):
           pool=WAREHOUSE_POOL, kinds={"pandas", "duckdb"}, tags={"pii": "true"},
           partitions_def=ARRIVAL_DAYS, backfill_policy=backfill_policy(),
           metadata={"partition_expr": "received_at", PII_TABLES: ["quarantine.events"]}, automation_condition=EAGER)
+@releasing
 def events(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Tracking events validated against the tracking plan, one row per messageId, event names
     mapped to tracking-plan codes, partitioned by the day the collector received them.

@@ -69,10 +69,14 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
             where, params = f" where {identifier(expr)} >= ? and {identifier(expr)} < ?", [window.start, window.end]
         # Tables of a commit group are only ever written by `commit_tables`: an unrecorded empty one is torn.
         strict = upstream is not None and COMMIT_GROUP in upstream.definition_metadata
+        # An input's metadata `columns` (Dagster's convention) reads only those columns: identity_map
+        # needs 5 of staging.events' columns, not its payload texts (most of a day's bytes).
+        columns = (context.definition_metadata or {}).get("columns")
+        select = ", ".join(identifier(c) for c in columns) if columns else "*"
         fault_point("before_load", name)
         with self._connect() as conn:
             verify_tables(conn, [name], strict=strict)
-            return conn.query(f"select * from {name}{where}", params)
+            return conn.query(f"select {select} from {name}{where}", params)
 
 
 def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFrame,
