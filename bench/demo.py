@@ -15,7 +15,9 @@ peak shorter than that can be missed); "largest process MB" is the kernel's exac
 single largest process (wait4's ru_maxrss, which covers the children the demo waited for).
 
 `--steps` also prints, from the run's step stats in its Dagster instance, each step's wall time,
-CPU time and peak RSS (the demo runs its steps one after another, in process), costliest first.
+CPU time, peak RSS and the RSS right after it (the demo runs its steps one after another, in
+process), costliest first, then again in run order with each step's start: where the run's RSS
+rises and whether a step hands it back.
 """
 
 import argparse
@@ -49,6 +51,10 @@ class Sampler(threading.Thread):
             cpu = sum(_cpu_s(p) for p in tree)
             self.samples.append((time.time(), rss, cpu))
             time.sleep(self.every)
+
+    def at(self, when: float) -> float:
+        """RSS MB of the first sample at or after an epoch time (the last one if none)."""
+        return next((s[1] for s in self.samples if s[0] >= when), self.samples[-1][1] if self.samples else 0.0)
 
     def within(self, start: float, end: float) -> tuple[float, float]:
         """Peak RSS MB and CPU s between two epoch times."""
@@ -148,14 +154,19 @@ def _print_steps(home: str, run_id: str | None, sampler: Sampler) -> None:
     rows = []
     for s in stats:
         peak, cpu = sampler.within(s.start_time, s.end_time)
-        rows.append((s.end_time - s.start_time, cpu, peak, s.step_key))
-    print(f"{'step':<58} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12}")
-    for wall, cpu, peak, key in sorted(rows, reverse=True):
-        print(f"{key:<58} {wall:>7.1f} {cpu:>7.1f} {peak:>12.0f}")
+        rows.append((s.end_time - s.start_time, cpu, peak, s.step_key, s.start_time, sampler.at(s.end_time)))
+    print(f"{'step':<58} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12} {'RSS after MB':>13}")
+    for wall, cpu, peak, key, _, after in sorted(rows, reverse=True):
+        print(f"{key:<58} {wall:>7.1f} {cpu:>7.1f} {peak:>12.0f} {after:>13.0f}")
     if stats:
         first, last = min(s.start_time for s in stats), max(s.end_time for s in stats)
         print(f"{'(all steps, first start to last end)':<58} {last - first:>7.1f} "
               f"{sampler.within(first, last)[1]:>7.1f} {sampler.within(first, last)[0]:>12.0f}")
+    # in run order: where the RSS rises and whether the step hands it back
+    start = min((r[4] for r in rows), default=0.0)
+    print(f"\n{'step, in run order':<58} {'start s':>7} {'wall s':>7} {'peak RSS MB':>12} {'RSS after MB':>13}")
+    for wall, cpu, peak, key, started, after in sorted(rows, key=lambda r: r[4]):
+        print(f"{key:<58} {started - start:>7.1f} {wall:>7.1f} {peak:>12.0f} {after:>13.0f}")
 
 
 def main() -> None:
