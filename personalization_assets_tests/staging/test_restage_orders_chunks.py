@@ -1,0 +1,69 @@
+"""A window's restage of staging.orders reads and stages raw.shop_orders a chunk of orders at a
+time: the staged orders, lines, quarantine and counts equal the one-chunk restage's, and the other
+day stays as it was."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pandas as pd
+
+from personalization_assets.assets.staging import restage_orders
+from personalization_assets.warehouse import WarehouseConnection
+
+DAY = datetime(2026, 5, 30, tzinfo=timezone.utc)
+
+
+def _order(k: int) -> dict:
+    """Order k: mostly valid; some with a bad currency, an unknown customer, a bad line, an
+    unknown category, a future date or lines that are not JSON; two arrival days."""
+    created = (DAY - timedelta(days=2, minutes=k)).isoformat()
+    if k % 11 == 5:
+        created = (DAY + timedelta(days=30)).isoformat()
+    lines = [{"line_no": 1, "sku": f"S{k}", "name": "Mug", "category": "Accessories" if k % 6 else f"odd-{k % 4}",
+              "quantity": 2 if k % 9 else 0, "unit_price": "10.00"},
+             {"line_no": 2, "sku": "T", "name": "Tea", "category": "accessories", "quantity": 1, "unit_price": "3.50"}]
+    return {"order_id": f"o-{k:03d}", "customer_id": str(1000 + k % 13) if k % 3 else None,
+            "email": f"Buyer{k}@Example.org", "status": "paid" if k % 10 else "shipped",
+            "currency": "EUR" if k % 8 else "XXX", "total": "23.50", "created_at": created, "updated_at": created,
+            "cart_id": f"c{k}" if k % 2 else None, "checkout_id": None,
+            "lines": json.dumps(lines) if k % 17 != 3 else "[{not json", "payload": json.dumps({"k": k}),
+            "loaded_at": DAY + timedelta(days=k % 2, hours=1)}
+
+
+def _restaged(chunk_rows: int):
+    conn = WarehouseConnection(duckdb.connect(":memory:"), "duckdb")
+    raw = pd.DataFrame([_order(k) for k in range(47)])
+    raw["loaded_at"] = raw["loaded_at"].astype("datetime64[ns, UTC]")
+    conn.execute("create schema if not exists raw")
+    conn.execute("create schema if not exists staging")
+    conn.prepare_table("raw", "shop_orders", raw)
+    conn.insert_frame("raw", "shop_orders", raw)
+    known = pd.DataFrame({"source_id": [str(1000 + i) for i in range(10)]})  # 1010-1012 are unknown
+    conn.prepare_table("staging", "customers", known)
+    conn.insert_frame("staging", "customers", known)
+    counts = [restage_orders(conn, day, day + timedelta(days=1), chunk_rows=chunk_rows)
+              for day in (DAY, DAY + timedelta(days=1), DAY)]  # both days, then the first again
+    tables = {t: conn.query(f"select * from {t}") for t in ("staging.orders", "staging.order_lines")}
+    tables["quarantine"] = conn.query("select record_id, rule, message, status, attempts from quarantine.shop_orders")
+    return counts, tables
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns[:2]), ignore_index=True)
+
+
+def test_chunked_restage_equals_one_chunk():
+    whole_counts, whole = _restaged(chunk_rows=1_000)
+    chunked_counts, chunked = _restaged(chunk_rows=4)
+    for (rows_in, result, by_rule), (rows_in_1, result_1, by_rule_1) in zip(chunked_counts, whole_counts):
+        assert (rows_in, by_rule, result.unmapped) == (rows_in_1, by_rule_1, result_1.unmapped)
+        pd.testing.assert_frame_equal(_sorted(result.orders), _sorted(result_1.orders))
+        pd.testing.assert_frame_equal(_sorted(result.lines), _sorted(result_1.lines))
+    for name in whole:
+        pd.testing.assert_frame_equal(_sorted(chunked[name]), _sorted(whole[name]))
+    # the fixture reaches valid orders, several rejection rules and unmapped categories, on both days
+    rows_in, result, by_rule = whole_counts[0]
+    assert rows_in > 4 and len(result.orders) and len(result.lines) and len(by_rule) >= 3
+    assert result.unmapped and result.unmapped.get("product_categories")
+    assert whole["staging.orders"]["loaded_at"].dt.floor("D").nunique() == 2
