@@ -105,6 +105,7 @@ def _collector(args: argparse.Namespace) -> int:
     from .collector.server import run_collector
     from .collector.settings import load_write_keys
     from .redact import redact_url
+    from .settings import event_bus_url
 
     if args.write_key:
         print("warning: --write-key shows the key to every user of this machine (ps); use the "
@@ -113,16 +114,17 @@ def _collector(args: argparse.Namespace) -> int:
         keys = load_write_keys(args.write_key, args.write_key_file)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    print(f"collector on http://{args.host}:{args.port} -> {redact_url(args.bus) if args.bus else 'the local event bus'}"
+    bus = args.bus or event_bus_url()
+    print(f"collector on http://{args.host}:{args.port} -> {redact_url(bus)}"
           f" ({'any write key: demo mode' if not keys else f'{len(keys)} write key(s)'});"
           f" /health and /metrics on http://{args.admin_host}:{args.admin_port}", flush=True)
     try:
-        run_collector(args.host, args.port, args.bus, keys, workers=args.workers, admin_host=args.admin_host,
+        run_collector(args.host, args.port, bus, keys, workers=args.workers, admin_host=args.admin_host,
                       admin_port=args.admin_port, header_timeout_s=args.header_timeout,
                       body_timeout_s=args.body_timeout, keep_alive_timeout_s=args.keep_alive_timeout,
                       max_connections=args.max_connections)
     except (RuntimeError, OSError, ValueError) as exc:  # a port in use, workers that cannot start, a bad bus URL
-        message = str(exc).replace(args.bus, redact_url(args.bus)) if args.bus else str(exc)
+        message = str(exc).replace(bus, redact_url(bus))
         print(f"collector stopped: {message}", file=sys.stderr)
         return 1
     return 0

@@ -48,6 +48,15 @@ def test_collector_cli_never_prints_the_bus_password_and_warns_about_write_key(t
     assert "collector stopped: unknown bus URL scheme" in out.stderr
 
 
+def test_collector_cli_names_and_redacts_the_bus_from_event_bus_url(tmp_path):
+    out = _cli("collector", "--port", "0", "--admin-port", "0",
+               env={"EVENT_BUS_URL": "bogus://:s3cret@bus.internal:6379/0", "PERSONALIZATION_DATA_DIR": str(tmp_path)})
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "s3cret" not in text, text
+    assert "-> bogus://:***@bus.internal:6379/0" in out.stdout, text
+    assert "collector stopped: unknown bus URL scheme" in out.stderr
+
+
 def test_triggers_cli_never_prints_the_bus_password(tmp_path):
     try:
         out = _cli("triggers", "--bus", "redis://:s3cret@127.0.0.1:1/0", "--state", str(tmp_path / "t.sqlite"),
