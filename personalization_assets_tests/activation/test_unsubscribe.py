@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -20,6 +18,8 @@ from personalization_assets.activation.unsubscribe import (
     MAX_BODY_BYTES, create_unsubscribe_app, make_token, read_token, unsubscribe_url,
 )
 from personalization_assets.activation.unsubscribe_token import make_legacy_token
+
+from ..asgi import serving
 
 SECRET = "unsub-secret"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -136,19 +136,8 @@ def test_form_without_the_one_click_field_is_a_clear_400(body, content_type):
 @pytest.fixture
 def endpoint():
     recorded: list = []
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app(recorded), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the endpoint did not start within 10 s"
-    yield sock.getsockname()[1], recorded
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(app(recorded), "the endpoint") as port:
+        yield port, recorded
 
 
 def _post_head(token: str, extra: str) -> bytes:
@@ -231,25 +220,11 @@ def test_no_request_makes_the_endpoint_fail(token, body, content_type):
 
 # -- slow bodies and a store that fails, over a real socket --------------------------------------
 
-def _serve_app(application) -> tuple[uvicorn.Server, threading.Thread, int, socket.socket]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(application, log_level="critical"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the endpoint did not start within 10 s"
-    return server, thread, sock.getsockname()[1], sock
-
-
 def test_a_body_that_never_arrives_gets_408_and_the_connection_closed():
     """Without a deadline a client that announces 26 bytes and sends none holds its connection
     (and the request) for ever."""
     recorded: list = []
-    server, thread, port, sock = _serve_app(app(recorded, body_timeout_s=1.0))
-    try:
+    with serving(app(recorded, body_timeout_s=1.0), "the endpoint", log_level="critical") as port:
         head = _post_head(make_token(SECRET, ADDRESS), "Content-Length: 26\r\n")
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=8) as conn:
@@ -258,24 +233,16 @@ def test_a_body_that_never_arrives_gets_408_and_the_connection_closed():
             rest = conn.recv(65536)  # the server closes the connection after answering
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert rest == b"" and time.monotonic() - started < 5 and not recorded
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_a_store_that_fails_gets_a_stable_503_and_the_detail_only_in_the_log(caplog):
     def store_down(event):
         raise ConnectionError("Error 111 connecting to 10.20.30.40:6379. Connection refused.")
 
-    server, thread, port, sock = _serve_app(create_unsubscribe_app(SECRET, store_down, clock=lambda: NOW))
-    try:
+    with serving(create_unsubscribe_app(SECRET, store_down, clock=lambda: NOW), "the endpoint",
+                 log_level="critical") as port:
         answer = requests.post(f"http://127.0.0.1:{port}/unsubscribe", params={"t": make_token(SECRET, ADDRESS)},
                                data={"List-Unsubscribe": "One-Click"}, timeout=10)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
     assert answer.status_code == 503 and answer.headers.get("Retry-After"), answer.text
     assert "10.20.30.40" not in answer.text and "ConnectionError" not in answer.text
     assert "10.20.30.40" in caplog.text

@@ -5,14 +5,11 @@ append) right before each attempt, without waiting for the warehouse to refresh 
 from __future__ import annotations
 
 import random
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-import uvicorn
 
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.activation.unsubscribe import create_unsubscribe_app
@@ -27,6 +24,7 @@ from personalization_assets.email_events.model import Normalized
 from personalization_assets.realtime.guards import SqliteGuardProvider
 from personalization_assets.webhooks.store import EmailEventStore
 
+from ..asgi import serving
 from .peers import SmtpSink, seed
 
 SECRET = "s3cret"
@@ -42,17 +40,8 @@ def bus_url(tmp_path):
 def unsubscribe_endpoint(bus_url):
     """The one-click endpoint as deployed (app_from_env's wiring), on a real port."""
     store = EmailEventStore(bus_url)
-    server = uvicorn.Server(uvicorn.Config(create_unsubscribe_app(SECRET, lambda e: store.append([e], [])),
-                                           host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the unsubscribe endpoint did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/unsubscribe"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_unsubscribe_app(SECRET, lambda e: store.append([e], [])), "the unsubscribe endpoint") as port:
+        yield f"http://127.0.0.1:{port}/unsubscribe"
     store.close()
 
 

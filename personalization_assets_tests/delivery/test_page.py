@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import random
 import subprocess
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.delivery.channels import SmtpChannel
@@ -20,6 +17,7 @@ from personalization_assets.delivery.render import Unsubscribe
 from personalization_assets.delivery.sender import Sender
 from personalization_assets.realtime.guards import SqliteGuardProvider
 
+from ..asgi import serving
 from ..conftest import require_tool
 from .peers import SmtpSink, seed
 
@@ -44,16 +42,8 @@ def outbox_with_mail(tmp_path):
 
 @pytest.fixture
 def page_url(outbox_with_mail):
-    server = uvicorn.Server(uvicorn.Config(create_app(outbox_with_mail), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the outbox page did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(outbox_with_mail), "the outbox page") as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_outbox_page_in_headless_chromium_shows_sent_and_suppressed_mail(page_url, tmp_path):

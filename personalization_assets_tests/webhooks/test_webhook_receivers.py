@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 
 import pytest
 import requests
-import uvicorn
 from prometheus_client import REGISTRY
 
 from personalization_assets.bus import open_bus, open_quarantine_bus
@@ -18,14 +15,10 @@ from personalization_assets_tests.webhooks.signing import (
     SendGridKeys, generic_headers, mailgun_body, sendgrid_events,
 )
 
+from ..asgi import serving
+
 MAILGUN_KEY = "key-mailgun-signing-0123456789"
 GENERIC_SECRET = "generic-shared-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Service:
@@ -47,17 +40,6 @@ class Service:
             bus.close()
 
 
-def serve(app):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def sendgrid_keys():
     return SendGridKeys()
@@ -70,10 +52,8 @@ def service(tmp_path, sendgrid_keys):
         "bus_url": email_bus, "max_body_bytes": 256 * 1024, "tolerance_s": 300,
         "sendgrid": {"public_key": sendgrid_keys.public_key}, "mailgun": {"signing_key": MAILGUN_KEY},
         "generic": {"secret": GENERIC_SECRET}})
-    server, thread, url = serve(create_app(settings))
-    yield Service(url, email_bus)
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(settings), "the collector") as port:
+        yield Service(f"http://127.0.0.1:{port}", email_bus)
 
 
 def post_sendgrid(service, keys, events, ts=None, headers=None):
@@ -204,10 +184,7 @@ def test_generic_hmac_webhook(service):
 def test_unconfigured_provider_has_no_endpoint(tmp_path):
     from personalization_assets.webhooks import create_webhook_app
 
-    server, thread, url = serve(create_webhook_app(None, {"bus_url": f"sqlite:///{tmp_path}/e.db", "generic": {"secret": "s"}}))
-    try:
+    with serving(create_webhook_app(None, {"bus_url": f"sqlite:///{tmp_path}/e.db", "generic": {"secret": "s"}})) as port:
+        url = f"http://127.0.0.1:{port}"
         assert requests.post(url + "/sendgrid", data=b"[]", timeout=5).status_code == 404
         assert requests.post(url + "/generic", data=b"[]", timeout=5).status_code == 401
-    finally:
-        server.should_exit = True
-        thread.join(10)
