@@ -1,4 +1,5 @@
-"""Our ASGI apps served for real in tests: uvicorn on a free loopback port, in a thread."""
+"""Our ASGI apps served for real in tests: uvicorn on a free loopback port, in a thread; and free
+ports for the servers a test runs as processes."""
 
 from __future__ import annotations
 
@@ -30,3 +31,10 @@ def serving(app, what: str = "the server", timeout: float = 10.0, **config) -> I
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+def free_port() -> int:
+    """A loopback port free now (a process started next can bind it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

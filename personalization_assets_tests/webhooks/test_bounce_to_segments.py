@@ -19,7 +19,7 @@ from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.marts.conftest import NOW, History, ago
 from personalization_assets_tests.webhooks.signing import SendGridKeys
-from personalization_assets_tests.webhooks.test_webhook_receivers import serve
+from personalization_assets_tests.asgi import serving
 
 SEGMENTS = load_segments()
 
@@ -52,8 +52,8 @@ def test_hard_bounce_webhook_removes_the_address_from_sendable_segments(tmp_path
     keys = SendGridKeys()
     settings = CollectorSettings(bus_url=f"sqlite:///{tmp_path}/events.db",
                                  webhooks={"bus_url": email_bus, "sendgrid": {"public_key": keys.public_key}})
-    server, thread, url = serve(create_app(settings))
-    try:
+    with serving(create_app(settings), "the collector") as port:
+        url = f"http://127.0.0.1:{port}"
         now = int(time.time())
         body = json.dumps([
             {"event": "bounce", "type": "bounce", "email": "Bob@Example.com", "timestamp": now, "sg_event_id": "b-1",
@@ -61,9 +61,6 @@ def test_hard_bounce_webhook_removes_the_address_from_sendable_segments(tmp_path
             {"event": "bounce", "type": "blocked", "email": "carol@example.com", "timestamp": now, "sg_event_id": "b-2",
              "reason": "452 mailbox full"}]).encode()
         assert requests.post(url + "/webhooks/sendgrid", data=body, headers=keys.headers(body, now), timeout=10).status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
     assert dg.materialize([assets.raw_email_events, assets.staging_email_events, assets.email_suppressions],
                           resources={"warehouse": DuckDBWarehouse(database=str(db))}).success

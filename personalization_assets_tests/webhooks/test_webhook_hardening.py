@@ -16,9 +16,8 @@ from personalization_assets.webhooks import create_webhook_app
 from personalization_assets.webhooks.replay import SqliteTokenLedger
 from personalization_assets_tests.conftest import require_service
 from personalization_assets_tests.webhooks.signing import SendGridKeys, generic_headers, mailgun_body
-from personalization_assets_tests.webhooks.test_webhook_receivers import (
-    GENERIC_SECRET, MAILGUN_KEY, free_port, serve,
-)
+from personalization_assets_tests.asgi import free_port, serving
+from personalization_assets_tests.webhooks.test_webhook_receivers import GENERIC_SECRET, MAILGUN_KEY
 
 JSON = {"Content-Type": "application/json"}
 
@@ -37,10 +36,8 @@ def hooks(tmp_path):
     keys = SendGridKeys()
     app = create_webhook_app(None, {"bus_url": bus_url, "mailgun": {"signing_key": MAILGUN_KEY},
                                     "generic": {"secret": GENERIC_SECRET}, "sendgrid": {"public_key": keys.public_key}})
-    server, thread, url = serve(app)
-    yield url, bus_url, app, keys
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, "the webhooks") as port:
+        yield f"http://127.0.0.1:{port}", bus_url, app, keys
 
 
 def _stored(bus_url: str) -> list[dict]:
