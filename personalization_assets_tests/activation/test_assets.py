@@ -74,17 +74,23 @@ def test_webhook_sync_is_skipped_without_a_url_and_pii_tables_come_from_the_spec
             "quarantine.crm_customers", "quarantine.shop_orders"} <= names  # incl. side tables a spec names
 
 
-def test_triggered_emails_go_out_once_over_smtp(env, inbox, monkeypatch):
-    warehouse, _ = env
-    handler, port = inbox
+def smtp_and_fires(warehouse, monkeypatch, port: int, fires: str) -> None:
+    """Point the SMTP channel at the local inbox on `port` and write `activation.trigger_fires`
+    (`fires`: SQL value rows of fire_key, trigger, customer_id, outcome)."""
     for name, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_FROM": "Shop <news@shop.example>",
                         "UNSUBSCRIBE_BASE_URL": "https://shop.example/unsubscribe", "UNSUBSCRIBE_SECRET": "u"}.items():
         monkeypatch.setenv(name, value)
     with warehouse.connect() as conn:
         conn.execute("create schema if not exists activation")
         conn.execute("create table activation.trigger_fires (fire_key varchar, trigger varchar, customer_id varchar, outcome varchar)")
-        conn.execute("insert into activation.trigger_fires values ('f1', 'cart_abandonment', 'anna', 'fire'), "
-                     "('f2', 'cart_abandonment', 'bert', 'suppress'), ('f3', 'cart_abandonment', 'noel', 'fire')")
+        conn.execute(f"insert into activation.trigger_fires values {fires}")
+
+
+def test_triggered_emails_go_out_once_over_smtp(env, inbox, monkeypatch):
+    warehouse, _ = env
+    handler, port = inbox
+    smtp_and_fires(warehouse, monkeypatch, port, "('f1', 'cart_abandonment', 'anna', 'fire'), "
+                   "('f2', 'cart_abandonment', 'bert', 'suppress'), ('f3', 'cart_abandonment', 'noel', 'fire')")
     assets = [marts.customer_profiles, marts.segments, marts.personalization_payloads, activation.suppression,
               activation.triggered_emails]
     for _ in range(2):  # the second run finds every fire already sent

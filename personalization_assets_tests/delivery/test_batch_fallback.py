@@ -7,21 +7,14 @@ import dagster as dg
 from personalization_assets.assets import activation, marts
 from personalization_assets.delivery.outbox import Fire, Outbox
 
-from ..activation.test_assets import env, metadata  # noqa: F401  (fixture)
+from ..activation.test_assets import env, metadata, smtp_and_fires  # noqa: F401  (fixture)
 from ..activation.test_smtp import inbox  # noqa: F401  (fixture)
 
 
 def test_the_batch_path_sends_nothing_where_the_sender_service_runs(env, inbox, monkeypatch, tmp_path):  # noqa: F811
     warehouse, _ = env
     handler, port = inbox
-    for name, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_FROM": "Shop <news@shop.example>",
-                        "UNSUBSCRIBE_BASE_URL": "https://shop.example/unsubscribe", "UNSUBSCRIBE_SECRET": "u"}.items():
-        monkeypatch.setenv(name, value)
-    with warehouse.connect() as conn:
-        conn.execute("create schema if not exists activation")
-        conn.execute("create table activation.trigger_fires (fire_key varchar, trigger varchar, customer_id varchar,"
-                     " outcome varchar)")
-        conn.execute("insert into activation.trigger_fires values ('f1', 'cart_abandonment', 'anna', 'fire')")
+    smtp_and_fires(warehouse, monkeypatch, port, "('f1', 'cart_abandonment', 'anna', 'fire')")
     outbox = Outbox(tmp_path / "data" / "outbox.sqlite")  # the data dir the env fixture set: the sender's outbox
     outbox.enqueue([Fire("f1", "cart_abandonment", "anna", "cart-1", 0.0, 1.0, 1.0, 1)], "smtp")
     outbox.close()
