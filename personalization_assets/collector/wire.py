@@ -12,9 +12,7 @@ import math
 import re
 import zlib
 
-import orjson
-
-from .deepjson import DeepError, InvalidJSON, loads_tolerant
+from .deepjson import DeepError, InvalidJSON, loads_tolerant, orjson_loads
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -81,13 +79,10 @@ def _load_part(data: bytes):
     """One part of the body: orjson, or the exact reader for the rare parts orjson cannot read
     faithfully (integers beyond 64 bits, lone surrogates)."""
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        text = str(exc)
-        if "depth" in text:
-            raise DeepError(text) from None
-        if "surrogate" not in text:
-            raise InvalidJSON(text) from None
+        value = orjson_loads(data)
+    except InvalidJSON as exc:
+        if "surrogate" not in str(exc):
+            raise
         return _exact(data)
     if _LONG_DIGITS.search(data):  # rare: re-read exactly (orjson already vouched for the syntax)
         return _exact(data)
