@@ -11,7 +11,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .base import DEFAULT_DEDUP_WINDOW_S, Appended, BusRecord, EventBus
 
-__all__ = ["Appended", "BusRecord", "EventBus", "open_bus", "open_quarantine_bus"]
+__all__ = ["Appended", "BusRecord", "EventBus", "open_bus", "open_quarantine_bus", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///...` URL (its query left out)."""
+    parts = urlsplit(url)
+    return (parts.netloc + parts.path) if parts.netloc else parts.path
 
 
 def open_quarantine_bus(url: str, **kwargs) -> EventBus:
@@ -34,7 +40,7 @@ def open_bus(url: str, *, topic: str | None = None, dedup_window_s: float | None
     if parts.scheme == "sqlite":
         from .sqlite_bus import SqliteBus
 
-        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        path = sqlite_path(url)
         if not path or path == "/":
             raise ValueError(f"sqlite bus URL needs a file path, e.g. sqlite:///abs/events.db: {url!r}")
         return SqliteBus(

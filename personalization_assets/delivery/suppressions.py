@@ -64,12 +64,10 @@ class BusSuppressions:
 
     def _open(self):
         if self._bus is None:
-            parts = urlsplit(self.bus_url)
-            if parts.scheme == "sqlite":
-                path = Path((parts.netloc + parts.path) if parts.netloc else parts.path)
-                if not path.exists():
-                    return None
-            from ..bus import open_bus
+            from ..bus import open_bus, sqlite_path
+
+            if urlsplit(self.bus_url).scheme == "sqlite" and not Path(sqlite_path(self.bus_url)).exists():
+                return None
 
             self._bus = open_bus(self.bus_url)
         return self._bus

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..bus import sqlite_path
+
 _PRUNE_EVERY_S = 30.0
 
 
@@ -80,6 +82,5 @@ def open_token_ledger(bus_url: str, keep_s: float):
     if parts.scheme in ("redis", "rediss"):
         return RedisTokenLedger(parts._replace(query="").geturl(), keep_s)
     if parts.scheme == "sqlite":
-        path = Path((parts.netloc + parts.path) if parts.netloc else parts.path)
-        return SqliteTokenLedger(path.parent / "webhook_tokens.db", keep_s)
+        return SqliteTokenLedger(Path(sqlite_path(bus_url)).parent / "webhook_tokens.db", keep_s)
     raise ValueError(f"no token ledger for bus URL scheme {parts.scheme!r}: use sqlite:/// or redis://")
