@@ -7,7 +7,7 @@ The validation itself is plain Python in `quality/checks.py`; this is its Dagste
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Callable
 
 import dagster as dg
 import pandas as pd
@@ -15,47 +15,61 @@ import pandera.pandas as pa
 
 from ..privacy import mask_value
 from ..quality.checks import run_model
+from ..quality.table_checks import CHUNK_ROWS, validate_table
 from ..schemas.tables import STAGING_MODELS
+from ..warehouse import identifier
 
 RAW_COLUMN_NOTE = "raw original, as the source sent it"
 
-# (check context, warehouse resource) -> the rows the run wrote
-RowsWritten = Callable[[dg.AssetCheckExecutionContext, Any], pd.DataFrame]
+# (check context) -> the SQL condition selecting the rows the run wrote, and its bound values
+RowsWritten = Callable[[dg.AssetCheckExecutionContext], tuple[str, list]]
 
 
 def pandera_asset_check(
     asset_key, model: type[pa.DataFrameModel], blocking: bool = True, pool: str | None = None,
-    rows_written: RowsWritten | None = None,
+    in_warehouse: bool = False, rows_written: RowsWritten | None = None, chunk_rows: int = CHUNK_ROWS,
 ) -> dg.AssetChecksDefinition:
-    """An asset check running `model.validate(lazy=True)` on the loaded asset value (loading it
-    opens the warehouse: pass the writers' `pool` where the store allows one process at a time).
+    """An asset check validating the asset against `model` (lazy: every failure is reported).
 
-    With `rows_written`, the check validates only what that function reads through the `warehouse`
-    resource (a partitioned asset's batch), so its cost follows the run, not the table."""
+    `in_warehouse`: the check reads the table `<layer>.<name>` of the asset key through the
+    `warehouse` resource, `chunk_rows` rows and only the model's columns at a time, and runs the
+    uniqueness rules as SQL (`quality/table_checks.py`): its memory follows the chunk, not the
+    table. `rows_written` (implies it) narrows that to the rows the run wrote (a partitioned
+    asset's days, a micro-batch), so its cost follows the run. Pass the writers' `pool` where the
+    store allows one process at a time.
+
+    Otherwise it validates the asset value its IO manager loads, whole (small frames)."""
     key = dg.AssetKey.from_coercible(asset_key)
     check_name = f"pandera_{model.__name__}"
     description = f"Pandera model {model.__name__} (lazy validation)"
 
-    if rows_written is not None:
-        @dg.asset_check(asset=key, name=check_name, blocking=blocking, pool=pool, description=description
-                        + " of the rows the run wrote", required_resource_keys={"warehouse"})
-        def _batch_check(context) -> dg.AssetCheckResult:  # AssetCheckExecutionContext
-            return _result(model, rows_written(context, context.resources.warehouse))
+    if in_warehouse or rows_written is not None:
+        table = ".".join(identifier(part) for part in key.path)
 
-        return _batch_check
+        @dg.asset_check(asset=key, name=check_name, blocking=blocking, pool=pool, required_resource_keys={"warehouse"},
+                        description=description + (" of the rows the run wrote" if rows_written else "")
+                        + f", {chunk_rows:,} rows at a time; uniqueness in the warehouse")
+        def _table_check(context) -> dg.AssetCheckResult:  # AssetCheckExecutionContext
+            where, params = rows_written(context) if rows_written else ("1 = 1", [])
+            with context.resources.warehouse.connect() as conn:
+                if not conn.table_exists(*key.path):
+                    return _result(0, [])
+                return _result(*validate_table(conn, table, model, where, params, chunk_rows))
+
+        return _table_check
 
     @dg.asset_check(asset=key, name=check_name, blocking=blocking, pool=pool, description=description)
     def _check(asset_value: pd.DataFrame) -> dg.AssetCheckResult:
-        return _result(model, asset_value)
+        return _result(len(asset_value), run_model(model, asset_value))
 
     return _check
 
 
-def _result(model: type[pa.DataFrameModel], asset_value: pd.DataFrame) -> dg.AssetCheckResult:
+def _result(rows: int, found: list[dict]) -> dg.AssetCheckResult:
     failures = [{**f, "examples": [mask_value(f["column"], e) for e in f["examples"]]}  # kept for good
-                for f in run_model(model, asset_value)]
+                for f in found]
     metadata = {
-        "rows": dg.MetadataValue.int(int(len(asset_value))),
+        "rows": dg.MetadataValue.int(int(rows)),
         "failed_checks": dg.MetadataValue.int(len(failures)),
         "failed_cases": dg.MetadataValue.int(sum(f["count"] for f in failures)),
     }

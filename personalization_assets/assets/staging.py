@@ -469,14 +469,23 @@ def staging_replay(warehouse: Warehouse) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=frame_metadata(frame, moved=moved, checked=checked))
 
 
+def days_written(column: str) -> Callable[[dg.AssetCheckExecutionContext], tuple[str, list]]:
+    """The condition selecting the rows of the arrival days the run wrote (on `column`); a
+    check-only run without a partition selects the whole table."""
+    def where(context: dg.AssetCheckExecutionContext) -> tuple[str, list]:
+        if context.has_partition_key or context.has_partition_key_range:
+            window = context.partition_time_window
+            return f"{identifier(column)} >= ? and {identifier(column)} < ?", [window.start, window.end]
+        return "1 = 1", []
+
+    return where
+
+
 def events_written_filter(context: dg.AssetCheckExecutionContext) -> tuple[str, list]:
     """The condition on staging.events that selects the rows the run wrote: its days, and in a
     micro-batch only the events of the bus offsets it staged (from its materialization), so a
     check's cost follows the batch."""
-    where, params = "1 = 1", []
-    if context.has_partition_key or context.has_partition_key_range:  # else (a check-only run): all of it
-        window = context.partition_time_window
-        where, params = where + " and received_at >= ? and received_at < ?", [window.start, window.end]
+    where, params = days_written("received_at")(context)
     if OFFSET_FROM_TAG in context.run.tags:
         latest = context.instance.get_latest_materialization_event(dg.AssetKey(["staging", "events"]))
         entry = latest.asset_materialization.metadata.get("staged_bus_offsets") if latest else None
@@ -487,18 +496,14 @@ def events_written_filter(context: dg.AssetCheckExecutionContext) -> tuple[str, 
     return where, params
 
 
-def events_written(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> pd.DataFrame:
-    """The rows of staging.events the run wrote (`events_written_filter`), only the columns the
-    Pandera model checks (it is not strict): a day's payload texts are most of its bytes."""
-    where, params = events_written_filter(context)
-    columns = ", ".join(identifier(c) for c in STAGING_MODELS["events"].to_schema().columns)
-    with warehouse.connect() as conn:
-        return conn.query(f"select {columns} from staging.events where {where}", params)
-
+ROWS_WRITTEN = {"events": events_written_filter, "orders": days_written("loaded_at"),
+                "order_lines": days_written("loaded_at")}
 
 STAGING_CHECKS = [
-    *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL,
-                          rows_written=events_written if name == "events" else None)
+    # Each reads its table from the warehouse a chunk at a time (memory follows the chunk, not the
+    # table); the partitioned ones only the days (or micro-batch) the run wrote.
+    *(pandera_asset_check(["staging", name], model, blocking=True, pool=WAREHOUSE_POOL, in_warehouse=True,
+                          rows_written=ROWS_WRITTEN.get(name))
       for name, model in STAGING_MODELS.items()),
     unmapped_values_check(["staging", "events"], "event_raw", "event_code", "event_names", events_written_filter),
     unmapped_values_check(["staging", "order_lines"], "category_raw", "category", "product_categories"),

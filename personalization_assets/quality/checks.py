@@ -45,8 +45,14 @@ _UTC_ALIASES = {"Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu", "UC
 
 def run_model(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
     """Failure summary of `df` against `model` (empty when valid)."""
+    return run_schema(model.to_schema(), df)
+
+
+def run_schema(schema: pa.DataFrameSchema, df: pd.DataFrame) -> list[dict]:
+    """Failure summary of `df` against `schema` (empty when valid). A table in the warehouse is
+    validated a chunk at a time by `table_checks.validate_table`."""
     try:
-        model.validate(_nanosecond_times(df), lazy=True)
+        schema.validate(_nanosecond_times(df), lazy=True)
     except pandera.errors.SchemaErrors as exc:
         return summarize_failures(exc.failure_cases)
     return []
