@@ -9,6 +9,7 @@ table. Plain Python: the asset check built on it is in `assets/checks.py`.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -36,7 +37,7 @@ def chunk_schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
     """The model without its uniqueness rules: what one chunk can be judged on alone."""
     schema = model.to_schema()
     unique = [name for name, column in schema.columns.items() if column.unique]
-    stripped = schema.update_columns({name: {"unique": False} for name in unique}) if unique else schema.copy()
+    stripped = schema.update_columns({name: {"unique": False} for name in unique}) if unique else copy.deepcopy(schema)
     stripped.unique = None
     return stripped
 
