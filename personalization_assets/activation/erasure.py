@@ -23,13 +23,13 @@ The warehouse file itself still holds the deleted bytes until it is rewritten:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol, Sequence
 
+from ..hashes import identifier_hash
 from ..marts.inputs import Sql
 from ..warehouse import identifier as safe
 from . import erasure_queue, suppression, tables
@@ -167,10 +167,6 @@ class Receipt:
         return not any(self.remaining.values())
 
 
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.strip().lower().encode()).hexdigest()
-
-
 def _destination_people(conn: Sql, ids: Identifiers) -> tuple[set[str], set[str], set[str]]:
     """(destinations, addresses, customer keys) the destinations hold for the person."""
     ks, es = sorted(ids.kind("customer_keys")), sorted(ids.kind("emails"))
@@ -208,14 +204,14 @@ def forget(conn, identifier: str, pii_tables: Sequence[PiiTable], destinations: 
             if deleted[target.name]:
                 conn.execute(f"delete from {target.name} where {where}", params)
         erasure_queue.enqueue(conn, erasure_id, queued, sorted(emails), sorted(keys), now)
-        suppression.add_erased(conn, sorted(_hash(e) for e in ids.kind("emails")), now)
+        suppression.add_erased(conn, sorted(identifier_hash(e) for e in ids.kind("emails")), now)
     for store in stores:
         deleted[store.name] = store.erase(ids)
     remaining = scan(conn, ids, pii_tables) | {s.name: s.remaining(ids) for s in stores}
     receipt = Receipt(erasure_id, ids, deleted, remaining, queued)
     conn.execute("insert into compliance.erasure_ledger values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-        erasure_id, now, datetime.now(timezone.utc), _hash(identifier),
-        json.dumps(sorted(_hash(v) for v in ids.values())), len(targets) + len(stores), sum(deleted.values()),
+        erasure_id, now, datetime.now(timezone.utc), identifier_hash(identifier),
+        json.dumps(sorted(identifier_hash(v) for v in ids.values())), len(targets) + len(stores), sum(deleted.values()),
         sum(remaining.values()), json.dumps(queued), receipt.verified,
         json.dumps({"deleted": {k: v for k, v in deleted.items() if v},
                     "remaining": {k: v for k, v in remaining.items() if v},
@@ -228,7 +224,7 @@ def earlier_erasure(conn: Sql, identifier: str) -> str | None:
     hashes of every identifier it erased)."""
     if not conn.table_exists(*LEDGER):
         return None
-    digest = _hash(identifier)
+    digest = identifier_hash(identifier)
     return conn.scalar("select erasure_id from compliance.erasure_ledger where identifier_sha256 = ? "
                        "or strpos(identifiers_sha256, ?) > 0 order by completed_at desc limit 1", [digest, digest])
 

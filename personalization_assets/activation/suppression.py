@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from ..hashes import identifier_hash
 from ..marts.inputs import Sql
 from . import tables
 from .model import UNSUBSCRIBE, Destination, SyncRow
@@ -30,10 +31,6 @@ STAGING_REASONS = {"hard_bounce": "bounced", "spam_report": "complained", "unsub
 OPT_IN_TYPES = ("group_resubscribe", "subscribe", "opt_in")
 LIFTABLE = ("unsubscribed", "complained")
 PROPAGATION_MAX_AGE = timedelta(days=2)  # Gmail/Yahoo bulk-sender rule
-
-
-def email_hash(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def _frame(rows: pd.DataFrame | list, **const) -> pd.DataFrame:
@@ -59,7 +56,7 @@ def candidates(conn: Sql, now: datetime) -> pd.DataFrame:
                          "where not coalesce(email_opt_in, false) and email is not null")
         parts.append(_frame(crm, reason="unsubscribed", source="crm", recorded_at=pd.Timestamp(now)))
     frame = _concat(parts)
-    frame["email_sha256"] = frame["email"].map(lambda e: email_hash(e) if isinstance(e, str) else None)
+    frame["email_sha256"] = frame["email"].map(lambda e: identifier_hash(e) if isinstance(e, str) else None)
     return frame
 
 
@@ -77,7 +74,7 @@ def _reingested_erasures(conn: Sql, erased: pd.DataFrame) -> pd.DataFrame:
     if erased.empty or not conn.table_exists("core", "customers"):
         return _frame([])
     customers = conn.query("select customer_key, lower(email) as email from core.customers where email is not null")
-    customers["email_sha256"] = customers["email"].map(email_hash)
+    customers["email_sha256"] = customers["email"].map(identifier_hash)
     back = customers.merge(erased[["email_sha256", "recorded_at"]], on="email_sha256")
     return _frame(back.drop(columns=["email"]), reason="erased", source="erasure", email=None)
 

@@ -14,13 +14,14 @@ only an explicit resubscribe newer than an unsubscribe lifts it; bounces and com
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ..hashes import identifier_hash
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ _SCHEMA = [
     "create table if not exists bus_suppressions_cursor (id integer primary key check (id = 1),"
     " bus_offset integer not null)",
 ]
-
-
-def address_hash(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def _epoch(value) -> float:
@@ -106,10 +103,10 @@ class BusSuppressions:
             if not isinstance(email, str) or not email:
                 continue
             if kind in STOPS:
-                stops.append((address_hash(email), STOPS[kind], _epoch(r.event.get("timestamp")),
+                stops.append((identifier_hash(email), STOPS[kind], _epoch(r.event.get("timestamp")),
                               r.event.get("provider"), r.offset))
             elif kind in LIFTS:
-                lifts.append((_epoch(r.event.get("timestamp")), address_hash(email)))
+                lifts.append((_epoch(r.event.get("timestamp")), identifier_hash(email)))
         self.conn.execute("begin immediate")
         try:
             # a bounce or complaint is never replaced by an unsubscribe (it says more), nor lifted
@@ -131,7 +128,7 @@ class BusSuppressions:
         if not email:
             return None
         row = self.conn.execute("select reason, provider from bus_suppressions where email_sha256 = ?",
-                                (address_hash(email),)).fetchone()
+                                (identifier_hash(email),)).fetchone()
         return None if row is None else f"{row[0]} (e-mail events bus: {row[1] or 'unknown provider'})"
 
     def close(self) -> None:

@@ -1,12 +1,11 @@
 """The sync engine's SQL on Snowflake's dialect (fakesnow): diff, mirror removal, suppression by hash."""
 
-import pytest
-
 from personalization_assets.activation import suppression, tables
 from personalization_assets.activation.destinations import FileExport
 from personalization_assets.activation.engine import SyncSpec, run_sync
 from personalization_assets.activation.model import MIRROR
 from personalization_assets.activation.sources import segment_members_sql
+from personalization_assets.hashes import identifier_hash
 from personalization_assets_tests.marts.conftest import NOW, fakesnow_connection
 from personalization_assets_tests.conftest import require_module
 
@@ -25,7 +24,7 @@ def test_mirror_sync_on_snowflake_dialect(tmp_path):
         spec = SyncSpec(FileExport(tmp_path), "vip", MIRROR, segment_members_sql(conn))
         assert run_sync(conn, spec).counts()["added"] == 3
         tables.prepare(conn, "suppression")
-        suppression.add_erased(conn, [suppression.email_hash("c2@x.io")], NOW)  # erased: known by hash only
+        suppression.add_erased(conn, [identifier_hash("c2@x.io")], NOW)  # erased: known by hash only
         conn.execute("update marts.customer_profiles set first_name = 'M' where customer_key = 'c3'")
         report = run_sync(conn, spec)
         assert (report.counts()["removed"], report.counts()["changed"]) == (1, 1)
