@@ -36,6 +36,7 @@ class Killer:
         self.in_request = set(points[::2])  # killed inside the peer, before it answers
         self.from_outside = sorted(set(points) - self.in_request)
         self.killed = 0
+        self.missed = 0  # in-request kill points that found the sender already dead
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
 
@@ -43,22 +44,27 @@ class Killer:
         self.proc = subprocess.Popen(self.command, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
 
-    def kill(self) -> None:
+    def kill(self) -> bool:
+        """Kill the running sender; False when it was already dead (the other thread's kill won)."""
         with self.lock:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()  # dead before anyone looks again: a second kill() never counts it twice
                 self.killed += 1
+                return True
+            return False
 
     def on_request(self, n: int) -> None:
-        if n in self.in_request:
-            self.kill()
+        if n in self.in_request and not self.kill():
+            with self.lock:  # the sender was killed from outside a moment before: kill its restart later
+                self.missed += 1
 
     def run(self, seen, done, deadline_s: float = 120.0) -> None:
         """Keep the sender running (restarting it after each kill) until `done()` and every kill
         was made. A kill point the sender passed while this thread was not scheduled (a loaded
         machine) lands where the sender then is, at the latest once it has finished: an idle
-        sender is a crash point too, and its restart must send nothing again."""
+        sender is a crash point too, and its restart must send nothing again. When both threads
+        kill the same process, only one kill counts, and the other lands on the restart."""
         start = time.monotonic()
         outside = list(self.from_outside)
         self.start()
@@ -68,9 +74,13 @@ class Killer:
                 assert self.proc.returncode == -signal.SIGKILL, self.proc.stderr.read().decode()[-2000:]
                 self.start()
             finished = done()
+            if self.missed and self.kill():
+                with self.lock:
+                    self.missed -= 1
+                continue
             if outside and (seen() >= outside[0] or finished):
-                outside.pop(0)
-                self.kill()
+                if self.kill():  # else the peer's thread killed it first: this point waits for the restart
+                    outside.pop(0)
                 continue
             if finished:
                 break
