@@ -49,7 +49,8 @@ def validate_chunks(model: type[pa.DataFrameModel], chunks: Iterable[pd.DataFram
     from the first row of the first chunk."""
     rows, merged = 0, {}
     for chunk in chunks:
-        for failure in run_schema(chunk_schema(model), chunk):
+        positions = chunk.set_axis(pd.RangeIndex(len(chunk)), axis=0, copy=False)  # row numbers, not labels
+        for failure in run_schema(chunk_schema(model), positions):
             key = (failure["column"], failure["check"])
             seen = merged.setdefault(key, {**failure, "count": 0, "examples": [], "example_rows": []})
             if not failure["example_rows"]:  # schema-level: once per distinct failure case
