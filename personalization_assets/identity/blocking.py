@@ -199,12 +199,14 @@ def _sort_rank(f: Features) -> np.ndarray:
 
 
 def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = None,
-                    window: int | None = None, keys: dict[str, np.ndarray] | None = None):
+                    window: int | None = None, keys: dict[str, np.ndarray] | None = None,
+                    restricted: bool = False):
     """Union of pairs over all blocking keys as (left, right) int32 arrays, sorted, plus
     per-key statistics.
 
     With ``only_rows`` (incremental runs) a pair is kept only if one side is in that set.
-    ``keys`` replaces blocking_keys(f) (an incremental run passes the blocks of the whole table).
+    ``keys`` replaces blocking_keys(f) (an incremental run passes the blocks of the whole table);
+    ``restricted``: they hold -1 outside the blocks of ``only_rows`` already (an incremental plan's).
     """
     n = len(f)
     mask = None
@@ -214,7 +216,7 @@ def candidate_pairs(f: Features, max_block: int, only_rows: np.ndarray | None = 
     encoded, stats = [], {}
     order_key = _sort_rank(f)
     for name, codes in (keys if keys is not None else blocking_keys(f)).items():
-        if mask is not None:  # restrict blocks to those touched by new rows
+        if mask is not None and not restricted:  # restrict blocks to those touched by new rows
             touched = np.unique(codes[mask & (codes >= 0)])
             codes = np.where(pd.Series(codes).isin(touched).to_numpy(), codes, -1)  # hashed: np.isin sorts
         a, b, skipped = pairs_within_groups(codes, max_block, window, order_key)

@@ -220,14 +220,22 @@ def old_links(previous: ResolvedState, al: Aligned, keys: set, is_dirty: np.ndar
 
 def carried_rows(al: Aligned, inside: np.ndarray) -> np.ndarray:
     """Previous crosswalk rows of the records still here and outside the scope (in order)."""
+    return np.flatnonzero(_carried(al, inside))
+
+
+def _carried(al: Aligned, inside: np.ndarray) -> np.ndarray:
+    """Per previous crosswalk row: its record is still here and outside the scope."""
     keep = al.prev_pos >= 0
     keep[keep] &= ~inside[al.prev_pos[keep]]
-    return np.flatnonzero(keep)
+    return keep
 
 
 def carried_crosswalk(previous: ResolvedState, al: Aligned, inside: np.ndarray) -> pd.DataFrame:
     """Crosswalk rows of the records outside the scope, as saved (their key did not change)."""
-    out = previous.crosswalk.take(carried_rows(al, inside))  # one copy (iloc[...].copy() made two)
+    cw, keep = previous.crosswalk, _carried(al, inside)
+    # Arrow columns: views of the kept runs of rows, not a copy of a million strings
+    out = kept_rows(cw, keep) if all(isinstance(t, pd.ArrowDtype) for t in cw.dtypes) \
+        else cw.take(np.flatnonzero(keep))
     # same dtype as the key column: a state read as Arrow stays Arrow (no million Python strings)
     out["previous_customer_key"] = out["customer_key"] if isinstance(out["customer_key"].dtype, pd.ArrowDtype) \
         else out["customer_key"].astype("string")
@@ -499,8 +507,10 @@ def key_clash(previous: ResolvedState, p: Plan, keys: np.ndarray, inside: np.nda
         return False
     is_in = np.zeros(p.whole.key.size, bool)
     is_in[p.local[inside]] = True
-    rows = carried_rows(p.whole, is_in)
-    return bool(previous.crosswalk["customer_key"].iloc[rows].isin(held).any())
+    # the saved key column tested in place (no copy of the carried rows' keys)
+    hit = pc.is_in(_arrow_text(previous.crosswalk["customer_key"]),
+                   value_set=pa.array([k for k in held if k is not None], pa.string()))
+    return bool((hit.to_numpy(zero_copy_only=False) & _carried(p.whole, is_in)).any())
 
 
 def whole_key_lookup(p: Plan, rid: np.ndarray, keys: np.ndarray):

@@ -59,7 +59,6 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     on every run they are given to. ``model`` skips training on a full run (the incremental
     path always reuses the previous run's model)."""
     cfg, t0 = config or MatchConfig(), time.perf_counter()
-    map_large_blocks()  # freed arrays leave the process (memory.py)
     lap = _Laps()
     unmerges = [list(g) for g in unmerges]
     records = _dedupe(records)
@@ -71,6 +70,11 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         plan = incremental.plan(records, previous, {r for g in unmerges for r in g}, decisions,
                                 INCREMENTAL_MAX_FRACTION, cfg.max_block_size, cfg.max_key_group)
         why, plan = (plan, None) if isinstance(plan, str) else ("", plan)
+    if plan is None:
+        # a run over every record: its freed arrays leave the process (memory.py). Not for a plan's
+        # run: its temporaries are small and its peak is the loaded state, and at a million records
+        # mapping every array of 1 MB or more afresh cost ~0.5 s of system time in page faults
+        map_large_blocks()
     if plan is not None:  # from here on records, rid and f are the plan's local records
         whole_records, n_all = records, n
         records, rid, f, al, dirty = records.iloc[plan.local], rid[plan.local], plan.f, plan.al, plan.dirty
@@ -97,7 +101,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     ex, refused = exact_edges(plan.exact if plan else f, cfg.max_key_group)
     refused = plan.refused if plan else refused
     a, b, block_stats = candidate_pairs(f, cfg.max_block_size, only_rows=dirty, window=cfg.block_window,
-                                        keys=plan.keys if plan else None)
+                                        keys=plan.keys if plan else None, restricted=plan is not None)
     only = None
     if dirty is not None:
         only = np.zeros(n, bool)
