@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, DamerauLevenshtein, JaroWinkler
 
@@ -109,9 +110,12 @@ class Comparator:
     def _birth_parts(self) -> tuple[np.ndarray, ...]:
         """Year, MMDD and DDMM of each record's birth date (-1 if missing), from the distinct dates."""
         col = self.c["birth"]
-        dates = pd.Series(col.values.to_pylist(), dtype="string")
-        num = lambda s: pd.to_numeric(s, errors="coerce").fillna(-1).to_numpy(np.int64)  # noqa: E731
-        parts = (num(dates.str[:4]), num(dates.str[4:8]), num(dates.str[6:8] + dates.str[4:6]))
+        cut = lambda a, b: pc.utf8_slice_codeunits(col.values, a, b)  # noqa: E731  (Arrow: no str per date)
+
+        def num(s: pa.Array) -> np.ndarray:
+            x = pd.to_numeric(s.to_numpy(zero_copy_only=False), errors="coerce")
+            return np.where(np.isnan(x), -1, x).astype(np.int64)
+        parts = (num(cut(0, 4)), num(cut(4, 8)), num(pc.binary_join_element_wise(cut(6, 8), cut(4, 6), "")))
         return tuple(np.where(col.codes >= 0, p[np.maximum(col.codes, 0)], -1) if p.size
                      else np.full(col.codes.size, -1) for p in parts)
 
