@@ -45,6 +45,7 @@ def _restaged(chunk_rows: int):
     counts = [restage_orders(conn, day, day + timedelta(days=1), chunk_rows=chunk_rows)
               for day in (DAY, DAY + timedelta(days=1), DAY)]  # both days, then the first again
     tables = {t: conn.query(f"select * from {t}") for t in ("staging.orders", "staging.order_lines")}
+    assert conn.rows("select table_name from information_schema.tables where table_name like '%restaged'") == []  # dropped
     tables["quarantine"] = conn.query("select record_id, rule, message, status, attempts from quarantine.shop_orders")
     return counts, tables
 
@@ -56,14 +57,15 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 def test_chunked_restage_equals_one_chunk():
     whole_counts, whole = _restaged(chunk_rows=1_000)
     chunked_counts, chunked = _restaged(chunk_rows=4)
-    for (rows_in, result, by_rule), (rows_in_1, result_1, by_rule_1) in zip(chunked_counts, whole_counts):
-        assert (rows_in, by_rule, result.unmapped) == (rows_in_1, by_rule_1, result_1.unmapped)
-        pd.testing.assert_frame_equal(_sorted(result.orders), _sorted(result_1.orders))
-        pd.testing.assert_frame_equal(_sorted(result.lines), _sorted(result_1.lines))
+    for run, run_1 in zip(chunked_counts, whole_counts):
+        assert (run.rows_in, run.by_rule, run.unmapped) == (run_1.rows_in, run_1.by_rule, run_1.unmapped)
+        assert (run.orders, run.lines, len(run.quarantined)) == (run_1.orders, run_1.lines, len(run_1.quarantined))
+        pd.testing.assert_frame_equal(_sorted(run.quarantined), _sorted(run_1.quarantined))
     for name in whole:
         pd.testing.assert_frame_equal(_sorted(chunked[name]), _sorted(whole[name]))
     # the fixture reaches valid orders, several rejection rules and unmapped categories, on both days
-    rows_in, result, by_rule = whole_counts[0]
-    assert rows_in > 4 and len(result.orders) and len(result.lines) and len(by_rule) >= 3
-    assert result.unmapped and result.unmapped.get("product_categories")
+    run = whole_counts[0]
+    assert run.rows_in > 4 and run.orders and run.lines and len(run.by_rule) >= 3
+    assert run.unmapped and run.unmapped.get("product_categories")
+    assert len(run.sample_orders) == min(run.orders, 10) and len(run.sample_lines) == 10
     assert whole["staging.orders"]["loaded_at"].dt.floor("D").nunique() == 2
