@@ -11,11 +11,11 @@ import dagster as dg
 import pandas as pd
 
 from ..bus import open_bus, open_quarantine_bus
-from ..email_events import EMAIL_EVENT_COLUMNS, Rejected
+from ..email_events import EMAIL_EVENT_COLUMNS, Normalized, Rejected
 from ..email_events.bus import email_events_bus_url
 from ..email_events.files import iter_file, landing_dir, scan
 from ..email_events.staging import (
-    SUPPRESSION_COLUMNS, events_frame, staging_events_sql, suppressions, suppressions_sql,
+    SUPPRESSION_COLUMNS, events_frame, normalized_frame, staging_events_sql, suppressions, suppressions_sql,
 )
 from ..resources.warehouse import Warehouse
 from .common import (
@@ -34,6 +34,15 @@ def _raw_frame(records: list[dict], origin: list[str], received_at: list) -> pd.
     """Typed raw rows; the first copy of each provider event wins (webhook retries, re-sent files)."""
     frame = events_frame([{**r, "origin": o, "received_at": t} for r, o, t in zip(records, origin, received_at)],
                          extra=["origin", "received_at"])
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+    frame["event_key"] = [f"{p}:{e}" for p, e in zip(frame["provider"], frame["provider_event_id"])]
+    return frame[RAW_COLUMNS]
+
+
+def _file_frame(events: list[Normalized], origin: str, received_at) -> pd.DataFrame:
+    """`_raw_frame` of a file's normalized events, all from `origin` and received at `received_at`,
+    built a column at a time (`normalized_frame`)."""
+    frame = normalized_frame(events, {"origin": [origin] * len(events), "received_at": [received_at] * len(events)})
     frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     frame["event_key"] = [f"{p}:{e}" for p, e in zip(frame["provider"], frame["provider_event_id"])]
     return frame[RAW_COLUMNS]
@@ -171,14 +180,12 @@ def _parts(url: str, after: int, q_after: int, loaded: set[str], chunk: int = 50
         events = rejected = 0
         for following in pieces:  # one piece behind: the file's last piece carries its ledger row
             events, rejected = events + len(good), rejected + len(bad)
-            yield _Part(_raw_frame([g.to_record() for g in good], [f"file:{f.name}"] * len(good), [now] * len(good)),
-                        _quarantine_rows(bad), len(good))
+            yield _Part(_file_frame(good, f"file:{f.name}", now), _quarantine_rows(bad), len(good))
             good, bad = following
         events, rejected = events + len(good), rejected + len(bad)
         ledger = pd.DataFrame([{"name": f.name, "checksum": f.checksum, "events": events, "quarantined": rejected,
                                 "loaded_at": now}], columns=FILES_TABLE.columns).astype(FILES_TABLE.dtypes)
-        yield _Part(_raw_frame([g.to_record() for g in good], [f"file:{f.name}"] * len(good), [now] * len(good)),
-                    _quarantine_rows(bad), len(good), ledger=ledger)
+        yield _Part(_file_frame(good, f"file:{f.name}", now), _quarantine_rows(bad), len(good), ledger=ledger)
 
 
 @dg.asset(key=["staging", "email_events"], deps=[raw_email_events], group_name="email_engagement",

@@ -66,8 +66,13 @@ class Invalid(ValueError):
         self.rule = rule
 
 
+# `json.dumps(event, sort_keys=True, default=str)`, with its encoder made once: `json.dumps` with
+# options builds a new encoder per call (~1 µs of each event's normalization).
+_RAW_JSON = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def raw_json(event: Any) -> str:
-    return json.dumps(event, sort_keys=True, default=str)
+    return _RAW_JSON.encode(event)
 
 
 def normalize_email(value: Any) -> str:

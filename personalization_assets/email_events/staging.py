@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
+
 import pandas as pd
 
-from .model import EMAIL_EVENT_COLUMNS, SUPPRESSION_REASONS
+from .model import EMAIL_EVENT_COLUMNS, SUPPRESSION_REASONS, Normalized
 
 SUPPRESSION_COLUMNS = ["email", "reason", "occurred_at", "customer_key", "provider", "provider_event_id"]
 
@@ -14,6 +16,23 @@ def events_frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
     frame = pd.DataFrame(records, columns=[*EMAIL_EVENT_COLUMNS, *extra])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     frame["is_machine"] = frame["is_machine"].map(lambda v: bool(v) if pd.notna(v) else False).astype(bool)
+    for column in EMAIL_EVENT_COLUMNS:
+        if column not in ("timestamp", "is_machine"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame.drop_duplicates(subset=["provider", "provider_event_id"], keep="first").reset_index(drop=True)
+
+
+def normalized_frame(events: list[Normalized], extra: dict[str, list] | None = None) -> pd.DataFrame:
+    """`events_frame([e.to_record() for e in events], extra=list(extra))` with `extra`'s columns,
+    built a column at a time from the events' fields: no record dict per event, and the
+    timestamps go in as they are rather than through ISO text and back (~3 s CPU for a file of
+    450k events, against ~1 s)."""
+    extra = extra or {}
+    rows = map(operator.attrgetter(*EMAIL_EVENT_COLUMNS), events)
+    columns = dict(zip(EMAIL_EVENT_COLUMNS, map(list, zip(*rows)))) or {c: [] for c in EMAIL_EVENT_COLUMNS}
+    frame = pd.DataFrame({**columns, **extra}, columns=[*EMAIL_EVENT_COLUMNS, *extra], dtype=object)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    frame["is_machine"] = frame["is_machine"].astype(bool)  # a Normalized's is_machine is a bool
     for column in EMAIL_EVENT_COLUMNS:
         if column not in ("timestamp", "is_machine"):
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)

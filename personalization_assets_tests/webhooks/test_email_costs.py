@@ -179,3 +179,26 @@ def test_an_export_file_loads_a_chunk_at_a_time_with_the_same_rows_lines_and_led
         assert conn.scalar("select count(*) from quarantine.email_events") == 2
         assert conn.query("select name, events, quarantined from ops.email_files").values.tolist() == [
             ["sendgrid_export.jsonl", 8, 2]]
+
+
+def test_a_files_frame_built_by_column_equals_the_frame_of_its_records():
+    from datetime import datetime, timezone
+
+    from personalization_assets.email_events.normalize import normalize
+
+    raw = [("sendgrid", {"event": "open", "sg_event_id": "s1", "email": "Ann@Example.org", "timestamp": 1767225600.25,
+                         "sg_machine_open": True, "customer_key": "k1"}),
+           ("sendgrid", {"event": "bounce", "type": "blocked", "sg_event_id": "s2", "email": "b@example.com",
+                         "timestamp": "2026-01-01T10:00:00.123456+02:00"}),
+           ("sendgrid", {"event": "open", "sg_event_id": "s1", "email": "other@example.org", "timestamp": 1}),
+           ("mailgun", {"event-data": {"event": "clicked", "id": "m1", "recipient": "c@example.net", "timestamp": 1767225600,
+                                       "url": "https://x.example/", "client-info": {"bot": "apple"}}}),
+           ("generic", {"id": "g1", "type": "unsubscribe", "email": "d@example.org", "timestamp": "2026-01-02T00:00:00Z",
+                        "campaign_id": "", "is_machine": "1"})]
+    good = [normalize(provider, event) for provider, event in raw]
+    now = datetime(2026, 1, 3, tzinfo=timezone.utc)
+    by_record = assets._raw_frame([g.to_record() for g in good], ["file:x.jsonl"] * len(good), [now] * len(good))
+    by_column = assets._file_frame(good, "file:x.jsonl", now)
+    assert len(by_column) == 4  # the second copy of s1 is dropped, as from records
+    pd.testing.assert_frame_equal(by_column, by_record, check_exact=True)
+    pd.testing.assert_frame_equal(assets._file_frame([], "file:x.jsonl", now), assets._raw_frame([], [], []))
