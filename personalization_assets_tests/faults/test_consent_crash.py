@@ -6,14 +6,14 @@ who opted out, once the next run has completed (0 consent inversions, 0 rows los
 from __future__ import annotations
 
 import sqlite3
-import threading
 from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pytest
 
 from . import child as runs
-from .harness import DEADLINE_S, Child, slots_taken
+from .deadline import finish
+from .harness import Child, slots_taken
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)  # the CRM keeps naive UTC
 OPT_OUTS = {1: "no", 2: "false", 3: "N", 4: "0", 5: "Off", 6: " FALSE "}  # text, as legacy CRMs store them
@@ -69,11 +69,7 @@ def test_a_crash_never_turns_an_opt_out_into_consent(point, env, instance, tmp_p
     assert set(killed) == set(range(1, 21))  # nothing lost or half-written
     assert not [i for i in range(7, 21) if not killed[i]]  # nobody who kept consenting lost it
 
-    done = {}
-    nxt = threading.Thread(target=lambda: done.update(ok=runs.run("crm", instance=instance).success), daemon=True)
-    nxt.start()
-    nxt.join(DEADLINE_S)
-    assert done.get("ok"), "the run after the crash did not complete"
+    assert finish(lambda: runs.run("crm", instance=instance), instance, "the run after the crash").success
     assert slots_taken(instance) == []
     after = _consent(database)
     inverted = [i for i in OPT_OUTS if after[i] is not False]

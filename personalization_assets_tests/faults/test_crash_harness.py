@@ -5,8 +5,6 @@ killed (`kill -9`) at a chosen point. Then: nothing committed before is lost or 
 completes, no slot stays taken, the tables equal a clean run's, and a manual unmerge survives.
 """
 
-import threading
-
 import duckdb
 import dagster as dg
 import pandas as pd
@@ -18,7 +16,8 @@ from personalization_assets.warehouse import WarehouseConnection
 from personalization_assets_tests.identity.identity_factory import population
 
 from . import child as runs
-from .harness import DEADLINE_S, Child, slots_taken
+from .deadline import finish
+from .harness import Child, slots_taken
 
 TABLES = ["core.customers", "core.customer_crosswalk", "core.merge_evidence", "core.identity_map"]
 UNMERGE = {"unmerge": [["shop:1"]]}  # shop:1 is the same person as crm:1001 until split by hand
@@ -106,11 +105,8 @@ def test_a_run_killed_anywhere_loses_nothing_and_the_next_run_equals_a_clean_one
     with DuckDBWarehouse(database=database).connect() as conn:
         verify_tables(conn, TABLES)
 
-    done = {}
-    nxt = threading.Thread(target=lambda: done.update(ok=runs.run("identity", instance=instance).success), daemon=True)
-    nxt.start()
-    nxt.join(DEADLINE_S)
-    assert done.get("ok"), f"the run after the crash did not complete (dead run {dead[:8]})"
+    assert finish(lambda: runs.run("identity", instance=instance), instance,
+                  f"the run after the crash (dead run {dead[:8]})").success
     assert slots_taken(instance) == []
     after = _tables(database)
     _assert_same(after, clean_run)

@@ -18,6 +18,7 @@ from personalization_assets.resources.pool import FINISHED, execute_watched, pro
 from personalization_assets.sensors import pool_slot_keeper
 
 from . import child as runs
+from .deadline import RunThread, finish
 from .harness import DEADLINE_S, REPO, Child, slots_taken
 
 POOL = "warehouse_writer"
@@ -53,13 +54,10 @@ def _killed_holder(env, instance) -> str:
 
 def test_a_run_killed_holding_the_slot_does_not_wedge_the_next_run(env, instance):
     dead = _killed_holder(env, instance)
-    said, done = [], {}
-    nxt = threading.Thread(target=lambda: done.update(result=runs.run("pool", instance=instance, say=said.append)),
-                           daemon=True)  # in process, like `personalization demo`
-    nxt.start()
-    nxt.join(DEADLINE_S)
-    assert "result" in done, f"the next run is wedged behind the slot of the killed run {dead[:8]}"
-    assert done["result"].success
+    said = []
+    result = finish(lambda: runs.run("pool", instance=instance, say=said.append), instance,  # in process, like the demo
+                    f"the next run (behind the slot of the killed run {dead[:8]})")
+    assert result.success
     assert slots_taken(instance) == []
     assert any(line.startswith(f"freed the pool slots of run {dead[:8]}") and "gone" in line for line in said)
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE  # the UI says why
@@ -90,14 +88,11 @@ def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the
     child = Child("pool", env, fault="step_start@ops.heartbeat")
     child.wait_for("FAULT step_start@ops.heartbeat")
     (holder, _), = slots_taken(instance)
-    outcome = {}
 
     def plain_run():  # a run as `dagster dev` launches it: no watchdog of ours around it
-        outcome["result"] = runs.job("pool").execute_in_process(instance=instance, run_config=runs.QUIET,
-                                                                raise_on_error=False)
+        return runs.job("pool").execute_in_process(instance=instance, run_config=runs.QUIET, raise_on_error=False)
 
-    waiter = threading.Thread(target=plain_run, daemon=True)
-    waiter.start()
+    waiter = RunThread(plain_run, instance, f"the run waiting for the slot of run {holder[:8]}")
     try:
         assert _until(lambda: waits(instance)), "the second run never queued for the slot"
         first = pool_slot_keeper(dg.build_sensor_context(instance=instance))
@@ -110,11 +105,11 @@ def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the
         child.kill()
         second = pool_slot_keeper(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert f"freed 1 dead run(s): run {holder[:8]}" in second.skip_reason.skip_message
-        waiter.join(DEADLINE_S)
-        assert outcome["result"].success
+        assert waiter.result().success
         assert slots_taken(instance) == []
     finally:
         child.kill()
+        waiter.stop()  # a failed assertion above must not leave it spinning in Dagster's slot wait
 
 
 def test_a_waiting_run_says_what_it_waits_for_and_stops_on_sigterm(env, instance):
