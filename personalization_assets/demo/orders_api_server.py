@@ -101,6 +101,10 @@ def _handler(api: OrdersApiServer):
     b = api.behaviour
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive: a listing of 108k orders is ~540 pages, and a connection (and a server
+        # thread) per page cost more than serving it. Every reply carries its Content-Length.
+        protocol_version = "HTTP/1.1"
+
         def log_message(self, *args) -> None:  # keep test output quiet
             pass
 

@@ -180,6 +180,12 @@ def _total(response: requests.Response, body: dict) -> int | None:
     return None
 
 
+# json.dumps(..., default=str) and json.dumps(..., sort_keys=True, default=str), each encoder made
+# once: json.dumps with options builds a new one per call (two per order).
+_LINES_JSON = json.JSONEncoder(default=str).encode
+_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def _order_row(order: dict) -> dict:
     """An order as a `raw.shop_orders` row: its fields as text, and the whole order as JSON."""
     def text(name):
@@ -190,8 +196,8 @@ def _order_row(order: dict) -> dict:
         "status": order.get("status"), "currency": order.get("currency"), "total": text("total"),
         "created_at": order.get("created_at"), "updated_at": text("updated_at"),
         "cart_id": order.get("cart_id"), "checkout_id": order.get("checkout_id"),
-        "lines": json.dumps(order.get("lines") or [], default=str),
-        "payload": json.dumps(order, sort_keys=True, default=str),
+        "lines": _LINES_JSON(order.get("lines") or []),
+        "payload": _PAYLOAD_JSON(order),
         "loaded_at": None,  # stamped per load: the arrival day that partitions staging.orders
     }
 
