@@ -75,9 +75,10 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         # run: its temporaries are small and its peak is the loaded state, and at a million records
         # mapping every array of 1 MB or more afresh cost ~0.5 s of system time in page faults
         map_large_blocks()
-    if plan is not None:  # from here on records, rid and f are the plan's local records
+    rows = None  # positions of this run's records (rid, f) among ``records``; None: all of them
+    if plan is not None:  # from here on rid and f are the plan's local records
         whole_records, n_all = records, n
-        records, rid, f, al, dirty = records.iloc[plan.local], rid[plan.local], plan.f, plan.al, plan.dirty
+        rows, rid, f, al, dirty = plan.local, rid[plan.local], plan.f, plan.al, plan.dirty
         n = len(rid)
     else:
         f = features(records)
@@ -151,7 +152,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     cannot_ids = (previous.cannot_link() if previous is not None else set()) | decided_cannot
     sub = inside if mode == "incremental" else slice(None)
     cluster_rules = Rules(assess=lambda x, y: _verdict(scorer, inside[x], inside[y], cfg.threshold),
-                          identities={k: (c[sub], lim) for k, (c, lim) in _identities(f, records, cfg).items()},
+                          identities={k: (c[sub], lim) for k, (c, lim) in _identities(f, records, cfg, rows).items()},
                           forced=rules == "manual_link", undecidable=f.codes["birth"][sub] < 0)
     labels, review, used = cluster(inside.size, edges, cfg.strong_threshold, cfg.max_cluster_size,
                                    _positions(cannot_ids, pos), cluster_rules)
@@ -178,7 +179,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     lap("keys")
 
     global_edges = Edges(inside[edges.left], inside[edges.right], edges.prob)
-    crosswalk = crosswalk_frame(records.iloc[inside] if mode == "incremental" else records, rid[inside],
+    crosswalk = crosswalk_frame(_rows(records, rows, inside) if mode == "incremental" else records, rid[inside],
                                 keys[inside], hashes[inside], edges, rules, used,
                                 _previous_rows(previous, al, inside))
     key_of = incremental.whole_key_lookup(plan, rid, keys) if plan \
@@ -208,7 +209,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     evidence = pd.concat([evidence, model_row(model)], ignore_index=True)
     lap("outputs")
     if mode == "incremental" and previous.golden is not None:
-        golden = _golden(records.iloc[inside], keys[inside], cfg)
+        golden = _golden(_rows(records, rows, inside), keys[inside], cfg)
         golden = incremental.stack(incremental.carried_golden(previous.golden, scope_keys), golden)
     elif plan is not None:  # no saved golden records: all of them from the crosswalk's keys
         golden = _golden(whole_records, crosswalk.set_index("record_id")["customer_key"]
@@ -324,12 +325,20 @@ def _verdict(scorer: PairScorer, a: np.ndarray, b: np.ndarray, threshold: float)
     return s.conflict, (s.prob >= threshold) & ~s.conflict
 
 
-def _identities(f: Features, records: pd.DataFrame, cfg: MatchConfig) -> dict[str, tuple[np.ndarray, int]]:
-    """Per-record identifier codes for the identity limits, in the configured priority order."""
+def _rows(records: pd.DataFrame, rows: np.ndarray | None, at: np.ndarray) -> pd.DataFrame:
+    """The rows of this run's records at positions ``at`` (``rows``: their positions in ``records``).
+    A plan's run takes only the rows it outputs, never a copy of all its local records' rows."""
+    return records.iloc[at if rows is None else rows[at]]
+
+
+def _identities(f: Features, records: pd.DataFrame, cfg: MatchConfig,
+                rows: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, int]]:
+    """Per-record identifier codes for the identity limits, in the configured priority order
+    (``rows``: the positions of f's records in ``records``, all by default)."""
     columns = {"email": "email", "phone": "phone"}
     out = {name: (f.codes[columns[name]], limit) for name, limit in cfg.identity_limits if name in columns}
     if cfg.unique_id_sources and "source" in records:
-        source = records["source"].astype(str).to_numpy()
+        source = (records["source"] if rows is None else records["source"].iloc[rows]).astype(str).to_numpy()
         for src in cfg.unique_id_sources:
             out[f"source_id:{src}"] = (np.where(source == src, f.codes["source_key"], -1), 1)
     return out
