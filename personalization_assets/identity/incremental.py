@@ -426,11 +426,11 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
     whole_table = WholeTable(saved_cols, pos_of_row, valid, fresh_h, fresh)
     try:
         wanted = [dirty]
-        allowed: dict[str, np.ndarray] = {}
+        found: dict[str, np.ndarray] = {}  # positions holding a dirty record's value of a block or key
         refused = []
         for name in [f"block_{k}" for k in KEYS] + [f"value_{c}" for c in EXACT.values()]:
-            pos, val = whole_table.members(name, held(name, dirty), max_block)
-            allowed[name] = pd.unique(val)
+            pos, _ = whole_table.members(name, held(name, dirty), max_block)
+            found[name] = pos
             wanted.append(pos)
             if name.startswith("value_"):
                 rule = next(r for r, c in EXACT.items() if f"value_{c}" == name)
@@ -470,10 +470,14 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
     release_memory()  # the whole table's columns, before the local records' text is read
     # features of the local records: saved values, fresh ones cleaned
     lf = _local_features(prep, ff, local, row_of_pos, fresh_at, rid, hashes)
-    bkeys = {k: np.where(pd.Series(h[f"block_{k}"]).isin(allowed[f"block_{k}"]).to_numpy(), h[f"block_{k}"], -1)
-             for k in KEYS}
-    ex = {c: np.where(pd.Series(h[f"value_{c}"]).isin(allowed[f"value_{c}"]).to_numpy(), lf.codes[c], -1)
-          .astype(np.int32) for c in EXACT.values()}
+
+    def held_found(name: str) -> np.ndarray:
+        """Per local record: it holds a value found for ``name`` (it is one of ``found[name]``)."""
+        mark = np.zeros(n, bool)
+        mark[found[name]] = True
+        return mark[local]
+    bkeys = {k: np.where(held_found(f"block_{k}"), h[f"block_{k}"], -1) for k in KEYS}
+    ex = {c: np.where(held_found(f"value_{c}"), lf.codes[c], -1).astype(np.int32) for c in EXACT.values()}
     tf = {}
     for c in TF:  # per value of lf, in its order: every value is some local record's, whose saved hash it has
         counts, total = tf_by_hash[c]
