@@ -88,3 +88,30 @@ def test_the_generators_uuids_are_the_uuid_modules_strings():
     ours, theirs = random.Random(5), random.Random(5)
     for _ in range(1_000):
         assert random_uuid(ours) == str(uuid.UUID(int=theirs.getrandbits(128)))
+
+
+def test_the_bus_appender_stores_chunks_in_order_and_raises_a_failed_append(tmp_path):
+    from personalization_assets.demo.seed import _Appender
+
+    bus = open_bus(f"sqlite:///{tmp_path / 'events.db'}")
+    appender = _Appender(bus, in_flight=2)
+    chunks = [[{"type": "track", "event": "E", "messageId": f"m{c}-{i}"} for i in range(300)] for c in range(6)]
+    try:
+        for chunk in chunks:
+            appender.append(chunk)
+        appender.finish()
+        stored = [r.message_id for r in bus.read(0, limit=10_000)]
+        assert stored == [e["messageId"] for chunk in chunks for e in chunk]
+
+        class Refusing:
+            def append(self, chunk):
+                raise OSError("disk full")
+
+        failing = _Appender(Refusing())
+        failing.append(chunks[0])
+        with pytest.raises(OSError, match="disk full"):
+            failing.finish()
+        failing.close()
+    finally:
+        appender.close()
+        bus.close()
