@@ -30,8 +30,8 @@ import dagster as dg
 
 from personalization_assets.resources.pool import FINISHED, slot_holders, waits
 
-# An in-process run after a crash takes 1-3 s on a quiet machine and ~10 s at load 8 on 2 cores;
-# no process start-up is inside this wait (the harness's `DEADLINE_S` covers those).
+# An in-process run after a crash took 2.5-12 s at load 9-12 on 2 cores (four CPU burners beside
+# the suite); no process start-up is inside this wait (the harness's `DEADLINE_S` covers those).
 RUN_DEADLINE_S = 60
 _DAGSTER_HELPERS = ("tail -F", "watch_orphans.py")  # compute-log mirrors Dagster starts per run
 

@@ -11,7 +11,7 @@ import pytest
 
 from . import child as runs
 from .deadline import RunThread, default_signal_handlers, finish
-from .harness import DEADLINE_S, slots_taken
+from .harness import DEADLINE_S, Child, slots_taken
 
 POOL = "warehouse_writer"
 
@@ -81,3 +81,10 @@ def test_a_run_in_a_thread_is_not_held_up_by_a_sigint_ignored_at_launch(instance
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_a_child_that_never_reaches_its_fault_point_fails_the_wait_and_is_killed(env):
+    child = Child("pool", env, fault="step_start@ops.nowhere")  # no such step: it runs to the end
+    with pytest.raises(AssertionError, match=r"child never printed 'FAULT step_start@ops.nowhere' \(waited"):
+        child.wait_for("FAULT step_start@ops.nowhere", timeout=2)
+    assert child.proc.returncode is not None  # killed and reaped, not left running

@@ -72,7 +72,7 @@ def test_dagster_asset_materialize_with_no_daemon_is_not_wedged_by_a_dead_run(en
     proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        out, _ = proc.communicate(timeout=DEADLINE_S * 2)
+        out, _ = proc.communicate(timeout=DEADLINE_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
