@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -17,6 +18,17 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_configure(config) -> None:
+    """Tests run with the SIGINT and SIGTERM of a foreground process. A shell that starts pytest in
+    the background (`cmd &`, a script) leaves SIGINT ignored; Dagster's first run copies that to
+    SIGTERM, every child then ignores SIGTERM, and a later run in a thread waits 30 s per log tail it
+    cannot stop (`faults/deadline.py` shows it)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def service_up(host: str, port: int, timeout: float = 1.0) -> bool:
