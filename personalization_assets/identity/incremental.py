@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,6 +307,9 @@ def kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
 # ---- the prepared records of the previous run (state.Prepared): prepare only what changed ----
 
 EXACT = {"email_key": "email", "phone": "phone", "source_id": "source_key"}  # exact.py's rules -> columns
+# saved columns that only blocking keys read (blocking.KEYS); a plan's blocks come from the saved hashes
+BLOCK_ONLY = ("email_block", "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail")
+MATCHED = tuple(c for c in SAVED if c not in BLOCK_ONLY)  # the columns a plan's local features hold
 TF = ("fn", "ln", "email", "phone", "street")  # evidence.TF_COLUMNS' columns
 PROFILE = ("fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id")
 
@@ -333,9 +337,13 @@ HASH_NAMES = tuple([f"block_{k}" for k in KEYS] + [f"value_{c}" for c in dict.fr
                    + ["profile"] + ["group_" + "_".join(cols) for cols, _ in NAMESAKES])  # hash_columns' keys
 
 
-def prepared_table(f: Features, rows: np.ndarray | None = None, hashes: dict | None = None) -> pa.Table:
-    """The rows (all by default) of ``f`` as a state.Prepared table (``hashes``: hash_columns(f) if known)."""
-    cols = saved_columns(f, rows)
+def prepared_table(f: Features, rows: np.ndarray | None = None, hashes: dict | None = None,
+                   given: dict[str, pa.Array] | None = None) -> pa.Table:
+    """The rows (all by default) of ``f`` as a state.Prepared table (``hashes``: hash_columns(f) if known;
+    ``given``: saved columns of those rows that ``f`` does not hold)."""
+    given = given or {}
+    own = saved_columns(f, rows, tuple(c for c in SAVED if c not in given))
+    cols = {c: given[c] if c in given else own[c] for c in SAVED}
     cols["record_hash"] = pa.array(f.record_hash if rows is None else f.record_hash[rows], pa.uint64())
     for name, h in (hashes if hashes is not None else hash_columns(f)).items():
         cols[name] = pa.array(h if rows is None else h[rows], pa.int64())
@@ -364,6 +372,7 @@ class Plan:
     tf_counts: dict[str, tuple[np.ndarray, int]]
     cleaned: int                # records cleaned this run (new or changed)
     hashes: dict[str, np.ndarray]  # hash_columns(f)
+    block_only: "Callable[[np.ndarray], dict[str, pa.Array]] | None"  # BLOCK_ONLY columns of local positions
 
 
 def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisions, max_fraction: float,
@@ -468,8 +477,15 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
         whole_table.close()
     del saved_cols
     release_memory()  # the whole table's columns, before the local records' text is read
-    # features of the local records: saved values, fresh ones cleaned
-    lf = _local_features(prep, ff, local, row_of_pos, fresh_at, rid, hashes)
+    # features of the local records: saved values, fresh ones cleaned (not the columns only blocking
+    # reads: the plan's blocks are hashes; those are read for the records the run saves, see block_only)
+    lf = from_saved(_saved_values(prep, ff, local, row_of_pos, fresh_at, MATCHED), rid[local], hashes[local])
+
+    def block_only(where: np.ndarray) -> dict[str, pa.Array]:
+        """The BLOCK_ONLY columns of the local records at ``where``, as saved_columns gives them."""
+        cols = _saved_values(prep, ff, local[where], row_of_pos, fresh_at, BLOCK_ONLY)
+        return {c: (v.combine_chunks() if v.num_chunks else pa.array([], pa.string())).dictionary_encode()
+                for c, v in cols.items()}
 
     def held_found(name: str) -> np.ndarray:
         """Per local record: it holds a value found for ``name`` (it is one of ``found[name]``)."""
@@ -494,12 +510,12 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
     refused = pd.concat([r for r in refused if len(r)] or [pd.DataFrame(columns=["rule", "records", "example"])],
                         ignore_index=True)
     return Plan(local, lf, loc_of[dirty], al, whole, bkeys, Features(ex, {}, lf.record_id, lf.record_hash),
-                is_ph[local], rid[ph_pos], refused, tf, int(fresh.size), h)
+                is_ph[local], rid[ph_pos], refused, tf, int(fresh.size), h, block_only)
 
 
 def release(p: Plan) -> None:
     """Drop the plan's features and hashes once the run's outputs are built (~0.15 GB at 1M)."""
-    p.f = p.exact = None
+    p.f = p.exact = p.block_only = None
     p.keys, p.hashes = {}, {}
     release_memory()
 
@@ -601,20 +617,21 @@ def _held_components(previous: ResolvedState, al: Aligned) -> "tuple[np.ndarray,
     return np.asarray(uniq, object), components(len(uniq), codes[:ka.size], codes[ka.size:])
 
 
-def _local_features(prep, ff: Features, local: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,
-                    rid: np.ndarray, hashes: np.ndarray) -> Features:
-    """Features of the local records in their order: saved cleaned values, or ``ff``'s for fresh ones."""
-    fa = fresh_at[local]
-    saved_rows = row_of_pos[local][fa < 0]
+def _saved_values(prep, ff: Features, where: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,
+                  columns: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
+    """The cleaned ``columns`` of the records at positions ``where``, in that order, as text: saved
+    values, or ``ff``'s for fresh ones."""
+    fa = fresh_at[where]
+    saved_rows = row_of_pos[where][fa < 0]
     fresh_rows = fa[fa >= 0]
-    # the saved rows first, then the fresh ones; ``order`` puts them back in local order
+    # the saved rows first, then the fresh ones; ``order`` puts them back in the order asked
     order = np.argsort(np.concatenate([np.flatnonzero(fa < 0), np.flatnonzero(fa >= 0)]), kind="stable")
     take = pa.array(order, pa.int64())
-    fresh_cols = saved_columns(ff, fresh_rows)
+    fresh_cols = saved_columns(ff, fresh_rows, columns)
     cols = {}
-    for c in SAVED:
+    for c in columns:
         s = prep.column(c, saved_rows)
         if s.type != pa.string():  # dictionary, or large/null from a warehouse table
             s = s.cast(pa.string())
         cols[c] = pa.chunked_array(s.chunks + [fresh_cols[c].cast(pa.string())], pa.string()).take(take)
-    return from_saved(cols, rid[local], hashes[local])
+    return cols

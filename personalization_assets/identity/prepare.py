@@ -68,11 +68,11 @@ SAVED = TEXT_OUT + CODE_OUT
 MISSING = -1  # hash of a missing value
 
 
-def saved_columns(f: Features, rows: np.ndarray | None = None) -> dict[str, pa.Array]:
+def saved_columns(f: Features, rows: np.ndarray | None = None, columns: tuple[str, ...] = SAVED) -> dict[str, pa.Array]:
     """The cleaned values of ``rows`` (all records by default) as Arrow dictionary arrays (no string
     per record), to be written beside the crosswalk."""
     out = {}
-    for col in SAVED:
+    for col in columns:
         c = f.codes[col] if rows is None else f.codes[col][rows]
         out[col] = pa.DictionaryArray.from_arrays(pa.array(c, mask=c < 0), f.values[col])
     return out
@@ -80,9 +80,12 @@ def saved_columns(f: Features, rows: np.ndarray | None = None) -> dict[str, pa.A
 
 def from_saved(columns: dict[str, pa.Array], record_id: np.ndarray, record_hash: np.ndarray) -> Features:
     """Features of records whose cleaned values were saved by an earlier run (see saved_columns),
-    the same as features() of their raw rows."""
+    the same as features() of their raw rows (of the SAVED columns given: all of them for a whole
+    Features)."""
     codes, values = {}, {}
     for col in SAVED:
+        if col not in columns:
+            continue
         arr = columns[col]
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.string())

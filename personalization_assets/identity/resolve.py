@@ -198,7 +198,8 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
         crosswalk = incremental.stack(incremental.carried_crosswalk(previous, whole, is_in), crosswalk)
         carried = incremental.carried_evidence(previous, whole, scope_keys, set(rid[dirty]))
         evidence = incremental.stack(carried, evidence)
-        prepared = Prepared(incremental.prepared_table(f, inside, plan.hashes), base=previous.prepared,
+        prepared = Prepared(incremental.prepared_table(f, inside, plan.hashes, plan.block_only(inside)),
+                            base=previous.prepared,
                             keep=kept_rows) if plan \
             else Prepared(incremental.prepared_table(f, np.concatenate([whole.prev_pos[kept_rows], inside])))
     else:
