@@ -227,6 +227,12 @@ class RedisBus:
     def close(self) -> None:
         self._r.close()
 
+    def __enter__(self) -> "RedisBus":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"RedisBus(stream={self.stream!r})"
 
