@@ -78,6 +78,8 @@ def test_an_unsubscribe_or_hard_bounce_on_the_bus_stops_a_rendered_send(tmp_path
         webhooks.close()
         for _ in range(5):
             sender.step()
+        sender.suppressions.close()  # the sender's bus reader (run_sender closes it in service)
+        sender.ledger.close()
     states = dict(outbox.conn.execute("select customer_id, state || ':' || coalesce(reason, '') from outbox"))
     assert states == {"u0": "sent:", "u1": "suppressed:unsubscribed (e-mail events bus: one_click)",
                       "u2": "suppressed:bounced (e-mail events bus: sendgrid)", "u3": "sent:",
@@ -86,6 +88,8 @@ def test_an_unsubscribe_or_hard_bounce_on_the_bus_stops_a_rendered_send(tmp_path
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("outbox.sqlite*"))
     assert b"ann2@example.com" in stored  # the rendered row keeps its recipient...
     assert outbox.conn.execute("select count(*) from bus_suppressions where email_sha256 like '%@%'").fetchone() == (0,)
+    outbox.close()
+    payloads.close()
 
 
 def test_the_bus_is_read_once_and_never_created(tmp_path, bus_url):
