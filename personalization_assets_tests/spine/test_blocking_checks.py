@@ -23,7 +23,8 @@ def _event(mid: str, kind: str) -> dict:
 
 def _run(local_env, events: list[dict]) -> dg.ExecuteInProcessResult:
     url = f"sqlite:///{local_env}/events.db"
-    open_bus(url).append(events)
+    with open_bus(url) as bus:
+        bus.append(events)
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     with resources["warehouse"].connect() as conn:  # identity_map's other input, as core would leave it
         frame = pd.DataFrame({"record_id": ["crm:1"], "customer_key": ["k1"], "source": ["crm"], "source_id": ["1"]})

@@ -75,8 +75,9 @@ def test_a_range_backfill_is_one_run_over_every_day(local_env):
 
 def test_sensor_stages_from_the_first_waiting_events_day(tmp_path):
     url = f"sqlite:///{tmp_path}/events.db"
-    open_bus(url).append([{"type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "m1",
-                           "timestamp": datetime.now(timezone.utc).isoformat()}])
+    with open_bus(url) as bus:
+        bus.append([{"type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "m1",
+                     "timestamp": datetime.now(timezone.utc).isoformat()}])
     resources = {"event_bus": EventBusResource(url=url)}
     with dg.DagsterInstance.ephemeral() as instance:
         result = event_stream.event_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
