@@ -1,0 +1,35 @@
+"""A check that a test closes every SQLite bus it writes to. A bus left open keeps its checkpoint
+thread, its connection and its lock file for the rest of the session: a long suite then collects
+dozens of threads and hundreds of open files.
+
+A directory's conftest opts in with `from personalization_assets_tests.leaks import no_leaked_bus_thread`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+THREAD_NAME = "bus-checkpoint"  # personalization_assets.bus.sqlite_bus._Checkpointer
+GRACE_S = 15.0  # a server thread still shutting down may close its bus a little after the test
+
+
+def checkpoint_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_bus_thread():
+    """Fails the test (at teardown) when it leaves a bus-checkpoint thread running: close the bus,
+    e.g. `with open_bus(url) as bus:`. A leaked thread never ends, so waiting out the grace period
+    costs time only when the test is wrong."""
+    before = checkpoint_threads()
+    yield
+    deadline = time.monotonic() + GRACE_S
+    for thread in checkpoint_threads() - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if left := checkpoint_threads() - before:
+        pytest.fail(f"the test left {len(left)} SQLite bus(es) open (a {THREAD_NAME} thread each): "
+                    "close every bus it opens, e.g. `with open_bus(url) as bus:`", pytrace=False)
