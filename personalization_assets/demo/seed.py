@@ -79,8 +79,9 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
 
 class _Appender:
     """Appends chunks of events to the bus in order, in a thread of its own, while the next chunk
-    is generated: SQLite's inserts, WAL writes and fsync run without the GIL, so at scale 30 most
-    of the ~9 s they take overlap the generator (wall time; the CPU is the same). At most
+    is generated: SQLite's inserts, WAL writes and fsync (~7 s CPU of the ~10 s the appends take at
+    scale 30) run without the GIL, so on a second core they can overlap the generator (wall
+    time; the CPU is the same). At most
     `in_flight` chunks wait or are being written; a failed append is raised by the next
     `append` or by `finish`."""
 

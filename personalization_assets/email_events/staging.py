@@ -23,10 +23,10 @@ def events_frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
 
 
 def normalized_frame(events: list[Normalized], extra: dict[str, list] | None = None) -> pd.DataFrame:
-    """`events_frame([e.to_record() for e in events], extra=list(extra))` with `extra`'s columns,
-    built a column at a time from the events' fields: no record dict per event, and the
-    timestamps go in as they are rather than through ISO text and back (~3 s CPU for a file of
-    450k events, against ~1 s)."""
+    """The frame `events_frame` makes of `[e.to_record() for e in events]`, plus `extra`'s columns
+    as given (object dtype: the caller types them), built a column at a time from the events'
+    fields: no record dict per event, and the timestamps go in as they are, not through ISO text
+    and back. For the demo's export of 450k events, with the raw columns: ~3.5 -> ~2.1 s CPU."""
     extra = extra or {}
     columns = {c: list(map(operator.attrgetter(c), events)) for c in EMAIL_EVENT_COLUMNS}
     frame = pd.DataFrame({**columns, **extra}, columns=[*EMAIL_EVENT_COLUMNS, *extra], dtype=object)
