@@ -20,16 +20,17 @@ def checkpoint_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()}
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_bus_thread():
-    """Fails the test (at teardown) when it leaves a bus-checkpoint thread running: close the bus,
-    e.g. `with open_bus(url) as bus:`. A leaked thread never ends, so waiting out the grace period
-    costs time only when the test is wrong."""
+@pytest.fixture(scope="module", autouse=True)
+def no_leaked_bus_thread(request):
+    """Fails a test module (at the teardown of its last test, after its module fixtures) that leaves
+    a bus-checkpoint thread running: close the bus, e.g. `with open_bus(url) as bus:`. Per module,
+    not per test, so a module-scoped fixture may keep a bus across its tests. A leaked thread never
+    ends, so waiting out the grace period costs time only when a test is wrong."""
     before = checkpoint_threads()
     yield
     deadline = time.monotonic() + GRACE_S
     for thread in checkpoint_threads() - before:
         thread.join(max(0.0, deadline - time.monotonic()))
     if left := checkpoint_threads() - before:
-        pytest.fail(f"the test left {len(left)} SQLite bus(es) open (a {THREAD_NAME} thread each): "
-                    "close every bus it opens, e.g. `with open_bus(url) as bus:`", pytrace=False)
+        pytest.fail(f"{request.module.__name__} left {len(left)} SQLite bus(es) open (a {THREAD_NAME} thread "
+                    "each): close every bus a test opens, e.g. `with open_bus(url) as bus:`", pytrace=False)
