@@ -60,6 +60,8 @@ def test_a_restart_neither_loses_a_timer_nor_fires_twice(tmp_path):
     proc.step()
     assert ledger.count("fire") == 1 and proc.engine.timers == {}
     assert [row[1:4] for row in ledger.fires()] == [("cart_abandonment", "u1", "cart_id:c1")]
+    ledger.close()
+    bus.close()
 
 
 def test_replaying_the_same_events_into_a_fresh_engine_records_no_new_fire(tmp_path):
