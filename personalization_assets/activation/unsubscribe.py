@@ -22,6 +22,7 @@ sticky `activation.suppression` list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import logging
@@ -122,8 +123,10 @@ async def is_one_click(request: Request, body: bytes) -> bool:
 def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
                            clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                            accept_legacy_tokens: bool = True, max_body_bytes: int = MAX_BODY_BYTES,
-                           body_timeout_s: float = BODY_TIMEOUT_S) -> Starlette:
-    """`record` stores one unsubscribe event (e.g. `EmailEventStore.append([event], [])`).
+                           body_timeout_s: float = BODY_TIMEOUT_S,
+                           close: Callable[[], None] | None = None) -> Starlette:
+    """`record` stores one unsubscribe event (e.g. `EmailEventStore.append([event], [])`);
+    `close`, if given, releases its store when the server shuts down.
     `accept_legacy_tokens`: see `unsubscribe_token` (the migration window of the old links)."""
 
     async def unsubscribe(request: Request):
@@ -154,7 +157,15 @@ def create_unsubscribe_app(secret: str, record: Callable[[Normalized], None],
                                      status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return PlainTextResponse("unsubscribed")
 
-    return Starlette(routes=[Route("/unsubscribe", unsubscribe, methods=["GET", "POST"])])
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        try:
+            yield
+        finally:
+            if close is not None:
+                close()
+
+    return Starlette(routes=[Route("/unsubscribe", unsubscribe, methods=["GET", "POST"])], lifespan=lifespan)
 
 
 def app_from_env() -> Starlette:
@@ -171,4 +182,5 @@ def app_from_env() -> Starlette:
         raise ValueError("UNSUBSCRIBE_SECRET is not set: it keys and verifies the one-click links")
     legacy = os.environ.get("UNSUBSCRIBE_ACCEPT_LEGACY_TOKENS", "1").strip().lower() not in {"0", "false", "no"}
     store = EmailEventStore()
-    return create_unsubscribe_app(secret, lambda event: store.append([event], []), accept_legacy_tokens=legacy)
+    return create_unsubscribe_app(secret, lambda event: store.append([event], []), accept_legacy_tokens=legacy,
+                                  close=store.close)

@@ -9,6 +9,7 @@ import pytest
 from personalization_assets.activation.http import HttpTransport
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.warehouse import WarehouseConnection
+from personalization_assets_tests.leaks import no_leaked_bus_thread  # noqa: F401 - autouse: tests close their buses
 
 from .servers import FakeClock
 

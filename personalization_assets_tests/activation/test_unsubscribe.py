@@ -89,7 +89,8 @@ def test_the_deployed_endpoint_ends_the_window_when_told(monkeypatch, tmp_path):
     old = make_legacy_token(SECRET, ADDRESS)
     for setting, status in (("1", 200), ("0", 400)):
         monkeypatch.setenv("UNSUBSCRIBE_ACCEPT_LEGACY_TOKENS", setting)
-        answer = TestClient(app_from_env()).post("/unsubscribe", params={"t": old}, content="List-Unsubscribe=One-Click")
+        with TestClient(app_from_env()) as client:  # its shutdown closes the e-mail events bus
+            answer = client.post("/unsubscribe", params={"t": old}, content="List-Unsubscribe=One-Click")
         assert answer.status_code == status
 
 
