@@ -29,7 +29,7 @@ from personalization_assets.identity.cluster import components
 from personalization_assets.identity.evidence import PairScorer
 from personalization_assets.identity.links import SOURCE_ID_PROB, Links, link_rules
 from personalization_assets.identity.namesakes import GROUPS as NAMESAKES
-from personalization_assets.identity.namesakes import ambiguous_records, scorer_differ
+from personalization_assets.identity.namesakes import scorer_ambiguous
 from personalization_assets.identity.prepare import (
     MISSING,
     SAVED,
@@ -202,8 +202,7 @@ def old_links(previous: ResolvedState, al: Aligned, keys: set, is_dirty: np.ndar
     s = scorer.assess(lo, hi)
     keep = ((s.prob >= threshold) | source_id) & ~s.conflict
     # as links.accepted_links: a record that fits two namesakes links to neither (a source id still links)
-    codes = {c: scorer.comp.c[c].codes for c in ("fn", "ln", "birth", "street")}
-    amb = ambiguous_records(codes, scorer_differ(scorer), scorer.comp.fields, max_group)
+    amb = scorer_ambiguous(scorer, max_group)
     held = keep & ~source_id & (amb[lo] | amb[hi])
     keep &= ~held
     ends = np.unique(np.concatenate([lo[held], hi[held]]))

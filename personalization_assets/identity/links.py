@@ -17,7 +17,7 @@ import pandas as pd
 
 from personalization_assets.identity.blocking import pairs_within_groups
 from personalization_assets.identity.evidence import Assessment, PairScorer
-from personalization_assets.identity.namesakes import ambiguous_records, scorer_differ
+from personalization_assets.identity.namesakes import scorer_ambiguous
 
 SOURCE_ID_PROB = 2.0  # above any probability: sorts first when clusters are built
 
@@ -54,8 +54,7 @@ def accepted_links(scorer: PairScorer, a: np.ndarray, b: np.ndarray, levels: np.
     s = scorer.assess(a, b, levels)
     ok = (s.prob >= threshold) & ~s.conflict
     # a record that fits two namesakes (father and son) links to neither (namesakes.py)
-    codes = {c: scorer.comp.c[c].codes for c in ("fn", "ln", "birth", "street")}
-    amb = ambiguous_records(codes, scorer_differ(scorer), scorer.comp.fields, max_group)
+    amb = scorer_ambiguous(scorer, max_group)
     held = ok & (amb[a] | amb[b])
     ok &= ~held
     # a pair that disagrees on one field only (twins, father and son, or a bad typo) is worth a

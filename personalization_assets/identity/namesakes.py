@@ -41,6 +41,16 @@ def scorer_differ(scorer) -> Callable[[str, np.ndarray, np.ndarray], np.ndarray]
     return differ
 
 
+def scorer_ambiguous(scorer, max_group: int) -> np.ndarray:
+    """ambiguous_records() of a PairScorer's records, found once per scorer: a run asks it for the
+    pairs it compared and again for the old links it carries (incremental.old_links)."""
+    memo = scorer.__dict__.setdefault("_ambiguous", {})
+    if max_group not in memo:
+        codes = {c: scorer.comp.c[c].codes for c in ("fn", "ln", "birth", "street")}
+        memo[max_group] = ambiguous_records(codes, scorer_differ(scorer), scorer.comp.fields, max_group)
+    return memo[max_group]
+
+
 def ambiguous_records(codes: dict[str, np.ndarray], differ: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
                       fields: list[str], max_group: int) -> np.ndarray:
     """Per record: it lacks the field that tells apart two namesakes of its group, whose records
