@@ -6,6 +6,7 @@ import pytest
 
 from personalization_assets import settings
 from personalization_assets_tests.conftest import require_module
+from personalization_assets_tests.leaks import no_leaked_bus_thread  # noqa: F401 - autouse: tests close their buses
 
 PROD_SETTINGS = {
     "SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "user", "SNOWFLAKE_PASSWORD": "snowflake-password-value-91c2",
