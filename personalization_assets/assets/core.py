@@ -14,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..heap import releasing
-from ..identity import ResolvedState, resolve, stitch_identities
+from ..identity import ResolvedState, resolve
+from ..identity.stitch import IDENTITY_MAP_COLUMNS, links_sql, stitch, users_sql
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
 from ..identity.households import households as household_table
@@ -166,20 +167,19 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
     yield merge_rate_check(before, now)
 
 
-# identity_map reads only the columns stitching looks at (the IO manager's input metadata `columns`)
-STITCH_EVENT_COLUMNS = ["type", "event", "user_id", "anonymous_id", "timestamp"]
-
-
-@dg.asset(key=["core", "identity_map"],
-          ins={"events": dg.AssetIn(key=["staging", "events"], metadata={"columns": STITCH_EVENT_COLUMNS}),
-               "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"],
+@dg.asset(key=["core", "identity_map"], deps=[dg.AssetKey(["staging", "events"])],
+          ins={"crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"],
                                        metadata={"columns": ["record_id", "customer_key"]})},
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
 @releasing
-def identity_map(events: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def identity_map(crosswalk: pd.DataFrame, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """Which customer each tracking identity (userId, or an anonymousId stitched to a userId by an
     identify call or a login) belongs to, so pre-login events join the right customer."""
-    stitched = stitch_identities(events, crosswalk)
+    with warehouse.connect() as conn:
+        # the warehouse reduces the events to the link events and each user's first and last event
+        stitched = (stitch(conn.query(links_sql("staging.events")), conn.query(users_sql("staging.events")),
+                           crosswalk) if conn.table_exists("staging", "events")
+                    else pd.DataFrame(columns=IDENTITY_MAP_COLUMNS))
     is_device = stitched["anonymous_id"].notna()
     out = pd.DataFrame({
         "identity_type": is_device.map({True: "anonymous_id", False: "user_id"}),

@@ -39,8 +39,16 @@ def stitch_identities(events: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataF
     kind = ev["type"].astype("string").str.lower()
     method = kind.where(kind.isin(["identify", "alias"]), pd.Series("login", index=ev.index).where(name.isin(LOGIN_EVENTS)))
     links = ev.assign(method=method).dropna(subset=["user_id", "anonymous_id", "method"])
-    keys = _user_keys(crosswalk)
+    users = ev.dropna(subset=["user_id"]).groupby("user_id").agg(
+        first_seen=("timestamp", "min"), last_seen=("timestamp", "max")).reset_index()
+    return stitch(links[["user_id", "anonymous_id", "timestamp", "method"]], users, crosswalk)
 
+
+def stitch(links: pd.DataFrame, users: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
+    """identity_map rows from the link events (user_id, anonymous_id, timestamp, method; in event
+    order) and each user's first and last event (user_id, first_seen, last_seen): what
+    `stitch_identities` reduces the events to, or `LINKS_SQL` / `USERS_SQL` in the warehouse."""
+    links = links.assign(timestamp=pd.to_datetime(links["timestamp"], utc=True))
     links = links.sort_values("timestamp", kind="stable")
     grouped = links.groupby("anonymous_id")
     devices = grouped.agg(first_seen=("timestamp", "min"), last_seen=("timestamp", "max"),
@@ -50,10 +58,29 @@ def stitch_identities(events: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataF
     devices["method"] = latest["method"]
     devices = devices.reset_index()
 
-    users = ev.dropna(subset=["user_id"]).groupby("user_id").agg(
-        first_seen=("timestamp", "min"), last_seen=("timestamp", "max")).reset_index()
+    users = users.assign(first_seen=pd.to_datetime(users["first_seen"], utc=True),
+                         last_seen=pd.to_datetime(users["last_seen"], utc=True))
     users["anonymous_id"] = pd.array([pd.NA] * len(users), dtype="string")
     users["method"], users["users_on_device"] = "user_id", 1
     out = pd.concat([devices, users], ignore_index=True)
-    out["customer_key"] = out["user_id"].map(keys)
+    out["customer_key"] = out["user_id"].map(_user_keys(crosswalk))
     return out[IDENTITY_MAP_COLUMNS]
+
+
+def links_sql(events: str) -> str:
+    """The link events of table `events` (an identify, an alias or a login with both ids), as
+    `stitch` reads them: the rows a warehouse hands over instead of every event."""
+    logins = ", ".join(f"'{name}'" for name in sorted(LOGIN_EVENTS))
+    return (f"select user_id, anonymous_id, ts as timestamp, method from ("
+            f"select nullif(trim(e.user_id), '') as user_id, nullif(trim(e.anonymous_id), '') as anonymous_id,"
+            f" e.timestamp as ts, case when lower(e.type) in ('identify', 'alias') then lower(e.type)"
+            f" when lower(trim(e.event)) in ({logins}) then 'login' end as method from {events} e) l"
+            f" where user_id is not null and anonymous_id is not null and method is not null"
+            f" order by ts, user_id, anonymous_id")
+
+
+def users_sql(events: str) -> str:
+    """Each user id of table `events` with its first and last event time, aggregated in the warehouse."""
+    return (f"select user_id, min(ts) as first_seen, max(ts) as last_seen from ("
+            f"select nullif(trim(e.user_id), '') as user_id, e.timestamp as ts from {events} e) u"
+            f" where user_id is not null group by user_id order by user_id")
