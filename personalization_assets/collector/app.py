@@ -146,6 +146,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
         try:
             yield
         finally:
+            if webhooks is not None:  # its e-mail events bus and token ledger
+                webhooks.state.close()
             writer.close()
             bus.close()
             qbus.close()

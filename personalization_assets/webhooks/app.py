@@ -187,6 +187,15 @@ def create_webhook_app(bus=None, config: dict | None = None, *, clock: Callable[
 
     routes = [Route(f"/{p}", endpoint(p), methods=["POST"]) for p in ("sendgrid", "mailgun", "generic")
               if p in secrets]
+
+    def close() -> None:
+        """Close the e-mail events bus and the token ledger (the collector's shutdown calls it: a
+        mounted app's own lifespan never runs)."""
+        store.close()
+        with ledger_lock:
+            if (ledger := ledgers.pop("ledger", None)) is not None:
+                ledger.close()
+
     app = Starlette(routes=routes)
-    app.state.store = store
+    app.state.store, app.state.close = store, close
     return app
