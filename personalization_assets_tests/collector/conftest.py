@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -14,6 +14,7 @@ import requests
 from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.collector.server import bind, build_server
+from personalization_assets_tests.leaks import no_leaked_bus_thread  # noqa: F401 - autouse: tests close their buses
 
 WRITE_KEY = "test-write-key"
 
@@ -30,12 +31,20 @@ class RunningCollector:
     bus_url: str
     app: object
     admin_url: str = ""
+    opened: list = field(default_factory=list)  # closed by the fixture's teardown
 
     def bus(self):
-        return open_bus(self.bus_url)
+        self.opened.append(bus := open_bus(self.bus_url))
+        return bus
 
     def quarantine(self):
-        return open_quarantine_bus(self.bus_url)
+        self.opened.append(bus := open_quarantine_bus(self.bus_url))
+        return bus
+
+    def close(self) -> None:
+        """Close the buses the test opened through `bus()` and `quarantine()`."""
+        while self.opened:
+            self.opened.pop().close()
 
 
 def start_collector(settings: CollectorSettings, app=None, admin_app=None):
@@ -60,11 +69,28 @@ def start_collector(settings: CollectorSettings, app=None, admin_app=None):
 
 
 @pytest.fixture
+def closing():
+    """`closing(bus)` is `bus`, closed when the test ends, pass or fail (a SQLite bus keeps a lock
+    file and, once written to, a checkpoint thread until it is closed)."""
+    opened = []
+
+    def keep(bus):
+        opened.append(bus)
+        return bus
+
+    yield keep
+    for bus in reversed(opened):
+        bus.close()
+
+
+@pytest.fixture
 def collector(tmp_path):
     bus_url = f"sqlite:///{tmp_path}/bus/events.db"
     settings = CollectorSettings(bus_url=bus_url, write_keys=frozenset({WRITE_KEY}))
     app = create_app(settings)
     server, thread, url, admin_url = start_collector(settings, app)
-    yield RunningCollector(url, bus_url, app, admin_url)
+    running = RunningCollector(url, bus_url, app, admin_url)
+    yield running
+    running.close()
     server.should_exit = True
     thread.join(10)

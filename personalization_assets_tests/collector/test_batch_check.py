@@ -28,9 +28,9 @@ def _check(result: dg.ExecuteInProcessResult):
     return evaluation.passed, evaluation.metadata["rows"].value
 
 
-def test_a_micro_batch_checks_its_own_events_and_a_full_run_the_day(local_env):
+def test_a_micro_batch_checks_its_own_events_and_a_full_run_the_day(local_env, closing):
     url = f"sqlite:///{local_env}/events.db"
-    bus = open_bus(url)
+    bus = closing(open_bus(url))
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     day = day_of(datetime.now(timezone.utc))
 
@@ -55,9 +55,9 @@ def test_a_micro_batch_checks_its_own_events_and_a_full_run_the_day(local_env):
     assert full.success and _check(full) == (True, 23)
 
 
-def test_a_check_only_run_without_a_partition_checks_the_whole_table(local_env):
+def test_a_check_only_run_without_a_partition_checks_the_whole_table(local_env, closing):
     url = f"sqlite:///{local_env}/events.db"
-    bus = open_bus(url)
+    bus = closing(open_bus(url))
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     bus.append([_track(i) for i in range(4)])
     assert dg.materialize([raw.events, staging.events], resources=resources,

@@ -110,7 +110,9 @@ def faulty_collector(tmp_path):
     app = create_app(settings)
     injector = FaultInjector(app, ["429", "503", "lost"])
     server, thread, url, admin_url = start_collector(settings, injector, app.state.admin)
-    yield RunningCollector(url, bus_url, app, admin_url), injector
+    running = RunningCollector(url, bus_url, app, admin_url)
+    yield running, injector
+    running.close()
     server.should_exit = True
     thread.join(10)
 

@@ -52,7 +52,7 @@ def _sender(url: str, worker: int, acked: list, sent: list, stop: threading.Even
             acked.extend(ids)
 
 
-def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path):
+def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path, closing):
     bus_url = f"sqlite:///{tmp_path}/events.db"
     port = free_port()
     proc = _start(port, bus_url)
@@ -74,7 +74,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path):
 
     proc = _start(port, bus_url)  # restart on the same file: recovery from the WAL
     try:
-        stored = [r.message_id for r in open_bus(bus_url).read(0, limit=10_000_000)]
+        stored = [r.message_id for r in closing(open_bus(bus_url)).read(0, limit=10_000_000)]
         assert len(stored) == len(set(stored)), "an event was stored twice"
         missing = acked_at_kill - set(stored)
         assert not missing, f"{len(missing)} of {len(acked_at_kill)} acknowledged events were lost"
@@ -86,7 +86,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path):
             r = requests.post(f"http://127.0.0.1:{port}/v1/batch", data=body, timeout=10,
                               headers={"Authorization": f"Bearer {WRITE_KEY}"})
             assert r.status_code == 200
-        final = [r.message_id for r in open_bus(bus_url).read(0, limit=10_000_000)]
+        final = [r.message_id for r in closing(open_bus(bus_url)).read(0, limit=10_000_000)]
         assert sorted(final) == sorted(m for ids in sent for m in ids)
         print(f"acked at kill: {len(acked_at_kill)}, stored at restart: {len(stored)}, "
               f"in flight at kill: {len(stored) - len(acked_at_kill)}")

@@ -30,9 +30,9 @@ def test_plan_runs_once_per_batch_and_never_beside_a_run_still_waiting_to_start(
     assert Offsets.from_cursor(Offsets(7, 3).to_cursor()) == Offsets(7, 3)
 
 
-def test_sensor_requests_one_run_per_offset_range(tmp_path):
+def test_sensor_requests_one_run_per_offset_range(tmp_path, closing):
     url = f"sqlite:///{tmp_path}/events.db"
-    bus = open_bus(url)
+    bus = closing(open_bus(url))
     resources = {"event_bus": EventBusResource(url=url)}
     with dg.DagsterInstance.ephemeral() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources=resources)
@@ -48,12 +48,12 @@ def test_sensor_requests_one_run_per_offset_range(tmp_path):
         assert isinstance(again, dg.SkipReason)
 
 
-def test_micro_batch_loads_events_and_the_collector_quarantine(local_env):
+def test_micro_batch_loads_events_and_the_collector_quarantine(local_env, closing):
     url = f"sqlite:///{local_env}/events.db"
     now = datetime.now(timezone.utc)
     accepted, quarantined = split([_track(1), _track(2), {"type": "track", "userId": "x"}], {}, now, "/v1/batch")
-    open_bus(url).append(accepted)
-    open_quarantine_bus(url).append(quarantined)
+    closing(open_bus(url)).append(accepted)
+    closing(open_quarantine_bus(url)).append(quarantined)
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     assets = [raw.events, staging.events, event_stream.collector_quarantine]
     for _ in range(2):  # a second run over the same offsets changes nothing
@@ -66,11 +66,11 @@ def test_micro_batch_loads_events_and_the_collector_quarantine(local_env):
         assert len(q) == 1 and q.iloc[0]["rule"] == "event"
 
 
-def test_sensor_overlaps_a_running_batch_but_not_a_queued_one(tmp_path):
+def test_sensor_overlaps_a_running_batch_but_not_a_queued_one(tmp_path, closing):
     """A run still executing does not hold the next batch back (it queues behind it on the pool);
     a run that has not started yet will read the waiting events itself, so none is added."""
     url = f"sqlite:///{tmp_path}/events.db"
-    open_bus(url).append([_track(i) for i in range(5)])
+    closing(open_bus(url)).append([_track(i) for i in range(5)])
     resources = {"event_bus": EventBusResource(url=url)}
     with dg.DagsterInstance.ephemeral() as instance:
         def tick():
@@ -85,12 +85,12 @@ def test_sensor_overlaps_a_running_batch_but_not_a_queued_one(tmp_path):
         assert isinstance(skip, dg.SkipReason) and "launching-2 has not started yet" in skip.skip_message
 
 
-def test_micro_batch_stages_only_new_events_and_a_full_restage_agrees(local_env):
+def test_micro_batch_stages_only_new_events_and_a_full_restage_agrees(local_env, closing):
     """A micro-batch run (tagged with its offsets) stages only the events above the watermark, so
     its cost grows with the batch, not the day; repeating it or re-staging the day whole gives the
     same table."""
     url = f"sqlite:///{local_env}/events.db"
-    bus = open_bus(url)
+    bus = closing(open_bus(url))
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     assets = [raw.events, staging.events, event_stream.collector_quarantine]
     day = day_of(datetime.now(timezone.utc))
@@ -116,11 +116,11 @@ def test_micro_batch_stages_only_new_events_and_a_full_restage_agrees(local_env)
         assert sorted(conn.query("select message_id from staging.events")["message_id"]) == incremental
 
 
-def test_raw_events_loads_a_backlog_a_chunk_at_a_time(local_env, monkeypatch):
+def test_raw_events_loads_a_backlog_a_chunk_at_a_time(local_env, monkeypatch, closing):
     """A backlog larger than a chunk loads whole, once, in bus order, with one cursor at its end."""
     monkeypatch.setattr(raw, "EVENTS_CHUNK", 3)  # 3 records a page and a chunk: the 8 below take 3 chunks
     url = f"sqlite:///{local_env}/events.db"
-    bus = open_bus(url)
+    bus = closing(open_bus(url))
     bus.append([_track(i) for i in range(8)])
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     result = dg.materialize([raw.events], resources=resources)
@@ -137,12 +137,12 @@ def test_raw_events_loads_a_backlog_a_chunk_at_a_time(local_env, monkeypatch):
     assert rows["bus_offset"].is_unique and f'"offset": {int(rows["bus_offset"].max())}' in cursor
 
 
-def test_raw_events_cut_short_keeps_whole_chunks_and_resumes_after_them(local_env, monkeypatch):
+def test_raw_events_cut_short_keeps_whole_chunks_and_resumes_after_them(local_env, monkeypatch, closing):
     """Each chunk commits with the cursor at its end: a load failing in its second chunk keeps the
     first, and the next load reads on from there (nothing twice, nothing skipped)."""
     monkeypatch.setattr(raw, "EVENTS_CHUNK", 3)
     url = f"sqlite:///{local_env}/events.db"
-    open_bus(url).append([_track(i) for i in range(7)])
+    closing(open_bus(url)).append([_track(i) for i in range(7)])
     resources = {**resources_for("local"), "event_bus": EventBusResource(url=url)}
     frames = raw._events_frame
     calls = []

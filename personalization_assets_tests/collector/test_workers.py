@@ -43,7 +43,7 @@ def _wait(predicate, timeout: float = 30.0):
     raise AssertionError("condition not met within the timeout")
 
 
-def test_workers_share_connections_restart_and_drain(tmp_path):
+def test_workers_share_connections_restart_and_drain(tmp_path, closing):
     bus_url, port, admin_port = f"sqlite:///{tmp_path}/events.db", free_port(), free_port()
     url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), bus_url, WRITE_KEY, str(admin_port)])
@@ -75,5 +75,5 @@ def test_workers_share_connections_restart_and_drain(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    stored = sorted(r.message_id for r in open_bus(bus_url).read(0, limit=10_000))
+    stored = sorted(r.message_id for r in closing(open_bus(bus_url)).read(0, limit=10_000))
     assert stored == sorted(sent)
