@@ -2,7 +2,8 @@
 thread, its connection and its lock file for the rest of the session: a long suite then collects
 dozens of threads and hundreds of open files.
 
-A directory's conftest opts in with `from personalization_assets_tests.leaks import no_leaked_bus_thread`.
+A directory's conftest opts in with `from personalization_assets_tests.leaks import no_leaked_bus_thread`;
+`closing` is a fixture for tests that open buses without a `with` block.
 """
 
 from __future__ import annotations
@@ -34,3 +35,17 @@ def no_leaked_bus_thread(request):
     if left := checkpoint_threads() - before:
         pytest.fail(f"{request.module.__name__} left {len(left)} SQLite bus(es) open (a {THREAD_NAME} thread "
                     "each): close every bus a test opens, e.g. `with open_bus(url) as bus:`", pytrace=False)
+
+
+@pytest.fixture
+def closing():
+    """`closing(bus)` is `bus`, closed when the test ends, pass or fail."""
+    opened = []
+
+    def keep(bus):
+        opened.append(bus)
+        return bus
+
+    yield keep
+    for bus in reversed(opened):
+        bus.close()

@@ -13,21 +13,6 @@ from personalization_assets.bus import open_bus
 from personalization_assets.bus.sqlite_bus import SqliteBus
 
 
-@pytest.fixture
-def closing():
-    """`closing(bus)` is `bus`, closed when the test ends, pass or fail (its checkpoint thread and
-    files would otherwise outlive the test)."""
-    opened = []
-
-    def keep(bus):
-        opened.append(bus)
-        return bus
-
-    yield keep
-    for bus in reversed(opened):
-        bus.close()
-
-
 def _ev(i: int, **extra) -> dict:
     return {"type": "track", "event": "Viewed", "messageId": f"m-{i}", "properties": {"i": i}, **extra}
 

@@ -14,7 +14,7 @@ import requests
 from personalization_assets.bus import open_bus, open_quarantine_bus
 from personalization_assets.collector import CollectorSettings, create_app
 from personalization_assets.collector.server import bind, build_server
-from personalization_assets_tests.leaks import no_leaked_bus_thread  # noqa: F401 - autouse: tests close their buses
+from personalization_assets_tests.leaks import closing, no_leaked_bus_thread  # noqa: F401 - fixtures
 
 WRITE_KEY = "test-write-key"
 
@@ -66,21 +66,6 @@ def start_collector(settings: CollectorSettings, app=None, admin_app=None):
     else:
         raise RuntimeError("collector did not start within 10 s")
     return server, thread, url, admin_url
-
-
-@pytest.fixture
-def closing():
-    """`closing(bus)` is `bus`, closed when the test ends, pass or fail (a SQLite bus keeps a lock
-    file and, once written to, a checkpoint thread until it is closed)."""
-    opened = []
-
-    def keep(bus):
-        opened.append(bus)
-        return bus
-
-    yield keep
-    for bus in reversed(opened):
-        bus.close()
 
 
 @pytest.fixture
