@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -74,6 +75,30 @@ class Child:
 def slots_taken(instance: dg.DagsterInstance, pool: str = "warehouse_writer") -> list[tuple[str, str]]:
     info = instance.event_log_storage.get_concurrency_info(pool)
     return [(s.run_id, s.step_key) for s in info.claimed_slots]
+
+
+@contextlib.contextmanager
+def live_slot_holder(instance: dg.DagsterInstance, pool: str = "warehouse_writer"):
+    """A run in a thread of this process that holds `pool`'s slot (its process is alive) until the
+    block ends; yields its run id. It then finishes and frees the slot."""
+    release = threading.Event()
+
+    @dg.asset(key=["ops", "heartbeat"], pool=pool)
+    def slot_holder():
+        release.wait(DEADLINE_S)
+
+    holder = threading.Thread(target=lambda: dg.materialize([slot_holder], instance=instance), daemon=True)
+    holder.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not slots_taken(instance, pool) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert slots_taken(instance, pool), "the holder never took the slot"
+        (run_id, _), = slots_taken(instance, pool)
+        yield run_id
+    finally:
+        release.set()
+        holder.join(DEADLINE_S)
 
 
 def environment(tmp_path: Path) -> dict[str, str]:

@@ -3,7 +3,6 @@ is stopped, so it cannot hold a slot or spin a CPU under the tests after it; and
 is not held up by signal handlers a background launch left (`deadline.py`)."""
 
 import signal
-import threading
 import time
 
 import dagster as dg
@@ -11,7 +10,7 @@ import pytest
 
 from . import child as runs
 from .deadline import RunThread, default_signal_handlers, finish
-from .harness import DEADLINE_S, Child, slots_taken
+from .harness import Child, live_slot_holder, slots_taken
 
 POOL = "warehouse_writer"
 
@@ -23,19 +22,7 @@ def note() -> int:
 
 
 def test_a_wedged_run_fails_saying_what_it_waits_for_and_is_stopped(env, instance):
-    release = threading.Event()
-
-    @dg.asset(key=["ops", "heartbeat"], pool=POOL)
-    def slot_keeper():
-        release.wait(DEADLINE_S)
-
-    holder = threading.Thread(target=lambda: dg.materialize([slot_keeper], instance=instance), daemon=True)
-    holder.start()
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while not slots_taken(instance) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        (kept, _), = slots_taken(instance)
+    with live_slot_holder(instance, POOL) as kept:
         before = {r.run_id for r in instance.get_runs()}
 
         def wedged():  # no watchdog of ours: Dagster's own slot wait, which never gives up
@@ -52,9 +39,6 @@ def test_a_wedged_run_fails_saying_what_it_waits_for_and_is_stopped(env, instanc
         (ended,) = [r for r in instance.get_runs() if r.run_id not in before]
         assert ended.status == dg.DagsterRunStatus.FAILURE  # ended by the RunCancelled raised in its thread
         assert [run for run, _ in slots_taken(instance)] == [kept]  # the live holder keeps its slot
-    finally:
-        release.set()
-        holder.join(DEADLINE_S)
     assert slots_taken(instance) == []
 
 

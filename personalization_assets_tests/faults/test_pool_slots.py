@@ -19,7 +19,7 @@ from personalization_assets.sensors import pool_slot_keeper
 
 from . import child as runs
 from .deadline import RunThread, finish
-from .harness import DEADLINE_S, REPO, Child, slots_taken
+from .harness import DEADLINE_S, REPO, Child, live_slot_holder, slots_taken
 
 POOL = "warehouse_writer"
 
@@ -113,17 +113,7 @@ def test_the_sensor_tells_a_waiting_run_who_holds_the_slot_and_frees_it_when_the
 
 
 def test_a_waiting_run_says_what_it_waits_for_and_stops_on_sigterm(env, instance):
-    release = threading.Event()
-
-    @dg.asset(key=["ops", "heartbeat"], pool=POOL)
-    def busy_writer():
-        release.wait(DEADLINE_S)
-
-    holder = threading.Thread(target=lambda: dg.materialize([busy_writer], instance=instance), daemon=True)
-    holder.start()
-    try:
-        assert _until(lambda: slots_taken(instance)), "the holder never took the slot"
-        (holder_run, _), = slots_taken(instance)
+    with live_slot_holder(instance, POOL) as holder_run:
         child = Child("pool", env)
         line = child.wait_for("waiting: pool warehouse_writer is full")
         assert f"slot held by run {holder_run[:8]}" in line and "Ctrl-C stops this run" in line
@@ -133,9 +123,6 @@ def test_a_waiting_run_says_what_it_waits_for_and_stops_on_sigterm(env, instance
         assert child.finish(timeout=20) == 130
         assert time.monotonic() - started < 20
         assert "INTERRUPTED" in child.seen + [child.lines.get(timeout=5)]
-    finally:
-        release.set()
-        holder.join(DEADLINE_S)
     assert all(r.status in FINISHED for r in instance.get_runs(filters=dg.RunsFilter(job_name="pool")))
     assert slots_taken(instance) == []
 
