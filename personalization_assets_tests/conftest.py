@@ -20,15 +20,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def pytest_configure(config) -> None:
-    """Tests run with the SIGINT and SIGTERM of a foreground process. A shell that starts pytest in
-    the background (`cmd &`, a script) leaves SIGINT ignored; Dagster's first run copies that to
-    SIGTERM, every child then ignores SIGTERM, and a later run in a thread waits 30 s per log tail it
-    cannot stop (`faults/deadline.py` shows it)."""
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+def foreground_signals() -> dict:
+    """Give SIGINT and SIGTERM a foreground process's handlers where they are ignored (main thread
+    only); returns the handlers they had. A shell that starts pytest in the background (`cmd &`, a
+    script) leaves SIGINT ignored; Dagster's first run copies that to SIGTERM, every child then
+    ignores SIGTERM, and a later run in a thread waits 30 s per log tail it cannot stop
+    (`faults/deadline.py` shows it)."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if previous[signal.SIGINT] == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+    if previous[signal.SIGTERM] == signal.SIG_IGN:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return previous
+
+
+def pytest_configure(config) -> None:
+    """Tests run with the SIGINT and SIGTERM of a foreground process (`foreground_signals`)."""
+    foreground_signals()
 
 
 def service_up(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 import dagster as dg
 
 from personalization_assets.resources.pool import FINISHED, slot_holders, waits
+from personalization_assets_tests.conftest import foreground_signals
 
 # An in-process run after a crash took 2.5-12 s at load 9-12 on 2 cores (four CPU burners beside
 # the suite); no process start-up is inside this wait (the harness's `DEADLINE_S` covers those).
@@ -43,11 +44,7 @@ class RunCancelled(BaseException):
 @contextlib.contextmanager
 def default_signal_handlers() -> Iterator[None]:
     """SIGINT and SIGTERM as a foreground Python process has them, while inside (main thread only)."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if previous[signal.SIGINT] == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if previous[signal.SIGTERM] == signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = foreground_signals()
     try:
         yield
     finally:
