@@ -18,7 +18,7 @@ from ..identity import ResolvedState, resolve
 from ..identity.stitch import IDENTITY_MAP_COLUMNS, links_sql, stitch, users_sql
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
-from ..identity.households import households as household_table
+from ..identity.households import households_in_warehouse
 from ..identity.review import review_queue
 from ..resources.io_manager import COMMIT_GROUP, verify_tables
 from ..resources.warehouse import Warehouse
@@ -212,14 +212,16 @@ def identity_review(evidence: pd.DataFrame, crosswalk: pd.DataFrame, warehouse: 
         out, reasons=out["reason"].value_counts().to_dict(), open=int((out["status"] == "open").sum())))
 
 
-@dg.asset(key=["core", "households"], ins={"staged": dg.AssetIn(key=["staging", "customers"]),
-          "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
+@dg.asset(key=["core", "households"], deps=[["staging", "customers"], ["core", "customer_crosswalk"]],
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
 @releasing
-def households(staged: pd.DataFrame, crosswalk: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def households(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """Households: customers who share a postal address or a mailbox (never merged into one person),
-    for household frequency caps. One row per customer with its household_id and size."""
-    out = household_table(staged, crosswalk)
+    for household frequency caps. One row per customer with its household_id and size. Reads only
+    the customers' keys, street, postcode and e-mail, in chunks (identity/households.py)."""
+    with warehouse.connect() as conn:
+        verify_tables(conn, ["core.customer_crosswalk"])  # never from a torn identity commit
+        out = households_in_warehouse(conn)
     sizes = out["household_size"].value_counts().sort_index()
     return dg.Output(out, metadata=frame_metadata(
         out, households=int(out["household_id"].nunique()),

@@ -5,21 +5,34 @@ table for household frequency caps ("one catalogue per letterbox"). Customers ar
 two of them share a normalized street and postcode, or an e-mail mailbox; a value shared by
 more than ``max_members`` customers (an apartment block without flat numbers, an office
 switchboard address) is a building, not a household, and joins nobody.
+
+Bounded memory: the warehouse hands over only each record's customer key, street, postcode and
+e-mail key, ``CHUNK_ROWS`` at a time; each chunk is cleaned by the matcher's own SQL
+(features_sql.py, in a local DuckDB, so DuckDB and Snowflake warehouses give the same keys) and
+kept as Arrow strings; the groups and the connected components then run over integer codes
+and the edges only.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from personalization_assets.identity.blocking import combine
 from personalization_assets.identity.cluster import components
-from personalization_assets.identity.prepare import features
+from personalization_assets.identity.features_sql import clean_frame
 
 HOUSEHOLD_COLUMNS = ["customer_key", "household_id", "household_size", "shared_address", "shared_mailbox"]
 MAX_MEMBERS = 12
+CHUNK_ROWS = 100_000
+SOURCES = ["street", "postcode", "email_key"]  # the raw columns behind the keys
+# staging.customers' record_id is unique (its Pandera model), so no record counts twice
+KEYS_SQL = ("select c.customer_key, s.street, s.postcode, s.email_key from staging.customers s "
+            "join core.customer_crosswalk c on c.record_id = cast(s.record_id as varchar)")
 
 
 def _shared(customer: np.ndarray, key: np.ndarray, max_members: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,26 +46,63 @@ def _shared(customer: np.ndarray, key: np.ndarray, max_members: int) -> tuple[np
     return first[m].to_numpy(), df.loc[m, "c"].to_numpy()
 
 
-def households(records: pd.DataFrame, crosswalk: pd.DataFrame, max_members: int = MAX_MEMBERS) -> pd.DataFrame:
-    """One row per customer: its household id (stable: derived from the smallest member key),
-    the number of customers in it, and whether it was joined by an address and/or a mailbox."""
-    if records.empty or crosswalk.empty:
+def _cleaned(chunk: pd.DataFrame) -> dict[str, pa.Array]:
+    """The chunk's customer keys and cleaned street, postcode and e-mail (null where missing)."""
+    codes, values, _ = clean_frame(chunk[[c for c in SOURCES if c in chunk]])
+    out = {"customer_key": pa.array(chunk["customer_key"].astype(str), type=pa.string())}
+    for col in ("street", "postcode", "email"):
+        out[col] = values[col].take(pa.array(codes[col], mask=codes[col] < 0))
+    return out
+
+
+def _codes(values: list[pa.Array]) -> np.ndarray:
+    """int64 codes of one column over all chunks, equal values equal codes (-1 = missing)."""
+    enc = pa.chunked_array(values, type=pa.string()).combine_chunks().dictionary_encode()
+    return np.asarray(enc.indices.fill_null(-1), dtype=np.int64)
+
+
+def household_table(chunks: Iterable[pd.DataFrame], max_members: int = MAX_MEMBERS) -> pd.DataFrame:
+    """``households`` over frames of (customer_key, street, postcode, email_key) rows, one per
+    record: only Arrow strings and integer arrays are kept between the chunks."""
+    parts: dict[str, list[pa.Array]] = {"customer_key": [], "street": [], "postcode": [], "email": []}
+    for chunk in chunks:
+        if len(chunk):
+            for col, arr in _cleaned(chunk).items():
+                parts[col].append(arr)
+    if not parts["customer_key"]:
         return pd.DataFrame(columns=HOUSEHOLD_COLUMNS)
-    records = records.drop_duplicates("record_id", keep="last").reset_index(drop=True)
-    f = features(records)
-    keys = records["record_id"].astype(str).map(crosswalk.set_index("record_id")["customer_key"])
-    ok = keys.notna().to_numpy()
-    cust_codes, cust = pd.factorize(keys[ok])
-    address = combine(f.codes["street"].astype(np.int64), f.codes["postcode"].astype(np.int64))[ok]
-    mailbox = f.codes["email"].astype(np.int64)[ok]
+    enc = pa.chunked_array(parts.pop("customer_key")).combine_chunks().dictionary_encode()
+    cust_codes, cust = enc.indices.to_numpy(), enc.dictionary.to_numpy(zero_copy_only=False)
+    address = combine(_codes(parts.pop("street")), _codes(parts.pop("postcode")))
+    mailbox = _codes(parts.pop("email"))
     addr_edges, mail_edges = _shared(cust_codes, address, max_members), _shared(cust_codes, mailbox, max_members)
+    del address, mailbox, cust_codes
     left = np.concatenate([addr_edges[0], mail_edges[0]]).astype(np.int64)
     right = np.concatenate([addr_edges[1], mail_edges[1]]).astype(np.int64)
     label = components(len(cust), left, right)
-    out = pd.DataFrame({"customer_key": np.asarray(cust, dtype=object), "label": label})
+    out = pd.DataFrame({"customer_key": cust, "label": label})
     anchor = out.groupby("label")["customer_key"].transform("min")
     out["household_id"] = anchor.map(lambda k: "hh_" + hashlib.sha1(k.encode()).hexdigest()[:16])
     out["household_size"] = out.groupby("label")["customer_key"].transform("size").astype("int64")
     out["shared_address"] = np.isin(np.arange(len(cust)), np.concatenate(addr_edges))
     out["shared_mailbox"] = np.isin(np.arange(len(cust)), np.concatenate(mail_edges))
     return out[HOUSEHOLD_COLUMNS].sort_values("customer_key", ignore_index=True)
+
+
+def households(records: pd.DataFrame, crosswalk: pd.DataFrame, max_members: int = MAX_MEMBERS) -> pd.DataFrame:
+    """One row per customer: its household id (stable: derived from the smallest member key),
+    the number of customers in it, and whether it was joined by an address and/or a mailbox."""
+    if records.empty or crosswalk.empty:
+        return pd.DataFrame(columns=HOUSEHOLD_COLUMNS)
+    records = records.drop_duplicates("record_id", keep="last")
+    keys = records["record_id"].astype(str).map(crosswalk.set_index("record_id")["customer_key"])
+    rows = records.loc[keys.notna().to_numpy(), [c for c in SOURCES if c in records]]
+    return household_table([rows.assign(customer_key=keys[keys.notna()].to_numpy())], max_members)
+
+
+def households_in_warehouse(conn, max_members: int = MAX_MEMBERS, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """``households`` of staging.customers and core.customer_crosswalk, read ``chunk_rows`` at a
+    time (DuckDB or Snowflake): never the customers' other columns, never all rows at once."""
+    from personalization_assets.quality.table_checks import read_chunks
+
+    return household_table(read_chunks(conn, KEYS_SQL, rows=chunk_rows), max_members)
