@@ -138,17 +138,20 @@ def uplift_scores(warehouse: Warehouse) -> dg.MaterializeResult:
     sends (trigger and segment holdouts, outcomes attributed as in the results). An audience
     targets the top k with `{trait: uplift_rank, op: "<=", value: k}`. Empty, with the reason in
     the metadata, until both arms have enough members. Updated eagerly after the exposures."""
-    from ..experiments.uplift_scores import UPLIFT_SCORES, build_uplift_scores
+    from ..experiments.uplift_scores import UPLIFT_SCORES, empty_scores, write_uplift_scores
 
     with warehouse.connect() as conn:
         attributed = attributed_in_warehouse(conn) if conn.dialect == "duckdb" else attributed_in_pandas(conn)
-        profiles = conn.query("select * from marts.customer_profiles")
-        frame, fit = build_uplift_scores(profiles, attributed, utc_now())
-        _write(conn, UPLIFT_SCORES, frame)
+        rows, fit = write_uplift_scores(conn, attributed, utc_now())  # trained on the members, scored in SQL
+        del attributed
+        if fit.reason:
+            _write(conn, UPLIFT_SCORES, empty_scores())
+        top = conn.query(f"select * from {UPLIFT_SCORES} order by uplift_rank limit 10")
     qini = {name: dg.MetadataValue.float(float(value)) for name, value in
             (("qini_heldout", fit.qini_heldout), ("qini_random", fit.qini_random)) if value is not None}
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, trained_on=fit.trained_on, not_scored_because=fit.reason or "scored", **qini))
+        top, trained_on=fit.trained_on, not_scored_because=fit.reason or "scored", **qini,
+        **{"dagster/row_count": dg.MetadataValue.int(rows)}))
 
 
 defs = dg.Definitions(assets=[experiment_assignments, experiment_exposures, experiment_results, uplift_scores],

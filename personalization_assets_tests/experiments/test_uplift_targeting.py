@@ -99,3 +99,71 @@ def test_the_asset_scores_every_profile_from_the_exposures(world):  # noqa: F811
     assert meta["dagster/row_count"].value == len(scores) == len(sent)
     assert meta["not_scored_because"].value == "scored" and "qini_heldout" in meta
     assert sorted(scores.uplift_rank) == list(range(1, len(sent) + 1))
+
+
+def _scores_in(conn, profiles: pd.DataFrame, attributed: pd.DataFrame, chunk_rows: int) -> tuple[pd.DataFrame, object]:
+    from personalization_assets.experiments.uplift_scores import write_uplift_scores
+
+    conn.prepare_table("marts", "customer_profiles", profiles)
+    conn.replace_frame("marts", "customer_profiles", profiles)
+    rows, fit = write_uplift_scores(conn, attributed, AT, chunk_rows=chunk_rows)
+    got = conn.query("select * from marts.uplift_scores order by uplift_rank")
+    assert rows == len(got)
+    got["computed_at"] = pd.to_datetime(got["computed_at"], utc=True)
+    return got, fit
+
+
+def _same_scores(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """The same customers in the same order with the same ranks; scores equal up to rounding
+    (SQL and numpy may add the terms in another order)."""
+    assert list(got.columns) == list(expected.columns)
+    assert list(got.customer_key) == list(expected.customer_key)
+    assert list(got.uplift_rank) == list(expected.uplift_rank)
+    np.testing.assert_allclose(got.uplift_score.to_numpy(float), expected.uplift_score.to_numpy(float),
+                               rtol=1e-12, atol=1e-15)
+    assert (got.computed_at == expected.computed_at).all()
+
+
+def _messy(n: int, seed: int):
+    """_population with ties (many equal profiles), missing values and a feature the profiles lack."""
+    profiles, attributed, _ = _population(n, seed)
+    profiles["recency_days"] = profiles["recency_days"].round(-1)
+    profiles.loc[profiles.index % 7 == 0, "recency_days"] = None
+    profiles["p_alive"] = np.where(profiles.index % 3 == 0, np.nan, 0.5 + (profiles.index % 5) / 10)
+    return profiles.drop(columns="email_clicks"), attributed
+
+
+def test_scores_in_the_warehouse_equal_the_in_memory_scores_on_duckdb(duck):
+    profiles, attributed = _messy(3000, 6)
+    expected, fit = build_uplift_scores(profiles, attributed, AT)
+    assert fit.reason is None and expected.uplift_score.duplicated().any()  # ties: the key decides
+    got, got_fit = _scores_in(duck, profiles, attributed, chunk_rows=700)
+    assert got_fit == fit
+    _same_scores(got, expected)
+
+
+def test_scores_in_the_warehouse_equal_the_in_memory_scores_on_snowflake_sql(monkeypatch):
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    # fakesnow has no fetch_pandas_batches (Snowflake's result chunks): one batch of the whole result
+    monkeypatch.setattr(FakeSnowflakeCursor, "fetch_pandas_batches", lambda self: iter([self.fetch_pandas_all()]),
+                        raising=False)
+    profiles, attributed = _messy(1500, 9)
+    expected, fit = build_uplift_scores(profiles, attributed, AT)
+    with fakesnow_connection() as snow:
+        got, got_fit = _scores_in(snow, profiles, attributed, chunk_rows=1000)
+    assert got_fit == fit
+    _same_scores(got, expected)
+
+
+def test_too_few_sends_in_the_warehouse_write_nothing_and_say_why(duck):
+    profiles, attributed, _ = _population(40)
+    duck.prepare_table("marts", "customer_profiles", profiles)
+    duck.replace_frame("marts", "customer_profiles", profiles)
+    from personalization_assets.experiments.uplift_scores import write_uplift_scores
+
+    rows, fit = write_uplift_scores(duck, attributed, AT)
+    assert rows == 0 and "too few randomized sends" in fit.reason
+    assert not duck.table_exists("marts", "uplift_scores")
