@@ -1,7 +1,7 @@
 """Benchmark: the whole graph on DuckDB for N customers and 10 N events, per layer, with memory.
 
     python -m bench.scale --customers 1000000 [--events-per-customer 10] [--workdir DIR] [--no-plain]
-                          [--arrival-days 30 --days-per-run 1] [--rss-cap-mb 6000]
+                          [--arrival-days 30 --days-per-run 1] [--rss-cap-mb 6000] [--capture-outputs]
     python -m bench.scale --demo --customers 20000          (the old mode: the demo's sources)
 
 1. Generate the raw data to Parquet in chunks (`bench/scale_data.py`: numpy/pyarrow, one chunk of
@@ -106,7 +106,7 @@ def _report(figures: dict, peak_mb: float, args, sizes: dict, gen_s: float, load
     rows_by_layer: dict[str, int] = {}
     for asset, n in figures["rows"].items():
         rows_by_layer[figures["asset_layer"][asset]] = rows_by_layer.get(figures["asset_layer"][asset], 0) + n
-    print(f"\nper layer (steps run one at a time; rows = rows written per asset, `dagster/row_count`):")
+    print("\nper layer (steps run one at a time; rows = rows written per asset, `dagster/row_count`):")
     print(f"{'layer':<12} {'steps':>5} {'wall s':>8} {'rows':>13} {'rows/s':>10} {'peak RSS MB':>12} "
           f"{'DuckDB MB':>10} {'RSS-DuckDB MB':>14}")
     total_rows = 0
@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--rss-cap-mb", type=float, default=6_000, help="stop the Dagster process when its RSS "
                         "passes this (a shared machine); the report then names the step it was in. 0: no cap")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain DuckDB peer")
+    parser.add_argument("--capture-outputs", action="store_true", help="keep Dagster's in-process output capture "
+                        "(execute_in_process holds every step's output value until the run ends; off by default)")
     parser.add_argument("--peer-memory-limit", default=None, help="DuckDB memory_limit for the peer's two processes")
     parser.add_argument("--demo", action="store_true", help="the old mode: seed the demo's sources, run the demo")
     args = parser.parse_args()
@@ -247,6 +249,8 @@ def main() -> None:
         days = ["--first-day", first, "--days-per-run", str(args.days_per_run)]
         print(f"staging of events and orders fans out: {args.days_per_run} arrival day(s) per run from {first}, "
               "after a run for the CRM customers; then one run for the rest (all in this one process)")
+    if args.capture_outputs:
+        days.append("--capture-outputs")
     figures, peak_mb = _run_graph(work, now_iso, args.every, args.rss_cap_mb, days)
     _report(figures, peak_mb, args, sizes, gen_s, load_s)
     if not args.no_plain and figures["success"]:

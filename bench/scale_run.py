@@ -8,6 +8,8 @@ from `now` - 1 day to today. A sampling thread reads, every `--every` seconds, t
 (/proc/self/status) and DuckDB's own memory (`sum(memory_usage_bytes)` of `duckdb_memory()`, asked
 through a cursor of each open DuckDB connection: the sampler never opens the database itself)
 and charges both to the step running. Prints a line per step as it ends, then one JSON line.
+Dagster's output capture (execute_in_process keeps every output value until the run ends) is off
+unless `--capture-outputs`: a deployed run's executor keeps none either.
 """
 
 from __future__ import annotations
@@ -146,6 +148,23 @@ def patch_duckdb(sampler: Sampler) -> None:
     duckdb.connect = connect
 
 
+def without_output_capture() -> None:
+    """`execute_in_process` keeps every step's output value (`output_value()` of its result) until
+    the run ends: in one run of the whole graph, every DataFrame an asset handed to the IO manager
+    (core.customers' golden records, crosswalk and evidence, ...) stayed alive for all later steps.
+    This bench reads no output values, so the capture is turned off (Dagster's private call that
+    `execute_in_process` wraps; it has the flag)."""
+    from dagster._core.execution import execute_in_process as module
+
+    original = module.core_execute_in_process
+
+    def core_execute_in_process(*args, **kwargs):
+        kwargs["output_capturing_enabled"] = False
+        return original(*args, **kwargs)
+
+    module.core_execute_in_process = core_execute_in_process
+
+
 def build_jobs(first_day: str | None, last_day: str, days_per_run: int):
     """The runs to make, in order: (job, run tags). One run of the `everything` selection minus raw
     over the arrival days `last_day` - 1 .. `last_day`; or, with `days_per_run`, the CRM customers
@@ -187,6 +206,8 @@ def main() -> None:
                         help="stage events and orders this many arrival days per run (0: one run for everything)")
     parser.add_argument("--rss-cap-mb", type=float, default=6_000,
                         help="stop the run (report, exit 3) when this process's RSS passes it; 0: no cap")
+    parser.add_argument("--capture-outputs", action="store_true",
+                        help="keep Dagster's in-process output capture (every output value held until the run ends)")
     args = parser.parse_args()
     sampler = Sampler(args.every, args.rss_cap_mb)
     patch_duckdb(sampler)
@@ -196,7 +217,7 @@ def main() -> None:
 
     from personalization_assets import clock
     from personalization_assets.demo.progress import layer_of, step_layers
-    from personalization_assets.partitions import day_of, range_tags
+    from personalization_assets.partitions import day_of
 
     now = clock.parse_instant(args.now)
     runs = build_jobs(args.first_day, day_of(max(now, datetime.now(now.tzinfo))), args.days_per_run)
@@ -284,6 +305,8 @@ def main() -> None:
         os._exit(3)
 
     sampler.on_cap = over_cap
+    if not args.capture_outputs:
+        without_output_capture()
     run_started = time.perf_counter()
     sampler.start()
     success, built, expected = True, set(), set()
