@@ -187,6 +187,25 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
+def window_members(block: np.ndarray, order: np.ndarray, dirty: np.ndarray, window: int) -> np.ndarray:
+    """Which members (one per row: its ``block``) sit at most ``window`` places from a ``dirty``
+    member of their block, in ``order`` (the rows sorted by block, then as pairs_within_groups
+    orders a block). Pairs_within_groups pairs a dirty record with the same partners among these
+    members alone as among its whole block: every member between a dirty record and a partner
+    is kept, so no distance shrinks past ``window``."""
+    b, d = block[order], dirty[order]
+    at = np.arange(order.size)
+    last = np.maximum.accumulate(np.where(d, at, -1))  # the nearest dirty member at or before
+    nxt = np.minimum.accumulate(np.where(d, at, order.size)[::-1])[::-1]  # ... at or after
+    near = (last >= 0) & (at - last <= window)
+    near[near] &= b[last[near]] == b[near]
+    after = (nxt < order.size) & (nxt - at <= window)
+    after[after] &= b[nxt[after]] == b[after]
+    keep = np.zeros(order.size, bool)
+    keep[order] = near | after
+    return keep
+
+
 def _sort_rank(f: Features) -> np.ndarray:
     """Alphabetical rank of (surname, first name, birth date): the neighbourhood order in big blocks."""
     parts = []

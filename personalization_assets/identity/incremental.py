@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from personalization_assets.identity.blocking import KEYS, key_hashes
+from personalization_assets.identity.blocking import KEYS, key_hashes, window_members
 from personalization_assets.identity.changes import detect, hex_hashes
 from personalization_assets.identity.features_sql import _arrow_text
 from personalization_assets.identity.cluster import components
@@ -375,16 +375,17 @@ class Plan:
 
 
 def plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisions, max_fraction: float,
-         max_block: int, max_group: int) -> "Plan | str":
+         max_block: int, max_group: int, window: int | None = None) -> "Plan | str":
     """The Plan of an incremental run, or why there is none ("full": too much changed;
-    "no prepared records": the state holds no usable prepared records)."""
-    out = _plan(records, previous, named, decisions, max_fraction, max_block, max_group)
+    "no prepared records": the state holds no usable prepared records). ``window``: the blocking
+    window (candidate_pairs'); a large block then brings only the neighbours of its dirty records."""
+    out = _plan(records, previous, named, decisions, max_fraction, max_block, max_group, window)
     release_memory()  # the whole-table arrays the plan read (~0.4 GB at a million records)
     return out
 
 
 def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decisions, max_fraction: float,
-          max_block: int, max_group: int) -> "Plan | str":
+          max_block: int, max_group: int, window: int | None) -> "Plan | str":
     prep = previous.prepared
     cw = previous.crosswalk
     groups = ["group_" + "_".join(cols) for cols, _ in NAMESAKES]
@@ -433,13 +434,14 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
 
     whole_table = WholeTable(saved_cols, pos_of_row, valid, fresh_h, fresh)
     try:
-        wanted = [dirty]
         found: dict[str, np.ndarray] = {}  # positions holding a dirty record's value of a block or key
+        blocks = {}
         refused = []
         for name in [f"block_{k}" for k in KEYS] + [f"value_{c}" for c in EXACT.values()]:
-            pos, _ = whole_table.members(name, held(name, dirty), max_block)
+            pos, vals = whole_table.members(name, held(name, dirty), max_block)
             found[name] = pos
-            wanted.append(pos)
+            if name.startswith("block_"):
+                blocks[name] = (pos, vals)
             if name.startswith("value_"):
                 rule = next(r for r, c in EXACT.items() if f"value_{c}" == name)
                 _, size, first = whole_table.crowded(name, max_group)
@@ -447,6 +449,10 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
         # placeholder profiles, over all records
         ph_values = whole_table.crowded("profile", max_group)[0]
         ph_pos = np.sort(whole_table.members("profile", ph_values)[0])
+        if window is not None:  # a large block: only the members a dirty record can pair with
+            found.update(_near_dirty(blocks, dirty, window, n, lambda where: _saved_values(
+                prep, ff, where, row_of_pos, fresh_at, ("ln", "fn", "birth"))))
+        wanted = [dirty] + list(found.values())
         # the clusters of the records found, closed over held links, and the records on the other side
         # of their saved links (an old link is scored again only when both records are prepared)
         l1 = _union(wanted, n)
@@ -614,6 +620,43 @@ def _held_components(previous: ResolvedState, al: Aligned) -> "tuple[np.ndarray,
     ka, kb = al.key[lp[ok]], al.key[rp[ok]]
     codes, uniq = pd.factorize(np.concatenate([ka, kb]))
     return np.asarray(uniq, object), components(len(uniq), codes[:ka.size], codes[ka.size:])
+
+
+def _near_dirty(blocks: dict[str, tuple[np.ndarray, np.ndarray]], dirty: np.ndarray, window: int, n: int,
+                text_of: Callable[[np.ndarray], dict[str, pa.ChunkedArray]]) -> dict[str, np.ndarray]:
+    """Per blocking key, the members found (``blocks``: positions and their block) that a dirty
+    record pairs with: every member of a block of at most window + 1, and of a larger block those
+    within ``window`` places of a dirty member in candidate_pairs' order (surname, first name,
+    birth date, position: blocking.window_members). ``text_of`` gives those three cleaned columns."""
+    big = {}
+    for name, (pos, vals) in blocks.items():
+        _, inv, cnt = np.unique(vals, return_inverse=True, return_counts=True)
+        big[name] = cnt[inv.ravel()] > window + 1
+    wide = _union([pos[big[name]] for name, (pos, _) in blocks.items()], n)
+    if not wide.size:
+        return {name: pos for name, (pos, _) in blocks.items()}
+    ranks = [_dense_rank(col) for col in text_of(wide).values()]  # surname, first name, birth date
+    is_dirty = np.zeros(n, bool)
+    is_dirty[dirty] = True
+    out = {}
+    for name, (pos, vals) in blocks.items():
+        m = big[name]
+        bp, bv = pos[m], vals[m]
+        at = np.searchsorted(wide, bp)
+        order = np.lexsort((bp, ranks[2][at], ranks[1][at], ranks[0][at], bv))
+        out[name] = np.concatenate([pos[~m], bp[window_members(bv, order, is_dirty[bp], window)]])
+    return out
+
+
+def _dense_rank(text: pa.ChunkedArray) -> np.ndarray:
+    """Per value, its rank in byte order (equal values equal), -1 where missing: the order of
+    blocking._sort_rank's ranks."""
+    arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    rank = pc.rank(arr, sort_keys="ascending", tiebreaker="dense").to_numpy()
+    rank = rank.astype(np.int64)
+    if arr.null_count:
+        rank[arr.is_null().to_numpy(zero_copy_only=False)] = -1
+    return rank
 
 
 def _saved_values(prep, ff: Features, where: np.ndarray, row_of_pos: np.ndarray, fresh_at: np.ndarray,

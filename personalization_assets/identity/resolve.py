@@ -68,7 +68,7 @@ def resolve(records: pd.DataFrame, previous: ResolvedState | None = None,
     if previous is not None and previous.model is not None and n:
         # prepare only new and changed records, from the previous run's prepared records
         plan = incremental.plan(records, previous, {r for g in unmerges for r in g}, decisions,
-                                INCREMENTAL_MAX_FRACTION, cfg.max_block_size, cfg.max_key_group)
+                                INCREMENTAL_MAX_FRACTION, cfg.max_block_size, cfg.max_key_group, cfg.block_window)
         why, plan = (plan, None) if isinstance(plan, str) else ("", plan)
     if plan is None:
         # a run over every record: its freed arrays leave the process (memory.py). Not for a plan's

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from personalization_assets.identity.blocking import candidate_pairs, pairs_within_groups
+from personalization_assets.identity.blocking import candidate_pairs, pairs_within_groups, window_members
 from personalization_assets.identity.prepare import features
 from personalization_assets_tests.identity.identity_factory import population
 
@@ -22,6 +22,26 @@ def test_pairs_within_groups_matches_brute_force(codes, cap):
     assert set(zip(a.tolist(), b.tolist())) == expected
     assert len(a) == len(expected)
     assert skipped == sum(s for s in sizes.values() if s > cap)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=-1, max_value=3), st.booleans()), max_size=60),
+       st.integers(min_value=1, max_value=5), st.randoms(use_true_random=False))
+def test_window_members_give_a_dirty_record_the_partners_of_its_whole_block(rows, window, rnd):
+    """An incremental plan builds features only for the members near a dirty record in a big block."""
+    codes = np.array([c for c, _ in rows], np.int64)
+    dirty = np.array([d for _, d in rows], bool)
+    order_key = np.array(rnd.sample(range(codes.size), codes.size), np.int64)
+
+    def dirty_pairs(c):
+        a, b, _ = pairs_within_groups(c, 1000, window, order_key)
+        return {(x, y) for x, y in zip(a.tolist(), b.tolist()) if dirty[x] or dirty[y]}
+    member = np.flatnonzero(codes >= 0)
+    keep = window_members(codes[member], np.lexsort((order_key[member], codes[member])), dirty[member], window)
+    near = np.full(codes.size, -1, np.int64)
+    near[member[keep]] = codes[member[keep]]
+    assert dirty_pairs(near) == dirty_pairs(codes)
+    assert keep[dirty[member]].all()
 
 
 def test_candidate_pairs_finds_typo_and_swapped_duplicates():
