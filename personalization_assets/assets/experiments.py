@@ -10,7 +10,8 @@ from .. import settings
 from ..experiments.holdouts import declared_experiments
 from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_pandas,
                                     attributed_in_warehouse,
-                                    build_assignments, build_exposures, build_results, exposure_log_path,
+                                    build_assignments, build_exposures, build_results, exposure_arms,
+                                    exposure_log_path,
                                     read_outcomes, results_from_attributed)
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
@@ -65,8 +66,8 @@ def experiment_exposures(warehouse: Warehouse) -> dg.MaterializeResult:
     intent-to-treat; suppressed people are in neither arm. Updated eagerly after the assignments."""
     experiments = declared_experiments()
     with warehouse.connect() as conn:
-        assignments = conn.query(f"select * from {ASSIGNMENTS}")
-        frame = build_exposures(conn, experiments, assignments, exposure_log_path(settings.data_dir()))
+        arms = exposure_arms(conn, experiments)  # the segment members' arms only
+        frame = build_exposures(conn, experiments, arms, exposure_log_path(settings.data_dir()))
         _write(conn, EXPOSURES, frame)
     counts = frame.groupby(["experiment", "arm"]).customer_key.nunique()
     return dg.MaterializeResult(metadata=frame_metadata(

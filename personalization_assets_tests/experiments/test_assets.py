@@ -146,3 +146,30 @@ def test_attribution_in_the_warehouse_equals_the_pandas_rule(world):
                                      pre_period=PRE_PERIOD)
     assert inside["converted"].sum() > 100
     pd.testing.assert_frame_equal(inside.reset_index(drop=True), outside.reset_index(drop=True))
+
+
+def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignment(world, tmp_path):
+    from personalization_assets.experiments.pipeline import build_exposures, exposure_arms, exposure_log_path
+
+    warehouse, _ = world
+    with warehouse.connect() as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
+        conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
+        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                     "order by customer_key limit 300", [NOW - timedelta(days=3)])
+        conn.execute("insert into marts.customer_profiles select customer_key, 'hibernating' from core.customers")
+    assert dg.materialize(ALL[:1], resources={"warehouse": warehouse}).success
+    experiments = declared_experiments()
+    with warehouse.connect() as conn:  # members who joined after the assignments ran: their hash arm
+        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                     "order by customer_key desc limit 50", [NOW - timedelta(days=1)])
+        conn.execute("insert into marts.segment_membership values ('win_back', 'cus_new', ?)", [NOW])
+        every = conn.query("select * from marts.experiment_assignments")
+        arms = exposure_arms(conn, experiments)
+        log = exposure_log_path(tmp_path)
+        expected = build_exposures(conn, experiments, every, log)
+        got = build_exposures(conn, experiments, arms, log)
+    assert len(arms) < len(every) / 5 and set(arms.experiment) == {"segment:win_back", "global_control"}
+    assert (expected.source == "segment").sum() > 600 and "cus_new" in set(expected.customer_key)
+    pd.testing.assert_frame_equal(got, expected)
