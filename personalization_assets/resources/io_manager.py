@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 from pydantic import PrivateAttr
 
 from .faults import fault_point
@@ -24,6 +25,10 @@ from .warehouse import DuckDBWarehouse, WarehouseConnection, identifier
 
 # Output metadata: the `schema.table` names a step's outputs commit together (all or none).
 COMMIT_GROUP = "warehouse/commit_group"
+# Input metadata: read only those of these columns the table has (a step that uses what is there).
+COLUMNS_IF_PRESENT = "warehouse/columns_if_present"
+# Input metadata: text columns as Arrow-backed strings (~20 bytes a value, not a ~70-byte Python str).
+ARROW_STRINGS = "warehouse/arrow_strings"
 COMMITS = ("ops", "table_commits")
 
 
@@ -71,12 +76,17 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
         strict = upstream is not None and COMMIT_GROUP in upstream.definition_metadata
         # An input's metadata `columns` (Dagster's convention) reads only those columns: identity_map
         # needs 5 of staging.events' columns, not its payload texts (most of a day's bytes).
-        columns = (context.definition_metadata or {}).get("columns")
-        select = ", ".join(identifier(c) for c in columns) if columns else "*"
+        meta = context.definition_metadata or {}
+        columns = meta.get("columns")
         fault_point("before_load", name)
         with self._connect() as conn:
             verify_tables(conn, [name], strict=strict)
-            return conn.query(f"select {select} from {name}{where}", params)
+            if not columns and meta.get(COLUMNS_IF_PRESENT):
+                have = set(table_columns(conn, name))
+                columns = [c for c in meta[COLUMNS_IF_PRESENT] if c in have]
+            select = ", ".join(identifier(c) for c in columns) if columns else "*"
+            sql = f"select {select} from {name}{where}"
+            return query_arrow_strings(conn, sql, params) if meta.get(ARROW_STRINGS) else conn.query(sql, params)
 
 
 def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFrame,
@@ -94,6 +104,26 @@ def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFr
         context.log.debug(f"{name} held until {', '.join(missing)} arrive: they commit together")
         return None
     return {t: held.pop(t) for t in group}
+
+
+def table_columns(conn: WarehouseConnection, name: str) -> list[str]:
+    """The column names of `schema.table`, in order."""
+    schema, table = name.split(".")
+    return conn.query("select column_name from information_schema.columns where lower(table_schema) = lower(?) "
+                      "and lower(table_name) = lower(?) order by ordinal_position", [schema, table])["column_name"].tolist()
+
+
+def query_arrow_strings(conn: WarehouseConnection, sql: str, params: Sequence = ()) -> pd.DataFrame:
+    """`conn.query`, but with text columns backed by the Arrow result (no Python string per value);
+    the other columns are typed as `conn.query` types them. DuckDB only (elsewhere: `conn.query`)."""
+    if conn.dialect != "duckdb":
+        return conn.query(sql, params)
+    table = conn.raw.sql(sql, params=list(params)).to_arrow_table()
+    text = {f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+    rest = [c for c in table.column_names if c not in text]
+    typed = conn.raw.from_arrow(table.select(rest)).df() if rest else None  # DuckDB's pandas types, same order
+    return pd.DataFrame({c: pd.arrays.ArrowExtensionArray(table.column(c)) if c in text else typed[c]
+                         for c in table.column_names}, copy=False)
 
 
 def table_name(key: dg.AssetKey) -> str:
