@@ -7,6 +7,7 @@ Thin shells over `experiments/pipeline.py`; the lift is computed by the same cod
 import dagster as dg
 
 from .. import settings
+from ..heap import releasing
 from ..experiments.holdouts import declared_experiments
 from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_pandas,
                                     attributed_in_warehouse,
@@ -39,6 +40,7 @@ def _write(conn, table: str, frame) -> None:
 @dg.asset(key=ASSIGNMENTS_KEY, deps=INPUTS, group_name="experiments", pool=WAREHOUSE_POOL, kinds={"python"},
           automation_condition=EAGER, tags={"pii": "true"},  # customer keys: erased with the person, previews masked
           metadata={"activation/pii_tables": [".".join(CROSSWALK_SNAPSHOT)]})
+@releasing  # hand back what the steps before freed (glibc keeps it otherwise)
 def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
     """Each customer's arm in each declared experiment (global control, trigger and segment
     holdouts): a hash of customer_key and the experiment's salt, so the same on every run. After
@@ -59,6 +61,7 @@ def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
 
 @dg.asset(key=EXPOSURES_KEY, deps=[ASSIGNMENTS_KEY, ["marts", "segment_membership"]], group_name="experiments",
           pool=WAREHOUSE_POOL, kinds={"python"}, automation_condition=EAGER, tags={"pii": "true"})
+@releasing
 def experiment_exposures(warehouse: Warehouse) -> dg.MaterializeResult:
     """Every send decision of an experiment with its arm, at the moment it was taken: the
     sender's (trigger fires, from its exposure log) and the held-out segments'. A control member
@@ -101,6 +104,7 @@ def exposures_match_declared_split(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset(key=RESULTS_KEY, deps=[EXPOSURES_KEY, *OUTCOME_INPUTS], group_name="experiments", pool=WAREHOUSE_POOL,
           kinds={"python"}, automation_condition=EAGER)
+@releasing
 def experiment_results(warehouse: Warehouse) -> dg.MaterializeResult:
     """Per experiment, outcome (converted, orders, revenue_minor, visits, email opens and clicks,
     within 7 days of the first exposure) and arm: n, mean, absolute lift vs the control with its
@@ -133,6 +137,7 @@ UPLIFT_KEY = dg.AssetKey(["marts", "uplift_scores"])
 @dg.asset(key=UPLIFT_KEY, deps=[EXPOSURES_KEY, ["marts", "customer_profiles"], *OUTCOME_INPUTS],
           group_name="experiments", pool=WAREHOUSE_POOL, kinds={"python"}, automation_condition=EAGER,
           tags={"pii": "true"})
+@releasing
 def uplift_scores(warehouse: Warehouse) -> dg.MaterializeResult:
     """Every customer's expected incremental conversion from an email (`uplift_score`) and rank
     (`uplift_rank`, 1 = the most persuadable), from a two-model uplift trained on past randomized
