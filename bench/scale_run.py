@@ -34,6 +34,29 @@ def _rss_kib(field: str = "VmRSS") -> int:
     return 0
 
 
+def heap_mb() -> dict[str, float]:
+    """Where the process's memory is, between steps: glibc's heap in use (live Python objects,
+    pandas and numpy buffers, DuckDB's own allocations) and free but kept by glibc (RSS that
+    `malloc_trim` would return), and Arrow's pool in use. Empty off glibc."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    import pyarrow as pa
+
+    return {"heap_used_mb": (info.uordblks + info.hblkhd) / KIB / KIB, "heap_free_mb": info.fordblks / KIB / KIB,
+            "arrow_mb": pa.total_allocated_bytes() / KIB / KIB}
+
+
 class Tracked:
     """A DuckDB connection as the code that opened it sees it (every attribute passes through),
     whose close waits while the sampler reads DuckDB's memory through a cursor of it: closing a
@@ -257,6 +280,7 @@ def main() -> None:
             entry = sampler.steps[step]
             entry["seconds"] += time.perf_counter() - begun.pop(step)
             entry["rss_end_mb"] = _rss_kib() / KIB
+            entry.update({f"end_{k}": v for k, v in heap_mb().items()})
             entry["status"] = kind.value
             if kind == dg.DagsterEventType.STEP_FAILURE:
                 error = event.step_failure_data.error
@@ -266,7 +290,9 @@ def main() -> None:
             sampler.step = None
             print(f"  step {step:<48} {entry['layer']:<11} {entry['seconds']:8.1f} s  "
                   f"peak RSS {entry.get('rss_mb', 0):7.0f} MB  DuckDB {entry.get('duckdb_mb', 0):7.0f} MB  "
-                  f"{kind.value.lower().replace('step_', '')}", flush=True)
+                  f"{kind.value.lower().replace('step_', '')}  (at its end: RSS {entry['rss_end_mb']:.0f} MB, glibc heap "
+                  f"in use {entry.get('end_heap_used_mb', 0):.0f} MB, free {entry.get('end_heap_free_mb', 0):.0f} MB, "
+                  f"Arrow {entry.get('end_arrow_mb', 0):.0f} MB)", flush=True)
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
