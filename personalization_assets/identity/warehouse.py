@@ -136,13 +136,11 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
                 + candidates_sql(cfg.max_block_size, cfg.block_window, cfg.max_key_group))
     n_candidates = con.sql("select count(*) from _identity_candidates where blocked").fetchall()[0][0]
     lap("blocking")
-    # every candidate pair compared once: training samples these levels, scoring weighs them
-    _do(con, "create or replace temp table _identity_levels as "
-        + levels_sql("select * from _identity_candidates", fields, sides=False))
-    lap("compare")
     comp = SqlComparator(con, fields)
     model = _train(con, comp, n, n_candidates, cfg)
     lap("train")
+    _compare(con, model, fields, cfg)
+    lap("compare")
     tf = {}
     for f, c in TF_COLUMNS.items():
         if f in fields:
@@ -158,14 +156,9 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
     rule = ("case when src then 'exact:source_id' " +
             ("when lv_email = 2 then 'exact:email_key' " if "email" in fields else "") +
             ("when lv_phone = 3 then 'exact:phone' " if "phone" in fields else "") + "else 'fuzzy' end")
-    # term frequencies and households only lower a weight: a pair whose plain Fellegi-Sunter
-    # weight misses the threshold cannot link (scoring.matching_pairs), so only the others are
-    # joined to their records and fully scored
-    need = float(np.log2(thr / (1 - thr)))
-    plain = " + ".join([repr(_prior(model))] + [weight_case(f, t) for f, t in zip(fields, model.weight_tables())])
     _do(con, f"""create or replace temp table _identity_scored as
         select a, b, src, blocked, prob, conflict, n_conflicts, {rule} as rule
-        from ({score(f'select * from _identity_levels where src or {plain} >= {need - SLACK!r}', leveled=True)})
+        from ({score('select * from _identity_levels', leveled=True)})
         where (blocked and prob >= {thr!r}) or src""")
     links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob
         from _identity_scored where not conflict and (src or prob >= {thr!r}) order by src, a, b""").to_arrow_table()
@@ -199,6 +192,25 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
     stats["duplicates_merged"] = stats["records"] - stats["customers"]
     _drop_helpers(con)
     return WarehouseResolution(crosswalk_table, crosswalk_table + "_links", model, review_out, stats)
+
+
+def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
+    """Levels of the candidate pairs that can link, into ``_identity_levels``. Term frequencies,
+    caps and households only lower a weight, so a pair whose plain Fellegi-Sunter weight misses
+    the threshold cannot link (scoring.matching_pairs). The street (an edit distance of long
+    strings: most of the cost) is compared last, only for pairs that reach the threshold with
+    the street's best weight; then every level of those pairs, plainly weighed."""
+    thr = float(cfg.threshold)
+    need = float(np.log2(thr / (1 - thr))) - SLACK
+    tables = dict(zip(fields, model.weight_tables()))
+    cheap = [f for f in fields if f != "street"]
+    bound = " + ".join([repr(_prior(model) + float(np.max(tables.get("street", [0.0]))))]
+                       + [weight_case(f, tables[f]) for f in cheap])
+    plain = " + ".join([repr(_prior(model))] + [weight_case(f, tables[f]) for f in fields])
+    kept = (f"select a, b, src, blocked from ({levels_sql('select * from _identity_candidates', cheap, sides=False)})"
+            f" where src or {bound} >= {need!r}") if cheap else "select * from _identity_candidates"
+    _do(con, f"""create or replace temp table _identity_levels as
+        select * from ({levels_sql(kept, fields, sides=False)}) where src or {plain} >= {need!r}""")
 
 
 def _do(con, sql: str) -> None:
@@ -275,8 +287,9 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
                                         list(comp.fields), cfg.seed)
     sample = "" if n_candidates <= PRIOR_SAMPLE_PAIRS else \
         f"using sample reservoir({PRIOR_SAMPLE_PAIRS} rows) repeatable ({int(cfg.seed)})"
+    drawn = f"select a, b from (select a, b from _identity_candidates where blocked) {sample}"
     cand = con.sql(f"select {', '.join('lv_' + f for f in comp.fields)} from "
-                   f"(select * from _identity_levels where blocked) {sample}").to_arrow_table()
+                   f"({levels_sql(drawn, comp.fields, sides=False)})").to_arrow_table()
     levels = np.column_stack([cand.column(f"lv_{f}").to_numpy() for f in comp.fields]).astype(np.uint8) \
         if comp.fields else np.empty((cand.num_rows, 0), np.uint8)
     model.match_rate = min(match_rate(model, levels, n_candidates, n, cfg.household_extra), cfg.max_prior)

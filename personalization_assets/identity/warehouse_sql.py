@@ -167,6 +167,17 @@ def _osa(a: str, b: str, upto: int = 1, lev: str | None = None) -> str:
             f"when {near} then damerau_levenshtein({a}, {b}) else {lev} end")
 
 
+def _within_one(a: str, b: str) -> str:
+    """OSA distance capped at 2 (2 = "two or more"): the levels of dates, postcodes and phones ask
+    no more. Equal lengths: one substitution (Hamming 1) or one adjacent transposition (Hamming 2,
+    and Damerau-Levenshtein 1); lengths one apart: one insertion (Levenshtein 1); else two or
+    more. Hamming costs a fraction of an edit distance, which runs only where it can say 1."""
+    return (f"case when {a} is null or {b} is null then null when {a} = {b} then 0 "
+            f"when length({a}) = length({b}) then case when hamming({a}, {b}) = 1 then 1 "
+            f"when hamming({a}, {b}) = 2 and damerau_levenshtein({a}, {b}) = 1 then 1 else 2 end "
+            f"when abs(length({a}) - length({b})) = 1 then least(levenshtein({a}, {b}), 2) else 2 end")
+
+
 def _jw(a: str, b: str) -> str:
     return (f"case when {a} is null or {b} is null then null when {a} = {b} then 1.0 "
             f"else cast(jaro_winkler_similarity({a}, {b}) as float) end")
@@ -190,11 +201,11 @@ def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True) -> str:
     ratio = (f"case when {x} is null or {y} is null then null when {x} = {y} then 1.0 else 1.0 - cast("
              f"2 * ({edits}) - abs(length({x}) - length({y})) as double) / n_st end")
     raw = {"birth": "bd", "postcode": "pd", "phone": "ph", "national_id": "ni"}
-    edit_cols = ", ".join(f"l.{c} as l_{c}_, r.{c} as r_{c}_, levenshtein(l.{c}, r.{c}) as e_{v}"
-                          for c, v in raw.items())
-    distances = ", ".join(_osa(f"l_{c}_", f"r_{c}_", 2 if c == "national_id" else 1, f"e_{v}") + f" as {v}"
-                          for c, v in raw.items())
-    raw_cols = ", ".join([f"l_{c}_, r_{c}_, e_{v}" for c, v in raw.items()] + ["l_ss", "r_ss", "e_st", "n_st"])
+    edit_cols = ", ".join([f"l.{c} as l_{c}_, r.{c} as r_{c}_" for c in raw]
+                          + ["levenshtein(l.national_id, r.national_id) as e_ni"])
+    distances = ", ".join(_within_one(f"l_{c}_", f"r_{c}_") + f" as {v}" for c, v in raw.items()
+                          if c != "national_id") + ", " + _osa("l_national_id_", "r_national_id_", 2, "e_ni") + " as ni"
+    raw_cols = ", ".join([f"l_{c}_, r_{c}_" for c in raw] + ["e_ni", "l_ss", "r_ss", "e_st", "n_st"])
     lv = {
         "first_name": f"case when fs is null then 0 when fs >= {_f(1.0)} then 4 "
                       f"when fs >= {_f(0.92)} or nick then 3 when fs >= {_f(0.8)} then 2 else 1 end",
@@ -368,8 +379,9 @@ def _with_sides(levels: str) -> str:
 def to_snowflake(sql: str) -> str:
     """The same query in Snowflake's dialect. sqlglot translates the syntax; the map fixes the
     functions whose meaning differs: JAROWINKLER_SIMILARITY returns an integer 0-100 (DuckDB a
-    float 0-1), and Snowflake has no Damerau-Levenshtein, so OSA up to 1 becomes EDITDISTANCE
-    (an adjacent transposition then costs 2, one level lower for that field)."""
+    float 0-1), and Snowflake has neither Damerau-Levenshtein nor Hamming, so both become
+    EDITDISTANCE (which equals Hamming where either is 1 on strings of equal length; an adjacent
+    transposition then costs 2, one level lower for that field)."""
     import sqlglot
     from sqlglot import exp
 
@@ -377,7 +389,7 @@ def to_snowflake(sql: str) -> str:
         if isinstance(node, exp.JarowinklerSimilarity):
             return exp.Div(this=exp.Anonymous(this="JAROWINKLER_SIMILARITY", expressions=[node.this, node.expression]),
                            expression=exp.Literal.number("100.0"))
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "damerau_levenshtein":
+        if isinstance(node, exp.Anonymous) and node.name.lower() in ("damerau_levenshtein", "hamming"):
             return exp.Levenshtein(this=node.expressions[0], expression=node.expressions[1])
         return node
 
