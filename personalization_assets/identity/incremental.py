@@ -34,6 +34,7 @@ from personalization_assets.identity.prepare import (
     MISSING,
     SAVED,
     Features,
+    coded_by_hash,
     features,
     from_saved,
     mix,
@@ -310,6 +311,7 @@ EXACT = {"email_key": "email", "phone": "phone", "source_id": "source_key"}  # e
 BLOCK_ONLY = ("email_block", "birth_ym", "fn_init", "ln_init", "street_number", "phone_tail")
 MATCHED = tuple(c for c in SAVED if c not in BLOCK_ONLY)  # the columns a plan's local features hold
 TF = ("fn", "ln", "email", "phone", "street")  # evidence.TF_COLUMNS' columns
+BY_HASH = TF + ("source_key",)  # MATCHED columns with a saved value hash (hash_columns' value_*)
 PROFILE = ("fn", "ln", "birth", "street", "city", "postcode", "email", "phone", "national_id")
 
 
@@ -484,7 +486,14 @@ def _plan(records: pd.DataFrame, previous: ResolvedState, named: set[str], decis
     release_memory()  # the whole table's columns, before the local records' text is read
     # features of the local records: saved values, fresh ones cleaned (not the columns only blocking
     # reads: the plan's blocks are hashes; those are read for the records the run saves, see block_only)
-    lf = from_saved(_saved_values(prep, ff, local, row_of_pos, fresh_at, MATCHED), rid[local], hashes[local])
+    # columns with a saved value hash are coded from it and read only at each value's first record
+    coded = {}
+    for c in BY_HASH:
+        codes, first = coded_by_hash(h[f"value_{c}"])
+        text = _saved_values(prep, ff, local[first], row_of_pos, fresh_at, (c,))[c]
+        coded[c] = codes, text.combine_chunks() if text.num_chunks else pa.array([], pa.string())
+    lf = from_saved(_saved_values(prep, ff, local, row_of_pos, fresh_at, tuple(c for c in MATCHED if c not in coded)),
+                    rid[local], hashes[local], coded)
 
     def block_only(where: np.ndarray) -> dict[str, pa.Array]:
         """The BLOCK_ONLY columns of the local records at ``where``, as saved_columns gives them."""
@@ -635,27 +644,25 @@ def _near_dirty(blocks: dict[str, tuple[np.ndarray, np.ndarray]], dirty: np.ndar
     wide = _union([pos[big[name]] for name, (pos, _) in blocks.items()], n)
     if not wide.size:
         return {name: pos for name, (pos, _) in blocks.items()}
-    ranks = [_dense_rank(col) for col in text_of(wide).values()]  # surname, first name, birth date
+    rank = _name_rank(text_of(wide))
     is_dirty = np.zeros(n, bool)
     is_dirty[dirty] = True
     out = {}
     for name, (pos, vals) in blocks.items():
         m = big[name]
         bp, bv = pos[m], vals[m]
-        at = np.searchsorted(wide, bp)
-        order = np.lexsort((bp, ranks[2][at], ranks[1][at], ranks[0][at], bv))
+        order = np.lexsort((rank[np.searchsorted(wide, bp)], bv))
         out[name] = np.concatenate([pos[~m], bp[window_members(bv, order, is_dirty[bp], window)]])
     return out
 
 
-def _dense_rank(text: pa.ChunkedArray) -> np.ndarray:
-    """Per value, its rank in byte order (equal values equal), -1 where missing: the order of
-    blocking._sort_rank's ranks."""
-    arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    rank = pc.rank(arr, sort_keys="ascending", tiebreaker="dense").to_numpy()
-    rank = rank.astype(np.int64)
-    if arr.null_count:
-        rank[arr.is_null().to_numpy(zero_copy_only=False)] = -1
+def _name_rank(text: dict[str, pa.ChunkedArray]) -> np.ndarray:
+    """Per record (ascending positions), its place in blocking._sort_rank's order: surname, first
+    name, birth date (``text``, in that order) in byte order, missing first, then position."""
+    table = pa.table({c: v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for c, v in text.items()})
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in table.column_names])  # stable
+    rank = np.empty(len(order), np.int64)
+    rank[order.to_numpy()] = np.arange(len(order))
     return rank
 
 

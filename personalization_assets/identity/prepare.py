@@ -78,12 +78,16 @@ def saved_columns(f: Features, rows: np.ndarray | None = None, columns: tuple[st
     return out
 
 
-def from_saved(columns: dict[str, pa.Array], record_id: np.ndarray, record_hash: np.ndarray) -> Features:
+def from_saved(columns: dict[str, pa.Array], record_id: np.ndarray, record_hash: np.ndarray,
+               coded: dict[str, tuple[np.ndarray, pa.Array]] | None = None) -> Features:
     """Features of records whose cleaned values were saved by an earlier run (see saved_columns),
     the same as features() of their raw rows (of the SAVED columns given: all of them for a whole
-    Features)."""
+    Features). ``coded``: columns whose codes and values are known already (coded_by_hash)."""
     codes, values = {}, {}
     for col in SAVED:
+        if coded and col in coded:
+            codes[col], values[col] = coded[col]
+            continue
         if col not in columns:
             continue
         arr = columns[col]
@@ -97,6 +101,19 @@ def from_saved(columns: dict[str, pa.Array], record_id: np.ndarray, record_hash:
             c = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1, c)
         codes[col], values[col] = c.astype(np.int32), enc.dictionary
     return _derived(Features(codes, values, np.asarray(record_id, object), np.asarray(record_hash, np.uint64)))
+
+
+def coded_by_hash(vh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a column from its stable value hashes (value_hashes; MISSING where missing), numbered
+    in order of first appearance as dictionary_encode numbers the values, and the position of each
+    code's first record (where its value is read): no hashing of the text again."""
+    held = np.flatnonzero(vh >= 0)
+    sub, uniq = pd.factorize(vh[held])
+    codes = np.full(vh.size, -1, np.int32)
+    codes[held] = sub
+    first = np.empty(len(uniq), np.int64)
+    first[sub[::-1]] = held[::-1]  # the last write of each code is its first record
+    return codes, first
 
 
 def concat(parts: list[Features]) -> Features:

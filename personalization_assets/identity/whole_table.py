@@ -15,6 +15,14 @@ import pandas as pd
 
 BUCKETS = (1 << 20) - 1  # hash buckets (a mask) for counting crowded values and screening lookups
 SCAN = 1 << 16  # records per slice of a screening pass (its temporaries stay in cache)
+MAX_SCREEN = (1 << 22) - 1  # most buckets of a screening bitmap (4 MB)
+
+
+def _screen_mask(values: int) -> int:
+    """Buckets (a mask) of the bitmap screening for ``values`` values: at least 16 per value, so
+    that few records pass to the hash lookup (at a quarter of a million values, 1M buckets let
+    a fifth of the records through: ~35 ms a pass, against ~21 ms with 4M)."""
+    return max(BUCKETS, min(MAX_SCREEN, (1 << int(16 * values).bit_length()) - 1))
 
 
 class WholeTable:
@@ -38,13 +46,14 @@ class WholeTable:
         looked up. Each slice of SCAN records is done whole, so no temporary spans the table."""
         values = np.asarray(values, np.int64)
         table = pd.Index(values)  # a hash table of the values asked for
-        bucket = np.zeros(BUCKETS + 1, bool)
-        bucket[values & BUCKETS] = True
+        mask = _screen_mask(values.size)
+        bucket = np.zeros(mask + 1, bool)
+        bucket[values & mask] = True
         pos, which, counts = [], [], np.zeros(values.size, np.int64)
         for col, at, keep in ((self.saved[name], self.pos_of_row, self.valid), (self.fresh[name], self.fresh_pos, None)):
             for s in range(0, col.size, SCAN):
                 part = col[s:s + SCAN]
-                maybe = np.flatnonzero(bucket[part & BUCKETS])
+                maybe = np.flatnonzero(bucket[part & mask])
                 if keep is not None:
                     maybe = maybe[keep[s:s + SCAN][maybe]]
                 code = table.get_indexer(part[maybe])

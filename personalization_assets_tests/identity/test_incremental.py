@@ -196,8 +196,30 @@ def test_whole_table_answers_equal_plain_counts():
         assert sorted(zip(pos, val)) == sorted(zip(want["pos"], want["k"]))
         counts, total = wt.counts("k", ask)
         assert list(counts) == [int((every["k"] == a).sum()) for a in ask] and total == len(every)
+        # a quarter of a million values asked: a larger screening bitmap, the same answers
+        many = np.unique(np.concatenate([ask, rng.integers(0, 1 << 62, 250_000)]))
+        counts, _ = wt.counts("k", many)
+        assert dict(zip(many[counts > 0], counts[counts > 0])) == every["k"].value_counts().loc[
+            lambda c: c.index.isin(many)].to_dict()
     finally:
         wt.close()
+
+
+def test_plan_codes_and_order_from_saved_hashes_equal_the_features(households):
+    """An incremental plan codes the hashed columns from their saved value hashes and orders a large
+    block's members by their saved names: the same codes, values and order as the features give."""
+    from personalization_assets.identity.blocking import _sort_rank
+    from personalization_assets.identity.incremental import BY_HASH, _name_rank, hash_columns
+    from personalization_assets.identity.prepare import coded_by_hash
+
+    f = features(households)
+    back, h = from_saved(saved_columns(f), f.record_id, f.record_hash), hash_columns(f)
+    for c in BY_HASH:
+        codes, first = coded_by_hash(h[f"value_{c}"])
+        assert np.array_equal(codes, back.codes[c]), c
+        assert f.text(c)[first].tolist() == back.values[c].to_pylist(), c
+    text = {c: pa.chunked_array([pa.array(f.text(c), pa.string())]) for c in ("ln", "fn", "birth")}
+    assert np.array_equal(_name_rank(text), _sort_rank(f))
 
 
 def test_a_prepared_file_is_read_a_column_at_a_time(tmp_path, households):
