@@ -209,8 +209,14 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
     plain = " + ".join([repr(_prior(model))] + [weight_case(f, tables[f]) for f in fields])
     kept = (f"select a, b, src, blocked from ({levels_sql('select * from _identity_candidates', cheap, sides=False)})"
             f" where src or {bound} >= {need!r}") if cheap else "select * from _identity_candidates"
-    _do(con, f"""create or replace temp table _identity_levels as
-        select * from ({levels_sql(kept, fields, sides=False)}) where src or {plain} >= {need!r}""")
+    # pushed below the projections, the filters would repeat each similarity once per mention
+    before = con.sql("select current_setting('disabled_optimizers')").fetchall()[0][0]
+    _do(con, f"set disabled_optimizers = '{','.join(filter(None, [before, 'filter_pushdown']))}'")
+    try:
+        _do(con, f"""create or replace temp table _identity_levels as
+            select * from ({levels_sql(kept, fields, sides=False)}) where src or {plain} >= {need!r}""")
+    finally:
+        _do(con, f"set disabled_optimizers = '{before}'")
 
 
 def _do(con, sql: str) -> None:

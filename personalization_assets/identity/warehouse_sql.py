@@ -77,7 +77,8 @@ def soundex(col: str) -> str:
 def features_sql(source: str, columns: set[str], max_group: int) -> str:
     """One row per record of ``source`` (positions ``pos`` by record id): the cleaned matching
     columns of features_sql.py plus canonical first name, soundex codes, birth-date parts,
-    term-frequency counts and the placeholder flag of resolve._placeholder_profiles."""
+    term-frequency counts, the placeholder flag of resolve._placeholder_profiles and ``ord``, the
+    records' rank in blocking order (surname, first name, birth date, position)."""
     from personalization_assets.identity.features_sql import HASHED, TEXT_SOURCES
 
     def text(c):
@@ -110,7 +111,8 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
            substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm,
            left(national_id, 3) || array_to_string(list_sort(string_split(substr(national_id, 4), '')), '')
              as nid_sorted,
-           false as ov_fn, false as ov_birth
+           false as ov_fn, false as ov_birth,
+           row_number() over (order by ln nulls first, fn nulls first, birth nulls first, pos) as ord
     from named {joins} join profiles using (profile)"""
 
 
@@ -118,42 +120,42 @@ def _not_null(cols: Sequence[str]) -> str:
     return " and ".join(f"{c} is not null" for c in cols)
 
 
+PAIR = 4294967296  # a pair (a, b) of record positions as one integer: a * PAIR + b
+
+
 def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str = "true") -> str:
-    """Pairs (a < b) of records sharing the key ``cols``: each with the next ``window`` records
-    of its block in (surname, first name, birth date, position) order, blocks of at most
-    ``max_block`` records (blocking.pairs_within_groups)."""
-    keys = ", ".join(f"{c} as k{i}" for i, c in enumerate(cols))
-    part = ", ".join(f"k{i}" for i in range(len(cols)))
-    on = " and ".join(f"r.k{i} = l.k{i}" for i in range(len(cols)))
+    """Pairs (``ab``: a < b, one integer) of records sharing the key ``cols``, each with the next
+    ``window`` records of its block in (surname, first name, birth date, position) order
+    (``ord``), blocks of at most ``max_block`` records (blocking.pairs_within_groups); ``ph``:
+    either record is a placeholder profile. A block is named by the 64-bit hash of its key, so
+    sorts and joins compare integers (two keys of one hash would share a block: with a million
+    keys, odds of about 1 in 30 million)."""
     # block sizes by a hash aggregate, ranks by one window, both sides of the join from one copy
     return f"""
     select * from (
       with keyed as materialized (
-        select pos, ln, fn, birth, {keys} from _identity_features where {where} and {_not_null(cols)}),
-      ok as (select {part} from keyed group by {part} having count(*) between 2 and {int(max_block)}),
+        select pos, ord, placeholder, hash({', '.join(cols)}) as k from _identity_features
+        where {where} and {_not_null(cols)}),
+      ok as (select k from keyed group by k having count(*) between 2 and {int(max_block)}),
       ranked as materialized (
-        select pos, {part}, row_number() over (partition by {part} order by ln nulls first, fn nulls first,
-                                                 birth nulls first, pos) as rn
-        from keyed join ok using ({part}))
-      select least(l.pos, r.pos) as a, greatest(l.pos, r.pos) as b
-      from ranked l join _identity_offsets o on o.d <= {int(window)} join ranked r on {on} and r.rn = l.rn + o.d)"""
+        select pos, placeholder, k, row_number() over (partition by k order by ord) as rn
+        from keyed semi join ok using (k))
+      select least(l.pos, r.pos) * {PAIR} + greatest(l.pos, r.pos) as ab, l.placeholder or r.placeholder as ph
+      from ranked l join _identity_offsets o on o.d <= {int(window)} join ranked r on r.k = l.k and r.rn = l.rn + o.d)"""
 
 
 def candidates_sql(max_block: int, window: int, max_group: int) -> str:
     """Candidate pairs of resolve(): blocking keys and shared identifiers (groups of at most
     max_group), without placeholder profiles, plus same-source-id pairs among the others
-    (``src``: links.accepted_links links them unless they conflict)."""
+    (``src``: links.accepted_links links them unless they conflict). One aggregate on one
+    integer per pair merges them all."""
     parts = [block_pairs_sql(cols, max_block, window) for cols in BLOCKING_KEYS.values()]
     parts += [block_pairs_sql((c,), max_group, max_group - 1) for c in EXACT_KEYS]
-    union = "\nunion all\n".join(parts)
+    blocked = "\nunion all\n".join(f"select ab, false as src from ({q}) where not ph" for q in parts)
     src = block_pairs_sql(("source_key",), max_group, max_group - 1, where="not placeholder")
     return f"""
-    with blocked as (select distinct a, b from ({union})),
-    kept as (select p.a, p.b from blocked p join _identity_features l on l.pos = p.a
-             join _identity_features r on r.pos = p.b where not l.placeholder and not r.placeholder)
-    select a, b, bool_or(src) as src, bool_or(not src) as blocked
-    from (select a, b, false as src from kept union all select a, b, true as src from ({src}))
-    group by a, b"""
+    select ab // {PAIR} as a, ab % {PAIR} as b, bool_or(src) as src, bool_or(not src) as blocked
+    from ({blocked} union all select ab, true as src from ({src})) group by ab"""
 
 
 def _osa(a: str, b: str, upto: int = 1, lev: str | None = None) -> str:
