@@ -11,9 +11,9 @@ from ..heap import releasing
 from ..experiments.holdouts import declared_experiments
 from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_pandas,
                                     attributed_in_warehouse,
-                                    build_assignments, build_exposures, build_results, exposure_arms,
+                                    build_exposures, build_results, exposure_arms,
                                     exposure_log_path,
-                                    read_outcomes, results_from_attributed)
+                                    read_outcomes, results_from_attributed, write_assignments)
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
@@ -48,15 +48,15 @@ def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
     two had different arms. Updated eagerly after the customers and segments."""
     experiments = declared_experiments()
     with warehouse.connect() as conn:
-        frame = build_assignments(conn, experiments, utc_now())
-        crosswalk = frame.attrs.pop("crosswalk")
-        _write(conn, ASSIGNMENTS, frame)
+        counts, crosswalk = write_assignments(conn, experiments, utc_now())  # one experiment at a time
         _write(conn, ".".join(CROSSWALK_SNAPSHOT), crosswalk)
-    sizes = frame.groupby(["experiment", "arm"]).size()
+        top = conn.query(f"select * from {ASSIGNMENTS} limit 10")
+    sizes = counts[counts["arm"].notna()]
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, experiments={e.name: {"kind": e.kind, "split": e.split, "stratify_by": e.stratify_by} for e in experiments},
-        contaminated=int(frame["contaminated_by"].notna().sum()),
-        **{f"arm_size:{exp}:{arm}": dg.MetadataValue.int(int(n)) for (exp, arm), n in sizes.items()}))
+        top, experiments={e.name: {"kind": e.kind, "split": e.split, "stratify_by": e.stratify_by} for e in experiments},
+        contaminated=int(counts["contaminated"].sum()),
+        **{f"arm_size:{r.experiment}:{r.arm}": dg.MetadataValue.int(int(r.n)) for r in sizes.itertuples()},
+        **{"dagster/row_count": dg.MetadataValue.int(int(counts["n"].sum()))}))
 
 
 @dg.asset(key=EXPOSURES_KEY, deps=[ASSIGNMENTS_KEY, ["marts", "segment_membership"]], group_name="experiments",

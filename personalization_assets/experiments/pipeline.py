@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -51,22 +52,25 @@ def _merges(conn) -> tuple[list[tuple[str, str]], pd.DataFrame]:
     return list(zip(pairs.customer_key_old, pairs.customer_key_new)), now
 
 
-def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> pd.DataFrame:
-    """One row per (experiment, customer): arm, stratum, and whether a merge mixed two arms.
+ASSIGNMENT_COLUMNS = ["experiment", "kind", "customer_key", "arm", "stratum", "contaminated_by", "assigned_at"]
 
-    Global and trigger experiments cover every golden customer (arm = hash, no memory needed);
-    segment experiments cover the segment's members, stratified when declared (then sticky
-    through the previous table). A merge keeps the survivor's arm and flags the survivor."""
+
+def _previous_assignments(conn, experiment: str) -> pd.DataFrame:
+    if not conn.table_exists("marts", "experiment_assignments"):
+        return pd.DataFrame(columns=["customer_key", "arm", "contaminated_by"])
+    return conn.query(f"select customer_key, arm, contaminated_by from {ASSIGNMENTS} where experiment = ?", [experiment])
+
+
+def assignment_frames(conn, experiments: list[Experiment], merges: list[tuple[str, str]], as_of: datetime
+                      ) -> Iterator[pd.DataFrame]:
+    """`build_assignments` one experiment at a time: each reads its own previous rows, so only one
+    experiment's rows are in memory (write them elsewhere than marts.experiment_assignments while
+    the iterator runs: later experiments read their previous rows from it)."""
     customers = (conn.query("select customer_key from core.customers")["customer_key"].astype(str).tolist()
                  if conn.table_exists("core", "customers") else [])
-    previous = (conn.query(f"select experiment, customer_key, arm, contaminated_by from {ASSIGNMENTS}")
-                if conn.table_exists("marts", "experiment_assignments")
-                else pd.DataFrame(columns=["experiment", "customer_key", "arm", "contaminated_by"]))
-    merges, crosswalk = _merges(conn)
-    frames = []
     for exp in experiments:
-        prev = dict(zip(previous.loc[previous.experiment == exp.name, "customer_key"],
-                        previous.loc[previous.experiment == exp.name, "arm"]))
+        previous = _previous_assignments(conn, exp.name)
+        prev = dict(zip(previous["customer_key"], previous["arm"]))
         if exp.kind == "segment":
             members = _sendable_members(conn, exp.target)
             keys = members["customer_key"].astype(str).tolist()
@@ -77,19 +81,57 @@ def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> p
             keys, strata = customers, {}
             arms = {k: assign_arm(exp, k) for k in keys}
         merged = apply_merges(exp, {**prev, **arms}, merges)
-        mine = previous[(previous.experiment == exp.name) & previous.contaminated_by.notna()]
+        mine = previous[previous.contaminated_by.notna()]
         contaminated = dict(zip(mine.customer_key, mine.contaminated_by))  # once contaminated, always
         contaminated.update({c["survivor_key"]: c["absorbed_key"] for c in merged.contaminated})
-        frames.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
             "arm": [merged.arms.get(k, arms[k]) for k in keys],
             "stratum": [strata.get(k) for k in keys],
-            "contaminated_by": [contaminated.get(k) for k in keys], "assigned_at": as_of}))
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["experiment", "kind", "customer_key", "arm", "stratum", "contaminated_by", "assigned_at"])
+            "contaminated_by": [contaminated.get(k) for k in keys], "assigned_at": as_of})
+        del previous, prev, arms, merged, strata
+        frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+        yield frame
+
+
+def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> pd.DataFrame:
+    """One row per (experiment, customer): arm, stratum, and whether a merge mixed two arms.
+
+    Global and trigger experiments cover every golden customer (arm = hash, no memory needed);
+    segment experiments cover the segment's members, stratified when declared (then sticky
+    through the previous table). A merge keeps the survivor's arm and flags the survivor."""
+    merges, crosswalk = _merges(conn)
+    frames = list(assignment_frames(conn, experiments, merges, as_of))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
     out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
     out.attrs["crosswalk"] = crosswalk
     return out
+
+
+def write_assignments(conn, experiments: list[Experiment], as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace marts.experiment_assignments with `build_assignments`' rows, one experiment at a
+    time through a side table (`<table>__next`) copied in one transaction. Returns the rows per
+    (experiment, arm) with the contaminated ones, and the crosswalk to remember."""
+    schema, table = ASSIGNMENTS.split(".")
+    side = f"{table}__next"
+    merges, crosswalk = _merges(conn)
+    conn.ensure_schema(schema)
+    conn.execute(f"drop table if exists {schema}.{side}")
+    first = None
+    for frame in assignment_frames(conn, experiments, merges, as_of):
+        first = frame.head(0) if first is None else first
+        conn.insert_frame(schema, side, frame)
+    first = pd.DataFrame(columns=ASSIGNMENT_COLUMNS) if first is None else first
+    conn.prepare_table(schema, side, first)
+    conn.prepare_table(schema, table, first)
+    cols = ", ".join(ASSIGNMENT_COLUMNS)
+    with conn.transaction():
+        conn.execute(f"delete from {ASSIGNMENTS}")
+        conn.execute(f"insert into {ASSIGNMENTS} ({cols}) select {cols} from {schema}.{side}")
+    conn.execute(f"drop table {schema}.{side}")
+    counts = conn.query(f"select experiment, arm, count(*) as n, count(contaminated_by) as contaminated "
+                        f"from {ASSIGNMENTS} group by experiment, arm order by experiment, arm")
+    return counts, crosswalk
 
 
 def exposure_arms(conn, experiments: list[Experiment]) -> pd.DataFrame:

@@ -173,3 +173,64 @@ def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignme
     assert len(arms) < len(every) / 5 and set(arms.experiment) == {"segment:win_back", "global_control"}
     assert (expected.source == "segment").sum() > 600 and "cus_new" in set(expected.customer_key)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_assignments_written_one_experiment_at_a_time_equal_build_assignments(world):
+    """A first run, then a merge and new segment members: each run's table equals the in-memory
+    build from the same warehouse (previous rows, stratified segment, contamination)."""
+    from personalization_assets.experiments.pipeline import ASSIGNMENTS, build_assignments, write_assignments
+
+    warehouse, _ = world
+    experiments = declared_experiments()
+    with warehouse.connect() as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
+        conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
+        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                     "order by customer_key limit 300", [NOW - timedelta(days=3)])
+        conn.execute("insert into marts.customer_profiles select customer_key, case when customer_key < 'cus_00100' "
+                     "then 'champions' else 'hibernating' end from core.customers")
+    for run in range(2):
+        with warehouse.connect() as conn:
+            expected = build_assignments(conn, experiments, NOW + timedelta(days=run))
+            counts, crosswalk = write_assignments(conn, experiments, NOW + timedelta(days=run))
+            got = conn.query(f"select * from {ASSIGNMENTS}")
+            assert not conn.table_exists("marts", "experiment_assignments__next")
+            conn.execute("create schema if not exists ops")
+            conn.execute("create or replace table ops.experiment_crosswalk as select * from core.customer_crosswalk")
+        pd.testing.assert_frame_equal(crosswalk, expected.attrs.pop("crosswalk"))
+        got["assigned_at"] = pd.to_datetime(got["assigned_at"], utc=True)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        assert int(counts["n"].sum()) == len(expected)
+        contaminated = int(expected.contaminated_by.notna().sum())
+        assert int(counts["contaminated"].sum()) == contaminated and (contaminated > 0) == (run > 0)
+        assert expected.stratum.notna().sum() >= 300
+        arms = expected[expected.experiment == "trigger:cart_abandonment"].set_index("customer_key").arm
+        with warehouse.connect() as conn:  # a merge across arms and new segment members for the next run
+            absorbed, survivor = arms[arms == CONTROL].index[0], arms[arms != CONTROL].index[0]
+            conn.execute("update core.customer_crosswalk set customer_key = ? where customer_key = ?", [survivor, absorbed])
+            conn.execute("delete from core.customers where customer_key = ?", [absorbed])
+            conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                         "order by customer_key desc limit 40", [NOW])
+
+
+def test_assignments_written_one_experiment_at_a_time_on_snowflake_sql():
+    from personalization_assets.experiments.pipeline import ASSIGNMENTS, build_assignments, write_assignments
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    keys = pd.DataFrame({"customer_key": [f"cus_{i:03d}" for i in range(120)]})
+    experiments = declared_experiments()
+    with fakesnow_connection() as snow:
+        for name, frame in {"customers": keys, "customer_crosswalk": keys.assign(record_id="crm:" + keys.customer_key)}.items():
+            snow.prepare_table("core", name, frame)
+            snow.replace_frame("core", name, frame)
+        for _ in range(2):  # the second run reads the first run's rows
+            expected = build_assignments(snow, experiments, NOW)
+            counts, _ = write_assignments(snow, experiments, NOW)
+            got = snow.query(f"select * from {ASSIGNMENTS}")
+    got["assigned_at"] = pd.to_datetime(got["assigned_at"], utc=True)
+    expected.attrs.clear()
+    assert len(expected) >= 3 * len(keys) and int(counts["n"].sum()) == len(expected)
+    pd.testing.assert_frame_equal(got.sort_values(["experiment", "customer_key"], ignore_index=True),
+                                  expected.sort_values(["experiment", "customer_key"], ignore_index=True),
+                                  check_dtype=False)
