@@ -28,14 +28,36 @@ class Change:
     prev_pos: np.ndarray    # per saved row: the record's position in this run, -1 = gone
     changed: np.ndarray     # per record: new, or its hash differs from the saved one
     consistent: bool        # the saved hashes are the saved crosswalk's record_hash (same run)
+    id_hash: np.ndarray | None = None  # per record: id_hashes() of its id (None: ids were not plain text)
 
 
 def record_ids(records: pd.DataFrame) -> np.ndarray:
     """The record ids as text (no copy when they are text already)."""
+    return _ids(records)[0]
+
+
+def _ids(records: pd.DataFrame) -> tuple[np.ndarray, bool]:
+    """record_ids(), and whether they are the column's own text (what DuckDB scans)."""
     col = records["record_id"]
     if col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string":
-        return col.to_numpy()
-    return col.astype(str).to_numpy()
+        return col.to_numpy(), True
+    return col.astype(str).to_numpy(), False
+
+
+def id_hashes(ids: np.ndarray) -> np.ndarray:
+    """DuckDB's hash of each record id's text (int64), as detect() gives it per record: a screen
+    for looking ids up among a million without a Python hash table of them."""
+    src = pa.table({"_row": pa.array(np.arange(len(ids), dtype=np.int64)), "record_id": pa.array(ids, pa.string())})
+    con = duckdb.connect()
+    try:
+        con.execute("set enable_progress_bar = false")
+        con.register("src", src)
+        out = con.sql('select _row, hash("record_id"::varchar) as h from src').to_arrow_table()
+    finally:
+        con.close()
+    h = np.empty(len(ids), np.uint64)
+    h[out.column("_row").to_numpy()] = out.column("h").to_numpy()
+    return h.view(np.int64)
 
 
 def _scannable(records: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +79,7 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
     """Hash every record and line it up with the saved rows: ``saved_ids`` and ``saved_hex`` (the
     crosswalk's record_id and record_hash, Arrow text) and ``saved_hash`` (the prepared records')."""
     n = len(records)
-    rid = record_ids(records)
+    rid, plain = _ids(records)
     src = _scannable(records)
     hashed = ", ".join(f'"{c}"::varchar' for c in HASHED if c in records)
     saved = pa.table({"record_id": saved_ids, "h": pa.array(saved_hash, pa.uint64()),
@@ -70,10 +92,11 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
         con.register("pos_", pos)
         con.register("saved", saved)
         out = con.sql(f"""
-            with now as (select p.pos, s."record_id"::varchar as record_id, hash({hashed}) as h
+            with now as (select p.pos, s."record_id"::varchar as record_id, hash({hashed}) as h,
+                                hash(s."record_id"::varchar) as idh
                          from src s positional join pos_ p)
             select coalesce(now.pos, -1) as pos, coalesce(now.h, 0) as h, coalesce(saved.row, -1) as row,
-                   saved.h is distinct from now.h as changed
+                   saved.h is distinct from now.h as changed, coalesce(now.idh, 0) as idh
             from now full outer join saved using (record_id)""").to_arrow_table()
     finally:
         con.close()
@@ -88,7 +111,12 @@ def detect(records: pd.DataFrame, saved_ids, saved_hash: np.ndarray, saved_hex) 
     prev_pos = np.full(len(saved_hash), -1, np.int64)
     both = here & was
     prev_pos[row[both]] = p[both]
-    return Change(rid, record_hash, prev_pos, changed, _same_hashes(saved_hex, saved_hash))
+    id_hash = None
+    if plain:  # the ids DuckDB hashed are rid itself
+        id_hash = np.empty(n, np.uint64)
+        id_hash[p_here] = out.column("idh").to_numpy()[here]
+        id_hash = id_hash.view(np.int64)
+    return Change(rid, record_hash, prev_pos, changed, _same_hashes(saved_hex, saved_hash), id_hash)
 
 
 def _same_hashes(hexes, hashes: np.ndarray) -> bool:

@@ -168,6 +168,19 @@ def test_changes_are_found_in_one_query_with_the_hash_features_gives(households)
     torn = hexes.to_pylist()
     torn[7] = "0" * 16
     assert not detect(cur, ids, f.record_hash, pa.array(torn)).consistent
+    # the ids' hashes, for looking ids up among a run's records without a hash table of them
+    from personalization_assets.identity.changes import id_hashes
+    from personalization_assets.identity.incremental import RecordIndex
+
+    assert np.array_equal(ch.id_hash, id_hashes(ch.record_id))
+    ask = np.array(list(ch.record_id[[3, 3, 250, 0]]) + ["nobody", ch.record_id[9] + " "], object)
+    plain = RecordIndex(ch.record_id).get_indexer(ask)
+    assert list(plain) == [3, 3, 250, 0, -1, -1]
+    assert np.array_equal(RecordIndex(ch.record_id, ch.id_hash).get_indexer(ask), plain)
+    assert np.array_equal(RecordIndex(ch.record_id, ch.id_hash).at(np.arange(200, 300)).get_indexer(ask),
+                          [-1, -1, 50, -1, -1, -1])
+    numbered = cur.assign(record_id=np.arange(len(cur)))  # not text: no hashes, ids still found
+    assert detect(numbered, ids, f.record_hash, hexes).id_hash is None
 
 
 def test_whole_table_answers_equal_plain_counts():
