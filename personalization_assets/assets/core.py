@@ -72,10 +72,20 @@ def _previous(conn) -> tuple[ResolvedState | None, str]:
     # keeps its cluster, but its other fields (consent, opt-outs) may have changed, and a stale
     # golden record would keep an opted-out person sendable. resolve() rebuilds them all.
     if conn.table_exists(*PREPARED_TABLE):
-        frame = read_table(conn, *PREPARED_TABLE, [])
-        frame["record_hash"] = frame["record_hash"].to_numpy("int64").view("uint64")  # stored as bigint
-        state.prepared = Prepared(pa.Table.from_pandas(frame, preserve_index=False))
+        state.prepared = Prepared(_read_prepared(conn))
     return state, "incremental when few records changed"
+
+
+def _read_prepared(conn) -> pa.Table:
+    """The saved prepared records, record_hash back to uint64 (stored as bigint). DuckDB hands them
+    over as Arrow: no pandas frame of a million rows' Python strings on the way."""
+    name = ".".join(PREPARED_TABLE)
+    table = (conn.raw.sql(f"select * from {name}").to_arrow_table() if conn.dialect == "duckdb"
+             else pa.Table.from_pandas(conn.query(f"select * from {name}"), preserve_index=False))
+    at = table.schema.get_field_index("record_hash")
+    hashes = table.column(at)
+    return table.set_column(at, "record_hash", pa.chunked_array([c.view(pa.uint64()) for c in hashes.chunks],
+                                                                pa.uint64()))
 
 
 def _save_prepared(conn, res) -> None:
