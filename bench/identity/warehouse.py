@@ -3,9 +3,11 @@
     python -m bench.identity.warehouse [--datasets febrl1,febrl2,febrl3,febrl4,hh100k,gen1m]
                                        [--paths memory,warehouse] [--memory-max 1000000] [--data-dir DIR]
 
-Each path runs per dataset in its own process (time = resolution only, after loading; peak RSS =
-that whole process, DuckDB included for the warehouse path). Pairwise precision/recall/F1
-against the true entities is computed by DuckDB from the output and the truth files. Datasets
+Each path runs per dataset in its own process (time and CPU time = resolution only, after loading,
+CPU over all threads; peak RSS = that whole process, DuckDB included for the warehouse path, whose
+DuckDB memory_limit is $BENCH_DUCKDB_MEMORY, default 2GB, spilling to a temp directory).
+Pairwise precision/recall/F1 against the true entities is computed by DuckDB from the output and
+the truth files. Datasets
 are those of ``python -m bench.identity``; ``gen10m`` / ``hh10m`` (any size of 2M and more) are
 generated in chunks of 1M to Parquet (seeds 42, 43, ...; ids and entities kept apart per chunk),
 so no process holds the whole table in pandas. The in-memory path is skipped above
@@ -31,6 +33,7 @@ from bench import data
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 1_000_000
+MEMORY_SETTING = "BENCH_DUCKDB_MEMORY"  # DuckDB's memory_limit in the warehouse worker (default 2GB)
 TARGET = "target: warehouse F1 within 0.002 of in-memory; 10M records on DuckDB < 15 min (900 s)"
 
 
@@ -83,6 +86,7 @@ def _worker(path: str, folder: str, out: str) -> None:
 
         df = pd.read_parquet(folder).drop(columns="entity").sort_values("record_id", ignore_index=True)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         res = resolve(df)
         seconds = time.perf_counter() - t0
         res.crosswalk[["record_id", "customer_key"]].to_parquet(out)
@@ -92,15 +96,20 @@ def _worker(path: str, folder: str, out: str) -> None:
 
         db = Path(out).with_suffix(".duckdb")
         con = duckdb.connect(str(db))
+        # bounded: DuckDB spills past the limit (2 cores here; threads = cores by default)
+        con.execute(f"set memory_limit = '{os.environ.get(MEMORY_SETTING, '2GB')}'")
+        con.execute(f"set temp_directory = '{db.with_suffix('.spill')}'")
         con.execute(f"create table records as select * exclude (entity) from read_parquet('{folder}/*.parquet')")
         t0 = time.perf_counter()
+        c0 = time.process_time()
         res = resolve_in_warehouse(con, "records", "crosswalk")
         seconds = time.perf_counter() - t0
         con.execute(f"copy (select record_id, customer_key from crosswalk) to '{out}' (format parquet)")
         con.close()
         db.unlink()
         stats = {"stage_seconds": res.stats["stage_seconds"], "candidate_pairs": res.stats["candidate_pairs"]}
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), **stats}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": round(time.process_time() - c0, 1),
+                      "load_1min": os.getloadavg()[0], "peak_rss_mb": peak_rss_mb(), **stats}))
 
 
 def pairwise(folder: Path, out: Path) -> dict[str, float]:
@@ -158,12 +167,13 @@ def main() -> None:
             rows.append([name, n, fmt(m, "precision"), fmt(m, "recall"), fmt(m, "f1"), fmt(w, "precision"),
                          fmt(w, "recall"), fmt(w, "f1"),
                          f"{w['f1'] - m['f1']:+.4f}" if "f1" in m and "f1" in w else "-",
-                         fmt(m, "seconds", ".1f"), fmt(w, "seconds", ".1f"), fmt(m, "peak_rss_mb", ".0f"),
-                         fmt(w, "peak_rss_mb", ".0f")])
+                         fmt(m, "seconds", ".1f"), fmt(w, "seconds", ".1f"), fmt(m, "cpu_seconds", ".0f"),
+                         fmt(w, "cpu_seconds", ".0f"), fmt(m, "peak_rss_mb", ".0f"), fmt(w, "peak_rss_mb", ".0f")])
     print()
     print(tabulate(rows, headers=["dataset", "records", "memory P", "memory R", "memory F1", "warehouse P",
                                   "warehouse R", "warehouse F1", "F1 diff", "memory s", "warehouse s",
-                                  "memory MB", "warehouse MB"]))
+                                  "memory CPU s", "warehouse CPU s", "memory MB", "warehouse MB"]))
+    print(f"load average at the end: {os.getloadavg()}")
     print(TARGET)
 
 

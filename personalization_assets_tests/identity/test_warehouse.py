@@ -182,6 +182,26 @@ def test_scores_and_conflicts_are_the_engines(name):
     assert (linked_ours == (theirs.prob >= cfg.threshold))[same_street].all()
 
 
+def test_capped_distance_is_osa_up_to_one():
+    """Dates, postcodes and phones are compared by Hamming with Damerau-Levenshtein only where it
+    can say 1: the result is OSA capped at 2 (2 = two or more edits), random strings included."""
+    from rapidfuzz.distance import OSA
+
+    from personalization_assets.identity.warehouse_sql import _within_one
+
+    cases = [("19750312", "19750312"), ("19750312", "19750313"), ("19750312", "19750321"),
+             ("19750312", "19753012"), ("19750312", "1975312"), ("19750312", "197503122"), ("0412", "041"),
+             ("1234", "2143"), ("abcd", "bcda"), ("2000", "0200"), ("12", "1234"), ("", "1"), (None, "1")]
+    rng = np.random.default_rng(5)
+    cases += [("".join(rng.choice(list("0123"), rng.integers(3, 7))), "".join(rng.choice(list("0123"),
+              rng.integers(3, 7)))) for _ in range(3000)]
+    con = duckdb.connect()
+    con.register("pairs_in", pd.DataFrame(cases, columns=["x", "y"]))
+    got = con.execute(f"select {_within_one('x', 'y')} as d from pairs_in").df()["d"]
+    want = [None if x is None else min(OSA.distance(x, y), 2) for x, y in cases]
+    assert [None if pd.isna(g) else int(g) for g in got] == want
+
+
 def test_choose_path_by_setting_or_size(monkeypatch):
     monkeypatch.delenv(PATH_SETTING, raising=False)
     assert choose_path(WAREHOUSE_FROM_RECORDS - 1) == "memory"
