@@ -3,7 +3,8 @@
 Written in DuckDB's dialect and translated for Snowflake by ``to_snowflake`` (sqlglot plus a
 map of the functions that differ). Every expression mirrors the in-memory engine:
 - levels: ``compare.Comparator`` (names compared crossed when swapped, nicknames, birth-date
-  swaps, OSA distances up to 1 as ``damerau_levenshtein``, which equals OSA there);
+  swaps, OSA distances up to 1 as ``damerau_levenshtein``, which equals OSA there, or for
+  dates, postcodes and phones from Hamming, capped at 2: ``_within_one``);
 - blocking: ``blocking.blocking_keys`` with the same sorted neighbourhood in big blocks;
 - weights: ``evidence.PairScorer`` (term frequencies, households, conflicts).
 One known difference on both warehouses: the street's ``fuzz.ratio`` (an Indel ratio, which
