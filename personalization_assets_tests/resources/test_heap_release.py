@@ -41,3 +41,16 @@ def test_releasing_keeps_results_and_generators():
     assert list(gen(3)) == [0, 1, 2]
     import inspect
     assert inspect.isgeneratorfunction(gen) and list(inspect.signature(plain).parameters) == ["a", "b"]
+
+
+def test_arrow_pool_pages_go_back_to_the_system():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = pa.array([f"value-{i}" for i in range(3_000_000)])
+    release_freed()  # the Python strings' heap pages: only Arrow's are left to measure
+    upper = [pc.utf8_upper(texts) for _ in range(3)]  # ~200 MB from Arrow's pool
+    del upper, texts
+    freed = _rss_mb()
+    release_freed(collect=False)
+    assert _rss_mb() < freed - 100, f"{pa.default_memory_pool().backend_name} kept the pages of ~200 MB freed"
