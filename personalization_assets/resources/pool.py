@@ -160,7 +160,7 @@ def waits(instance: dg.DagsterInstance, run_id: str | None = None,
 def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=print, poll: float = 1.0,
                     **kwargs) -> dg.ExecuteInProcessResult:
     """`job.execute_in_process` for a command line: frees the slots of dead runs, says what it waits
-    for while it waits, and stops on Ctrl-C or SIGTERM.
+    for while it waits, stops on Ctrl-C or SIGTERM, and keeps no output values (`execute_uncaptured`).
 
     Dagster's in-process executor ignores both signals while a step waits for a slot, and spins a
     CPU doing so. So the run starts only once its pools have a free slot (waiting here, asleep), and
@@ -172,7 +172,7 @@ def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=pri
 
     def work() -> None:
         try:
-            outcome["result"] = job.execute_in_process(instance=instance, run_id=run_id, **kwargs)
+            outcome["result"] = execute_uncaptured(job, instance, run_id, **kwargs)
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
 
@@ -191,6 +191,31 @@ def execute_watched(job: dg.JobDefinition, instance: dg.DagsterInstance, say=pri
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def execute_uncaptured(job: dg.JobDefinition, instance: dg.DagsterInstance, run_id: str, *,
+                       run_config: dict | None = None, tags: dict | None = None,
+                       raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process(...)` without its output capture. `execute_in_process` keeps every
+    step's output value until the run ends (for `output_for_node`): in one run of the whole graph,
+    every frame an asset handed to the IO manager (core.customers' golden records, ...) stayed alive
+    through all later steps. A command line reads the run's events, never output values. The same
+    calls as `JobDefinition.execute_in_process` of Dagster 1.13 (pinned), capture off."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import (
+        core_execute_in_process,
+        merge_run_tags,
+        type_check_and_normalize_args,
+    )
+
+    run_config, _, _, resource_defs, _, input_values = type_check_and_normalize_args(run_config=run_config)
+    ephemeral = job.as_ephemeral_job(resource_defs=resource_defs, input_values=input_values)
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=ephemeral), run_config=run_config, instance=instance,
+        output_capturing_enabled=False, raise_on_error=raise_on_error, run_id=run_id,
+        run_tags=merge_run_tags(job_def=job, partition_key=None, tags=tags, asset_selection=[],
+                                instance=instance, run_config=run_config),
+        asset_selection=frozenset())
 
 
 def _wait_for_free_slots(instance: dg.DagsterInstance, pools: set[str], say, poll: float) -> None:
