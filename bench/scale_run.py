@@ -9,7 +9,8 @@ from `now` - 1 day to today. A sampling thread reads, every `--every` seconds, t
 through a cursor of each open DuckDB connection: the sampler never opens the database itself)
 and charges both to the step running. Prints a line per step as it ends, then one JSON line.
 Dagster's output capture (execute_in_process keeps every output value until the run ends) is off
-unless `--capture-outputs`: a deployed run's executor keeps none either.
+unless `--capture-outputs`, as in `personalization demo` (`resources/pool.execute_uncaptured`): a
+deployed run's executor keeps none either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import sys
 import threading
 import time
+import uuid
 import weakref
 from datetime import datetime, timedelta
 
@@ -171,23 +173,6 @@ def patch_duckdb(sampler: Sampler) -> None:
     duckdb.connect = connect
 
 
-def without_output_capture() -> None:
-    """`execute_in_process` keeps every step's output value (`output_value()` of its result) until
-    the run ends: in one run of the whole graph, every DataFrame an asset handed to the IO manager
-    (core.customers' golden records, crosswalk and evidence, ...) stayed alive for all later steps.
-    This bench reads no output values, so the capture is turned off (Dagster's private call that
-    `execute_in_process` wraps; it has the flag)."""
-    from dagster._core.execution import execute_in_process as module
-
-    original = module.core_execute_in_process
-
-    def core_execute_in_process(*args, **kwargs):
-        kwargs["output_capturing_enabled"] = False
-        return original(*args, **kwargs)
-
-    module.core_execute_in_process = core_execute_in_process
-
-
 def build_jobs(first_day: str | None, last_day: str, days_per_run: int):
     """The runs to make, in order: (job, run tags). One run of the `everything` selection minus raw
     over the arrival days `last_day` - 1 .. `last_day`; or, with `days_per_run`, the CRM customers
@@ -331,8 +316,7 @@ def main() -> None:
         os._exit(3)
 
     sampler.on_cap = over_cap
-    if not args.capture_outputs:
-        without_output_capture()
+    from personalization_assets.resources.pool import execute_uncaptured
     run_started = time.perf_counter()
     sampler.start()
     success, built, expected = True, set(), set()
@@ -340,9 +324,10 @@ def main() -> None:
         for job, run_tags in runs:
             expected |= {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
             for tags_of_run in run_tags:
-                result = job.with_logger_defs({"bench_scale": bench_logger}).execute_in_process(
-                    instance=dg.DagsterInstance.get(), raise_on_error=False, tags=tags_of_run,
-                    run_config={"loggers": {"bench_scale": {}}})
+                logged = job.with_logger_defs({"bench_scale": bench_logger})
+                kwargs = {"raise_on_error": False, "tags": tags_of_run, "run_config": {"loggers": {"bench_scale": {}}}}
+                result = (logged.execute_in_process(instance=dg.DagsterInstance.get(), **kwargs) if args.capture_outputs
+                          else execute_uncaptured(logged, dg.DagsterInstance.get(), str(uuid.uuid4()), **kwargs))
                 success = success and result.success
                 for key, n in run_rows.items():
                     rows[key] = rows.get(key, 0) + n
