@@ -111,16 +111,22 @@ def test_a_merge_keeps_the_survivors_arm_and_is_recorded(world):
                            "and experiment = 'trigger:cart_abandonment'", [survivor]) == absorbed
 
 
-def test_segment_holdout_is_stratified_and_its_control_members_are_ghosts(world):
-    warehouse, _ = world
+def _win_back_members(warehouse, two_strata: bool) -> None:
+    """The first 300 customers in segment win_back since 3 days, and every customer's RFM segment:
+    champions below cus_00100 and hibernating above (`two_strata`), or all hibernating."""
+    rfm = "case when customer_key < 'cus_00100' then 'champions' else 'hibernating' end" if two_strata else "'hibernating'"
     with warehouse.connect() as conn:
         conn.execute("create schema if not exists marts")
         conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
         conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
         conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
                      "order by customer_key limit 300", [NOW - timedelta(days=3)])
-        conn.execute("insert into marts.customer_profiles select customer_key, case when customer_key < 'cus_00100' "
-                     "then 'champions' else 'hibernating' end from core.customers")
+        conn.execute(f"insert into marts.customer_profiles select customer_key, {rfm} from core.customers")
+
+
+def test_segment_holdout_is_stratified_and_its_control_members_are_ghosts(world):
+    warehouse, _ = world
+    _win_back_members(warehouse, two_strata=True)
     assert dg.materialize(ALL, resources={"warehouse": warehouse}).success
     with warehouse.connect() as conn:
         assigned = conn.query("select * from marts.experiment_assignments where experiment = 'segment:win_back'")
@@ -152,13 +158,7 @@ def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignme
     from personalization_assets.experiments.pipeline import build_exposures, exposure_arms, exposure_log_path
 
     warehouse, _ = world
-    with warehouse.connect() as conn:
-        conn.execute("create schema if not exists marts")
-        conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
-        conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
-        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
-                     "order by customer_key limit 300", [NOW - timedelta(days=3)])
-        conn.execute("insert into marts.customer_profiles select customer_key, 'hibernating' from core.customers")
+    _win_back_members(warehouse, two_strata=False)
     assert dg.materialize(ALL[:1], resources={"warehouse": warehouse}).success
     experiments = declared_experiments()
     with warehouse.connect() as conn:  # members who joined after the assignments ran: their hash arm
@@ -182,14 +182,7 @@ def test_assignments_written_one_experiment_at_a_time_equal_build_assignments(wo
 
     warehouse, _ = world
     experiments = declared_experiments()
-    with warehouse.connect() as conn:
-        conn.execute("create schema if not exists marts")
-        conn.execute("create table marts.segment_membership (segment varchar, customer_key varchar, since timestamptz)")
-        conn.execute("create table marts.customer_profiles (customer_key varchar, rfm_segment varchar)")
-        conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
-                     "order by customer_key limit 300", [NOW - timedelta(days=3)])
-        conn.execute("insert into marts.customer_profiles select customer_key, case when customer_key < 'cus_00100' "
-                     "then 'champions' else 'hibernating' end from core.customers")
+    _win_back_members(warehouse, two_strata=True)
     for run in range(2):
         with warehouse.connect() as conn:
             expected = build_assignments(conn, experiments, NOW + timedelta(days=run))
