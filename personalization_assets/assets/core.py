@@ -158,8 +158,8 @@ def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
 
 def _arrow_text(frame: pd.DataFrame, skip=lambda column: False) -> pd.DataFrame:
     """The frame, its text columns changed in place to Arrow-backed strings (~15 bytes a value
-    instead of a ~60-byte Python string): an in-process run (the demo, bench.scale) keeps every
-    output until the run ends (Dagster's output capture). `skip`: columns to leave, such as the
+    instead of a ~60-byte Python string) while the IO manager writes them, and for as long as a run
+    that captures outputs (`dg.materialize`) keeps them. `skip`: columns to leave, such as the
     golden records' *_source ids, which share one Python string per record id across columns."""
     for column in frame.columns:
         values = frame[column]
