@@ -13,7 +13,7 @@ own (the generator's is not counted):
   that imports only duckdb (queries become `create table ... as`): the same SQL work without
   pandas or the CLV fit. The target of issue 23: peak RSS < 2 GB and time <= 2x this script.
 Every build and the script run with the same DuckDB memory_limit: `--memory-limit`, else the
-warehouse resource's default (`WAREHOUSE_DUCKDB_MEMORY_LIMIT`, else a quarter of RAM, at most 1.5 GB).
+warehouse resource's default (`WAREHOUSE_DUCKDB_MEMORY_LIMIT`, else a quarter of RAM, at most 768 MB).
 The total is also compared with the fastest segment refresh cadence (cart abandoners, 15 min).
 """
 

@@ -118,7 +118,7 @@ def _load_dagster(instance: dg.DagsterInstance | None) -> tuple[dg.JobDefinition
     return defs().resolve_job_def("everything"), instance or dg.DagsterInstance.get()
 
 
-# DuckDB's buffer pool for the demo's steps (the default: a quarter of RAM, up to 1.5 GB). The
+# DuckDB's buffer pool for the demo's steps (the default: a quarter of RAM, up to 768 MB). The
 # demo's tables fit; at scale 30 staging.events peaks at ~1.18 GB instead of ~1.51, same CPU.
 DEMO_DUCKDB_MEMORY_LIMIT = "512MB"
 

@@ -28,7 +28,10 @@ __all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse", "WarehouseConne
 MEMORY_LIMIT_ENV = "WAREHOUSE_DUCKDB_MEMORY_LIMIT"  # e.g. "1.5GB", "800MB"
 TEMP_DIRECTORY_ENV = "WAREHOUSE_DUCKDB_TEMP_DIRECTORY"  # where DuckDB spills (default: <database>.tmp)
 DEFAULT_MEMORY_SHARE = 0.25  # of physical memory ...
-DEFAULT_MEMORY_CAP_MB = 1536  # ... at most, so that a step stays within its 2 GB budget
+# ... at most, so that a step stays within its 2 GB budget: each step starts from ~0.7 GB, and at 1M
+# customers a 1.5 GB cap put every warehouse-heavy step at 2.1-2.3 GB; 768 MB kept them at or under
+# 1.6 GB, spilling more, no slower (README, "bench.scale")
+DEFAULT_MEMORY_CAP_MB = 768
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB)?\s*$", re.IGNORECASE)
 
 
@@ -41,7 +44,7 @@ def _physical_memory_mb() -> int:
 
 def duckdb_memory_limit(configured: str | None = None) -> str:
     """The DuckDB `memory_limit`: `configured`, else $WAREHOUSE_DUCKDB_MEMORY_LIMIT, else a quarter
-    of physical memory capped at 1.5 GB (DuckDB spills sorts, joins and aggregates beyond it)."""
+    of physical memory capped at 768 MB (DuckDB spills sorts, joins and aggregates beyond it)."""
     value = configured or os.environ.get(MEMORY_LIMIT_ENV)
     if value:
         if not _SIZE.match(value):
@@ -75,7 +78,7 @@ class DuckDBWarehouse(Warehouse):
 
     `memory_limit` / `temp_directory` bound DuckDB's memory in the step's process; unset, they
     come from $WAREHOUSE_DUCKDB_MEMORY_LIMIT / $WAREHOUSE_DUCKDB_TEMP_DIRECTORY, else a quarter
-    of physical memory capped at 1.5 GB, and DuckDB's default spill directory (`<database>.tmp`)."""
+    of physical memory capped at 768 MB, and DuckDB's default spill directory (`<database>.tmp`)."""
 
     database: str  # path of the DuckDB file
     memory_limit: str | None = None

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
-from personalization_assets.resources.warehouse import (MEMORY_LIMIT_ENV, TEMP_DIRECTORY_ENV, DuckDBWarehouse,
-                                                        duckdb_memory_limit)
+from personalization_assets.resources.warehouse import (DEFAULT_MEMORY_CAP_MB, MEMORY_LIMIT_ENV, TEMP_DIRECTORY_ENV,
+                                                        DuckDBWarehouse, duckdb_memory_limit)
 
 
 def _setting(conn, name: str) -> str:
@@ -18,7 +18,7 @@ def _setting(conn, name: str) -> str:
 def test_default_is_a_quarter_of_memory_capped(monkeypatch):
     monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
     limit = duckdb_memory_limit()
-    assert limit.endswith("MB") and 256 <= int(limit[:-2]) <= 1536
+    assert limit.endswith("MB") and 256 <= int(limit[:-2]) <= DEFAULT_MEMORY_CAP_MB == 768
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "900MB")
     assert duckdb_memory_limit() == "900MB"
     assert duckdb_memory_limit("2GB") == "2GB"  # configuration wins over the environment
