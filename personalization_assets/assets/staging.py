@@ -15,6 +15,7 @@ from ..heap import releasing
 from ..partitions import ARRIVAL_DAYS, backfill_policy
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
+from ..side_tables import side_tables
 from ..staging import customers_incremental
 from .checks import pandera_asset_check, schema_metadata
 from .common import (
@@ -134,7 +135,8 @@ def _head(kept: pd.DataFrame | None, more: pd.DataFrame, rows: int | None) -> pd
     return pd.concat([kept, more.head(rows - len(kept)) if rows else more], ignore_index=True)
 
 
-RESTAGED_ORDERS = {"orders": "orders__restaged", "order_lines": "order_lines__restaged"}  # side tables
+RESTAGED = "__restaged"  # suffix of the side tables a restage under way writes (`side_tables.py`)
+ORDER_TABLES = ("orders", "order_lines")
 
 
 def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
@@ -150,18 +152,14 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
     known = _known_customers(conn)
     waiting = _open_ids(conn, "shop_orders")  # only open quarantine rows can be released
     run, after, checked = RestagedOrders(), None, []
-    try:
+    with side_tables(conn, "staging", ORDER_TABLES, RESTAGED) as sides:
         while True:
             raw = _raw_orders(conn, start, end, after, chunk_rows)
             if len(raw) or run.sample_orders is None:
                 part = _stage_order_rows(conn, raw, known)
                 if run.sample_orders is None:  # the first chunk made the tables: their side tables
-                    for table, side in RESTAGED_ORDERS.items():
-                        conn.execute(f"drop table if exists staging.{side}")  # a restage cut short
-                        conn.execute(f"create table staging.{side} as select * from staging.{table} limit 0")
-                with conn.transaction():
-                    conn.insert_frame("staging", RESTAGED_ORDERS["orders"], part.orders)
-                    conn.insert_frame("staging", RESTAGED_ORDERS["order_lines"], part.lines)
+                    sides.create_like_targets()
+                sides.append({"orders": part.orders, "order_lines": part.lines})
                 run.add(raw, part)
                 ids = raw["order_id"].astype(str)
                 checked.append(ids[ids.isin(waiting)])
@@ -169,16 +167,13 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
                 break
             after, raw, part = str(raw["order_id"].iloc[-1]), None, None  # free the chunk first
         run.unmapped = {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in run.unmapped.items()}
-        with conn.transaction():
+        with sides.swap():  # what the side tables replace; their rows go in at its end
             run.by_rule = _quarantine(conn, "shop_orders", run.quarantined, pd.concat(checked, ignore_index=True))
-            for table, side in RESTAGED_ORDERS.items():  # `write_window` with the rows in the side table
+            for table in ORDER_TABLES:
                 conn.execute(f"delete from staging.{table} where loaded_at >= ? and loaded_at < ?", [start, end])
                 # an order lives only in the partition of its latest arrival
-                conn.execute(f"delete from staging.{table} where order_id in (select order_id from staging.{side})")
-                conn.execute(f"insert into staging.{table} select * from staging.{side}")
-    finally:
-        for side in RESTAGED_ORDERS.values():
-            conn.execute(f"drop table if exists staging.{side}")
+                conn.execute(f"delete from staging.{table} where order_id in "
+                             f"(select order_id from {sides.side(table)})")
     return run
 
 
@@ -196,9 +191,6 @@ def _offset_ranges(conn: WarehouseConnection, start: datetime, end: datetime, ro
     if pd.isna(low):
         return []
     return [(first, min(first + rows - 1, int(high))) for first in range(int(low), int(high) + 1, rows)]
-
-
-RESTAGED_EVENTS = "events__restaged"  # staging's side table of a whole-day restage under way
 
 
 def restage_events(conn: WarehouseConnection, start: datetime, end: datetime,
@@ -224,31 +216,25 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime,
     prepare_cursors(conn)
     prepare_quarantine(conn, "events")
     _prepare(conn, "events", result.valid)
-    side = f"staging.{RESTAGED_EVENTS}"
-    conn.execute(f"drop table if exists {side}")  # a restage cut short leaves one behind
-    conn.execute(f"create table {side} as select * from staging.events limit 0")
     staged, checked = logic.StagedEvents(), []
     # Re-validating releases only open quarantine rows: of the window's messageIds, only those
     # with one are kept for the merge (not the day's 858k ids). The warehouse pool has one writer.
     waiting = _open_ids(conn, "events")
-    try:
+    with side_tables(conn, "staging", ["events"], RESTAGED) as sides:
+        sides.create_like_targets()
         for i in range(max(len(ranges), 1)):
             if i:
                 raw, result = chunk(ranges[i])
-            with conn.transaction():
-                conn.insert_frame("staging", RESTAGED_EVENTS, result.valid)
+            sides.append({"events": result.valid})
             staged.add(raw, result)
             ids = raw["message_id"].astype(str)
             checked.append(ids[ids.isin(waiting)])
             raw = result = None  # free the chunk before reading the next
-        with conn.transaction():
+        with sides.swap():  # the day; the side table's rows go in at its end
             conn.execute("delete from staging.events where received_at >= ? and received_at < ?", [start, end])
-            conn.execute(f"insert into staging.events select * from {side}")
             _quarantine(conn, "events", staged.quarantined, pd.concat(checked, ignore_index=True))
             if staged.offsets:  # the next micro-batch starts after these, not at the day's start
                 _advance_staged_offset(conn, staged.offsets[1])
-    finally:
-        conn.execute(f"drop table if exists {side}")
     return staged
 
 

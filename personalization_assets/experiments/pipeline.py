@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..marts.inputs import input_ctes
+from ..side_tables import side_tables
 from .assign import CONTROL, GLOBAL_CONTROL, Experiment, apply_merges, assign_arm, assign_stratified
 from .attribution import DEFAULT_WINDOW, OUTCOME_COLUMNS, attribute_in_duckdb, attribute_outcomes
 from .holdouts import EXPOSURE_COLUMNS, ExposureLog
@@ -110,25 +111,20 @@ def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> p
 
 def write_assignments(conn, experiments: list[Experiment], as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replace marts.experiment_assignments with `build_assignments`' rows, one experiment at a
-    time through a side table (`<table>__next`) copied in one transaction. Returns the rows per
-    (experiment, arm) with the contaminated ones, and the crosswalk to remember."""
+    time through a side table (`<table>__next`, `side_tables.py`) copied in one transaction.
+    Returns the rows per (experiment, arm) with the contaminated ones, and the crosswalk to remember."""
     schema, table = ASSIGNMENTS.split(".")
-    side = f"{table}__next"
     merges, crosswalk = _merges(conn)
-    conn.ensure_schema(schema)
-    conn.execute(f"drop table if exists {schema}.{side}")
-    first = None
-    for frame in assignment_frames(conn, experiments, merges, as_of):
-        first = frame.head(0) if first is None else first
-        conn.insert_frame(schema, side, frame)
-    first = pd.DataFrame(columns=ASSIGNMENT_COLUMNS) if first is None else first
-    conn.prepare_table(schema, side, first)
-    conn.prepare_table(schema, table, first)
-    cols = ", ".join(ASSIGNMENT_COLUMNS)
-    with conn.transaction():
-        conn.execute(f"delete from {ASSIGNMENTS}")
-        conn.execute(f"insert into {ASSIGNMENTS} ({cols}) select {cols} from {schema}.{side}")
-    conn.execute(f"drop table {schema}.{side}")
+    with side_tables(conn, schema, [table], "__next") as sides:
+        first = None
+        for frame in assignment_frames(conn, experiments, merges, as_of):
+            first = frame.head(0) if first is None else first
+            sides.insert(table, frame)
+        first = pd.DataFrame(columns=ASSIGNMENT_COLUMNS) if first is None else first
+        conn.prepare_table(schema, sides.names[table], first)
+        conn.prepare_table(schema, table, first)
+        with sides.swap(ASSIGNMENT_COLUMNS):  # every row is replaced
+            conn.execute(f"delete from {ASSIGNMENTS}")
     counts = conn.query(f"select experiment, arm, count(*) as n, count(contaminated_by) as contaminated "
                         f"from {ASSIGNMENTS} group by experiment, arm order by experiment, arm")
     return counts, crosswalk
