@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..clock import utc_now
+from ..heap import collections_paused
 from .generator import DemoData, InjectedEffect, generate, orders_as_jsonl
 from .manifest import Manifest, read_manifest, write_manifest
 
@@ -28,6 +29,15 @@ def seed_demo(data_dir: Path, *, crm_url: str, bus_url: str, seed: int = 7, scal
     Events go to the bus as they are made; the returned data holds them only with `keep_events`
     (tests compare the warehouse with them), else `events_handed` counts them. `effect` injects a
     known treatment effect (`generator.InjectedEffect`, for the experiment tests)."""
+    # The records are a million dicts that live until the sources hold them, with no cycles among
+    # them: the collector's passes over them freed nothing and cost ~20 % of the CPU at scale 30.
+    with collections_paused():
+        return _seed_sources(data_dir, crm_url=crm_url, bus_url=bus_url, seed=seed, scale=scale, now=now, say=say,
+                            keep_events=keep_events, effect=effect)
+
+
+def _seed_sources(data_dir: Path, *, crm_url: str, bus_url: str, seed: int, scale: float, now: datetime | None,
+                  say: Callable[[str], None], keep_events: bool, effect: InjectedEffect | None) -> DemoData:
     now = now or utc_now()
     before = read_manifest(data_dir)
     kept = before.injected if before and (before.seed, before.scale, before.now) == (seed, scale, now) else {}

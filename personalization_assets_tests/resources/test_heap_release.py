@@ -54,3 +54,37 @@ def test_arrow_pool_pages_go_back_to_the_system():
     freed = _rss_mb()
     release_freed(collect=False)
     assert _rss_mb() < freed - 100, f"{pa.default_memory_pool().backend_name} kept the pages of ~200 MB freed"
+
+
+def test_collections_paused_stops_automatic_collection_and_restores_it():
+    import gc
+    import weakref
+
+    from personalization_assets.heap import collections_paused
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with collections_paused():
+        assert not gc.isenabled()
+        cycle = Node()
+        cycle.me = cycle
+        watch = weakref.ref(cycle)
+        del cycle
+        garbage = [[i] for i in range(100_000)]  # far past the first generation's threshold
+        assert watch() is not None, "a collection ran inside the block"
+    assert gc.isenabled() and len(garbage) == 100_000
+    gc.collect()
+    assert watch() is None
+    with pytest.raises(RuntimeError):
+        with collections_paused():
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collections_paused():
+            pass
+        assert not gc.isenabled(), "it enabled collection that was off before"
+    finally:
+        gc.enable()
