@@ -3,7 +3,12 @@ of every merge, and which customer each tracking identity belongs to.
 
 Thin shell over `personalization_assets.identity`: the previous crosswalk and evidence are read
 back from the warehouse so keys stay stable, unmerges persist, and small changes are matched
-incrementally.
+incrementally. Two paths (identity/warehouse.py choose_path, by record count or
+PERSONALIZATION_IDENTITY_PATH): in memory (resolve(), incremental when it can), or in the
+warehouse (DuckDB only; full runs; the staged records stay in DuckDB, golden records are built
+a chunk of clusters at a time). Both give the same tables, obey the same decisions and unmerges
+and keep keys stable; a warehouse run leaves no prepared records and a state version that makes
+the next memory run full (keys inherited), never incremental from the warehouse's crosswalk.
 """
 
 import json
@@ -15,15 +20,18 @@ import pandas as pd
 import pyarrow as pa
 
 from ..heap import releasing
-from ..identity import ResolvedState, resolve
+from ..identity import MatchConfig, ResolvedState, resolve
 from ..identity.stitch import IDENTITY_MAP_COLUMNS, links_sql, stitch, users_sql
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
 from ..identity.features_sql import HASHED, TEXT_SOURCES
 from ..identity.households import households_in_warehouse
 from ..identity.review import review_queue
-from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS
-from ..resources.io_manager import ARROW_STRINGS, COLUMNS_IF_PRESENT, COMMIT_GROUP, verify_tables
+from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
+from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
+from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, arrow_to_frame, evidence_sql, golden_in_chunks
+from ..resources.faults import fault_point
+from ..resources.io_manager import COMMIT_GROUP, query_arrow_strings, table_columns, verify_tables
 from ..resources.warehouse import Warehouse, identifier
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
@@ -144,11 +152,19 @@ def merge_rate_check(previous: float | None, current: float) -> dg.AssetCheckRes
 def _golden(res, staged: pd.DataFrame) -> pd.DataFrame:
     """The golden records in the table's column order. Shaped from the resolution's own frame
     (which it changes) without copying it: the columns are shared, and a missing one is all NaN."""
-    g = res.golden
+    created = None
     if "created_at" in staged:
         key = (res.crosswalk.set_index("record_id")["customer_key"]
                .reindex(staged["record_id"].to_numpy(object)).to_numpy())
-        g["created_at"] = g["customer_key"].map(staged["created_at"].groupby(key).min())
+        created = staged["created_at"].groupby(key).min()
+    return _shape_golden(res.golden, created)
+
+
+def _shape_golden(g: pd.DataFrame, created: pd.Series | None) -> pd.DataFrame:
+    """Golden records (resolve()'s frame, changed in place) in the table's column order, created_at
+    the earliest of the cluster's records (``created``: by customer_key)."""
+    if created is not None:
+        g["created_at"] = g["customer_key"].map(created)
     g["updated_at"] = g["last_updated"]
     lineage = [c for c in g.columns if c.endswith("_source")]
     extra = [c for c in g.columns if c not in GOLDEN_COLUMNS and c not in lineage and c != "last_updated"]
@@ -183,20 +199,28 @@ def _arrow_text(frame: pd.DataFrame, skip=lambda column: False) -> pd.DataFrame:
                                 description="Why records were merged: the exact rule, or per-field agreement "
                                             "levels and Fellegi-Sunter weights; unmerges as cannot_link rows."),
     },
-    ins={"staged": dg.AssetIn(key=["staging", "customers"],
-                              metadata={COLUMNS_IF_PRESENT: STAGED_COLUMNS, ARROW_STRINGS: True})},
+    deps=[dg.AssetKey(["staging", "customers"])],
     check_specs=[dg.AssetCheckSpec("merge_rate_stable", asset=["core", "customers"], blocking=True,
                                    description="The share of records merged away did not jump since the last run.")],
     group_name="identity",
     pool=WAREHOUSE_POOL,
 )
 @releasing
-def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged: pd.DataFrame,
-              warehouse: Warehouse):
-    """Resolve staged customer records into people: exact keys, then fuzzy matching. Incremental
-    when a saved state of this engine's version exists (only new or changed records are prepared
-    and compared), full otherwise; the metadata's resolution says which and why."""
+def customers(context: dg.AssetExecutionContext, config: IdentityConfig, warehouse: Warehouse):
+    """Resolve staged customer records into people: exact keys, then fuzzy matching. The path
+    (identity/warehouse.py choose_path, by record count or PERSONALIZATION_IDENTITY_PATH): in
+    memory, incremental when a saved state of this engine's version exists, full otherwise; or in
+    the warehouse (DuckDB only), always full. The metadata's resolution says which and why."""
     with warehouse.connect() as conn:
+        fault_point("before_load", "staging.customers")
+        verify_tables(conn, ["staging.customers"], strict=False)
+        rows_in = int(conn.scalar("select count(*) from staging.customers"))
+        path, path_reason = explain_path(rows_in, conn.dialect)
+    if path == "warehouse":
+        yield from _customers_in_warehouse(context, config, warehouse, rows_in, path_reason)
+        return
+    with warehouse.connect() as conn:
+        staged = _read_staged(conn)
         previous, why = _previous(conn)
         if config.full_rebuild:
             previous, why = None, "full: full_rebuild requested"
@@ -206,6 +230,7 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
     res.golden = None  # the output's frame holds its columns now
     sizes = golden["source_records"].value_counts().sort_index()
     stats = {k: v for k, v in res.stats.items() if k not in ("blocking", "stage_seconds")}
+    stats.update(path="memory", path_reason=path_reason)
     if not why.startswith("incremental"):  # the asset's reason for a full run beats the engine's
         stats["mode_reason"] = why
     before = None
@@ -229,6 +254,96 @@ def customers(context: dg.AssetExecutionContext, config: IdentityConfig, staged:
     yield dg.Output(res.evidence, output_name="evidence", metadata=frame_metadata(
         res.evidence, rules=res.evidence["rule"].value_counts().to_dict()))
     yield merge_rate_check(before, now)
+
+
+def _read_staged(conn) -> pd.DataFrame:
+    """The staged columns identity reads (those the table has), text Arrow-backed, on DuckDB; the
+    whole table elsewhere (as Snowflake's IO manager read it)."""
+    if conn.dialect != "duckdb":
+        return conn.query("select * from staging.customers")
+    have = set(table_columns(conn, "staging.customers"))
+    cols = ", ".join(identifier(c) for c in STAGED_COLUMNS if c in have)
+    return query_arrow_strings(conn, f"select {cols} from staging.customers")
+
+
+# the work tables of a warehouse-path run (replaced by each run, dropped after it)
+WORK_TABLE = "core._identity_run"
+WAREHOUSE_STATE = STATE_VERSION + "+warehouse"  # not this engine's version: the next memory run is full
+
+
+def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehouse, rows_in: int, path_reason: str):
+    """The warehouse path (identity/warehouse.py): the records stay in DuckDB; Python holds the
+    links, the outputs and a bounded chunk of clusters at a time for the golden records."""
+    cfg = MatchConfig()
+    with warehouse.connect() as conn:
+        con, before, cannot, previous_keys = conn.raw, None, set(), None
+        if not config.full_rebuild and conn.table_exists("core", "customer_crosswalk"):
+            verify_tables(conn, ["core.customer_crosswalk", "core.merge_evidence"])
+            n_prev, k_prev = conn.raw.execute("select count(*), count(distinct customer_key) "
+                                              "from core.customer_crosswalk").fetchall()[0]
+            if n_prev:
+                before, previous_keys = merge_rate(n_prev, k_prev), "core.customer_crosswalk"
+                cannot = set(con.execute("select left_record_id, right_record_id from core.merge_evidence "
+                                         "where rule = 'cannot_link'").fetchall())
+        decisions = read_decisions(conn)  # a person's link/unlink decisions bind every run
+        link = decisions[decisions["decision"] == "link"]
+        unlink = decisions[decisions["decision"] == "unlink"]
+        given = Constraints(forced=list(zip(link["left_record_id"], link["right_record_id"])),
+                            cannot=cannot | set(zip(unlink["left_record_id"], unlink["right_record_id"])),
+                            unmerges=[list(g) for g in config.unmerge], previous_keys=previous_keys)
+        conn.ensure_schema("core")
+        res = resolve_in_warehouse(con, "staging.customers", WORK_TABLE, cfg, given)
+        crosswalk = arrow_to_frame(con.sql(f"select {', '.join(CROSSWALK_COLUMNS)} from {WORK_TABLE} "
+                                           "order by record_id").to_arrow_table())
+        con.register("_identity_cannot", pa.table({"left_record_id": pa.array([p[0] for p in sorted(res.cannot)],
+                                                                               pa.string()),
+                                                   "right_record_id": pa.array([p[1] for p in sorted(res.cannot)],
+                                                                               pa.string())}))
+        review = res.review.astype({"left_record_id": object, "right_record_id": object, "reason": object})
+        con.register("_identity_review", pa.Table.from_pandas(review, preserve_index=False, schema=pa.schema(
+            [("left_record_id", pa.string()), ("right_record_id", pa.string()), ("reason", pa.string()),
+             ("score", pa.float64())])))
+        try:
+            evidence = arrow_to_frame(con.sql(evidence_sql(WORK_TABLE + "_edges", WORK_TABLE, "_identity_cannot",
+                                                           "_identity_review", res.model)).to_arrow_table())
+        finally:
+            con.unregister("_identity_cannot")
+            con.unregister("_identity_review")
+
+        def golden_of(records: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
+            g = golden_records(records, keys.reset_index(drop=True), cfg.source_priority)
+            g["cluster_size"] = g["source_records"]  # as resolve()'s golden records
+            created = records["created_at"].groupby(keys.to_numpy()).min() if "created_at" in records else None
+            return _shape_golden(g, created)
+        golden = arrow_to_frame(golden_in_chunks(con, "staging.customers", STAGED_COLUMNS, WORK_TABLE, golden_of))
+        for suffix in ("", "_links", "_edges"):
+            conn.execute(f"drop table if exists {WORK_TABLE}{suffix}")
+        _save_warehouse_state(conn, len(crosswalk))
+    sizes = golden["source_records"].value_counts().sort_index()
+    stats = {k: v for k, v in res.stats.items() if k != "stage_seconds"}
+    stats.update(mode="full", mode_reason="the warehouse path has no incremental run", path_reason=path_reason)
+    now = merge_rate(rows_in, len(golden))
+    context.log.info(f"identity run: {json.dumps(stats, default=str)}")
+    reasons = res.review["reason"].value_counts().to_dict()
+    yield dg.Output(golden, output_name="golden", metadata=frame_metadata(
+        golden, rows_in=rows_in, duplicates_merged=int(stats["duplicates_merged"]), merge_rate=now,
+        cluster_size_distribution={str(k): int(v) for k, v in sizes.items()}, held_for_review=len(res.review),
+        review_reasons=reasons, resolution=stats, stage_seconds=res.stats.get("stage_seconds", {}), blocking={}))
+    yield dg.Output(crosswalk, output_name="crosswalk", metadata=frame_metadata(
+        crosswalk, rules=crosswalk["rule"].value_counts().to_dict()))
+    yield dg.Output(evidence, output_name="evidence", metadata=frame_metadata(
+        evidence, rules=evidence["rule"].value_counts().to_dict()))
+    yield merge_rate_check(before, now)
+
+
+def _save_warehouse_state(conn, records: int) -> None:
+    """No prepared records, and a state version not the memory engine's: a later memory-path run
+    is full (keys inherited from the crosswalk), never incremental from a warehouse crosswalk."""
+    version = pd.DataFrame({"version": [WAREHOUSE_STATE], "records": [records]})
+    conn.prepare_table(*STATE_TABLE, version)
+    with conn.transaction():
+        conn.execute(f"drop table if exists {'.'.join(PREPARED_TABLE)}")
+        conn.replace_frame(*STATE_TABLE, version)
 
 
 @dg.asset(key=["core", "identity_map"], deps=[dg.AssetKey(["staging", "events"])],

@@ -9,16 +9,24 @@ Two paths give one answer (pairwise F1 within 0.002, measured by test_warehouse.
   (warehouse_sql.py) where the table is. Python trains the model on samples of pairs
   (random pairs for u, block samples for m, a candidate sample for the prior) and clusters
   over the links only, with the engine's own guards (cluster.py); a guard's question about
-  a pair of records is answered by the same SQL. The worker never holds the records, only
-  the links and the records they touch. Full runs only: no incremental run, no decisions or
-  unmerges, no golden records yet (the crosswalk is the output).
+  a pair of records is answered by the same SQL. A person's decisions bind the clustering as
+  in resolve(): link decisions are forced edges, unlink decisions and saved unmerges are
+  cannot-links, and this run's unmerge groups are split off and clustered again. Keys follow
+  keys.assign_keys (inherited from the previous crosswalk), and the crosswalk and the per-link
+  evidence (levels, field weights) are shaped in SQL (warehouse_outputs.py). The worker never
+  holds the records, only the links and the records they touch. Full runs only (no
+  incremental run); ``core.customers`` builds golden records from it a chunk of clusters at
+  a time (warehouse_outputs.golden_in_chunks). Its review cases are the guards' refusals,
+  one-conflict pairs and ambiguous records (no shared-key or placeholder cases, no per-pair
+  evidence JSON).
 
 Which path runs: ``choose_path(n_records)``. The setting ``PERSONALIZATION_IDENTITY_PATH``
 (read when called) is ``memory``, ``warehouse`` or ``auto`` (default): auto picks the
 warehouse from ``WAREHOUSE_FROM_RECORDS`` records on.
 
 The SQL is DuckDB's; ``warehouse_sql.to_snowflake`` translates it (JAROWINKLER_SIMILARITY,
-EDITDISTANCE). Only DuckDB runs it end to end here.
+EDITDISTANCE). Only DuckDB runs it end to end here: on Snowflake ``core.customers`` takes the
+memory path whatever the setting (``explain_path``).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_u
 from personalization_assets.identity.namesakes import cap_table, conditional_u
 from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
-from personalization_assets.identity.resolve import PRIOR_SAMPLE_PAIRS
+from personalization_assets.identity.resolve import MANUAL_PROB, PRIOR_SAMPLE_PAIRS
 from personalization_assets.identity.scoring import SLACK
 from personalization_assets.identity.training import (
     MAX_TRAINING_PAIRS,
@@ -57,9 +65,10 @@ from personalization_assets.identity.warehouse_sql import (
     scores_sql,
     weight_case,
 )
+from personalization_assets.identity.warehouse_outputs import assign_keys_sql, crosswalk_sql, link_evidence_sql
 
 PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
-WAREHOUSE_FROM_RECORDS = 2_000_000
+WAREHOUSE_FROM_RECORDS = 500_000  # at 1M the step peaks at 1.8 GB, not 2.8 GB (README)
 SOURCE_ID_PROB = 2.0  # links.SOURCE_ID_PROB: sorts first when clusters are built
 # training.train's EM sessions as key columns: (key, fields left out of that session)
 SESSIONS = (
@@ -80,13 +89,49 @@ def choose_path(n_records: int, setting: str | None = None) -> str:
     return "warehouse" if n_records >= WAREHOUSE_FROM_RECORDS else "memory"
 
 
+def explain_path(n_records: int, dialect: str = "duckdb") -> tuple[str, str]:
+    """choose_path and why, for a run's metadata. Only DuckDB runs the warehouse path: its
+    Snowflake translation (warehouse_sql.to_snowflake) is not tested end to end."""
+    setting = (os.environ.get(PATH_SETTING) or "auto").strip().lower()
+    path = choose_path(n_records)
+    why = (f"{PATH_SETTING}={setting}" if setting in ("memory", "warehouse")
+           else f"auto: {n_records} records, the warehouse path from {WAREHOUSE_FROM_RECORDS}")
+    if path == "warehouse" and dialect != "duckdb":
+        return "memory", f"{why}, but on {dialect} the warehouse path's SQL is not tested end to end: memory"
+    if path == "warehouse" and n_records == 0:
+        return "memory", f"{why}, but there are no records: memory"
+    return path, why
+
+
+@dataclass
+class Constraints:
+    """What binds the clustering beyond the matcher (record ids): a person's link decisions
+    (forced links), cannot-link pairs (unlink decisions, saved unmerges), this run's unmerge
+    groups (resolve's run config), and the table of the last run's keys (record_id,
+    customer_key) that keys are inherited from (keys.assign_keys semantics)."""
+
+    forced: list[tuple[str, str]] = field(default_factory=list)
+    cannot: set[tuple[str, str]] = field(default_factory=set)
+    unmerges: list[list[str]] = field(default_factory=list)
+    previous_keys: str | None = None
+
+    def record_ids(self) -> set[str]:
+        return ({r for p in self.forced for r in p} | {r for p in self.cannot for r in p}
+                | {r for g in self.unmerges for r in g})
+
+
 @dataclass
 class WarehouseResolution:
-    crosswalk_table: str       # record_id, customer_key, cluster_size
+    crosswalk_table: str       # record_id, customer_key, cluster_size, source, rule, match_probability,
+                               # record_hash, previous_customer_key (the memory path's crosswalk columns)
     links_table: str           # a, b (record positions), left/right record ids, prob, rule
     model: FSModel
     review: pd.DataFrame       # left_record_id, right_record_id (None for a whole record), reason, score
     stats: dict = field(default_factory=dict)
+    # <crosswalk_table>_edges: every link and forced link with its rule, whether a cluster used it,
+    # and (links) per-field levels and weights, as evidence_frame has them
+    edges_table: str = ""
+    cannot: set = field(default_factory=set)  # the cannot-link pairs in force (record ids), new unmerges included
 
 
 class SqlComparator:
@@ -104,7 +149,8 @@ class SqlComparator:
 
 
 def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_table: str,
-                         config: MatchConfig | None = None) -> WarehouseResolution:
+                         config: MatchConfig | None = None,
+                         constraints: Constraints | None = None) -> WarehouseResolution:
     """Resolve the records of table/view ``source`` (staging.customers columns, one row per
     record_id; the latest ``updated_at`` wins) into ``crosswalk_table`` (replaced), with the
     links behind it in ``<crosswalk_table>_links``. ``source`` and the outputs are trusted
@@ -115,12 +161,12 @@ def resolve_in_warehouse(con: duckdb.DuckDBPyConnection, source: str, crosswalk_
     keep_order = con.sql("select current_setting('preserve_insertion_order')").fetchall()[0][0]
     _do(con, "set preserve_insertion_order = false")
     try:
-        return _resolve(con, source, crosswalk_table, cfg)
+        return _resolve(con, source, crosswalk_table, cfg, constraints or Constraints())
     finally:
         _do(con, f"set preserve_insertion_order = {'true' if keep_order else 'false'}")
 
 
-def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> WarehouseResolution:
+def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Constraints) -> WarehouseResolution:
     laps, t0 = {}, time.perf_counter()
     lap = _lap(laps)
     columns = set(con.sql(f"select * from {source} limit 0").columns)
@@ -160,28 +206,46 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
         select a, b, src, blocked, prob, conflict, n_conflicts, {rule} as rule
         from ({score('select * from _identity_levels', leveled=True)})
         where (blocked and prob >= {thr!r}) or src""")
-    links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob
+    links = con.sql(f"""select a, b, case when src then {SOURCE_ID_PROB} else prob end as prob, rule
         from _identity_scored where not conflict and (src or prob >= {thr!r}) order by src, a, b""").to_arrow_table()
     refused = con.sql(f"""select a, b, prob from _identity_scored
         where blocked and prob >= {thr!r} and conflict and n_conflicts <= 1 order by a, b""").to_arrow_table()
     lap("score")
     left, right = (links.column(c).to_numpy().astype(np.int64) for c in ("a", "b"))
     prob = links.column("prob").to_numpy().astype(float)
+    rule = links.column("rule").to_numpy(zero_copy_only=False).astype(object)
     # a record that fits two namesakes links to neither (links.accepted_links); source-id links stay
     _do(con, f"create or replace temp table _identity_ambiguous as {namesakes_sql(fields, cfg.max_key_group)}")
     amb = con.sql("select pos from _identity_ambiguous").to_arrow_table().column("pos").to_numpy().astype(np.int64)
     held = (np.isin(left, amb) | np.isin(right, amb)) & (prob != SOURCE_ID_PROB)
     ambiguous = np.unique(np.concatenate([left[held], right[held]]))
     ambiguous = ambiguous[np.isin(ambiguous, amb)]
-    left, right, prob = left[~held], right[~held], prob[~held]
-    nodes = np.unique(np.concatenate([left, right]))
+    left, right, prob, rule = left[~held], right[~held], prob[~held], rule[~held]
+    # a person's link decisions join the links as forced edges (resolve._edges)
+    at = _positions_of(con, given.record_ids())
+    pairs = [(at[x], at[y]) for x, y in dict.fromkeys(given.forced) if x in at and y in at]
+    fl, fr = (np.array([p[k] for p in pairs], np.int64) for k in (0, 1))
+    e_left, e_right = np.concatenate([left, fl]), np.concatenate([right, fr])
+    e_prob = np.concatenate([prob, np.full(fl.size, MANUAL_PROB)])
+    e_rule = np.concatenate([rule, np.full(fl.size, "manual_link", object)])
+    nodes = np.unique(np.concatenate([e_left, e_right]))
     attrs = _node_attributes(con, nodes, cfg)
     rules = Rules(assess=lambda x, y: _verdict(con, score, thr, nodes[x], nodes[y]),
-                  identities=attrs["identities"], undecidable=attrs["undecidable"])
-    labels, review, _ = cluster(nodes.size, Edges(np.searchsorted(nodes, left), np.searchsorted(nodes, right), prob),
-                                cfg.strong_threshold, cfg.max_cluster_size, set(), rules)
+                  identities=attrs["identities"], undecidable=attrs["undecidable"],
+                  forced=np.arange(e_left.size) >= left.size)
+    edges = Edges(np.searchsorted(nodes, e_left), np.searchsorted(nodes, e_right), e_prob)
+    cannot = set(given.cannot)
+    labels, review, used = cluster(nodes.size, edges, cfg.strong_threshold, cfg.max_cluster_size,
+                                   _node_pairs(cannot, at, nodes), rules)
+    new_cannot = _unmerge_pairs(con, given.unmerges, at, nodes, labels)
+    if new_cannot:  # resolve(): split off, then cluster again with the split as cannot-links
+        cannot |= new_cannot
+        at.update(_positions_of(con, {r for p in new_cannot for r in p} - at.keys()))
+        labels, review, used = cluster(nodes.size, edges, cfg.strong_threshold, cfg.max_cluster_size,
+                                       _node_pairs(cannot, at, nodes), rules)
     lap("cluster")
-    _write(con, nodes, labels, crosswalk_table, thr)
+    _write_edges(con, e_left, e_right, e_prob, e_rule, used, left.size, crosswalk_table + "_edges", score, fields)
+    _write(con, nodes, labels, crosswalk_table, thr, source, given.previous_keys)
     review_out = _review(con, review, refused, nodes, ambiguous)
     stats = {"path": "warehouse", "records": int(n), "candidate_pairs": int(n_candidates),
              "links": int(left.size), "customers": con.execute(
@@ -191,7 +255,8 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig) -> Wareho
     stats["stage_seconds"] = laps
     stats["duplicates_merged"] = stats["records"] - stats["customers"]
     _drop_helpers(con)
-    return WarehouseResolution(crosswalk_table, crosswalk_table + "_links", model, review_out, stats)
+    return WarehouseResolution(crosswalk_table, crosswalk_table + "_links", model, review_out, stats,
+                               crosswalk_table + "_edges", cannot)
 
 
 def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
@@ -252,7 +317,7 @@ def _helper_tables(con, max_offset: int) -> None:
 
 def _drop_helpers(con) -> None:
     for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "offsets", "blocks",
-              "ambiguous"):
+              "ambiguous", "labeled", "keys", "edges"):
         _do(con, f"drop table if exists _identity_{t}")
 
 
@@ -370,26 +435,89 @@ def _verdict(con, score, threshold: float, a: np.ndarray, b: np.ndarray) -> tupl
     return conflict, (t.column("prob").to_numpy() >= threshold) & ~conflict
 
 
-def _write(con, nodes: np.ndarray, labels: np.ndarray, out: str, threshold: float) -> None:
-    """The crosswalk: a cluster's key comes from its smallest record id (keys.key_for), as a
-    full in-memory run gives it; the links behind it next to it."""
+def _write(con, nodes: np.ndarray, labels: np.ndarray, out: str, threshold: float, source: str,
+           previous_keys: str | None) -> None:
+    """The crosswalk: keys as keys.assign_keys gives them (inherited from ``previous_keys``, else
+    from a cluster's smallest record id, as a full in-memory run gives them); the links behind it
+    next to it."""
     con.register("_identity_labels", pa.table({"pos": nodes, "label": labels.astype(np.int64)}))
     try:
-        _do(con, f"""create or replace table {out} as
-            with c as (
-              select f.record_id, coalesce(l.label, -1 - f.pos) as label
-              from _identity_features f left join _identity_labels l on l.pos = f.pos),
-            k as (select record_id, label, min(record_id) over (partition by label) as anchor,
-                         count(*) over (partition by label) as cluster_size from c)
-            select record_id, 'cus_' || left(sha1(anchor), 16) as customer_key, cluster_size from k""")
+        _do(con, """create or replace temp table _identity_labeled as
+            select f.record_id, f.pos, coalesce(l.label, -1 - f.pos) as label
+            from _identity_features f left join _identity_labels l on l.pos = f.pos""")
     finally:
         con.unregister("_identity_labels")
+    assign_keys_sql(con, "_identity_labeled", previous_keys, "_identity_keys")
+    columns = set(con.sql(f"select * from {source} limit 0").columns)
+    _do(con, f"create or replace table {out} as " + crosswalk_sql(source, columns, previous_keys))
     _do(con, f"""create or replace table {out}_links as
         select s.a, s.b, l.record_id as left_record_id, r.record_id as right_record_id,
                case when s.src then {SOURCE_ID_PROB} else s.prob end as match_probability, s.rule
         from _identity_scored s join _identity_features l on l.pos = s.a join _identity_features r on r.pos = s.b
         where not s.conflict and (s.src or (s.prob >= {threshold!r}
           and s.a not in (select pos from _identity_ambiguous) and s.b not in (select pos from _identity_ambiguous)))""")
+
+
+def _write_edges(con, left, right, prob, rule, used, n_links: int, out: str, score, fields) -> None:
+    """Every edge (record positions) with its rule and whether a cluster used it, and the links'
+    levels and weights (link_evidence_sql), into table ``out``."""
+    con.register("_identity_edges_in", pa.table({
+        "a": left.astype(np.int64), "b": right.astype(np.int64), "prob": prob.astype(float),
+        "rule": pa.array(rule.tolist(), pa.string()), "used": used[:left.size].astype(bool),
+        "is_link": np.arange(left.size) < n_links}))
+    try:
+        _do(con, "create or replace temp table _identity_edges as select * from _identity_edges_in")
+    finally:
+        con.unregister("_identity_edges_in")
+    _do(con, f"create or replace table {out} as " + link_evidence_sql(
+        score("select a, b from _identity_edges where is_link"), fields))
+
+
+def _positions_of(con, ids: set[str]) -> dict[str, int]:
+    """Record id -> position, for the few records a person's decisions name."""
+    if not ids:
+        return {}
+    con.register("_identity_ids", pa.table({"record_id": sorted(ids)}))
+    try:
+        t = con.sql("select f.record_id, f.pos from _identity_features f semi join _identity_ids i "
+                    "on i.record_id = f.record_id").fetchall()
+    finally:
+        con.unregister("_identity_ids")
+    return {r: int(p) for r, p in t}
+
+
+def _node_pairs(pairs: set[tuple[str, str]], at: dict[str, int], nodes: np.ndarray) -> set[tuple[int, int]]:
+    """Record-id pairs as pairs of node indices (pairs with a record in no edge cannot join anyway)."""
+    out = set()
+    for x, y in pairs:
+        if x in at and y in at:
+            i, j = np.searchsorted(nodes, [at[x], at[y]])
+            if i < nodes.size and j < nodes.size and nodes[i] == at[x] and nodes[j] == at[y]:
+                out.add((int(i), int(j)))
+    return out
+
+
+def _unmerge_pairs(con, unmerges: list[list[str]], at: dict[str, int], nodes: np.ndarray,
+                   labels: np.ndarray) -> set[tuple[str, str]]:
+    """resolve._unmerge_pairs over the nodes: each group's records against the rest of their cluster."""
+    out = set()
+    for group in unmerges:
+        index = {g: int(np.searchsorted(nodes, at[g])) for g in group if g in at}
+        index = {g: i for g, i in index.items() if i < nodes.size and nodes[i] == at[g]}
+        for lab in {labels[i] for i in index.values()}:
+            members = set(_record_ids(con, nodes[labels == lab]))
+            ids = {g for g, i in index.items() if labels[i] == lab}
+            out |= {(x, y) for x in ids for y in members - ids}
+    return out
+
+
+def _record_ids(con, positions: np.ndarray) -> list[str]:
+    con.register("_identity_pos", pa.table({"pos": positions.astype(np.int64)}))
+    try:
+        return [r for (r,) in con.sql("select f.record_id from _identity_features f semi join _identity_pos p "
+                                      "on p.pos = f.pos").fetchall()]
+    finally:
+        con.unregister("_identity_pos")
 
 
 def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray, ambiguous: np.ndarray) -> pd.DataFrame:
