@@ -88,3 +88,24 @@ def test_collections_paused_stops_automatic_collection_and_restores_it():
         assert not gc.isenabled(), "it enabled collection that was off before"
     finally:
         gc.enable()
+
+
+def test_collections_thinned_freezes_what_lives_and_still_collects_cycles():
+    import gc
+    import weakref
+
+    from personalization_assets.heap import collections_thinned
+
+    class Node:
+        pass
+
+    before = gc.get_threshold()
+    with collections_thinned((1_000, 5, 5)):
+        assert gc.get_threshold() == (1_000, 5, 5) and gc.get_freeze_count() > 0
+        cycle = Node()
+        cycle.me = cycle
+        watch = weakref.ref(cycle)
+        del cycle
+        garbage = [[i] for i in range(20_000)]  # past the thinned threshold: a collection runs
+        assert watch() is None, "no collection freed the cycle inside the block"
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and len(garbage) == 20_000
