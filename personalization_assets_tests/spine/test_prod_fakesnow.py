@@ -106,7 +106,8 @@ def test_key_pair_sign_in_from_an_encrypted_key_file(snowflake_env, monkeypatch,
     monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "correct horse")
     write_customers(os.environ["CRM_DATABASE_URL"], ROWS)
     with recorded_sign_ins() as sign_ins:
-        result = dg.materialize([raw.crm_customers, staging.customers, core.customers], resources=resources_for("prod"))
+        result = dg.materialize([raw.crm_customers, staging.customers, core.customers, core.identity_review],
+                                resources=resources_for("prod"))
     assert result.success
     assert any("schema" in s for s in sign_ins) and any("schema" not in s for s in sign_ins)  # IO manager and warehouse
     for sign_in in sign_ins:
