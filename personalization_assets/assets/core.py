@@ -299,10 +299,11 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
                                                                                pa.string()),
                                                    "right_record_id": pa.array([p[1] for p in sorted(res.cannot)],
                                                                                pa.string())}))
-        review = res.review.astype({"left_record_id": object, "right_record_id": object, "reason": object})
+        review = res.review.astype({"left_record_id": object, "right_record_id": object, "reason": object,
+                                    "evidence": object})
         con.register("_identity_review", pa.Table.from_pandas(review, preserve_index=False, schema=pa.schema(
             [("left_record_id", pa.string()), ("right_record_id", pa.string()), ("reason", pa.string()),
-             ("score", pa.float64())])))
+             ("score", pa.float64()), ("evidence", pa.string())])))
         try:
             evidence = arrow_to_frame(con.sql(evidence_sql(WORK_TABLE + "_edges", WORK_TABLE, "_identity_cannot",
                                                            "_identity_review", res.model)).to_arrow_table())

@@ -16,9 +16,8 @@ Two paths give one answer (pairwise F1 within 0.002, measured by test_warehouse.
   evidence (levels, field weights) are shaped in SQL (warehouse_outputs.py). The worker never
   holds the records, only the links and the records they touch. Full runs only (no
   incremental run); ``core.customers`` builds golden records from it a chunk of clusters at
-  a time (warehouse_outputs.golden_in_chunks). Its review cases are the guards' refusals,
-  one-conflict pairs and ambiguous records (no shared-key or placeholder cases, no per-pair
-  evidence JSON).
+  a time (warehouse_outputs.golden_in_chunks). Review cases as the memory path's (a pair's
+  evidence JSON included; a shared key's example is its smallest record id).
 
 Which path runs: ``choose_path(n_records)``. The setting ``PERSONALIZATION_IDENTITY_PATH``
 (read when called) is ``memory``, ``warehouse`` or ``auto`` (default): auto picks the
@@ -31,6 +30,7 @@ memory path whatever the setting (``explain_path``).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 
 from personalization_assets.identity.cluster import Edges, Rules, cluster
+from personalization_assets.identity.compare import LEVELS
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_u
 from personalization_assets.identity.namesakes import cap_table, conditional_u
@@ -246,7 +247,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     lap("cluster")
     _write_edges(con, e_left, e_right, e_prob, e_rule, used, left.size, crosswalk_table + "_edges", score, fields)
     _write(con, nodes, labels, crosswalk_table, thr, source, given.previous_keys)
-    review_out = _review(con, review, refused, nodes, ambiguous)
+    review_out = _review(con, review, refused, nodes, ambiguous, score, fields, cfg.max_key_group)
     stats = {"path": "warehouse", "records": int(n), "candidate_pairs": int(n_candidates),
              "links": int(left.size), "customers": con.execute(
                  f"select count(distinct customer_key) from {crosswalk_table}").fetchall()[0][0],
@@ -520,8 +521,11 @@ def _record_ids(con, positions: np.ndarray) -> list[str]:
         con.unregister("_identity_pos")
 
 
-def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray, ambiguous: np.ndarray) -> pd.DataFrame:
-    """Review cases with record ids: the guards' refusals and the pairs refused on one conflict."""
+def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray, ambiguous: np.ndarray, score,
+            fields: list[str], max_group: int) -> pd.DataFrame:
+    """Review cases with record ids (output.review_frame's columns): the guards' refusals, the pairs
+    refused on one conflict and ambiguous records, a pair's evidence as output.pair_evidence gives
+    it; then the shared keys refused (example: the smallest record id) and placeholder profiles."""
     left = nodes[review["left"].to_numpy(np.int64)] if len(review) else np.empty(0, np.int64)
     right = np.where(review["right"].to_numpy(np.int64) >= 0, nodes[np.maximum(review["right"].to_numpy(np.int64), 0)],
                      -1) if len(review) else np.empty(0, np.int64)
@@ -531,10 +535,36 @@ def _review(con, review: pd.DataFrame, refused: pa.Table, nodes: np.ndarray, amb
                           + ["ambiguous"] * ambiguous.size,
                           "score": np.concatenate([review["score"].to_numpy(float), refused.column("prob").to_numpy(),
                                                    np.full(ambiguous.size, np.nan)])})
+    cases["i"] = np.arange(len(cases), dtype=np.int64)
     con.register("_identity_cases", pa.Table.from_pandas(cases, preserve_index=False))
     try:
-        return con.sql("""select l.record_id as left_record_id, r.record_id as right_record_id, c.reason, c.score
+        pairs = con.sql("""select l.record_id as left_record_id, r.record_id as right_record_id, c.reason, c.score, c.i
             from _identity_cases c join _identity_features l on l.pos = c.a
-            left join _identity_features r on r.pos = c.b""").df()
+            left join _identity_features r on r.pos = c.b order by c.i""").df()
+        evidence = _pair_evidence(con.sql(f"""select i, {', '.join('lv_' + f for f in fields) or '1 as none'},
+            weight, prob, tf_adjustment, household_adjustment, conflict
+            from ({score('select i, a, b from _identity_cases where b >= 0')})""").df(), fields)
     finally:
         con.unregister("_identity_cases")
+    pairs["evidence"] = pairs["i"].map(evidence).astype(object).where(pairs["i"].isin(evidence.index), None)
+    keys = " union all ".join(
+        f"select 'shared_key:{rule}' as reason, count(*) as score, min(record_id) as left_record_id "
+        f"from _identity_features where {col} is not null group by {col} having count(*) > {int(max_group)}"
+        for rule, col in (("email_key", "email"), ("phone", "phone"), ("source_id", "source_key")))
+    extra = con.sql(f"""select left_record_id, null::varchar as right_record_id, reason, score::double as score
+        from ({keys}) union all
+        select record_id, null, 'placeholder_profile', null from _identity_features where placeholder""").df()
+    extra["evidence"] = None
+    return pd.concat([pairs.drop(columns="i"), extra], ignore_index=True)
+
+
+def _pair_evidence(s: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """output.pair_evidence's JSON per scored pair (by its row ``i``)."""
+    out = {}
+    for row in s.itertuples(index=False):
+        detail = {f: LEVELS[f][int(getattr(row, "lv_" + f))] for f in fields}
+        detail.update(match_weight=round(float(row.weight), 3), match_probability=round(float(row.prob), 6),
+                      tf_adjustment=round(float(row.tf_adjustment), 3),
+                      household_adjustment=round(float(row.household_adjustment), 3), conflict=bool(row.conflict))
+        out[row.i] = json.dumps(detail)
+    return pd.Series(out, dtype=object)

@@ -128,7 +128,8 @@ def evidence_sql(edges: str, crosswalk: str, cannot: str, review: str, model) ->
     """The merge evidence, output.evidence_frame's rows and columns: used links and forced links,
     cannot-links, review cases (``review:<reason>``), links the clustering left out (``held_link``;
     duplicates of a pair and rule keep the later kind), then the model row. ``cannot``: a relation
-    (left_record_id, right_record_id); ``review``: (left_record_id, right_record_id, reason, score)."""
+    (left_record_id, right_record_id); ``review``: (left_record_id, right_record_id, reason, score,
+    evidence)."""
     fields = ", ".join(c for f in EVIDENCE_FIELDS for c in (f, f"{f}_weight"))
     nulls = ", ".join(f"null::varchar as {f}, null::double as {f}_weight" for f in EVIDENCE_FIELDS)
     key = f"(select customer_key from {crosswalk} k where k.record_id = x.left_record_id)"
@@ -140,7 +141,7 @@ def evidence_sql(edges: str, crosswalk: str, cannot: str, review: str, model) ->
       union all
       select 0, left_record_id, right_record_id, 'cannot_link', 0.0, null, null, null, {nulls}, null from {cannot}
       union all
-      select 1, left_record_id, right_record_id, 'review:' || reason, score, null, null, null, {nulls}, null
+      select 1, left_record_id, right_record_id, 'review:' || reason, score, null, null, null, {nulls}, evidence
       from {review}
       union all
       select 2, left_record_id, right_record_id, '{HELD}', match_probability, null, null, null, {nulls}, null

@@ -6,6 +6,8 @@ semantics), golden records equal to survivorship over the same clusters, decisio
 obeyed and kept, and a later memory-path run that is full, not incremental from this crosswalk.
 """
 
+import json
+
 import dagster as dg
 import duckdb
 import numpy as np
@@ -46,6 +48,7 @@ def _hostile(n: int = 1200) -> pd.DataFrame:
     entity = d["entity"].value_counts()
     many = d[d["entity"] == entity[entity >= 2].index[0]].sort_values("updated_at")
     d.loc[many.index[-1], "email_opt_in"] = False
+    d.loc[d.index[-25:], "phone"] = "+61298765432"  # a switchboard: a key shared past max_key_group
     STATE["opted_out"] = many["record_id"].tolist()
     return d.drop(columns=["entity"])
 
@@ -142,6 +145,17 @@ def test_warehouse_path_gives_the_memory_paths_tables(tmp_path, monkeypatch):
     fuzzy = ew[ew["rule"] == "fuzzy"]
     assert len(fuzzy) and fuzzy["first_name"].notna().all() and fuzzy["first_name_weight"].notna().all()
     used = ew[~ew["rule"].isin(["model", "cannot_link", "held_link"]) & ~ew["rule"].str.startswith("review:")]
+    # review cases: the same shared keys and placeholders; a pair's evidence has the memory path's levels
+    rm, rw = (e[e["rule"].str.startswith("review:")] for e in (em, ew))
+    whole = lambda r: set(r.loc[r["right_record_id"].isna() & ~r["rule"].eq("review:ambiguous"), "rule"])  # noqa: E731
+    assert "review:shared_key:phone" in whole(rm) and whole(rw) == whole(rm)
+    both = rm.merge(rw, on=["left_record_id", "right_record_id", "rule"], suffixes=("_m", "_w")).dropna(
+        subset=["right_record_id"])
+    assert len(both) >= 10
+    fields = ["first_name", "last_name", "birth_date", "street", "postcode_city", "email", "phone"]
+    for m, w in zip(both["detail_m"], both["detail_w"]):
+        jm, jw = json.loads(m), json.loads(w)
+        assert {f: jm.get(f) for f in fields} == {f: jw.get(f) for f in fields}
     # the links a cluster used join exactly its records: every merge has its evidence
     assert (kw[used["left_record_id"]].to_numpy() == kw[used["right_record_id"]].to_numpy()).all()
     assert _pairs(_components(kw.index, used)) == pw
