@@ -4,8 +4,10 @@ name mapped to its tracking-plan code, exact minor units."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import compress
 
 import orjson
 import pandas as pd
@@ -62,16 +64,16 @@ def _flat(text) -> tuple:
             json_text(props), json_text(p.get("context") or {}))
 
 
-def _flat_columns(payloads: pd.Series) -> dict[str, pd.Series]:
-    """`_flat` of every payload, as an object Series per field on the payloads' index."""
+def _flat_columns(payloads: pd.Series) -> dict[str, tuple]:
+    """`_flat` of every payload: a tuple of each field's values, in the payloads' order (a
+    Series is made only of the rows kept, `_inferred`)."""
     rows = [_flat(text) for text in payloads]
-    columns = zip(*rows) if rows else ((),) * len(_FIELDS)
-    return {name: pd.Series(values, index=payloads.index, dtype=object) for name, values in zip(_FIELDS, columns)}
+    return dict(zip(_FIELDS, zip(*rows) if rows else ((),) * len(_FIELDS)))
 
 
-def _inferred(values: pd.Series) -> pd.Series:
+def _inferred(values: Sequence, index: pd.Index) -> pd.Series:
     """The values typed from what they hold (as `Series.map` types its results); text when empty."""
-    return pd.Series(values.tolist(), index=values.index, dtype=None if len(values) else object)
+    return pd.Series(list(values), index=index, dtype=None if len(values) else object)
 
 
 def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
@@ -79,15 +81,19 @@ def stage_events(raw: pd.DataFrame, *, now: datetime) -> Staged:
     frame = raw.drop_duplicates(subset=["message_id"], keep="first").reset_index(drop=True)
     f = _flat_columns(frame["payload"])
     ids = frame["message_id"].astype(str)
-    ts = pd.to_datetime(_inferred(f["timestamp"]), utc=True, errors="coerce", format="ISO8601")
+    ts = pd.to_datetime(_inferred(f["timestamp"], frame.index), utc=True, errors="coerce", format="ISO8601")
     keep, parts = first_failures(frame, ids, [
-        (~f["is_object"].astype(bool), "events.payload", "payload is not a JSON object"),
-        (~f["has_identity"].astype(bool), "events.identity", "neither userId nor anonymousId"),
+        (~pd.Series(f["is_object"], index=frame.index, dtype=bool), "events.payload", "payload is not a JSON object"),
+        (~pd.Series(f["has_identity"], index=frame.index, dtype=bool), "events.identity",
+         "neither userId nor anonymousId"),
         (ts.isna(), "events.timestamp", "timestamp missing or unparseable"),
         (ts > pd.Timestamp(now) + CLOCK_SKEW, "events.timestamp_future", "timestamp in the future beyond clock skew"),
     ])
     checked = ("is_object", "has_identity", "timestamp")
-    f = {key: _inferred(column[keep]) for key, column in f.items() if key not in checked}
+    kept = keep.to_numpy()
+    whole = bool(kept.all())  # as a rule: the rows of the few rejected events are left out below
+    f = {key: _inferred(column if whole else list(compress(column, kept)), frame.index[kept])
+         for key, column in f.items() if key not in checked}
     name, currency = f["event_raw"], f["currency"]
     codes = map_lookup(name, "event_names")
     value = to_minor(f["amount"].where(currency.notna()), currency)["amount_minor"]
