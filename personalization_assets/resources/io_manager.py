@@ -25,10 +25,6 @@ from .warehouse import DuckDBWarehouse, WarehouseConnection, identifier
 
 # Output metadata: the `schema.table` names a step's outputs commit together (all or none).
 COMMIT_GROUP = "warehouse/commit_group"
-# Input metadata: read only those of these columns the table has (a step that uses what is there).
-COLUMNS_IF_PRESENT = "warehouse/columns_if_present"
-# Input metadata: text columns as Arrow-backed strings (~20 bytes a value, not a ~70-byte Python str).
-ARROW_STRINGS = "warehouse/arrow_strings"
 COMMITS = ("ops", "table_commits")
 
 
@@ -81,12 +77,8 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
         fault_point("before_load", name)
         with self._connect() as conn:
             verify_tables(conn, [name], strict=strict)
-            if not columns and meta.get(COLUMNS_IF_PRESENT):
-                have = set(table_columns(conn, name))
-                columns = [c for c in meta[COLUMNS_IF_PRESENT] if c in have]
             select = ", ".join(identifier(c) for c in columns) if columns else "*"
-            sql = f"select {select} from {name}{where}"
-            return query_arrow_strings(conn, sql, params) if meta.get(ARROW_STRINGS) else conn.query(sql, params)
+            return conn.query(f"select {select} from {name}{where}", params)
 
 
 def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFrame,

@@ -1,19 +1,12 @@
 """An input's metadata `columns` makes the IO manager read only those columns of the table (the
-identity map reads 2 columns of the crosswalk); `warehouse/columns_if_present` those of a list the
-table has, and `warehouse/arrow_strings` text as Arrow-backed strings (golden records read ~20 of
-staging.customers' ~30 columns that way)."""
+identity map reads 2 columns of the crosswalk); `query_arrow_strings` reads text as Arrow-backed
+strings (core.customers reads ~20 of staging.customers' ~30 columns that way)."""
 
 import dagster as dg
 import duckdb
 import pandas as pd
-import pyarrow as pa
 
-from personalization_assets.resources.io_manager import (
-    ARROW_STRINGS,
-    COLUMNS_IF_PRESENT,
-    AtomicDuckDBIOManager,
-    query_arrow_strings,
-)
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager, query_arrow_strings
 from personalization_assets.warehouse import WarehouseConnection
 
 SEEN = {}
@@ -36,24 +29,13 @@ def whole(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-@dg.asset(key=["core", "present"], ins={"rows": dg.AssetIn(
-    key=["staging", "wide"], metadata={COLUMNS_IF_PRESENT: ["payload", "not_there", "id"], ARROW_STRINGS: True})})
-def present(rows: pd.DataFrame) -> pd.DataFrame:
-    SEEN["present"] = rows
-    return rows
-
-
 def test_input_columns_are_the_only_ones_read(tmp_path):
-    result = dg.materialize([wide, narrow, whole, present],
+    result = dg.materialize([wide, narrow, whole],
                             resources={"io_manager": AtomicDuckDBIOManager(database=str(tmp_path / "w.duckdb"))})
     assert result.success
     assert list(SEEN["narrow"].columns) == ["n", "id"]
     assert SEEN["narrow"].sort_values("id")["n"].tolist() == [1, 2, 3]
     assert list(SEEN["whole"].columns) == ["id", "n", "payload"]
-    rows = SEEN["present"]
-    assert list(rows.columns) == ["payload", "id"]  # the listed order; a column the table lacks is skipped
-    assert all(isinstance(t, pd.ArrowDtype) and t.pyarrow_dtype == pa.string() for t in rows.dtypes)
-    assert rows.sort_values("id")["payload"].tolist() == ["{...}", "{}", pd.NA]
 
 
 def test_arrow_strings_change_only_the_text_columns():

@@ -3,7 +3,7 @@
 import contextlib
 import os
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import dagster as dg
 import pandas as pd
