@@ -283,3 +283,19 @@ def _connect_duckdb(duckdb, database: str, wait_s: float = 15.0):
         time.sleep(delay)
         waited += delay
         delay = min(delay * 2, 1.0)
+
+
+def query_arrow_strings(conn: WarehouseConnection, sql: str, params: Sequence = ()) -> pd.DataFrame:
+    """`conn.query`, but with text columns backed by the Arrow result (no Python string per value);
+    the other columns are typed as `conn.query` types them. DuckDB only (elsewhere: `conn.query`)."""
+    if conn.dialect != "duckdb":
+        return conn.query(sql, params)
+    import pandas as pd
+    import pyarrow as pa
+
+    table = conn.raw.sql(sql, params=list(params)).to_arrow_table()
+    text = {f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+    rest = [c for c in table.column_names if c not in text]
+    typed = conn.raw.from_arrow(table.select(rest)).df() if rest else None  # DuckDB's pandas types, same order
+    return pd.DataFrame({c: pd.arrays.ArrowExtensionArray(table.column(c)) if c in text else typed[c]
+                         for c in table.column_names}, copy=False)

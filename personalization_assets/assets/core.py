@@ -31,8 +31,9 @@ from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
 from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
 from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, arrow_to_frame, evidence_sql, golden_in_chunks
 from ..resources.faults import fault_point
-from ..resources.io_manager import COMMIT_GROUP, query_arrow_strings, table_columns, verify_tables
+from ..resources.io_manager import COMMIT_GROUP, table_columns, verify_tables
 from ..resources.warehouse import Warehouse, identifier
+from ..warehouse import query_arrow_strings
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
 GOLDEN_COLUMNS = ["customer_key", "email", "first_name", "last_name", "phone", "country",

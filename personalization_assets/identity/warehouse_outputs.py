@@ -26,6 +26,7 @@ from personalization_assets.identity.compare import LEVELS
 from personalization_assets.identity.features_sql import HASHED
 from personalization_assets.identity.incremental import HELD
 from personalization_assets.identity.output import EVIDENCE_FIELDS, RULE_RANK
+from personalization_assets.warehouse import WarehouseConnection, query_arrow_strings
 
 CROSSWALK_COLUMNS = ["record_id", "customer_key", "source", "rule", "match_probability", "record_hash",
                      "previous_customer_key"]
@@ -169,8 +170,9 @@ def golden_in_chunks(con, source: str, columns: list[str], crosswalk: str, golde
         buckets = max(1, math.ceil(n / chunk_records))
         parts = []
         for b in range(buckets):
-            records = _arrow_frame(con.sql(f"select * exclude (customer_key), customer_key from _golden_in "
-                                           f"where hash(customer_key) % {buckets} = {b}").to_arrow_table())
+            records = query_arrow_strings(WarehouseConnection(con, "duckdb"),
+                                          f"select * exclude (customer_key), customer_key from _golden_in "
+                                          f"where hash(customer_key) % {buckets} = {b}")
             if len(records):
                 out = golden(records.drop(columns="customer_key"), records["customer_key"])
                 parts.append(pa.Table.from_pandas(out, preserve_index=False))
@@ -180,15 +182,6 @@ def golden_in_chunks(con, source: str, columns: list[str], crosswalk: str, golde
     if not parts:
         return None
     return pa.concat_tables(parts, promote_options="permissive")
-
-
-def _arrow_frame(table: pa.Table) -> pd.DataFrame:
-    """io_manager.query_arrow_strings' frame of an Arrow table: text Arrow-backed, the rest as
-    DuckDB would hand it to pandas."""
-    text = {f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
-    rest = table.drop_columns(list(text)).to_pandas() if len(text) < table.num_columns else None
-    return pd.DataFrame({c: pd.arrays.ArrowExtensionArray(table.column(c)) if c in text else rest[c]
-                         for c in table.column_names}, copy=False)
 
 
 def arrow_to_frame(table: pa.Table) -> pd.DataFrame:

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 from pydantic import PrivateAttr
 
 from .faults import fault_point
@@ -103,19 +102,6 @@ def table_columns(conn: WarehouseConnection, name: str) -> list[str]:
     schema, table = name.split(".")
     return conn.query("select column_name from information_schema.columns where lower(table_schema) = lower(?) "
                       "and lower(table_name) = lower(?) order by ordinal_position", [schema, table])["column_name"].tolist()
-
-
-def query_arrow_strings(conn: WarehouseConnection, sql: str, params: Sequence = ()) -> pd.DataFrame:
-    """`conn.query`, but with text columns backed by the Arrow result (no Python string per value);
-    the other columns are typed as `conn.query` types them. DuckDB only (elsewhere: `conn.query`)."""
-    if conn.dialect != "duckdb":
-        return conn.query(sql, params)
-    table = conn.raw.sql(sql, params=list(params)).to_arrow_table()
-    text = {f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
-    rest = [c for c in table.column_names if c not in text]
-    typed = conn.raw.from_arrow(table.select(rest)).df() if rest else None  # DuckDB's pandas types, same order
-    return pd.DataFrame({c: pd.arrays.ArrowExtensionArray(table.column(c)) if c in text else typed[c]
-                         for c in table.column_names}, copy=False)
 
 
 def table_name(key: dg.AssetKey) -> str:

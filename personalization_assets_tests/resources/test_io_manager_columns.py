@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from personalization_assets.resources.io_manager import AtomicDuckDBIOManager, query_arrow_strings
-from personalization_assets.warehouse import WarehouseConnection
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
+from personalization_assets.warehouse import WarehouseConnection, query_arrow_strings
 
 SEEN = {}
 
