@@ -60,9 +60,9 @@ from personalization_assets.identity.warehouse_sql import (
     TF_COLUMNS,
     candidates_sql,
     features_sql,
+    finished_features_sql,
     levels_sql,
     namesakes_sql,
-    outvoted_sql,
     scores_sql,
     weight_case,
 )
@@ -175,9 +175,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     _do(con, f"create or replace temp table _identity_features as {features_sql(source, columns, cfg.max_key_group)}")
     n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
     fields = _present_fields(con)
-    _do(con, f"""create or replace temp table _identity_features as
-        select f.* replace (coalesce(o.ov_fn, false) as ov_fn, coalesce(o.ov_birth, false) as ov_birth)
-        from _identity_features f left join ({outvoted_sql(fields)}) o on o.pos = f.pos""")
+    _do(con, f"create or replace temp table _identity_features as {finished_features_sql(fields)}")
     lap("features")
     _do(con, "create or replace temp table _identity_candidates as "
                 + candidates_sql(cfg.max_block_size, cfg.block_window, cfg.max_key_group))

@@ -35,8 +35,8 @@ from personalization_assets.identity.warehouse_sql import (
     BLOCKING_KEYS,
     candidates_sql,
     features_sql,
+    finished_features_sql,
     levels_sql,
-    outvoted_sql,
     scores_sql,
     to_snowflake,
 )
@@ -109,9 +109,7 @@ def _setup(df: pd.DataFrame, cfg: MatchConfig):
     columns = set(con.sql("select * from records limit 0").columns)
     con.execute(f"create temp table _identity_features as {features_sql('records', columns, cfg.max_key_group)}")
     fields = _present_fields(con)
-    con.execute(f"""create or replace temp table _identity_features as
-        select f.* replace (coalesce(o.ov_fn, false) as ov_fn, coalesce(o.ov_birth, false) as ov_birth)
-        from _identity_features f left join ({outvoted_sql(fields)}) o on o.pos = f.pos""").fetchall()
+    con.execute(f"create or replace temp table _identity_features as {finished_features_sql(fields)}").fetchall()
     f = features(df.drop(columns="entity"))
     return con, f, Comparator(f), fields
 
