@@ -355,9 +355,11 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
     model = FSModel(list(comp.fields), [s / c if c else _fallback(len(s)) for s, c in zip(sums, seen)], u, 0.5)
     model.conditional_u = conditional_u(_codes(con, ("fn", "ln", "street", "birth")), comp.levels,
                                         list(comp.fields), cfg.seed)
+    # a sample by the pairs' own hash: the same pairs whatever order the parallel blocking
+    # stored them in (a reservoir follows that order, which changes with threads and plans)
     sample = "" if n_candidates <= PRIOR_SAMPLE_PAIRS else \
-        f"using sample reservoir({PRIOR_SAMPLE_PAIRS} rows) repeatable ({int(cfg.seed)})"
-    drawn = f"select a, b from (select a, b from _identity_candidates where blocked) {sample}"
+        f"order by hash(a, b, {int(cfg.seed)}), a, b limit {PRIOR_SAMPLE_PAIRS}"
+    drawn = f"select a, b from _identity_candidates where blocked {sample}"
     cand = con.sql(f"select {', '.join('lv_' + f for f in comp.fields)} from "
                    f"({levels_sql(drawn, comp.fields, sides=False)})").to_arrow_table()
     levels = np.column_stack([cand.column(f"lv_{f}").to_numpy() for f in comp.fields]).astype(np.uint8) \
