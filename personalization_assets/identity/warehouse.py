@@ -58,7 +58,7 @@ from personalization_assets.identity.training import (
 from personalization_assets.identity.warehouse_sql import (
     FIELD_COLUMNS,
     TF_COLUMNS,
-    candidates_sql,
+    candidates_statements,
     features_sql,
     finished_features_sql,
     levels_sql,
@@ -177,8 +177,9 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     fields = _present_fields(con)
     _do(con, f"create or replace temp table _identity_features as {finished_features_sql(fields)}")
     lap("features")
-    _do(con, "create or replace temp table _identity_candidates as "
-                + candidates_sql(cfg.max_block_size, cfg.block_window, cfg.max_key_group))
+    for statement in candidates_statements("_identity_candidates", cfg.max_block_size, cfg.block_window,
+                                           cfg.max_key_group):
+        _do(con, statement)
     n_candidates = con.sql("select count(*) from _identity_candidates where blocked").fetchall()[0][0]
     lap("blocking")
     comp = SqlComparator(con, fields)

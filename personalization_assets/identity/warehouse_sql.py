@@ -144,18 +144,24 @@ def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str
       from ranked l join _identity_offsets o on o.d <= {int(window)} join ranked r on r.k = l.k and r.rn = l.rn + o.d)"""
 
 
-def candidates_sql(max_block: int, window: int, max_group: int) -> str:
-    """Candidate pairs of resolve(): blocking keys and shared identifiers (groups of at most
-    max_group), without placeholder profiles, plus same-source-id pairs among the others
-    (``src``: links.accepted_links links them unless they conflict). One aggregate on one
-    integer per pair merges them all."""
+def candidates_statements(out: str, max_block: int, window: int, max_group: int) -> list[str]:
+    """Statements that build table ``out`` (a, b, src, blocked): the candidate pairs of resolve():
+    blocking keys and shared identifiers (groups of at most max_group), without placeholder
+    profiles, plus same-source-id pairs among the others (``src``: links.accepted_links links
+    them unless they conflict). Each key's pairs are stored by a statement of their own, then
+    one aggregate on one integer per pair merges them all: one query over every key held
+    every key's blocks at once and ran out of memory at 10M records under a 2 GB limit."""
     parts = [block_pairs_sql(cols, max_block, window) for cols in BLOCKING_KEYS.values()]
     parts += [block_pairs_sql((c,), max_group, max_group - 1) for c in EXACT_KEYS]
-    blocked = "\nunion all\n".join(f"select ab, false as src from ({q}) where not ph" for q in parts)
     src = block_pairs_sql(("source_key",), max_group, max_group - 1, where="not placeholder")
-    return f"""
-    select ab // {PAIR} as a, ab % {PAIR} as b, bool_or(src) as src, bool_or(not src) as blocked
-    from ({blocked} union all select ab, true as src from ({src})) group by ab"""
+    raw = f"{out}_raw"
+    return ([f"create or replace temp table {raw} (ab bigint, src boolean)"]
+            + [f"insert into {raw} select ab, false from ({q}) where not ph" for q in parts]
+            + [f"insert into {raw} select ab, true from ({src})",
+               f"""create or replace temp table {out} as
+               select ab // {PAIR} as a, ab % {PAIR} as b, bool_or(src) as src, bool_or(not src) as blocked
+               from {raw} group by ab""",
+               f"drop table {raw}"])
 
 
 def _osa(a: str, b: str, upto: int = 1, lev: str | None = None) -> str:

@@ -33,7 +33,7 @@ from personalization_assets.identity.warehouse import (
 )
 from personalization_assets.identity.warehouse_sql import (
     BLOCKING_KEYS,
-    candidates_sql,
+    candidates_statements,
     features_sql,
     finished_features_sql,
     levels_sql,
@@ -122,8 +122,8 @@ def test_candidate_pairs_are_the_engines(name):
     a, b, _ = candidate_pairs(f, cfg.max_block_size, window=cfg.block_window)
     ex, _ = exact_edges(f, cfg.max_key_group)
     a, b = union_pairs(a, b, ex["left"].to_numpy(), ex["right"].to_numpy(), len(f))
-    con.execute("create temp table cand as " + candidates_sql(cfg.max_block_size, cfg.block_window,
-                                                             cfg.max_key_group)).fetchall()
+    for statement in candidates_statements("cand", cfg.max_block_size, cfg.block_window, cfg.max_key_group):
+        con.execute(statement).fetchall()
     got = con.execute("select a, b from cand where blocked").df()
     assert set(zip(got["a"], got["b"])) == set(zip(a.tolist(), b.tolist()))
 
