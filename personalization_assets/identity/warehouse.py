@@ -59,6 +59,7 @@ from personalization_assets.identity.warehouse_sql import (
     FIELD_COLUMNS,
     TF_COLUMNS,
     candidates_statements,
+    compare_tiles,
     features_sql,
     finished_features_sql,
     levels_sql,
@@ -70,6 +71,8 @@ from personalization_assets.identity.warehouse_outputs import assign_keys_sql, c
 
 PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
 WAREHOUSE_FROM_RECORDS = 500_000  # at 1M the step peaks at 1.8 GB, not 2.8 GB (README)
+# records a side of a tile of candidate pairs compared in one statement (warehouse_sql.compare_tiles)
+COMPARE_TILE = 3_000_000
 SOURCE_ID_PROB = 2.0  # links.SOURCE_ID_PROB: sorts first when clusters are built
 # training.train's EM sessions as key columns: (key, fields left out of that session)
 SESSIONS = (
@@ -272,14 +275,23 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
     bound = " + ".join([repr(_prior(model) + float(np.max(tables.get("street", [0.0]))))]
                        + [weight_case(f, tables[f]) for f in cheap])
     plain = " + ".join([repr(_prior(model))] + [weight_case(f, tables[f]) for f in fields])
-    kept = (f"select a, b, src, blocked from ({levels_sql('select * from _identity_candidates', cheap, sides=False)})"
-            f" where src or {bound} >= {need!r}") if cheap else "select * from _identity_candidates"
+    n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
+    _do(con, "create or replace temp table _identity_levels as select * from "
+             f"({levels_sql('select * from _identity_candidates', fields, sides=False)}) where false")
     # pushed below the projections, the filters would repeat each similarity once per mention
     before = con.sql("select current_setting('disabled_optimizers')").fetchall()[0][0]
     _do(con, f"set disabled_optimizers = '{','.join(filter(None, [before, 'filter_pushdown']))}'")
     try:
-        _do(con, f"""create or replace temp table _identity_levels as
-            select * from ({levels_sql(kept, fields, sides=False)}) where src or {plain} >= {need!r}""")
+        tiles = compare_tiles(n, COMPARE_TILE)
+        for (a0, a1), (b0, b1) in tiles:
+            left, right = ("_identity_features",) * 2 if len(tiles) == 1 else (
+                f"(select * from _identity_features where pos >= {x} and pos < {y})" for x, y in ((a0, a1), (b0, b1)))
+            pairs = "select * from _identity_candidates" if len(tiles) == 1 else \
+                f"select * from _identity_candidates where a >= {a0} and a < {a1} and b >= {b0} and b < {b1}"
+            kept = (f"select a, b, src, blocked from ({levels_sql(pairs, cheap, False, left, right)})"
+                    f" where src or {bound} >= {need!r}") if cheap else pairs
+            _do(con, f"""insert into _identity_levels
+                select * from ({levels_sql(kept, fields, False, left, right)}) where src or {plain} >= {need!r}""")
     finally:
         _do(con, f"set disabled_optimizers = '{before}'")
 
@@ -370,10 +382,15 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
 
 
 def _codes(con, cols: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Per-record codes (-1 = missing) of feature columns, by position: equal values, equal codes."""
+    """Per-record codes (-1 = missing) of feature columns, by position: equal values, equal codes
+    (pd.factorize's, in order of first appearance), encoded by Arrow: no Python string per value."""
     t = con.sql(f"select {', '.join(cols)} from _identity_features order by pos").to_arrow_table()
-    return {c: pd.factorize(t.column(c).to_numpy(zero_copy_only=False), use_na_sentinel=True)[0].astype(np.int64)
-            for c in cols}
+    out = {}
+    for c in cols:
+        enc = t.column(c).combine_chunks().dictionary_encode()
+        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        out[c] = codes.astype(np.int64)
+    return out
 
 
 def _session_pairs(con, cols: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -199,9 +199,12 @@ KEPT = ("fn", "ln", "street", "email", "phone", "generation", "cnt_fn", "cnt_ln"
         "cnt_phone", "ov_fn", "ov_birth")
 
 
-def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True) -> str:
+def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True, left: str = "_identity_features",
+               right: str = "_identity_features") -> str:
     """Agreement levels (columns lv_<field>) of the pairs (a, b, ...) of relation ``pairs``; the
-    pairs' own columns are kept, and with ``sides`` both sides' l_/r_ columns of KEPT."""
+    pairs' own columns are kept, and with ``sides`` both sides' l_/r_ columns of KEPT. ``left``
+    and ``right``: the feature relations the pairs' a and b are looked up in (a part of
+    _identity_features holding them, for compare_tiles)."""
     dropped = "" if sides else ", " + ", ".join(f"l_{c}, r_{c}" for c in KEPT)
     x, y = "l_ss", "r_ss"
     # Indel >= Levenshtein, so past 0.3 of the lengths the ratio is under 0.7 whatever the estimate
@@ -255,7 +258,7 @@ def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True) -> str:
                        {edit_cols}, l.street_sorted as l_ss, r.street_sorted as r_ss,
                        levenshtein(l.street_sorted, r.street_sorted) as e_st,
                        length(l.street_sorted) + length(r.street_sorted) as n_st
-                from ({pairs}) p join _identity_features l on l.pos = p.a join _identity_features r on r.pos = p.b
+                from ({pairs}) p join {left} l on l.pos = p.a join {right} r on r.pos = p.b
                 left join _identity_nick_pairs n on n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn)))))))"""
 
 
@@ -389,6 +392,16 @@ def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray],
                {' + '.join(conflicts)} as n_conflicts
         from (select *, {', '.join(w)}
               from (select *, {', '.join(plain + adj)} from ({source})))))"""
+
+
+def compare_tiles(n_records: int, tile: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Ranges of record positions ((a from, a to), (b from, b to)), ends excluded, that cover
+    every pair a < b of ``n_records`` records once: tiles of at most ``tile`` records a side.
+    Comparing a tile's pairs looks up two slices of the features, not all of them: at 10M
+    records the two whole-table lookups of every candidate pair spilled over 70 GB."""
+    cuts = list(range(0, n_records, max(int(tile), 1))) + [n_records]
+    spans = list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+    return [(spans[i], spans[j]) for i in range(len(spans)) for j in range(i, len(spans))]
 
 
 def _with_sides(levels: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from bench.identity.households import generate_households
 from personalization_assets.identity import MatchConfig, resolve
+from personalization_assets.identity import warehouse as warehouse_module
 from personalization_assets.identity.blocking import blocking_keys, candidate_pairs
 from personalization_assets.identity.compare import Comparator
 from personalization_assets.identity.evidence import PairScorer
@@ -34,6 +35,7 @@ from personalization_assets.identity.warehouse import (
 from personalization_assets.identity.warehouse_sql import (
     BLOCKING_KEYS,
     candidates_statements,
+    compare_tiles,
     features_sql,
     finished_features_sql,
     levels_sql,
@@ -126,6 +128,31 @@ def test_candidate_pairs_are_the_engines(name):
         con.execute(statement).fetchall()
     got = con.execute("select a, b from cand where blocked").df()
     assert set(zip(got["a"], got["b"])) == set(zip(a.tolist(), b.tolist()))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 12])
+@pytest.mark.parametrize("tile", [1, 3, 4, 50])
+def test_compare_tiles_cover_every_pair_once(n, tile):
+    tiles = compare_tiles(n, tile)
+    for a in range(n):
+        for b in range(a + 1, n):
+            assert sum(a0 <= a < a1 and b0 <= b < b1 for (a0, a1), (b0, b1) in tiles) == 1, (a, b)
+    assert all(a1 - a0 <= tile and b1 - b0 <= tile for (a0, a1), (b0, b1) in tiles)
+
+
+def test_comparing_in_tiles_resolves_as_in_one_piece(monkeypatch):
+    df = _ordered(_febrl())
+    out = {}
+    for tile in (10**9, 170):  # FEBRL 1's 1,000 records: one tile, then 6 x 7 / 2 = 21 tiles
+        monkeypatch.setattr(warehouse_module, "COMPARE_TILE", tile)
+        con = _warehouse(df)
+        res = resolve_in_warehouse(con, "records", "main.crosswalk")
+        out[tile] = (con.execute("select record_id, customer_key from main.crosswalk order by 1").fetchall(),
+                     con.execute("select a, b, match_probability, rule from main.crosswalk_links order by 1, 2")
+                     .fetchall(), res.stats["links"])
+    assert len(compare_tiles(len(df), 170)) == 21
+    assert out[170] == out[10**9]
+    assert out[170][2] > 0
 
 
 def _pairs(con, f, seed=1) -> tuple[np.ndarray, np.ndarray]:
