@@ -267,7 +267,8 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
     caps and households only lower a weight, so a pair whose plain Fellegi-Sunter weight misses
     the threshold cannot link (scoring.matching_pairs). The street (an edit distance of long
     strings: most of the cost) is compared last, only for pairs that reach the threshold with
-    the street's best weight; then every level of those pairs, plainly weighed."""
+    the street's best weight; then every level of those pairs, plainly weighed. Big tables are
+    compared a tile of record positions at a time (compare_tiles, COMPARE_TILE a side)."""
     thr = float(cfg.threshold)
     need = float(np.log2(thr / (1 - thr))) - SLACK
     tables = dict(zip(fields, model.weight_tables()))

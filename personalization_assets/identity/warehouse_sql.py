@@ -398,7 +398,7 @@ def compare_tiles(n_records: int, tile: int) -> list[tuple[tuple[int, int], tupl
     """Ranges of record positions ((a from, a to), (b from, b to)), ends excluded, that cover
     every pair a < b of ``n_records`` records once: tiles of at most ``tile`` records a side.
     Comparing a tile's pairs looks up two slices of the features, not all of them: at 10M
-    records the two whole-table lookups of every candidate pair spilled over 70 GB."""
+    records the two whole-table lookups of every candidate pair spilled past 69 GB and were stopped."""
     cuts = list(range(0, n_records, max(int(tile), 1))) + [n_records]
     spans = list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
     return [(spans[i], spans[j]) for i in range(len(spans)) for j in range(i, len(spans))]
