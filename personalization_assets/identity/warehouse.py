@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -57,6 +58,7 @@ from personalization_assets.identity.training import (
 )
 from personalization_assets.identity.warehouse_sql import (
     FIELD_COLUMNS,
+    LEVEL_COLUMNS,
     TF_COLUMNS,
     candidates_statements,
     compare_tiles,
@@ -73,6 +75,11 @@ PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
 WAREHOUSE_FROM_RECORDS = 500_000  # at 1M the step peaks at 1.8 GB, not 2.8 GB (README)
 # records a side of a tile of candidate pairs compared in one statement (warehouse_sql.compare_tiles)
 COMPARE_TILE = 3_000_000
+# the fields each stage of the comparison adds (_compare); the last stage compares every field
+COMPARE_STAGES = (
+    ("birth_date", "email", "phone", "national_id"),
+    ("birth_date", "email", "phone", "national_id", "first_name", "last_name", "postcode_city"),
+)
 SOURCE_ID_PROB = 2.0  # links.SOURCE_ID_PROB: sorts first when clusters are built
 # training.train's EM sessions as key columns: (key, fields left out of that session)
 SESSIONS = (
@@ -265,34 +272,69 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
 def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
     """Levels of the candidate pairs that can link, into ``_identity_levels``. Term frequencies,
     caps and households only lower a weight, so a pair whose plain Fellegi-Sunter weight misses
-    the threshold cannot link (scoring.matching_pairs). The street (an edit distance of long
-    strings: most of the cost) is compared last, only for pairs that reach the threshold with
-    the street's best weight; then every level of those pairs, plainly weighed. Big tables are
-    compared a tile of record positions at a time (compare_tiles, COMPARE_TILE a side)."""
+    the threshold cannot link (scoring.matching_pairs), nor can one that misses it with every
+    field not yet compared at its best weight. So the pairs pass stages (COMPARE_STAGES), each
+    comparing more fields of the pairs the stage before kept: first the fields an equality or a
+    Hamming distance decides (about half the pairs of the benchmark's blocks stop there), then the
+    names, then the street (an edit distance of long strings), then every level of the pairs
+    left, plainly weighed. Big tables are compared a tile of record positions at a time
+    (compare_tiles, COMPARE_TILE a side)."""
     thr = float(cfg.threshold)
     need = float(np.log2(thr / (1 - thr))) - SLACK
     tables = dict(zip(fields, model.weight_tables()))
-    cheap = [f for f in fields if f != "street"]
-    bound = " + ".join([repr(_prior(model) + float(np.max(tables.get("street", [0.0]))))]
-                       + [weight_case(f, tables[f]) for f in cheap])
-    plain = " + ".join([repr(_prior(model))] + [weight_case(f, tables[f]) for f in fields])
+
+    def reaches(known: list[str]) -> str:
+        best = _prior(model) + sum(float(np.max(tables[f])) for f in fields if f not in known)
+        return f"src or {' + '.join([repr(best)] + [weight_case(f, tables[f]) for f in known])} >= {need!r}"
+    stages = [[f for f in fields if f in stage] for stage in COMPARE_STAGES]
+    stages = [known for i, known in enumerate(stages) if known and known != (stages[i - 1] if i else [])]
     n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
     _do(con, "create or replace temp table _identity_levels as select * from "
              f"({levels_sql('select * from _identity_candidates', fields, sides=False)}) where false")
-    # pushed below the projections, the filters would repeat each similarity once per mention
+    tiles = compare_tiles(n, COMPARE_TILE)
+    spans = sorted({span for tile in tiles for span in tile})
+    for i, ((a0, a1), (b0, b1)) in enumerate(tiles):
+        pairs, left, right = "_identity_candidates", "_identity_features", "_identity_features"
+        if len(tiles) > 1:
+            pairs, left, right = _tile_tables(con, spans, (a0, a1), (b0, b1), first=i == 0)
+        kept = f"select * from {pairs}"
+        for known in stages:
+            kept = f"select a, b, src, blocked from ({levels_sql(kept, known, False, left, right)}) where {reaches(known)}"
+        with _filters_stay(con):
+            _do(con, f"""insert into _identity_levels
+                select * from ({levels_sql(kept, fields, False, left, right)}) where {reaches(fields)}""")
+    for t in ["span", "tile"] + [f"slice_{k}" for k in range(len(spans))]:
+        _do(con, f"drop table if exists _identity_{t}")
+
+
+def _tile_tables(con, spans: list[tuple[int, int]], a_span: tuple[int, int], b_span: tuple[int, int],
+                 first: bool) -> tuple[str, str, str]:
+    """Temp tables of a tile (compare_tiles): its candidate pairs and the slices of features
+    their records are in. Each span's slice of the features (only LEVEL_COLUMNS; stored by
+    position, so a slice reads its own blocks of rows) is copied once, with the first tile.
+    The pairs of a span of ``a`` are copied out of the whole table once, when that span comes
+    first, so the big table is read once per span, not once per tile."""
+    (a0, a1), (b0, b1) = a_span, b_span
+    if first:
+        for k, (x, y) in enumerate(spans):
+            _do(con, f"create or replace temp table _identity_slice_{k} as select {', '.join(LEVEL_COLUMNS)} "
+                     f"from _identity_features where pos >= {x} and pos < {y}")
+    if b0 == a0:  # compare_tiles gives a span's tiles in a row, the diagonal tile first
+        _do(con, f"create or replace temp table _identity_span as select * from _identity_candidates "
+                 f"where a >= {a0} and a < {a1}")
+    _do(con, f"create or replace temp table _identity_tile as select * from _identity_span "
+             f"where b >= {b0} and b < {b1}")
+    return "_identity_tile", f"_identity_slice_{spans.index(a_span)}", f"_identity_slice_{spans.index(b_span)}"
+
+
+@contextmanager
+def _filters_stay(con):
+    """Keep filters where the query puts them: pushed below the projections of levels_sql, a
+    filter on a level would compute each similarity again once per mention."""
     before = con.sql("select current_setting('disabled_optimizers')").fetchall()[0][0]
     _do(con, f"set disabled_optimizers = '{','.join(filter(None, [before, 'filter_pushdown']))}'")
     try:
-        tiles = compare_tiles(n, COMPARE_TILE)
-        for (a0, a1), (b0, b1) in tiles:
-            left, right = ("_identity_features",) * 2 if len(tiles) == 1 else (
-                f"(select * from _identity_features where pos >= {x} and pos < {y})" for x, y in ((a0, a1), (b0, b1)))
-            pairs = "select * from _identity_candidates" if len(tiles) == 1 else \
-                f"select * from _identity_candidates where a >= {a0} and a < {a1} and b >= {b0} and b < {b1}"
-            kept = (f"select a, b, src, blocked from ({levels_sql(pairs, cheap, False, left, right)})"
-                    f" where src or {bound} >= {need!r}") if cheap else pairs
-            _do(con, f"""insert into _identity_levels
-                select * from ({levels_sql(kept, fields, False, left, right)}) where src or {plain} >= {need!r}""")
+        yield
     finally:
         _do(con, f"set disabled_optimizers = '{before}'")
 

@@ -197,6 +197,9 @@ def _f(x: float) -> str:
 
 KEPT = ("fn", "ln", "street", "email", "phone", "generation", "cnt_fn", "cnt_ln", "cnt_street", "cnt_email",
         "cnt_phone", "ov_fn", "ov_birth")
+# the feature columns levels_sql reads (a tile's slices of the features hold only these)
+LEVEL_COLUMNS = tuple(dict.fromkeys(("pos", "fn", "ln", "street", "street_sorted", "city", "email", "phone", "b_year",
+                                     "b_md", "b_dm", "birth", "postcode", "national_id") + KEPT))
 
 
 def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True, left: str = "_identity_features",
@@ -234,6 +237,10 @@ def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True, left: str 
                        "else 1 end",
     }
     sides = ", ".join(f"l.{c} as l_{c}, r.{c} as r_{c}" for c in KEPT)
+    # only the first name's level asks for nicknames (a join per pair)
+    nick0, nicknames = ("n.a is not null", "\n                left join _identity_nick_pairs n on "
+                        "n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn)") \
+        if "first_name" in fields else ("false", "")
     swapped = (f"coalesce(fl >= {_f(0.9)} and lf >= {_f(0.9)} and "
                f"fl + lf > coalesce(ff, {_f(0.0)}) + coalesce(ll, {_f(0.0)}) + {_f(0.2)}, false)")
     return f"""
@@ -253,13 +260,12 @@ def levels_sql(pairs: str, fields: Sequence[str], sides: bool = True, left: str 
               select * exclude ({raw_cols}), {distances}, {ratio} as st
               from (
                 select p.*, {sides},
-                       {_jw('l.fn', 'r.fn')} as ff, {_jw('l.ln', 'r.ln')} as ll, n.a is not null as nick0,
+                       {_jw('l.fn', 'r.fn')} as ff, {_jw('l.ln', 'r.ln')} as ll, {nick0} as nick0,
                        l.b_year = r.b_year as byear, l.b_md as l_md, r.b_dm as r_dm, {_jw('l.city', 'r.city')} as cj,
                        {edit_cols}, l.street_sorted as l_ss, r.street_sorted as r_ss,
                        levenshtein(l.street_sorted, r.street_sorted) as e_st,
                        length(l.street_sorted) + length(r.street_sorted) as n_st
-                from ({pairs}) p join {left} l on l.pos = p.a join {right} r on r.pos = p.b
-                left join _identity_nick_pairs n on n.a = least(l.fn, r.fn) and n.b = greatest(l.fn, r.fn)))))))"""
+                from ({pairs}) p join {left} l on l.pos = p.a join {right} r on r.pos = p.b{nicknames}))))))"""
 
 
 OV = {"first_name": "ov_fn", "birth_date": "ov_birth"}

@@ -155,6 +155,27 @@ def test_comparing_in_tiles_resolves_as_in_one_piece(monkeypatch):
     assert out[170][2] > 0
 
 
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_comparing_in_stages_keeps_the_pairs_one_stage_keeps(monkeypatch, name):
+    """A stage drops a pair only when it misses the threshold with every field not yet compared
+    at its best weight: the staged comparison keeps the same pairs, with the same levels, as one
+    comparison of every field, in one piece or in tiles."""
+    df = _ordered(DATASETS[name]())
+    staged = warehouse_module.COMPARE_STAGES
+    monkeypatch.setattr(warehouse_module, "_drop_helpers", lambda con: None)
+    kept = {}
+    for stages, tile in (((), 10**9), (staged, 10**9), (staged, 700)):
+        monkeypatch.setattr(warehouse_module, "COMPARE_STAGES", stages)
+        monkeypatch.setattr(warehouse_module, "COMPARE_TILE", tile)
+        con = _warehouse(df)
+        resolve_in_warehouse(con, "records", "main.crosswalk")
+        kept[stages, tile] = con.execute("select * from _identity_levels order by a, b").fetchall()
+        candidates = con.execute("select count(*) from _identity_candidates").fetchall()[0][0]
+    assert 0 < len(kept[(), 10**9]) < candidates
+    assert kept[staged, 10**9] == kept[(), 10**9]
+    assert kept[staged, 700] == kept[(), 10**9]
+
 def _pairs(con, f, seed=1) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs plus random pairs: both kinds of pair the engine scores."""
     a, b, _ = candidate_pairs(f, MatchConfig().max_block_size, window=MatchConfig().block_window)
