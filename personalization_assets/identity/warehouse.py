@@ -293,10 +293,13 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
              f"({levels_sql('select * from _identity_candidates', fields, sides=False)}) where false")
     tiles = compare_tiles(n, COMPARE_TILE)
     spans = sorted({span for tile in tiles for span in tile})
-    for i, ((a0, a1), (b0, b1)) in enumerate(tiles):
+    if len(tiles) > 1:
+        _slice_features(con, spans)
+    for a_span, b_span in tiles:
         pairs, left, right = "_identity_candidates", "_identity_features", "_identity_features"
         if len(tiles) > 1:
-            pairs, left, right = _tile_tables(con, spans, (a0, a1), (b0, b1), first=i == 0)
+            pairs = _tile_pairs(con, a_span, b_span)
+            left, right = (f"_identity_slice_{spans.index(span)}" for span in (a_span, b_span))
         kept = f"select * from {pairs}"
         for known in stages:
             kept = f"select a, b, src, blocked from ({levels_sql(kept, known, False, left, right)}) where {reaches(known)}"
@@ -307,24 +310,25 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
         _do(con, f"drop table if exists _identity_{t}")
 
 
-def _tile_tables(con, spans: list[tuple[int, int]], a_span: tuple[int, int], b_span: tuple[int, int],
-                 first: bool) -> tuple[str, str, str]:
-    """Temp tables of a tile (compare_tiles): its candidate pairs and the slices of features
-    their records are in. Each span's slice of the features (only LEVEL_COLUMNS; stored by
-    position, so a slice reads its own blocks of rows) is copied once, with the first tile.
-    The pairs of a span of ``a`` are copied out of the whole table once, when that span comes
-    first, so the big table is read once per span, not once per tile."""
+def _slice_features(con, spans: list[tuple[int, int]]) -> None:
+    """Each span's slice of the features (only LEVEL_COLUMNS) as temp table _identity_slice_<k>:
+    the features are stored by position, so a slice reads its own blocks of rows."""
+    for k, (x, y) in enumerate(spans):
+        _do(con, f"create or replace temp table _identity_slice_{k} as select {', '.join(LEVEL_COLUMNS)} "
+                 f"from _identity_features where pos >= {x} and pos < {y}")
+
+
+def _tile_pairs(con, a_span: tuple[int, int], b_span: tuple[int, int]) -> str:
+    """The temp table of a tile's candidate pairs (compare_tiles). The pairs of a span of ``a``
+    are copied out of the whole table once, when that span comes first, so the big table is
+    read once per span, not once per tile."""
     (a0, a1), (b0, b1) = a_span, b_span
-    if first:
-        for k, (x, y) in enumerate(spans):
-            _do(con, f"create or replace temp table _identity_slice_{k} as select {', '.join(LEVEL_COLUMNS)} "
-                     f"from _identity_features where pos >= {x} and pos < {y}")
     if b0 == a0:  # compare_tiles gives a span's tiles in a row, the diagonal tile first
         _do(con, f"create or replace temp table _identity_span as select * from _identity_candidates "
                  f"where a >= {a0} and a < {a1}")
     _do(con, f"create or replace temp table _identity_tile as select * from _identity_span "
              f"where b >= {b0} and b < {b1}")
-    return "_identity_tile", f"_identity_slice_{spans.index(a_span)}", f"_identity_slice_{spans.index(b_span)}"
+    return "_identity_tile"
 
 
 @contextmanager
