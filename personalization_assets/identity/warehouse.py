@@ -181,7 +181,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     laps, t0 = {}, time.perf_counter()
     lap = _lap(laps)
     columns = set(con.sql(f"select * from {source} limit 0").columns)
-    _helper_tables(con, max(cfg.block_window, cfg.max_key_group - 1, TRAINING_MAX_BLOCK - 1))
+    _helper_tables(con)
     _do(con, f"create or replace temp table _identity_features as {features_sql(source, columns, cfg.max_key_group)}")
     n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
     fields = _present_fields(con)
@@ -362,7 +362,7 @@ def _prior(model: FSModel) -> float:
     return float(np.log2(model.match_rate / (1 - model.match_rate)))
 
 
-def _helper_tables(con, max_offset: int) -> None:
+def _helper_tables(con) -> None:
     canon = canonical_names()
     con.register("_nick_canon_in", pa.table({"name": list(canon), "canon": list(canon.values())}))
     _do(con, "create or replace temp table _identity_nick_canon as select * from _nick_canon_in")
@@ -371,11 +371,10 @@ def _helper_tables(con, max_offset: int) -> None:
     _do(con, "create or replace temp table _identity_nick_pairs as select * from _nick_pairs_in")
     con.unregister("_nick_canon_in")
     con.unregister("_nick_pairs_in")
-    _do(con, f"create or replace temp table _identity_offsets as select range as d from range(1, {max_offset + 1})")
 
 
 def _drop_helpers(con) -> None:
-    for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "offsets", "blocks",
+    for t in ("features", "candidates", "levels", "scored", "nick_canon", "nick_pairs", "blocks",
               "ambiguous", "labeled", "keys", "edges"):
         _do(con, f"drop table if exists _identity_{t}")
 

@@ -130,7 +130,10 @@ def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str
     either record is a placeholder profile. A block is named by the 64-bit hash of its key, so
     sorts and joins compare integers (two keys of one hash would share a block: with a million
     keys, odds of about 1 in 30 million)."""
-    # block sizes by a hash aggregate, ranks by one window, both sides of the join from one copy
+    # block sizes by a hash aggregate, ranks by one window, both sides of the join from one copy.
+    # Each record asks for the ranks it pairs with (unnest: the join sees one equality on (k, rn));
+    # joined to a table of offsets instead, the optimizer joined every pair of a block on k first
+    # and filtered the ranks after (at 10M records, 6.7 billion rows for one key)
     return f"""
     select * from (
       with keyed as materialized (
@@ -139,9 +142,10 @@ def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str
       ok as (select k from keyed group by k having count(*) between 2 and {int(max_block)}),
       ranked as materialized (
         select pos, placeholder, k, row_number() over (partition by k order by ord) as rn
-        from keyed semi join ok using (k))
+        from keyed semi join ok using (k)),
+      wanted as (select pos, placeholder, k, unnest(range(rn + 1, rn + {int(window) + 1})) as want from ranked)
       select least(l.pos, r.pos) * {PAIR} + greatest(l.pos, r.pos) as ab, l.placeholder or r.placeholder as ph
-      from ranked l join _identity_offsets o on o.d <= {int(window)} join ranked r on r.k = l.k and r.rn = l.rn + o.d)"""
+      from wanted l join ranked r on r.k = l.k and r.rn = l.want)"""
 
 
 def candidates_statements(out: str, max_block: int, window: int, max_group: int) -> list[str]:

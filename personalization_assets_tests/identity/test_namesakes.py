@@ -72,7 +72,7 @@ def test_the_warehouse_finds_the_same_ambiguous_records():
     con = duckdb.connect()
     con.register("records_in", df)
     con.execute("create table records as select * from records_in").fetchall()
-    _helper_tables(con, 400)
+    _helper_tables(con)
     columns = set(con.sql("select * from records limit 0").columns)
     con.execute(f"create temp table _identity_features as {features_sql('records', columns, cfg.max_key_group)}")
     fields = _present_fields(con)

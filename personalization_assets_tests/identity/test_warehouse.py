@@ -107,7 +107,7 @@ def test_pairwise_f1_within_0002_of_the_engine(name):
 def _setup(df: pd.DataFrame, cfg: MatchConfig):
     """Both engines' view of the same records: features, comparator, warehouse tables."""
     con = _warehouse(df)
-    _helper_tables(con, 400)
+    _helper_tables(con)
     columns = set(con.sql("select * from records limit 0").columns)
     con.execute(f"create temp table _identity_features as {features_sql('records', columns, cfg.max_key_group)}")
     fields = _present_fields(con)
