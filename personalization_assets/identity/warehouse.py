@@ -66,6 +66,7 @@ from personalization_assets.identity.warehouse_sql import (
     finished_features_sql,
     levels_sql,
     namesakes_sql,
+    position_spans,
     scores_sql,
     weight_case,
 )
@@ -188,7 +189,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     _do(con, f"create or replace temp table _identity_features as {finished_features_sql(fields)}")
     lap("features")
     for statement in candidates_statements("_identity_candidates", cfg.max_block_size, cfg.block_window,
-                                           cfg.max_key_group):
+                                           cfg.max_key_group, position_spans(n, COMPARE_TILE)):
         _do(con, statement)
     n_candidates = con.sql("select count(*) from _identity_candidates where blocked").fetchall()[0][0]
     lap("blocking")
@@ -306,7 +307,7 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
         with _filters_stay(con):
             _do(con, f"""insert into _identity_levels
                 select * from ({levels_sql(kept, fields, False, left, right)}) where {reaches(fields)}""")
-    for t in ["span", "tile"] + [f"slice_{k}" for k in range(len(spans))]:
+    for t in ["tile"] + [f"slice_{k}" for k in range(len(spans))]:
         _do(con, f"drop table if exists _identity_{t}")
 
 
@@ -319,15 +320,11 @@ def _slice_features(con, spans: list[tuple[int, int]]) -> None:
 
 
 def _tile_pairs(con, a_span: tuple[int, int], b_span: tuple[int, int]) -> str:
-    """The temp table of a tile's candidate pairs (compare_tiles). The pairs of a span of ``a``
-    are copied out of the whole table once, when that span comes first, so the big table is
-    read once per span, not once per tile."""
+    """The temp table of a tile's candidate pairs (compare_tiles). The candidates are stored span
+    by span of ``a`` (candidates_statements), so the copy reads its span's row groups only."""
     (a0, a1), (b0, b1) = a_span, b_span
-    if b0 == a0:  # compare_tiles gives a span's tiles in a row, the diagonal tile first
-        _do(con, f"create or replace temp table _identity_span as select * from _identity_candidates "
-                 f"where a >= {a0} and a < {a1}")
-    _do(con, f"create or replace temp table _identity_tile as select * from _identity_span "
-             f"where b >= {b0} and b < {b1}")
+    _do(con, f"create or replace temp table _identity_tile as select * from _identity_candidates "
+             f"where a >= {a0} and a < {a1} and b >= {b0} and b < {b1}")
     return "_identity_tile"
 
 

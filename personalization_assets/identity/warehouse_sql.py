@@ -148,24 +148,30 @@ def block_pairs_sql(cols: Sequence[str], max_block: int, window: int, where: str
       from wanted l join ranked r on r.k = l.k and r.rn = l.want)"""
 
 
-def candidates_statements(out: str, max_block: int, window: int, max_group: int) -> list[str]:
+def candidates_statements(out: str, max_block: int, window: int, max_group: int,
+                          spans: Sequence[tuple[int, int]] | None = None) -> list[str]:
     """Statements that build table ``out`` (a, b, src, blocked): the candidate pairs of resolve():
     blocking keys and shared identifiers (groups of at most max_group), without placeholder
     profiles, plus same-source-id pairs among the others (``src``: links.accepted_links links
     them unless they conflict). Each key's pairs are stored by a statement of their own, then
-    one aggregate on one integer per pair merges them all: one query over every key held
-    every key's blocks at once and ran out of memory at 10M records under a 2 GB limit."""
+    an aggregate on one integer per pair merges them: one query over every key held every
+    key's blocks at once and ran out of memory at 10M records under a 2 GB limit. ``spans``
+    (position_spans): one aggregate per span of ``a``, stored in that order, so that a tile of
+    the comparison reads its span's row groups only (at 10M: 31 s for the tiles' copies, not 68 s
+    through a copy of each span, for 18 s more of aggregates)."""
     parts = [block_pairs_sql(cols, max_block, window) for cols in BLOCKING_KEYS.values()]
     parts += [block_pairs_sql((c,), max_group, max_group - 1) for c in EXACT_KEYS]
     src = block_pairs_sql(("source_key",), max_group, max_group - 1, where="not placeholder")
     raw = f"{out}_raw"
+    merged = [f"""insert into {out}
+               select ab // {PAIR} as a, ab % {PAIR} as b, bool_or(src) as src, bool_or(not src) as blocked
+               from {raw} {where} group by ab"""
+              for where in ([f"where ab >= {x * PAIR} and ab < {y * PAIR}" for x, y in spans] if spans else [""])]
     return ([f"create or replace temp table {raw} (ab bigint, src boolean)"]
             + [f"insert into {raw} select ab, false from ({q}) where not ph" for q in parts]
             + [f"insert into {raw} select ab, true from ({src})",
-               f"""create or replace temp table {out} as
-               select ab // {PAIR} as a, ab % {PAIR} as b, bool_or(src) as src, bool_or(not src) as blocked
-               from {raw} group by ab""",
-               f"drop table {raw}"])
+               f"create or replace temp table {out} (a bigint, b bigint, src boolean, blocked boolean)"]
+            + merged + [f"drop table {raw}"])
 
 
 def _osa(a: str, b: str, upto: int = 1, lev: str | None = None) -> str:
@@ -404,13 +410,18 @@ def scores_sql(pairs: str, fields: Sequence[str], weights: Sequence[np.ndarray],
               from (select *, {', '.join(plain + adj)} from ({source})))))"""
 
 
+def position_spans(n_records: int, tile: int) -> list[tuple[int, int]]:
+    """Ranges of record positions (from, to), end excluded, of at most ``tile`` records."""
+    cuts = list(range(0, n_records, max(int(tile), 1))) + [n_records]
+    return list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+
+
 def compare_tiles(n_records: int, tile: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Ranges of record positions ((a from, a to), (b from, b to)), ends excluded, that cover
     every pair a < b of ``n_records`` records once: tiles of at most ``tile`` records a side.
     Comparing a tile's pairs looks up two slices of the features, not all of them: at 10M
     records the two whole-table lookups of every candidate pair spilled past 69 GB and were stopped."""
-    cuts = list(range(0, n_records, max(int(tile), 1))) + [n_records]
-    spans = list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+    spans = position_spans(n_records, tile)
     return [(spans[i], spans[j]) for i in range(len(spans)) for j in range(i, len(spans))]
 
 

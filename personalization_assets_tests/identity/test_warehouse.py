@@ -39,6 +39,7 @@ from personalization_assets.identity.warehouse_sql import (
     features_sql,
     finished_features_sql,
     levels_sql,
+    position_spans,
     scores_sql,
     to_snowflake,
 )
@@ -116,18 +117,27 @@ def _setup(df: pd.DataFrame, cfg: MatchConfig):
     return con, f, Comparator(f), fields
 
 
+@pytest.mark.parametrize("tile", [None, 170])
 @pytest.mark.parametrize("name", list(DATASETS))
-def test_candidate_pairs_are_the_engines(name):
+def test_candidate_pairs_are_the_engines(name, tile):
+    """The same pairs as the engine's blocking; merged span by span (``tile``), stored in the
+    order of their spans of ``a``, which the comparison's tiles rely on to read little."""
     df, cfg = _ordered(DATASETS[name]()), MatchConfig()
     con, f, _, _ = _setup(df, cfg)
     assert set(BLOCKING_KEYS) == set(blocking_keys(f)), "a blocking key was added or removed in blocking.py"
     a, b, _ = candidate_pairs(f, cfg.max_block_size, window=cfg.block_window)
     ex, _ = exact_edges(f, cfg.max_key_group)
     a, b = union_pairs(a, b, ex["left"].to_numpy(), ex["right"].to_numpy(), len(f))
-    for statement in candidates_statements("cand", cfg.max_block_size, cfg.block_window, cfg.max_key_group):
+    spans = position_spans(len(f), tile) if tile else None
+    for statement in candidates_statements("cand", cfg.max_block_size, cfg.block_window, cfg.max_key_group, spans):
         con.execute(statement).fetchall()
     got = con.execute("select a, b from cand where blocked").df()
     assert set(zip(got["a"], got["b"])) == set(zip(a.tolist(), b.tolist()))
+    assert con.execute("select count(*) from cand").fetchall() == con.execute(
+        "select count(distinct (a, b)) from cand").fetchall()
+    if spans:
+        stored = con.execute("select a from cand order by rowid").df()["a"].to_numpy()
+        assert len(spans) > 1 and (np.diff(stored // tile) >= 0).all()
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 12])
