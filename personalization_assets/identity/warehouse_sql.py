@@ -92,10 +92,13 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
            f"from (select * from {source} {dedupe})")
     hashed = [c for c in HASHED if c in columns]
     # counts by aggregate and join, not count() over (partition by ...): a window sorts, a hash
-    # aggregate does not (6 windows were most of this query)
-    counts = [(c, f"select {c}, count(*) as cnt_{c} from named where {c} is not null group by {c}")
-              for c in TF_COLUMNS.values()]
+    # aggregate does not (6 windows were most of this query). Only values held twice or more are
+    # joined (a term frequency weighs two records holding one value): most emails, phones and
+    # streets are held once, and joining all of them built hash tables of ~10M values at 10M
+    counts = [(c, f"select {c}, count(*) as cnt_{c} from named where {c} is not null group by {c} "
+                  "having count(*) > 1") for c in TF_COLUMNS.values()]
     joins = " ".join(f"left join ({q}) using ({c})" for c, q in counts)
+    held = ", ".join(f"case when {c} is not null then coalesce(cnt_{c}, 1) end as cnt_{c}" for c in TF_COLUMNS.values())
     return f"""
     with src as materialized ({src}),
     cleaned as materialized ({clean_sql(hashed)}),
@@ -108,8 +111,8 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
       from cleaned c join src s on s._row = c._row left join _identity_nick_canon k on k.name = c.fn
       left join sounds ls on ls.v = c.ln left join sounds fs on fs.v = c.fn),
     profiles as (select profile, count(*) > {int(max_group)} as placeholder from named group by profile)
-    select * exclude (_row, record_hash, profile), left(birth, 4) as b_year, substr(birth, 5, 4) as b_md,
-           substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm,
+    select * exclude (_row, record_hash, profile) replace ({held}), left(birth, 4) as b_year,
+           substr(birth, 5, 4) as b_md, substr(birth, 7, 2) || substr(birth, 5, 2) as b_dm,
            left(national_id, 3) || array_to_string(list_sort(string_split(substr(national_id, 4), '')), '')
              as nid_sorted,
            false as ov_fn, false as ov_birth, cast(null as bigint) as ord
