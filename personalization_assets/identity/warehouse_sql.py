@@ -83,13 +83,15 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
     from personalization_assets.identity.features_sql import HASHED, TEXT_SOURCES
 
     def text(c):
-        return f"cast({c} as varchar) as {c}" if c in columns else f"cast(null as varchar) as {c}"
+        return f"cast(d.{c} as varchar) as {c}" if c in columns else f"cast(null as varchar) as {c}"
 
     cols = list(dict.fromkeys(TEXT_SOURCES + HASHED))
     dedupe = ("qualify row_number() over (partition by record_id order by updated_at desc nulls last) = 1"
               if "updated_at" in columns else "")
-    src = (f"select row_number() over (order by record_id) - 1 as _row, {', '.join(text(c) for c in cols)} "
-           f"from (select * from {source} {dedupe})")
+    # positions by record id: ranked on the ids alone, not by a sort of every column
+    src = (f"select r._row, {', '.join(text(c) for c in cols)} from (select * from {source} {dedupe}) d "
+           f"join (select record_id, row_number() over (order by record_id) - 1 as _row "
+           f"from (select distinct record_id from {source})) r on r.record_id is not distinct from d.record_id")
     hashed = [c for c in HASHED if c in columns]
     # counts by aggregate and join, not count() over (partition by ...): a window sorts, a hash
     # aggregate does not (6 windows were most of this query). Only values held twice or more are

@@ -105,6 +105,19 @@ def test_pairwise_f1_within_0002_of_the_engine(name):
     assert links >= res.stats["duplicates_merged"]  # every merge stands on links
 
 
+def test_features_keep_the_latest_row_of_a_record_in_record_id_order():
+    """One row per record id, the latest ``updated_at`` winning; positions follow the record ids."""
+    con = duckdb.connect()
+    con.execute("""create table records as select * from (values
+        ('r2', 'Ann', 'Lee', timestamp '2026-01-01'), ('r1', 'Bob', 'Ray', timestamp '2026-01-01'),
+        ('r2', 'Anne', 'Lee', timestamp '2026-03-01'), ('r3', 'Cy', 'Orr', null), ('r1', 'Rob', 'Ray', null))
+        t(record_id, first_name, last_name, updated_at)""")
+    _helper_tables(con)
+    columns = set(con.sql("select * from records limit 0").columns)
+    got = con.execute(f"select pos, record_id, fn from ({features_sql('records', columns, 20)}) order by pos").fetchall()
+    assert got == [(0, "r1", "bob"), (1, "r2", "anne"), (2, "r3", "cy")]
+
+
 def _setup(df: pd.DataFrame, cfg: MatchConfig):
     """Both engines' view of the same records: features, comparator, warehouse tables."""
     con = _warehouse(df)
