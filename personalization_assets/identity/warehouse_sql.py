@@ -86,8 +86,10 @@ def features_sql(source: str, columns: set[str], max_group: int) -> str:
         return f"cast(d.{c} as varchar) as {c}" if c in columns else f"cast(null as varchar) as {c}"
 
     cols = list(dict.fromkeys(TEXT_SOURCES + HASHED))
-    dedupe = ("qualify row_number() over (partition by record_id order by updated_at desc nulls last) = 1"
-              if "updated_at" in columns else "")
+    # one row per record id: the latest, or without updated_at the first by its values
+    latest = ", ".join(["updated_at desc nulls last"] if "updated_at" in columns else
+                       [f"{c} nulls first" for c in cols if c in columns])
+    dedupe = f"qualify row_number() over (partition by record_id order by {latest}) = 1"
     # positions by record id: ranked on the ids alone, not by a sort of every column
     src = (f"select r._row, {', '.join(text(c) for c in cols)} from (select * from {source} {dedupe}) d "
            f"join (select record_id, row_number() over (order by record_id) - 1 as _row "

@@ -116,6 +116,11 @@ def test_features_keep_the_latest_row_of_a_record_in_record_id_order():
     columns = set(con.sql("select * from records limit 0").columns)
     got = con.execute(f"select pos, record_id, fn from ({features_sql('records', columns, 20)}) order by pos").fetchall()
     assert got == [(0, "r1", "bob"), (1, "r2", "anne"), (2, "r3", "cy")]
+    # without updated_at a repeated id still gives one record (the first by its values)
+    con.execute("create or replace table records as select * exclude (updated_at) from records")
+    got = con.execute(f"select pos, record_id, fn from ({features_sql('records', columns - {'updated_at'}, 20)}) "
+                      "order by pos").fetchall()
+    assert got == [(0, "r1", "bob"), (1, "r2", "ann"), (2, "r3", "cy")]
 
 
 def _setup(df: pd.DataFrame, cfg: MatchConfig):
