@@ -196,7 +196,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     comp = SqlComparator(con, fields)
     model = _train(con, comp, n, n_candidates, cfg)
     lap("train")
-    _compare(con, model, fields, cfg)
+    _compare(con, model, fields, cfg, n)
     lap("compare")
     tf = {}
     for f, c in TF_COLUMNS.items():
@@ -270,16 +270,16 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
                                crosswalk_table + "_edges", cannot)
 
 
-def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
-    """Levels of the candidate pairs that can link, into ``_identity_levels``. Term frequencies,
-    caps and households only lower a weight, so a pair whose plain Fellegi-Sunter weight misses
-    the threshold cannot link (scoring.matching_pairs), nor can one that misses it with every
-    field not yet compared at its best weight. So the pairs pass stages (COMPARE_STAGES), each
-    comparing more fields of the pairs the stage before kept: first the fields an equality or a
-    Hamming distance decides (about half the pairs of the benchmark's blocks stop there), then the
-    names, then the street (an edit distance of long strings), then every level of the pairs
-    left, plainly weighed. Big tables are compared a tile of record positions at a time
-    (compare_tiles, COMPARE_TILE a side)."""
+def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig, n: int) -> None:
+    """Levels of the candidate pairs of ``n`` records that can link, into ``_identity_levels``.
+    Term frequencies, caps and households only lower a weight, so a pair whose plain
+    Fellegi-Sunter weight misses the threshold cannot link (scoring.matching_pairs), nor can one
+    that misses it with every field not yet compared at its best weight. So the pairs pass stages
+    (COMPARE_STAGES), each comparing more fields of the pairs the stage before kept: first the
+    fields an equality or a Hamming distance decides (about half the pairs of the benchmark's
+    blocks stop there), then the names and postcode/city, then every level of the pairs left, the
+    street's edit distance of long strings included, plainly weighed. Big tables are compared a
+    tile of record positions at a time (compare_tiles, COMPARE_TILE a side)."""
     thr = float(cfg.threshold)
     need = float(np.log2(thr / (1 - thr))) - SLACK
     tables = dict(zip(fields, model.weight_tables()))
@@ -289,11 +289,9 @@ def _compare(con, model: FSModel, fields: list[str], cfg: MatchConfig) -> None:
         return f"src or {' + '.join([repr(best)] + [weight_case(f, tables[f]) for f in known])} >= {need!r}"
     stages = [[f for f in fields if f in stage] for stage in COMPARE_STAGES]
     stages = [known for i, known in enumerate(stages) if known and known != (stages[i - 1] if i else [])]
-    n = con.sql("select count(*) from _identity_features").fetchall()[0][0]
     _do(con, "create or replace temp table _identity_levels as select * from "
              f"({levels_sql('select * from _identity_candidates', fields, sides=False)}) where false")
-    tiles = compare_tiles(n, COMPARE_TILE)
-    spans = sorted({span for tile in tiles for span in tile})
+    tiles, spans = compare_tiles(n, COMPARE_TILE), position_spans(n, COMPARE_TILE)
     if len(tiles) > 1:
         _slice_features(con, spans)
     for a_span, b_span in tiles:
