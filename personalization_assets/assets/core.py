@@ -29,9 +29,9 @@ from ..identity.households import households_in_warehouse
 from ..identity.review import review_queue
 from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
 from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
-from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, arrow_to_frame, evidence_sql, golden_in_chunks
+from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, evidence_sql, golden_in_chunks
 from ..resources.faults import fault_point
-from ..resources.io_manager import COMMIT_GROUP, table_columns, verify_tables
+from ..resources.io_manager import COMMIT_GROUP, StagedTable, table_columns, verify_tables
 from ..resources.warehouse import Warehouse, identifier
 from ..warehouse import query_arrow_strings
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
@@ -270,11 +270,15 @@ def _read_staged(conn) -> pd.DataFrame:
 # the work tables of a warehouse-path run (replaced by each run, dropped after it)
 WORK_TABLE = "core._identity_run"
 WAREHOUSE_STATE = STATE_VERSION + "+warehouse"  # not this engine's version: the next memory run is full
+# the warehouse path's outputs, written where the records are; the IO manager renames them into place
+STAGED = {"golden": "core._staged_customers", "crosswalk": "core._staged_customer_crosswalk",
+          "evidence": "core._staged_merge_evidence"}
 
 
 def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehouse, rows_in: int, path_reason: str):
-    """The warehouse path (identity/warehouse.py): the records stay in DuckDB; Python holds the
-    links, the outputs and a bounded chunk of clusters at a time for the golden records."""
+    """The warehouse path (identity/warehouse.py): the records stay in DuckDB and so do the
+    outputs (staged tables the IO manager commits by renaming them); Python holds the links and a
+    bounded chunk of clusters at a time for the golden records."""
     cfg = MatchConfig()
     with warehouse.connect() as conn:
         con, before, cannot, previous_keys = conn.raw, None, set(), None
@@ -294,8 +298,8 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
                             unmerges=[list(g) for g in config.unmerge], previous_keys=previous_keys)
         conn.ensure_schema("core")
         res = resolve_in_warehouse(con, "staging.customers", WORK_TABLE, cfg, given)
-        crosswalk = arrow_to_frame(con.sql(f"select {', '.join(CROSSWALK_COLUMNS)} from {WORK_TABLE} "
-                                           "order by record_id").to_arrow_table())
+        conn.execute(f"create or replace table {STAGED['crosswalk']} as select {', '.join(CROSSWALK_COLUMNS)} "
+                     f"from {WORK_TABLE} order by record_id")
         con.register("_identity_cannot", pa.table({"left_record_id": pa.array([p[0] for p in sorted(res.cannot)],
                                                                                pa.string()),
                                                    "right_record_id": pa.array([p[1] for p in sorted(res.cannot)],
@@ -306,8 +310,8 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
             [("left_record_id", pa.string()), ("right_record_id", pa.string()), ("reason", pa.string()),
              ("score", pa.float64()), ("evidence", pa.string())])))
         try:
-            evidence = arrow_to_frame(con.sql(evidence_sql(WORK_TABLE + "_edges", WORK_TABLE, "_identity_cannot",
-                                                           "_identity_review", res.model)).to_arrow_table())
+            conn.execute(f"create or replace table {STAGED['evidence']} as " + evidence_sql(
+                WORK_TABLE + "_edges", WORK_TABLE, "_identity_cannot", "_identity_review", res.model))
         finally:
             con.unregister("_identity_cannot")
             con.unregister("_identity_review")
@@ -317,25 +321,41 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
             g["cluster_size"] = g["source_records"]  # as resolve()'s golden records
             created = records["created_at"].groupby(keys.to_numpy()).min() if "created_at" in records else None
             return _shape_golden(g, created)
-        golden = arrow_to_frame(golden_in_chunks(con, "staging.customers", STAGED_COLUMNS, WORK_TABLE, golden_of))
+        customers = golden_in_chunks(con, "staging.customers", STAGED_COLUMNS, WORK_TABLE, golden_of, STAGED["golden"])
         for suffix in ("", "_links", "_edges"):
             conn.execute(f"drop table if exists {WORK_TABLE}{suffix}")
-        _save_warehouse_state(conn, len(crosswalk))
-    sizes = golden["source_records"].value_counts().sort_index()
-    stats = {k: v for k, v in res.stats.items() if k != "stage_seconds"}
-    stats.update(mode="full", mode_reason="the warehouse path has no incremental run", path_reason=path_reason)
-    now = merge_rate(rows_in, len(golden))
-    context.log.info(f"identity run: {json.dumps(stats, default=str)}")
-    reasons = res.review["reason"].value_counts().to_dict()
-    yield dg.Output(golden, output_name="golden", metadata=frame_metadata(
-        golden, rows_in=rows_in, duplicates_merged=int(stats["duplicates_merged"]), merge_rate=now,
-        cluster_size_distribution={str(k): int(v) for k, v in sizes.items()}, held_for_review=len(res.review),
-        review_reasons=reasons, resolution=stats, stage_seconds=res.stats.get("stage_seconds", {}), blocking={}))
-    yield dg.Output(crosswalk, output_name="crosswalk", metadata=frame_metadata(
-        crosswalk, rules=crosswalk["rule"].value_counts().to_dict()))
-    yield dg.Output(evidence, output_name="evidence", metadata=frame_metadata(
-        evidence, rules=evidence["rule"].value_counts().to_dict()))
+        _save_warehouse_state(conn, int(conn.scalar(f"select count(*) from {STAGED['crosswalk']}")))
+        stats = {k: v for k, v in res.stats.items() if k != "stage_seconds"}
+        stats.update(mode="full", mode_reason="the warehouse path has no incremental run", path_reason=path_reason)
+        now = merge_rate(rows_in, customers)
+        context.log.info(f"identity run: {json.dumps(stats, default=str)}")
+        sizes = _counts(conn, STAGED["golden"], "source_records")
+        golden_metadata = _staged_metadata(
+            conn, STAGED["golden"], "customer_key", rows_in=rows_in, duplicates_merged=int(stats["duplicates_merged"]),
+            merge_rate=now, cluster_size_distribution={str(k): v for k, v in sizes.items()},
+            held_for_review=len(res.review), review_reasons=res.review["reason"].value_counts().to_dict(),
+            resolution=stats, stage_seconds=res.stats.get("stage_seconds", {}), blocking={})
+        crosswalk_metadata = _staged_metadata(conn, STAGED["crosswalk"], "record_id",
+                                              rules=_counts(conn, STAGED["crosswalk"], "rule"))
+        evidence_metadata = _staged_metadata(conn, STAGED["evidence"], "left_record_id, right_record_id, rule",
+                                             rules=_counts(conn, STAGED["evidence"], "rule"))
+    yield dg.Output(StagedTable(STAGED["golden"]), output_name="golden", metadata=golden_metadata)
+    yield dg.Output(StagedTable(STAGED["crosswalk"]), output_name="crosswalk", metadata=crosswalk_metadata)
+    yield dg.Output(StagedTable(STAGED["evidence"]), output_name="evidence", metadata=evidence_metadata)
     yield merge_rate_check(before, now)
+
+
+def _staged_metadata(conn, table: str, order: str, **extra) -> dict:
+    """frame_metadata of a staged output: its row count, and its first rows in ``order`` as the preview."""
+    metadata = frame_metadata(conn.query(f"select * from {table} order by {order} limit 10"), **extra)
+    metadata["dagster/row_count"] = dg.MetadataValue.int(int(conn.scalar(f"select count(*) from {table}")))
+    return metadata
+
+
+def _counts(conn, table: str, column: str) -> dict:
+    """Rows of ``table`` per value of ``column``, in value order."""
+    return {k: int(n) for k, n in conn.raw.execute(f"select {column}, count(*) from {table} "
+                                                   "group by 1 order by 1").fetchall()}
 
 
 def _save_warehouse_state(conn, records: int) -> None:

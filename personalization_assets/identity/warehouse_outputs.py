@@ -8,7 +8,8 @@
   ``evidence_sql`` (used links, cannot-links, review cases, held links, the model row:
   output.evidence_frame + review_rows + resolve._held_links);
 - golden records: ``golden_in_chunks`` runs survivorship.golden_records (the same function)
-  over bounded chunks of clusters (a hash bucket of customer_key), never over all records.
+  over bounded chunks of clusters (a hash bucket of customer_key), never over all records, and
+  writes each chunk into a table.
 
 Names given to these functions are trusted identifiers (never user input). DuckDB's SQL.
 """
@@ -19,7 +20,6 @@ import json
 import math
 from collections.abc import Callable
 
-import pandas as pd
 import pyarrow as pa
 
 from personalization_assets.identity.compare import LEVELS
@@ -156,34 +156,48 @@ def evidence_sql(edges: str, crosswalk: str, cannot: str, review: str, model) ->
     select null, null, null, 'model', {float(model.match_rate)!r}, null, null, null, {nulls}, '{detail}'"""
 
 
-def golden_in_chunks(con, source: str, columns: list[str], crosswalk: str, golden: Callable,
-                     chunk_records: int = GOLDEN_CHUNK_RECORDS) -> pa.Table:
+def golden_in_chunks(con, source: str, columns: list[str], crosswalk: str, golden: Callable, out: str,
+                     chunk_records: int = GOLDEN_CHUNK_RECORDS) -> int:
     """``golden(records, keys)`` (a frame of golden records) over the latest row of each record
     of ``source`` (``columns`` of it), a bounded chunk of whole clusters at a time (by a hash
-    bucket of customer_key), the chunks' results as one Arrow table."""
+    bucket of customer_key), each chunk's result inserted into table ``out`` (replaced); its rows.
+    A column a chunk holds only nulls of takes the table's type, else the source's, else text."""
     have = set(con.sql(f"select * from {source} limit 0").columns)
     cols = ", ".join(f's."{c}"' for c in columns if c in have)
     _do(con, f"""create or replace temp table _golden_in as
         select {cols}, k.customer_key from ({latest_rows(source, have)}) s join {crosswalk} k using (record_id)""")
+    _do(con, f"drop table if exists {out}")
+    types = dict(zip(*_arrow_types(con, "_golden_in")))
+    written = 0
     try:
         n = con.execute("select count(*) from _golden_in").fetchall()[0][0]
         buckets = max(1, math.ceil(n / chunk_records))
-        parts = []
         for b in range(buckets):
             records = query_arrow_strings(WarehouseConnection(con, "duckdb"),
                                           f"select * exclude (customer_key), customer_key from _golden_in "
                                           f"where hash(customer_key) % {buckets} = {b}")
-            if len(records):
-                out = golden(records.drop(columns="customer_key"), records["customer_key"])
-                parts.append(pa.Table.from_pandas(out, preserve_index=False))
+            if not len(records):
+                continue
+            chunk = pa.Table.from_pandas(golden(records.drop(columns="customer_key"), records["customer_key"]),
+                                         preserve_index=False)
             del records
+            for i, field in enumerate(chunk.schema):
+                if pa.types.is_null(field.type):
+                    chunk = chunk.set_column(i, field.name, pa.nulls(len(chunk), types.get(field.name, pa.string())))
+            con.register("_golden_chunk", chunk)
+            try:
+                _do(con, f"insert into {out} by name select * from _golden_chunk" if written
+                    else f"create table {out} as select * from _golden_chunk")
+            finally:
+                con.unregister("_golden_chunk")
+            if not written:
+                types.update(zip(*_arrow_types(con, out)))
+            written += len(chunk)
     finally:
         _do(con, "drop table if exists _golden_in")
-    if not parts:
-        return None
-    return pa.concat_tables(parts, promote_options="permissive")
+    return written
 
 
-def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as a frame of Arrow-backed columns (no Python object per value)."""
-    return pd.DataFrame({c: pd.arrays.ArrowExtensionArray(table.column(c)) for c in table.column_names}, copy=False)
+def _arrow_types(con, table: str) -> tuple[list[str], list[pa.DataType]]:
+    schema = con.sql(f"select * from {table} limit 0").fetch_arrow_table().schema
+    return schema.names, schema.types

@@ -7,12 +7,16 @@ crosswalk and merge evidence) are held until the last of them arrives and then c
 Every commit is recorded in `ops.table_commits` (rows, run). A read of a table that a commit left
 with rows but that is empty now, or of an empty table no commit wrote, is refused rather than taken
 for truth. Fewer rows than recorded is allowed: erasure deletes a person's rows in place.
+
+An output too big to pass through Python is written by the step itself into a staged table beside
+its target (`StagedTable`): the commit renames it into place, in the same transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -31,8 +35,17 @@ class TableStateError(Exception):
     """A table does not hold what its last committed write recorded."""
 
 
+@dataclass(frozen=True)
+class StagedTable:
+    """An output the step already wrote into the warehouse, as the table `name` in its target's
+    schema: the commit renames it to the target (no rows pass through Python)."""
+
+    name: str
+
+
 class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
-    """Stores and loads pandas DataFrames in the DuckDB file `database`, one table per asset key."""
+    """Stores and loads pandas DataFrames in the DuckDB file `database`, one table per asset key
+    (or renames a step's `StagedTable` into place)."""
 
     database: str
     memory_limit: str | None = None  # as DuckDBWarehouse's (env var, else derived from physical memory)
@@ -45,7 +58,7 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
                                    temp_directory=self.temp_directory).connect() as conn:
             yield conn
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedTable) -> None:
         if context.has_asset_partitions:
             raise NotImplementedError(
                 f"{context.asset_key.to_user_string()} is partitioned: this IO manager replaces whole tables; "
@@ -80,8 +93,8 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
             return conn.query(f"select {select} from {name}{where}", params)
 
 
-def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj: pd.DataFrame,
-                   group: Sequence[str]) -> dict[str, pd.DataFrame] | None:
+def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj,
+                   group: Sequence[str]) -> dict | None:
     """Keep this output until every table of its commit group has arrived from the same step;
     then return all the group's frames (to be written in one transaction), else None."""
     name = table_name(context.asset_key)
@@ -110,8 +123,9 @@ def table_name(key: dg.AssetKey) -> str:
     return ".".join(identifier(part) for part in key.path)
 
 
-def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], run_id: str) -> None:
-    """Replace every `schema.table` in `frames` and record the commit, in one transaction."""
+def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame | StagedTable], run_id: str) -> None:
+    """Replace every `schema.table` in `frames` (a frame, or a staged table renamed into place)
+    and record the commit, in one transaction."""
     for schema in {t.split(".")[0] for t in frames} | {COMMITS[0]}:
         conn.ensure_schema(schema)
     conn.execute(f"create table if not exists {'.'.join(COMMITS)} (table_name varchar, run_id varchar, "
@@ -121,15 +135,28 @@ def commit_tables(conn: WarehouseConnection, frames: dict[str, pd.DataFrame], ru
     with conn.transaction():
         for name, frame in frames.items():
             fault_point("before_replace", name)
-            _replace(conn, name, frame)
+            rows = _replace(conn, name, frame)
             conn.execute(f"delete from {'.'.join(COMMITS)} where table_name = ?", [name])
             conn.execute(f"insert into {'.'.join(COMMITS)} values (?, ?, ?, ?, ?)",
-                         [name, run_id, len(frame), group, now])
+                         [name, run_id, rows, group, now])
 
 
-def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame) -> None:
+def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame | StagedTable) -> int:
+    """Replace table `name` by the frame or staged table; its row count."""
     # Drop and create rather than delete and insert: the columns follow the frame, and the old rows'
     # bytes go with the old table (deleted strings stay readable in a DuckDB file otherwise).
+    if isinstance(frame, StagedTable):
+        schema, table = name.split(".")
+        staged_schema, staged = frame.name.split(".")
+        if staged_schema != schema:
+            raise ValueError(f"staged table {frame.name} must be in {name}'s schema to be renamed into place")
+        if not conn.table_exists(staged_schema, staged):
+            raise TableStateError(f"staged table {frame.name} for {name} does not exist: nothing to commit")
+        rows = int(conn.scalar(f"select count(*) from {frame.name}"))
+        conn.execute(f"drop table if exists {name}")
+        fault_point("after_delete", name)
+        conn.execute(f"alter table {frame.name} rename to {table}")
+        return rows
     conn.execute(f"drop table if exists {name}")
     fault_point("after_delete", name)
     conn.raw.register("_frame", frame)
@@ -137,6 +164,7 @@ def _replace(conn: WarehouseConnection, name: str, frame: pd.DataFrame) -> None:
         conn.execute(f"create table {name} as select * from _frame")
     finally:
         conn.raw.unregister("_frame")
+    return len(frame)
 
 
 def verify_tables(conn: WarehouseConnection, names: Sequence[str], strict: bool = True) -> None:

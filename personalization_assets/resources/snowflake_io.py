@@ -56,6 +56,9 @@ class _AtomicGroups(dg.IOManager):
         if context.has_asset_partitions:
             raise NotImplementedError(f"{context.asset_key.to_user_string()}: a commit group replaces whole tables; "
                                       "partitioned assets cannot be in one")
+        if not isinstance(obj, pd.DataFrame):  # a StagedTable comes from DuckDB-only paths
+            raise TypeError(f"{context.asset_key.to_user_string()}: Snowflake's IO manager stores DataFrames, "
+                            f"not {type(obj).__name__}")
         frames = hold_for_group(self._held, context, obj, list(group))
         if frames is None:
             return

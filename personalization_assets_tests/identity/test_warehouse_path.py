@@ -21,7 +21,7 @@ from personalization_assets.identity.keys import assign_keys, key_for
 from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.warehouse import PATH_SETTING
 from personalization_assets.identity.warehouse_outputs import assign_keys_sql
-from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager, StagedTable
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.identity.identity_factory import population
 
@@ -248,3 +248,30 @@ def test_snowflake_and_empty_tables_take_the_memory_path(monkeypatch):
     path, why = explain_path(10, "snowflake")
     assert path == "memory" and "snowflake" in why
     assert explain_path(0, "duckdb")[0] == "memory"
+
+
+def test_the_warehouse_paths_outputs_stay_in_the_warehouse(tmp_path, monkeypatch):
+    """The step hands the IO manager staged tables, not frames; the commit renames them into place
+    (none is left behind) and each metadata row count is its table's."""
+    STATE["customers"] = _hostile(600)
+    db = str(tmp_path / "wh.duckdb")
+    monkeypatch.setenv(PATH_SETTING, "warehouse")
+    result = dg.materialize([staged_customers, customers], resources={
+        "io_manager": AtomicDuckDBIOManager(database=db), "warehouse": DuckDBWarehouse(database=db)})
+    assert result.success
+    for output, table in (("golden", "customers"), ("crosswalk", "customer_crosswalk"), ("evidence", "merge_evidence")):
+        assert isinstance(result.output_for_node("customers", output), StagedTable)
+    meta = {m.asset_key.path[-1]: m.metadata for m in result.asset_materializations_for_node("customers")}
+    with duckdb.connect(db, read_only=True) as con:
+        left = con.execute("select table_name from information_schema.tables where table_name like '\\_%' "
+                           "escape '\\'").fetchall()
+        assert left == []
+        for name in ("customers", "customer_crosswalk", "merge_evidence"):
+            rows = con.execute(f"select count(*) from core.{name}").fetchone()[0]
+            assert rows > 0 and meta[name]["dagster/row_count"].value == rows, name
+        assert meta["customers"]["rows_in"].value == 600
+        sizes = {int(k): v for k, v in meta["customers"]["cluster_size_distribution"].data.items()}
+        assert sum(sizes.values()) == meta["customers"]["dagster/row_count"].value
+        assert sum(k * v for k, v in sizes.items()) == 600
+    shown = meta["customers"]["preview"].value  # masked: the asset is tagged pii
+    assert shown.count("\n") >= 11 and not any(e in shown for e in STATE["customers"]["email"].dropna())
