@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..heap import releasing
 from ..identity import MatchConfig, ResolvedState, resolve
-from ..identity.stitch import IDENTITY_MAP_COLUMNS, links_sql, stitch, users_sql
+from ..identity.stitch import IDENTITY_MAP_OUTPUT, identity_map_sql
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
 from ..identity.features_sql import HASHED, TEXT_SOURCES
@@ -368,35 +368,45 @@ def _save_warehouse_state(conn, records: int) -> None:
         conn.replace_frame(*STATE_TABLE, version)
 
 
-@dg.asset(key=["core", "identity_map"], deps=[dg.AssetKey(["staging", "events"])],
-          ins={"crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"],
-                                       metadata={"columns": ["record_id", "customer_key"]})},
+IDENTITY_MAP_STAGED = "core._staged_identity_map"
+
+
+@dg.asset(key=["core", "identity_map"], deps=[dg.AssetKey(["staging", "events"]), dg.AssetKey(["core", "customer_crosswalk"])],
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
 @releasing
-def identity_map(crosswalk: pd.DataFrame, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+def identity_map(warehouse: Warehouse) -> dg.Output:
     """Which customer each tracking identity (userId, or an anonymousId stitched to a userId by an
-    identify call or a login) belongs to, so pre-login events join the right customer."""
+    identify call or a login) belongs to, so pre-login events join the right customer. Built by
+    one query in the warehouse (identity/stitch.py identity_map_sql)."""
     with warehouse.connect() as conn:
-        # the warehouse reduces the events to the link events and each user's first and last event
-        stitched = (stitch(conn.query(links_sql("staging.events")), conn.query(users_sql("staging.events")),
-                           crosswalk) if conn.table_exists("staging", "events")
-                    else pd.DataFrame(columns=IDENTITY_MAP_COLUMNS))
-    is_device = stitched["anonymous_id"].notna()
-    out = pd.DataFrame({
-        "identity_type": is_device.map({True: "anonymous_id", False: "user_id"}),
-        "identity": stitched["anonymous_id"].where(is_device, stitched["user_id"]).astype(str),
-        "customer_key": stitched["customer_key"],
-        "user_id": stitched["user_id"].astype(str),
-        "method": stitched["method"],
-        "first_seen": stitched["first_seen"],
-        "last_seen": stitched["last_seen"],
-        "users_on_device": stitched["users_on_device"].astype("int64"),
-    })
-    out = out.dropna(subset=["customer_key"]).drop_duplicates(["identity_type", "identity"]).reset_index(drop=True)
-    return dg.Output(out, metadata=frame_metadata(
-        out, identities_by_type=out["identity_type"].value_counts().to_dict(),
-        shared_devices=int((out["users_on_device"] > 1).sum()),
-        unresolved_users=int(stitched.loc[~is_device, "customer_key"].isna().sum())))
+        verify_tables(conn, ["core.customer_crosswalk"])  # never from a torn identity commit
+        if conn.table_exists("staging", "events"):
+            sql = identity_map_sql("staging.events", "core.customer_crosswalk")
+        else:
+            sql = "select " + ", ".join(f"cast(null as {t}) as {c}" for c, t in zip(
+                IDENTITY_MAP_OUTPUT, ["varchar"] * 5 + ["timestamptz"] * 2 + ["bigint"])) + " where false"
+        unresolved_sql = "select count(*) from {} where identity_type = 'user_id' and customer_key is null"
+        if conn.dialect == "duckdb":  # the table stays in the warehouse: the IO manager renames it into place
+            conn.execute(f"create or replace temp table _identity_map_all as {sql}")
+            unresolved = int(conn.scalar(unresolved_sql.format("_identity_map_all")))
+            conn.execute(f"create or replace table {IDENTITY_MAP_STAGED} as "
+                         "select * from _identity_map_all where customer_key is not null")
+            conn.execute("drop table _identity_map_all")
+            value = StagedTable(IDENTITY_MAP_STAGED)
+            rows = conn.query(f"select * from {IDENTITY_MAP_STAGED} order by identity_type, identity limit 10")
+            summary = conn.query(f"select identity_type, count(*) as n, count(*) filter (where users_on_device > 1) "
+                                 f"as shared from {IDENTITY_MAP_STAGED} group by identity_type")
+        else:  # Snowflake's IO manager stores frames: the map's rows come to Python, never the events
+            every = conn.query(sql).rename(columns=str.lower)
+            unresolved = int(((every["identity_type"] == "user_id") & every["customer_key"].isna()).sum())
+            value = every[every["customer_key"].notna()].reset_index(drop=True)
+            rows = value.sort_values(["identity_type", "identity"]).head(10)
+            summary = value.groupby("identity_type", as_index=False).agg(
+                n=("identity", "size"), shared=("users_on_device", lambda d: int((d > 1).sum())))
+    metadata = frame_metadata(rows, identities_by_type={r.identity_type: int(r.n) for r in summary.itertuples()},
+                              shared_devices=int(summary["shared"].sum()), unresolved_users=unresolved)
+    metadata["dagster/row_count"] = dg.MetadataValue.int(int(summary["n"].sum()))
+    return dg.Output(value, metadata=metadata)
 
 
 @dg.asset(key=["core", "identity_review"], ins={"evidence": dg.AssetIn(key=["core", "merge_evidence"]),

@@ -84,3 +84,42 @@ def users_sql(events: str) -> str:
     return (f"select user_id, min(ts) as first_seen, max(ts) as last_seen from ("
             f"select nullif(trim(e.user_id), '') as user_id, e.timestamp as ts from {events} e) u"
             f" where user_id is not null group by user_id order by user_id")
+
+
+IDENTITY_MAP_OUTPUT = ["identity_type", "identity", "customer_key", "user_id", "method", "first_seen", "last_seen",
+                       "users_on_device"]
+
+
+def identity_map_sql(events: str, crosswalk: str) -> str:
+    """`stitch` as one query over tables `events` and `crosswalk` (record_id, customer_key), in
+    the identity map's columns (IDENTITY_MAP_OUTPUT), unresolved users included (customer_key
+    NULL): the warehouse never hands the events or the crosswalk to Python. A device takes the
+    user and method of its latest link (ties: the greater user id; a link without a time counts as
+    the latest, as pandas sorts NaT last)."""
+    return f"""
+    with links as ({links_sql(events)}),
+    devices as (
+      select anonymous_id, min(timestamp) as first_seen, max(timestamp) as last_seen,
+             count(distinct user_id) as users_on_device
+      from links group by anonymous_id),
+    latest as (
+      select anonymous_id, user_id, method from links
+      qualify row_number() over (partition by anonymous_id order by timestamp desc nulls first, user_id desc) = 1),
+    users as ({users_sql(events)}),
+    user_keys as (
+      select uid, customer_key from (
+        select cast(record_id as varchar) as uid, customer_key, 0 as pref from {crosswalk}
+        where customer_key is not null
+        union all
+        select substr(cast(record_id as varchar), 5), customer_key, 1 from {crosswalk}
+        where customer_key is not null and cast(record_id as varchar) like 'crm:%') k
+      qualify row_number() over (partition by uid order by pref) = 1),
+    stitched as (
+      select 'anonymous_id' as identity_type, d.anonymous_id as identity, l.user_id, l.method,
+             d.first_seen, d.last_seen, d.users_on_device
+      from devices d join latest l on l.anonymous_id = d.anonymous_id
+      union all
+      select 'user_id', user_id, user_id, 'user_id', first_seen, last_seen, 1 from users)
+    select s.identity_type, s.identity, k.customer_key, s.user_id, s.method, s.first_seen, s.last_seen,
+           cast(s.users_on_device as bigint) as users_on_device
+    from stitched s left join user_keys k on k.uid = s.user_id"""

@@ -87,3 +87,57 @@ def test_warehouse_reduction_gives_the_same_identity_map_on_snowflake_sql():
     with fakesnow_connection() as snow:
         got = _warehouse_stitch(snow, events)
     pd.testing.assert_frame_equal(_comparable(got), _comparable(stitch_identities(events, CW)))
+
+
+def _as_identity_map(stitched: pd.DataFrame) -> pd.DataFrame:
+    """`stitch`'s rows in the identity map's columns (what core.identity_map made of them in pandas)."""
+    is_device = stitched["anonymous_id"].notna()
+    return pd.DataFrame({
+        "identity_type": is_device.map({True: "anonymous_id", False: "user_id"}),
+        "identity": stitched["anonymous_id"].where(is_device, stitched["user_id"]).astype(str),
+        "customer_key": stitched["customer_key"], "user_id": stitched["user_id"].astype(str),
+        "method": stitched["method"], "first_seen": stitched["first_seen"], "last_seen": stitched["last_seen"],
+        "users_on_device": stitched["users_on_device"].astype("int64")})
+
+
+def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.astype({c: object for c in ("identity_type", "identity", "customer_key", "user_id", "method")})
+    for column in ("first_seen", "last_seen"):
+        out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[us, UTC]")
+    out["users_on_device"] = out["users_on_device"].astype("int64")
+    out = out.where(out.notna(), None)
+    return out.sort_values(["identity_type", "identity"]).reset_index(drop=True)
+
+
+# a record id that is also another record's CRM id: the record id wins, as in `_user_keys`
+CW_CLASH = pd.concat([CW, pd.DataFrame({"record_id": ["crm:4", "4"], "customer_key": ["K4", "K9"]})],
+                     ignore_index=True)
+
+
+def _sql_identity_map(conn, events: pd.DataFrame) -> pd.DataFrame:
+    from personalization_assets.identity.stitch import identity_map_sql
+
+    conn.replace_frame("staging", "events", events)
+    conn.replace_frame("staging", "crosswalk", CW_CLASH)
+    return conn.query(identity_map_sql("staging.events", "staging.crosswalk"))
+
+
+def test_identity_map_sql_equals_stitch_on_duckdb(duck):
+    from personalization_assets.identity.stitch import IDENTITY_MAP_OUTPUT
+
+    events = _hostile_events()
+    expected = _as_identity_map(stitch_identities(events, CW_CLASH))
+    assert expected.loc[expected["identity"] == "4", "customer_key"].tolist() == ["K9"]
+    got = _sql_identity_map(duck, events)
+    assert list(got.columns) == IDENTITY_MAP_OUTPUT
+    pd.testing.assert_frame_equal(_in_order(got), _in_order(expected))
+
+
+def test_identity_map_sql_equals_stitch_on_snowflake_sql():
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    events = _hostile_events(120, seed=11)
+    with fakesnow_connection() as snow:
+        got = _sql_identity_map(snow, events)
+    got.columns = [c.lower() for c in got.columns]
+    pd.testing.assert_frame_equal(_in_order(got), _in_order(_as_identity_map(stitch_identities(events, CW_CLASH))))
