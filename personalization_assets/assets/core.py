@@ -409,14 +409,20 @@ def identity_map(warehouse: Warehouse) -> dg.Output:
     return dg.Output(value, metadata=metadata)
 
 
-@dg.asset(key=["core", "identity_review"], ins={"evidence": dg.AssetIn(key=["core", "merge_evidence"]),
-          "crosswalk": dg.AssetIn(key=["core", "customer_crosswalk"])},
+@dg.asset(key=["core", "identity_review"], deps=[["core", "merge_evidence"], ["core", "customer_crosswalk"]],
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
-def identity_review(evidence: pd.DataFrame, crosswalk: pd.DataFrame, warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+def identity_review(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """Pairs and records the matcher would not decide alone (a household conflict, a weak chain, an
     identity limit, a shared identifier), with their evidence, and the decision a person took with
-    `personalization identity link|unlink A B --reason ...` (status open or decided)."""
+    `personalization identity link|unlink A B --reason ...` (status open or decided). Reads only
+    the review rows of the evidence and their records' keys, not the whole identity tables."""
     with warehouse.connect() as conn:
+        verify_tables(conn, ["core.merge_evidence", "core.customer_crosswalk"])  # never from a torn commit
+        evidence = conn.query("select * from core.merge_evidence where rule like 'review:%'")
+        crosswalk = conn.query(
+            "select record_id, customer_key from core.customer_crosswalk where record_id in ("
+            "select left_record_id from core.merge_evidence where rule like 'review:%' union "
+            "select right_record_id from core.merge_evidence where rule like 'review:%')")
         decisions = read_decisions(conn)
     out = review_queue(evidence, crosswalk, decisions)
     return dg.Output(out, metadata=frame_metadata(
