@@ -25,7 +25,7 @@ from ..identity.stitch import IDENTITY_MAP_OUTPUT, identity_map_sql
 from ..identity.state import STATE_VERSION, Prepared
 from ..identity.decisions import read_decisions
 from ..identity.features_sql import HASHED, TEXT_SOURCES
-from ..identity.households import households_in_warehouse
+from ..identity.households import households_in_duckdb, households_in_warehouse
 from ..identity.review import review_queue
 from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
 from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
@@ -429,20 +429,35 @@ def identity_review(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
         out, reasons=out["reason"].value_counts().to_dict(), open=int((out["status"] == "open").sum())))
 
 
+HOUSEHOLDS_STAGED = "core._staged_households"
+
+
 @dg.asset(key=["core", "households"], deps=[["staging", "customers"], ["core", "customer_crosswalk"]],
           group_name="identity", pool=WAREHOUSE_POOL, tags={"pii": "true"}, automation_condition=EAGER)
 @releasing
-def households(warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+def households(warehouse: Warehouse) -> dg.Output:
     """Households: customers who share a postal address or a mailbox (never merged into one person),
-    for household frequency caps. One row per customer with its household_id and size. Reads only
-    the customers' keys, street, postcode and e-mail, in chunks (identity/households.py)."""
+    for household frequency caps. One row per customer with its household_id and size. On DuckDB
+    built in the warehouse (only the members of shared groups come to Python, as integers); on
+    Snowflake from the customers' keys, street, postcode and e-mail read in chunks
+    (identity/households.py)."""
     with warehouse.connect() as conn:
         verify_tables(conn, ["core.customer_crosswalk"])  # never from a torn identity commit
-        out = households_in_warehouse(conn)
-    sizes = out["household_size"].value_counts().sort_index()
-    return dg.Output(out, metadata=frame_metadata(
-        out, households=int(out["household_id"].nunique()),
-        household_size_distribution={str(k): int(v) for k, v in sizes.items()}))
+        if conn.dialect == "duckdb":
+            households_in_duckdb(conn.raw, HOUSEHOLDS_STAGED)
+            value = StagedTable(HOUSEHOLDS_STAGED)
+            sample = conn.query(f"select * from {HOUSEHOLDS_STAGED} order by customer_key limit 10")
+            sizes = conn.query(f"select household_size, count(*) as customers, count(distinct household_id) as "
+                               f"households from {HOUSEHOLDS_STAGED} group by 1 order by 1")
+        else:
+            value = sample = households_in_warehouse(conn)
+            sizes = value.groupby("household_size", as_index=False).agg(
+                customers=("customer_key", "size"), households=("household_id", "nunique"))
+    metadata = frame_metadata(sample.head(10), households=int(sizes["households"].sum()),
+                              household_size_distribution={str(r.household_size): int(r.customers)
+                                                           for r in sizes.itertuples()})
+    metadata["dagster/row_count"] = dg.MetadataValue.int(int(sizes["customers"].sum()))
+    return dg.Output(value, metadata=metadata)
 
 
 defs = dg.Definitions(assets=[customers, identity_map, identity_review, households])

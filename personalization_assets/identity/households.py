@@ -10,7 +10,9 @@ Bounded memory: the warehouse hands over only each record's customer key, street
 e-mail key, ``CHUNK_ROWS`` at a time; each chunk is cleaned by the matcher's own SQL
 (features_sql.py, in a local DuckDB, so DuckDB and Snowflake warehouses give the same keys) and
 kept as Arrow strings; the groups and the connected components then run over integer codes
-and the edges only.
+and the edges only. On DuckDB (``households_in_duckdb``) nothing but the edges leaves the
+warehouse: the same cleaning SQL and the groups run there, the components over the members of
+shared groups in Python, and the table is written there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 
 from personalization_assets.identity.blocking import combine
 from personalization_assets.identity.cluster import components
-from personalization_assets.identity.features_sql import clean_frame
+from personalization_assets.identity.features_sql import HASHED, TEXT_SOURCES, _sql as clean_sql, clean_frame
 
 HOUSEHOLD_COLUMNS = ["customer_key", "household_id", "household_size", "shared_address", "shared_mailbox"]
 MAX_MEMBERS = 12
@@ -106,3 +108,59 @@ def households_in_warehouse(conn, max_members: int = MAX_MEMBERS, chunk_rows: in
     from personalization_assets.quality.table_checks import read_chunks
 
     return household_table(read_chunks(conn, KEYS_SQL, rows=chunk_rows), max_members)
+
+
+def households_in_duckdb(con, out: str, max_members: int = MAX_MEMBERS) -> int:
+    """``households`` of staging.customers and core.customer_crosswalk inside a DuckDB warehouse
+    (``con``: its raw connection), written to table ``out`` (replaced); its rows. The keys are
+    cleaned by features_sql's SQL where the records are, the shared groups are found by SQL, and
+    only the members of shared groups (integers) come to Python, for the components."""
+    keys = ("street", "postcode", "email_key")
+    try:
+        con.execute(f"create or replace temp table _hh_src as select row_number() over () as _row, "
+                    f"k.* from ({KEYS_SQL}) k")
+        columns = ", ".join(f"cast({c} as varchar) as {c}" if c in keys else f"cast(null as varchar) as {c}"
+                            for c in dict.fromkeys(TEXT_SOURCES + HASHED))
+        con.execute(f"""create or replace temp table _hh_clean as
+            with src as (select _row, {columns} from _hh_src)
+            select h.customer_key, k.street, k.postcode, k.email
+            from ({clean_sql(["street"])}) k join _hh_src h using (_row)""")
+        # the groups a household can come from: an address or a mailbox held by 2..max_members customers
+        con.execute(f"""create or replace temp table _hh_groups as
+            with held as (
+              select distinct customer_key, 'address' as kind, street || '|' || postcode as k from _hh_clean
+              where street is not null and postcode is not null
+              union all
+              select distinct customer_key, 'mailbox', email from _hh_clean where email is not null),
+            sized as (select *, count(*) over (partition by kind, k) as n from held)
+            select customer_key, kind, dense_rank() over (order by kind, k) - 1 as grp from sized
+            where n between 2 and {int(max_members)}""")
+        con.execute("""create or replace temp table _hh_nodes as select customer_key,
+            row_number() over (order by customer_key) - 1 as node from (select distinct customer_key from _hh_groups)""")
+        edges = con.execute("select n.node, g.grp from _hh_groups g join _hh_nodes n using (customer_key)").fetchnumpy()
+        nodes = int(con.execute("select count(*) from _hh_nodes").fetchall()[0][0])
+        groups = int(edges["grp"].max()) + 1 if len(edges["grp"]) else 0
+        # members and groups are the vertices: members of one group, or of chained groups, are one household
+        label = components(nodes + groups, np.asarray(edges["node"], np.int64),
+                           nodes + np.asarray(edges["grp"], np.int64))[:nodes]
+        del edges
+        con.register("_hh_labels", pa.table({"node": np.arange(nodes, dtype=np.int64), "label": label}))
+        try:
+            con.execute(f"""create or replace table {out} as
+                with members as (
+                  select c.customer_key, coalesce('g' || l.label, 'c' || c.customer_key) as hh
+                  from (select distinct customer_key from _hh_src) c
+                  left join _hh_nodes n using (customer_key) left join _hh_labels l using (node)),
+                sized as (select customer_key, min(customer_key) over (partition by hh) as anchor,
+                                 count(*) over (partition by hh) as household_size from members)
+                select s.customer_key, 'hh_' || left(sha1(s.anchor), 16) as household_id,
+                       cast(s.household_size as bigint) as household_size,
+                       s.customer_key in (select customer_key from _hh_groups where kind = 'address') as shared_address,
+                       s.customer_key in (select customer_key from _hh_groups where kind = 'mailbox') as shared_mailbox
+                from sized s order by s.customer_key""")
+        finally:
+            con.unregister("_hh_labels")
+        return int(con.execute(f"select count(*) from {out}").fetchall()[0][0])
+    finally:
+        for t in ("_hh_src", "_hh_clean", "_hh_groups", "_hh_nodes"):
+            con.execute(f"drop table if exists {t}")

@@ -120,3 +120,29 @@ def test_no_records_known_to_the_crosswalk_is_an_empty_table(duck):
     assert households(records, crosswalk.assign(record_id="other:" + crosswalk.index.astype(str))).empty
     _load(duck, records, crosswalk.iloc[:0])
     assert list(households_in_warehouse(duck).columns) == HOUSEHOLD_COLUMNS
+
+
+@pytest.mark.parametrize("max_members", [2, 12])
+def test_households_in_duckdb_equal_the_oracle(duck, max_members):
+    from personalization_assets.identity.households import households_in_duckdb
+
+    records, crosswalk = hostile(seed=7)
+    _load(duck, records, crosswalk)
+    expected = oracle(records, crosswalk, max_members)
+    if max_members == 12:
+        _reach(expected)
+    duck.ensure_schema("core")
+    assert households_in_duckdb(duck.raw, "core.households_out", max_members) == len(expected)
+    got = duck.query("select * from core.households_out")
+    pd.testing.assert_frame_equal(got, expected)
+    left = duck.query("select table_name from duckdb_tables() where table_name like '\\_hh%' escape '\\'")
+    assert left.empty
+
+
+def test_households_in_duckdb_of_no_known_records_is_an_empty_table(duck):
+    from personalization_assets.identity.households import households_in_duckdb
+
+    records, crosswalk = hostile(50)
+    _load(duck, records, crosswalk.iloc[:0])
+    assert households_in_duckdb(duck.raw, "core.households_out") == 0
+    assert list(duck.query("select * from core.households_out").columns) == HOUSEHOLD_COLUMNS

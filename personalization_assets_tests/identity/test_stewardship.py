@@ -4,13 +4,13 @@ later runs, and the crosswalk keeping its match probabilities on a rerun."""
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from personalization_assets.assets.core import customers, households, identity_review
 from personalization_assets.cli import main
 from personalization_assets.identity import MatchConfig, resolve
 from personalization_assets.identity.decisions import latest
 from personalization_assets.identity.households import households as household_table
+from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
 from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.identity.identity_factory import person, population
 
@@ -87,7 +87,7 @@ def read_decisions_table(db) -> pd.DataFrame:
 
 def _run(db):
     result = dg.materialize([staged_customers, customers, identity_review, households],
-                            resources={"io_manager": DuckDBPandasIOManager(database=db),
+                            resources={"io_manager": AtomicDuckDBIOManager(database=db),
                                        "warehouse": DuckDBWarehouse(database=db)})
     assert result.success
     with duckdb.connect(db, read_only=True) as con:
