@@ -1,6 +1,7 @@
 """The crash-injection harness of issue 17 (findings 1 and 5) on the core identity assets.
 
-A real child process runs golden records, crosswalk, merge evidence and identity map, and is
+A real child process runs golden records, crosswalk, merge evidence and identity map (on the memory
+path, and on the warehouse path whose commit renames staged tables), and is
 killed (`kill -9`) at a chosen point. Then: nothing committed before is lost or torn, the next run
 completes, no slot stays taken, the tables equal a clean run's, and a manual unmerge survives.
 """
@@ -175,3 +176,44 @@ def test_unmerges_are_never_dropped_because_the_crosswalk_is_missing():
     with pytest.raises(ValueError, match="holds 1 unmerge"):
         ResolvedState.from_tables(pd.DataFrame(columns=["record_id", "record_hash"]), evidence)
     assert ResolvedState.from_tables(pd.DataFrame(columns=["record_id"]), evidence.iloc[:0]) is None  # first run
+
+
+WAREHOUSE_KILL_POINTS = {
+    "staged tables written, golden records renamed into place, crosswalk not yet":
+        "before_replace@core.customer_crosswalk",
+    "right after the evidence table's drop, before its staged table is renamed": "after_delete@core.merge_evidence",
+}
+
+
+@pytest.mark.parametrize("point", WAREHOUSE_KILL_POINTS.values(), ids=WAREHOUSE_KILL_POINTS.keys())
+def test_a_warehouse_path_run_killed_in_its_commit_loses_nothing(point, env, instance, tmp_path, monkeypatch):
+    """The warehouse path commits staged tables by renaming them: killed inside that transaction,
+    the previous tables stand, and the next run equals a clean run of the same history."""
+    from personalization_assets.identity.warehouse import PATH_SETTING
+
+    monkeypatch.setenv(PATH_SETTING, "warehouse")
+    database = env["PERSONALIZATION_DUCKDB_PATH"]
+    _stage(database, newcomer=False)
+    _run(database, instance)
+    before = _tables(database)
+    _stage(database, newcomer=True)
+
+    child = Child("identity", {**env, PATH_SETTING: "warehouse"}, fault=point)
+    child.wait_for(f"FAULT {point}")
+    child.kill()
+    _assert_same(_tables(database), before)
+    with DuckDBWarehouse(database=database).connect() as conn:
+        verify_tables(conn, TABLES)
+    assert finish(lambda: runs.run("identity", instance=instance), instance, "the run after the crash").success
+    assert slots_taken(instance) == []
+
+    clean = str(tmp_path / "clean" / "warehouse.duckdb")
+    (tmp_path / "clean").mkdir()
+    with dg.DagsterInstance.ephemeral() as other:
+        for newcomer in (False, True):
+            _stage(clean, newcomer=newcomer)
+            _run(clean, other)
+    _assert_same(_tables(database), _tables(clean))
+    with duckdb.connect(database, read_only=True) as conn:
+        assert conn.execute("select count(*) from duckdb_tables() where table_name like '\\_staged%' escape '\\'"
+                            ).fetchall() == [(0,)]
