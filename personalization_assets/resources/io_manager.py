@@ -82,8 +82,8 @@ class AtomicDuckDBIOManager(dg.ConfigurableIOManager):
             where, params = f" where {identifier(expr)} >= ? and {identifier(expr)} < ?", [window.start, window.end]
         # Tables of a commit group are only ever written by `commit_tables`: an unrecorded empty one is torn.
         strict = upstream is not None and COMMIT_GROUP in upstream.definition_metadata
-        # An input's metadata `columns` (Dagster's convention) reads only those columns: identity_map
-        # needs 5 of staging.events' columns, not its payload texts (most of a day's bytes).
+        # An input's metadata `columns` (Dagster's convention) reads only those columns (a few of a
+        # wide table's, not its payload texts).
         meta = context.definition_metadata or {}
         columns = meta.get("columns")
         fault_point("before_load", name)

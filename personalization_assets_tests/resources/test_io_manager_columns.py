@@ -1,5 +1,5 @@
-"""An input's metadata `columns` makes the IO manager read only those columns of the table (the
-identity map reads 2 columns of the crosswalk); `query_arrow_strings` reads text as Arrow-backed
+"""An input's metadata `columns` makes the IO manager read only those columns of the table;
+`query_arrow_strings` reads text as Arrow-backed
 strings (core.customers reads ~20 of staging.customers' ~30 columns that way)."""
 
 import dagster as dg
