@@ -61,29 +61,50 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 class _Groups:
-    """Union-find with the state each rule needs per group."""
+    """Union-find with the state each rule needs per group. Only merged groups hold entries: a
+    record on its own is its own root, with itself as members and its identifiers read from the
+    code arrays (an entry per record in four dicts cost ~800 MB at 3M records)."""
 
-    def __init__(self, nodes: np.ndarray, rules: Rules):
-        ids = nodes.tolist()
-        self.parent = dict(zip(ids, ids))
-        self.members = {x: [x] for x in ids}
-        self.weak = dict.fromkeys(ids, False)
-        # a record's identifiers as a tuple (a set per record costs 4x the memory at a million)
-        self.ids = {name: {x: ((c,) if c >= 0 else ()) for x, c in zip(ids, codes[nodes].tolist())}
-                    for name, (codes, _) in rules.identities.items()}
+    def __init__(self, rules: Rules):
+        self.parent: dict[int, int] = {}  # merged records only; a root is absent
+        self._members: dict[int, list[int]] = {}
+        self._weak: set[int] = set()
+        self._codes = {name: codes for name, (codes, _) in rules.identities.items()}
+        self._ids: dict[str, dict[int, tuple]] = {name: {} for name in rules.identities}
 
     def find(self, x: int) -> int:
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
+        parent = self.parent
+        while x in parent:
+            up = parent[x]
+            if up in parent:  # path halving
+                parent[x] = parent[up]
+            x = up
         return x
 
+    def members(self, root: int) -> list[int]:
+        return self._members.get(root) or [root]
+
+    def weak(self, root: int) -> bool:
+        return root in self._weak
+
+    def ids(self, name: str, root: int) -> tuple:
+        """The distinct codes of identity ``name`` the group holds."""
+        held = self._ids[name].get(root)
+        if held is None:
+            code = int(self._codes[name][root])
+            held = (code,) if code >= 0 else ()
+        return held
+
     def union(self, ra: int, rb: int, weak: bool) -> None:
+        for name, held in self._ids.items():
+            merged = set(self.ids(name, ra)) | set(self.ids(name, rb))
+            held.pop(rb, None)
+            held[ra] = tuple(merged)  # a tuple: a third of a set's memory
+        self._members[ra] = self.members(ra) + self._members.pop(rb, [rb])
+        if weak or ra in self._weak or rb in self._weak:
+            self._weak.add(ra)
+        self._weak.discard(rb)
         self.parent[rb] = ra
-        self.members[ra] += self.members.pop(rb)
-        self.weak[ra] = self.weak[ra] or self.weak.pop(rb) or weak
-        for ids in self.ids.values():
-            ids[ra] = set(ids[ra]) | set(ids.pop(rb))
 
 
 def pair_key(x: int, y: int) -> int:
@@ -158,7 +179,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
     comp = components(n, e.left, e.right)
     size = np.bincount(comp, minlength=n)
     nodes = np.flatnonzero(size[comp] >= 2)
-    groups, pairs = _Groups(nodes, rules), _known or _Pairs(rules)
+    groups, pairs = _Groups(rules), _known or _Pairs(rules)
     cannot = {pair_key(a, b) for a, b in cannot_link}
     review: list[tuple[int, int, str, float]] = []
     ambiguous: set[int] = set()
@@ -175,7 +196,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
         ra, rb = groups.find(x), groups.find(y)
         if ra == rb:
             continue
-        a_mem, b_mem = groups.members[ra], groups.members[rb]
+        a_mem, b_mem = groups.members(ra), groups.members(rb)
         if cannot and any(pair_key(u, v) in cannot for u in a_mem for v in b_mem):
             continue
         if not forced[i]:
@@ -214,8 +235,8 @@ def _fits_both(pairs: _Pairs, groups: _Groups, x: int, y: int, ra: int, rb: int,
     and conflict with nobody on the other side: they match two people who cannot be one."""
     out = set()
     for end, other in ((x, rb), (y, ra)):
-        if undecidable[end] and len(groups.members[groups.find(end)]) > 1 and \
-                not any(c in pairs.conflict for c in pairs.cross([end], groups.members[other])):
+        if undecidable[end] and len(groups.members(groups.find(end))) > 1 and \
+                not any(c in pairs.conflict for c in pairs.cross([end], groups.members(other))):
             out.add(end)
     return out
 
@@ -235,12 +256,11 @@ def _preassess(pairs: _Pairs, comp, size, e: Edges, trusted) -> None:
 
 def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, trusted, rules) -> str | None:
     """Why the union of the groups of x and y (through a link of probability p) is refused."""
-    a_mem, b_mem = groups.members[ra], groups.members[rb]
+    a_mem, b_mem = groups.members(ra), groups.members(rb)
     if len(a_mem) + len(b_mem) > max_size:
         return "cluster_too_large"
     for name, (_, limit) in rules.identities.items():
-        ids = groups.ids[name]
-        if len(set(ids[ra]) | set(ids[rb])) > limit:
+        if len(set(groups.ids(name, ra)) | set(groups.ids(name, rb))) > limit:
             return f"limit:{name}"
     if trusted:
         return None
@@ -251,8 +271,9 @@ def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, 
     if len(a_mem) >= 2 and len(b_mem) >= 2:
         return "weak_chain"
     group, single = (ra, b_mem[0]) if len(b_mem) == 1 else (rb, a_mem[0])
-    if groups.weak[group]:
-        support = sum(pair_key(single, m) in pairs.linked for m in groups.members[group])
-        if 2 * support <= len(groups.members[group]):
+    if groups.weak(group):
+        members = groups.members(group)
+        support = sum(pair_key(single, m) in pairs.linked for m in members)
+        if 2 * support <= len(members):
             return "weak_chain"
     return None
