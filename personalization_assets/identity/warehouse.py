@@ -424,13 +424,16 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
 
 def _codes(con, cols: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per-record codes (-1 = missing) of feature columns, by position: equal values, equal codes
-    (pd.factorize's, in order of first appearance), encoded by Arrow: no Python string per value."""
-    t = con.sql(f"select {', '.join(cols)} from _identity_features order by pos").to_arrow_table()
+    (pd.factorize's, in order of first appearance), numbered in the warehouse: only the codes,
+    never the values, come to Python."""
     out = {}
     for c in cols:
-        enc = t.column(c).combine_chunks().dictionary_encode()
-        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        out[c] = codes.astype(np.int64)
+        t = con.sql(f"""with firsts as (select {c} as v, min(pos) as first from _identity_features
+                                        where {c} is not null group by {c}),
+            numbered as (select v, cast(row_number() over (order by first) - 1 as integer) as code from firsts)
+            select coalesce(n.code, -1) as code from _identity_features f left join numbered n on n.v = f.{c}
+            order by f.pos""").fetchnumpy()
+        out[c] = np.asarray(t["code"], np.int64)
     return out
 
 

@@ -347,3 +347,22 @@ def test_snowflake_translation_runs_on_fakesnow():
     agree = {fld: float((snow[:, k] == duck[:, k]).mean()) for k, fld in enumerate(fields)}
     print(agree)
     assert min(agree.values()) >= 0.97, agree
+
+
+def test_codes_are_pandas_factorize_by_position():
+    """The training's per-record codes are numbered in the warehouse as pd.factorize numbers them
+    (first appearance by position, -1 for missing), whatever order the rows are stored in."""
+    rng = np.random.default_rng(4)
+    n = 500
+    values = pd.DataFrame({"pos": rng.permutation(n),
+                           "fn": rng.choice(["ann", "bob", None, "cy", "dé"], n),
+                           "birth": rng.choice([None, "19800101", "19790214"], n)})
+    con = duckdb.connect()
+    con.register("v", values)
+    con.execute("create temp table _identity_features as select * from v")
+    got = warehouse_module._codes(con, ("fn", "birth"))
+    ordered = values.sort_values("pos")
+    for c in ("fn", "birth"):
+        assert got[c].dtype == np.int64
+        assert (got[c] == pd.factorize(ordered[c], use_na_sentinel=True)[0]).all(), c
+    assert (got["fn"] == -1).any() and got["fn"].max() == 3
