@@ -20,6 +20,7 @@ A person's link decision (``forced``) overrides every rule but a cannot-link.
 from __future__ import annotations
 
 from collections.abc import Callable
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,49 +62,46 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 class _Groups:
-    """Union-find with the state each rule needs per group. Only merged groups hold entries: a
-    record on its own is its own root, with itself as members and its identifiers read from the
-    code arrays (an entry per record in four dicts cost ~800 MB at 3M records)."""
+    """Union-find with what each rule needs of a group, in flat arrays of a few bytes a record:
+    the parent, the members as a linked list (each record's next, a root's last), and whether
+    the group hangs on a weak link. A root heads its list. A group's identifiers are read from
+    its members' codes when a union asks (dicts, lists and tuples per group held ~1.1 GB at
+    10M records)."""
 
-    def __init__(self, rules: Rules):
-        self.parent: dict[int, int] = {}  # merged records only; a root is absent
-        self._members: dict[int, list[int]] = {}
-        self._weak: set[int] = set()
-        self._codes = {name: codes for name, (codes, _) in rules.identities.items()}
-        self._ids: dict[str, dict[int, tuple]] = {name: {} for name in rules.identities}
+    def __init__(self, n: int, rules: Rules):
+        self.parent = array("i", np.arange(n, dtype=np.int32).tobytes())
+        self._next = array("i", np.full(n, -1, np.int32).tobytes())
+        self._last = array("i", np.arange(n, dtype=np.int32).tobytes())
+        self._weak = bytearray(n)
+        self._codes = {name: array("q", np.asarray(codes, np.int64).tobytes())
+                       for name, (codes, _) in rules.identities.items()}
 
     def find(self, x: int) -> int:
         parent = self.parent
-        while x in parent:
-            up = parent[x]
-            if up in parent:  # path halving
-                parent[x] = parent[up]
-            x = up
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
         return x
 
     def members(self, root: int) -> list[int]:
-        return self._members.get(root) or [root]
+        out, nxt, x = [root], self._next, self._next[root]
+        while x >= 0:
+            out.append(x)
+            x = nxt[x]
+        return out
 
     def weak(self, root: int) -> bool:
-        return root in self._weak
+        return bool(self._weak[root])
 
-    def ids(self, name: str, root: int) -> tuple:
-        """The distinct codes of identity ``name`` the group holds."""
-        held = self._ids[name].get(root)
-        if held is None:
-            code = int(self._codes[name][root])
-            held = (code,) if code >= 0 else ()
-        return held
+    def distinct(self, name: str, members: list[int]) -> int:
+        """How many distinct codes of identity ``name`` the records ``members`` hold."""
+        codes = self._codes[name]
+        return len({codes[m] for m in members} - {-1})
 
     def union(self, ra: int, rb: int, weak: bool) -> None:
-        for name, held in self._ids.items():
-            merged = set(self.ids(name, ra)) | set(self.ids(name, rb))
-            held.pop(rb, None)
-            held[ra] = tuple(merged)  # a tuple: a third of a set's memory
-        self._members[ra] = self.members(ra) + self._members.pop(rb, [rb])
-        if weak or ra in self._weak or rb in self._weak:
-            self._weak.add(ra)
-        self._weak.discard(rb)
+        self._next[self._last[ra]] = rb
+        self._last[ra] = self._last[rb]
+        self._weak[ra] = weak or self._weak[ra] or self._weak[rb]
         self.parent[rb] = ra
 
 
@@ -117,56 +115,74 @@ def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.minimum(a, b) << 32) | np.maximum(a, b)
 
 
-class _Pairs:
-    """Conflict and link verdicts of record pairs (pair_key), assessed in batches and remembered.
-    Pairs assessed in bulk are known from a sorted array (8 bytes a pair: the components of a
-    million household records hold millions of pairs), the few assessed per union from a set."""
+class _KeySet:
+    """A set of pair keys: those added in bulk in a sorted array (8 bytes a key), the few added
+    one union at a time in a set (a Python int in a set costs ~70 bytes)."""
 
     BULK = 10_000
 
+    def __init__(self):
+        self._sorted = np.empty(0, np.int64)
+        self._few: set[int] = set()
+
+    def add(self, keys: np.ndarray) -> None:
+        if keys.size >= self.BULK:
+            self._sorted = np.union1d(self._sorted, keys)
+        else:
+            self._few.update(keys.tolist())
+
+    def __contains__(self, key: int) -> bool:
+        if key in self._few:
+            return True
+        i = int(self._sorted.searchsorted(key))
+        return i < self._sorted.size and int(self._sorted[i]) == key
+
+    def isin(self, keys: np.ndarray) -> np.ndarray:
+        out = np.zeros(keys.size, bool)
+        if self._sorted.size:
+            out = self._sorted[np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)] == keys
+        if self._few and keys.size:
+            out |= np.fromiter((k in self._few for k in keys.tolist()), bool, keys.size)
+        return out
+
+
+class _Pairs:
+    """Conflict and link verdicts of record pairs (pair_key), assessed in batches and remembered:
+    the components of a million household records hold millions of pairs."""
+
     def __init__(self, rules: Rules):
         self.rules = rules
-        self.conflict: set[int] = set()
-        self.linked: set[int] = set()
-        self._bulk = np.empty(0, np.int64)
-        self._known: set[int] = set()
-
-    def mark_known(self, keys: np.ndarray, bulk: bool | None = None) -> None:
-        if keys.size >= self.BULK if bulk is None else bulk:
-            self._bulk = np.unique(np.concatenate([self._bulk, keys]))
-        else:
-            self._known.update(keys.tolist())
-
-    def unknown(self, keys: np.ndarray) -> np.ndarray:
-        if self._bulk.size:
-            pos = np.minimum(np.searchsorted(self._bulk, keys), self._bulk.size - 1)
-            keys = keys[self._bulk[pos] != keys]
-        if self._known and keys.size:
-            keys = keys[np.fromiter((k not in self._known for k in keys.tolist()), bool, keys.size)]
-        return keys
+        self.known, self.conflict, self.linked = _KeySet(), _KeySet(), _KeySet()
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         self.add_keys(_pair_keys(a, b))
 
     def add_keys(self, keys: np.ndarray) -> None:
-        todo = self.unknown(keys)
+        todo = keys[~self.known.isin(keys)]
         if not todo.size or self.rules.assess is None:
             return
         conflict, linked = self.rules.assess(todo >> 32, todo & 0xFFFFFFFF)
-        self.mark_known(todo)
-        self.conflict.update(todo[np.asarray(conflict, bool)].tolist())
-        self.linked.update(todo[np.asarray(linked, bool)].tolist())
+        self.known.add(todo)
+        self.conflict.add(todo[np.asarray(conflict, bool)])
+        self.linked.add(todo[np.asarray(linked, bool)])
 
-    def cross(self, xs: list[int], ys: list[int]) -> list[int]:
+    def cross(self, xs: list[int], ys: list[int]) -> list[int] | np.ndarray:
+        """The keys of every pair of xs and ys, each assessed (a list when few, else an array)."""
         if len(xs) * len(ys) > 64:
             keys = _pair_keys(np.repeat(xs, len(ys)), np.tile(ys, len(xs)))
             self.add_keys(keys)
-            return keys.tolist()
+            return keys
         keys = [pair_key(x, y) for x in xs for y in ys]  # most unions: small groups, no numpy call
-        missing = [k for k in keys if k not in self._known]
+        missing = [k for k in keys if k not in self.known]
         if missing:
             self.add_keys(np.array(missing, np.int64))
         return keys
+
+    def any_conflict(self, xs: list[int], ys: list[int]) -> bool:
+        keys = self.cross(xs, ys)
+        if isinstance(keys, np.ndarray):
+            return bool(self.conflict.isin(keys).any())
+        return any(k in self.conflict for k in keys)
 
 
 def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tuple[int, int]] = frozenset(),
@@ -179,16 +195,16 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
     comp = components(n, e.left, e.right)
     size = np.bincount(comp, minlength=n)
     nodes = np.flatnonzero(size[comp] >= 2)
-    groups, pairs = _Groups(rules), _known or _Pairs(rules)
+    groups, pairs = _Groups(n, rules), _known or _Pairs(rules)
     cannot = {pair_key(a, b) for a, b in cannot_link}
     review: list[tuple[int, int, str, float]] = []
     ambiguous: set[int] = set()
     for lab in np.flatnonzero(size > max_size):
         review.extend((int(x), -1, "cluster_too_large", float(size[lab])) for x in np.flatnonzero(comp == lab))
     edge_keys = _pair_keys(e.left, e.right)
-    pairs.linked.update(edge_keys.tolist())
+    pairs.linked.add(edge_keys)
     if rules.assess is not None:  # the caller assessed every link: none of them conflicts
-        pairs.mark_known(edge_keys, bulk=False)  # looked up one union at a time
+        pairs.known.add(edge_keys)
         _preassess(pairs, comp, size, e, trusted)
 
     for i in np.lexsort((-e.prob, comp[e.left])):
@@ -200,7 +216,7 @@ def cluster(n: int, e: Edges, strong: float, max_size: int, cannot_link: set[tup
         if cannot and any(pair_key(u, v) in cannot for u in a_mem for v in b_mem):
             continue
         if not forced[i]:
-            reason = _refusal(groups, pairs, ra, rb, x, y, p, strong, max_size, trusted[i], rules)
+            reason = _refusal(groups, pairs, ra, rb, a_mem, b_mem, p, strong, max_size, trusted[i], rules)
             if reason:
                 if reason != "cluster_too_large":  # its records are all reported above
                     review.append((x, y, reason, p))
@@ -236,7 +252,7 @@ def _fits_both(pairs: _Pairs, groups: _Groups, x: int, y: int, ra: int, rb: int,
     out = set()
     for end, other in ((x, rb), (y, ra)):
         if undecidable[end] and len(groups.members(groups.find(end))) > 1 and \
-                not any(c in pairs.conflict for c in pairs.cross([end], groups.members(other))):
+                not pairs.any_conflict([end], groups.members(other)):
             out.add(end)
     return out
 
@@ -254,17 +270,18 @@ def _preassess(pairs: _Pairs, comp, size, e: Edges, trusted) -> None:
         pairs.add(a, b)
 
 
-def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, x, y, p, strong, max_size, trusted, rules) -> str | None:
-    """Why the union of the groups of x and y (through a link of probability p) is refused."""
-    a_mem, b_mem = groups.members(ra), groups.members(rb)
+def _refusal(groups: _Groups, pairs: _Pairs, ra, rb, a_mem, b_mem, p, strong, max_size, trusted,
+             rules) -> str | None:
+    """Why the union of groups ra and rb (members a_mem, b_mem; through a link of probability p)
+    is refused."""
     if len(a_mem) + len(b_mem) > max_size:
         return "cluster_too_large"
     for name, (_, limit) in rules.identities.items():
-        if len(set(groups.ids(name, ra)) | set(groups.ids(name, rb))) > limit:
+        if groups.distinct(name, a_mem + b_mem) > limit:
             return f"limit:{name}"
     if trusted:
         return None
-    if rules.assess is not None and any(c in pairs.conflict for c in pairs.cross(a_mem, b_mem)):
+    if rules.assess is not None and pairs.any_conflict(a_mem, b_mem):
         return "conflict"
     if p >= strong:
         return None
