@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from personalization_assets.identity.blocking import pairs_within_groups
+from personalization_assets.identity.blocking import pairs_within_groups, sample_pairs_within_groups
 
 # (columns a group of namesakes shares, the conflict field that tells them apart)
 GROUPS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -86,22 +86,37 @@ CONDITION_MAX_GROUP = 50
 CONDITION_SAMPLE = 150_000
 
 
-def conditional_u(codes: dict[str, np.ndarray], levels: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  fields: list[str], seed: int) -> dict[str, float]:
+def condition_groups(codes: dict[str, np.ndarray]) -> Callable[[tuple[str, ...]], tuple[np.ndarray, np.ndarray]]:
+    """conditional_u's groups from per-record codes: ``groups(cols)`` gives the positions of
+    the records holding a birth date and every column of ``cols``, and their group_codes."""
+    def groups(cols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        key = np.where(codes["birth"] >= 0, group_codes(codes, cols), -1)
+        pos = np.flatnonzero(key >= 0)
+        return pos, key[pos]
+    return groups
+
+
+def condition_pairs(pos: np.ndarray, key: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A sample of the pairs of records (positions ``pos``, ascending) that share a group ``key``
+    (ordered as group_codes orders groups: by first appearance). Records of groups of one or of
+    more than CONDITION_MAX_GROUP may be left out of ``pos``: the sample is the same."""
+    a, b = sample_pairs_within_groups(key, CONDITION_MAX_GROUP, CONDITION_SAMPLE, rng)
+    return pos[a], pos[b]  # pos ascends: a < b still
+
+
+def conditional_u(groups: Callable[[tuple[str, ...]], tuple[np.ndarray, np.ndarray]],
+                  levels: Callable[[np.ndarray, np.ndarray], np.ndarray], fields: list[str],
+                  seed: int) -> dict[str, float]:
     """Per condition, how often two people known to be different (birth dates that are two
     people's) who share the condition's group still agree on its field: the u of that agreement
-    among such pairs, which the random pairs of Fellegi-Sunter's u cannot see. ``levels(a, b)``
-    gives the pairs' levels of ``fields``."""
-    from personalization_assets.identity.blocking import sample_pairs_within_groups
-
+    among such pairs, which the random pairs of Fellegi-Sunter's u cannot see. ``groups(cols)``:
+    the records of each group (condition_groups), ``levels(a, b)``: the pairs' levels of ``fields``."""
     out = {}
     rng = np.random.default_rng(seed)
     for name, (cols, field, agree, needs) in CONDITIONS.items():
         if field not in fields or "birth_date" not in fields or any(f not in fields for f, _ in needs):
             continue
-        key = group_codes(codes, cols)
-        a, b = sample_pairs_within_groups(np.where(codes["birth"] >= 0, key, -1), CONDITION_MAX_GROUP,
-                                          CONDITION_SAMPLE, rng)
+        a, b = condition_pairs(*groups(cols), rng)
         if a.size == 0:
             continue
         lv = levels(a, b)

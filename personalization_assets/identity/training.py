@@ -24,7 +24,7 @@ from personalization_assets.identity.fellegi_sunter import (
     estimate_u,
     possible_matches,
 )
-from personalization_assets.identity.namesakes import conditional_u
+from personalization_assets.identity.namesakes import condition_groups, conditional_u
 
 MAX_TRAINING_PAIRS = 150_000
 # EM needs a sample, not every pair of a big block: blocks above this size are left out
@@ -60,7 +60,7 @@ def train(f: Features, comp: Comparator, cand_levels: np.ndarray, n_candidates: 
             seen[k] += 1
     m = [s / n if n else _fallback(len(s)) for s, n in zip(sums, seen)]
     model = FSModel(list(comp.fields), m, u, 0.5)
-    model.conditional_u = conditional_u(f.codes, comp.levels, list(comp.fields), cfg.seed)
+    model.conditional_u = conditional_u(condition_groups(f.codes), comp.levels, list(comp.fields), cfg.seed)
     n = len(f)
     model.match_rate = min(match_rate(model, cand_levels, n_candidates, n, cfg.household_extra), cfg.max_prior)
     return model

@@ -40,12 +40,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from personalization_assets.identity.cluster import Edges, Rules, cluster
 from personalization_assets.identity.compare import LEVELS
 from personalization_assets.identity.config import MatchConfig
 from personalization_assets.identity.fellegi_sunter import FSModel, estimate_u
-from personalization_assets.identity.namesakes import cap_table, conditional_u
+from personalization_assets.identity.namesakes import CONDITION_MAX_GROUP, cap_table, conditional_u
 from personalization_assets.identity.nicknames import canonical_names, nickname_pairs
 from personalization_assets.identity.resolve import MANUAL_PROB, PRIOR_SAMPLE_PAIRS
 from personalization_assets.identity.scoring import SLACK
@@ -81,6 +82,7 @@ COMPARE_STAGES = (
     ("birth_date", "email", "phone", "national_id"),
     ("birth_date", "email", "phone", "national_id", "first_name", "last_name", "postcode_city"),
 )
+EDGE_RULES = ("exact:source_id", "exact:email_key", "exact:phone", "fuzzy", "manual_link")  # an edge's rule
 SOURCE_ID_PROB = 2.0  # links.SOURCE_ID_PROB: sorts first when clusters are built
 # training.train's EM sessions as key columns: (key, fields left out of that session)
 SESSIONS = (
@@ -224,7 +226,10 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     lap("score")
     left, right = (links.column(c).to_numpy().astype(np.int64) for c in ("a", "b"))
     prob = links.column("prob").to_numpy().astype(float)
-    rule = links.column("rule").to_numpy(zero_copy_only=False).astype(object)
+    # rules as small codes into EDGE_RULES, not a Python string per link (~70 MB at 1M links)
+    coded = pc.index_in(links.column("rule"), value_set=pa.array(EDGE_RULES))
+    assert coded.null_count == 0, "a link's rule is not one of EDGE_RULES"
+    rule = coded.to_numpy().astype(np.int8)
     # a record that fits two namesakes links to neither (links.accepted_links); source-id links stay
     _do(con, f"create or replace temp table _identity_ambiguous as {namesakes_sql(fields, cfg.max_key_group)}")
     amb = con.sql("select pos from _identity_ambiguous").to_arrow_table().column("pos").to_numpy().astype(np.int64)
@@ -238,7 +243,7 @@ def _resolve(con, source: str, crosswalk_table: str, cfg: MatchConfig, given: Co
     fl, fr = (np.array([p[k] for p in pairs], np.int64) for k in (0, 1))
     e_left, e_right = np.concatenate([left, fl]), np.concatenate([right, fr])
     e_prob = np.concatenate([prob, np.full(fl.size, MANUAL_PROB)])
-    e_rule = np.concatenate([rule, np.full(fl.size, "manual_link", object)])
+    e_rule = np.concatenate([rule, np.full(fl.size, EDGE_RULES.index("manual_link"), np.int8)])
     nodes = np.unique(np.concatenate([e_left, e_right]))
     attrs = _node_attributes(con, nodes, cfg)
     rules = Rules(assess=lambda x, y: _verdict(con, score, thr, nodes[x], nodes[y]),
@@ -407,7 +412,7 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
             sums[k] += m.m[j]
             seen[k] += 1
     model = FSModel(list(comp.fields), [s / c if c else _fallback(len(s)) for s, c in zip(sums, seen)], u, 0.5)
-    model.conditional_u = conditional_u(_codes(con, ("fn", "ln", "street", "birth")), comp.levels,
+    model.conditional_u = conditional_u(lambda cols: _condition_groups(con, cols), comp.levels,
                                         list(comp.fields), cfg.seed)
     # a sample by the pairs' own hash: the same pairs whatever order the parallel blocking
     # stored them in (a reservoir follows that order, which changes with threads and plans)
@@ -422,19 +427,19 @@ def _train(con, comp: SqlComparator, n: int, n_candidates: int, cfg: MatchConfig
     return model
 
 
-def _codes(con, cols: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Per-record codes (-1 = missing) of feature columns, by position: equal values, equal codes
-    (pd.factorize's, in order of first appearance), numbered in the warehouse: only the codes,
-    never the values, come to Python."""
-    out = {}
-    for c in cols:
-        t = con.sql(f"""with firsts as (select {c} as v, min(pos) as first from _identity_features
-                                        where {c} is not null group by {c}),
-            numbered as (select v, cast(row_number() over (order by first) - 1 as integer) as code from firsts)
-            select coalesce(n.code, -1) as code from _identity_features f left join numbered n on n.v = f.{c}
-            order by f.pos""").fetchnumpy()
-        out[c] = np.asarray(t["code"], np.int64)
-    return out
+def _condition_groups(con, cols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """namesakes.condition_groups in the warehouse: the positions of the records holding a birth
+    date and every column of ``cols`` whose group (their values of ``cols``) holds 2 to
+    CONDITION_MAX_GROUP of them, and the group as its first record's position (group_codes'
+    order: first appearance). Only these integers come to Python, never a code per record."""
+    held = " and ".join(f"{c} is not null" for c in cols)
+    t = con.sql(f"""with firsts as (select {', '.join(cols)}, min(pos) as key from _identity_features
+                                    where {held} group by all),
+        keyed as (select f.pos, k.key from _identity_features f join firsts k using ({', '.join(cols)})
+                  where f.birth is not null),
+        sized as (select key from keyed group by key having count(*) between 2 and {CONDITION_MAX_GROUP})
+        select pos, key from keyed semi join sized using (key) order by pos""").fetchnumpy()
+    return np.asarray(t["pos"], np.int64), np.asarray(t["key"], np.int64)
 
 
 def _session_pairs(con, cols: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -473,22 +478,26 @@ def _session_pairs(con, cols: tuple[str, ...], rng: np.random.Generator) -> tupl
 
 def _node_attributes(con, nodes: np.ndarray, cfg: MatchConfig) -> dict:
     """What the guards need of the linked records only: identifier codes for the identity
-    limits and whether a birth date is missing (resolve._identities, Rules.undecidable)."""
+    limits (equal values, equal codes; -1 = none) and whether a birth date is missing
+    (resolve._identities, Rules.undecidable). The codes are numbered in the warehouse: only
+    integers come to Python (the values of 2M linked records as pandas objects took ~450 MB)."""
+    def code(value: str, where: str) -> str:
+        return f"case when {where} then dense_rank() over (order by {value}) - 1 else -1 end"
+    limits = {name: limit for name, limit in cfg.identity_limits if name in ("email", "phone")}
+    cols = [f"{code('f.' + name, f'f.{name} is not null')} as c{k}" for k, name in enumerate(limits)]
+    for k, src in enumerate(cfg.unique_id_sources):
+        held = "split_part(f.source_key, '|', 1) = '" + src.replace("'", "''") + "'"
+        cols.append(f"{code('f.source_key', held)} as s{k}")
     con.register("_identity_nodes", pa.table({"i": np.arange(nodes.size, dtype=np.int64), "pos": nodes}))
     try:
-        t = con.sql("""select f.email, f.phone, f.birth is null as no_birth, f.source_key,
-                                  split_part(f.source_key, '|', 1) as source
-                           from _identity_nodes x join _identity_features f on f.pos = x.pos order by x.i""").df()
+        t = con.sql(f"""select {', '.join(cols + ['f.birth is null as no_birth'])}
+                        from _identity_nodes x join _identity_features f on f.pos = x.pos order by x.i""").fetchnumpy()
     finally:
         con.unregister("_identity_nodes")
-    ids = {}
-    for name, limit in cfg.identity_limits:
-        if name in ("email", "phone"):
-            ids[name] = (pd.factorize(t[name], use_na_sentinel=True)[0].astype(np.int64), limit)
-    for src in cfg.unique_id_sources:
-        key = pd.factorize(t["source_key"], use_na_sentinel=True)[0].astype(np.int64)
-        ids[f"source_id:{src}"] = (np.where(t["source"].to_numpy(object) == src, key, -1), 1)
-    return {"identities": ids, "undecidable": t["no_birth"].to_numpy(bool)}
+    ids = {name: (np.asarray(t[f"c{k}"], np.int64), limit) for k, (name, limit) in enumerate(limits.items())}
+    for k, src in enumerate(cfg.unique_id_sources):
+        ids[f"source_id:{src}"] = (np.asarray(t[f"s{k}"], np.int64), 1)
+    return {"identities": ids, "undecidable": np.asarray(t["no_birth"], bool)}
 
 
 def _verdict(con, score, threshold: float, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -526,10 +535,12 @@ def _write_edges(con, left, right, prob, rule, used, n_links: int, out: str, sco
     levels and weights (link_evidence_sql), into table ``out``."""
     con.register("_identity_edges_in", pa.table({
         "a": left.astype(np.int64), "b": right.astype(np.int64), "prob": prob.astype(float),
-        "rule": pa.array(rule.tolist(), pa.string()), "used": used[:left.size].astype(bool),
+        "rule": rule, "used": used[:left.size].astype(bool),
         "is_link": np.arange(left.size) < n_links}))
     try:
-        _do(con, "create or replace temp table _identity_edges as select * from _identity_edges_in")
+        names = "[" + ", ".join(f"'{r}'" for r in EDGE_RULES) + "]"
+        _do(con, f"create or replace temp table _identity_edges as "
+                 f"select * replace ({names}[rule + 1] as rule) from _identity_edges_in")
     finally:
         con.unregister("_identity_edges_in")
     _do(con, f"create or replace table {out} as " + link_evidence_sql(

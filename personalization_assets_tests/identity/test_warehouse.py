@@ -349,20 +349,71 @@ def test_snowflake_translation_runs_on_fakesnow():
     assert min(agree.values()) >= 0.97, agree
 
 
-def test_codes_are_pandas_factorize_by_position():
-    """The training's per-record codes are numbered in the warehouse as pd.factorize numbers them
-    (first appearance by position, -1 for missing), whatever order the rows are stored in."""
+@pytest.mark.parametrize("sample", [None, 300])
+def test_conditional_u_draws_the_engines_pairs_from_the_warehouse(monkeypatch, sample):
+    """The groups conditional_u samples (records with a birth date sharing a first and last name)
+    come from the warehouse as integers, and give the pairs the engine draws from per-record
+    codes (pd.factorize by position), whatever order the rows are stored in: every pair when
+    they are few, and the same sample (same seed) when they are more than the sample."""
+    from personalization_assets.identity import namesakes
+
+    if sample:
+        monkeypatch.setattr(namesakes, "CONDITION_SAMPLE", sample)
     rng = np.random.default_rng(4)
-    n = 500
-    values = pd.DataFrame({"pos": rng.permutation(n),
-                           "fn": rng.choice(["ann", "bob", None, "cy", "dé"], n),
+    n = 3000
+    fn = np.where(rng.random(n) < 0.05, [f"x{i}" for i in range(n)], rng.choice(["ann", "bob", "cy", "dé"], n,
+                                                                                p=[0.6, 0.2, 0.15, 0.05]))
+    values = pd.DataFrame({"pos": rng.permutation(n), "fn": np.where(rng.random(n) < 0.1, None, fn),
+                           "ln": rng.choice(["li", "ng", "oh", "roe", "sue", None], n),
                            "birth": rng.choice([None, "19800101", "19790214"], n)})
     con = duckdb.connect()
     con.register("v", values)
     con.execute("create temp table _identity_features as select * from v")
-    got = warehouse_module._codes(con, ("fn", "birth"))
     ordered = values.sort_values("pos")
-    for c in ("fn", "birth"):
-        assert got[c].dtype == np.int64
-        assert (got[c] == pd.factorize(ordered[c], use_na_sentinel=True)[0]).all(), c
-    assert (got["fn"] == -1).any() and got["fn"].max() == 3
+    codes = {c: pd.factorize(ordered[c], use_na_sentinel=True)[0].astype(np.int64) for c in ("fn", "ln", "birth")}
+    pos, key = warehouse_module._condition_groups(con, ("fn", "ln"))
+    mem_pos, mem_key = namesakes.condition_groups(codes)(("fn", "ln"))
+    assert pos.size < mem_pos.size  # groups of one and of over 50 records stay in the warehouse
+    got = namesakes.condition_pairs(pos, key, np.random.default_rng(7))
+    want = namesakes.condition_pairs(mem_pos, mem_key, np.random.default_rng(7))
+    assert want[0].size == (sample or want[0].size) > 100
+    assert (got[0] == want[0]).all() and (got[1] == want[1]).all() and (got[0] < got[1]).all()
+
+
+def _same_partition(codes: np.ndarray, values: pd.Series) -> bool:
+    """Equal codes exactly where values are equal, and -1 exactly where they are missing."""
+    expected = pd.factorize(values, use_na_sentinel=True)[0]
+    if not ((codes == -1) == (expected == -1)).all():
+        return False
+    pairs = pd.DataFrame({"got": codes, "want": expected})[expected >= 0].drop_duplicates()
+    return pairs["got"].is_unique and pairs["want"].is_unique
+
+
+def test_node_attributes_code_the_linked_records_identifiers_in_the_warehouse():
+    """The guards' identifier codes of the linked records (nodes, in their order): one code per
+    distinct email, phone and id of a unique source (-1 for none, or another source's id), and
+    whether the birth date is missing: what resolve._identities gives from the records."""
+    rng = np.random.default_rng(5)
+    n = 400
+    features = pd.DataFrame({"pos": rng.permutation(n),
+                             "email": rng.choice(["a@x.io", "b@x.io", None, "c@y.io"], n),
+                             "phone": rng.choice(["+4412", None, "+4413"], n),
+                             "birth": rng.choice([None, "19800101"], n),
+                             "source_key": rng.choice(["shop|1", "shop|2", "crm|1", "o'neil|1", None], n)})
+    con = duckdb.connect()
+    con.register("v", features)
+    con.execute("create temp table _identity_features as select * from v")
+    nodes = np.sort(rng.choice(n, 150, replace=False))
+    cfg = MatchConfig(unique_id_sources=("shop", "o'neil"))
+    got = warehouse_module._node_attributes(con, nodes, cfg)
+    rows = features.set_index("pos").loc[nodes]
+    for name in ("email", "phone"):
+        codes, limit = got["identities"][name]
+        assert limit == dict(cfg.identity_limits)[name]
+        assert _same_partition(codes, rows[name]), name
+    for src in ("shop", "o'neil"):
+        codes, limit = got["identities"][f"source_id:{src}"]
+        own = rows["source_key"].where(rows["source_key"].str.split("|").str[0] == src)
+        assert limit == 1 and _same_partition(codes, own), src
+    assert (got["undecidable"] == rows["birth"].isna().to_numpy()).all()
+    assert set(got["identities"]) == {"email", "phone", "source_id:shop", "source_id:o'neil"}
