@@ -16,6 +16,10 @@ import ctypes.util
 import functools
 import gc
 import inspect
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _LIBC = None
 
@@ -76,6 +80,26 @@ def collections_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+def collecting(items: Iterable[T]) -> Iterator[T]:
+    """`items`, with the cycles each one's processing left collected before the next is fetched.
+    pandas and Pandera leave a chunk's frames in reference cycles (a frame and its cached
+    `.pandera` accessor, a Series and its `.dt`), so they outlive the chunk until a collection of
+    the oldest generation, which Python runs only after a quarter of the objects alive have been
+    promoted there: validating 10M rows in 100k-row chunks held up to 400 MB of past chunks. The
+    objects alive on entry are frozen, so each collection walks only what the loop made (~6 ms a
+    chunk with the Dagster definitions loaded, not ~110 ms); unfrozen after, unless they already
+    were (`collections_thinned`)."""
+    frozen_outside = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        for item in items:
+            yield item
+            gc.collect()
+    finally:
+        if not frozen_outside:
+            gc.unfreeze()
 
 
 # The first generation is collected after this many new container objects (Python's default: 700).

@@ -2,6 +2,7 @@
 `quarantine.<source>` with their rule, message and raw payload. Events and orders are partitioned
 by arrival day (`partitions.py`)."""
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -11,7 +12,7 @@ import pandas as pd
 
 from .. import staging as logic
 from ..bus.micro_batch import OFFSET_FROM_TAG
-from ..heap import releasing
+from ..heap import collecting, releasing
 from ..partitions import ARRIVAL_DAYS, backfill_policy
 from ..resources.warehouse import Warehouse, WarehouseConnection, identifier
 from ..schemas.tables import STAGING_MODELS
@@ -153,7 +154,7 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
     waiting = _open_ids(conn, "shop_orders")  # only open quarantine rows can be released
     run, after, checked = RestagedOrders(), None, []
     with side_tables(conn, "staging", ORDER_TABLES, RESTAGED) as sides:
-        while True:
+        for _ in collecting(itertools.count()):  # each chunk's cycles go before the next is read
             raw = _raw_orders(conn, start, end, after, chunk_rows)
             if len(raw) or run.sample_orders is None:
                 part = _stage_order_rows(conn, raw, known)
@@ -222,7 +223,7 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime,
     waiting = _open_ids(conn, "events")
     with side_tables(conn, "staging", ["events"], RESTAGED) as sides:
         sides.create_like_targets()
-        for i in range(max(len(ranges), 1)):
+        for i in collecting(range(max(len(ranges), 1))):  # each chunk's cycles go before the next
             if i:
                 raw, result = chunk(ranges[i])
             sides.append({"events": result.valid})

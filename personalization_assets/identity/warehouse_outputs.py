@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from personalization_assets.heap import collecting
 from personalization_assets.identity.compare import LEVELS
 from personalization_assets.identity.features_sql import HASHED
 from personalization_assets.identity.incremental import HELD
@@ -172,7 +173,7 @@ def golden_in_chunks(con, source: str, columns: list[str], crosswalk: str, golde
     try:
         n = con.execute("select count(*) from _golden_in").fetchall()[0][0]
         buckets = max(1, math.ceil(n / chunk_records))
-        for b in range(buckets):
+        for b in collecting(range(buckets)):  # each chunk's cycles go before the next
             records = query_arrow_strings(WarehouseConnection(con, "duckdb"),
                                           f"select * exclude (customer_key), customer_key from _golden_in "
                                           f"where hash(customer_key) % {buckets} = {b}")

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import pandas as pd
 import pandera.pandas as pa
 
+from ..heap import collecting
 from ..warehouse import WarehouseConnection, identifier
 from .checks import MAX_EXAMPLES, run_schema
 
@@ -48,7 +49,7 @@ def validate_chunks(model: type[pa.DataFrameModel], chunks: Iterable[pd.DataFram
     a missing column: no row) is reported once however many chunks show it. `example_rows` count
     from the first row of the first chunk."""
     rows, merged = 0, {}
-    for chunk in chunks:
+    for chunk in collecting(chunks):
         positions = chunk.set_axis(pd.RangeIndex(len(chunk)), axis=0, copy=False)  # row numbers, not labels
         for failure in run_schema(chunk_schema(model), positions):
             key = (failure["column"], failure["check"])

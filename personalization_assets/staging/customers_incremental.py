@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..heap import collecting
 from ..sources.crm import CUSTOMER_COLUMNS
 from .common import Staged
 from .customers import stage_customers
@@ -153,7 +154,7 @@ def stage_changed_customers(conn, *, now: datetime, write_quarantine, prepare_st
         conn.execute(f"delete from staging.customers t where {gone.format('t.record_id')}")
         conn.execute(f"delete from {STATE} s where {gone.format('s.record_key')}")
     rejected_state = []
-    for first in range(0, todo, chunk_rows):
+    for first in collecting(range(0, todo, chunk_rows)):  # each chunk's cycles go before the next
         last = first + chunk_rows
         raw, keys = _chunk(conn, version, first, last)
         result: Staged = stage_customers(raw, now=now)

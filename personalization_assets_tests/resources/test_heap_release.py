@@ -109,3 +109,35 @@ def test_collections_thinned_freezes_what_lives_and_still_collects_cycles():
         garbage = [[i] for i in range(20_000)]  # past the thinned threshold: a collection runs
         assert watch() is None, "no collection freed the cycle inside the block"
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and len(garbage) == 20_000
+
+
+def test_collecting_frees_the_cycles_an_item_left_before_the_next_and_restores_the_freeze():
+    import gc
+    import weakref
+
+    from personalization_assets.heap import collecting, collections_paused, collections_thinned
+
+    class Node:
+        pass
+
+    watches = []
+
+    def items():
+        for i in range(3):
+            assert all(w() is None for w in watches), "an earlier item's cycle is still alive"
+            yield i
+
+    def process(item):  # leaves a cycle behind, as a pandas frame with a cached accessor does
+        cycle = Node()
+        cycle.me = cycle
+        watches.append(weakref.ref(cycle))
+
+    with collections_paused():  # only `collecting` collects
+        for item in collecting(items()):
+            process(item)
+    assert len(watches) == 3 and watches[-1]() is None and gc.get_freeze_count() == 0
+    with collections_thinned():  # a freeze from outside stays until its own block ends
+        for item in collecting(items()):
+            process(item)
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
