@@ -187,9 +187,8 @@ def computed_traits(context: dg.AssetExecutionContext, config: ComputedTraitsCon
         sample = conn.query(f"select * from {tr.SNAPSHOT} order by customer_key limit 10")
         total = int(conn.scalar(f"select count(*) from {tr.SNAPSHOT}"))
         state_rows = int(conn.scalar(f"select count(*) from {tr.STATE}"))
-        rows = trait_rows(conn, has_identity)
-    path = config.trait_store_path or str(settings.data_dir() / "trigger_guard.sqlite")
-    copied = TraitStore(path).sync(rows, as_of)
+        path = config.trait_store_path or str(settings.data_dir() / "trigger_guard.sqlite")
+        copied = TraitStore(path).sync(trait_rows(conn, has_identity), as_of)  # streamed, a chunk at a time
     meta = frame_metadata(sample, traits={n: t.kind for n, t in traits.items()}, as_of=as_of.isoformat(),
                           bucket_seconds=bucket, folded="all of staging.events (traits changed)" if rebuild
                           else f"{window.start.date()} .. {window.end.date()} (exclusive)",

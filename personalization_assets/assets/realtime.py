@@ -12,11 +12,13 @@ import dagster as dg
 import pandas as pd
 
 from .. import settings
+from ..heap import collecting
 from ..realtime.backtest import backtest, history_start, identity_index
 from ..realtime.definitions import load_trigger_set, parse_duration
 from ..realtime.guards import CustomerState, DictGuardProvider, SqliteGuardProvider
-from ..realtime.warehouse_guard import guard_frame, guard_rows
+from ..realtime.warehouse_guard import GuardTally, guard_sql
 from ..realtime.ledger import read_fires
+from ..quality.table_checks import read_chunks
 from ..resources.warehouse import Warehouse
 from .common import EAGER, EVERY_5_MINUTES, ON_DEMAND, WAREHOUSE_POOL, frame_metadata
 
@@ -58,6 +60,9 @@ def trigger_fires(config: TriggerFiresConfig, warehouse: Warehouse) -> dg.Materi
         "dagster/row_count": dg.MetadataValue.int(int(total)), "ledger": path})
 
 
+GUARD_CHUNK_ROWS = 100_000  # guard rows read from the warehouse at a time
+
+
 class TriggerGuardConfig(dg.Config):
     guard_path: str = ""  # default: <data dir>/trigger_guard.sqlite, where `personalization triggers` reads
 
@@ -71,19 +76,20 @@ def trigger_guard(config: TriggerGuardConfig, warehouse: Warehouse) -> dg.Materi
     unsubscribe/bounce/complaint, latest purchase and time zone, copied from the warehouse into the
     engine's guard store. Unsubscribes are sticky there: a later sync never clears one."""
     path = config.guard_path or str(settings.data_dir() / "trigger_guard.sqlite")
-    with warehouse.connect() as conn:
-        ready = conn.table_exists("core", "identity_map") and conn.table_exists("core", "customers")
-        frame = guard_frame(conn) if ready else pd.DataFrame(columns=[
-            "customer_id", "email_opt_in", "consent_processing", "unsubscribed", "last_purchase_at", "timezone"])
+    tally = GuardTally()
     store = SqliteGuardProvider(path)
     try:
-        written = store.sync(guard_rows(frame))
+        with warehouse.connect() as conn:
+            ready = conn.table_exists("core", "identity_map") and conn.table_exists("core", "customers")
+            # a chunk at a time, in one SQLite transaction: at 1M customers 860 MB peak (one frame: 1,218 MB)
+            chunks = collecting(read_chunks(conn, guard_sql(conn), rows=GUARD_CHUNK_ROWS)) if ready else iter([])
+            written = store.sync(row for frame in chunks for row in tally.rows_of(frame))
     finally:
         store.close()
-    return dg.MaterializeResult(metadata=frame_metadata(
-        frame, synced=written, unsubscribed=int(frame["unsubscribed"].sum()) if len(frame) else 0,
-        sendable=int((frame["email_opt_in"] & frame["consent_processing"] & ~frame["unsubscribed"]).sum())
-        if len(frame) else 0, guard_store=path))
+    metadata = frame_metadata(tally.sample, synced=written, unsubscribed=tally.unsubscribed,
+                              sendable=tally.sendable, guard_store=path)
+    metadata["dagster/row_count"] = dg.MetadataValue.int(tally.rows)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 class TriggerBacktestConfig(dg.Config):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -181,14 +182,18 @@ class SqliteGuardProvider:
                  None if last_purchase_at is None else last_purchase_at.timestamp(), timezone_name,
                  datetime.now(timezone.utc).timestamp()))
 
-    def sync(self, rows: list[tuple]) -> int:
+    def sync(self, rows: Iterable[tuple]) -> int:
         """Bulk upsert of (customer_id, email_opt_in, consent_processing, unsubscribed,
         last_purchase_at, timezone) rows copied from the warehouse, in one transaction.
         Sticky: a sync never clears an unsubscribe recorded here, and never moves a purchase back."""
         now = datetime.now(timezone.utc).timestamp()
-        params = [(cid, int(opt), int(consent), int(unsub),
-                   None if bought is None else bought.timestamp(), tz, now)
-                  for cid, opt, consent, unsub, bought, tz in rows]
+        written = 0
+
+        def params():  # streamed: `rows` may be a generator over the warehouse's chunks
+            nonlocal written
+            for cid, opt, consent, unsub, bought, tz in rows:
+                written += 1
+                yield cid, int(opt), int(consent), int(unsub), None if bought is None else bought.timestamp(), tz, now
         with self._lock:
             conn = self._connect()
             conn.execute("begin immediate")
@@ -199,12 +204,12 @@ class SqliteGuardProvider:
                     " unsubscribed=max(unsubscribed, excluded.unsubscribed),"
                     " last_purchase_at=nullif(max(coalesce(last_purchase_at, 0),"
                     " coalesce(excluded.last_purchase_at, 0)), 0),"
-                    " timezone=excluded.timezone, updated_at=excluded.updated_at", params)
+                    " timezone=excluded.timezone, updated_at=excluded.updated_at", params())
                 conn.execute("commit")
             except BaseException:
                 conn.execute("rollback")
                 raise
-        return len(params)
+        return written
 
     def unsubscribe(self, customer_id: str) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ latest purchase (any channel that reaches the warehouse). The engine reads this 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
@@ -35,14 +36,39 @@ order by customer_id
 """
 
 
-def guard_frame(conn: Sql, tables: InputTables = InputTables()) -> pd.DataFrame:
-    """One row per tracked userId: customer_id, email_opt_in, consent_processing, unsubscribed,
-    last_purchase_at (UTC), timezone."""
-    return conn.query(input_ctes(conn, tables) + GUARD_SELECT.format(identity_map=tables.identity_map))
+GUARD_COLUMNS = ["customer_id", "email_opt_in", "consent_processing", "unsubscribed", "last_purchase_at", "timezone"]
+
+
+def guard_sql(conn: Sql, tables: InputTables = InputTables()) -> str:
+    """The query of one row per tracked userId: `GUARD_COLUMNS` (last_purchase_at in UTC)."""
+    return input_ctes(conn, tables) + GUARD_SELECT.format(identity_map=tables.identity_map)
+
+
+@dataclass
+class GuardTally:
+    """What a guard copy streamed a chunk at a time adds up to: rows, unsubscribed, sendable (opted
+    in, consenting, not unsubscribed), and the first rows as a sample for the preview."""
+    rows: int = 0
+    unsubscribed: int = 0
+    sendable: int = 0
+    sample: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GUARD_COLUMNS))
+
+    def rows_of(self, frame: pd.DataFrame) -> list[tuple]:
+        """`frame`'s `guard_rows`, counted."""
+        if not self.rows:
+            self.sample = frame.head(SAMPLE_ROWS)
+        self.rows += len(frame)
+        if len(frame):
+            self.unsubscribed += int(frame["unsubscribed"].sum())
+            self.sendable += int((frame["email_opt_in"] & frame["consent_processing"] & ~frame["unsubscribed"]).sum())
+        return guard_rows(frame)
+
+
+SAMPLE_ROWS = 10
 
 
 def guard_rows(frame: pd.DataFrame) -> list[tuple]:
-    """`guard_frame` rows as `SqliteGuardProvider.sync` takes them."""
+    """`guard_sql`'s rows of `frame` as `SqliteGuardProvider.sync` takes them."""
     def when(value) -> datetime | None:
         if value is None or pd.isna(value):
             return None

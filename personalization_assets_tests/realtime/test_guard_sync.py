@@ -75,3 +75,50 @@ def test_guard_store_reflects_the_warehouse_and_keeps_unsubscribes(tmp_path):
     assert suppression_reason(guard.state("u2")) == "unsubscribed"
     assert guard.state("u1").last_purchase_at == BOUGHT
     guard.close()
+
+
+def test_a_large_guard_copy_streams_in_chunks_and_counts_every_row(tmp_path, monkeypatch):
+    """5,000 tracked customers read 2,048 at a time (DuckDB's smallest chunk): every row reaches
+    the store once, and the metadata's counts are the store's, not the first chunk's."""
+    import personalization_assets.assets.realtime as realtime_assets
+
+    n = 5_000
+    keys = [f"k{i}" for i in range(n)]
+    warehouse = _warehouse(tmp_path, suppression=False)  # its orders, events and e-mail events; people replaced
+    tables = {
+        ("core", "customers"): pd.DataFrame({
+            "customer_key": keys, "email": [f"p{i}@x.org" for i in range(n)], "first_name": "A", "last_name": "B",
+            "country": "DE", "timezone": None, "locale": "de", "email_opt_in": [i % 3 != 0 for i in range(n)],
+            "consent_processing": True}),
+        ("core", "customer_crosswalk"): pd.DataFrame({"record_id": [f"crm:{k}" for k in keys], "customer_key": keys}),
+        ("core", "identity_map"): pd.DataFrame({"identity_type": "user_id", "identity": [f"u{i}" for i in range(n)],
+                                                "customer_key": keys}),
+        ("activation", "suppression"): pd.DataFrame({"email": [f"p{i}@x.org" for i in range(0, n, 7)],
+                                                     "customer_key": None, "reason": "unsubscribed"}),
+    }
+    with warehouse.connect() as conn:
+        for (schema, table), frame in tables.items():
+            conn.prepare_table(schema, table, frame)
+            conn.replace_frame(schema, table, frame)
+    chunk_sizes = []
+    real_read_chunks = realtime_assets.read_chunks
+
+    def counted(*args, **kwargs):
+        for frame in real_read_chunks(*args, **kwargs):
+            chunk_sizes.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(realtime_assets, "GUARD_CHUNK_ROWS", 2_048)
+    monkeypatch.setattr(realtime_assets, "read_chunks", counted)
+    path = tmp_path / "guard.sqlite"
+    meta = _sync(warehouse, path).get_asset_materialization_events()[0].materialization.metadata
+    assert len(chunk_sizes) == 3 and max(chunk_sizes) <= 2_048 and sum(chunk_sizes) == n
+    import sqlite3
+    with sqlite3.connect(path) as store:
+        rows, unsubscribed, sendable = store.execute(
+            "select count(*), sum(unsubscribed), sum(email_opt_in and consent_processing and not unsubscribed)"
+            " from customer_guard").fetchone()
+    assert rows == n and unsubscribed == len(range(0, n, 7))
+    assert sendable == sum(1 for i in range(n) if i % 3 != 0 and i % 7 != 0)
+    assert (meta["dagster/row_count"].value, meta["synced"].value, meta["unsubscribed"].value,
+            meta["sendable"].value) == (n, n, unsubscribed, sendable)
