@@ -13,7 +13,7 @@ from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, 
                                     attributed_in_warehouse,
                                     build_exposures, build_results, exposure_arms,
                                     exposure_log_path,
-                                    read_outcomes, results_from_attributed, write_assignments)
+                                    read_outcomes, results_in_warehouse, write_assignments)
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
@@ -114,8 +114,8 @@ def experiment_results(warehouse: Warehouse) -> dg.MaterializeResult:
     experiments = declared_experiments()
     as_of = utc_now()
     with warehouse.connect() as conn:
-        if conn.dialect == "duckdb":  # attribution where the 10M outcomes are; the same SQL rule
-            frame, srm = results_from_attributed(experiments, attributed_in_warehouse(conn), as_of)
+        if conn.dialect == "duckdb":  # attribution and per-arm moments where the outcomes are: a few rows out
+            frame, srm = results_in_warehouse(conn, experiments, as_of)
         else:
             exposures = conn.query(f"select * from {EXPOSURES}")
             assignments = conn.query(f"select experiment, customer_key, contaminated_by from {ASSIGNMENTS}")

@@ -75,8 +75,13 @@ def attribute_in_duckdb(raw, sources: str, window: timedelta = DEFAULT_WINDOW,
                         pre_period: timedelta = DEFAULT_PRE_PERIOD) -> pd.DataFrame:
     """The same rule run inside a DuckDB warehouse, where 10M outcomes need not travel to pandas:
     `sources` is a `with` clause ending in CTEs named `exposures` and `outcomes` (same columns)."""
-    return _columns(raw.execute(f"{sources.rstrip().rstrip(',')},\n{_RULE}",
-                                [pre_period.total_seconds(), window.total_seconds()]).df())
+    return _columns(raw.execute(attribution_sql(sources), [pre_period.total_seconds(), window.total_seconds()]).df())
+
+
+def attribution_sql(sources: str) -> str:
+    """The rule's query over `sources` (as `attribute_in_duckdb` takes them); its parameters are
+    the pre-period and the window, in seconds."""
+    return f"{sources.rstrip().rstrip(',')},\n{_RULE}"
 
 
 def _columns(out: pd.DataFrame) -> pd.DataFrame:

@@ -15,10 +15,9 @@ import pandas as pd
 from ..marts.inputs import input_ctes
 from ..side_tables import side_tables
 from .assign import CONTROL, GLOBAL_CONTROL, Experiment, apply_merges, assign_arm, assign_stratified
-from .attribution import DEFAULT_WINDOW, OUTCOME_COLUMNS, attribute_in_duckdb, attribute_outcomes
+from .attribution import DEFAULT_WINDOW, attribute_in_duckdb, attribute_outcomes, attribution_sql
 from .holdouts import EXPOSURE_COLUMNS, ExposureLog
-from .results import arm_results
-from .stats import ArmStats, cuped, msprt, sample_ratio_mismatch, welch_lift
+from .moments import MOMENTS_SQL, moments_of_frame, results_from_moments
 
 ASSIGNMENTS, EXPOSURES, RESULTS = "marts.experiment_assignments", "marts.experiment_exposures", "marts.experiment_results"
 CROSSWALK_SNAPSHOT = ("ops", "experiment_crosswalk")  # record -> key at the last run: how merges are seen
@@ -207,15 +206,30 @@ def read_outcomes(conn) -> pd.DataFrame:
     return frame
 
 
-def attributed_in_warehouse(conn, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
-    """The attribution of `marts.experiment_exposures` computed inside a DuckDB warehouse (only
-    the per-member rows come out), contaminated members left out, as `build_results` does."""
-    sources = f"""{input_ctes(conn).rstrip()},
+def _warehouse_sources(conn) -> str:
+    """The `with` clause of the attribution's inputs in the warehouse: `outcomes`, and `exposures`
+    without contaminated members (as `build_results` leaves them out)."""
+    return f"""{input_ctes(conn).rstrip()},
 outcomes as ({_OUTCOMES}),
 exposures as (select e.experiment, e.customer_key, e.arm, e.exposed_at from {EXPOSURES} e
   where not exists (select 1 from {ASSIGNMENTS} a where a.experiment = e.experiment
                     and a.customer_key = e.customer_key and a.contaminated_by is not null)),"""
-    return attribute_in_duckdb(conn.raw, sources, window, PRE_PERIOD)
+
+
+def attributed_in_warehouse(conn, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
+    """The attribution of `marts.experiment_exposures` computed inside a DuckDB warehouse (only
+    the per-member rows come out), contaminated members left out, as `build_results` does."""
+    return attribute_in_duckdb(conn.raw, _warehouse_sources(conn), window, PRE_PERIOD)
+
+
+def results_in_warehouse(conn, experiments: list[Experiment], as_of: datetime,
+                         window: timedelta = DEFAULT_WINDOW) -> tuple[pd.DataFrame, dict]:
+    """`build_results` inside a DuckDB warehouse: the attribution and its per-arm moments are
+    SQL, and only a few rows per experiment come out (`moments.py`), whatever the members."""
+    attributed = attribution_sql(_warehouse_sources(conn))
+    moments = conn.raw.execute(MOMENTS_SQL.format(attributed=f"({attributed}) attributed"),
+                               [PRE_PERIOD.total_seconds(), window.total_seconds()]).df()
+    return results_from_moments(experiments, moments, as_of)
 
 
 def attributed_in_pandas(conn, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
@@ -240,41 +254,5 @@ def build_results(experiments: list[Experiment], exposures: pd.DataFrame, outcom
 def results_from_attributed(experiments: list[Experiment], attributed: pd.DataFrame, as_of: datetime
                             ) -> tuple[pd.DataFrame, dict]:
     """`build_results` after attribution (one row per member with outcomes and covariates)."""
-    rows, srm = [], {}
-    for exp in experiments:
-        one = attributed[attributed.experiment == exp.name]
-        if one.empty or one.arm.nunique() < 2 or CONTROL not in set(one.arm):
-            continue
-        counts = one.arm.value_counts().to_dict()
-        srm[exp.name] = sample_ratio_mismatch({a: counts.get(a, 0) for a in exp.split}, exp.split)
-        result = arm_results(one, "arm", CONTROL, OUTCOME_COLUMNS, where=exp.name)
-        x = one[["pre_spend", "pre_visits"]].to_numpy(float)
-        for outcome in OUTCOME_COLUMNS:
-            y = one[outcome].to_numpy(float)
-            adj = cuped(y, x) if x.std(axis=0).max() > 0 and y.std() > 0 else None
-            control_mask = (one.arm == CONTROL).to_numpy()
-            for arm in result["arms"]:
-                o, mask = arm["outcomes"][outcome], (one.arm == arm["arm"]).to_numpy()
-                row = {"experiment": exp.name, "outcome": outcome, "arm": arm["arm"], "n": arm["n"], **o,
-                       "always_valid_p": None, "cuped_lift": None, "cuped_ci_low": None, "cuped_ci_high": None,
-                       "cuped_variance_reduction": adj.variance_reduction if adj is not None else None,
-                       "computed_at": as_of}
-                if arm["arm"] != CONTROL and mask.sum() > 1 and control_mask.sum() > 1:
-                    t, c = ArmStats(int(mask.sum()), y[mask].mean(), y[mask].var(ddof=1)), ArmStats(
-                        int(control_mask.sum()), y[control_mask].mean(), y[control_mask].var(ddof=1))
-                    if t.var + c.var > 0:
-                        row["always_valid_p"] = msprt(t, c).p_value
-                    if adj is not None:
-                        a = adj.adjusted
-                        lift = welch_lift(ArmStats(t.n, a[mask].mean(), a[mask].var(ddof=1)),
-                                          ArmStats(c.n, a[control_mask].mean(), a[control_mask].var(ddof=1)))
-                        row.update(cuped_lift=lift.lift, cuped_ci_low=lift.ci_low, cuped_ci_high=lift.ci_high)
-                rows.append(row)
-    table = pd.DataFrame(rows, columns=["experiment", "outcome", "arm", "n", "mean", "lift", "ci_low", "ci_high",
-                                        "relative_lift", "p_value", "always_valid_p", "cuped_lift", "cuped_ci_low",
-                                        "cuped_ci_high", "cuped_variance_reduction", "computed_at"])
-    for col in table.columns[4:-1]:
-        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
-    table["computed_at"] = pd.to_datetime(table["computed_at"], utc=True)
-    return table, srm
+    return results_from_moments(experiments, moments_of_frame(attributed), as_of)
 

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from .stats import METHOD, ArmStats, grouped_arm_stats, welch_lift
+from .stats import METHOD, ArmStats, Lift, grouped_arm_stats, welch_lift
 
 
 class ResultsError(ValueError):
@@ -15,6 +15,15 @@ class ResultsError(ValueError):
 
 def _number(value) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def lift_entry(mean: float, lift: Lift | None) -> dict:
+    """An arm's mean and its lift vs the control (None for the control, or where undefined)."""
+    def field(name: str) -> float | None:
+        value = getattr(lift, name) if lift is not None else None
+        return None if value is None else _number(value)
+    return {"mean": float(mean), **{name: field(name) for name in ("lift", "ci_low", "ci_high", "relative_lift",
+                                                                    "p_value")}}
 
 
 def numeric_outcomes(df: pd.DataFrame, outcomes: list[str], where: str = "the input") -> pd.DataFrame:
@@ -63,14 +72,7 @@ def arm_results(df: pd.DataFrame, arm_column: str, control: str, outcomes: list[
             row, base = table.loc[arm], table.loc[control]
             lift = None if arm == control else welch_lift(ArmStats(int(row["n"]), row["mean"], row["var"]),
                                                           ArmStats(int(base["n"]), base["mean"], base["var"]))
-            entry["outcomes"][name] = {
-                "mean": float(row["mean"]),
-                "lift": _number(lift.lift) if lift and lift.lift is not None else None,
-                "ci_low": _number(lift.ci_low) if lift and lift.ci_low is not None else None,
-                "ci_high": _number(lift.ci_high) if lift and lift.ci_high is not None else None,
-                "relative_lift": _number(lift.relative_lift) if lift and lift.relative_lift is not None else None,
-                "p_value": _number(lift.p_value) if lift and lift.p_value is not None else None,
-            }
+            entry["outcomes"][name] = lift_entry(row["mean"], lift)
         result.append(entry)
     return {"arms": result, "method": f"{METHOD}: absolute lift vs control with a 95% Welch CI "
                                       "(Welch-Satterthwaite df), two-sided p-value; relative lift = mean/control - 1"}

@@ -154,6 +154,23 @@ def test_attribution_in_the_warehouse_equals_the_pandas_rule(world):
     pd.testing.assert_frame_equal(inside.reset_index(drop=True), outside.reset_index(drop=True))
 
 
+def test_results_from_the_warehouses_moments_equal_those_from_its_members(world):
+    """The asset reads per-arm moments, not a row per member: the same table as the per-member
+    frame gives, and the same SRM tests."""
+    from personalization_assets.experiments.pipeline import (attributed_in_warehouse, results_from_attributed,
+                                                             results_in_warehouse)
+
+    warehouse, _ = world
+    assert dg.materialize(ALL[:2], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        inside, inside_srm = results_in_warehouse(conn, declared_experiments(), NOW)
+        members, members_srm = results_from_attributed(declared_experiments(), attributed_in_warehouse(conn), NOW)
+    assert len(inside) >= 12 and inside["always_valid_p"].notna().any()  # CUPED: test_moments.py (no pre-period here)
+    pd.testing.assert_frame_equal(inside, members, rtol=1e-9)
+    assert {k: v.mismatch for k, v in inside_srm.items()} == {k: v.mismatch for k, v in members_srm.items()}
+    assert {k: v.p_value for k, v in inside_srm.items()} == pytest.approx({k: v.p_value for k, v in members_srm.items()})
+
+
 def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignment(world, tmp_path):
     from personalization_assets.experiments.pipeline import build_exposures, exposure_arms, exposure_log_path
 
