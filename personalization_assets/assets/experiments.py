@@ -10,7 +10,7 @@ from .. import settings
 from ..heap import releasing
 from ..experiments.holdouts import declared_experiments
 from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, RESULTS, attributed_in_pandas,
-                                    attributed_in_warehouse,
+                                    randomized_in_warehouse,
                                     build_exposures, build_results, exposure_arms,
                                     exposure_log_path,
                                     read_outcomes, results_in_warehouse, write_assignments)
@@ -147,7 +147,8 @@ def uplift_scores(warehouse: Warehouse) -> dg.MaterializeResult:
     from ..experiments.uplift_scores import UPLIFT_SCORES, empty_scores, write_uplift_scores
 
     with warehouse.connect() as conn:
-        attributed = attributed_in_warehouse(conn) if conn.dialect == "duckdb" else attributed_in_pandas(conn)
+        # DuckDB: only the randomized sends leave the warehouse, at most TRAINING_SENDS of them
+        attributed = randomized_in_warehouse(conn) if conn.dialect == "duckdb" else attributed_in_pandas(conn)
         rows, fit = write_uplift_scores(conn, attributed, utc_now())  # trained on the members, scored in SQL
         del attributed
         if fit.reason:

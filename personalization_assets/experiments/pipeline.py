@@ -18,6 +18,7 @@ from .assign import CONTROL, GLOBAL_CONTROL, Experiment, apply_merges, assign_ar
 from .attribution import DEFAULT_WINDOW, attribute_in_duckdb, attribute_outcomes, attribution_sql
 from .holdouts import EXPOSURE_COLUMNS, ExposureLog
 from .moments import MOMENTS_SQL, moments_of_frame, results_from_moments
+from .uplift_scores import TRAINING_SENDS, randomized_sends_sql
 
 ASSIGNMENTS, EXPOSURES, RESULTS = "marts.experiment_assignments", "marts.experiment_exposures", "marts.experiment_results"
 CROSSWALK_SNAPSHOT = ("ops", "experiment_crosswalk")  # record -> key at the last run: how merges are seen
@@ -220,6 +221,14 @@ def attributed_in_warehouse(conn, window: timedelta = DEFAULT_WINDOW) -> pd.Data
     """The attribution of `marts.experiment_exposures` computed inside a DuckDB warehouse (only
     the per-member rows come out), contaminated members left out, as `build_results` does."""
     return attribute_in_duckdb(conn.raw, _warehouse_sources(conn), window, PRE_PERIOD)
+
+
+def randomized_in_warehouse(conn, limit: int = TRAINING_SENDS, window: timedelta = DEFAULT_WINDOW) -> pd.DataFrame:
+    """The randomized sends an uplift model trains on (`uplift_scores.randomized_sends`), attributed
+    and filtered inside a DuckDB warehouse: at most `limit` rows come out (a fixed sample beyond)."""
+    attributed = f"({attribution_sql(_warehouse_sources(conn))}) attributed"
+    return conn.raw.execute(randomized_sends_sql(attributed, limit),
+                            [PRE_PERIOD.total_seconds(), window.total_seconds()]).df()
 
 
 def results_in_warehouse(conn, experiments: list[Experiment], as_of: datetime,

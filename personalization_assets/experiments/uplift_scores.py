@@ -24,6 +24,7 @@ UPLIFT_SCORES = "marts.uplift_scores"
 PROFILES = "marts.customer_profiles"
 FEATURES = ["recency_days", "orders_count", "historical_value_minor", "email_opens", "email_clicks", "p_alive"]
 COLUMNS = ["customer_key", "uplift_score", "uplift_rank", "computed_at"]
+TRAINING_SENDS = 500_000  # randomized sends a model trains on at most: a fixed sample (by hash) beyond
 MIN_PER_ARM = 30  # fewer randomized members in an arm: no model, no scores (a rank from noise would mislead)
 
 
@@ -48,6 +49,18 @@ def randomized_sends(attributed: pd.DataFrame) -> pd.DataFrame:
     kind = attributed["experiment"].str.partition(":")[0]
     keep = (attributed["experiment"] != GLOBAL_CONTROL) & (kind != SEND_TIME_KIND) & attributed["arm"].isin([CONTROL, TREATMENT])
     return attributed.loc[keep, ["experiment", "customer_key", "arm", "converted"]]
+
+
+def randomized_sends_sql(attributed: str, limit: int = TRAINING_SENDS) -> str:
+    """`randomized_sends` in SQL over `attributed` (a table or a parenthesized query with an
+    alias): at most `limit` rows, those of the smallest hash of (experiment, member), in the
+    attribution's order, so that training memory stays bounded whatever the sends."""
+    return f"""select * from (
+    select experiment, customer_key, arm, converted from {attributed}
+    where experiment <> '{GLOBAL_CONTROL}' and split_part(experiment, ':', 1) <> '{SEND_TIME_KIND}'
+      and arm in ('{CONTROL}', '{TREATMENT}')
+    order by hash(experiment, customer_key), experiment, customer_key limit {int(limit)}
+) order by experiment, customer_key"""
 
 
 def _features(profiles: pd.DataFrame) -> np.ndarray:

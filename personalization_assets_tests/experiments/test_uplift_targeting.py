@@ -101,6 +101,26 @@ def test_the_asset_scores_every_profile_from_the_exposures(world):  # noqa: F811
     assert sorted(scores.uplift_rank) == list(range(1, len(sent) + 1))
 
 
+def test_only_a_bounded_sample_of_randomized_sends_leaves_the_warehouse(world):  # noqa: F811
+    """The asset reads the randomized sends filtered in SQL: the same rows as filtering the whole
+    attribution in pandas, and at most `limit` of them, the same ones on every run."""
+    from personalization_assets.experiments.pipeline import attributed_in_warehouse, randomized_in_warehouse
+    from personalization_assets.experiments.uplift_scores import randomized_sends
+
+    warehouse, _ = world
+    assert dg.materialize(ALL[:2], resources={"warehouse": warehouse}).success
+    with warehouse.connect() as conn:
+        everything = randomized_sends(attributed_in_warehouse(conn)).reset_index(drop=True)
+        inside = randomized_in_warehouse(conn)
+        sample = randomized_in_warehouse(conn, limit=500)
+        again = randomized_in_warehouse(conn, limit=500)
+    assert len(everything) > 1_000 and set(everything.arm) == {"control", "treatment"}
+    pd.testing.assert_frame_equal(inside, everything, check_dtype=False)
+    assert len(sample) == 500 and sample.equals(again)
+    assert set(zip(sample.experiment, sample.customer_key)) <= set(zip(everything.experiment, everything.customer_key))
+    assert 0.3 < (sample.arm == "treatment").mean() < 0.9  # a sample of both arms, not the first rows of one
+
+
 def _scores_in(conn, profiles: pd.DataFrame, attributed: pd.DataFrame, chunk_rows: int) -> tuple[pd.DataFrame, object]:
     from personalization_assets.experiments.uplift_scores import write_uplift_scores
 
