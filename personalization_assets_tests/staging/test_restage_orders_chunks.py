@@ -69,3 +69,10 @@ def test_chunked_restage_equals_one_chunk():
     assert run.unmapped and run.unmapped.get("product_categories")
     assert len(run.sample_orders) == min(run.orders, 10) and len(run.sample_lines) == 10
     assert whole["staging.orders"]["loaded_at"].dt.floor("D").nunique() == 2
+    # each chunk looks up the customers it names: orders of 1010-1012 wait in quarantine, the
+    # known customers' orders are staged
+    naming = {_order(k)["order_id"]: _order(k)["customer_id"] for k in range(47)}
+    unknown = set(whole["quarantine"].record_id[whole["quarantine"].rule == "orders.unknown_customer"])
+    assert unknown and {naming[o] for o in unknown} <= {"1010", "1011", "1012"}
+    staged = whole["staging.orders"].customer_record_id.dropna()
+    assert len(staged) and set(staged) <= {f"crm:{1000 + i}" for i in range(10)}
