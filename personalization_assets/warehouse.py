@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +177,30 @@ class WarehouseConnection:
                 f"{', '.join(row_marks for _ in chunk)}) s on {on} {matched}"
                 f"when not matched then insert ({', '.join(columns)}) values ({', '.join(f's.{c}' for c in columns)})",
                 [value for row in chunk for value in row])
+
+    def present(self, table: str, column: str, values: Iterable[str], chunk: int = 1_000) -> set[str]:
+        """Which of `values` the text of `column` of `table` (schema.table, trusted) holds: a
+        lookup whose cost follows the values, not the table. On DuckDB they go in as one relation
+        (a query per 1,000 bound values cost ~5 s CPU for a 150k-event file); elsewhere in chunks."""
+        distinct = list(dict.fromkeys(str(v) for v in values))
+        text = f"cast({identifier(column)} as varchar)"
+        if not distinct:
+            return set()
+        if self.dialect == "duckdb":
+            import pandas as pd
+
+            self.raw.register("_present", pd.DataFrame({"v": pd.Series(distinct, dtype=object)}))
+            try:
+                return set(self.query(f"select distinct {text} from {table} "
+                                      f"where {text} in (select v from _present)").iloc[:, 0])
+            finally:
+                self.raw.unregister("_present")
+        found: set[str] = set()
+        for start in range(0, len(distinct), chunk):
+            part = distinct[start:start + chunk]
+            found.update(self.query(f"select distinct {text} from {table} where {text} in "
+                                    f"({', '.join('?' for _ in part)})", part).iloc[:, 0])
+        return found
 
     def delete_keys(self, schema: str, table: str, keys: pd.DataFrame) -> None:
         """Delete the rows whose key columns equal a row of `keys` (compared as text)."""

@@ -54,26 +54,6 @@ def _quarantine_rows(rejected: list[Rejected]) -> pd.DataFrame:
                         columns=["record_id", "raw_payload", "rule", "message"])
 
 
-def _known_keys(conn, keys: pd.Series, chunk: int = 1_000) -> set[str]:
-    """The batch's event keys already in raw.email_events: looked up per batch, so a load's cost
-    and memory follow the batch, not the table. On DuckDB the keys go in as one relation (a query
-    per 1,000 bound keys cost ~5 s CPU for a 150k-event file); Snowflake gets them in chunks."""
-    distinct = list(dict.fromkeys(keys))
-    if conn.dialect == "duckdb":
-        conn.raw.register("_batch_keys", pd.DataFrame({"event_key": pd.Series(distinct, dtype=object)}))
-        try:
-            return set(conn.query("select event_key from raw.email_events"
-                                  " where event_key in (select event_key from _batch_keys)")["event_key"])
-        finally:
-            conn.raw.unregister("_batch_keys")
-    known: set[str] = set()
-    for start in range(0, len(distinct), chunk):
-        part = distinct[start:start + chunk]
-        known.update(conn.query(f"select event_key from raw.email_events where event_key in"
-                                f" ({', '.join('?' for _ in part)})", part)["event_key"])
-    return known
-
-
 def _store_raw(conn, frame: pd.DataFrame, rejected: pd.DataFrame, cursors: dict, files: pd.DataFrame | None = None) -> int:
     """Rows, quarantine and cursors/file ledger in one transaction; known events are not re-inserted."""
     prepare_cursors(conn)
@@ -84,7 +64,7 @@ def _store_raw(conn, frame: pd.DataFrame, rejected: pd.DataFrame, cursors: dict,
         conn.prepare_table("ops", "email_files", FILES_TABLE)
     with conn.transaction():
         if not frame.empty:
-            frame = frame[~frame["event_key"].isin(_known_keys(conn, frame["event_key"]))]
+            frame = frame[~frame["event_key"].isin(conn.present("raw.email_events", "event_key", frame["event_key"]))]
             if not frame.empty:
                 conn.insert_frame("raw", "email_events", frame)
         merge_quarantine(conn, SOURCE, rejected)

@@ -82,19 +82,9 @@ def _known_customers(conn: WarehouseConnection, raw: pd.DataFrame) -> pd.Series:
     in the warehouse, not every customer's id read (and made a set of) for each chunk, which at
     1M customers and 20k-order chunks cost 75 sets of a million strings."""
     named = raw["customer_id"].dropna().astype(str) if "customer_id" in raw else pd.Series([], dtype=object)
-    ids = sorted(set(named[named != ""]))
-    if not ids or not conn.table_exists("staging", "customers"):
+    if not conn.table_exists("staging", "customers"):
         return pd.Series([], dtype=object)
-    if conn.dialect == "duckdb":
-        conn.raw.register("_order_customers", pd.DataFrame({"source_id": ids}))
-        try:
-            return conn.query("select distinct c.source_id from staging.customers c "
-                              "join _order_customers o on o.source_id = cast(c.source_id as varchar)")["source_id"]
-        finally:
-            conn.raw.unregister("_order_customers")
-    return pd.concat([conn.query("select distinct source_id from staging.customers where source_id in "
-                                 f"({', '.join('?' for _ in part)})", part)["source_id"]
-                      for part in (ids[i:i + 1_000] for i in range(0, len(ids), 1_000))], ignore_index=True)
+    return pd.Series(sorted(conn.present("staging.customers", "source_id", named[named != ""])), dtype=object)
 
 
 ORDERS_CHUNK_ROWS = 20_000  # raw orders staged at a time by a window's restage (their parsed lines are the bulk)
