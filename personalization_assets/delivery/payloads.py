@@ -1,9 +1,9 @@
 """The merge fields the sender renders with: `marts.personalization_payloads` per tracked userId.
 
 The sender runs beside Dagster, and DuckDB allows one writing process (held by the runs), so it
-reads a copy in SQLite: `sync(rows)` writes the rows of `payload_rows(conn)` (the payloads joined
-with `core.identity_map`), from an asset or from the sender itself (`refresh_from_duckdb`, which
-skips a turn while a run holds the warehouse).
+reads a copy in SQLite: `refresh_from_duckdb` streams the rows of `payload_rows(raw)` (the payloads
+joined with `core.identity_map`) into it, a mirror of the warehouse's table; it skips a turn while a
+run holds the warehouse.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+CHUNK_ROWS = 10_000
 SELECT = """
 select m.identity as customer_id, p.customer_key, p.email, p.payload
 from core.identity_map m join marts.personalization_payloads p on p.customer_key = m.customer_key
@@ -21,12 +23,23 @@ where m.identity_type = 'user_id' order by customer_id
 """
 
 
-def payload_rows(conn) -> list[tuple[str, str, str, str]]:
-    """(customer_id, customer_key, email, payload JSON) from a warehouse connection (`Sql`)."""
-    if not (conn.table_exists("core", "identity_map") and conn.table_exists("marts", "personalization_payloads")):
-        return []
-    frame = conn.query(SELECT)
-    return [(str(r.customer_id), str(r.customer_key), str(r.email), str(r.payload)) for r in frame.itertuples()]
+def payload_rows(raw, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, str, str, str]] | None:
+    """(customer_id, customer_key, email, payload JSON) from a DuckDB connection, fetched
+    `chunk_rows` at a time, never the whole table as one frame; None when the
+    warehouse has no payloads yet. Streams on `raw`: run nothing else on it until consumed."""
+    if not (_table_exists(raw, "core", "identity_map") and _table_exists(raw, "marts", "personalization_payloads")):
+        return None
+    result = raw.execute(SELECT)
+
+    def rows():
+        while chunk := result.fetchmany(chunk_rows):
+            yield from ((str(cid), str(key), str(email), str(payload)) for cid, key, email, payload in chunk)
+    return rows()
+
+
+def _table_exists(raw, schema: str, table: str) -> bool:
+    return bool(raw.execute("select count(*) from information_schema.tables where lower(table_schema) ="
+                            " lower(?) and lower(table_name) = lower(?)", [schema, table]).fetchone()[0])
 
 
 class PayloadStore:
@@ -41,23 +54,31 @@ class PayloadStore:
         self.conn.execute("create table if not exists delivery_payloads (customer_id text primary key,"
                           " customer_key text, email text not null, payload text not null, updated_at real)")
 
-    def sync(self, rows: list[tuple[str, str, str, str | dict]]) -> int:
-        """Upsert (customer_id, customer_key, email, payload) rows in one transaction."""
-        now = time.time()
-        params = [(cid, key, email, p if isinstance(p, str) else json.dumps(p, sort_keys=True), now)
-                  for cid, key, email, p in rows]
+    def sync(self, rows: Iterable[tuple[str, str, str, str | dict]], complete: bool = False) -> int:
+        """Upsert (customer_id, customer_key, email, payload) rows in one transaction. `complete`:
+        the rows are the whole warehouse table, so a payload it no longer holds (a customer no
+        longer sendable, merged away or erased) is deleted from this copy too."""
+        now, written = time.time(), 0
+
+        def params():  # streamed: `rows` may be a generator over the warehouse's result
+            nonlocal written
+            for cid, key, email, p in rows:
+                written += 1
+                yield cid, key, email, p if isinstance(p, str) else json.dumps(p, sort_keys=True), now
         with self._lock:
             self.conn.execute("begin immediate")
             try:
                 self.conn.executemany(
                     "insert into delivery_payloads values (?,?,?,?,?) on conflict(customer_id) do update set"
                     " customer_key=excluded.customer_key, email=excluded.email, payload=excluded.payload,"
-                    " updated_at=excluded.updated_at", params)
+                    " updated_at=excluded.updated_at", params())
+                if complete:
+                    self.conn.execute("delete from delivery_payloads where updated_at is not ?", (now,))
                 self.conn.execute("commit")
             except BaseException:
                 self.conn.execute("rollback")
                 raise
-        return len(params)
+        return written
 
     def get(self, customer_id: str) -> tuple[str, dict] | None:
         """(email, merge fields) of a tracked userId, or None when the warehouse has no payload."""
@@ -82,21 +103,6 @@ class PayloadStore:
         self.conn.close()
 
 
-class _DuckDB:
-    """The two `Sql` operations `payload_rows` needs, on a raw DuckDB connection (the warehouse
-    resource module imports Dagster, which this long-running process does without)."""
-
-    def __init__(self, raw):
-        self.raw = raw
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        return bool(self.raw.execute("select count(*) from information_schema.tables where lower(table_schema) ="
-                                     " lower(?) and lower(table_name) = lower(?)", [schema, table]).fetchone()[0])
-
-    def query(self, sql: str):
-        return self.raw.execute(sql).df()
-
-
 def refresh_from_duckdb(warehouse_path: str | Path, store: PayloadStore) -> int | None:
     """Copy the payloads from a DuckDB warehouse file; None when it is missing or a run holds it
     (DuckDB refuses a second process while one writes): the previous copy stays in use."""
@@ -109,6 +115,7 @@ def refresh_from_duckdb(warehouse_path: str | Path, store: PayloadStore) -> int 
     except duckdb.Error:  # locked by a writing process (IOException), or opened differently here
         return None
     try:
-        return store.sync(payload_rows(_DuckDB(raw)))
+        rows = payload_rows(raw)
+        return None if rows is None else store.sync(rows, complete=True)
     finally:
         raw.close()

@@ -17,7 +17,7 @@ import requests
 from personalization_assets.activation.ratelimit import TokenBucket
 from personalization_assets.delivery.channels import BrazeChannel
 from personalization_assets.delivery.outbox import Outbox, idempotency_key
-from personalization_assets.delivery.payloads import PayloadStore, refresh_from_duckdb
+from personalization_assets.delivery.payloads import PayloadStore, payload_rows, refresh_from_duckdb
 from personalization_assets.delivery.render import Unsubscribe
 from personalization_assets.delivery.sender import AlreadyRunning, Sender, lock_outbox
 from personalization_assets.realtime.guards import SqliteGuardProvider
@@ -81,20 +81,62 @@ def test_braze_channel_posts_one_event_per_fire_with_its_idempotency_key(tmp_pat
     assert {e["name"] for e in braze.events} == {"cart_abandonment_fired"}
 
 
+def _payload_warehouse(path, customers: dict[str, str]) -> None:
+    """A warehouse whose payloads are {userId: first name}, customer cus_<userId>."""
+    conn = duckdb.connect(str(path))
+    conn.execute("create schema if not exists core; create schema if not exists marts")
+    conn.execute("create or replace table core.identity_map (identity_type text, identity text, customer_key text)")
+    conn.execute("create or replace table marts.personalization_payloads (customer_key text, email text, payload text)")
+    for uid, name in customers.items():
+        conn.execute("insert into core.identity_map values ('user_id', ?, ?), ('anonymous_id', ?, ?)",
+                     [uid, f"cus_{uid}", f"anon-{uid}", f"cus_{uid}"])
+        conn.execute("insert into marts.personalization_payloads values (?, ?, ?)",
+                     [f"cus_{uid}", f"{name.lower()}@example.com", f'{{"greeting": "Hi {name}"}}'])
+    conn.close()
+
+
 def test_payloads_are_copied_from_the_warehouse_by_tracked_user_id(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     store = PayloadStore(tmp_path / "payloads.sqlite")
     assert refresh_from_duckdb(path, store) is None  # no warehouse yet: nothing to copy, no error
-    conn = duckdb.connect(str(path))
-    conn.execute("create schema core; create schema marts")
-    conn.execute("create table core.identity_map (identity_type text, identity text, customer_key text)")
-    conn.execute("insert into core.identity_map values ('user_id', 'u1', 'cus_1'), ('anonymous_id', 'a1', 'cus_1')")
-    conn.execute("create table marts.personalization_payloads (customer_key text, email text, payload text)")
-    conn.execute("""insert into marts.personalization_payloads values ('cus_1', 'ann@example.com', '{"greeting": "Hi Ann"}')""")
-    conn.close()
+    duckdb.connect(str(path)).close()
+    assert refresh_from_duckdb(path, store) is None  # no payloads built yet: likewise
+    _payload_warehouse(path, {"u1": "Ann"})
     assert refresh_from_duckdb(path, store) == 1
     assert store.get("u1") == ("ann@example.com", {"greeting": "Hi Ann"})
-    assert store.get("a1") is None  # the engine fires for tracked userIds
+    assert store.get("anon-u1") is None  # the engine fires for tracked userIds
+
+
+def test_the_copy_mirrors_the_warehouse_a_payload_it_dropped_is_gone(tmp_path):
+    """A customer who left the payloads (no longer sendable, merged away, erased) must not keep a
+    stale copy the sender would render; the others are updated in place."""
+    path = tmp_path / "warehouse.duckdb"
+    store = PayloadStore(tmp_path / "payloads.sqlite")
+    _payload_warehouse(path, {"u1": "Ann", "u2": "Bob"})
+    assert refresh_from_duckdb(path, store) == 2
+    _payload_warehouse(path, {"u2": "Robert"})
+    assert refresh_from_duckdb(path, store) == 1
+    assert store.get("u1") is None
+    assert store.get("u2") == ("robert@example.com", {"greeting": "Hi Robert"})
+    assert store.conn.execute("select count(*) from delivery_payloads").fetchone()[0] == 1
+    _payload_warehouse(path, {})  # built, and nobody is sendable
+    assert refresh_from_duckdb(path, store) == 0
+    assert store.get("u2") is None
+
+
+def test_payload_rows_are_fetched_a_chunk_at_a_time(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    _payload_warehouse(path, {f"u{i:02d}": f"N{i}" for i in range(25)})
+    conn = duckdb.connect(str(path), read_only=True)
+    rows = payload_rows(conn, chunk_rows=10)
+    first = next(rows)
+    assert first == ("u00", "cus_u00", "n0@example.com", '{"greeting": "Hi N0"}')
+    # a chunk read, not the result: DuckDB's cursor still holds the rest
+    assert len(conn.fetchmany(100)) == 25 - 10
+    conn.close()
+    conn = duckdb.connect(str(path), read_only=True)
+    assert [r[0] for r in payload_rows(conn, chunk_rows=10)] == [f"u{i:02d}" for i in range(25)]
+    conn.close()
 
 
 def test_a_busy_warehouse_keeps_the_last_copy(tmp_path):
