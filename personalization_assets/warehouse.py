@@ -42,6 +42,15 @@ def identifier(name: str) -> str:
     return name
 
 
+def column_types(conn, schema: str, table: str) -> dict[str, str]:
+    """{column: data type} of `schema.table` (both lower-cased, in the table's order; empty when
+    there is no such table), from any connection with `query`."""
+    frame = conn.query("select lower(column_name) as c, lower(data_type) as t from information_schema.columns "
+                       "where lower(table_schema) = lower(?) and lower(table_name) = lower(?) "
+                       "order by ordinal_position", [schema, table])
+    return dict(zip(frame["c"], frame["t"]))
+
+
 class WarehouseConnection:
     """One open connection with the few operations the assets need."""
 

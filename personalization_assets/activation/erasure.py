@@ -34,7 +34,8 @@ from ..marts.inputs import Sql
 from ..warehouse import identifier as safe
 from . import erasure_queue, suppression, tables
 from .erasure_match import OWNER_COLUMNS, Identifiers, Matcher
-from .erasure_resolve import column_values, columns_of, marks, resolve
+from ..warehouse import column_types
+from .erasure_resolve import column_values, marks, resolve
 from .model import Destination
 
 __all__ = ["Identifiers", "PiiTable", "Receipt", "Store", "earlier_erasure", "forget", "process_erasure_queue", "resolve",
@@ -79,7 +80,7 @@ class Target:
 
 
 def _target(conn: Sql, schema: str, table: str, only: tuple[str, ...] = ()) -> Target | None:
-    cols = columns_of(conn, schema, table)
+    cols = column_types(conn, schema, table)
     owner = tuple((c, OWNER_COLUMNS[c]) for c in sorted(cols) if c in OWNER_COLUMNS)
     text = {c for c, t in cols.items() if t.startswith(TEXT_TYPES) and c not in OWNER_COLUMNS}
     docs = tuple(sorted(text & {c.lower() for c in only} if only else text))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..marts.inputs import Sql
+from ..warehouse import column_types
 from .erasure_match import Identifiers
 
 
@@ -22,14 +23,8 @@ def column_values(conn: Sql, sql: str, params: list) -> set[str]:
     return {str(v).strip() for v in conn.query(sql, params).iloc[:, 0] if v is not None and str(v) not in ("nan", "<NA>", "")}
 
 
-def columns_of(conn: Sql, schema: str, table: str) -> dict[str, str]:
-    frame = conn.query("select lower(column_name) as c, lower(data_type) as t from information_schema.columns "
-                       "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)", [schema, table])
-    return dict(zip(frame["c"], frame["t"]))
-
-
 def _has(conn: Sql, schema: str, table: str, *columns: str) -> bool:
-    return conn.table_exists(schema, table) and set(columns) <= set(columns_of(conn, schema, table))
+    return conn.table_exists(schema, table) and set(columns) <= set(column_types(conn, schema, table))
 
 
 def _select(conn: Sql, table: str, column: str, where_column: str, values: set[str], lower: bool = True) -> set[str]:

@@ -35,6 +35,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from ..marts.inputs import Sql
+from ..warehouse import column_types
 from . import tables
 
 MERGE, UNMERGE = "merge", "unmerge"
@@ -88,8 +89,7 @@ def _traced(conn: Sql, destination: str) -> tuple[dict[str, int], set[str], list
     key traces only keys that are gone: for a live key it would replay splits of long ago."""
     held_sql = (f"select customer_key as k, max(version) as v from {STATE} where destination = ? and present "
                 "and row_key = customer_key group by customer_key")
-    columns = set(conn.query("select lower(column_name) as c from information_schema.columns where "
-                             "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
+    columns = column_types(conn, "core", "customer_crosswalk")
     sources = [f"select {BORN_KEY} as old_key, c.customer_key as new_key, 'born' as via from core.customer_crosswalk c"]
     if "previous_customer_key" in columns:
         sources.append("select c.previous_customer_key, c.customer_key, 'previous' from core.customer_crosswalk c "

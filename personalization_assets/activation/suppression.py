@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..hashes import identifier_hash
 from ..marts.inputs import Sql
+from ..warehouse import column_types
 from . import tables
 from .model import UNSUBSCRIBE, Destination, SyncRow
 
@@ -85,8 +86,7 @@ def _carried_through_merges(conn: Sql, entries: pd.DataFrame) -> pd.DataFrame:
     the golden record; the entry follows the person, by key, so the merge cannot resubscribe."""
     if entries.empty or not conn.table_exists("core", "customer_crosswalk"):
         return _frame([])
-    cols = set(conn.query("select lower(column_name) as c from information_schema.columns where "
-                          "lower(table_schema) = 'core' and lower(table_name) = 'customer_crosswalk'")["c"])
+    cols = column_types(conn, "core", "customer_crosswalk")
     links = []
     if "previous_customer_key" in cols:
         links.append(conn.query("select previous_customer_key as old_key, customer_key from core.customer_crosswalk "

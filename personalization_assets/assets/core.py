@@ -31,9 +31,9 @@ from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
 from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
 from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, evidence_sql, golden_in_chunks
 from ..resources.faults import fault_point
-from ..resources.io_manager import COMMIT_GROUP, StagedTable, table_columns, verify_tables
+from ..resources.io_manager import COMMIT_GROUP, StagedTable, verify_tables
 from ..resources.warehouse import Warehouse, identifier
-from ..warehouse import query_arrow_strings
+from ..warehouse import column_types, query_arrow_strings
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
 GOLDEN_COLUMNS = ["customer_key", "email", "first_name", "last_name", "phone", "country",
@@ -262,7 +262,7 @@ def _read_staged(conn) -> pd.DataFrame:
     whole table elsewhere (as Snowflake's IO manager read it)."""
     if conn.dialect != "duckdb":
         return conn.query("select * from staging.customers")
-    have = set(table_columns(conn, "staging.customers"))
+    have = column_types(conn, "staging", "customers")
     cols = ", ".join(identifier(c) for c in STAGED_COLUMNS if c in have)
     return query_arrow_strings(conn, f"select {cols} from staging.customers")
 

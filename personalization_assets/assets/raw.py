@@ -26,6 +26,7 @@ from ..sources.crm import TEXT_COLUMNS as CRM_TEXT_COLUMNS, CrmCursor, screen_cu
 from ..sources.incremental import DUPLICATE_KEY, WINDOW, Screened
 from ..sources.orders_api import ORDER_COLUMNS, screen_orders
 from ..staging.common import SOURCE_FORMATS, json_text
+from ..warehouse import column_types
 from .common import (
     WAREHOUSE_POOL, frame_metadata, merge_quarantine, prepare_cursors, prepare_quarantine,
     read_cursor, utc_now, write_cursor,
@@ -63,9 +64,7 @@ def _text_columns(conn: WarehouseConnection, schema: str, table: str, columns: l
     flags read as booleans). DDL, before the transaction; a step cut short is resumed next time."""
     if not conn.table_exists(schema, table):
         return
-    types = conn.query("select lower(column_name) as name, lower(data_type) as type from information_schema.columns "
-                       "where lower(table_schema) = ? and lower(table_name) = ?", [schema, table])
-    types = dict(zip(types["name"], types["type"]))
+    types = column_types(conn, schema, table)
     target = f"{schema}.{table}"
     for column in columns:
         spare = f"{column}__text"

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from ..warehouse import column_types
+
 if TYPE_CHECKING:  # only in annotations: importing pandas costs ~0.6 s
     import pandas as pd
 
@@ -93,16 +95,10 @@ def _source(conn: Sql, tables: InputTables, name: str) -> str:
     return table
 
 
-def columns_of(conn: Sql, table: str) -> set[str]:
-    schema, _, bare = table.partition(".")
-    frame = conn.query("select lower(column_name) as c from information_schema.columns "
-                       "where lower(table_schema) = lower(?) and lower(table_name) = lower(?)", [schema, bare])
-    return set(frame["c"])
-
-
 def column(conn: Sql, tables: InputTables, name: str, col: str, alias: str) -> str:
     """`alias.col`, or its documented fallback when the table lacks the column."""
-    if (name, col) in FALLBACKS and col not in columns_of(conn, getattr(tables, name)):
+    schema, _, table = getattr(tables, name).partition(".")
+    if (name, col) in FALLBACKS and col not in column_types(conn, schema, table):
         return FALLBACKS[(name, col)]
     return f"{alias}.{col}"
 

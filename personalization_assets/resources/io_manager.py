@@ -110,13 +110,6 @@ def hold_for_group(held_by_step: dict, context: dg.OutputContext, obj,
     return {t: held.pop(t) for t in group}
 
 
-def table_columns(conn: WarehouseConnection, name: str) -> list[str]:
-    """The column names of `schema.table`, in order."""
-    schema, table = name.split(".")
-    return conn.query("select column_name from information_schema.columns where lower(table_schema) = lower(?) "
-                      "and lower(table_name) = lower(?) order by ordinal_position", [schema, table])["column_name"].tolist()
-
-
 def table_name(key: dg.AssetKey) -> str:
     if len(key.path) != 2:
         raise ValueError(f"asset key {key.to_user_string()} must be [schema, table] to live in the warehouse")
