@@ -2,7 +2,6 @@
 `quarantine.<source>` with their rule, message and raw payload. Events and orders are partitioned
 by arrival day (`partitions.py`)."""
 
-import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -90,15 +89,35 @@ def _known_customers(conn: WarehouseConnection, raw: pd.DataFrame) -> pd.Series:
 ORDERS_CHUNK_ROWS = 20_000  # raw orders staged at a time by a window's restage (their parsed lines are the bulk)
 
 
-def _raw_orders(conn: WarehouseConnection, start: datetime, end: datetime, after: str | None,
-                rows: int) -> pd.DataFrame:
-    """The next `rows` raw orders of [start, end) by order_id, after `after` (keyset paging)."""
+OrderRange = tuple[str | None, str | None]  # order_id in (low, high]; None: unbounded
+
+
+def _order_ranges(conn: WarehouseConnection, start: datetime, end: datetime, rows: int) -> list[OrderRange]:
+    """order_id ranges of `rows` raw orders each (the last: the rest) covering [start, end), from
+    one query of the window's order ids. Each chunk then reads only its own orders; paging with
+    `order_id > last ... limit rows` sorted the window's rows, payloads and all, once per chunk:
+    97 s of reading for 1.5M orders in 76 chunks (4.5 s now), and growing with the square of the
+    window."""
+    if not conn.table_exists("raw", "shop_orders"):
+        return [(None, None)]
+    bounds = [str(b) for (b,) in conn.rows(
+        "select order_id from (select order_id, row_number() over (order by order_id) as n from raw.shop_orders "
+        f"where loaded_at >= ? and loaded_at < ?) where n % {int(rows)} = 0 order by order_id", [start, end])]
+    edges = [None, *bounds, None]
+    return list(zip(edges, edges[1:]))
+
+
+def _raw_orders(conn: WarehouseConnection, start: datetime, end: datetime, within: OrderRange) -> pd.DataFrame:
+    """The raw orders of [start, end) whose order_id lies in `within`, by order_id."""
     if not conn.table_exists("raw", "shop_orders"):
         return pd.DataFrame(columns=ORDER_COLUMNS)
     sql, params = "select * from raw.shop_orders where loaded_at >= ? and loaded_at < ?", [start, end]
-    if after is not None:
-        sql, params = sql + " and order_id > ?", params + [after]
-    return conn.query(sql + f" order by order_id limit {int(rows)}", params)
+    low, high = within
+    if low is not None:
+        sql, params = sql + " and order_id > ?", params + [low]
+    if high is not None:
+        sql, params = sql + " and order_id <= ?", params + [high]
+    return conn.query(sql + " order by order_id", params)
 
 
 @dataclass
@@ -144,17 +163,18 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
                    chunk_rows: int = ORDERS_CHUNK_ROWS) -> RestagedOrders:
     """Stage the orders that arrived in [start, end) again, replacing that window of staging.
 
-    The raw orders are read and staged `chunk_rows` at a time, in order_id order (raw keeps one
+    The raw orders are read and staged `chunk_rows` at a time, by order_id ranges (raw keeps one
     row per order, and every order rule looks at one order and its own lines), and each chunk is
     committed to a side table (`staging.orders__restaged`, `staging.order_lines__restaged`). One
     transaction then replaces the window with them and moves the quarantine, as `restage_events`
     does: readers see the old window or the new one, and the process holds one chunk's orders and
     lines, never the window's (1.5M orders held 2.2 GB)."""
     waiting = _open_ids(conn, "shop_orders")  # only open quarantine rows can be released
-    run, after, checked = RestagedOrders(), None, []
+    run, checked = RestagedOrders(), []
     with side_tables(conn, "staging", ORDER_TABLES, RESTAGED) as sides:
-        for _ in collecting(itertools.count()):  # each chunk's cycles go before the next is read
-            raw = _raw_orders(conn, start, end, after, chunk_rows)
+        # each chunk's cycles go before the next is read
+        for within in collecting(_order_ranges(conn, start, end, chunk_rows)):
+            raw = _raw_orders(conn, start, end, within)
             if len(raw) or run.sample_orders is None:
                 part = _stage_order_rows(conn, raw)
                 if run.sample_orders is None:  # the first chunk made the tables: their side tables
@@ -163,9 +183,7 @@ def restage_orders(conn: WarehouseConnection, start: datetime, end: datetime,
                 run.add(raw, part)
                 ids = raw["order_id"].astype(str)
                 checked.append(ids[ids.isin(waiting)])
-            if len(raw) < chunk_rows:
-                break
-            after, raw, part = str(raw["order_id"].iloc[-1]), None, None  # free the chunk first
+            raw = part = None  # free the chunk before reading the next
         run.unmapped = {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in run.unmapped.items()}
         with sides.swap():  # what the side tables replace; their rows go in at its end
             run.by_rule = _quarantine(conn, "shop_orders", run.quarantined, pd.concat(checked, ignore_index=True))

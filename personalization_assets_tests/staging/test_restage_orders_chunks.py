@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pandas as pd
 
-from personalization_assets.assets.staging import restage_orders
+from personalization_assets.assets.staging import _order_ranges, _raw_orders, restage_orders
 from personalization_assets.warehouse import WarehouseConnection
 
 DAY = datetime(2026, 5, 30, tzinfo=timezone.utc)
@@ -76,3 +76,37 @@ def test_chunked_restage_equals_one_chunk():
     assert unknown and {naming[o] for o in unknown} <= {"1010", "1011", "1012"}
     staged = whole["staging.orders"].customer_record_id.dropna()
     assert len(staged) and set(staged) <= {f"crm:{1000 + i}" for i in range(10)}
+
+
+def _order_ranges_split_the_window(conn) -> None:
+    """One query of the window's order ids gives the ranges; each chunk then reads its own orders
+    (not the window sorted again per chunk). Every order of the window falls in exactly one range,
+    an order id loaded twice stays in one chunk, and an exact multiple ends on an empty range."""
+    assert _order_ranges(conn, DAY, DAY + timedelta(days=1), 4) == [(None, None)]  # no raw table yet
+    raw = pd.DataFrame([_order(k) for k in range(47)] + [_order(8)])  # o-008 twice, as two loads
+    raw["loaded_at"] = raw["loaded_at"].astype("datetime64[ns, UTC]")
+    conn.execute("create schema if not exists raw")
+    conn.prepare_table("raw", "shop_orders", raw)
+    conn.insert_frame("raw", "shop_orders", raw)
+    day = raw[raw["loaded_at"] < pd.Timestamp(DAY + timedelta(days=1))]
+    assert (day["order_id"] == "o-008").sum() == 2
+    for rows in (4, 5, len(day)):
+        ranges = _order_ranges(conn, DAY, DAY + timedelta(days=1), rows)
+        chunks = [_raw_orders(conn, DAY, DAY + timedelta(days=1), r) for r in ranges]
+        assert len(ranges) == len(day) // rows + 1
+        assert all(len(c) <= rows + 1 for c in chunks)  # +1: the order loaded twice
+        got = pd.concat(chunks)["order_id"]
+        assert sorted(got) == sorted(day["order_id"])  # each order once, none lost
+        assert (got.to_numpy()[1:] >= got.to_numpy()[:-1]).all()  # chunks in order_id order
+    assert len(chunks[-1]) == 0  # rows = the window's size: one full chunk, then an empty range
+
+
+def test_order_ranges_on_duckdb():
+    _order_ranges_split_the_window(WarehouseConnection(duckdb.connect(":memory:"), "duckdb"))
+
+
+def test_order_ranges_on_fakesnow():
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    with fakesnow_connection() as conn:
+        _order_ranges_split_the_window(conn)
