@@ -163,7 +163,6 @@ def asset_scale(customers: int) -> dict:
 
         started = time.perf_counter()
         assignments = build_assignments(conn, experiments, AS_OF)
-        assignments.attrs.pop("crosswalk")
         write("marts.experiment_assignments", assignments)
         out["assignments_s"] = time.perf_counter() - started
         started = time.perf_counter()

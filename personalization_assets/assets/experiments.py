@@ -48,8 +48,7 @@ def experiment_assignments(warehouse: Warehouse) -> dg.MaterializeResult:
     two had different arms. Updated eagerly after the customers and segments."""
     experiments = declared_experiments()
     with warehouse.connect() as conn:
-        counts, crosswalk = write_assignments(conn, experiments, utc_now())  # one experiment at a time
-        _write(conn, ".".join(CROSSWALK_SNAPSHOT), crosswalk)
+        counts = write_assignments(conn, experiments, utc_now())  # a chunk of customers at a time
         top = conn.query(f"select * from {ASSIGNMENTS} limit 10")
     sizes = counts[counts["arm"].notna()]
     return dg.MaterializeResult(metadata=frame_metadata(

@@ -39,60 +39,140 @@ def _sendable_members(conn, segment: str) -> pd.DataFrame:
                       " where m.segment = ?", [segment])
 
 
-def _merges(conn) -> tuple[list[tuple[str, str]], pd.DataFrame]:
-    """(absorbed key, surviving key) pairs since the last run, and the crosswalk to remember."""
-    now = (conn.query("select record_id, customer_key from core.customer_crosswalk")
-           if conn.table_exists("core", "customer_crosswalk") else pd.DataFrame(columns=["record_id", "customer_key"]))
-    if not conn.table_exists(*CROSSWALK_SNAPSHOT):
-        return [], now
-    before = conn.query(f"select record_id, customer_key from {'.'.join(CROSSWALK_SNAPSHOT)}")
-    moved = before.merge(now, on="record_id", suffixes=("_old", "_new"))
-    moved = moved[moved.customer_key_old != moved.customer_key_new]
-    gone = set(moved.customer_key_old) - set(now.customer_key)
-    pairs = moved[moved.customer_key_old.isin(gone)].drop_duplicates("customer_key_old")
-    return list(zip(pairs.customer_key_old, pairs.customer_key_new)), now
+def _merges(conn) -> list[tuple[str, str]]:
+    """(absorbed key, surviving key) pairs since the last run, found in the warehouse: each key of
+    the remembered crosswalk that no longer exists, with the key its first record (by record_id)
+    has now; in that record order."""
+    if not (conn.table_exists("core", "customer_crosswalk") and conn.table_exists(*CROSSWALK_SNAPSHOT)):
+        return []
+    return [(str(a), str(b)) for a, b, _ in conn.rows(f"""
+        select b.customer_key, n.customer_key, b.record_id
+        from {'.'.join(CROSSWALK_SNAPSHOT)} b join core.customer_crosswalk n on n.record_id = b.record_id
+        where b.customer_key <> n.customer_key
+          and b.customer_key not in (select customer_key from core.customer_crosswalk)
+        qualify row_number() over (partition by b.customer_key order by b.record_id) = 1
+        order by b.record_id""")]
 
 
 ASSIGNMENT_COLUMNS = ["experiment", "kind", "customer_key", "arm", "stratum", "contaminated_by", "assigned_at"]
+ASSIGN_CHUNK_ROWS = 100_000  # customers assigned at a time (their keys, arms and previous rows in memory)
 
 
-def _previous_assignments(conn, experiment: str) -> pd.DataFrame:
+def _keys_sql(conn, exp: Experiment) -> tuple[str, list]:
+    """The experiment's customers (every golden customer, or the sendable members of its
+    segment, with their stratum) and their previous row's arm and contamination."""
+    empty = "select cast(null as varchar) as customer_key, cast(null as varchar) as stratum where false"
+    if exp.kind != "segment":
+        keys, params = ("select customer_key, cast(null as varchar) as stratum from core.customers"
+                        if conn.table_exists("core", "customers") else empty), []
+    elif conn.table_exists("marts", "segment_membership"):
+        profiles = conn.table_exists("marts", "customer_profiles")
+        keys = (f"select m.customer_key, coalesce({'r.rfm_segment' if profiles else 'null'}, 'unknown') as stratum "
+                f"from marts.segment_membership m "
+                f"{'left join marts.customer_profiles r on r.customer_key = m.customer_key' if profiles else ''} "
+                "where m.segment = ?")
+        params = [exp.target]
+    else:
+        keys, params = empty, []
     if not conn.table_exists("marts", "experiment_assignments"):
-        return pd.DataFrame(columns=["customer_key", "arm", "contaminated_by"])
-    return conn.query(f"select customer_key, arm, contaminated_by from {ASSIGNMENTS} where experiment = ?", [experiment])
+        return (f"select cast(customer_key as varchar) as customer_key, stratum, cast(null as varchar) as previous_arm, "
+                f"cast(null as varchar) as previous_contaminated from ({keys}) k"), params
+    return (f"select cast(k.customer_key as varchar) as customer_key, k.stratum, p.arm as previous_arm, "
+            f"p.contaminated_by as previous_contaminated from ({keys}) k left join {ASSIGNMENTS} p "
+            "on p.customer_key = k.customer_key and p.experiment = ?"), [*params, exp.name]
 
 
-def assignment_frames(conn, experiments: list[Experiment], merges: list[tuple[str, str]], as_of: datetime
-                      ) -> Iterator[pd.DataFrame]:
-    """`build_assignments` one experiment at a time: each reads its own previous rows, so only one
-    experiment's rows are in memory (write them elsewhere than marts.experiment_assignments while
-    the iterator runs: later experiments read their previous rows from it)."""
-    customers = (conn.query("select customer_key from core.customers")["customer_key"].astype(str).tolist()
-                 if conn.table_exists("core", "customers") else [])
-    for exp in experiments:
-        previous = _previous_assignments(conn, exp.name)
-        prev = dict(zip(previous["customer_key"], previous["arm"]))
-        if exp.kind == "segment":
-            members = _sendable_members(conn, exp.target)
-            keys = members["customer_key"].astype(str).tolist()
-            strata = dict(zip(keys, members["rfm_segment"].fillna("unknown").astype(str)))
-            arms = (assign_stratified(exp, strata, prev) if exp.stratify_by
-                    else {k: prev.get(k) or assign_arm(exp, k) for k in keys})
-        else:
-            keys, strata = customers, {}
-            arms = {k: assign_arm(exp, k) for k in keys}
-        merged = apply_merges(exp, {**prev, **arms}, merges)
-        mine = previous[previous.contaminated_by.notna()]
-        contaminated = dict(zip(mine.customer_key, mine.contaminated_by))  # once contaminated, always
-        contaminated.update({c["survivor_key"]: c["absorbed_key"] for c in merged.contaminated})
-        frame = pd.DataFrame({
-            "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
-            "arm": [merged.arms.get(k, arms[k]) for k in keys],
-            "stratum": [strata.get(k) for k in keys],
-            "contaminated_by": [contaminated.get(k) for k in keys], "assigned_at": as_of})
-        del previous, prev, arms, merged, strata
-        frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
-        yield frame
+def _previous_arms(conn, exp: Experiment, keys: list[str]) -> dict[str, str]:
+    """The previous run's arms of these keys in the experiment."""
+    found = {}
+    if conn.table_exists("marts", "experiment_assignments"):
+        for start in range(0, len(keys), 1_000):
+            part = keys[start:start + 1_000]
+            found.update(conn.rows(f"select customer_key, arm from {ASSIGNMENTS} where experiment = ? "
+                                   f"and customer_key in ({', '.join('?' * len(part))})", [exp.name, *part]))
+    return found
+
+
+def _covered(conn, exp: Experiment, keys: list[str]) -> set[str]:
+    """Which of `keys` the experiment covers now (golden customers, or members of its segment)."""
+    if exp.kind != "segment":
+        return conn.present("core.customers", "customer_key", keys) if conn.table_exists("core", "customers") else set()
+    if not conn.table_exists("marts", "segment_membership"):
+        return set()
+    found = set()
+    for start in range(0, len(keys), 1_000):
+        part = keys[start:start + 1_000]
+        found.update(k for (k,) in conn.rows(
+            f"select customer_key from marts.segment_membership where segment = ? "
+            f"and customer_key in ({', '.join('?' * len(part))})", [exp.target, *part]))
+    return found
+
+
+def _merge_outcome(conn, exp: Experiment, merges: list[tuple[str, str]], stratified: dict[str, str] | None
+                   ) -> tuple[dict[str, str], dict[str, str]]:
+    """`apply_merges` over only the keys the merges name: (their arms after the merges, survivor ->
+    absorbed key of a merge across arms). The arms before are the previous run's, overridden by
+    the current ones of the keys the experiment covers (`stratified`: its arms, when balanced)."""
+    if not merges:
+        return {}, {}
+    named = sorted({k for pair in merges for k in pair})
+    previous = _previous_arms(conn, exp, named)
+    if stratified is not None:
+        current = {k: stratified[k] for k in named if k in stratified}
+    else:
+        sticky = exp.kind == "segment"  # a segment member keeps the arm of an earlier run
+        current = {k: (previous.get(k) if sticky else None) or assign_arm(exp, k)
+                   for k in _covered(conn, exp, named)}
+    merged = apply_merges(exp, {**previous, **current}, merges)
+    return merged.arms, {c["survivor_key"]: c["absorbed_key"] for c in merged.contaminated}
+
+
+def assignment_frames(conn, experiments: list[Experiment], merges: list[tuple[str, str]], as_of: datetime,
+                      chunk_rows: int = ASSIGN_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """`build_assignments`' rows, an experiment and `chunk_rows` customers at a time: each
+    customer's previous row is joined in the warehouse, so memory follows the chunk, not the
+    customers (every customer's key, previous arm and new arm in Python dicts peaked at 2.3 GB at
+    3M customers). A stratified segment is read whole: balancing its strata needs every member.
+    The previous rows are read from marts.experiment_assignments: write elsewhere until done."""
+    from ..quality.table_checks import read_chunks
+    from ..warehouse import WarehouseConnection
+
+    # DuckDB streams a result on its connection: the chunks come through a second one
+    reader = WarehouseConnection(conn.raw.cursor(), "duckdb") if conn.dialect == "duckdb" else conn
+    try:
+        for exp in experiments:
+            sql, params = _keys_sql(conn, exp)
+            stratified = None
+            if exp.kind == "segment" and exp.stratify_by:
+                members = conn.query(sql, params)
+                keys = members["customer_key"].astype(str).tolist()
+                previous = {k: a for k, a in zip(keys, members["previous_arm"]) if isinstance(a, str)}
+                stratified = assign_stratified(exp, dict(zip(keys, members["stratum"].astype(str))), previous)
+                chunks = [members]
+            else:
+                chunks = read_chunks(reader, sql, params, rows=chunk_rows)
+            after, contaminations = _merge_outcome(conn, exp, merges, stratified)
+            for chunk in chunks:
+                keys = chunk["customer_key"].astype(str).tolist()
+                if stratified is not None:
+                    arms = [stratified[k] for k in keys]
+                elif exp.kind == "segment":  # sticky
+                    arms = [a if isinstance(a, str) else assign_arm(exp, k) for k, a in zip(keys, chunk["previous_arm"])]
+                else:
+                    arms = [assign_arm(exp, k) for k in keys]
+                before = [c if isinstance(c, str) else None for c in chunk["previous_contaminated"]]
+                frame = pd.DataFrame({
+                    "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
+                    "arm": [after.get(k, a) for k, a in zip(keys, arms)],
+                    "stratum": [s if isinstance(s, str) else None for s in chunk["stratum"]],
+                    "contaminated_by": [contaminations.get(k, c) for k, c in zip(keys, before)],  # once contaminated, always
+                    "assigned_at": pd.Timestamp(as_of)})
+                frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+                if len(frame):
+                    yield frame
+    finally:
+        if reader is not conn:
+            reader.raw.close()
 
 
 def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> pd.DataFrame:
@@ -101,33 +181,37 @@ def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> p
     Global and trigger experiments cover every golden customer (arm = hash, no memory needed);
     segment experiments cover the segment's members, stratified when declared (then sticky
     through the previous table). A merge keeps the survivor's arm and flags the survivor."""
-    merges, crosswalk = _merges(conn)
-    frames = list(assignment_frames(conn, experiments, merges, as_of))
+    frames = list(assignment_frames(conn, experiments, _merges(conn), as_of))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
     out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
-    out.attrs["crosswalk"] = crosswalk
     return out
 
 
-def write_assignments(conn, experiments: list[Experiment], as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Replace marts.experiment_assignments with `build_assignments`' rows, one experiment at a
-    time through a side table (`<table>__next`, `side_tables.py`) copied in one transaction.
-    Returns the rows per (experiment, arm) with the contaminated ones, and the crosswalk to remember."""
+def write_assignments(conn, experiments: list[Experiment], as_of: datetime,
+                      chunk_rows: int = ASSIGN_CHUNK_ROWS) -> pd.DataFrame:
+    """Replace marts.experiment_assignments with `build_assignments`' rows, a chunk at a time
+    through a side table (`<table>__next`, `side_tables.py`) copied in one transaction with the
+    crosswalk remembered for the next run's merges (`ops.experiment_crosswalk`, by SQL). Returns
+    the rows per (experiment, arm) with the contaminated ones."""
     schema, table = ASSIGNMENTS.split(".")
-    merges, crosswalk = _merges(conn)
+    merges = _merges(conn)
+    first = pd.DataFrame({c: pd.Series(dtype=object) for c in ASSIGNMENT_COLUMNS})
+    first["assigned_at"] = pd.to_datetime(first["assigned_at"], utc=True)
+    snapshot, crosswalk = ".".join(CROSSWALK_SNAPSHOT), conn.table_exists("core", "customer_crosswalk")
+    conn.ensure_schema(CROSSWALK_SNAPSHOT[0])
+    conn.execute(f"create table if not exists {snapshot} (record_id varchar, customer_key varchar)")
     with side_tables(conn, schema, [table], "__next") as sides:
-        first = None
-        for frame in assignment_frames(conn, experiments, merges, as_of):
-            first = frame.head(0) if first is None else first
-            sides.insert(table, frame)
-        first = pd.DataFrame(columns=ASSIGNMENT_COLUMNS) if first is None else first
         conn.prepare_table(schema, sides.names[table], first)
         conn.prepare_table(schema, table, first)
-        with sides.swap(ASSIGNMENT_COLUMNS):  # every row is replaced
+        for frame in assignment_frames(conn, experiments, merges, as_of, chunk_rows):
+            sides.insert(table, frame)
+        with sides.swap(ASSIGNMENT_COLUMNS):  # every row is replaced, and the crosswalk remembered with them
             conn.execute(f"delete from {ASSIGNMENTS}")
-    counts = conn.query(f"select experiment, arm, count(*) as n, count(contaminated_by) as contaminated "
-                        f"from {ASSIGNMENTS} group by experiment, arm order by experiment, arm")
-    return counts, crosswalk
+            conn.execute(f"delete from {snapshot}")
+            if crosswalk:
+                conn.execute(f"insert into {snapshot} select record_id, customer_key from core.customer_crosswalk")
+    return conn.query(f"select experiment, arm, count(*) as n, count(contaminated_by) as contaminated "
+                      f"from {ASSIGNMENTS} group by experiment, arm order by experiment, arm")
 
 
 def exposure_arms(conn, experiments: list[Experiment]) -> pd.DataFrame:

@@ -192,41 +192,113 @@ def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignme
     pd.testing.assert_frame_equal(got, expected)
 
 
-def test_assignments_written_one_experiment_at_a_time_equal_build_assignments(world):
-    """A first run, then a merge and new segment members: each run's table equals the in-memory
-    build from the same warehouse (previous rows, stratified segment, contamination)."""
+def _reference_assignments(conn, experiments, as_of) -> pd.DataFrame:
+    """The assignment rules over whole frames, the way they were computed before the chunked
+    writer (every customer, previous row and crosswalk in memory): the oracle it must equal."""
+    from personalization_assets.experiments.assign import apply_merges, assign_arm, assign_stratified
+
+    now = conn.query("select record_id, customer_key from core.customer_crosswalk")
+    merges = []
+    if conn.table_exists("ops", "experiment_crosswalk"):
+        before = conn.query("select record_id, customer_key from ops.experiment_crosswalk order by record_id")
+        moved = before.merge(now, on="record_id", suffixes=("_old", "_new"))
+        moved = moved[moved.customer_key_old != moved.customer_key_new]
+        pairs = moved[~moved.customer_key_old.isin(set(now.customer_key))].drop_duplicates("customer_key_old")
+        merges = list(zip(pairs.customer_key_old, pairs.customer_key_new))
+    customers = conn.query("select customer_key from core.customers")["customer_key"].astype(str).tolist()
+    has_previous = conn.table_exists("marts", "experiment_assignments")
+    frames = []
+    for exp in experiments:
+        previous = (conn.query("select customer_key, arm, contaminated_by from marts.experiment_assignments "
+                               "where experiment = ?", [exp.name]) if has_previous
+                    else pd.DataFrame(columns=["customer_key", "arm", "contaminated_by"]))
+        prev = dict(zip(previous["customer_key"], previous["arm"]))
+        if exp.kind == "segment":
+            members = conn.query("select m.customer_key, p.rfm_segment from marts.segment_membership m left join "
+                                 "marts.customer_profiles p on p.customer_key = m.customer_key where m.segment = ?",
+                                 [exp.target])
+            keys = members["customer_key"].astype(str).tolist()
+            strata = dict(zip(keys, members["rfm_segment"].fillna("unknown").astype(str)))
+            arms = (assign_stratified(exp, strata, prev) if exp.stratify_by
+                    else {k: prev.get(k) or assign_arm(exp, k) for k in keys})
+        else:
+            keys, strata = customers, {}
+            arms = {k: assign_arm(exp, k) for k in keys}
+        merged = apply_merges(exp, {**prev, **arms}, merges)
+        mine = previous[previous.contaminated_by.notna()]
+        contaminated = dict(zip(mine.customer_key, mine.contaminated_by))
+        contaminated.update({c["survivor_key"]: c["absorbed_key"] for c in merged.contaminated})
+        frames.append(pd.DataFrame({
+            "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
+            "arm": [merged.arms.get(k, arms[k]) for k in keys], "stratum": [strata.get(k) for k in keys],
+            "contaminated_by": [contaminated.get(k) for k in keys], "assigned_at": pd.Timestamp(as_of)}))
+    out = pd.concat(frames, ignore_index=True)
+    out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
+    return out
+
+
+def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["experiment", "customer_key"], ignore_index=True)
+
+
+def test_assignments_written_a_chunk_at_a_time_equal_the_rules_over_whole_frames(world):
+    """A first run, then a merge and new segment members: each run's table equals the rules
+    applied to whole frames (previous rows, stratified and sticky segments, contamination), in
+    chunks of 700 customers, and the crosswalk is remembered for the next run."""
+    from personalization_assets.experiments.assign import Experiment
     from personalization_assets.experiments.pipeline import ASSIGNMENTS, build_assignments, write_assignments
 
     warehouse, _ = world
-    experiments = declared_experiments()
+    # the declared ones (global, triggers, a stratified segment) and a plain segment holdout (sticky)
+    experiments = declared_experiments() + [Experiment("segment:win_back_plain", {CONTROL: 0.2, "treatment": 0.8},
+                                                       "segment", "win_back")]
     _win_back_members(warehouse, two_strata=True)
-    for run in range(2):
+    for run in range(3):
         with warehouse.connect() as conn:
-            expected = build_assignments(conn, experiments, NOW + timedelta(days=run))
-            counts, crosswalk = write_assignments(conn, experiments, NOW + timedelta(days=run))
+            expected = _reference_assignments(conn, experiments, NOW + timedelta(days=run))
+            built = build_assignments(conn, experiments, NOW + timedelta(days=run))
+            counts = write_assignments(conn, experiments, NOW + timedelta(days=run), chunk_rows=700)
             got = conn.query(f"select * from {ASSIGNMENTS}")
             assert not conn.table_exists("marts", "experiment_assignments__next")
-            conn.execute("create schema if not exists ops")
-            conn.execute("create or replace table ops.experiment_crosswalk as select * from core.customer_crosswalk")
-        pd.testing.assert_frame_equal(crosswalk, expected.attrs.pop("crosswalk"))
+            remembered = conn.query("select * from ops.experiment_crosswalk order by record_id")
+            crosswalk = conn.query("select record_id, customer_key from core.customer_crosswalk order by record_id")
+        pd.testing.assert_frame_equal(remembered, crosswalk, check_dtype=False)
         got["assigned_at"] = pd.to_datetime(got["assigned_at"], utc=True)
-        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        pd.testing.assert_frame_equal(_in_order(got), _in_order(expected), check_dtype=False)
+        pd.testing.assert_frame_equal(_in_order(built), _in_order(expected), check_dtype=False)
         assert int(counts["n"].sum()) == len(expected)
         contaminated = int(expected.contaminated_by.notna().sum())
         assert int(counts["contaminated"].sum()) == contaminated and (contaminated > 0) == (run > 0)
-        assert expected.stratum.notna().sum() >= 300
+        assert expected.stratum.notna().sum() >= 600
         arms = expected[expected.experiment == "trigger:cart_abandonment"].set_index("customer_key").arm
-        with warehouse.connect() as conn:  # a merge across arms and new segment members for the next run
-            absorbed, survivor = arms[arms == CONTROL].index[0], arms[arms != CONTROL].index[0]
+        plain = expected[expected.experiment == "segment:win_back_plain"].set_index("customer_key").arm
+        with warehouse.connect() as conn:  # merges across arms and new segment members for the next run
+            absorbed, survivor = arms[arms == CONTROL].index[run], arms[arms != CONTROL].index[run]
             conn.execute("update core.customer_crosswalk set customer_key = ? where customer_key = ?", [survivor, absorbed])
             conn.execute("delete from core.customers where customer_key = ?", [absorbed])
+            # and within the plain segment: a control member absorbed by a treated one
+            absorbed, survivor = plain[plain == CONTROL].index[run], plain[plain != CONTROL].index[run + 5]
+            conn.execute("update core.customer_crosswalk set customer_key = ? where customer_key = ?", [survivor, absorbed])
+            conn.execute("delete from core.customers where customer_key = ?", [absorbed])
+            conn.execute("delete from marts.segment_membership where customer_key = ?", [absorbed])
+            # members assigned under an earlier split keep their arm (sticky), whatever their hash says now
+            conn.execute("update marts.experiment_assignments set arm = 'control' where experiment = "
+                         "'segment:win_back_plain' and arm = 'treatment' and customer_key in (select customer_key "
+                         "from marts.segment_membership order by customer_key limit 60)")
             conn.execute("insert into marts.segment_membership select 'win_back', customer_key, ? from core.customers "
+                         "where customer_key not in (select customer_key from marts.segment_membership) "
                          "order by customer_key desc limit 40", [NOW])
 
 
-def test_assignments_written_one_experiment_at_a_time_on_snowflake_sql():
+def test_assignments_written_a_chunk_at_a_time_on_snowflake_sql(monkeypatch):
+    from fakesnow.cursor import FakeSnowflakeCursor
+
     from personalization_assets.experiments.pipeline import ASSIGNMENTS, build_assignments, write_assignments
     from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    # fakesnow has no fetch_pandas_batches (Snowflake's result chunks): one batch of the whole result
+    monkeypatch.setattr(FakeSnowflakeCursor, "fetch_pandas_batches", lambda self: iter([self.fetch_pandas_all()]),
+                        raising=False)
 
     keys = pd.DataFrame({"customer_key": [f"cus_{i:03d}" for i in range(120)]})
     experiments = declared_experiments()
@@ -236,10 +308,9 @@ def test_assignments_written_one_experiment_at_a_time_on_snowflake_sql():
             snow.replace_frame("core", name, frame)
         for _ in range(2):  # the second run reads the first run's rows
             expected = build_assignments(snow, experiments, NOW)
-            counts, _ = write_assignments(snow, experiments, NOW)
+            counts = write_assignments(snow, experiments, NOW, chunk_rows=50)
             got = snow.query(f"select * from {ASSIGNMENTS}")
     got["assigned_at"] = pd.to_datetime(got["assigned_at"], utc=True)
-    expected.attrs.clear()
     assert len(expected) >= 3 * len(keys) and int(counts["n"].sum()) == len(expected)
     pd.testing.assert_frame_equal(got.sort_values(["experiment", "customer_key"], ignore_index=True),
                                   expected.sort_values(["experiment", "customer_key"], ignore_index=True),
