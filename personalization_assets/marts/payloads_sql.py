@@ -85,9 +85,13 @@ def payload_sql(conn: Sql, tables: InputTables = InputTables(), profiles: str = 
     rates = shared.get("p_rates") or f"""
     select currency, cast(fx_rate as double) as fx_rate from p_fx
     union all select {reporting}, 1.0 where {reporting} not in (select currency from p_fx)"""
+    # each sku's latest line (newest created_at, then the first order_id), as an aggregate: a
+    # window over every order line could not spill, and failed under 768 MB at 3M customers
     catalog = shared.get("p_catalog") or """
-    select sku, product_name as name, unit_price_minor, currency, true as hit from c_lines
-    qualify row_number() over (partition by sku order by created_at desc, order_id) = 1"""
+    select sku, latest.name, latest.unit_price_minor, latest.currency, true as hit from (
+        select sku, arg_min({'name': product_name, 'unit_price_minor': unit_price_minor, 'currency': currency},
+                            (coalesce(-epoch_us(created_at), 9223372036854775807), order_id)) as latest
+        from c_lines group by sku)"""
     final = final or f"""select customer_key, email, locale, currency, loyalty_tier, discount_eligible,
        '{{"cart": [' || coalesce(cart, '') || '], "currency": ' || {_json('currency')}
        || ', "discount_eligible": ' || case when discount_eligible then 'true' else 'false' end
@@ -210,9 +214,9 @@ def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", ta
                    reporting_currency: str = "EUR", chunk_customers: int = CHUNK_CUSTOMERS) -> int:
     """Replace `target` with the payloads, inside the warehouse. Returns the rows written.
 
-    Built in chunks of `chunk_customers` sendable customers in key order, so that the per-customer
-    aggregations (views, cart, about 100 recommendation candidates per customer, JSON text) hold
-    one chunk at a time: at 1M customers in one statement they spilled gigabytes under a memory
+    Built in chunks of about `chunk_customers` sendable customers (by a hash of the key), so that
+    the per-customer aggregations (views, cart, about 100 recommendation candidates per customer,
+    JSON text) hold one chunk at a time: at 1M customers in one statement they spilled gigabytes under a memory
     limit (and without one were killed at 14 GB). What does not depend on the customer (rates,
     catalog, co-purchase pairs, bestsellers) is computed once; the customers' events and order
     lines are read once, tagged with their chunk. The chunks go to `<target>__next`, which then
@@ -228,23 +232,35 @@ def write_payloads(conn: Sql, target: str = "marts.personalization_payloads", ta
     # Scratch tables in the target's schema, not temporary ones: under a memory limit DuckDB must
     # write an evicted temporary block to its spill file, while a table's blocks are in the file.
     t = {name: f"{schema}.{bare}__{name}" for name in (
-        "customers", "rates", "catalog", "events", "lines", "segments", "pairs", "sellers", "cat_best",
-        "shop_best", "recs", "next")}
+        "customers", "rates", "catalog", "events", "orders", "lines", "purchases", "segments", "pairs", "sellers",
+        "cat_best", "shop_best", "recs", "next")}
     create = "create or replace table"
     try:
-        conn.execute(f"{create} {t['customers']} as {ctes} select *, (row_number() over (order by customer_key) - 1) "
-                     f"// {size} as chunk from ({customer_sql(profiles, _literal(reporting_currency))}) c")
+        # chunks by a hash of the key: numbering the customers in key order (a window over every
+        # sendable customer's row) could not spill, and failed under 768 MB at 3M customers
+        conn.execute(f"{create} {t['customers']} as {ctes} select * "
+                     f"from ({customer_sql(profiles, _literal(reporting_currency))}) c")
+        total = int(conn.query(f"select count(*) as n from {t['customers']}")["n"].iat[0])
+        conn.execute(f"alter table {t['customers']} add column chunk bigint")
+        conn.execute(f"update {t['customers']} set chunk = hash(customer_key) % {max(1, -(-total // size))}")
         conn.execute(f"{create} {t['rates']} as {payload_sql(conn, **kwargs, final='select * from p_rates')}")
         conn.execute(f"{create} {t['catalog']} as {payload_sql(conn, **kwargs, final='select * from p_catalog')}")
         conn.execute(f"{create} {t['events']} as {ctes} select e.customer_key, e.event, e.ts, e.cart_id, e.sku, "
                      f"e.currency, e.value_minor, p.chunk from c_events e join {t['customers']} p "
                      "on p.customer_key = e.customer_key")
-        conn.execute(f"{create} {t['lines']} as {ctes} select distinct l.customer_key, l.sku, p.chunk from c_lines l "
-                     f"join {t['customers']} p on p.customer_key = l.customer_key")
+        # c_lines' rows by way of the purchases' keys, kept first: in one statement with c_orders' own
+        # joins and the customers' the lines could not spill under 768 MB at 3M customers
+        conn.execute(f"{create} {t['orders']} as {ctes} select customer_key, order_id from c_orders")
+        conn.execute(f"{create} {t['lines']} as select distinct o.customer_key, l.sku, p.chunk "
+                     f"from {tables.order_lines} l join {t['orders']} o on o.order_id = l.order_id "
+                     f"join {t['customers']} p on p.customer_key = o.customer_key")
         segments = f"select s.*, p.chunk from p_segments s join {t['customers']} p on p.customer_key = s.customer_key"
         conn.execute(f"{create} {t['segments']} as {payload_sql(conn, **kwargs, final=segments)}")
+        conn.execute(f"{create} {t['purchases']} as select distinct l.order_id, l.sku, l.category "
+                     f"from {tables.order_lines} l semi join {t['orders']} o on o.order_id = l.order_id")
+        shared_recs = recommendation_ctes(profiles, purchases=t["purchases"])
         for name in ("pairs", "sellers"):
-            conn.execute(f"{create} {t[name]} as {ctes}, {with_ctes(recs)} select * from {name}")
+            conn.execute(f"{create} {t[name]} as {ctes}, {with_ctes(shared_recs)} select * from {name}")
         for name in ("cat_best", "shop_best"):
             conn.execute(f"{create} {t[name]} as {ctes}, "
                          f"{with_ctes(recs, {'sellers': 'select * from ' + t['sellers']})} select * from {name}")

@@ -22,22 +22,28 @@ def with_ctes(ctes: dict[str, str], overrides: dict[str, str] | None = None) -> 
     return ",\n".join(f"{name} as ({overrides.get(name, body)})" for name, body in ctes.items())
 
 
-def recommendation_ctes(profiles: str, events: str = "c_events", lines: str = "c_lines") -> dict[str, str]:
+def recommendation_ctes(profiles: str, events: str = "c_events", lines: str = "c_lines",
+                        purchases: str = "c_lines") -> dict[str, str]:
     """The CTEs after `input_ctes`, by name. `pairs`, `cat_best` and `shop_best` do not depend on
-    the customer (a chunked build computes them once); `seeds`, `bought` and `candidates` do."""
+    the customer (a chunked build computes them once, from `purchases`: a relation of the
+    purchase lines' order_id, sku and category); `seeds`, `bought` and `candidates` do. Orders
+    are counted over distinct (order, sku) rows: a plain count, which DuckDB spills, unlike
+    count(distinct) per group."""
     return {
         "pairs": f"""
-    select a.sku as seed, b.sku as sku, count(distinct a.order_id) as n
-    from c_lines a join c_lines b on a.order_id = b.order_id and a.sku <> b.sku
+    select a.sku as seed, b.sku as sku, count(*) as n
+    from (select distinct order_id, sku from {purchases}) a
+    join (select distinct order_id, sku from {purchases}) b on a.order_id = b.order_id and a.sku <> b.sku
     group by a.sku, b.sku
-    qualify row_number() over (partition by a.sku order by count(distinct a.order_id) desc, b.sku) <= {PER_SEED}""",
+    qualify row_number() over (partition by a.sku order by count(*) desc, b.sku) <= {PER_SEED}""",
         "seeds": f"""
     select distinct customer_key, sku from {lines} where customer_key is not null
     union
     select distinct customer_key, sku from {events}
     where customer_key is not null and sku is not null and event in ({sql_list(CART_EVENTS)})""",
         "bought": f"select distinct customer_key, sku from {lines} where customer_key is not null",
-        "sellers": "select category, sku, count(distinct order_id) as n from c_lines group by category, sku",
+        "sellers": f"""select category, sku, count(*) as n
+    from (select distinct category, sku, order_id from {purchases}) group by category, sku""",
         "cat_best": f"""
     select category, sku, n from sellers where category is not null
     qualify row_number() over (partition by category order by n desc, sku) <= {PER_SEED}""",
