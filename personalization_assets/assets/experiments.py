@@ -5,6 +5,7 @@ Thin shells over `experiments/pipeline.py`; the lift is computed by the same cod
 """
 
 import dagster as dg
+import pandas as pd
 
 from .. import settings
 from ..heap import releasing
@@ -13,7 +14,7 @@ from ..experiments.pipeline import (ASSIGNMENTS, CROSSWALK_SNAPSHOT, EXPOSURES, 
                                     randomized_in_warehouse,
                                     build_exposures, build_results, exposure_arms,
                                     exposure_log_path,
-                                    read_outcomes, results_in_warehouse, write_assignments)
+                                    read_outcomes, results_in_warehouse, write_assignments, write_exposures)
 from ..resources.warehouse import Warehouse
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, utc_now
 
@@ -67,14 +68,20 @@ def experiment_exposures(warehouse: Warehouse) -> dg.MaterializeResult:
     who would have been sent the email is a ghost exposure (`ghost`), so the comparison is
     intent-to-treat; suppressed people are in neither arm. Updated eagerly after the assignments."""
     experiments = declared_experiments()
+    log = exposure_log_path(settings.data_dir())
     with warehouse.connect() as conn:
-        arms = exposure_arms(conn, experiments)  # the segment members' arms only
-        frame = build_exposures(conn, experiments, arms, exposure_log_path(settings.data_dir()))
-        _write(conn, EXPOSURES, frame)
-    counts = frame.groupby(["experiment", "arm"]).customer_key.nunique()
+        if conn.dialect == "duckdb":  # the segment members a chunk at a time, their arms joined in SQL
+            counts = write_exposures(conn, experiments, log)
+        else:
+            frame = build_exposures(conn, experiments, exposure_arms(conn, experiments), log)
+            _write(conn, EXPOSURES, frame)
+            counts = (frame.groupby(["experiment", "arm"]).customer_key.nunique().rename("n").reset_index()
+                      if len(frame) else pd.DataFrame(columns=["experiment", "arm", "n"]))
+        rows, ghosts = conn.rows(f"select count(*), coalesce(sum(case when ghost then 1 else 0 end), 0) from {EXPOSURES}")[0]
+        top = conn.query(f"select * from {EXPOSURES} limit 10")
     return dg.MaterializeResult(metadata=frame_metadata(
-        frame, ghosts=int(frame["ghost"].sum()),
-        **{f"exposed:{exp}:{arm}": dg.MetadataValue.int(int(n)) for (exp, arm), n in counts.items()}))
+        top, ghosts=int(ghosts), **{"dagster/row_count": dg.MetadataValue.int(int(rows))},
+        **{f"exposed:{r.experiment}:{r.arm}": dg.MetadataValue.int(int(r.n)) for r in counts.itertuples()}))
 
 
 @dg.asset_check(asset=EXPOSURES_KEY, blocking=True, pool=WAREHOUSE_POOL,

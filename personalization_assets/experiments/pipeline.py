@@ -228,51 +228,129 @@ def exposure_arms(conn, experiments: list[Experiment]) -> pd.DataFrame:
         f"where segment in ({', '.join('?' * len(targets))}))", names + targets)
 
 
+EXPOSURE_TABLE_COLUMNS = ["experiment", "decision_key", "customer_id", "customer_key", "arm", "ghost", "exposed_at",
+                          "source"]
+EXPOSURE_CHUNK_ROWS = 100_000  # segment members turned into exposures at a time
+
+
+def _trigger_exposures(exposure_log: Path | None) -> list[pd.DataFrame]:
+    """The sender's decisions (ghosts included), from its exposure log, if there is one."""
+    if exposure_log is None or not Path(exposure_log).exists():
+        return []
+    log = ExposureLog(exposure_log)
+    try:
+        rows = pd.DataFrame(log.rows(), columns=EXPOSURE_COLUMNS)
+    finally:
+        log.close()
+    rows["exposed_at"] = pd.to_datetime(rows["exposed_at"], unit="s", utc=True)
+    rows["source"] = "trigger"
+    return [rows]
+
+
+def _segment_exposures(exp: Experiment, glob: Experiment | None, members: pd.DataFrame, arm_of) -> list[pd.DataFrame]:
+    """A held-out segment's members (customer_key, since) as exposures of its experiment (those
+    outside the global control) and of the global control; `arm_of(experiment, keys)` gives the
+    assigned arms (None where there is none yet: the global control's hash arm then)."""
+    frames = []
+    keys = members["customer_key"].astype(str)
+    since = pd.to_datetime(members["since"], utc=True)
+    in_global = (keys.map(lambda k: assign_arm(glob, k) == CONTROL) if glob is not None
+                 else pd.Series(False, index=members.index))
+    for name, mask in ((exp.name, ~in_global), (GLOBAL_CONTROL, pd.Series(True, index=members.index))):
+        if name == GLOBAL_CONTROL and glob is None:
+            continue
+        part = pd.DataFrame({"experiment": name, "decision_key": f"segment:{exp.target}:" + keys[mask]
+                             + ":" + since[mask].astype(str), "customer_id": None, "customer_key": keys[mask],
+                             "exposed_at": since[mask], "source": "segment"})
+        part["arm"] = [a or (assign_arm(glob, k) if name == GLOBAL_CONTROL else None)
+                       for k, a in zip(part.customer_key, arm_of(name, part.customer_key))]  # not yet assigned: hash
+        part = part[part.arm.notna()]
+        part["ghost"] = (part["arm"] == CONTROL).astype(int)
+        frames.append(part)
+    return frames
+
+
+def _exposure_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    out = (pd.concat([f[EXPOSURE_TABLE_COLUMNS] for f in frames], ignore_index=True) if frames
+           else pd.DataFrame({c: pd.Series(dtype=object) for c in EXPOSURE_TABLE_COLUMNS}))
+    out["ghost"] = out["ghost"].astype(bool)
+    out["exposed_at"] = pd.to_datetime(out["exposed_at"], utc=True)
+    return out
+
+
 def build_exposures(conn, experiments: list[Experiment], assignments: pd.DataFrame,
                     exposure_log: Path | None) -> pd.DataFrame:
     """Every send decision with its arm: the stream's (the sender's exposure log, ghosts included)
     and the batch segments' (each member of a held-out segment, from when they joined it; a
     control member is a ghost). Suppressed people are in neither: the sender logs after its
-    suppression check, and sendable segments never hold a suppressed customer."""
-    frames = []
-    if exposure_log is not None and Path(exposure_log).exists():
-        log = ExposureLog(exposure_log)
-        try:
-            rows = pd.DataFrame(log.rows(), columns=EXPOSURE_COLUMNS)
-        finally:
-            log.close()
-        rows["exposed_at"] = pd.to_datetime(rows["exposed_at"], unit="s", utc=True)
-        rows["source"] = "trigger"
-        frames.append(rows)
+    suppression check, and sendable segments never hold a suppressed customer. In memory, with
+    the arms of `assignments`; `write_exposures` writes the same rows a chunk at a time."""
+    frames = _trigger_exposures(exposure_log)
     arms = assignments.set_index(["experiment", "customer_key"])["arm"]
     glob = next((e for e in experiments if e.name == GLOBAL_CONTROL), None)
     for exp in experiments:
-        if exp.kind != "segment":
-            continue
-        members = _sendable_members(conn, exp.target)
-        if members.empty:
-            continue
-        keys = members["customer_key"].astype(str)
-        since = pd.to_datetime(members["since"], utc=True)
-        in_global = (keys.map(lambda k: assign_arm(glob, k) == CONTROL) if glob is not None
-                     else pd.Series(False, index=members.index))
-        for name, mask in ((exp.name, ~in_global), (GLOBAL_CONTROL, pd.Series(True, index=members.index))):
-            if name == GLOBAL_CONTROL and glob is None:
-                continue
-            part = pd.DataFrame({"experiment": name, "decision_key": f"segment:{exp.target}:" + keys[mask]
-                                 + ":" + since[mask].astype(str), "customer_id": None, "customer_key": keys[mask],
-                                 "exposed_at": since[mask], "source": "segment"})
-            part["arm"] = [arms.get((name, k)) or (assign_arm(glob, k) if name == GLOBAL_CONTROL else None)
-                           for k in part.customer_key]  # a member not yet in the assignments: its hash arm
-            part = part[part.arm.notna()]
-            part["ghost"] = (part["arm"] == CONTROL).astype(int)
-            frames.append(part)
-    cols = ["experiment", "decision_key", "customer_id", "customer_key", "arm", "ghost", "exposed_at", "source"]
-    out = pd.concat([f[cols] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    out = out.drop_duplicates(["experiment", "decision_key"])
-    out["ghost"] = out["ghost"].astype(bool)
-    out["exposed_at"] = pd.to_datetime(out["exposed_at"], utc=True)
-    return out
+        if exp.kind == "segment":
+            members = _sendable_members(conn, exp.target)
+            if not members.empty:
+                frames += _segment_exposures(exp, glob, members, lambda name, keys: [arms.get((name, k)) for k in keys])
+    return _exposure_frame(frames).drop_duplicates(["experiment", "decision_key"], ignore_index=True)
+
+
+def write_exposures(conn, experiments: list[Experiment], exposure_log: Path | None,
+                    chunk_rows: int = EXPOSURE_CHUNK_ROWS) -> pd.DataFrame:
+    """Replace marts.experiment_exposures with `build_exposures`' rows, the segment members read
+    `chunk_rows` at a time with their arms joined in the warehouse (a held-out segment of a million
+    members as frames of Python strings peaked at 2.3 GB at 3M customers), through a side table;
+    a decision seen twice keeps its first row (an aggregate, which DuckDB spills). Returns the
+    customers per (experiment, arm). DuckDB only (elsewhere `build_exposures`)."""
+    from ..quality.table_checks import read_chunks
+    from ..warehouse import WarehouseConnection
+
+    if conn.dialect != "duckdb":
+        raise ValueError(f"write_exposures is written for DuckDB (got {conn.dialect}): use build_exposures")
+    schema, table = EXPOSURES.split(".")
+    typed = _exposure_frame([])
+    glob = next((e for e in experiments if e.name == GLOBAL_CONTROL), None)
+    assigned = conn.table_exists("marts", "experiment_assignments")
+    members = conn.table_exists("marts", "segment_membership")
+    order = iter(range(1 << 62))  # each row's place, for "the first row of a decision"
+    reader = WarehouseConnection(conn.raw.cursor(), "duckdb")  # streams while `conn` writes
+    try:
+        with side_tables(conn, schema, [table], "__next") as sides:
+            conn.prepare_table(schema, table, typed)
+            conn.prepare_table(schema, sides.names[table], typed.assign(seq=pd.Series(dtype="int64")))
+
+            def insert(frames: list[pd.DataFrame]) -> None:
+                frame = _exposure_frame(frames)
+                if len(frame):
+                    sides.insert(table, frame.assign(seq=[next(order) for _ in range(len(frame))]))
+            insert(_trigger_exposures(exposure_log))
+            for exp in (e for e in experiments if e.kind == "segment" and members):
+                arms = (f"left join {ASSIGNMENTS} s on s.experiment = ? and s.customer_key = m.customer_key "
+                        f"left join {ASSIGNMENTS} g on g.experiment = ? and g.customer_key = m.customer_key"
+                        if assigned else "")
+                sql = (f"select m.customer_key, m.since, {'s.arm' if assigned else 'null'} as segment_arm, "
+                       f"{'g.arm' if assigned else 'null'} as global_arm from marts.segment_membership m {arms} "
+                       "where m.segment = ?")
+                for chunk in read_chunks(reader, sql, ([exp.name, GLOBAL_CONTROL] if assigned else []) + [exp.target],
+                                         rows=chunk_rows):
+                    if len(chunk):
+                        by_name = {exp.name: dict(zip(chunk["customer_key"].astype(str), chunk["segment_arm"])),
+                                   GLOBAL_CONTROL: dict(zip(chunk["customer_key"].astype(str), chunk["global_arm"]))}
+                        insert(_segment_exposures(exp, glob, chunk, lambda name, keys: [
+                            a if isinstance(a, str) else None for a in map(by_name[name].get, keys)]))
+            first = ", ".join(f"first_row.{c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
+            struct = ", ".join(f"'{c}': {c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
+            with conn.transaction():
+                conn.execute(f"delete from {EXPOSURES}")
+                conn.execute(f"insert into {EXPOSURES} ({', '.join(EXPOSURE_TABLE_COLUMNS)}) "
+                             f"select experiment, decision_key, {first} from (select experiment, decision_key, "
+                             f"arg_min({{{struct}}}, seq) as first_row from {sides.side(table)} "
+                             "group by experiment, decision_key)")
+    finally:
+        reader.raw.close()
+    return conn.query(f"select experiment, arm, count(distinct customer_key) as n from {EXPOSURES} "
+                      "group by experiment, arm order by experiment, arm")
 
 
 _OUTCOMES = """select customer_key, created_at as occurred_at, 'order' as kind, value_minor from c_orders

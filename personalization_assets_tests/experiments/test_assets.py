@@ -192,6 +192,36 @@ def test_exposures_from_the_segment_members_arms_equal_those_from_every_assignme
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_exposures_written_a_chunk_at_a_time_equal_the_frame_built_in_memory(world, tmp_path):
+    """write_exposures (members read 97 at a time, arms joined in SQL, a decision seen twice kept
+    once) writes exactly build_exposures' rows: the sender's log, a segment's members with the
+    global control's ghosts, new members without an assignment, and a second experiment on the
+    same segment whose global-control decisions repeat the first's."""
+    from personalization_assets.experiments.assign import Experiment
+    from personalization_assets.experiments.pipeline import (EXPOSURES, build_exposures, exposure_log_path,
+                                                             write_exposures)
+
+    warehouse, _ = world
+    _win_back_members(warehouse, two_strata=False)
+    assert dg.materialize(ALL[:1], resources={"warehouse": warehouse}).success
+    experiments = declared_experiments() + [Experiment("segment:win_back_b", {CONTROL: 0.3, "treatment": 0.7},
+                                                       "segment", "win_back")]
+    log = exposure_log_path(tmp_path)
+    with warehouse.connect() as conn:
+        conn.execute("insert into marts.segment_membership values ('win_back', 'cus_new', ?)", [NOW])
+        expected = build_exposures(conn, experiments, conn.query("select * from marts.experiment_assignments"), log)
+        counts = write_exposures(conn, experiments, log, chunk_rows=97)
+        got = conn.query(f"select * from {EXPOSURES}")
+        assert not conn.table_exists("marts", "experiment_exposures__next")
+    order = ["experiment", "decision_key"]
+    assert (expected.source == "trigger").sum() > 100 and (expected.source == "segment").sum() > 500
+    assert "cus_new" in set(expected.customer_key)
+    pd.testing.assert_frame_equal(got.sort_values(order, ignore_index=True),
+                                  expected.sort_values(order, ignore_index=True), check_dtype=False)
+    assert dict(zip(zip(counts.experiment, counts.arm), counts.n)) == \
+        expected.groupby(["experiment", "arm"]).customer_key.nunique().to_dict()
+
+
 def _reference_assignments(conn, experiments, as_of) -> pd.DataFrame:
     """The assignment rules over whole frames, the way they were computed before the chunked
     writer (every customer, previous row and crosswalk in memory): the oracle it must equal."""
