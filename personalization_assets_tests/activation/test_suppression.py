@@ -135,3 +135,31 @@ def test_deployed_endpoint_appends_to_the_email_events_bus(local_env, monkeypatc
         bus.close()
     assert [(r.event["type"], r.event["email"], r.event["provider"]) for r in records] == [
         ("unsubscribe", "zoe@example.com", "one_click")]  # the retried POST is stored once
+
+
+def _records_with_listed_addresses(conn) -> None:
+    staged = pd.DataFrame({"record_id": ["crm:1", "crm:2", "shop:3", "crm:4"],
+                           "email": ["Noel.Work@Example.com", "noel@example.com", "noel@example.com", None]})
+    crosswalk = pd.DataFrame({"record_id": ["crm:1", "crm:2", "shop:3", "crm:4"],
+                              "customer_key": ["noel2", "noel2", "noel3", "anna"]})
+    for schema, name, frame in (("staging", "customers", staged), ("core", "customer_crosswalk", crosswalk)):
+        conn.prepare_table(schema, name, frame)
+        conn.replace_frame(schema, name, frame)
+    found = suppression._records_with_addresses(conn, ["noel.work@example.com", "noel@example.com", "nobody@x.org"],
+                                                chunk=2)
+    assert sorted(zip(found["email"], found["customer_key"])) == [
+        ("noel.work@example.com", "noel2"), ("noel@example.com", "noel2"), ("noel@example.com", "noel3")]
+    assert suppression._records_with_addresses(conn, []).empty
+
+
+def test_an_unsubscribed_address_is_looked_up_on_the_source_records_on_duckdb(duck):
+    """Only the listed addresses' source records come back (not every staged address), compared
+    lower-cased, on DuckDB (one registered relation) and on Snowflake's SQL (bound chunks)."""
+    _records_with_listed_addresses(duck)
+
+
+def test_an_unsubscribed_address_is_looked_up_on_the_source_records_on_fakesnow():
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    with fakesnow_connection() as snow:
+        _records_with_listed_addresses(snow)
