@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -91,8 +91,12 @@ def _suppressed_filter(conn: Sql, alias: str) -> str:
             f"\n  and not exists (select 1 from activation.suppression s where s.email_sha256 = {hashed})")
 
 
-def plan(conn: Sql, spec: SyncSpec) -> pd.DataFrame:
-    """The rows to send, in send order (op, row_key); nothing is written but temporary tables."""
+PLAN = "activation.sync_plan"  # the rows the running sync sends (a table: DuckDB reads it through a second connection)
+PLAN_CHUNK_BATCHES = 20  # batches of plan rows read at a time
+
+
+def plan(conn: Sql, spec: SyncSpec) -> None:
+    """The rows to send into table PLAN (the sync's scratch table, replaced by the next)."""
     tables.prepare(conn, "sync_state", "sync_failed_rows", "sync_results")
     sql, n = spec.source
     dest, seg = spec.destination.name, spec.segment
@@ -116,10 +120,33 @@ from {STATE} s where s.destination = ? and s.segment = ? and s.present
   and not exists (select 1 from act_desired d where d.row_key = s.row_key)"""
         params += [dest, seg]
     # A row that failed max_attempts times with this same payload waits for a new payload.
-    return conn.query(f"""select p.* from ({diff}) p
+    conn.execute(f"""create or replace table {PLAN} as select p.* from ({diff}) p
 where not exists (select 1 from {FAILED} f where f.destination = ? and f.segment = ? and f.row_key = p.row_key
-                  and f.attempts >= ? and coalesce(f.payload_hash, '') = coalesce(p.payload_hash, ''))
-order by p.op, p.row_key""", params + [dest, seg, spec.max_attempts])
+                  and f.attempts >= ? and coalesce(f.payload_hash, '') = coalesce(p.payload_hash, ''))""",
+                 params + [dest, seg, spec.max_attempts])
+
+
+def planned_batches(conn, batch_size: int) -> Iterator[pd.DataFrame]:
+    """PLAN's rows in send order (op, row_key), `batch_size` at a time, read a few batches at a
+    time: the process holds those, not every row of a first sync (each member's payload)."""
+    from ..quality.table_checks import read_chunks
+    from ..warehouse import WarehouseConnection
+
+    # DuckDB streams a result on its connection, and the batches' commits go on `conn`
+    reader = WarehouseConnection(conn.raw.cursor(), "duckdb") if conn.dialect == "duckdb" else conn
+    try:
+        held = pd.DataFrame(columns=PLAN_COLUMNS)
+        for chunk in read_chunks(reader, f"select * from {PLAN} order by op, row_key",
+                                 rows=batch_size * PLAN_CHUNK_BATCHES):
+            held = pd.concat([held, chunk], ignore_index=True) if len(held) else chunk.reset_index(drop=True)
+            while len(held) >= batch_size:
+                yield held.iloc[:batch_size]
+                held = held.iloc[batch_size:].reset_index(drop=True)
+        if len(held):
+            yield held
+    finally:
+        if reader is not conn:
+            reader.raw.close()
 
 
 def _rows(frame: pd.DataFrame, spec: SyncSpec) -> list[SyncRow]:
@@ -199,14 +226,23 @@ def run_sync(conn, spec: SyncSpec, *, dry_run: bool = False, sync_id: str | None
              now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> SyncReport:
     started, clock = now(), time.perf_counter()
     report = SyncReport(sync_id or uuid.uuid4().hex, spec.destination.name, spec.segment, spec.mode, dry_run)
-    planned = plan(conn, spec)
-    report.planned = dict(Counter(planned["op"]))
-    if dry_run:
-        report.seconds = time.perf_counter() - clock
-        return report
-    failing = set(conn.query(f"select row_key from {FAILED} where destination = ? and segment = ?",
-                             [spec.destination.name, spec.segment])["row_key"])
-    retry = _send(conn, spec, planned, report, now, failing)
+    try:
+        plan(conn, spec)
+        report.planned = {str(op): int(n) for op, n in conn.rows(f"select op, count(*) from {PLAN} group by op")}
+        if dry_run:
+            report.seconds = time.perf_counter() - clock
+            return report
+        failing = set(conn.query(f"select row_key from {FAILED} where destination = ? and segment = ?",
+                                 [spec.destination.name, spec.segment])["row_key"])
+        again = []  # the rows refused with a retryable error: few
+        for batch in planned_batches(conn, spec.destination.batch_size):
+            retry = _send(conn, spec, batch, report, now, failing)
+            if retry:
+                again.append(batch[batch["row_key"].isin(retry)])
+    finally:
+        conn.execute(f"drop table if exists {PLAN}")
+    planned = pd.concat(again, ignore_index=True) if again else pd.DataFrame(columns=PLAN_COLUMNS)
+    retry = list(planned["row_key"])
     for _ in range(spec.retry_rounds):
         if not retry:
             break

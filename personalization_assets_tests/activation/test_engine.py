@@ -149,3 +149,17 @@ def test_killed_sync_rerun_delivers_every_change_exactly_once(duck, marts, trans
     # only the uncommitted batch was sent again (and once more in-run when its answer was lost)
     assert receiver.deliveries.most_common(1)[0][1] == 2 + lose_answer
     assert sum(n > 1 for n in receiver.deliveries.values()) == 10
+
+
+def test_a_plan_longer_than_a_read_is_sent_in_full_batches_in_order(duck, marts, transport):
+    """The plan is read a few batches at a time (DuckDB hands over 2,048-row vectors: here 2,048,
+    2,048 and 904 of 5,000 rows): every batch but the last is full, across the reads' edges; the
+    rows go out once each, in send order; the plan's scratch table is gone after."""
+    keys = marts.people(5000)
+    marts.members("vip", keys)
+    with WebhookReceiver(SECRET, max_rows=300) as receiver:
+        report = run_sync(duck, spec(duck, receiver, transport, batch_size=300))
+    assert report.counts()["added"] == 5000 and report.batches == 17 and receiver.batches == 17  # 16 x 300 + 200
+    sent = [r["row_key"] for r in receiver.applied.values()]
+    assert len(set(sent)) == 5000 and sent == sorted(sent)
+    assert not duck.table_exists("activation", "sync_plan")

@@ -320,15 +320,10 @@ def test_assignments_written_a_chunk_at_a_time_equal_the_rules_over_whole_frames
                          "order by customer_key desc limit 40", [NOW])
 
 
-def test_assignments_written_a_chunk_at_a_time_on_snowflake_sql(monkeypatch):
-    from fakesnow.cursor import FakeSnowflakeCursor
-
+def test_assignments_written_a_chunk_at_a_time_on_snowflake_sql():
     from personalization_assets.experiments.pipeline import ASSIGNMENTS, build_assignments, write_assignments
     from personalization_assets_tests.marts.conftest import fakesnow_connection
 
-    # fakesnow has no fetch_pandas_batches (Snowflake's result chunks): one batch of the whole result
-    monkeypatch.setattr(FakeSnowflakeCursor, "fetch_pandas_batches", lambda self: iter([self.fetch_pandas_all()]),
-                        raising=False)
 
     keys = pd.DataFrame({"customer_key": [f"cus_{i:03d}" for i in range(120)]})
     experiments = declared_experiments()

@@ -162,14 +162,9 @@ def test_scores_in_the_warehouse_equal_the_in_memory_scores_on_duckdb(duck):
     _same_scores(got, expected)
 
 
-def test_scores_in_the_warehouse_equal_the_in_memory_scores_on_snowflake_sql(monkeypatch):
-    from fakesnow.cursor import FakeSnowflakeCursor
-
+def test_scores_in_the_warehouse_equal_the_in_memory_scores_on_snowflake_sql():
     from personalization_assets_tests.marts.conftest import fakesnow_connection
 
-    # fakesnow has no fetch_pandas_batches (Snowflake's result chunks): one batch of the whole result
-    monkeypatch.setattr(FakeSnowflakeCursor, "fetch_pandas_batches", lambda self: iter([self.fetch_pandas_all()]),
-                        raising=False)
     profiles, attributed = _messy(1500, 9)
     expected, fit = build_uplift_scores(profiles, attributed, AT)
     with fakesnow_connection() as snow:

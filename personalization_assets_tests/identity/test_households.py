@@ -100,14 +100,9 @@ def test_households_read_in_chunks_from_duckdb_equal_the_oracle(duck):
         pd.testing.assert_frame_equal(households_in_warehouse(duck, chunk_rows=chunk_rows), expected)
 
 
-def test_households_read_from_snowflake_equal_the_oracle(monkeypatch):
-    from fakesnow.cursor import FakeSnowflakeCursor
-
+def test_households_read_from_snowflake_equal_the_oracle():
     from personalization_assets_tests.marts.conftest import fakesnow_connection
 
-    # fakesnow has no fetch_pandas_batches (Snowflake's result chunks): one batch of the whole result
-    monkeypatch.setattr(FakeSnowflakeCursor, "fetch_pandas_batches", lambda self: iter([self.fetch_pandas_all()]),
-                        raising=False)
     records, crosswalk = hostile(300, seed=11)
     with fakesnow_connection() as snow:
         _load(snow, records, crosswalk)
