@@ -92,7 +92,7 @@ def _suppressed_filter(conn: Sql, alias: str) -> str:
 
 
 PLAN = "activation.sync_plan"  # the rows the running sync sends (a table: DuckDB reads it through a second connection)
-PLAN_CHUNK_BATCHES = 20  # batches of plan rows read at a time
+PLAN_READ_ROWS = 20_000  # plan rows read at a time (a batch is gathered from as many reads as it needs)
 
 
 def plan(conn: Sql, spec: SyncSpec) -> None:
@@ -127,8 +127,9 @@ where not exists (select 1 from {FAILED} f where f.destination = ? and f.segment
 
 
 def planned_batches(conn, batch_size: int) -> Iterator[pd.DataFrame]:
-    """PLAN's rows in send order (op, row_key), `batch_size` at a time, read a few batches at a
-    time: the process holds those, not every row of a first sync (each member's payload)."""
+    """PLAN's rows in send order (op, row_key), `batch_size` at a time, read PLAN_READ_ROWS at a
+    time: the process holds a batch and a read, not every row of a first sync (each member's
+    payload)."""
     from ..quality.table_checks import read_chunks
     from ..warehouse import WarehouseConnection
 
@@ -137,7 +138,7 @@ def planned_batches(conn, batch_size: int) -> Iterator[pd.DataFrame]:
     try:
         held = pd.DataFrame(columns=PLAN_COLUMNS)
         for chunk in read_chunks(reader, f"select * from {PLAN} order by op, row_key",
-                                 rows=batch_size * PLAN_CHUNK_BATCHES):
+                                 rows=PLAN_READ_ROWS):
             held = pd.concat([held, chunk], ignore_index=True) if len(held) else chunk.reset_index(drop=True)
             while len(held) >= batch_size:
                 yield held.iloc[:batch_size]

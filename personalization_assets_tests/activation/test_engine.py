@@ -151,10 +151,13 @@ def test_killed_sync_rerun_delivers_every_change_exactly_once(duck, marts, trans
     assert sum(n > 1 for n in receiver.deliveries.values()) == 10
 
 
-def test_a_plan_longer_than_a_read_is_sent_in_full_batches_in_order(duck, marts, transport):
-    """The plan is read a few batches at a time (DuckDB hands over 2,048-row vectors: here 2,048,
+def test_a_plan_longer_than_a_read_is_sent_in_full_batches_in_order(duck, marts, transport, monkeypatch):
+    """The plan is read PLAN_READ_ROWS at a time (DuckDB hands over 2,048-row vectors: here 2,048,
     2,048 and 904 of 5,000 rows): every batch but the last is full, across the reads' edges; the
     rows go out once each, in send order; the plan's scratch table is gone after."""
+    from personalization_assets.activation import engine
+
+    monkeypatch.setattr(engine, "PLAN_READ_ROWS", 2048)
     keys = marts.people(5000)
     marts.members("vip", keys)
     with WebhookReceiver(SECRET, max_rows=300) as receiver:
