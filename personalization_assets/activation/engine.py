@@ -130,24 +130,17 @@ def planned_batches(conn, batch_size: int) -> Iterator[pd.DataFrame]:
     """PLAN's rows in send order (op, row_key), `batch_size` at a time, read PLAN_READ_ROWS at a
     time: the process holds a batch and a read, not every row of a first sync (each member's
     payload)."""
-    from ..quality.table_checks import read_chunks
-    from ..warehouse import WarehouseConnection
+    from ..quality.table_checks import read_chunks_aside
 
-    # DuckDB streams a result on its connection, and the batches' commits go on `conn`
-    reader = WarehouseConnection(conn.raw.cursor(), "duckdb") if conn.dialect == "duckdb" else conn
-    try:
-        held = pd.DataFrame(columns=PLAN_COLUMNS)
-        for chunk in read_chunks(reader, f"select * from {PLAN} order by op, row_key",
-                                 rows=PLAN_READ_ROWS):
-            held = pd.concat([held, chunk], ignore_index=True) if len(held) else chunk.reset_index(drop=True)
-            while len(held) >= batch_size:
-                yield held.iloc[:batch_size]
-                held = held.iloc[batch_size:].reset_index(drop=True)
-        if len(held):
-            yield held
-    finally:
-        if reader is not conn:
-            reader.raw.close()
+    held = pd.DataFrame(columns=PLAN_COLUMNS)
+    # read aside: each batch's commit goes on `conn` while the plan streams
+    for chunk in read_chunks_aside(conn, f"select * from {PLAN} order by op, row_key", rows=PLAN_READ_ROWS):
+        held = pd.concat([held, chunk], ignore_index=True) if len(held) else chunk.reset_index(drop=True)
+        while len(held) >= batch_size:
+            yield held.iloc[:batch_size]
+            held = held.iloc[batch_size:].reset_index(drop=True)
+    if len(held):
+        yield held
 
 
 def _rows(frame: pd.DataFrame, spec: SyncSpec) -> list[SyncRow]:

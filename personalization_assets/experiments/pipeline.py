@@ -134,45 +134,38 @@ def assignment_frames(conn, experiments: list[Experiment], merges: list[tuple[st
     customers (every customer's key, previous arm and new arm in Python dicts peaked at 2.3 GB at
     3M customers). A stratified segment is read whole: balancing its strata needs every member.
     The previous rows are read from marts.experiment_assignments: write elsewhere until done."""
-    from ..quality.table_checks import read_chunks
-    from ..warehouse import WarehouseConnection
+    from ..quality.table_checks import read_chunks_aside
 
-    # DuckDB streams a result on its connection: the chunks come through a second one
-    reader = WarehouseConnection(conn.raw.cursor(), "duckdb") if conn.dialect == "duckdb" else conn
-    try:
-        for exp in experiments:
-            sql, params = _keys_sql(conn, exp)
-            stratified = None
-            if exp.kind == "segment" and exp.stratify_by:
-                members = conn.query(sql, params)
-                keys = members["customer_key"].astype(str).tolist()
-                previous = {k: a for k, a in zip(keys, members["previous_arm"]) if isinstance(a, str)}
-                stratified = assign_stratified(exp, dict(zip(keys, members["stratum"].astype(str))), previous)
-                chunks = [members]
+    for exp in experiments:
+        sql, params = _keys_sql(conn, exp)
+        stratified = None
+        if exp.kind == "segment" and exp.stratify_by:
+            members = conn.query(sql, params)
+            keys = members["customer_key"].astype(str).tolist()
+            previous = {k: a for k, a in zip(keys, members["previous_arm"]) if isinstance(a, str)}
+            stratified = assign_stratified(exp, dict(zip(keys, members["stratum"].astype(str))), previous)
+            chunks = [members]
+        else:
+            chunks = read_chunks_aside(conn, sql, params, rows=chunk_rows)  # `conn` writes meanwhile
+        after, contaminations = _merge_outcome(conn, exp, merges, stratified)
+        for chunk in chunks:
+            keys = chunk["customer_key"].astype(str).tolist()
+            if stratified is not None:
+                arms = [stratified[k] for k in keys]
+            elif exp.kind == "segment":  # sticky
+                arms = [a if isinstance(a, str) else assign_arm(exp, k) for k, a in zip(keys, chunk["previous_arm"])]
             else:
-                chunks = read_chunks(reader, sql, params, rows=chunk_rows)
-            after, contaminations = _merge_outcome(conn, exp, merges, stratified)
-            for chunk in chunks:
-                keys = chunk["customer_key"].astype(str).tolist()
-                if stratified is not None:
-                    arms = [stratified[k] for k in keys]
-                elif exp.kind == "segment":  # sticky
-                    arms = [a if isinstance(a, str) else assign_arm(exp, k) for k, a in zip(keys, chunk["previous_arm"])]
-                else:
-                    arms = [assign_arm(exp, k) for k in keys]
-                before = [c if isinstance(c, str) else None for c in chunk["previous_contaminated"]]
-                frame = pd.DataFrame({
-                    "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
-                    "arm": [after.get(k, a) for k, a in zip(keys, arms)],
-                    "stratum": [s if isinstance(s, str) else None for s in chunk["stratum"]],
-                    "contaminated_by": [contaminations.get(k, c) for k, c in zip(keys, before)],  # once contaminated, always
-                    "assigned_at": pd.Timestamp(as_of)})
-                frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
-                if len(frame):
-                    yield frame
-    finally:
-        if reader is not conn:
-            reader.raw.close()
+                arms = [assign_arm(exp, k) for k in keys]
+            before = [c if isinstance(c, str) else None for c in chunk["previous_contaminated"]]
+            frame = pd.DataFrame({
+                "experiment": exp.name, "kind": exp.kind, "customer_key": keys,
+                "arm": [after.get(k, a) for k, a in zip(keys, arms)],
+                "stratum": [s if isinstance(s, str) else None for s in chunk["stratum"]],
+                "contaminated_by": [contaminations.get(k, c) for k, c in zip(keys, before)],  # once contaminated, always
+                "assigned_at": pd.Timestamp(as_of)})
+            frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+            if len(frame):
+                yield frame
 
 
 def build_assignments(conn, experiments: list[Experiment], as_of: datetime) -> pd.DataFrame:
@@ -303,8 +296,7 @@ def write_exposures(conn, experiments: list[Experiment], exposure_log: Path | No
     members as frames of Python strings peaked at 2.3 GB at 3M customers), through a side table;
     a decision seen twice keeps its first row (an aggregate, which DuckDB spills). Returns the
     customers per (experiment, arm). DuckDB only (elsewhere `build_exposures`)."""
-    from ..quality.table_checks import read_chunks
-    from ..warehouse import WarehouseConnection
+    from ..quality.table_checks import read_chunks_aside
 
     if conn.dialect != "duckdb":
         raise ValueError(f"write_exposures is written for DuckDB (got {conn.dialect}): use build_exposures")
@@ -314,41 +306,37 @@ def write_exposures(conn, experiments: list[Experiment], exposure_log: Path | No
     assigned = conn.table_exists("marts", "experiment_assignments")
     members = conn.table_exists("marts", "segment_membership")
     order = iter(range(1 << 62))  # each row's place, for "the first row of a decision"
-    reader = WarehouseConnection(conn.raw.cursor(), "duckdb")  # streams while `conn` writes
-    try:
-        with side_tables(conn, schema, [table], "__next") as sides:
-            conn.prepare_table(schema, table, typed)
-            conn.prepare_table(schema, sides.names[table], typed.assign(seq=pd.Series(dtype="int64")))
+    with side_tables(conn, schema, [table], "__next") as sides:
+        conn.prepare_table(schema, table, typed)
+        conn.prepare_table(schema, sides.names[table], typed.assign(seq=pd.Series(dtype="int64")))
 
-            def insert(frames: list[pd.DataFrame]) -> None:
-                frame = _exposure_frame(frames)
-                if len(frame):
-                    sides.insert(table, frame.assign(seq=[next(order) for _ in range(len(frame))]))
-            insert(_trigger_exposures(exposure_log))
-            for exp in (e for e in experiments if e.kind == "segment" and members):
-                arms = (f"left join {ASSIGNMENTS} s on s.experiment = ? and s.customer_key = m.customer_key "
-                        f"left join {ASSIGNMENTS} g on g.experiment = ? and g.customer_key = m.customer_key"
-                        if assigned else "")
-                sql = (f"select m.customer_key, m.since, {'s.arm' if assigned else 'null'} as segment_arm, "
-                       f"{'g.arm' if assigned else 'null'} as global_arm from marts.segment_membership m {arms} "
-                       "where m.segment = ?")
-                for chunk in read_chunks(reader, sql, ([exp.name, GLOBAL_CONTROL] if assigned else []) + [exp.target],
-                                         rows=chunk_rows):
-                    if len(chunk):
-                        by_name = {exp.name: dict(zip(chunk["customer_key"].astype(str), chunk["segment_arm"])),
-                                   GLOBAL_CONTROL: dict(zip(chunk["customer_key"].astype(str), chunk["global_arm"]))}
-                        insert(_segment_exposures(exp, glob, chunk, lambda name, keys: [
-                            a if isinstance(a, str) else None for a in map(by_name[name].get, keys)]))
-            first = ", ".join(f"first_row.{c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
-            struct = ", ".join(f"'{c}': {c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
-            with conn.transaction():
-                conn.execute(f"delete from {EXPOSURES}")
-                conn.execute(f"insert into {EXPOSURES} ({', '.join(EXPOSURE_TABLE_COLUMNS)}) "
-                             f"select experiment, decision_key, {first} from (select experiment, decision_key, "
-                             f"arg_min({{{struct}}}, seq) as first_row from {sides.side(table)} "
-                             "group by experiment, decision_key)")
-    finally:
-        reader.raw.close()
+        def insert(frames: list[pd.DataFrame]) -> None:
+            frame = _exposure_frame(frames)
+            if len(frame):
+                sides.insert(table, frame.assign(seq=[next(order) for _ in range(len(frame))]))
+        insert(_trigger_exposures(exposure_log))
+        for exp in (e for e in experiments if e.kind == "segment" and members):
+            arms = (f"left join {ASSIGNMENTS} s on s.experiment = ? and s.customer_key = m.customer_key "
+                    f"left join {ASSIGNMENTS} g on g.experiment = ? and g.customer_key = m.customer_key"
+                    if assigned else "")
+            sql = (f"select m.customer_key, m.since, {'s.arm' if assigned else 'null'} as segment_arm, "
+                   f"{'g.arm' if assigned else 'null'} as global_arm from marts.segment_membership m {arms} "
+                   "where m.segment = ?")
+            for chunk in read_chunks_aside(conn, sql, ([exp.name, GLOBAL_CONTROL] if assigned else []) + [exp.target],
+                                           rows=chunk_rows):  # `conn` writes the side table meanwhile
+                if len(chunk):
+                    by_name = {exp.name: dict(zip(chunk["customer_key"].astype(str), chunk["segment_arm"])),
+                               GLOBAL_CONTROL: dict(zip(chunk["customer_key"].astype(str), chunk["global_arm"]))}
+                    insert(_segment_exposures(exp, glob, chunk, lambda name, keys: [
+                        a if isinstance(a, str) else None for a in map(by_name[name].get, keys)]))
+        first = ", ".join(f"first_row.{c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
+        struct = ", ".join(f"'{c}': {c}" for c in EXPOSURE_TABLE_COLUMNS if c not in ("experiment", "decision_key"))
+        with conn.transaction():
+            conn.execute(f"delete from {EXPOSURES}")
+            conn.execute(f"insert into {EXPOSURES} ({', '.join(EXPOSURE_TABLE_COLUMNS)}) "
+                         f"select experiment, decision_key, {first} from (select experiment, decision_key, "
+                         f"arg_min({{{struct}}}, seq) as first_row from {sides.side(table)} "
+                         "group by experiment, decision_key)")
     return conn.query(f"select experiment, arm, count(distinct customer_key) as n from {EXPOSURES} "
                       "group by experiment, arm order by experiment, arm")
 

@@ -121,6 +121,20 @@ def read_chunks(conn: WarehouseConnection, sql: str, params: Sequence = (),
         yield pd.DataFrame(columns=[d[0].lower() for d in cur.description])
 
 
+def read_chunks_aside(conn: WarehouseConnection, sql: str, params: Sequence = (),
+                      rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """`read_chunks` through a second connection, so `conn` stays free for writes while the chunks
+    stream (DuckDB streams a result on its connection; Snowflake's cursor already is a second one)."""
+    if conn.dialect != "duckdb":
+        yield from read_chunks(conn, sql, params, rows)
+        return
+    aside = WarehouseConnection(conn.raw.cursor(), "duckdb")
+    try:
+        yield from read_chunks(aside, sql, params, rows)
+    finally:
+        aside.raw.close()
+
+
 def validate_table(conn: WarehouseConnection, table: str, model: type[pa.DataFrameModel], where: str = "1 = 1",
                    params: Sequence = (), chunk_rows: int = CHUNK_ROWS) -> tuple[int, list[dict]]:
     """Rows checked and the failure summary of the rows of `table` (schema.table, trusted) that
