@@ -84,13 +84,11 @@ def _keys_sql(conn, exp: Experiment) -> tuple[str, list]:
 
 def _previous_arms(conn, exp: Experiment, keys: list[str]) -> dict[str, str]:
     """The previous run's arms of these keys in the experiment."""
-    found = {}
-    if conn.table_exists("marts", "experiment_assignments"):
-        for start in range(0, len(keys), 1_000):
-            part = keys[start:start + 1_000]
-            found.update(conn.rows(f"select customer_key, arm from {ASSIGNMENTS} where experiment = ? "
-                                   f"and customer_key in ({', '.join('?' * len(part))})", [exp.name, *part]))
-    return found
+    if not conn.table_exists("marts", "experiment_assignments"):
+        return {}
+    found = conn.query_in(f"select customer_key, arm from {ASSIGNMENTS} where experiment = ? "
+                          "and customer_key in ({values})", keys, [exp.name])
+    return dict(zip(found["customer_key"], found["arm"]))
 
 
 def _covered(conn, exp: Experiment, keys: list[str]) -> set[str]:
@@ -99,13 +97,8 @@ def _covered(conn, exp: Experiment, keys: list[str]) -> set[str]:
         return conn.present("core.customers", "customer_key", keys) if conn.table_exists("core", "customers") else set()
     if not conn.table_exists("marts", "segment_membership"):
         return set()
-    found = set()
-    for start in range(0, len(keys), 1_000):
-        part = keys[start:start + 1_000]
-        found.update(k for (k,) in conn.rows(
-            f"select customer_key from marts.segment_membership where segment = ? "
-            f"and customer_key in ({', '.join('?' * len(part))})", [exp.target, *part]))
-    return found
+    return set(conn.query_in("select customer_key from marts.segment_membership where segment = ? "
+                             "and customer_key in ({values})", keys, [exp.target]).iloc[:, 0])
 
 
 def _merge_outcome(conn, exp: Experiment, merges: list[tuple[str, str]], stratified: dict[str, str] | None

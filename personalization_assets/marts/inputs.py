@@ -12,7 +12,7 @@ parameters computed in Python).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from ..warehouse import column_types
 
@@ -41,6 +41,7 @@ class Sql(Protocol):
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
     def table_exists(self, schema: str, table: str) -> bool: ...
+    def query_in(self, sql: str, values: Iterable[Any], params: Sequence[Any] = ()) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,7 @@ def _records_with_listed_addresses(conn) -> None:
     for schema, name, frame in (("staging", "customers", staged), ("core", "customer_crosswalk", crosswalk)):
         conn.prepare_table(schema, name, frame)
         conn.replace_frame(schema, name, frame)
-    found = suppression._records_with_addresses(conn, ["noel.work@example.com", "noel@example.com", "nobody@x.org"],
-                                                chunk=2)
+    found = suppression._records_with_addresses(conn, ["noel.work@example.com", "noel@example.com", "nobody@x.org"])
     assert sorted(zip(found["email"], found["customer_key"])) == [
         ("noel.work@example.com", "noel2"), ("noel@example.com", "noel2"), ("noel@example.com", "noel3")]
     assert suppression._records_with_addresses(conn, []).empty
