@@ -222,6 +222,38 @@ def test_exposures_written_a_chunk_at_a_time_equal_the_frame_built_in_memory(wor
         expected.groupby(["experiment", "arm"]).customer_key.nunique().to_dict()
 
 
+def test_exposures_on_snowflake_sql_equal_those_written_on_duckdb(world, tmp_path):
+    """Off DuckDB the asset builds the exposures in memory (`exposure_arms`, `build_exposures`):
+    on fakesnow, from the same tables, the rows equal what `write_exposures` wrote on DuckDB."""
+    from personalization_assets.experiments.pipeline import (EXPOSURES, build_exposures, exposure_arms,
+                                                             exposure_log_path, write_exposures)
+    from personalization_assets_tests.marts.conftest import fakesnow_connection
+
+    warehouse, _ = world
+    _win_back_members(warehouse, two_strata=False)
+    assert dg.materialize(ALL[:1], resources={"warehouse": warehouse}).success
+    experiments, log = declared_experiments(), exposure_log_path(tmp_path)
+    read = ("core.customers", "marts.customer_profiles", "marts.segment_membership", "marts.experiment_assignments")
+    with warehouse.connect() as conn:
+        conn.execute("insert into marts.segment_membership values ('win_back', 'cus_new', ?)", [NOW])
+        write_exposures(conn, experiments, log)
+        expected = conn.query(f"select * from {EXPOSURES}")
+        tables = {name: conn.query(f"select * from {name}") for name in read if conn.table_exists(*name.split("."))}
+    assert {"marts.segment_membership", "marts.experiment_assignments"} <= set(tables)
+    with fakesnow_connection() as snow:
+        for name, frame in tables.items():
+            snow.prepare_table(*name.split("."), frame)
+            snow.replace_frame(*name.split("."), frame)
+        got = build_exposures(snow, experiments, exposure_arms(snow, experiments), log)
+    order = ["experiment", "decision_key"]
+    assert (got.source == "segment").sum() > 500 and "cus_new" in set(got.customer_key)
+    assert (got.source == "trigger").sum() > 100 and got.ghost.any()
+    got["exposed_at"] = pd.to_datetime(got["exposed_at"], utc=True)
+    expected["exposed_at"] = pd.to_datetime(expected["exposed_at"], utc=True)
+    pd.testing.assert_frame_equal(got.sort_values(order, ignore_index=True)[list(expected.columns)],
+                                  expected.sort_values(order, ignore_index=True), check_dtype=False)
+
+
 def _reference_assignments(conn, experiments, as_of) -> pd.DataFrame:
     """The assignment rules over whole frames, the way they were computed before the chunked
     writer (every customer, previous row and crosswalk in memory): the oracle it must equal."""
