@@ -256,14 +256,11 @@ def restage_events(conn: WarehouseConnection, start: datetime, end: datetime,
     return staged
 
 
-def _raw_rows(conn: WarehouseConnection, table: str, id_column: str, ids: list[str], columns: list[str],
-              chunk: int = 1_000) -> pd.DataFrame:
-    """The raw rows of these record ids, read by id in chunks (bound values), not by day."""
+def _raw_rows(conn: WarehouseConnection, table: str, id_column: str, ids: list[str], columns: list[str]) -> pd.DataFrame:
+    """The raw rows of these record ids, looked up by id (`query_in`), not read by day."""
     if not ids or not conn.table_exists("raw", table):
         return pd.DataFrame(columns=columns)
-    parts = [conn.query(f"select * from raw.{table} where {id_column} in ({', '.join('?' for _ in part)})", part)
-             for part in (ids[i:i + chunk] for i in range(0, len(ids), chunk))]
-    return pd.concat(parts, ignore_index=True)
+    return conn.query_in(f"select * from raw.{table} where {id_column} in ({{values}})", ids)
 
 
 def replay_events(conn: WarehouseConnection, record_ids: list[str]):
