@@ -138,11 +138,11 @@ def _unchanged(conn: WarehouseConnection, frame: pd.DataFrame) -> set[str]:
 
 
 def _stored_payloads(conn: WarehouseConnection, ids: list[str]) -> Iterator[tuple[str, str]]:
-    """(order_id, payload) of the stored orders among `ids`, read 500 ids at a time."""
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        yield from conn.rows(f"select order_id, payload from raw.shop_orders where order_id in "
-                             f"({', '.join('?' * len(chunk))})", chunk)
+    """(order_id, payload) of the stored orders among `ids`."""
+    if not ids:  # the first chunk of a load: nothing earlier to look up, perhaps no table yet
+        return iter(())
+    found = conn.query_in("select order_id, payload from raw.shop_orders where order_id in ({values})", ids)
+    return zip(found["order_id"], found["payload"])
 
 
 def _has_rows(conn: WarehouseConnection, schema: str, table: str, where: str = "true") -> bool:

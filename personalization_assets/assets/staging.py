@@ -332,15 +332,12 @@ def stage_new_events(conn: WarehouseConnection, start: datetime, end: datetime) 
     return staged
 
 
-def _open_among(conn: WarehouseConnection, source: str, ids: list[str], chunk: int = 1_000) -> list[str]:
-    """Those of `ids` with an open row in `quarantine.<source>` (bound values, in chunks)."""
+def _open_among(conn: WarehouseConnection, source: str, ids: list[str]) -> list[str]:
+    """Those of `ids` with an open row in `quarantine.<source>`."""
     if not ids or not conn.table_exists("quarantine", source):
         return []
-    found: list[str] = []
-    for part in (ids[i:i + chunk] for i in range(0, len(ids), chunk)):
-        found += conn.query(f"select distinct record_id from quarantine.{identifier(source)} where status = 'open' "
-                            f"and record_id in ({', '.join('?' for _ in part)})", part)["record_id"].tolist()
-    return found
+    return conn.query_in(f"select distinct record_id from quarantine.{identifier(source)} where status = 'open' "
+                         "and record_id in ({values})", ids)["record_id"].tolist()
 
 
 def _delete_in_window(conn: WarehouseConnection, ids: list[str], start: datetime, end: datetime) -> None:
