@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
@@ -21,6 +22,7 @@ from ..warehouse import WarehouseConnection, identifier
 from .checks import MAX_EXAMPLES, run_schema
 
 CHUNK_ROWS = 100_000  # rows validated at a time
+DUPLICATE_PARTITION_ROWS = 20_000_000  # rows whose keys one GROUP BY of `duplicate_failures` holds (DuckDB)
 DUCKDB_VECTOR = 2048  # DuckDB hands results over in vectors of this many rows
 
 
@@ -68,30 +70,46 @@ def validate_chunks(model: type[pa.DataFrameModel], chunks: Iterable[pd.DataFram
 
 
 def duplicate_failures(conn: WarehouseConnection, table: str, model: type[pa.DataFrameModel],
-                       where: str = "1 = 1", params: Sequence = ()) -> list[dict]:
+                       where: str = "1 = 1", params: Sequence = (),
+                       partition_rows: int = DUPLICATE_PARTITION_ROWS) -> list[dict]:
     """The model's uniqueness rules, in the warehouse, as Pandera reports them on a whole frame:
     per column of a rule, every row of a duplicated key whose value in that column is not null
     (`field_uniqueness` for one column, `multiple_fields_uniqueness` for several). Examples are the
-    values of the first duplicated keys in key order; there are no row numbers."""
+    values of the first duplicated keys in key order; there are no row numbers. On DuckDB the keys
+    are grouped a hash partition of about `partition_rows` rows at a time (a key's rows share its
+    partition): one GROUP BY over 100M message ids ran out of memory under a 768 MB cap."""
+    rules = unique_sets(model)
+    if not rules:
+        return []
+    parts = 1
+    if conn.dialect == "duckdb":
+        rows = int(conn.scalar(f"select count(*) from {table} where ({where})", params))
+        parts = max(1, math.ceil(rows / partition_rows))
     out = []
-    for columns in unique_sets(model):
+    for columns in rules:
         keys = ", ".join(identifier(c) for c in columns)
         # Pandera leaves out nulls of a one-column rule; a several-column rule compares them as equal.
         nonnull = f" and {identifier(columns[0])} is not null" if len(columns) == 1 else ""
-        groups = (f"select {keys}, count(*) as n from {table} where ({where}){nonnull} "
-                  f"group by {keys} having count(*) > 1")
-        counts = conn.query("select " + ", ".join(
-            f"coalesce(sum(case when {identifier(c)} is not null then n else 0 end), 0) as c{i}"
-            for i, c in enumerate(columns)) + f" from ({groups}) d", params)
-        first = conn.query(f"{groups} order by {keys} limit {MAX_EXAMPLES}", params)
+        counts, firsts = [0] * len(columns), []
+        for part in range(parts):
+            within = f" and hash({keys}) % {parts} = {part}" if parts > 1 else ""
+            groups = (f"select {keys}, count(*) as n from {table} where ({where}){nonnull}{within} "
+                      f"group by {keys} having count(*) > 1")
+            found = conn.rows("select " + ", ".join(
+                f"coalesce(sum(case when {identifier(c)} is not null then n else 0 end), 0)"
+                for c in columns) + f" from ({groups}) d", params)[0]
+            counts = [total + int(n) for total, n in zip(counts, found)]
+            if any(found):  # the part's first duplicated keys; the first of all parts are among them
+                firsts.append(conn.query(f"{groups} order by {keys} limit {MAX_EXAMPLES}", params))
+        first = firsts[0] if len(firsts) == 1 else (pd.concat(firsts, ignore_index=True).sort_values(
+            list(columns), kind="stable").head(MAX_EXAMPLES) if firsts else None)
         check = "field_uniqueness" if len(columns) == 1 else "multiple_fields_uniqueness"
         for i, column in enumerate(columns):
-            count = int(counts.iat[0, i])
-            if not count:
+            if not counts[i]:
                 continue
             examples = [str(v)[:120] for v, n in zip(first[column], first["n"]) if not pd.isna(v)
                         for _ in range(int(n))]
-            out.append({"column": column, "check": check, "count": count,
+            out.append({"column": column, "check": check, "count": counts[i],
                         "examples": examples[:MAX_EXAMPLES], "example_rows": []})
     return out
 

@@ -105,6 +105,9 @@ def test_table_check_equals_the_whole_frame_check_on_duckdb(warehouse):
     assert rows == ROWS
     assert _summary(failures) == _summary(whole)
     assert _summary(failures)[("message_id", "field_uniqueness")] == (2, ["m10", "m10"])
+    with connect_duckdb(warehouse) as conn:  # keys grouped a hash partition of ~7 rows at a time: the same
+        partitioned = duplicate_failures(conn, "staging.events", StagingEvents, partition_rows=7)
+    assert partitioned == [f for f in failures if f["check"] == "field_uniqueness"]
 
 
 def test_a_table_is_read_in_bounded_chunks(warehouse):
@@ -148,6 +151,9 @@ def _duplicates_equal_pandera(conn) -> None:
 
 def test_several_column_uniqueness_in_sql_equals_pandera_on_duckdb(duck):
     _duplicates_equal_pandera(duck)
+    whole = duplicate_failures(duck, "staging.order_lines", StagingOrderLines)
+    for rows in (1, 2, 3):  # every key's rows in one hash partition, the first examples of all of them kept
+        assert duplicate_failures(duck, "staging.order_lines", StagingOrderLines, partition_rows=rows) == whole
 
 
 def test_several_column_uniqueness_in_sql_equals_pandera_on_fakesnow():
