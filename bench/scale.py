@@ -169,6 +169,17 @@ def _report_peer(figures: dict, peer: dict) -> None:
     print(f"  target time <= 2x plain: {'met' if ours <= 2 * p['total_s'] else 'NOT met'} for the Dagster steps")
 
 
+def _resume(work: Path, now_iso: str, args) -> None:
+    """The Dagster process again over a stopped run's warehouse, for what that run left unbuilt."""
+    print(f"bench.scale --resume: {work}, now {now_iso} (the first run's); building what it left unbuilt", flush=True)
+    sizes = scale_data.counts(args.customers, args.events_per_customer, args.orders_per_customer,
+                              args.email_events_per_customer)
+    figures, peak_mb = _run_graph(work, now_iso, args.every, args.rss_cap_mb, ["--resume"])
+    _report(figures, peak_mb, args, sizes, 0.0, 0.0)
+    if not figures["success"]:
+        sys.exit(1)
+
+
 def demo_mode(customers: int) -> None:
     """The old mode: the demo generator seeds the demo's sources and `personalization demo` runs."""
     import re
@@ -213,15 +224,25 @@ def main() -> None:
                         "(execute_in_process holds every step's output value until the run ends; off by default)")
     parser.add_argument("--peer-memory-limit", default=None, help="DuckDB memory_limit for the peer's two processes")
     parser.add_argument("--demo", action="store_true", help="the old mode: seed the demo's sources, run the demo")
+    parser.add_argument("--resume", action="store_true", help="with --workdir of a run that stopped: no generation "
+                        "or load; the Dagster process builds only what that run left unbuilt (assets never "
+                        "materialized, checks of built assets that did not pass) over its warehouse and instance")
     args = parser.parse_args()
     if args.demo:
         return demo_mode(args.customers)
+    if args.resume and not (args.workdir and (args.workdir / "data" / "warehouse.duckdb").exists()):
+        sys.exit("--resume needs the --workdir of an earlier run (its data/warehouse.duckdb)")
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="bench-scale-")
     work = args.workdir or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     (work / "data").mkdir(exist_ok=True)
+    if args.resume:  # the data set's now is the first run's
+        now_iso = (work / "now.txt").read_text().strip() if (work / "now.txt").exists() else scale_data.default_now(
+            ).isoformat().replace("+00:00", "Z")
+        return _resume(work, now_iso, args)
     now = scale_data.default_now()
     now_iso = now.isoformat().replace("+00:00", "Z")
+    (work / "now.txt").write_text(now_iso)
     load_avg = os.getloadavg()
     print(f"bench.scale: {args.customers:,} customers, now {now_iso}, workdir {work}; load average "
           f"{load_avg[0]:.1f} on {os.cpu_count()} cores (a shared machine: figures are under that load)")

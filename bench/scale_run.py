@@ -173,7 +173,24 @@ def patch_duckdb(sampler: Sampler) -> None:
     duckdb.connect = connect
 
 
-def build_jobs(first_day: str | None, last_day: str, days_per_run: int):
+def left_unbuilt(selection, instance):
+    """`selection` minus what an earlier run in `instance` built: its assets with a materialization
+    leave (with their checks), but a check of theirs whose latest evaluation did not pass stays."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from personalization_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    built = {k for k in selection.resolve(graph) if instance.get_latest_materialization_event(k) is not None}
+    again = [c for c in selection.resolve_checks(graph) if c.asset_key in built and getattr(
+        instance.get_latest_asset_check_evaluation_record(c), "status", None) != AssetCheckExecutionRecordStatus.SUCCEEDED]
+    print(f"resume: {len(built)} assets built before, left out; {len(again)} of their checks run again: "
+          f"{', '.join(c.to_user_string() for c in again) or '-'}", flush=True)
+    return (selection - dg.AssetSelection.assets(*built)) | dg.AssetSelection.checks(*again)
+
+
+def build_jobs(first_day: str | None, last_day: str, days_per_run: int, resume: bool = False):
     """The runs to make, in order: (job, run tags). One run of the `everything` selection minus raw
     over the arrival days `last_day` - 1 .. `last_day`; or, with `days_per_run`, the CRM customers
     first, then the partitioned staging assets (events, orders) `days_per_run` days per run from
@@ -189,7 +206,9 @@ def build_jobs(first_day: str | None, last_day: str, days_per_run: int):
     selection = everything_job.selection - dg.AssetSelection.key_prefixes("raw")
     last = date.fromisoformat(last_day)
     recent = range_tags(str(last - timedelta(days=1)), last_day)  # as the daily schedule's run (computed traits read it)
-    if not days_per_run:
+    if resume:
+        plan = [("scale_resume", left_unbuilt(selection, dg.DagsterInstance.get()), [recent])]
+    elif not days_per_run:
         plan = [("scale_bench", selection, [recent])]
     else:
         first = date.fromisoformat(first_day or last_day)
@@ -214,6 +233,7 @@ def main() -> None:
                         help="stage events and orders this many arrival days per run (0: one run for everything)")
     parser.add_argument("--rss-cap-mb", type=float, default=6_000,
                         help="stop the run (report, exit 3) when this process's RSS passes it; 0: no cap")
+    parser.add_argument("--resume", action="store_true", help="only what an earlier run in this instance left unbuilt")
     parser.add_argument("--capture-outputs", action="store_true",
                         help="keep Dagster's in-process output capture (every output value held until the run ends)")
     args = parser.parse_args()
@@ -228,7 +248,7 @@ def main() -> None:
     from personalization_assets.partitions import day_of
 
     now = clock.parse_instant(args.now)
-    runs = build_jobs(args.first_day, day_of(max(now, datetime.now(now.tzinfo))), args.days_per_run)
+    runs = build_jobs(args.first_day, day_of(max(now, datetime.now(now.tzinfo))), args.days_per_run, args.resume)
     layers = {step: layer for job, _ in runs for step, layer in step_layers(job).items()}
     loaded_s = time.perf_counter() - started
     rows: dict[str, int] = {}  # asset -> rows written, summed over runs (a range run repeats its one count per day)
