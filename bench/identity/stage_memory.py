@@ -1,10 +1,9 @@
 """Peak memory of the warehouse identity resolution, stage by stage, against the Dagster process's 2 GB.
 
-    python -m bench.identity.stage_memory [--datasets gen3m] [--memory-limit 512MB]
+    python -m bench.identity.stage_memory [--datasets gen3m] [--memory-limit 768MB]
 
 Per dataset (generated as ``bench.identity.warehouse`` generates it), one child process loads the
-records into a DuckDB file capped at ``--memory-limit`` (default: the cap ``core.customers`` sets
-on the warehouse path, 2/3 of the Dagster resource's 768MB: 512MB) and
+records into a DuckDB file capped at ``--memory-limit`` (default: the Dagster resource's 768MB) and
 runs ``resolve_in_warehouse``; at the end of each stage it reads the process's VmHWM and resets it
 (``/proc/self/clear_refs``), so each figure is that stage's own peak RSS, DuckDB included. Linux only.
 Target (issue 23): the Dagster process under 2 GB at 10M customers; ``core.customers`` runs this.
@@ -24,11 +23,8 @@ import duckdb
 from tabulate import tabulate
 
 from bench.identity.warehouse import ROOT, make
-from personalization_assets.identity.warehouse import RESOLUTION_MEMORY_SHARE
-from personalization_assets.resources.warehouse import DEFAULT_MEMORY_CAP_MB, scaled_memory_limit
 
 TARGET_MB = 2048
-STEP_LIMIT = scaled_memory_limit(f"{DEFAULT_MEMORY_CAP_MB}MB", RESOLUTION_MEMORY_SHARE)  # 512MB
 
 
 def _status_mb(field: str) -> int:
@@ -79,8 +75,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="gen3m", help="gen1m, gen3m, gen10m, hh1m, ...")
-    ap.add_argument("--memory-limit", default=STEP_LIMIT,
-                    help="DuckDB's memory_limit (default: core.customers' own, under the resource's default cap)")
+    ap.add_argument("--memory-limit", default="768MB", help="DuckDB's memory_limit (the Dagster resource's default)")
     args = ap.parse_args()
     rows, stages = [], []
     with tempfile.TemporaryDirectory(prefix="bench-stage-memory-") as tmp:

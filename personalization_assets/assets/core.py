@@ -28,11 +28,11 @@ from ..identity.features_sql import HASHED, TEXT_SOURCES
 from ..identity.households import households_in_duckdb, households_in_warehouse
 from ..identity.review import review_queue
 from ..identity.survivorship import NAME_FIELDS, RECENT_FIELDS, golden_records
-from ..identity.warehouse import RESOLUTION_MEMORY_SHARE, Constraints, explain_path, resolve_in_warehouse
+from ..identity.warehouse import Constraints, explain_path, resolve_in_warehouse
 from ..identity.warehouse_outputs import CROSSWALK_COLUMNS, evidence_sql, golden_in_chunks
 from ..resources.faults import fault_point
 from ..resources.io_manager import COMMIT_GROUP, StagedTable, verify_tables
-from ..resources.warehouse import Warehouse, duckdb_memory_limit, identifier, scaled_memory_limit
+from ..resources.warehouse import Warehouse, identifier
 from ..warehouse import column_types, query_arrow_strings
 from .common import EAGER, WAREHOUSE_POOL, frame_metadata, read_table
 
@@ -281,9 +281,6 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
     bounded chunk of clusters at a time for the golden records."""
     cfg = MatchConfig()
     with warehouse.connect() as conn:
-        limit = scaled_memory_limit(duckdb_memory_limit(getattr(warehouse, "memory_limit", None)),
-                                    RESOLUTION_MEMORY_SHARE)
-        conn.execute(f"set memory_limit = '{limit}'")  # DuckDB's, until the next connect sets the warehouse's
         con, before, cannot, previous_keys = conn.raw, None, set(), None
         if not config.full_rebuild and conn.table_exists("core", "customer_crosswalk"):
             verify_tables(conn, ["core.customer_crosswalk", "core.merge_evidence"])
@@ -329,8 +326,7 @@ def _customers_in_warehouse(context, config: IdentityConfig, warehouse: Warehous
             conn.execute(f"drop table if exists {WORK_TABLE}{suffix}")
         _save_warehouse_state(conn, int(conn.scalar(f"select count(*) from {STAGED['crosswalk']}")))
         stats = {k: v for k, v in res.stats.items() if k != "stage_seconds"}
-        stats.update(mode="full", mode_reason="the warehouse path has no incremental run", path_reason=path_reason,
-                     duckdb_memory_limit=limit)
+        stats.update(mode="full", mode_reason="the warehouse path has no incremental run", path_reason=path_reason)
         now = merge_rate(rows_in, customers)
         context.log.info(f"identity run: {json.dumps(stats, default=str)}")
         sizes = _counts(conn, STAGED["golden"], "source_records")

@@ -75,10 +75,6 @@ from personalization_assets.identity.warehouse_outputs import assign_keys_sql, c
 
 PATH_SETTING = "PERSONALIZATION_IDENTITY_PATH"
 WAREHOUSE_FROM_RECORDS = 500_000  # at 1M the step peaks at 1.8 GB, not 2.8 GB (README)
-# of the warehouse's DuckDB memory_limit that a resolution runs under: its comparisons and scoring
-# allocate beyond DuckDB's buffer accounting (at a 768 MB cap, 3M records peaked at 1,216 MB RSS;
-# at 512 MB, 977 MB, 7 % slower), so at 2/3 of the cap the step stays near the other steps' peaks
-RESOLUTION_MEMORY_SHARE = 2 / 3
 # records a side of a tile of candidate pairs compared in one statement (warehouse_sql.compare_tiles)
 COMPARE_TILE = 3_000_000
 # the fields each stage of the comparison adds (_compare); the last stage compares every field

@@ -21,7 +21,7 @@ from ..warehouse import WarehouseConnection, connect_duckdb, identifier
 from .snowflake_session import StepSession, current_step_session
 
 __all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse", "WarehouseConnection", "identifier",
-           "duckdb_memory_limit", "scaled_memory_limit"]
+           "duckdb_memory_limit"]
 
 # DuckDB's own default buffer pool is 80% of RAM, and it lives in the Dagster step's process: a
 # big mart would make the worker as large as the machine. Both settings read at connect time.
@@ -32,9 +32,7 @@ DEFAULT_MEMORY_SHARE = 0.25  # of physical memory ...
 # customers a 1.5 GB cap put every warehouse-heavy step at 2.1-2.3 GB; 768 MB kept them at or under
 # 1.6 GB, spilling more, no slower (README, "bench.scale")
 DEFAULT_MEMORY_CAP_MB = 768
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB)\s*$", re.IGNORECASE)  # DuckDB's units
-_UNIT_BYTES = {"B": 1, "KB": 1e3, "KIB": 2**10, "MB": 1e6, "MIB": 2**20, "GB": 1e9, "GIB": 2**30, "TB": 1e12,
-               "TIB": 2**40}
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB)?\s*$", re.IGNORECASE)
 
 
 def _physical_memory_mb() -> int:
@@ -54,14 +52,6 @@ def duckdb_memory_limit(configured: str | None = None) -> str:
                              "is not a size: write it like '1.5GB' or '800MB'")
         return value.strip()
     return f"{max(256, min(DEFAULT_MEMORY_CAP_MB, int(_physical_memory_mb() * DEFAULT_MEMORY_SHARE)))}MB"
-
-
-def scaled_memory_limit(limit: str, share: float) -> str:
-    """A DuckDB size (`duckdb_memory_limit`'s form, e.g. '768MB', '1.5GiB') times `share`, in MB."""
-    match = _SIZE.match(limit)
-    if match is None:
-        raise ValueError(f"DuckDB memory limit {limit!r} is not a size: write it like '1.5GB' or '800MB'")
-    return f"{max(1, int(float(match[1]) * _UNIT_BYTES[match[2].upper()] * share / 1e6))}MB"
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from personalization_assets.identity.survivorship import golden_records
 from personalization_assets.identity.warehouse import PATH_SETTING
 from personalization_assets.identity.warehouse_outputs import assign_keys_sql
 from personalization_assets.resources.io_manager import AtomicDuckDBIOManager, StagedTable
-from personalization_assets.resources.warehouse import MEMORY_LIMIT_ENV, DuckDBWarehouse
+from personalization_assets.resources.warehouse import DuckDBWarehouse
 from personalization_assets_tests.identity.identity_factory import population
 
 STATE = {}
@@ -106,10 +106,8 @@ def test_warehouse_path_gives_the_memory_paths_tables(tmp_path, monkeypatch):
     STATE["customers"] = _hostile()
     mem, wh = str(tmp_path / "mem.duckdb"), str(tmp_path / "wh.duckdb")
     assert _run(mem, monkeypatch, "memory")["path"] == "memory"
-    monkeypatch.setenv(MEMORY_LIMIT_ENV, "900MB")
     res = _run(wh, monkeypatch, "warehouse")
     assert res["path"] == "warehouse" and "PERSONALIZATION_IDENTITY_PATH=warehouse" in res["path_reason"]
-    assert res["duckdb_memory_limit"] == "600MB"  # the resolution runs at 2/3 of the warehouse's cap
     for name in TABLES:
         assert _schema(wh, name) == _schema(mem, name), name
     km, kw = _keys(mem), _keys(wh)

@@ -8,7 +8,7 @@ import pytest
 
 from personalization_assets.resources.io_manager import AtomicDuckDBIOManager
 from personalization_assets.resources.warehouse import (DEFAULT_MEMORY_CAP_MB, MEMORY_LIMIT_ENV, TEMP_DIRECTORY_ENV,
-                                                        DuckDBWarehouse, duckdb_memory_limit, scaled_memory_limit)
+                                                        DuckDBWarehouse, duckdb_memory_limit)
 
 
 def _setting(conn, name: str) -> str:
@@ -22,18 +22,9 @@ def test_default_is_a_quarter_of_memory_capped(monkeypatch):
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "900MB")
     assert duckdb_memory_limit() == "900MB"
     assert duckdb_memory_limit("2GB") == "2GB"  # configuration wins over the environment
-    for bad in ("lots", "1000"):  # DuckDB wants a unit
-        monkeypatch.setenv(MEMORY_LIMIT_ENV, bad)
-        with pytest.raises(ValueError, match="not a size"):
-            duckdb_memory_limit()
-
-
-def test_a_share_of_a_limit_in_duckdbs_units():
-    assert scaled_memory_limit("768MB", 2 / 3) == "512MB"
-    assert scaled_memory_limit("1.5GiB", 0.5) == "805MB"  # 1.5 * 2**30 / 2 bytes
-    assert scaled_memory_limit(" 2 gb ", 0.25) == "500MB"
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
     with pytest.raises(ValueError, match="not a size"):
-        scaled_memory_limit("big", 0.5)
+        duckdb_memory_limit()
 
 
 def test_warehouse_sets_limit_and_spill_directory(tmp_path, monkeypatch):
