@@ -230,16 +230,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.demo:
         return demo_mode(args.customers)
-    if args.resume and not (args.workdir and (args.workdir / "data" / "warehouse.duckdb").exists()):
-        sys.exit("--resume needs the --workdir of an earlier run (its data/warehouse.duckdb)")
+    if args.resume and not (args.workdir and (args.workdir / "data" / "warehouse.duckdb").exists()
+                            and (args.workdir / "now.txt").exists()):
+        sys.exit("--resume needs the --workdir of an earlier run (its data/warehouse.duckdb and now.txt)")
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="bench-scale-")
     work = args.workdir or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     (work / "data").mkdir(exist_ok=True)
     if args.resume:  # the data set's now is the first run's
-        now_iso = (work / "now.txt").read_text().strip() if (work / "now.txt").exists() else scale_data.default_now(
-            ).isoformat().replace("+00:00", "Z")
-        return _resume(work, now_iso, args)
+        return _resume(work, (work / "now.txt").read_text().strip(), args)
     now = scale_data.default_now()
     now_iso = now.isoformat().replace("+00:00", "Z")
     (work / "now.txt").write_text(now_iso)

@@ -177,14 +177,14 @@ def left_unbuilt(selection, instance):
     """`selection` minus what an earlier run in `instance` built: its assets with a materialization
     leave (with their checks), but a check of theirs whose latest evaluation did not pass stays."""
     import dagster as dg
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     from personalization_assets.definitions import defs
 
     graph = defs().resolve_asset_graph()
     built = {k for k in selection.resolve(graph) if instance.get_latest_materialization_event(k) is not None}
-    again = [c for c in selection.resolve_checks(graph) if c.asset_key in built and getattr(
-        instance.get_latest_asset_check_evaluation_record(c), "status", None) != AssetCheckExecutionRecordStatus.SUCCEEDED]
+    record = instance.get_latest_asset_check_evaluation_record
+    again = [c for c in selection.resolve_checks(graph)
+             if c.asset_key in built and getattr(getattr(record(c), "status", None), "value", None) != "SUCCEEDED"]
     print(f"resume: {len(built)} assets built before, left out; {len(again)} of their checks run again: "
           f"{', '.join(c.to_user_string() for c in again) or '-'}", flush=True)
     return (selection - dg.AssetSelection.assets(*built)) | dg.AssetSelection.checks(*again)
